@@ -1,0 +1,369 @@
+//! Settings: one type, layered as defaults, then the TOML file, then `OWL_*` environment
+//! variables (the caller applies command-line flags last). Parsing takes text and an
+//! environment list, never reads them itself, so every layer is testable.
+
+use crate::duration::{serde_human, serde_human_opt};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// A string that never shows itself in `Debug`, logs or `owl config show`.
+#[derive(Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub daemon: DaemonSettings,
+    pub tasks: TaskSettings,
+    pub api: ApiSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonSettings {
+    /// Address of the HTTP API. Port 0 picks a free port; the bound address is recorded in the data dir.
+    pub listen: String,
+    /// Tasks that run at once across all groups. 0 means the number of CPU cores.
+    pub workers: u32,
+    /// On SIGTERM/SIGINT, how long running tasks may keep going before they are stopped and requeued.
+    #[serde(with = "serde_human")]
+    pub shutdown_grace: Duration,
+    /// Between SIGTERM and SIGKILL when a task's process group is stopped.
+    #[serde(with = "serde_human")]
+    pub kill_grace: Duration,
+    /// How long a claim stays valid without a heartbeat. Heartbeats run every third of this.
+    #[serde(with = "serde_human")]
+    pub lease: Duration,
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `owl_engine=debug,info`.
+    pub log_level: String,
+    /// The name recorded on runs; empty means the host name.
+    pub node: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskSettings {
+    /// Applied to tasks submitted without `--timeout`; none by default.
+    #[serde(with = "serde_human_opt", skip_serializing_if = "Option::is_none")]
+    pub default_timeout: Option<Duration>,
+    /// Retries for tasks submitted without `--retries`.
+    pub default_retries: u32,
+    /// First retry delay; doubles per failure up to `retry_max`, with jitter.
+    #[serde(with = "serde_human")]
+    pub retry_base: Duration,
+    #[serde(with = "serde_human")]
+    pub retry_max: Duration,
+    /// Per attempt; output past this is dropped and a truncation marker is written.
+    pub log_max_bytes: u64,
+    /// Times a crash may interrupt one task before it is failed instead of requeued.
+    pub max_crash_requeues: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Use this bearer token instead of the one generated in the data dir.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            listen: "127.0.0.1:7717".into(),
+            workers: 0,
+            shutdown_grace: Duration::from_secs(30),
+            kill_grace: Duration::from_secs(5),
+            lease: Duration::from_secs(30),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            node: String::new(),
+        }
+    }
+}
+
+impl Default for TaskSettings {
+    fn default() -> Self {
+        TaskSettings {
+            default_timeout: None,
+            default_retries: 0,
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(600),
+            log_max_bytes: 10 * 1024 * 1024,
+            max_crash_requeues: 10,
+        }
+    }
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings { token: None, max_body_bytes: 1024 * 1024 }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { daemon: DaemonSettings::default(), tasks: TaskSettings::default(), api: ApiSettings::default() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}: {message}")]
+pub struct ConfigError {
+    /// The file path or the environment variable that is wrong.
+    pub source_name: String,
+    pub message: String,
+}
+
+/// Environment variables that are not settings keys.
+const NON_SETTING_VARS: &[&str] = &["OWL_DATA_DIR", "OWL_CONFIG", "OWL_LOG", "OWL_JSON"];
+
+impl Settings {
+    /// Builds settings from an optional TOML document and the process environment list.
+    /// `OWL_<SECTION>_<KEY>` overrides `[section] key`, e.g. `OWL_DAEMON_WORKERS=4`.
+    pub fn load(
+        file: Option<(&str, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let defaults = toml::Value::try_from(Settings::default()).expect("defaults serialize");
+        let mut merged = match defaults {
+            toml::Value::Table(t) => t,
+            _ => unreachable!("settings serialize as a table"),
+        };
+        if let Some((name, text)) = file {
+            let doc: toml::Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError { source_name: name.into(), message: e.to_string() })?;
+            for (section, value) in doc {
+                match (merged.get_mut(&section), value) {
+                    (Some(toml::Value::Table(dst)), toml::Value::Table(src)) => dst.extend(src),
+                    (Some(_), _) => {
+                        return Err(ConfigError { source_name: name.into(), message: format!("`{section}` must be a table like [{section}]") })
+                    }
+                    (None, _) => {
+                        return Err(ConfigError {
+                            source_name: name.into(),
+                            message: format!("unknown section `{section}`; known sections are [daemon], [tasks] and [api]"),
+                        })
+                    }
+                }
+            }
+            // Surface field-level errors against the file before env overrides can mask them.
+            Settings::from_table(merged.clone(), name)?;
+        }
+        for (key, raw) in env {
+            let Some(rest) = key.strip_prefix("OWL_") else { continue };
+            if NON_SETTING_VARS.contains(&key.as_str()) || rest.is_empty() {
+                continue;
+            }
+            let lower = rest.to_ascii_lowercase();
+            let Some((section, field)) = lower.split_once('_') else {
+                return Err(unknown_env(&key));
+            };
+            let Some(toml::Value::Table(table)) = merged.get_mut(section) else {
+                return Err(unknown_env(&key));
+            };
+            let known = Settings::default_keys(section);
+            if !known.contains(&field.to_string()) {
+                return Err(unknown_env(&key));
+            }
+            table.insert(field.to_string(), env_value(&raw));
+            // Check each override on its own so an error names the variable that caused it.
+            Settings::from_table(merged.clone(), &key).map_err(|e| ConfigError {
+                source_name: key.clone(),
+                message: format!("{} (for [{section}] {field})", e.message),
+            })?;
+        }
+        Settings::from_table(merged, "environment (OWL_*)")
+    }
+
+    fn from_table(table: toml::Table, source_name: &str) -> Result<Settings, ConfigError> {
+        let text = toml::to_string(&table).expect("table serializes");
+        toml::from_str::<Settings>(&text).map_err(|e| ConfigError { source_name: source_name.into(), message: e.message().to_string() })
+    }
+
+    fn default_keys(section: &str) -> Vec<String> {
+        match section {
+            "daemon" => ["listen", "workers", "shutdown_grace", "kill_grace", "lease", "log_format", "log_level", "node"].as_slice(),
+            "tasks" => ["default_timeout", "default_retries", "retry_base", "retry_max", "log_max_bytes", "max_crash_requeues"].as_slice(),
+            "api" => ["token", "max_body_bytes"].as_slice(),
+            _ => [].as_slice(),
+        }
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// The effective settings as TOML, with secrets redacted.
+    pub fn to_toml_redacted(&self) -> String {
+        toml::to_string_pretty(self).expect("settings serialize")
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let bad = |field: &str, msg: &str| Err(ConfigError { source_name: field.into(), message: msg.into() });
+        if self.daemon.lease < Duration::from_secs(1) {
+            return bad("daemon.lease", "must be at least 1s so heartbeats can keep up");
+        }
+        if self.tasks.log_max_bytes < 1024 {
+            return bad("tasks.log_max_bytes", "must be at least 1024");
+        }
+        if self.api.max_body_bytes < 1024 {
+            return bad("api.max_body_bytes", "must be at least 1024");
+        }
+        if self.tasks.retry_base.is_zero() || self.tasks.retry_max < self.tasks.retry_base {
+            return bad("tasks.retry_base", "must be more than 0 and no larger than tasks.retry_max");
+        }
+        Ok(())
+    }
+}
+
+fn unknown_env(key: &str) -> ConfigError {
+    ConfigError {
+        source_name: key.into(),
+        message: "is not an owl setting; variables look like OWL_DAEMON_WORKERS or OWL_TASKS_RETRY_BASE (see `owl config init`)".into(),
+    }
+}
+
+/// Environment values are typed by shape: integers and booleans as such, anything else a string.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// A commented example configuration, written by `owl config init`.
+pub const EXAMPLE_CONFIG: &str = r#"# owl configuration. Every key is optional; shown values are the defaults.
+# Environment variables override this file: OWL_<SECTION>_<KEY>, e.g. OWL_DAEMON_WORKERS=4.
+# Command-line flags override both. `owl config show` prints the effective settings.
+
+[daemon]
+# HTTP API address. Keep it on loopback unless you put a proxy with TLS in front.
+# Port 0 picks a free port; the CLI finds the bound address in the data dir.
+listen = "127.0.0.1:7717"
+# Tasks running at once across all groups; 0 = number of CPU cores.
+workers = 0
+# On SIGTERM/SIGINT, running tasks get this long to finish before they are stopped and requeued.
+shutdown_grace = "30s"
+# Between SIGTERM and SIGKILL when a task's process group is stopped (timeout, cancel, shutdown).
+kill_grace = "5s"
+# A claim expires if not renewed for this long (heartbeats renew it every lease/3).
+lease = "30s"
+# "text" or "json" (one JSON object per line, for journald/Loki).
+log_format = "text"
+log_level = "info"
+# Name recorded on each run; empty = host name.
+node = ""
+
+[tasks]
+# default_timeout = "1h"
+default_retries = 0
+retry_base = "1s"
+retry_max = "10m"
+# Output kept per attempt; the rest is dropped with a visible marker.
+log_max_bytes = 10485760
+max_crash_requeues = 10
+
+[api]
+# token = "..."   # use a fixed bearer token instead of the generated <data-dir>/token
+max_body_bytes = 1048576
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let s = Settings::load(None, vec![]).unwrap();
+        assert_eq!(s, Settings::default());
+        s.check().unwrap();
+    }
+
+    #[test]
+    fn the_example_config_parses_to_the_defaults() {
+        let s = Settings::load(Some(("example", EXAMPLE_CONFIG)), vec![]).unwrap();
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn file_then_env_layering() {
+        let file = "[daemon]\nworkers = 3\nlease = \"10s\"\n[tasks]\ndefault_timeout = \"5m\"\n";
+        let s = Settings::load(Some(("f.toml", file)), env(&[("OWL_DAEMON_WORKERS", "7"), ("OWL_DATA_DIR", "/x"), ("HOME", "/h")])).unwrap();
+        assert_eq!(s.daemon.workers, 7);
+        assert_eq!(s.daemon.lease, Duration::from_secs(10));
+        assert_eq!(s.tasks.default_timeout, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = Settings::load(Some(("f.toml", "[daemon]\nworkerz = 3\n")), vec![]).unwrap_err();
+        assert_eq!(e.source_name, "f.toml");
+        assert!(e.message.contains("workerz"), "{e}");
+        let e = Settings::load(Some(("f.toml", "[deamon]\n")), vec![]).unwrap_err();
+        assert!(e.message.contains("deamon"), "{e}");
+        let e = Settings::load(None, env(&[("OWL_DAEMON_WORKERZ", "1")])).unwrap_err();
+        assert_eq!(e.source_name, "OWL_DAEMON_WORKERZ");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = Settings::load(Some(("f.toml", "[daemon]\nlease = \"soon\"\n")), vec![]).unwrap_err();
+        assert!(e.message.contains("soon"), "{e}");
+        let e = Settings::load(None, env(&[("OWL_DAEMON_WORKERS", "many")])).unwrap_err();
+        assert_eq!(e.source_name, "OWL_DAEMON_WORKERS");
+        assert!(e.message.contains("[daemon] workers"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_everywhere_they_could_be_printed() {
+        let s = Settings::load(None, env(&[("OWL_API_TOKEN", "canary-7f3a")])).unwrap();
+        assert_eq!(s.api.token.as_ref().unwrap().expose(), "canary-7f3a");
+        assert!(!s.to_toml_redacted().contains("canary-7f3a"));
+        assert!(!format!("{s:?}").contains("canary-7f3a"));
+        assert!(s.to_toml_redacted().contains("<redacted>"));
+    }
+}

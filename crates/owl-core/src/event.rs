@@ -1,0 +1,37 @@
+//! Lifecycle events: what the engine publishes and the API streams at `/v1/events`.
+
+use crate::task::{Status, TaskId};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Increases by one per event within one daemon run.
+    pub seq: u64,
+    pub at: Timestamp,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    TaskSubmitted { task_id: TaskId, status: Status },
+    TaskStarted { task_id: TaskId, attempt: u32, node: String },
+    /// A task changed status for any other reason: finished, retrying, cancelled, requeued,
+    /// failed because a dependency failed, or made ready because its dependencies succeeded.
+    TaskChanged { task_id: TaskId, status: Status },
+    GroupChanged { group: String, parallel: Option<u32> },
+    ConfigReloaded,
+}
+
+impl EventKind {
+    pub fn task_id(&self) -> Option<TaskId> {
+        match self {
+            EventKind::TaskSubmitted { task_id, .. } | EventKind::TaskStarted { task_id, .. } | EventKind::TaskChanged { task_id, .. } => {
+                Some(*task_id)
+            }
+            _ => None,
+        }
+    }
+}

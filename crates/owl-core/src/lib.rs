@@ -1,0 +1,21 @@
+//! owl-core: the domain of owl as pure data and pure functions.
+//!
+//! Task specs and their lifecycle, retry and backoff math, dependency checks, validation,
+//! events, settings and the data-directory layout. **Nothing here does IO**: no files, no
+//! sockets, no clocks (time is always passed in), no async runtime. Every other crate builds
+//! on these types, so they change rarely and carefully.
+
+pub mod config;
+pub mod deps;
+pub mod duration;
+pub mod event;
+pub mod layout;
+pub mod lifecycle;
+pub mod task;
+pub mod time;
+pub mod validate;
+
+pub use event::{Event, EventKind};
+pub use task::{Command, GroupInfo, Run, RunOutcome, Task, TaskId, TaskSpec, TaskState, WaitReason};
+pub use time::Timestamp;
+pub use validate::ValidationError;

@@ -1,0 +1,297 @@
+//! Tasks: what to run (`TaskSpec`), where a task is in its life (`TaskState`), and its attempts (`Run`).
+
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A task's id: a positive integer assigned by the store, shown to users as-is (`owl show 12`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(pub i64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::str::FromStr for TaskId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().trim_start_matches('#').parse::<i64>() {
+            Ok(n) if n > 0 => Ok(TaskId(n)),
+            _ => Err(format!("`{s}` is not a task id; ids are positive integers like 12")),
+        }
+    }
+}
+
+/// What a task executes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// A program and its arguments, executed directly with no shell in between.
+    Argv(Vec<String>),
+    /// A string handed to `/bin/sh -c`.
+    Shell(String),
+}
+
+impl Command {
+    /// The argv that is actually executed.
+    pub fn to_argv(&self) -> Vec<String> {
+        match self {
+            Command::Argv(v) => v.clone(),
+            Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+        }
+    }
+
+    /// A one-line rendering for listings.
+    pub fn display(&self) -> String {
+        match self {
+            Command::Argv(v) => v
+                .iter()
+                .map(|a| {
+                    if a.is_empty() || a.chars().any(|c| c.is_whitespace() || "'\"$`\\|&;<>()*?".contains(c)) {
+                        format!("'{}'", a.replace('\'', "'\\''"))
+                    } else {
+                        a.clone()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+            Command::Shell(s) => s.clone(),
+        }
+    }
+}
+
+/// Everything a submitter says about a task. Defaults are filled in before it reaches the store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub command: Command,
+    /// Added to the daemon's environment for this task.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Higher runs first among ready tasks.
+    #[serde(default)]
+    pub priority: i32,
+    pub group: String,
+    /// Do not start before this instant.
+    #[serde(default)]
+    pub run_at: Option<Timestamp>,
+    /// Wall-clock limit for one attempt, in milliseconds.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Total attempts allowed (1 = no retries).
+    pub max_attempts: u32,
+    #[serde(default)]
+    pub depends_on: Vec<TaskId>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Working directory; `None` means the task's own workspace under the data dir.
+    #[serde(default)]
+    pub cwd: Option<String>,
+}
+
+pub const DEFAULT_GROUP: &str = "default";
+
+/// Why a task is waiting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "on", rename_all = "snake_case")]
+pub enum WaitReason {
+    /// Delayed start (`--in`, `--at`).
+    Time { until: Timestamp },
+    /// Backing off before the next attempt.
+    Retry { until: Timestamp, failed_attempts: u32 },
+    /// Some dependencies have not succeeded yet.
+    Dependencies { pending: Vec<TaskId> },
+}
+
+/// Where a task is in its life. Each state carries exactly the data that exists in it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TaskState {
+    /// Ready: will start as soon as a worker and its group allow.
+    Queued,
+    Waiting { reason: WaitReason },
+    Running { attempt: u32, node: String, started_at: Timestamp, lease_until: Timestamp, cancel_requested: bool },
+    Succeeded { attempt: u32, finished_at: Timestamp },
+    Failed { finished_at: Timestamp, reason: String, exit_code: Option<i32>, signal: Option<i32> },
+    TimedOut { attempt: u32, finished_at: Timestamp },
+    Cancelled { finished_at: Timestamp, reason: Option<String> },
+}
+
+/// The status names used in filters, the database and the CLI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    Waiting,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] =
+        [Status::Queued, Status::Waiting, Status::Running, Status::Succeeded, Status::Failed, Status::TimedOut, Status::Cancelled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Waiting => "waiting",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::TimedOut => "timed_out",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed | Status::TimedOut | Status::Cancelled)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
+        Status::ALL.into_iter().find(|st| st.as_str() == norm).ok_or_else(|| {
+            format!(
+                "`{s}` is not a task status; use one of: {}",
+                Status::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+}
+
+impl TaskState {
+    pub fn status(&self) -> Status {
+        match self {
+            TaskState::Queued => Status::Queued,
+            TaskState::Waiting { .. } => Status::Waiting,
+            TaskState::Running { .. } => Status::Running,
+            TaskState::Succeeded { .. } => Status::Succeeded,
+            TaskState::Failed { .. } => Status::Failed,
+            TaskState::TimedOut { .. } => Status::TimedOut,
+            TaskState::Cancelled { .. } => Status::Cancelled,
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        self.status().is_terminal()
+    }
+}
+
+/// A task as stored: its spec, its state and its bookkeeping.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: TaskId,
+    pub spec: TaskSpec,
+    pub state: TaskState,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Attempts started so far (the fencing token of the latest claim).
+    pub attempts: u32,
+    /// Attempts that ended in failure or timeout (counted against `max_attempts`).
+    pub failures: u32,
+    /// Attempts cut short by a daemon shutdown or crash (not counted against `max_attempts`).
+    pub interruptions: u32,
+}
+
+/// How one attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RunOutcome {
+    Succeeded,
+    Failed { exit_code: Option<i32>, signal: Option<i32>, error: Option<String> },
+    TimedOut,
+    Cancelled { reason: Option<String> },
+    /// The daemon stopped or crashed mid-run; the task was put back without using an attempt.
+    Interrupted { reason: String },
+}
+
+impl RunOutcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::Failed { .. } => "failed",
+            RunOutcome::TimedOut => "timed_out",
+            RunOutcome::Cancelled { .. } => "cancelled",
+            RunOutcome::Interrupted { .. } => "interrupted",
+        }
+    }
+}
+
+/// One attempt of a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    pub task_id: TaskId,
+    pub attempt: u32,
+    pub node: String,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// `None` while the attempt is still running.
+    pub outcome: Option<RunOutcome>,
+}
+
+/// A group's limit and what it is doing now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub name: String,
+    /// At most this many of the group's tasks run at once; `None` means only the global limit applies.
+    pub parallel: Option<u32>,
+    pub running: u64,
+    pub queued: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_commands_run_through_sh() {
+        assert_eq!(Command::Shell("echo hi".into()).to_argv(), vec!["/bin/sh", "-c", "echo hi"]);
+    }
+
+    #[test]
+    fn argv_display_quotes_what_a_shell_would_split() {
+        let c = Command::Argv(vec!["echo".into(), "a b".into(), "it's".into()]);
+        assert_eq!(c.display(), "echo 'a b' 'it'\\''s'");
+    }
+
+    #[test]
+    fn status_parses_loosely_and_names_choices_on_error() {
+        assert_eq!("timed-out".parse::<Status>().unwrap(), Status::TimedOut);
+        assert!("done".parse::<Status>().unwrap_err().contains("succeeded"));
+    }
+
+    #[test]
+    fn state_serializes_with_a_status_tag() {
+        let s = TaskState::Waiting { reason: WaitReason::Dependencies { pending: vec![TaskId(3)] } };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["status"], "waiting");
+        assert_eq!(v["reason"]["on"], "dependencies");
+        assert_eq!(s.status(), Status::Waiting);
+        assert!(!s.is_terminal());
+    }
+
+    #[test]
+    fn task_ids_parse_with_or_without_hash() {
+        assert_eq!("#12".parse::<TaskId>().unwrap(), TaskId(12));
+        assert!("0".parse::<TaskId>().is_err());
+        assert!("x".parse::<TaskId>().is_err());
+    }
+}
