@@ -1,1 +1,211 @@
-//! placeholder
+//! owl-store-sqlite: the embedded SQLite backend of [`owl_store::Store`].
+//!
+//! **Durability with throughput.** One writer thread owns the only write connection. Writes
+//! arriving while a commit is in flight queue up and are applied together in the next
+//! transaction (group commit), each inside its own savepoint so one failing request does not
+//! affect the others. With `synchronous=FULL` a reply is sent only after that transaction's
+//! commit reached the disk. Reads run on a small pool of read-only connections, which WAL
+//! mode lets proceed while the writer commits.
+
+mod admin;
+mod pool;
+mod rows;
+mod run_ops;
+mod schema;
+mod submit;
+mod transitions;
+
+use owl_store::StoreError;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+pub use schema::MIGRATIONS;
+
+/// How hard each commit waits for the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: a commit is on disk before it is acknowledged (the default).
+    Full,
+    /// `synchronous=NORMAL`: survives a process crash but may lose the last commits on power loss.
+    Normal,
+}
+
+/// The largest number of queued writes grouped into one transaction.
+const MAX_GROUP: usize = 1024;
+
+type Finisher = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Finisher) + Send>;
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<WriteJob>,
+    readers: Arc<pool::ReaderPool>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=OFF;"
+        ))
+        .map_err(backend)?;
+        schema::migrate(&conn)?;
+        let (tx, rx) = mpsc::channel::<WriteJob>();
+        std::thread::Builder::new()
+            .name("owl-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore { writer: tx, readers: Arc::new(pool::ReaderPool::new(path.to_path_buf())), path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` inside the next group-committed transaction and returns its result once the
+    /// transaction is durable.
+    pub(crate) async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let finish: Finisher = Box::new(move |commit| {
+                let _ = tx.send(match (result, commit) {
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+                });
+            });
+            (ok, finish)
+        });
+        self.writer.send(job).map_err(|_| StoreError::Backend("the database writer has stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Backend("the database writer stopped before committing".into()))?
+    }
+
+    pub(crate) async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut finishers = Vec::with_capacity(jobs.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = format!("cannot begin a transaction: {e}");
+            for job in jobs {
+                // The job never ran: report the failure through a finisher built for it.
+                let (_, fin) = run_job_failed(job, &conn);
+                fin(Err(StoreError::Backend(msg.clone())));
+            }
+            continue;
+        }
+        for job in jobs {
+            if let Err(e) = conn.execute_batch("SAVEPOINT op") {
+                let (_, fin) = run_job_failed(job, &conn);
+                fin(Err(StoreError::Backend(format!("savepoint: {e}"))));
+                continue;
+            }
+            let (ok, fin) = job(&conn);
+            let end = if ok { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
+            if let Err(e) = conn.execute_batch(end) {
+                tracing::error!(error = %e, "savepoint release failed");
+            }
+            finishers.push(fin);
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            StoreError::Backend(format!("commit failed: {e}"))
+        });
+        for fin in finishers {
+            fin(match &commit {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Backend(e.to_string())),
+            });
+        }
+    }
+}
+
+/// Builds the finisher of a job that could not run, without running its body against a
+/// transaction: the body runs inside a savepoint that is rolled back at once.
+fn run_job_failed(job: WriteJob, conn: &Connection) -> (bool, Finisher) {
+    let _ = conn.execute_batch("SAVEPOINT dead");
+    let r = job(conn);
+    let _ = conn.execute_batch("ROLLBACK TO dead; RELEASE dead");
+    r
+}
+
+pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    async fn make() -> (Arc<dyn owl_store::Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), Durability::Full).unwrap();
+        (Arc::new(store) as Arc<dyn owl_store::Store>, dir)
+    }
+
+    owl_store::conformance_tests!(make());
+
+    #[tokio::test]
+    async fn reopening_keeps_everything_and_migrations_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let id = {
+            let s: Arc<dyn owl_store::Store> = Arc::new(SqliteStore::open(&path, Durability::Full).unwrap());
+            s.submit(vec![owl_store::NewTask::new(owl_store::conformance::spec("echo"))], owl_core::Timestamp(1)).await.unwrap()[0].id
+        };
+        let s: Arc<dyn owl_store::Store> = Arc::new(SqliteStore::open(&path, Durability::Full).unwrap());
+        assert_eq!(s.get(id).await.unwrap().id, id);
+        let conn = Connection::open(&path).unwrap();
+        let n: i64 = conn.query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
+        assert_eq!(n as usize, MIGRATIONS.len());
+    }
+
+    #[tokio::test]
+    async fn a_database_from_a_newer_owl_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(SqliteStore::open(&path, Durability::Full).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("INSERT INTO schema_migrations(version, name, applied_at) VALUES (999, 'future', 0)", []).unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&path, Durability::Full).err().unwrap();
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_database_is_in_wal_mode() {
+        let (store, dir) = make().await;
+        drop(store);
+        let conn = Connection::open(dir.path().join("t.db")).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+}

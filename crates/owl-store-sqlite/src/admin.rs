@@ -1,0 +1,195 @@
+//! Operator actions and listings: cancel, retry, groups, list, counts; and the `Store` impl
+//! that routes each call to the writer or the reader pool.
+
+use crate::backend;
+use crate::rows::{attach, parse_status, task_row, TASK_COLUMNS};
+use crate::transitions::{count_pending, fail_dependents, revive_dependents, set_state};
+use crate::SqliteStore;
+use async_trait::async_trait;
+use owl_core::lifecycle::RetryPolicy;
+use owl_core::task::Status;
+use owl_core::{GroupInfo, Run, Task, TaskId, TaskState, Timestamp};
+use owl_store::*;
+use rusqlite::{params, params_from_iter, Connection};
+
+fn cancel(conn: &Connection, id: TaskId, reason: Option<String>, now: Timestamp) -> Result<CancelReply, StoreError> {
+    let status = crate::rows::status_of(conn, id)?.ok_or(StoreError::NotFound(id))?;
+    match status {
+        Status::Queued | Status::Waiting => {
+            set_state(conn, id, &TaskState::Cancelled { finished_at: now, reason }, now)?;
+            let mut changes = Changes(vec![(id, Status::Cancelled)]);
+            fail_dependents(conn, id, Status::Cancelled, now, &mut changes)?;
+            Ok(CancelReply::Cancelled(changes))
+        }
+        Status::Running => {
+            conn.prepare_cached("UPDATE tasks SET cancel_requested = 1, reason = ?2, updated_at = ?3 WHERE id = ?1")
+                .map_err(backend)?
+                .execute(params![id.0, reason, now.0])
+                .map_err(backend)?;
+            Ok(CancelReply::Requested)
+        }
+        s => Err(StoreError::Conflict(format!("task {id} already {}; only queued, waiting or running tasks can be cancelled", past(s)))),
+    }
+}
+
+fn past(s: Status) -> &'static str {
+    match s {
+        Status::Succeeded => "succeeded",
+        Status::Failed => "failed",
+        Status::TimedOut => "timed out",
+        Status::Cancelled => "was cancelled",
+        _ => "is active",
+    }
+}
+
+fn retry(conn: &Connection, id: TaskId, now: Timestamp) -> Result<Changes, StoreError> {
+    let status = crate::rows::status_of(conn, id)?.ok_or(StoreError::NotFound(id))?;
+    if !matches!(status, Status::Failed | Status::TimedOut | Status::Cancelled) {
+        return Err(StoreError::Conflict(format!(
+            "task {id} is {status}; only failed, timed out or cancelled tasks can be retried (submit a new task to run it again)"
+        )));
+    }
+    let (pending, dead) = count_pending(conn, id)?;
+    if let Some((d, s)) = dead {
+        return Err(StoreError::Conflict(format!("task {id} depends on task {d}, which is {s}; retry task {d} first")));
+    }
+    let new_status = if pending > 0 { Status::Waiting } else { Status::Queued };
+    conn.prepare_cached(
+        "UPDATE tasks SET status = ?2, deps_pending = ?3, failures = 0, interruptions = 0, finished_at = NULL, reason = NULL, \
+         exit_code = NULL, signal = NULL, blocked_by = NULL, cancel_requested = 0, due_at = ?4, updated_at = ?4 WHERE id = ?1",
+    )
+    .map_err(backend)?
+    .execute(params![id.0, new_status.as_str(), pending, now.0])
+    .map_err(backend)?;
+    let mut changes = Changes(vec![(id, new_status)]);
+    revive_dependents(conn, id, now, &mut changes)?;
+    Ok(changes)
+}
+
+fn list(conn: &Connection, f: &TaskFilter) -> Result<Vec<Task>, StoreError> {
+    let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1=1");
+    let mut args: Vec<rusqlite::types::Value> = vec![];
+    if !f.statuses.is_empty() {
+        sql += &format!(" AND status IN ({})", vec!["?"; f.statuses.len()].join(","));
+        args.extend(f.statuses.iter().map(|s| s.as_str().to_string().into()));
+    }
+    if let Some(g) = &f.group {
+        sql += " AND grp = ?";
+        args.push(g.clone().into());
+    }
+    if let Some(l) = &f.label {
+        sql += " AND EXISTS (SELECT 1 FROM json_each(tasks.labels) WHERE value = ?)";
+        args.push(l.clone().into());
+    }
+    if !f.ids.is_empty() {
+        sql += &format!(" AND id IN ({})", vec!["?"; f.ids.len()].join(","));
+        args.extend(f.ids.iter().map(|i| i.0.into()));
+    }
+    if let Some(b) = f.before {
+        sql += " AND id < ?";
+        args.push(b.0.into());
+    }
+    sql += " ORDER BY id DESC";
+    if let Some(n) = f.limit {
+        sql += " LIMIT ?";
+        args.push((n as i64).into());
+    }
+    let mut stmt = conn.prepare(&sql).map_err(backend)?;
+    let rows: Vec<_> =
+        stmt.query_map(params_from_iter(args), |r| task_row(r).map(|(t, _)| t)).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
+    rows.into_iter().map(|r| attach(conn, r)).collect()
+}
+
+fn groups(conn: &Connection) -> Result<Vec<GroupInfo>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT n.name, g.parallel, \
+               (SELECT count(*) FROM tasks WHERE grp = n.name AND status = 'running'), \
+               (SELECT count(*) FROM tasks WHERE grp = n.name AND status = 'queued') \
+             FROM (SELECT name FROM groups UNION SELECT 'default' UNION SELECT DISTINCT grp FROM tasks WHERE status IN ('queued','waiting','running')) n \
+             LEFT JOIN groups g ON g.name = n.name ORDER BY n.name",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(GroupInfo { name: r.get(0)?, parallel: r.get::<_, Option<u32>>(1)?, running: r.get::<_, i64>(2)? as u64, queued: r.get::<_, i64>(3)? as u64 })
+        })
+        .map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn submit(&self, batch: Vec<NewTask>, now: Timestamp) -> Result<Vec<Submitted>, StoreError> {
+        crate::submit::precheck(&batch)?;
+        self.write(move |c| crate::submit::submit(c, batch, now)).await
+    }
+    async fn get(&self, id: TaskId) -> Result<Task, StoreError> {
+        self.read(move |c| crate::rows::load(c, id)).await
+    }
+    async fn list(&self, filter: TaskFilter) -> Result<Vec<Task>, StoreError> {
+        self.read(move |c| list(c, &filter)).await
+    }
+    async fn runs(&self, id: TaskId) -> Result<Vec<Run>, StoreError> {
+        self.read(move |c| {
+            crate::rows::status_of(c, id)?.ok_or(StoreError::NotFound(id))?;
+            crate::rows::runs(c, id)
+        })
+        .await
+    }
+    async fn promote_due(&self, now: Timestamp) -> Result<Vec<TaskId>, StoreError> {
+        self.write(move |c| crate::run_ops::promote_due(c, now)).await
+    }
+    async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(crate::run_ops::next_due).await
+    }
+    async fn claim(&self, claim: Claim) -> Result<Vec<ClaimedTask>, StoreError> {
+        self.write(move |c| crate::run_ops::claim(c, &claim)).await
+    }
+    async fn heartbeat(&self, beat: Heartbeat) -> Result<HeartbeatReply, StoreError> {
+        self.write(move |c| crate::run_ops::heartbeat(c, &beat)).await
+    }
+    async fn complete(&self, completion: Completion) -> Result<Changes, StoreError> {
+        self.write(move |c| crate::run_ops::complete(c, &completion)).await
+    }
+    async fn rescue(&self, now: Timestamp, all: bool, policy: RetryPolicy) -> Result<Changes, StoreError> {
+        self.write(move |c| crate::run_ops::rescue(c, now, all, &policy)).await
+    }
+    async fn cancel(&self, id: TaskId, reason: Option<String>, now: Timestamp) -> Result<CancelReply, StoreError> {
+        self.write(move |c| cancel(c, id, reason, now)).await
+    }
+    async fn retry(&self, id: TaskId, now: Timestamp) -> Result<Changes, StoreError> {
+        self.write(move |c| retry(c, id, now)).await
+    }
+    async fn set_group(&self, name: &str, parallel: Option<u32>) -> Result<GroupInfo, StoreError> {
+        owl_core::validate::check_name("name", "group", name)?;
+        if parallel == Some(0) {
+            return Err(owl_core::ValidationError::new("parallel", "must be at least 1; to hold a group's tasks, cancel them or raise it later").into());
+        }
+        let name = name.to_string();
+        self.write(move |c| {
+            c.prepare_cached("INSERT INTO groups (name, parallel) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET parallel = excluded.parallel")
+                .map_err(backend)?
+                .execute(params![name, parallel])
+                .map_err(backend)?;
+            groups(c)?.into_iter().find(|g| g.name == name).ok_or_else(|| StoreError::Backend("group vanished".into()))
+        })
+        .await
+    }
+    async fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
+        self.read(groups).await
+    }
+    async fn counts(&self) -> Result<StatusCounts, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT status, count(*) FROM tasks GROUP BY status").map_err(backend)?;
+            let mut out = StatusCounts::default();
+            for r in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(backend)? {
+                let (s, n) = r.map_err(backend)?;
+                out.0.insert(parse_status(&s)?, n as u64);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+

@@ -1,0 +1,101 @@
+//! The schema, as embedded append-only migrations. Never edit a shipped migration: add one.
+
+use owl_store::StoreError;
+use rusqlite::Connection;
+
+/// (version, name, SQL), applied in order, each in its own transaction.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "tasks, dependencies, runs and groups",
+    r#"
+CREATE TABLE tasks (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    command          TEXT    NOT NULL,           -- JSON of owl_core::Command
+    env              TEXT    NOT NULL,           -- JSON object
+    cwd              TEXT,
+    priority         INTEGER NOT NULL,
+    grp              TEXT    NOT NULL,
+    run_at           INTEGER,                    -- as requested; NULL = as soon as possible
+    timeout_ms       INTEGER,
+    max_attempts     INTEGER NOT NULL,
+    idempotency_key  TEXT    UNIQUE,
+    labels           TEXT    NOT NULL,           -- JSON array
+    status           TEXT    NOT NULL,
+    due_at           INTEGER NOT NULL,           -- a waiting task is due at this instant
+    deps_pending     INTEGER NOT NULL DEFAULT 0, -- dependencies not yet succeeded
+    attempts         INTEGER NOT NULL DEFAULT 0, -- claims so far: the fencing token
+    failures         INTEGER NOT NULL DEFAULT 0,
+    interruptions    INTEGER NOT NULL DEFAULT 0, -- crash rescues
+    node             TEXT,
+    started_at       INTEGER,
+    lease_until      INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    finished_at      INTEGER,
+    exit_code        INTEGER,
+    signal           INTEGER,
+    reason           TEXT,
+    blocked_by       INTEGER                     -- the dependency whose failure failed this task
+);
+CREATE INDEX tasks_ready   ON tasks(status, priority DESC, id);
+CREATE INDEX tasks_due     ON tasks(status, deps_pending, due_at);
+CREATE INDEX tasks_group   ON tasks(grp, status);
+CREATE INDEX tasks_lease   ON tasks(status, lease_until);
+CREATE INDEX tasks_blocked ON tasks(blocked_by) WHERE blocked_by IS NOT NULL;
+
+CREATE TABLE task_deps (
+    task_id INTEGER NOT NULL,
+    dep_id  INTEGER NOT NULL,
+    PRIMARY KEY (task_id, dep_id)
+) WITHOUT ROWID;
+CREATE INDEX task_deps_by_dep ON task_deps(dep_id, task_id);
+
+CREATE TABLE runs (
+    task_id    INTEGER NOT NULL,
+    attempt    INTEGER NOT NULL,
+    node       TEXT    NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at   INTEGER,
+    exit_code  INTEGER,
+    signal     INTEGER,
+    outcome    TEXT,                             -- JSON of owl_core::RunOutcome; NULL while running
+    PRIMARY KEY (task_id, attempt)
+) WITHOUT ROWID;
+
+CREATE TABLE groups (
+    name     TEXT PRIMARY KEY,
+    parallel INTEGER
+);
+"#,
+)];
+
+pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let be = crate::backend;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .map_err(be)?;
+    let current: i64 = conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0)).map_err(be)?;
+    let newest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    if current > newest {
+        return Err(StoreError::Backend(format!(
+            "the database is at schema version {current}, written by a newer owl (this one knows up to {newest}); upgrade owl or use another --data-dir"
+        )));
+    }
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        let now = owl_core::Timestamp::from_system(std::time::SystemTime::now()).millis();
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(be)?;
+        let applied = conn.execute_batch(sql).and_then(|_| {
+            conn.execute("INSERT INTO schema_migrations(version, name, applied_at) VALUES (?1, ?2, ?3)", rusqlite::params![version, name, now])
+        });
+        match applied {
+            Ok(_) => conn.execute_batch("COMMIT").map_err(be)?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(StoreError::Backend(format!("migration {version} ({name}) failed: {e}")));
+            }
+        }
+    }
+    Ok(())
+}

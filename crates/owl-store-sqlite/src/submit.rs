@@ -1,0 +1,112 @@
+//! Submitting batches: validation, idempotency, dependency resolution, insertion.
+
+use crate::backend;
+use owl_core::deps::{check_batch, insertion_order, DepRef};
+use owl_core::task::Status;
+use owl_core::validate::{check_spec, ValidationError};
+use owl_core::{TaskId, Timestamp};
+use owl_store::{NewTask, StoreError, Submitted};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Checks that need no database; run before the write is queued so bad input costs no commit.
+pub fn precheck(batch: &[NewTask]) -> Result<(), StoreError> {
+    if batch.is_empty() {
+        return Err(ValidationError::new("tasks", "the batch is empty; submit at least one task").into());
+    }
+    for (i, t) in batch.iter().enumerate() {
+        check_spec(&t.spec).map_err(|e| {
+            if batch.len() > 1 {
+                ValidationError::new(format!("tasks[{i}].{}", e.field), e.message)
+            } else {
+                e
+            }
+        })?;
+    }
+    let refs: Vec<Vec<DepRef>> = batch
+        .iter()
+        .map(|t| t.spec.depends_on.iter().map(|d| DepRef::Existing(*d)).chain(t.batch_deps.iter().map(|i| DepRef::Batch(*i))).collect())
+        .collect();
+    check_batch(&refs).map_err(|e| ValidationError::new("tasks", e.to_string()))?;
+    Ok(())
+}
+
+pub fn submit(conn: &Connection, batch: Vec<NewTask>, now: Timestamp) -> Result<Vec<Submitted>, StoreError> {
+    let refs: Vec<Vec<DepRef>> = batch.iter().map(|t| t.batch_deps.iter().map(|i| DepRef::Batch(*i)).collect()).collect();
+    let order = insertion_order(&refs);
+    let mut out: Vec<Option<Submitted>> = vec![None; batch.len()];
+    for i in order {
+        let t = &batch[i];
+        if let Some(key) = &t.spec.idempotency_key {
+            let existing: Option<(i64, String)> = conn
+                .prepare_cached("SELECT id, status FROM tasks WHERE idempotency_key = ?1")
+                .map_err(backend)?
+                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(backend)?;
+            if let Some((id, status)) = existing {
+                out[i] = Some(Submitted { id: TaskId(id), created: false, status: crate::rows::parse_status(&status)? });
+                continue;
+            }
+        }
+        let mut deps: Vec<TaskId> = t.spec.depends_on.clone();
+        deps.extend(t.batch_deps.iter().map(|j| out[*j].as_ref().expect("insertion order puts dependencies first").id));
+        deps.sort();
+        deps.dedup();
+        let mut pending = 0i64;
+        let mut dead: Option<(TaskId, Status)> = None;
+        for d in &deps {
+            match crate::rows::status_of(conn, *d)? {
+                None => return Err(StoreError::UnknownDependency { item: Some(i), id: *d }),
+                Some(Status::Succeeded) => {}
+                Some(s) if s.is_terminal() => {
+                    pending += 1;
+                    dead.get_or_insert((*d, s));
+                }
+                Some(_) => pending += 1,
+            }
+        }
+        let due_at = t.spec.run_at.unwrap_or(now).max(now);
+        let (status, reason, finished, blocked_by) = match dead {
+            Some((d, s)) => {
+                let verb = if s == Status::Cancelled { "was cancelled" } else if s == Status::TimedOut { "timed out" } else { "failed" };
+                (Status::Failed, Some(format!("dependency task {d} {verb} before this task was submitted")), Some(now.0), Some(d.0))
+            }
+            None if pending > 0 || due_at > now => (Status::Waiting, None, None, None),
+            None => (Status::Queued, None, None, None),
+        };
+        let s = &t.spec;
+        conn.prepare_cached(
+            "INSERT INTO tasks (created_at, updated_at, command, env, cwd, priority, grp, run_at, timeout_ms, max_attempts, \
+             idempotency_key, labels, status, due_at, deps_pending, finished_at, reason, blocked_by) \
+             VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        )
+        .map_err(backend)?
+        .execute(params![
+            now.0,
+            serde_json::to_string(&s.command).expect("command serializes"),
+            serde_json::to_string(&s.env).expect("env serializes"),
+            s.cwd,
+            s.priority,
+            s.group,
+            s.run_at.map(|t| t.0),
+            s.timeout_ms.map(|v| v as i64),
+            s.max_attempts,
+            s.idempotency_key,
+            serde_json::to_string(&s.labels).expect("labels serialize"),
+            status.as_str(),
+            due_at.0,
+            pending,
+            finished,
+            reason,
+            blocked_by,
+        ])
+        .map_err(backend)?;
+        let id = TaskId(conn.last_insert_rowid());
+        let mut ins = conn.prepare_cached("INSERT INTO task_deps (task_id, dep_id) VALUES (?1, ?2)").map_err(backend)?;
+        for d in &deps {
+            ins.execute(params![id.0, d.0]).map_err(backend)?;
+        }
+        out[i] = Some(Submitted { id, created: true, status });
+    }
+    Ok(out.into_iter().map(|s| s.expect("every item was handled")).collect())
+}

@@ -1,0 +1,147 @@
+//! Writing task states and their consequences: dependents released on success, failed on
+//! failure, revived on retry. Everything here runs inside the writer's transaction.
+
+use crate::backend;
+use owl_core::task::Status;
+use owl_core::{RunOutcome, TaskId, TaskState, Timestamp, WaitReason};
+use owl_store::{Changes, StoreError};
+use rusqlite::{params, Connection};
+
+/// Writes `state` onto task `id`. Lease columns are kept for display; the status decides.
+pub fn set_state(conn: &Connection, id: TaskId, state: &TaskState, now: Timestamp) -> Result<(), StoreError> {
+    let (status, due_at, finished, reason, exit_code, signal): (Status, Option<i64>, Option<i64>, Option<String>, Option<i32>, Option<i32>) =
+        match state {
+            TaskState::Queued => (Status::Queued, Some(now.0), None, None, None, None),
+            TaskState::Waiting { reason: WaitReason::Time { until } | WaitReason::Retry { until, .. } } => {
+                (Status::Waiting, Some(until.0), None, None, None, None)
+            }
+            TaskState::Waiting { reason: WaitReason::Dependencies { .. } } => (Status::Waiting, None, None, None, None, None),
+            TaskState::Running { .. } => return Err(StoreError::Backend("set_state cannot start a task; claim does".into())),
+            TaskState::Succeeded { finished_at, .. } => (Status::Succeeded, None, Some(finished_at.0), None, None, None),
+            TaskState::Failed { finished_at, reason, exit_code, signal } => {
+                (Status::Failed, None, Some(finished_at.0), Some(reason.clone()), *exit_code, *signal)
+            }
+            TaskState::TimedOut { finished_at, .. } => (Status::TimedOut, None, Some(finished_at.0), None, None, None),
+            TaskState::Cancelled { finished_at, reason } => (Status::Cancelled, None, Some(finished_at.0), reason.clone(), None, None),
+        };
+    conn.prepare_cached(
+        "UPDATE tasks SET status = ?2, updated_at = ?3, due_at = coalesce(?4, due_at), finished_at = ?5, reason = ?6, \
+         exit_code = coalesce(?7, exit_code), signal = coalesce(?8, signal), cancel_requested = 0 WHERE id = ?1",
+    )
+    .map_err(backend)?
+    .execute(params![id.0, status.as_str(), now.0, due_at, finished, reason, exit_code, signal])
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Ends the open run row of `attempt`.
+pub fn end_run(
+    conn: &Connection,
+    id: TaskId,
+    attempt: u32,
+    outcome: &RunOutcome,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let json = serde_json::to_string(outcome).expect("outcome serializes");
+    conn.prepare_cached("UPDATE runs SET ended_at = ?3, exit_code = ?4, signal = ?5, outcome = ?6 WHERE task_id = ?1 AND attempt = ?2")
+        .map_err(backend)?
+        .execute(params![id.0, attempt, now.0, exit_code, signal, json])
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// After `id` succeeded: each waiting dependent has one dependency fewer; those with none
+/// left become queued (or stay waiting for their start time).
+pub fn release_dependents(conn: &Connection, id: TaskId, now: Timestamp, changes: &mut Changes) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE tasks SET deps_pending = deps_pending - 1, updated_at = ?2 \
+             WHERE status = 'waiting' AND deps_pending > 0 AND id IN (SELECT task_id FROM task_deps WHERE dep_id = ?1) \
+             RETURNING id, deps_pending, due_at",
+        )
+        .map_err(backend)?;
+    let rows: Vec<(i64, i64, i64)> =
+        stmt.query_map(params![id.0, now.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
+    for (dep_id, pending, due_at) in rows {
+        if pending == 0 && due_at <= now.0 {
+            conn.prepare_cached("UPDATE tasks SET status = 'queued' WHERE id = ?1").map_err(backend)?.execute([dep_id]).map_err(backend)?;
+            changes.0.push((TaskId(dep_id), Status::Queued));
+        }
+    }
+    Ok(())
+}
+
+/// After `id` failed, timed out or was cancelled: every task that waits on it, directly or
+/// through others, fails with a reason naming the dependency that failed it.
+pub fn fail_dependents(conn: &Connection, id: TaskId, how: Status, now: Timestamp, changes: &mut Changes) -> Result<(), StoreError> {
+    let mut frontier = vec![(id, how)];
+    while let Some((failed, how)) = frontier.pop() {
+        let verb = match how {
+            Status::Cancelled => "was cancelled",
+            Status::TimedOut => "timed out",
+            _ => "failed",
+        };
+        let reason = format!("dependency task {failed} {verb}");
+        let mut stmt = conn
+            .prepare_cached(
+                "UPDATE tasks SET status = 'failed', updated_at = ?2, finished_at = ?2, reason = ?3, blocked_by = ?1 \
+                 WHERE status IN ('waiting', 'queued') AND id IN (SELECT task_id FROM task_deps WHERE dep_id = ?1) RETURNING id",
+            )
+            .map_err(backend)?;
+        let ids: Vec<i64> = stmt.query_map(params![failed.0, now.0, reason], |r| r.get(0)).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
+        for d in ids {
+            changes.0.push((TaskId(d), Status::Failed));
+            frontier.push((TaskId(d), Status::Failed));
+        }
+    }
+    Ok(())
+}
+
+/// Recounts the unmet dependencies of `id` and returns (pending, any dependency dead).
+pub fn count_pending(conn: &Connection, id: TaskId) -> Result<(i64, Option<(TaskId, Status)>), StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT d.dep_id, t.status FROM task_deps d JOIN tasks t ON t.id = d.dep_id WHERE d.task_id = ?1 ORDER BY d.dep_id")
+        .map_err(backend)?;
+    let deps: Vec<(i64, String)> = stmt.query_map([id.0], |r| Ok((r.get(0)?, r.get(1)?))).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
+    let mut pending = 0;
+    let mut dead = None;
+    for (d, s) in deps {
+        let s = crate::rows::parse_status(&s)?;
+        if s != Status::Succeeded {
+            pending += 1;
+            if s.is_terminal() && dead.is_none() {
+                dead = Some((TaskId(d), s));
+            }
+        }
+    }
+    Ok((pending, dead))
+}
+
+/// After `id` was queued again by `owl retry`: tasks that failed only because of it wait again.
+pub fn revive_dependents(conn: &Connection, id: TaskId, now: Timestamp, changes: &mut Changes) -> Result<(), StoreError> {
+    let mut frontier = vec![id];
+    while let Some(revived) = frontier.pop() {
+        let blocked: Vec<i64> = conn
+            .prepare_cached("SELECT id FROM tasks WHERE blocked_by = ?1 AND status = 'failed'")
+            .map_err(backend)?
+            .query_map([revived.0], |r| r.get(0))
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        for b in blocked {
+            let (pending, _) = count_pending(conn, TaskId(b))?;
+            conn.prepare_cached(
+                "UPDATE tasks SET status = 'waiting', deps_pending = ?2, updated_at = ?3, due_at = ?3, finished_at = NULL, reason = NULL, \
+                 blocked_by = NULL, exit_code = NULL, signal = NULL WHERE id = ?1",
+            )
+            .map_err(backend)?
+            .execute(params![b, pending, now.0])
+            .map_err(backend)?;
+            changes.0.push((TaskId(b), Status::Waiting));
+            frontier.push(TaskId(b));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! Requests and replies of the [`crate::Store`] trait, and its error type.
+
+use owl_core::lifecycle::RetryPolicy;
+use owl_core::task::Status;
+use owl_core::{RunOutcome, TaskId, TaskSpec, Timestamp, ValidationError};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A task to insert. `spec.depends_on` names existing tasks; `batch_deps` names other items of
+/// the same batch by position.
+#[derive(Clone, Debug)]
+pub struct NewTask {
+    pub spec: TaskSpec,
+    pub batch_deps: Vec<usize>,
+}
+
+impl NewTask {
+    pub fn new(spec: TaskSpec) -> Self {
+        NewTask { spec, batch_deps: vec![] }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    pub id: TaskId,
+    /// False when an existing task with the same idempotency key was returned.
+    pub created: bool,
+    pub status: Status,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TaskFilter {
+    pub statuses: Vec<Status>,
+    pub group: Option<String>,
+    pub label: Option<String>,
+    pub ids: Vec<TaskId>,
+    /// Only tasks with a smaller id (paging backwards).
+    pub before: Option<TaskId>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Claim {
+    pub node: String,
+    pub now: Timestamp,
+    pub lease: Duration,
+    pub limit: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedTask {
+    pub id: TaskId,
+    /// The fencing token: completions must carry it.
+    pub attempt: u32,
+    pub spec: TaskSpec,
+}
+
+#[derive(Clone, Debug)]
+pub struct Heartbeat {
+    pub node: String,
+    pub leases: Vec<(TaskId, u32)>,
+    pub lease_until: Timestamp,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    /// Leases this node no longer holds (rescued or finished elsewhere): stop those runs.
+    pub lost: Vec<TaskId>,
+    pub cancel_requested: Vec<TaskId>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Completion {
+    pub id: TaskId,
+    pub attempt: u32,
+    pub outcome: RunOutcome,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub now: Timestamp,
+    pub policy: RetryPolicy,
+    /// In [0, 1): where in the backoff window a retry lands.
+    pub jitter: f64,
+}
+
+/// Every task whose status changed in one operation, in order, for events.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes(pub Vec<(TaskId, Status)>);
+
+impl Changes {
+    pub fn status_of(&self, id: TaskId) -> Option<Status> {
+        self.0.iter().rev().find(|(i, _)| *i == id).map(|(_, s)| *s)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelReply {
+    /// The task had not started and is now cancelled (with dependents failed as listed).
+    Cancelled(Changes),
+    /// The task is running; the node running it will stop it.
+    Requested,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusCounts(pub BTreeMap<Status, u64>);
+
+impl StatusCounts {
+    pub fn get(&self, s: Status) -> u64 {
+        self.0.get(&s).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("task {0} does not exist")]
+    NotFound(TaskId),
+    #[error("{}depends on task {id}, which does not exist", item.map(|i| format!("tasks[{i}] ")).unwrap_or_default())]
+    UnknownDependency { item: Option<usize>, id: TaskId },
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("attempt {attempt} of task {id} is no longer current (the task is at attempt {current}, {status}); its result was refused")]
+    StaleAttempt { id: TaskId, attempt: u32, current: u32, status: Status },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("storage error: {0}")]
+    Backend(String),
+}
