@@ -1,1 +1,231 @@
-//! placeholder
+//! owl-engine: the daemon's heart.
+//!
+//! [`Engine`] is a cheap, cloneable handle used by the API; [`DispatchLoop`] is the one loop
+//! that owns dispatch. The loop consumes a closed set of commands, sleeps until the next due
+//! time (never polling), claims work within the worker limit, runs each claimed task on its
+//! own tokio task, renews leases by heartbeat while anything runs, and on shutdown follows a
+//! fixed sequence: stop claiming, let running tasks finish within the grace, then stop them
+//! and put them back in the queue without using an attempt.
+
+mod dispatch;
+mod runner;
+
+pub use dispatch::DispatchLoop;
+
+use owl_core::layout::DataLayout;
+use owl_core::lifecycle::RetryPolicy;
+use owl_core::{Event, EventKind, TaskId, Timestamp};
+use owl_store::{CancelReply, Changes, NewTask, Store, StoreError, Submitted};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// The settings the engine runs with; replaced as a whole on reload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    pub node: String,
+    pub workers: usize,
+    pub lease: Duration,
+    pub kill_grace: Duration,
+    pub shutdown_grace: Duration,
+    pub log_max_bytes: u64,
+    pub retry: RetryPolicy,
+    pub default_timeout: Option<Duration>,
+    pub default_retries: u32,
+}
+
+impl EngineConfig {
+    pub fn from_settings(s: &owl_core::config::Settings, node: String) -> Self {
+        let workers = if s.daemon.workers == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        } else {
+            s.daemon.workers as usize
+        };
+        EngineConfig {
+            node,
+            workers,
+            lease: s.daemon.lease,
+            kill_grace: s.daemon.kill_grace,
+            shutdown_grace: s.daemon.shutdown_grace,
+            log_max_bytes: s.tasks.log_max_bytes,
+            retry: RetryPolicy { base: s.tasks.retry_base, max: s.tasks.retry_max, max_crash_requeues: s.tasks.max_crash_requeues },
+            default_timeout: s.tasks.default_timeout,
+            default_retries: s.tasks.default_retries,
+        }
+    }
+}
+
+/// Where the engine reads the time. Injected so tests can drive time themselves.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_system(std::time::SystemTime::now())
+    }
+}
+
+/// Commands the dispatch loop consumes.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Something changed (a submit, a retry, a group limit): look for work.
+    Wake,
+    Cancel(TaskId, Option<String>),
+    Shutdown,
+}
+
+pub(crate) struct Shared {
+    pub store: Arc<dyn Store>,
+    pub layout: DataLayout,
+    pub config: RwLock<EngineConfig>,
+    pub clock: Arc<dyn Clock>,
+    pub events: broadcast::Sender<Event>,
+    pub seq: AtomicU64,
+    pub commands: mpsc::UnboundedSender<Command>,
+    /// Log length of each running attempt, for live following.
+    pub logs: Mutex<HashMap<(TaskId, u32), watch::Receiver<u64>>>,
+    pub running: AtomicU64,
+    pub shutting_down: AtomicBool,
+}
+
+impl Shared {
+    pub fn publish(&self, kind: EventKind) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let _ = self.events.send(Event { seq, at: self.clock.now(), kind });
+    }
+    pub fn publish_changes(&self, changes: &Changes) {
+        for (id, status) in &changes.0 {
+            self.publish(EventKind::TaskChanged { task_id: *id, status: *status });
+        }
+    }
+    pub fn config(&self) -> EngineConfig {
+        self.config.read().expect("config lock poisoned").clone()
+    }
+}
+
+/// A handle to the engine for the API and the CLI's daemon command.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+/// A snapshot for `owl status`.
+#[derive(Clone, Debug)]
+pub struct EngineStatus {
+    pub node: String,
+    pub workers: usize,
+    pub running: u64,
+    pub shutting_down: bool,
+}
+
+impl Engine {
+    /// Builds the engine and its dispatch loop; run the loop with [`DispatchLoop::run`].
+    pub fn new(store: Arc<dyn Store>, layout: DataLayout, config: EngineConfig, clock: Arc<dyn Clock>) -> (Engine, DispatchLoop) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            store,
+            layout,
+            config: RwLock::new(config),
+            clock,
+            events,
+            seq: AtomicU64::new(0),
+            commands: tx,
+            logs: Mutex::new(HashMap::new()),
+            running: AtomicU64::new(0),
+            shutting_down: AtomicBool::new(false),
+        });
+        (Engine { shared: shared.clone() }, DispatchLoop::new(shared, rx))
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+    pub fn layout(&self) -> &DataLayout {
+        &self.shared.layout
+    }
+    pub fn now(&self) -> Timestamp {
+        self.shared.clock.now()
+    }
+    pub fn config(&self) -> EngineConfig {
+        self.shared.config()
+    }
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    pub async fn submit(&self, batch: Vec<NewTask>) -> Result<Vec<Submitted>, StoreError> {
+        let out = self.shared.store.submit(batch, self.now()).await?;
+        for s in out.iter().filter(|s| s.created) {
+            self.shared.publish(EventKind::TaskSubmitted { task_id: s.id, status: s.status });
+        }
+        let _ = self.shared.commands.send(Command::Wake);
+        Ok(out)
+    }
+
+    pub async fn cancel(&self, id: TaskId, reason: Option<String>) -> Result<CancelReply, StoreError> {
+        let reply = self.shared.store.cancel(id, reason.clone(), self.now()).await?;
+        match &reply {
+            CancelReply::Cancelled(changes) => self.shared.publish_changes(changes),
+            CancelReply::Requested => {
+                let _ = self.shared.commands.send(Command::Cancel(id, reason));
+            }
+        }
+        Ok(reply)
+    }
+
+    pub async fn retry(&self, id: TaskId) -> Result<Changes, StoreError> {
+        let changes = self.shared.store.retry(id, self.now()).await?;
+        self.shared.publish_changes(&changes);
+        let _ = self.shared.commands.send(Command::Wake);
+        Ok(changes)
+    }
+
+    pub async fn set_group(&self, name: &str, parallel: Option<u32>) -> Result<owl_core::GroupInfo, StoreError> {
+        let g = self.shared.store.set_group(name, parallel).await?;
+        self.shared.publish(EventKind::GroupChanged { group: g.name.clone(), parallel: g.parallel });
+        let _ = self.shared.commands.send(Command::Wake);
+        Ok(g)
+    }
+
+    /// Live log length of a running attempt; `None` once it has finished.
+    pub fn log_progress(&self, id: TaskId, attempt: u32) -> Option<watch::Receiver<u64>> {
+        self.shared.logs.lock().expect("logs lock poisoned").get(&(id, attempt)).cloned()
+    }
+
+    /// Applies new settings. The worker limit, grace periods, lease and defaults take effect
+    /// at once; the node name is kept.
+    pub fn reload(&self, mut config: EngineConfig) {
+        {
+            let mut c = self.shared.config.write().expect("config lock poisoned");
+            config.node = c.node.clone();
+            *c = config;
+        }
+        self.shared.publish(EventKind::ConfigReloaded);
+        let _ = self.shared.commands.send(Command::Wake);
+    }
+
+    pub fn status(&self) -> EngineStatus {
+        let c = self.shared.config();
+        EngineStatus {
+            node: c.node,
+            workers: c.workers,
+            running: self.shared.running.load(Ordering::Relaxed),
+            shutting_down: self.shared.shutting_down.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Starts the shutdown sequence; [`DispatchLoop::run`] returns when it is complete.
+    pub fn shutdown(&self) {
+        self.shared.shutting_down.store(true, Ordering::Relaxed);
+        let _ = self.shared.commands.send(Command::Shutdown);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,184 @@
+//! The dispatch loop: the only place that claims work and decides what runs.
+
+use crate::runner::{run_task, RunnerDone};
+use crate::{Command, Shared};
+use owl_core::EventKind;
+use owl_exec::Stop;
+use owl_store::{Claim, Heartbeat};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+struct Running {
+    attempt: u32,
+    stop: watch::Sender<Option<Stop>>,
+}
+
+pub struct DispatchLoop {
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedReceiver<Command>,
+}
+
+/// How long to wait before trying again after the store failed.
+const STORE_RETRY: Duration = Duration::from_millis(500);
+
+impl DispatchLoop {
+    pub(crate) fn new(shared: Arc<Shared>, commands: mpsc::UnboundedReceiver<Command>) -> Self {
+        DispatchLoop { shared, commands }
+    }
+
+    /// Runs until shutdown completes. `rescue_all` requeues every task left running by an
+    /// earlier daemon (safe when the caller holds the data dir's exclusive lock); otherwise
+    /// only tasks whose lease expired are requeued.
+    pub async fn run(mut self, rescue_all: bool) {
+        let s = self.shared.clone();
+        match s.store.rescue(s.clock.now(), rescue_all, s.config().retry).await {
+            Ok(changes) => {
+                if !changes.0.is_empty() {
+                    tracing::warn!(tasks = changes.0.len(), "requeued tasks interrupted by an earlier daemon stop");
+                }
+                s.publish_changes(&changes);
+            }
+            Err(e) => tracing::error!(error = %e, "crash recovery failed; will retry on the lease schedule"),
+        }
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<RunnerDone>();
+        let mut running: HashMap<owl_core::TaskId, Running> = HashMap::new();
+        let mut shutting_down = false;
+        let mut shutdown_deadline: Option<Instant> = None;
+        let mut next_heartbeat: Option<Instant> = None;
+        let mut store_backoff: Option<Instant> = None;
+        let mut due: Option<Instant> = Some(Instant::now());
+
+        loop {
+            let cfg = s.config();
+            if !shutting_down && store_backoff.is_none_or(|t| t <= Instant::now()) {
+                store_backoff = None;
+                if let Err(e) = self.fill(&cfg, &mut running, &done_tx, &mut due).await {
+                    tracing::error!(error = %e, "dispatch failed; retrying shortly");
+                    store_backoff = Some(Instant::now() + STORE_RETRY);
+                }
+            }
+            s.running.store(running.len() as u64, Ordering::Relaxed);
+            if shutting_down && running.is_empty() {
+                break;
+            }
+            if running.is_empty() {
+                next_heartbeat = None;
+            } else if next_heartbeat.is_none() {
+                next_heartbeat = Some(Instant::now() + cfg.lease / 3);
+            }
+            let wake_at = [due, store_backoff].into_iter().flatten().min();
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Wake) => {}
+                    Some(Command::Cancel(id, reason)) => {
+                        if let Some(r) = running.get(&id) {
+                            let _ = r.stop.send(Some(Stop::Cancel(reason)));
+                        }
+                    }
+                    Some(Command::Shutdown) | None => {
+                        if !shutting_down {
+                            shutting_down = true;
+                            tracing::info!(running = running.len(), grace = ?cfg.shutdown_grace, "shutting down: no new tasks will start");
+                            shutdown_deadline = Some(Instant::now() + cfg.shutdown_grace);
+                        }
+                    }
+                },
+                Some(done) = done_rx.recv() => {
+                    running.remove(&done.id);
+                }
+                _ = sleep_until(wake_at), if wake_at.is_some() && !shutting_down => {}
+                _ = sleep_until(next_heartbeat), if next_heartbeat.is_some() => {
+                    next_heartbeat = Some(Instant::now() + cfg.lease / 3);
+                    self.heartbeat(&cfg, &running).await;
+                }
+                _ = sleep_until(shutdown_deadline), if shutdown_deadline.is_some() => {
+                    shutdown_deadline = None;
+                    tracing::warn!(running = running.len(), "shutdown grace ended: stopping running tasks and requeueing them");
+                    for r in running.values() {
+                        let _ = r.stop.send(Some(Stop::Interrupt("the daemon is shutting down".into())));
+                    }
+                }
+            }
+        }
+        s.running.store(0, Ordering::Relaxed);
+        tracing::info!("dispatch stopped");
+    }
+
+    /// Promotes due tasks, claims as many as there are free workers and starts them; then
+    /// computes when to look again.
+    async fn fill(
+        &self,
+        cfg: &crate::EngineConfig,
+        running: &mut HashMap<owl_core::TaskId, Running>,
+        done_tx: &mpsc::UnboundedSender<RunnerDone>,
+        due: &mut Option<Instant>,
+    ) -> Result<(), owl_store::StoreError> {
+        let s = &self.shared;
+        let now = s.clock.now();
+        if due.is_some_and(|d| d <= Instant::now()) {
+            for id in s.store.promote_due(now).await? {
+                s.publish(EventKind::TaskChanged { task_id: id, status: owl_core::task::Status::Queued });
+            }
+        }
+        let free = cfg.workers.saturating_sub(running.len());
+        if free > 0 {
+            let claimed = s.store.claim(Claim { node: cfg.node.clone(), now, lease: cfg.lease, limit: free }).await?;
+            for task in claimed {
+                let (stop_tx, stop_rx) = watch::channel(None);
+                running.insert(task.id, Running { attempt: task.attempt, stop: stop_tx });
+                tokio::spawn(run_task(s.clone(), task, cfg.clone(), stop_rx, done_tx.clone()));
+            }
+        }
+        *due = match s.store.next_due().await? {
+            Some(t) => {
+                let wait = t.since(s.clock.now());
+                Some(Instant::now() + wait)
+            }
+            None => None,
+        };
+        Ok(())
+    }
+
+    async fn heartbeat(&self, cfg: &crate::EngineConfig, running: &HashMap<owl_core::TaskId, Running>) {
+        let s = &self.shared;
+        let beat = Heartbeat {
+            node: cfg.node.clone(),
+            leases: running.iter().map(|(id, r)| (*id, r.attempt)).collect(),
+            lease_until: s.clock.now().plus(cfg.lease),
+        };
+        match s.store.heartbeat(beat).await {
+            Ok(reply) => {
+                for id in reply.lost {
+                    tracing::warn!(task = %id, "lease lost; stopping this attempt");
+                    if let Some(r) = running.get(&id) {
+                        let _ = r.stop.send(Some(Stop::Interrupt("the lease was lost".into())));
+                    }
+                }
+                for id in reply.cancel_requested {
+                    if let Some(r) = running.get(&id) {
+                        let _ = r.stop.send_if_modified(|v| {
+                            if v.is_none() {
+                                *v = Some(Stop::Cancel(None));
+                                true
+                            } else {
+                                false
+                            }
+                        });
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "heartbeat failed; leases may expire"),
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

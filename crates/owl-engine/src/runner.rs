@@ -1,0 +1,94 @@
+//! Running one claimed task: workspace, process, completion, events.
+
+use crate::{EngineConfig, Shared};
+use owl_core::{EventKind, RunOutcome, TaskId};
+use owl_exec::{Ended, ProcessSpec, Stop};
+use owl_store::{ClaimedTask, Completion, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+pub(crate) struct RunnerDone {
+    pub id: TaskId,
+}
+
+pub(crate) async fn run_task(
+    s: Arc<Shared>,
+    task: ClaimedTask,
+    cfg: EngineConfig,
+    stop: watch::Receiver<Option<Stop>>,
+    done: mpsc::UnboundedSender<RunnerDone>,
+) {
+    let id = task.id;
+    let attempt = task.attempt;
+    s.publish(EventKind::TaskStarted { task_id: id, attempt, node: cfg.node.clone() });
+    let workspace = s.layout.workspace(id);
+    let cwd = task.spec.cwd.clone().map(std::path::PathBuf::from).unwrap_or_else(|| workspace.clone());
+    let outcome = match tokio::fs::create_dir_all(&workspace).await {
+        Err(e) => owl_exec::ProcessOutcome {
+            ended: Ended::SpawnFailed(format!("cannot create the workspace {}: {e}", workspace.display())),
+            exit_code: None,
+            signal: None,
+            pid: None,
+        },
+        Ok(()) => {
+            let mut env: Vec<(String, String)> = task.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            env.push(("OWL_TASK_ID".into(), id.to_string()));
+            env.push(("OWL_ATTEMPT".into(), attempt.to_string()));
+            env.push(("OWL_WORKSPACE".into(), workspace.display().to_string()));
+            let spec = ProcessSpec {
+                argv: task.spec.command.to_argv(),
+                env,
+                cwd,
+                log_path: s.layout.log_file(id, attempt),
+                log_max_bytes: cfg.log_max_bytes,
+                timeout: task.spec.timeout_ms.map(Duration::from_millis),
+                kill_grace: cfg.kill_grace,
+            };
+            let (progress_tx, progress_rx) = watch::channel(0u64);
+            s.logs.lock().expect("logs lock poisoned").insert((id, attempt), progress_rx);
+            let out = owl_exec::run(spec, stop, progress_tx).await;
+            s.logs.lock().expect("logs lock poisoned").remove(&(id, attempt));
+            out
+        }
+    };
+    let run_outcome = match &outcome.ended {
+        Ended::Exited if outcome.exit_code == Some(0) => RunOutcome::Succeeded,
+        Ended::Exited => RunOutcome::Failed { exit_code: outcome.exit_code, signal: outcome.signal, error: None },
+        Ended::TimedOut => RunOutcome::TimedOut,
+        Ended::Stopped(Stop::Cancel(reason)) => RunOutcome::Cancelled { reason: reason.clone() },
+        Ended::Stopped(Stop::Interrupt(reason)) => RunOutcome::Interrupted { reason: reason.clone() },
+        Ended::SpawnFailed(msg) => RunOutcome::Failed { exit_code: None, signal: None, error: Some(msg.clone()) },
+    };
+    let completion = Completion {
+        id,
+        attempt,
+        outcome: run_outcome,
+        exit_code: outcome.exit_code,
+        signal: outcome.signal,
+        now: s.clock.now(),
+        policy: cfg.retry,
+        jitter: fastrand::f64(),
+    };
+    // A transient storage error must not strand the task: retry for a while. If the daemon
+    // dies meanwhile, crash recovery requeues the task instead.
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match s.store.complete(completion.clone()).await {
+            Ok(changes) => {
+                s.publish_changes(&changes);
+                break;
+            }
+            Err(e @ (StoreError::StaleAttempt { .. } | StoreError::NotFound(_))) => {
+                tracing::warn!(task = %id, attempt, error = %e, "completion refused");
+                break;
+            }
+            Err(e) => {
+                tracing::error!(task = %id, attempt, error = %e, "cannot record the completion; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    let _ = done.send(RunnerDone { id });
+}

@@ -1,0 +1,174 @@
+//! Engine tests over the real SQLite store and real processes.
+
+use super::*;
+use owl_core::task::{Status, DEFAULT_GROUP};
+use owl_core::{Command as Cmd, TaskSpec, TaskState};
+use owl_store_sqlite::{Durability, SqliteStore};
+
+struct Harness {
+    engine: Engine,
+    dir: tempfile::TempDir,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+fn config(workers: usize) -> EngineConfig {
+    EngineConfig {
+        node: "test-node".into(),
+        workers,
+        lease: Duration::from_secs(30),
+        kill_grace: Duration::from_millis(300),
+        shutdown_grace: Duration::from_millis(300),
+        log_max_bytes: 1 << 20,
+        retry: RetryPolicy { base: Duration::from_millis(50), max: Duration::from_millis(100), max_crash_requeues: 10 },
+        default_timeout: None,
+        default_retries: 0,
+    }
+}
+
+fn start_in(dir: tempfile::TempDir, cfg: EngineConfig) -> Harness {
+    let store = SqliteStore::open(&dir.path().join("owl.db"), Durability::Full).unwrap();
+    let (engine, dispatch) = Engine::new(Arc::new(store), DataLayout::new(dir.path()), cfg, Arc::new(SystemClock));
+    let handle = tokio::spawn(dispatch.run(true));
+    Harness { engine, dir, handle }
+}
+
+fn start(workers: usize) -> Harness {
+    start_in(tempfile::tempdir().unwrap(), config(workers))
+}
+
+fn shell(cmd: &str) -> TaskSpec {
+    TaskSpec {
+        command: Cmd::Shell(cmd.into()),
+        env: Default::default(),
+        priority: 0,
+        group: DEFAULT_GROUP.into(),
+        run_at: None,
+        timeout_ms: None,
+        max_attempts: 1,
+        depends_on: vec![],
+        idempotency_key: None,
+        labels: vec![],
+        cwd: None,
+    }
+}
+
+async fn submit(h: &Harness, spec: TaskSpec) -> TaskId {
+    h.engine.submit(vec![NewTask::new(spec)]).await.unwrap()[0].id
+}
+
+async fn wait_status(h: &Harness, id: TaskId, want: &[Status]) -> owl_core::Task {
+    for _ in 0..1000 {
+        let t = h.engine.store().get(id).await.unwrap();
+        if want.contains(&t.state.status()) {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("task {id} never reached {want:?}: {:?}", h.engine.store().get(id).await.unwrap().state);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_runs_in_its_workspace_and_publishes_its_life() {
+    let h = start(2);
+    let mut events = h.engine.subscribe();
+    let id = submit(&h, shell("echo hi > out.txt; echo $OWL_TASK_ID")).await;
+    let t = wait_status(&h, id, &[Status::Succeeded]).await;
+    assert!(matches!(t.state, TaskState::Succeeded { attempt: 1, .. }));
+    let ws = h.dir.path().join("workspaces").join(id.to_string());
+    assert_eq!(std::fs::read_to_string(ws.join("out.txt")).unwrap(), "hi\n");
+    assert_eq!(std::fs::read_to_string(h.dir.path().join(format!("logs/{id}/1.log"))).unwrap(), format!("{id}\n"));
+    let mut kinds = vec![];
+    while let Ok(e) = events.try_recv() {
+        kinds.push(e.kind);
+    }
+    assert!(kinds.contains(&EventKind::TaskSubmitted { task_id: id, status: Status::Queued }), "{kinds:?}");
+    assert!(kinds.contains(&EventKind::TaskChanged { task_id: id, status: Status::Succeeded }), "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_retry_and_timeouts_time_out() {
+    let h = start(2);
+    let mut flaky = shell("test -f marker && exit 0; touch marker; exit 3");
+    flaky.max_attempts = 3;
+    let f = submit(&h, flaky).await;
+    let mut slow = shell("sleep 30");
+    slow.timeout_ms = Some(200);
+    let s = submit(&h, slow).await;
+    let t = wait_status(&h, f, &[Status::Succeeded, Status::Failed]).await;
+    assert!(matches!(t.state, TaskState::Succeeded { attempt: 2, .. }), "{:?}", t.state);
+    assert_eq!(t.failures, 1);
+    let t = wait_status(&h, s, &[Status::TimedOut]).await;
+    assert_eq!(h.engine.store().runs(t.id).await.unwrap()[0].signal, Some(15));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_task_stops_it() {
+    let h = start(1);
+    let id = submit(&h, shell("sleep 30")).await;
+    wait_status(&h, id, &[Status::Running]).await;
+    assert_eq!(h.engine.cancel(id, Some("changed my mind".into())).await.unwrap(), CancelReply::Requested);
+    let t = wait_status(&h, id, &[Status::Cancelled]).await;
+    assert_eq!(t.state, TaskState::Cancelled { finished_at: match t.state { TaskState::Cancelled { finished_at, .. } => finished_at, _ => unreachable!() }, reason: Some("changed my mind".into()) });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_limits_bound_concurrency() {
+    let h = start(4);
+    h.engine.set_group("solo", Some(1)).await.unwrap();
+    let ledger = h.dir.path().join("ledger");
+    let mut ids = vec![];
+    for _ in 0..4 {
+        let mut s = shell(&format!(
+            "echo start >> {l}; n=$(grep -c start {l}); e=$(grep -c end {l}); echo $((n - e)) >> {l}.peak; sleep 0.1; echo end >> {l}",
+            l = ledger.display()
+        ));
+        s.group = "solo".into();
+        ids.push(submit(&h, s).await);
+    }
+    for id in ids {
+        wait_status(&h, id, &[Status::Succeeded]).await;
+    }
+    let peaks = std::fs::read_to_string(format!("{}.peak", ledger.display())).unwrap();
+    assert!(peaks.lines().all(|l| l == "1"), "more than one task of the group ran at once: {peaks}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_the_grace_then_requeues_without_using_an_attempt() {
+    let h = start(2);
+    let quick = submit(&h, shell("sleep 0.1")).await;
+    let slow = submit(&h, shell("sleep 30")).await;
+    wait_status(&h, slow, &[Status::Running]).await;
+    h.engine.shutdown();
+    let late = submit(&h, shell("true")).await;
+    tokio::time::timeout(Duration::from_secs(10), h.handle).await.unwrap().unwrap();
+    let store = h.engine.store();
+    assert_eq!(store.get(quick).await.unwrap().state.status(), Status::Succeeded, "finished within the grace");
+    let t = store.get(slow).await.unwrap();
+    assert_eq!(t.state, TaskState::Queued, "stopped after the grace and put back");
+    assert_eq!((t.failures, t.attempts), (0, 1));
+    assert!(matches!(store.runs(slow).await.unwrap()[0].outcome, Some(owl_core::RunOutcome::Interrupted { .. })));
+    assert_eq!(store.get(late).await.unwrap().state, TaskState::Queued, "nothing starts once shutdown began");
+    // A new engine on the same data dir picks the work up.
+    let dir = h.dir;
+    let h2 = start_in(dir, config(2));
+    let t = wait_status(&h2, slow, &[Status::Running]).await;
+    assert_eq!(t.attempts, 2);
+    wait_status(&h2, late, &[Status::Succeeded]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_and_dependent_tasks_start_on_time() {
+    let h = start(2);
+    let mut later = shell("true");
+    later.run_at = Some(h.engine.now().plus(Duration::from_millis(300)));
+    let a = submit(&h, later).await;
+    let mut dep = shell("true");
+    dep.depends_on = vec![a];
+    let b = submit(&h, dep).await;
+    let t0 = std::time::Instant::now();
+    wait_status(&h, b, &[Status::Succeeded]).await;
+    assert!(t0.elapsed() >= Duration::from_millis(250), "ran before its time");
+    let ta = h.engine.store().get(a).await.unwrap();
+    let tb = h.engine.store().get(b).await.unwrap();
+    assert!(ta.updated_at <= tb.updated_at);
+}
