@@ -21,6 +21,10 @@ pub(crate) async fn run_task(
 ) {
     let id = task.id;
     let attempt = task.attempt;
+    // Register the live log before announcing the start, so a follower woken by the start
+    // event always finds it.
+    let (progress_tx, progress_rx) = watch::channel(0u64);
+    s.logs.lock().expect("logs lock poisoned").insert((id, attempt), progress_rx);
     s.publish(EventKind::TaskStarted { task_id: id, attempt, node: cfg.node.clone() });
     let workspace = s.layout.workspace(id);
     let cwd = task.spec.cwd.clone().map(std::path::PathBuf::from).unwrap_or_else(|| workspace.clone());
@@ -45,13 +49,10 @@ pub(crate) async fn run_task(
                 timeout: task.spec.timeout_ms.map(Duration::from_millis),
                 kill_grace: cfg.kill_grace,
             };
-            let (progress_tx, progress_rx) = watch::channel(0u64);
-            s.logs.lock().expect("logs lock poisoned").insert((id, attempt), progress_rx);
-            let out = owl_exec::run(spec, stop, progress_tx).await;
-            s.logs.lock().expect("logs lock poisoned").remove(&(id, attempt));
-            out
+            owl_exec::run(spec, stop, progress_tx).await
         }
     };
+    s.logs.lock().expect("logs lock poisoned").remove(&(id, attempt));
     let run_outcome = match &outcome.ended {
         Ended::Exited if outcome.exit_code == Some(0) => RunOutcome::Succeeded,
         Ended::Exited => RunOutcome::Failed { exit_code: outcome.exit_code, signal: outcome.signal, error: None },

@@ -1,1 +1,70 @@
-//! placeholder
+//! owl-server: the HTTP API under `/v1`.
+//!
+//! Every route except `/healthz` needs the bearer token. Bodies are size-limited JSON with
+//! unknown fields rejected; every error is `{"error":{"code","message","field"}}` with a 4xx
+//! for anything a client sent, and a 5xx only for failures of owl itself (logged, never
+//! detailed in the reply). The router is a plain function so tests can drive it in-process.
+
+mod auth;
+mod error;
+mod extract;
+pub mod openapi;
+mod routes;
+
+pub use error::ApiError;
+
+use axum::routing::{get, post, put};
+use axum::Router;
+use owl_engine::Engine;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub token: Arc<str>,
+    pub max_body_bytes: usize,
+    pub listen: String,
+    pub started_at: owl_core::Timestamp,
+    /// Flips to true when the daemon stops, ending event and log streams.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/openapi.json", get(openapi::document))
+        .route("/status", get(routes::status::status))
+        .route("/tasks", get(routes::tasks::list).post(routes::tasks::submit))
+        .route("/tasks/batch", post(routes::tasks::submit_batch))
+        .route("/tasks/{id}", get(routes::tasks::show))
+        .route("/tasks/{id}/cancel", post(routes::tasks::cancel))
+        .route("/tasks/{id}/retry", post(routes::tasks::retry))
+        .route("/tasks/{id}/logs", get(routes::logs::logs))
+        .route("/wait", get(routes::tasks::wait))
+        .route("/groups", get(routes::groups::list))
+        .route("/groups/{name}", put(routes::groups::set))
+        .route("/events", get(routes::events::events))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .nest("/v1", v1)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` flips to true.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    let mut stop = state.shutdown.clone();
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests;

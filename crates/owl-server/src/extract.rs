@@ -1,0 +1,51 @@
+//! Extractors whose rejections are API errors: JSON bodies, query strings, task ids.
+
+use crate::ApiError;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use owl_core::TaskId;
+use serde::de::DeserializeOwned;
+
+/// A JSON body: size-limited, unknown fields rejected, errors naming the field's path.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let ct = req.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let empty_ok = ct.is_empty();
+        if !empty_ok && !ct.starts_with("application/json") {
+            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("send JSON with `Content-Type: application/json` (got `{ct}`)")));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is larger than api.max_body_bytes; send fewer tasks per batch")
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("cannot read the request body: {e}"))
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let body: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) { b"{}" } else { bytes };
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = if path == "." || path.is_empty() { "body".to_string() } else { path };
+        let msg = if inner.is_syntax() || inner.is_eof() { format!("the body is not valid JSON: {inner}") } else { format!("{field}: {inner}") };
+        ApiError::bad_request(field, msg)
+    })
+}
+
+/// Parses a query string into `T`, rejecting unknown parameters.
+pub fn parse_query<T: DeserializeOwned>(raw: Option<String>) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).map_err(|e| ApiError::bad_request("query", format!("bad query parameters: {e}")))
+}
+
+pub fn parse_id(raw: &str) -> Result<TaskId, ApiError> {
+    raw.parse::<TaskId>().map_err(|m| ApiError::bad_request("id", m))
+}

@@ -1,0 +1,104 @@
+//! The OpenAPI 3.1 document served at `/v1/openapi.json`, built from [`ROUTES`], which the
+//! tests check against the router so the document cannot drift from what is served.
+
+use axum::Json;
+use serde_json::{json, Value};
+
+/// (method, path, summary, request schema, response schema) for every authenticated route.
+pub const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
+    ("get", "/v1/status", "Daemon status and task counts", None, "Status"),
+    ("get", "/v1/tasks", "List tasks, newest first (query: status=a,b group label limit before)", None, "TaskList"),
+    ("post", "/v1/tasks", "Submit one task (201 created, 200 when the idempotency key matched)", Some("SubmitTask"), "Submitted"),
+    ("post", "/v1/tasks/batch", "Submit many tasks atomically; items may depend on each other via after_items", Some("SubmitBatch"), "BatchSubmitted"),
+    ("get", "/v1/tasks/{id}", "One task with its runs", None, "Task"),
+    ("post", "/v1/tasks/{id}/cancel", "Cancel a task (a running one is stopped)", Some("CancelRequest"), "Task"),
+    ("post", "/v1/tasks/{id}/retry", "Queue a failed, timed out or cancelled task again", None, "Task"),
+    ("get", "/v1/tasks/{id}/logs", "An attempt's output as text (query: attempt, follow=true streams until it ends)", None, "Text"),
+    ("get", "/v1/wait", "Long-poll until the tasks finish (query: ids=1,2 timeout=30s)", None, "WaitReply"),
+    ("get", "/v1/groups", "Groups with limits and counts", None, "GroupList"),
+    ("put", "/v1/groups/{name}", "Set a group's parallel limit (null removes it)", Some("SetGroup"), "Group"),
+    ("get", "/v1/events", "Server-sent events of task lifecycle changes (query: task)", None, "EventStream"),
+    ("get", "/v1/openapi.json", "This document", None, "Any"),
+];
+
+fn schemas() -> Value {
+    let str_ = json!({"type": "string"});
+    json!({
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": str_, "message": str_, "field": str_}}}},
+        "SubmitTask": {"type": "object", "additionalProperties": false, "properties": {
+            "command": {"type": "array", "items": str_, "description": "argv; or use shell"},
+            "shell": {"type": "string", "description": "run with /bin/sh -c"},
+            "env": {"type": "object", "additionalProperties": str_},
+            "priority": {"type": "integer"},
+            "group": str_,
+            "run_at": {"type": "string", "format": "date-time"},
+            "delay": {"type": "string", "description": "e.g. 2h"},
+            "timeout": {"type": "string", "description": "e.g. 30m"},
+            "retries": {"type": "integer", "minimum": 0},
+            "after": {"type": "array", "items": {"type": "integer"}},
+            "after_items": {"type": "array", "items": {"type": "integer"}, "description": "batch positions"},
+            "idempotency_key": str_,
+            "labels": {"type": "array", "items": str_},
+            "cwd": str_}},
+        "SubmitBatch": {"type": "object", "required": ["tasks"], "additionalProperties": false, "properties": {"tasks": {"type": "array", "items": {"$ref": "#/components/schemas/SubmitTask"}}}},
+        "Submitted": {"type": "object", "properties": {"id": {"type": "integer"}, "created": {"type": "boolean"}, "status": {"$ref": "#/components/schemas/Status"}}},
+        "BatchSubmitted": {"type": "object", "properties": {"tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Submitted"}}}},
+        "Status": {"type": "string", "enum": ["queued", "waiting", "running", "succeeded", "failed", "timed_out", "cancelled"]},
+        "Task": {"type": "object", "description": "A task: id, status, state (status-specific data), command, group, priority, labels, env (secret-looking values redacted), attempts, failures, depends_on, runs"},
+        "TaskList": {"type": "object", "properties": {"tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}}}},
+        "WaitReply": {"type": "object", "properties": {"done": {"type": "boolean"}, "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}}}},
+        "CancelRequest": {"type": "object", "additionalProperties": false, "properties": {"reason": str_}},
+        "SetGroup": {"type": "object", "required": ["parallel"], "additionalProperties": false, "properties": {"parallel": {"type": ["integer", "null"], "minimum": 1}}},
+        "Group": {"type": "object", "properties": {"name": str_, "parallel": {"type": ["integer", "null"]}, "running": {"type": "integer"}, "queued": {"type": "integer"}}},
+        "GroupList": {"type": "object", "properties": {"groups": {"type": "array", "items": {"$ref": "#/components/schemas/Group"}}}},
+        "Any": {},
+    })
+}
+
+pub fn build() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, summary, req, resp) in ROUTES {
+        let content = match *resp {
+            "Text" => json!({"text/plain": {"schema": {"type": "string"}}}),
+            "EventStream" => json!({"text/event-stream": {"schema": {"type": "string"}}}),
+            "Status" => json!({"application/json": {"schema": {"type": "object"}}}),
+            other => json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{other}")}}}),
+        };
+        let mut op = json!({
+            "summary": summary,
+            "responses": {
+                "200": {"description": "OK", "content": content},
+                "400": {"description": "Invalid input; `field` names it", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "401": {"description": "Missing or wrong bearer token"},
+                "404": {"description": "No such task or route"},
+            }
+        });
+        if let Some(r) = req {
+            op["requestBody"] = json!({"content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{r}")}}}});
+        }
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    paths.insert("/healthz".into(), json!({"get": {"summary": "Liveness; no token needed", "security": [], "responses": {"200": {"description": "OK"}}}}));
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "owl API", "version": env!("CARGO_PKG_VERSION")},
+        "servers": [{"url": "http://127.0.0.1:7717"}],
+        "security": [{"bearer": []}],
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": schemas()},
+        "paths": paths,
+    })
+}
+
+pub async fn document() -> Json<Value> {
+    Json(build())
+}

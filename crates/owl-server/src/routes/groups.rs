@@ -1,0 +1,17 @@
+//! Groups and their parallel limits.
+
+use crate::extract::ApiJson;
+use crate::{ApiError, AppState};
+use axum::extract::{Path, State};
+use axum::Json;
+use owl_api::{GroupList, GroupView, SetGroup};
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<GroupList>, ApiError> {
+    let groups = state.engine.store().groups().await?;
+    Ok(Json(GroupList { groups: groups.into_iter().map(GroupView::from).collect() }))
+}
+
+pub async fn set(State(state): State<AppState>, Path(name): Path<String>, ApiJson(req): ApiJson<SetGroup>) -> Result<Json<GroupView>, ApiError> {
+    let g = state.engine.set_group(&name, req.parallel).await?;
+    Ok(Json(g.into()))
+}

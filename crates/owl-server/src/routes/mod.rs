@@ -1,0 +1,7 @@
+//! One module per resource.
+
+pub mod events;
+pub mod groups;
+pub mod logs;
+pub mod status;
+pub mod tasks;

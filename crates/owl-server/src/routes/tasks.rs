@@ -1,0 +1,157 @@
+//! Tasks: submit (one or a batch), list, show, cancel, retry, wait.
+
+use crate::extract::{parse_id, parse_query, ApiJson};
+use crate::{ApiError, AppState};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use owl_api::*;
+use owl_core::task::Status;
+use owl_core::TaskId;
+use owl_store::{NewTask, TaskFilter};
+use serde::Deserialize;
+use std::time::Duration;
+
+fn defaults(state: &AppState) -> SpecDefaults {
+    let c = state.engine.config();
+    SpecDefaults { timeout: c.default_timeout, retries: c.default_retries }
+}
+
+fn to_new(state: &AppState, t: SubmitTask, field_prefix: Option<usize>) -> Result<NewTask, ApiError> {
+    let batch_deps = t.after_items.clone();
+    if field_prefix.is_none() && !batch_deps.is_empty() {
+        return Err(ApiError::bad_request("after_items", "`after_items` refers to other items of a batch; use POST /v1/tasks/batch"));
+    }
+    let spec = t.into_spec(&defaults(state), state.engine.now()).map_err(|e| match field_prefix {
+        Some(i) => ApiError::bad_request(format!("tasks[{i}].{}", e.field), format!("tasks[{i}].{e}")),
+        None => e.into(),
+    })?;
+    Ok(NewTask { spec, batch_deps })
+}
+
+fn view(s: owl_store::Submitted) -> Submitted {
+    Submitted { id: s.id, created: s.created, status: s.status }
+}
+
+pub async fn submit(State(state): State<AppState>, ApiJson(req): ApiJson<SubmitTask>) -> Result<(StatusCode, Json<Submitted>), ApiError> {
+    let new = to_new(&state, req, None)?;
+    let out = state.engine.submit(vec![new]).await?.remove(0);
+    let code = if out.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((code, Json(view(out))))
+}
+
+/// Upper bound on tasks per batch, beside the body size limit.
+pub const MAX_BATCH: usize = 10_000;
+
+pub async fn submit_batch(State(state): State<AppState>, ApiJson(req): ApiJson<SubmitBatch>) -> Result<(StatusCode, Json<BatchSubmitted>), ApiError> {
+    if req.tasks.is_empty() {
+        return Err(ApiError::bad_request("tasks", "the batch is empty; send at least one task"));
+    }
+    if req.tasks.len() > MAX_BATCH {
+        return Err(ApiError::bad_request("tasks", format!("at most {MAX_BATCH} tasks per batch; split it")));
+    }
+    let new = req.tasks.into_iter().enumerate().map(|(i, t)| to_new(&state, t, Some(i))).collect::<Result<Vec<_>, _>>()?;
+    let out = state.engine.submit(new).await?;
+    Ok((StatusCode::CREATED, Json(BatchSubmitted { tasks: out.into_iter().map(view).collect() })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Comma-separated statuses.
+    status: Option<String>,
+    group: Option<String>,
+    label: Option<String>,
+    limit: Option<u32>,
+    before: Option<i64>,
+}
+
+pub const DEFAULT_LIST_LIMIT: u32 = 1000;
+
+pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<TaskList>, ApiError> {
+    let q: ListQuery = parse_query(q)?;
+    let statuses = match q.status.as_deref() {
+        None | Some("") => vec![],
+        Some(s) => s.split(',').map(|p| p.parse::<Status>().map_err(|m| ApiError::bad_request("status", m))).collect::<Result<_, _>>()?,
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if limit == 0 || limit > 100_000 {
+        return Err(ApiError::bad_request("limit", "must be between 1 and 100000"));
+    }
+    let filter = TaskFilter { statuses, group: q.group, label: q.label, ids: vec![], before: q.before.map(TaskId), limit: Some(limit) };
+    let tasks = state.engine.store().list(filter).await?;
+    Ok(Json(TaskList { tasks: tasks.into_iter().map(TaskView::from).collect() }))
+}
+
+pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
+    let id = parse_id(&id)?;
+    let task = state.engine.store().get(id).await?;
+    let runs = state.engine.store().runs(id).await?;
+    let mut v = TaskView::from(task);
+    v.runs = Some(runs.into_iter().map(RunView::from).collect());
+    Ok(Json(v))
+}
+
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<CancelRequest>) -> Result<Json<TaskView>, ApiError> {
+    let id = parse_id(&id)?;
+    state.engine.cancel(id, req.reason).await?;
+    Ok(Json(TaskView::from(state.engine.store().get(id).await?)))
+}
+
+pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
+    let id = parse_id(&id)?;
+    state.engine.retry(id).await?;
+    Ok(Json(TaskView::from(state.engine.store().get(id).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Comma-separated task ids.
+    ids: String,
+    /// How long to wait at most, e.g. `30s` (default 30s, at most 5m).
+    timeout: Option<String>,
+}
+
+pub async fn wait(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<WaitReply>, ApiError> {
+    let q: WaitQuery = parse_query(q)?;
+    let ids: Vec<TaskId> = q.ids.split(',').filter(|s| !s.is_empty()).map(parse_id).collect::<Result<_, _>>()?;
+    if ids.is_empty() || ids.len() > 1000 {
+        return Err(ApiError::bad_request("ids", "give 1 to 1000 comma-separated task ids"));
+    }
+    let timeout = match q.timeout {
+        Some(t) => owl_core::duration::parse(&t).map_err(|m| ApiError::bad_request("timeout", m))?,
+        None => Duration::from_secs(30),
+    };
+    if timeout > Duration::from_secs(300) {
+        return Err(ApiError::bad_request("timeout", "at most 5m per request; call again to keep waiting"));
+    }
+    // Subscribe before reading so no change between the read and the wait is missed.
+    let mut events = state.engine.subscribe();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let tasks = state.engine.store().list(TaskFilter { ids: ids.clone(), ..Default::default() }).await?;
+        if let Some(missing) = ids.iter().find(|id| !tasks.iter().any(|t| t.id == **id)) {
+            return Err(owl_store::StoreError::NotFound(*missing).into());
+        }
+        let done = tasks.iter().all(|t| t.state.is_terminal());
+        if done || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
+            let mut tasks: Vec<TaskView> = tasks.into_iter().map(TaskView::from).collect();
+            tasks.sort_by_key(|t| ids.iter().position(|i| *i == t.id));
+            return Ok(Json(WaitReply { done, tasks }));
+        }
+        // Wait for an event about one of our tasks (or a lag, which may have hidden one).
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(e) if e.kind.task_id().is_some_and(|id| ids.contains(&id)) => break,
+                    Ok(_) => continue,
+                    Err(_) => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! In-process API tests: the real router, engine and SQLite store, no network.
+
+use super::*;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use owl_core::layout::DataLayout;
+use owl_engine::{EngineConfig, SystemClock};
+use owl_store_sqlite::{Durability, SqliteStore};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-token-0123456789";
+
+struct Api {
+    app: Router,
+    _dir: tempfile::TempDir,
+    _stop: watch::Sender<bool>,
+}
+
+fn api() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("owl.db"), Durability::Full).unwrap();
+    let cfg = EngineConfig {
+        node: "n".into(),
+        workers: 2,
+        lease: Duration::from_secs(30),
+        kill_grace: Duration::from_millis(200),
+        shutdown_grace: Duration::from_millis(200),
+        log_max_bytes: 1 << 20,
+        retry: Default::default(),
+        default_timeout: None,
+        default_retries: 0,
+    };
+    let (engine, dispatch) = owl_engine::Engine::new(Arc::new(store), DataLayout::new(dir.path()), cfg, Arc::new(SystemClock));
+    tokio::spawn(dispatch.run(true));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = AppState {
+        engine: engine.clone(),
+        token: TOKEN.into(),
+        max_body_bytes: 64 * 1024,
+        listen: "127.0.0.1:0".into(),
+        started_at: engine.now(),
+        shutdown: stop_rx,
+    };
+    Api { app: router(state), _dir: dir, _stop: stop_tx }
+}
+
+async fn call(api: &Api, method: &str, path: &str, token: Option<&str>, body: Option<(&str, Vec<u8>)>) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some((ct, b)) => req.header("content-type", ct).body(Body::from(b)).unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    let resp = api.app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 10 << 20).await.unwrap();
+    let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, v)
+}
+
+async fn post(api: &Api, path: &str, body: Value) -> (StatusCode, Value) {
+    call(api, "POST", path, Some(TOKEN), Some(("application/json", body.to_string().into_bytes()))).await
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("{id}", "1").replace("{name}", "g")
+}
+
+#[tokio::test]
+async fn healthz_is_open_and_everything_else_needs_the_token() {
+    let api = api();
+    assert_eq!(call(&api, "GET", "/healthz", None, None).await.0, StatusCode::OK);
+    for (method, path, ..) in openapi::ROUTES {
+        let p = concrete(path);
+        let m = method.to_uppercase();
+        let body = Some(("application/json", b"{}".to_vec()));
+        let (s, v) = call(&api, &m, &p, None, body.clone()).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{m} {p} without a token");
+        assert_eq!(v["error"]["code"], "unauthorized");
+        let (s, _) = call(&api, &m, &p, Some("wrong-token"), body.clone()).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{m} {p} with a wrong token");
+        let (s, _) = call(&api, &m, &p, Some(&TOKEN[..TOKEN.len() - 1]), body).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{m} {p} with a token prefix");
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route() {
+    let api = api();
+    let (s, doc) = call(&api, "GET", "/v1/openapi.json", Some(TOKEN), None).await;
+    assert_eq!(s, StatusCode::OK);
+    for (method, path, ..) in openapi::ROUTES {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} missing from the document");
+        // And the router really serves it (anything but 404/405 with a valid token).
+        // Status only: some routes stream forever (events), so the body is not read.
+        let req = Request::builder()
+            .method(method.to_uppercase().as_str())
+            .uri(concrete(path))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let s = api.app.clone().oneshot(req).await.unwrap().status();
+        assert!(s != StatusCode::METHOD_NOT_ALLOWED && !(s == StatusCode::NOT_FOUND && !path.contains('{')), "{method} {path}: {s}");
+    }
+}
+
+#[tokio::test]
+async fn submit_show_list_and_idempotency() {
+    let api = api();
+    let (s, v) = post(&api, "/v1/tasks", json!({"command": ["true"], "labels": ["x"], "idempotency_key": "k"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    let (s, v2) = post(&api, "/v1/tasks", json!({"command": ["true"], "idempotency_key": "k"})).await;
+    assert_eq!((s, v2["id"].as_i64().unwrap(), v2["created"].as_bool().unwrap()), (StatusCode::OK, id, false));
+    let (s, t) = call(&api, "GET", &format!("/v1/tasks/{id}"), Some(TOKEN), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t["labels"], json!(["x"]));
+    assert!(t["runs"].is_array());
+    let (_, l) = call(&api, "GET", "/v1/tasks?label=x", Some(TOKEN), None).await;
+    assert_eq!(l["tasks"].as_array().unwrap().len(), 1);
+    let (_, w) = call(&api, "GET", &format!("/v1/wait?ids={id}&timeout=10s"), Some(TOKEN), None).await;
+    assert_eq!(w["done"], true, "{w}");
+    assert_eq!(w["tasks"][0]["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn batches_link_items_and_refuse_cycles() {
+    let api = api();
+    let (s, v) = post(&api, "/v1/tasks/batch", json!({"tasks": [{"shell": "true", "after_items": [1]}, {"shell": "true"}]})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["tasks"][0]["status"], "waiting");
+    let (s, v) = post(&api, "/v1/tasks/batch", json!({"tasks": [{"shell": "a", "after_items": [1]}, {"shell": "b", "after_items": [0]}]})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"]["message"].as_str().unwrap().contains("cycle"), "{v}");
+    let (s, v) = post(&api, "/v1/tasks/batch", json!({"tasks": [{"shell": "a"}, {"shell": "b", "timeout": "soon"}]})).await;
+    assert_eq!((s, v["error"]["field"].as_str().unwrap()), (StatusCode::BAD_REQUEST, "tasks[1].timeout"));
+    let (s, v) = post(&api, "/v1/tasks", json!({"shell": "a", "after": [999]})).await;
+    assert_eq!((s, v["error"]["code"].as_str().unwrap()), (StatusCode::BAD_REQUEST, "unknown_dependency"));
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_named_4xx() {
+    let api = api();
+    let cases: Vec<(&str, &str, Option<(&str, Vec<u8>)>, StatusCode, &str)> = vec![
+        ("POST", "/v1/tasks", Some(("application/json", br#"{"shell":"x","priorty":1}"#.to_vec())), StatusCode::BAD_REQUEST, "priorty"),
+        ("POST", "/v1/tasks", Some(("application/json", br#"{"shell":"x","priority":"high"}"#.to_vec())), StatusCode::BAD_REQUEST, "priority"),
+        ("POST", "/v1/tasks", Some(("application/json", b"{not json".to_vec())), StatusCode::BAD_REQUEST, "JSON"),
+        ("POST", "/v1/tasks", Some(("text/plain", b"{}".to_vec())), StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type"),
+        ("POST", "/v1/tasks", Some(("application/json", br#"{}"#.to_vec())), StatusCode::BAD_REQUEST, "command"),
+        ("POST", "/v1/tasks", Some(("application/json", br#"{"command":[]}"#.to_vec())), StatusCode::BAD_REQUEST, "command"),
+        ("POST", "/v1/tasks", Some(("application/json", br#"{"shell":"x","run_at":"tomorrow"}"#.to_vec())), StatusCode::BAD_REQUEST, "run_at"),
+        ("POST", "/v1/tasks", Some(("application/json", vec![b' '; 70 * 1024])), StatusCode::PAYLOAD_TOO_LARGE, "max_body_bytes"),
+        ("GET", "/v1/tasks/abc", None, StatusCode::BAD_REQUEST, "task id"),
+        ("GET", "/v1/tasks/424242", None, StatusCode::NOT_FOUND, "does not exist"),
+        ("GET", "/v1/tasks?status=done", None, StatusCode::BAD_REQUEST, "status"),
+        ("GET", "/v1/tasks?colour=red", None, StatusCode::BAD_REQUEST, "colour"),
+        ("GET", "/v1/tasks?limit=0", None, StatusCode::BAD_REQUEST, "limit"),
+        ("GET", "/v1/wait?ids=1&timeout=1h", None, StatusCode::BAD_REQUEST, "timeout"),
+        ("PUT", "/v1/groups/g", Some(("application/json", br#"{"parallel":0}"#.to_vec())), StatusCode::BAD_REQUEST, "parallel"),
+        ("PUT", "/v1/groups/bad%20name", Some(("application/json", br#"{"parallel":1}"#.to_vec())), StatusCode::BAD_REQUEST, "group"),
+        ("POST", "/v1/tasks/424242/cancel", None, StatusCode::NOT_FOUND, "does not exist"),
+        ("DELETE", "/v1/tasks", None, StatusCode::METHOD_NOT_ALLOWED, "DELETE"),
+        ("GET", "/v2/nothing", None, StatusCode::NOT_FOUND, "/v1"),
+    ];
+    for (m, p, body, want, needle) in cases {
+        let (s, v) = call(&api, m, p, Some(TOKEN), body).await;
+        assert_eq!(s, want, "{m} {p}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(needle) || v["error"]["field"].as_str().unwrap_or_default().contains(needle), "{m} {p}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn garbage_bodies_never_cause_a_server_error() {
+    let api = api();
+    let seeds = [
+        json!({"shell": "true", "env": {"A": "1"}, "priority": 3, "group": "g", "retries": 2, "timeout": "1s", "labels": ["a"]}),
+        json!({"tasks": [{"shell": "true"}, {"command": ["true"], "after_items": [0]}]}),
+    ];
+    let mut rng: u64 = 0x9E3779B97F4A7C15;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for i in 0..300 {
+        let seed = seeds[i % 2].to_string().into_bytes();
+        let mut body = seed.clone();
+        for _ in 0..(1 + next() % 4) {
+            let pos = (next() as usize) % body.len();
+            match next() % 3 {
+                0 => body[pos] = (next() % 256) as u8,
+                1 => {
+                    body.remove(pos);
+                }
+                _ => body.insert(pos, b"{}[]\",:0-e\\"[(next() % 11) as usize]),
+            }
+        }
+        let path = if i % 2 == 0 { "/v1/tasks" } else { "/v1/tasks/batch" };
+        let (s, v) = call(&api, "POST", path, Some(TOKEN), Some(("application/json", body.clone()))).await;
+        assert!(s.is_success() || s.is_client_error(), "{s} for {}: {v}", String::from_utf8_lossy(&body));
+        if s.is_client_error() {
+            assert!(v["error"]["message"].is_string(), "error body has a message: {v}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn groups_can_be_limited_and_listed() {
+    let api = api();
+    let (s, v) = call(&api, "PUT", "/v1/groups/gpu", Some(TOKEN), Some(("application/json", br#"{"parallel":1}"#.to_vec()))).await;
+    assert_eq!((s, v["parallel"].as_u64()), (StatusCode::OK, Some(1)));
+    let (_, v) = call(&api, "GET", "/v1/groups", Some(TOKEN), None).await;
+    assert!(v["groups"].as_array().unwrap().iter().any(|g| g["name"] == "gpu" && g["parallel"] == 1), "{v}");
+}
