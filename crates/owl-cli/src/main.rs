@@ -1,1 +1,75 @@
-fn main(){}
+//! The `owl` binary: daemon and client in one. The only crate that picks concrete types.
+//!
+//! Exit codes: 0 success; 1 error (or, for `wait`, a task that did not succeed); 2 usage;
+//! 3 the daemon is not running; 124 `wait --timeout` ran out.
+
+mod cli;
+mod client;
+mod commands;
+mod daemon;
+mod output;
+mod paths;
+mod settings;
+
+use clap::{CommandFactory, Parser};
+use cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let data_dir = paths::data_dir(cli.data_dir.clone());
+    let config = paths::config_file(cli.config.clone());
+    let json = cli.json;
+    let code = match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "owl", &mut std::io::stdout());
+            0
+        }
+        Command::Config { action } => report(commands::config::run(action, config, &data_dir, json).map(|_| 0), json),
+        Command::Daemon(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("owl-worker").build().expect("tokio runtime");
+            report(rt.block_on(daemon::run(data_dir, config, args)).map(|_| 0), json)
+        }
+        other => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            report(rt.block_on(client_command(other, &data_dir, json)), json)
+        }
+    };
+    std::process::exit(code);
+}
+
+async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) -> anyhow::Result<i32> {
+    let client = client::Client::connect(data_dir)?;
+    match cmd {
+        Command::Add(a) => commands::add::run(&client, a, json).await?,
+        Command::Ls(a) => commands::tasks::ls(&client, a, json).await?,
+        Command::Show { id } => commands::tasks::show(&client, &id, json).await?,
+        Command::Logs(a) => commands::logs::run(&client, a).await?,
+        Command::Wait(a) => return commands::wait::run(&client, a, json).await,
+        Command::Cancel { ids, reason } => commands::tasks::cancel(&client, &ids, reason, json).await?,
+        Command::Retry { ids } => commands::tasks::retry(&client, &ids, json).await?,
+        Command::Groups { action } => commands::groups::run(&client, action, json).await?,
+        Command::Status => commands::tasks::status(&client, json).await?,
+        Command::Daemon(_) | Command::Config { .. } | Command::Completions { .. } => unreachable!("handled in main"),
+    }
+    Ok(0)
+}
+
+fn report(r: anyhow::Result<i32>, json: bool) -> i32 {
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            let not_running = e.downcast_ref::<client::NotRunning>().is_some();
+            if json {
+                let code = if not_running { "daemon_not_running" } else { "error" };
+                eprintln!("{}", serde_json::json!({"error": {"code": code, "message": format!("{e:#}")}}));
+            } else {
+                eprintln!("owl: {e:#}");
+            }
+            if not_running {
+                3
+            } else {
+                1
+            }
+        }
+    }
+}

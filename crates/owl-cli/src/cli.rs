@@ -1,0 +1,181 @@
+//! The command line, as clap types.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "owl", version, about = "owl: an always-on runtime for tasks and agents", propagate_version = true)]
+pub struct Cli {
+    /// Data directory (database, logs, workspaces, token). Default: $XDG_DATA_HOME/owl or ~/.local/share/owl.
+    #[arg(long, global = true, env = "OWL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file. Default: $XDG_CONFIG_HOME/owl/config.toml or ~/.config/owl/config.toml.
+    #[arg(long, global = true, env = "OWL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon in the foreground (systemd-friendly).
+    Daemon(DaemonArgs),
+    /// Queue a task; prints its id.
+    Add(AddArgs),
+    /// List tasks, newest first.
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Show one task with its runs.
+    Show { id: String },
+    /// Print an attempt's output; -f follows it live.
+    Logs(LogsArgs),
+    /// Wait until tasks finish; exits 0 only if all succeeded.
+    Wait(WaitArgs),
+    /// Cancel tasks (running ones are stopped).
+    Cancel {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Queue failed, timed out or cancelled tasks again.
+    Retry {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// List groups, or set a group's parallel limit.
+    Groups {
+        #[command(subcommand)]
+        action: Option<GroupsAction>,
+    },
+    /// Daemon status and task counts.
+    Status,
+    /// Show or create the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// API address; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// `text` or `json`.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Tasks running at once (0 = CPU cores).
+    #[arg(long)]
+    pub workers: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// Group (each group can have a parallel limit).
+    #[arg(long, short)]
+    pub group: Option<String>,
+    /// Higher runs first.
+    #[arg(long, short, default_value_t = 0, allow_hyphen_values = true)]
+    pub priority: i32,
+    /// Start only after these tasks succeeded (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',', value_name = "ID")]
+    pub after: Vec<String>,
+    /// Per-attempt limit, e.g. 30m.
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Extra attempts after a failure or timeout (exponential backoff with jitter).
+    #[arg(long)]
+    pub retries: Option<u32>,
+    /// Start after this delay, e.g. 2h.
+    #[arg(long = "in", value_name = "DURATION", conflicts_with = "at")]
+    pub delay: Option<String>,
+    /// Start at this instant, e.g. 2026-12-01T09:00:00+01:00.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Environment for the task, KEY=VALUE (repeatable).
+    #[arg(long, short, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Label (repeatable).
+    #[arg(long, short)]
+    pub label: Vec<String>,
+    /// Idempotency key: submitting the same key again returns the existing task.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Working directory (default: the task's own workspace under the data dir).
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Run the words as one string with /bin/sh -c.
+    #[arg(long)]
+    pub shell: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Only these statuses (comma-separated): queued, waiting, running, succeeded, failed, timed_out, cancelled.
+    #[arg(long, short)]
+    pub status: Option<String>,
+    #[arg(long, short)]
+    pub group: Option<String>,
+    #[arg(long, short)]
+    pub label: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    pub id: String,
+    /// Follow the output until the attempt ends.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Which attempt (default: the latest).
+    #[arg(long)]
+    pub attempt: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+    /// Give up after this long (exit code 124).
+    #[arg(long)]
+    pub timeout: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupsAction {
+    /// List groups (the default).
+    Ls,
+    /// Set a group's parallel limit.
+    Set {
+        name: String,
+        #[arg(long, conflicts_with = "unlimited", required_unless_present = "unlimited")]
+        parallel: Option<u32>,
+        /// Remove the group's limit.
+        #[arg(long)]
+        unlimited: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigAction {
+    /// Print the effective configuration (defaults, file, OWL_* variables), secrets redacted.
+    Show,
+    /// Write a commented example config file.
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the paths owl uses.
+    Path,
+}

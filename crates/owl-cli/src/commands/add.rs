@@ -1,0 +1,71 @@
+//! `owl add`: queue a task.
+
+use crate::cli::AddArgs;
+use crate::client::Client;
+use anyhow::{bail, Result};
+use owl_api::{SubmitTask, Submitted};
+use std::collections::BTreeMap;
+
+pub fn build(args: AddArgs) -> Result<SubmitTask> {
+    let mut env = BTreeMap::new();
+    for e in &args.env {
+        match e.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                env.insert(k.to_string(), v.to_string());
+            }
+            _ => bail!("--env: `{e}` is not KEY=VALUE"),
+        }
+    }
+    let after = args.after.iter().filter(|a| !a.trim().is_empty()).map(|a| a.parse().map_err(|m: String| anyhow::anyhow!("--after: {m}"))).collect::<Result<Vec<_>>>()?;
+    let cwd = match args.cwd {
+        Some(c) => {
+            let abs = if c.is_absolute() { c } else { std::env::current_dir()?.join(c) };
+            if !abs.is_dir() {
+                bail!("--cwd: {} is not a directory", abs.display());
+            }
+            Some(abs.display().to_string())
+        }
+        None => None,
+    };
+    let (command, shell) = if args.shell {
+        (None, Some(args.command.join(" ")))
+    } else {
+        let mut argv = args.command;
+        // The task runs in its own workspace, so a program given relative to where the user
+        // typed the command (`./backup.sh`) is made absolute here.
+        if argv[0].starts_with("./") || argv[0].starts_with("../") {
+            argv[0] = std::path::absolute(&argv[0])?.display().to_string();
+        }
+        (Some(argv), None)
+    };
+    Ok(SubmitTask {
+        command,
+        shell,
+        env,
+        priority: args.priority,
+        group: args.group,
+        run_at: args.at,
+        delay: args.delay,
+        timeout: args.timeout,
+        retries: args.retries,
+        after,
+        after_items: vec![],
+        idempotency_key: args.key,
+        labels: args.label,
+        cwd,
+    })
+}
+
+pub async fn run(client: &Client, args: AddArgs, json: bool) -> Result<()> {
+    let req = build(args)?;
+    let out: Submitted = client.post("/v1/tasks", &req).await?;
+    if json {
+        crate::output::print_json(&out);
+    } else {
+        if !out.created {
+            eprintln!("a task with this idempotency key already exists: task {} ({})", out.id, out.status);
+        }
+        println!("{}", out.id);
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! One module per command group.
+
+pub mod add;
+pub mod config;
+pub mod groups;
+pub mod logs;
+pub mod tasks;
+pub mod wait;

@@ -1,0 +1,169 @@
+//! `owl ls`, `owl show`, `owl cancel`, `owl retry`, `owl status`.
+
+use crate::cli::LsArgs;
+use crate::client::Client;
+use crate::output::{now, print_json, relative, table, truncate};
+use anyhow::Result;
+use owl_api::{CancelRequest, StatusView, TaskList, TaskView};
+use owl_core::{TaskId, TaskState, WaitReason};
+
+pub fn parse_ids(ids: &[String]) -> Result<Vec<TaskId>> {
+    ids.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()).map(|s| s.parse().map_err(|m: String| anyhow::anyhow!(m))).collect()
+}
+
+/// One short phrase about where the task is.
+pub fn detail(t: &TaskView) -> String {
+    let n = now();
+    match &t.state {
+        TaskState::Queued => "ready".into(),
+        TaskState::Waiting { reason: WaitReason::Time { until } } => format!("starts {}", relative(*until, n)),
+        TaskState::Waiting { reason: WaitReason::Retry { until, failed_attempts } } => {
+            format!("retry {} after {failed_attempts} failure(s)", relative(*until, n))
+        }
+        TaskState::Waiting { reason: WaitReason::Dependencies { pending } } => {
+            format!("after {}", pending.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","))
+        }
+        TaskState::Running { attempt, started_at, cancel_requested, .. } => {
+            format!("attempt {attempt}, started {}{}", relative(*started_at, n), if *cancel_requested { ", cancelling" } else { "" })
+        }
+        TaskState::Succeeded { finished_at, .. } => format!("{}", relative(*finished_at, n)),
+        TaskState::Failed { reason, .. } => reason.clone(),
+        TaskState::TimedOut { attempt, .. } => format!("attempt {attempt} timed out"),
+        TaskState::Cancelled { reason, .. } => reason.clone().unwrap_or_default(),
+    }
+}
+
+pub async fn ls(client: &Client, args: LsArgs, json: bool) -> Result<()> {
+    let mut q = vec![format!("limit={}", args.limit)];
+    if let Some(s) = args.status {
+        q.push(format!("status={}", enc(&s)));
+    }
+    if let Some(g) = args.group {
+        q.push(format!("group={}", enc(&g)));
+    }
+    if let Some(l) = args.label {
+        q.push(format!("label={}", enc(&l)));
+    }
+    let list: TaskList = client.get(&format!("/v1/tasks?{}", q.join("&"))).await?;
+    if json {
+        print_json(&list);
+        return Ok(());
+    }
+    if list.tasks.is_empty() {
+        println!("no tasks");
+        return Ok(());
+    }
+    let rows = list
+        .tasks
+        .iter()
+        .map(|t| vec![t.id.to_string(), t.status.to_string(), t.group.clone(), t.priority.to_string(), truncate(&t.display, 48), truncate(&detail(t), 60)])
+        .collect();
+    table(&["ID", "STATUS", "GROUP", "PRI", "COMMAND", "DETAIL"], rows);
+    Ok(())
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.,~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+pub async fn show(client: &Client, id: &str, json: bool) -> Result<()> {
+    let id: TaskId = id.parse().map_err(|m: String| anyhow::anyhow!(m))?;
+    let t: TaskView = client.get(&format!("/v1/tasks/{id}")).await?;
+    if json {
+        print_json(&t);
+        return Ok(());
+    }
+    let n = now();
+    println!("task {}  {}  ({})", t.id, t.status, detail(&t));
+    println!("  command    {}", t.display);
+    println!("  group      {}   priority {}", t.group, t.priority);
+    if !t.labels.is_empty() {
+        println!("  labels     {}", t.labels.join(", "));
+    }
+    if !t.depends_on.is_empty() {
+        println!("  after      {}", t.depends_on.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
+    }
+    if let Some(at) = t.run_at {
+        println!("  run at     {at} ({})", relative(at, n));
+    }
+    if let Some(ms) = t.timeout_ms {
+        println!("  timeout    {}", owl_core::duration::format(std::time::Duration::from_millis(ms)));
+    }
+    println!("  attempts   {} started, {} failed, {} allowed{}", t.attempts, t.failures, t.max_attempts,
+        if t.interruptions > 0 { format!(", {} interrupted by a crash", t.interruptions) } else { String::new() });
+    if let Some(k) = &t.idempotency_key {
+        println!("  key        {k}");
+    }
+    if let Some(c) = &t.cwd {
+        println!("  cwd        {c}");
+    }
+    for (k, v) in &t.env {
+        println!("  env        {k}={v}");
+    }
+    println!("  created    {} ({})", t.created_at, relative(t.created_at, n));
+    let runs = t.runs.clone().unwrap_or_default();
+    if !runs.is_empty() {
+        println!("runs:");
+        for r in runs {
+            let how = match (&r.outcome, r.exit_code, r.signal) {
+                (None, ..) => "running".to_string(),
+                (Some(o), Some(c), _) => format!("{} (exit {c})", o.name()),
+                (Some(o), None, Some(s)) => format!("{} (signal {s})", o.name()),
+                (Some(o), None, None) => o.name().to_string(),
+            };
+            let dur = r.duration_ms.map(|d| format!(" in {}", owl_core::duration::format(std::time::Duration::from_millis(d)))).unwrap_or_default();
+            println!("  #{} on {} started {}{dur}: {how}", r.attempt, r.node, r.started_at);
+        }
+    }
+    Ok(())
+}
+
+pub async fn cancel(client: &Client, ids: &[String], reason: Option<String>, json: bool) -> Result<()> {
+    let mut out = vec![];
+    for id in parse_ids(ids)? {
+        let t: TaskView = client.post(&format!("/v1/tasks/{id}/cancel"), &CancelRequest { reason: reason.clone() }).await?;
+        if !json {
+            match &t.state {
+                TaskState::Running { .. } => println!("task {id}: stopping (cancel requested)"),
+                _ => println!("task {id}: {}", t.status),
+            }
+        }
+        out.push(t);
+    }
+    if json {
+        print_json(&out);
+    }
+    Ok(())
+}
+
+pub async fn retry(client: &Client, ids: &[String], json: bool) -> Result<()> {
+    let mut out = vec![];
+    for id in parse_ids(ids)? {
+        let t: TaskView = client.post(&format!("/v1/tasks/{id}/retry"), &serde_json::json!({})).await?;
+        if !json {
+            println!("task {id}: {}", t.status);
+        }
+        out.push(t);
+    }
+    if json {
+        print_json(&out);
+    }
+    Ok(())
+}
+
+pub async fn status(client: &Client, json: bool) -> Result<()> {
+    let s: StatusView = client.get("/v1/status").await?;
+    if json {
+        print_json(&s);
+        return Ok(());
+    }
+    println!("owl {} running (pid {}) on {} as node {}", s.version, s.pid, s.listen, s.node);
+    println!("  data dir   {}", s.data_dir);
+    println!("  up         {}", owl_core::duration::format(std::time::Duration::from_millis(s.uptime_ms)));
+    println!("  workers    {} running of {}{}", s.running, s.workers, if s.shutting_down { " (shutting down)" } else { "" });
+    let counts: Vec<String> = s.tasks.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("  tasks      {}", if counts.is_empty() { "none".into() } else { counts.join(", ") });
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! `owl daemon`: wires the concrete store, engine and server together and runs them until a
+//! signal says stop. The shutdown sequence: stop claiming, let running tasks finish within
+//! the grace, stop and requeue the rest, stop the API, remove daemon.json, release the lock.
+
+use crate::cli::DaemonArgs;
+use anyhow::{bail, Context, Result};
+use owl_core::config::{LogFormat, Settings};
+use owl_core::layout::DataLayout;
+use owl_engine::{Engine, EngineConfig, SystemClock};
+use owl_store_sqlite::{Durability, SqliteStore};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// What the daemon records in `<data-dir>/daemon.json` so clients can find it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub listen: String,
+    pub started_at: owl_core::Timestamp,
+    pub version: String,
+}
+
+fn apply_flags(settings: &mut Settings, args: &DaemonArgs) -> Result<()> {
+    if let Some(l) = &args.listen {
+        settings.daemon.listen = l.clone();
+    }
+    if let Some(w) = args.workers {
+        settings.daemon.workers = w;
+    }
+    if let Some(f) = &args.log_format {
+        settings.daemon.log_format = match f.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => bail!("--log-format: `{other}` is not a log format; use text or json"),
+        };
+    }
+    Ok(())
+}
+
+fn init_tracing(settings: &Settings) {
+    let filter = std::env::var("OWL_LOG").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| settings.daemon.log_level.clone());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match settings.daemon.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}
+
+fn node_name(settings: &Settings) -> String {
+    if !settings.daemon.node.is_empty() {
+        return settings.daemon.node.clone();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
+}
+
+/// Holds the data dir's lock for as long as it lives.
+struct DataDirLock {
+    _file: File,
+}
+
+fn lock_data_dir(layout: &DataLayout) -> Result<DataDirLock> {
+    let path = layout.lock_file();
+    let mut file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let who = read_info(layout).map(|i| format!(" (pid {}, listening on {})", i.pid, i.listen)).unwrap_or_default();
+            bail!(
+                "another owl daemon is already using the data dir {}{who}; stop it first, or start this one with another --data-dir",
+                layout.root().display()
+            );
+        }
+        Err(TryLockError::Error(e)) => bail!("cannot lock {}: {e}", path.display()),
+    }
+    file.set_len(0).ok();
+    let _ = writeln!(file, "{}", std::process::id());
+    Ok(DataDirLock { _file: file })
+}
+
+pub fn read_info(layout: &DataLayout) -> Option<DaemonInfo> {
+    let text = std::fs::read_to_string(layout.daemon_file()).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Reads the API token, creating it (mode 0600) at first start.
+fn ensure_token(path: &Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => bail!("cannot read the API token {}: {e}", path.display()),
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for the API token: {e}"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(token.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(token)
+}
+
+fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -> Result<()> {
+    let mut settings = crate::settings::load(&config.0, config.1)?;
+    apply_flags(&mut settings, &args)?;
+    init_tracing(&settings);
+    let started_at = owl_core::Timestamp::from_system(std::time::SystemTime::now());
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&data_dir).with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    let layout = DataLayout::new(&data_dir);
+    let _lock = lock_data_dir(&layout)?;
+    let token = match &settings.api.token {
+        Some(t) if !t.expose().is_empty() => t.expose().to_string(),
+        _ => ensure_token(&layout.token_file())?,
+    };
+    let store = SqliteStore::open(&layout.database(), Durability::Full).with_context(|| format!("cannot open the database {}", layout.database().display()))?;
+    let listener = tokio::net::TcpListener::bind(&settings.daemon.listen).await.with_context(|| {
+        format!("cannot listen on {}; pick another address with --listen or [daemon] listen (port 0 picks a free one)", settings.daemon.listen)
+    })?;
+    let addr = listener.local_addr()?.to_string();
+    let node = node_name(&settings);
+    let (engine, dispatch) = Engine::new(Arc::new(store), layout.clone(), EngineConfig::from_settings(&settings, node.clone()), Arc::new(SystemClock));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let state = owl_server::AppState {
+        engine: engine.clone(),
+        token: token.into(),
+        max_body_bytes: settings.api.max_body_bytes,
+        listen: addr.clone(),
+        started_at,
+        shutdown: stop_rx,
+    };
+    let mut server = tokio::spawn(owl_server::serve(listener, state));
+    let mut dispatch = tokio::spawn(dispatch.run(true));
+    let info = DaemonInfo { pid: std::process::id(), listen: addr.clone(), started_at, version: env!("CARGO_PKG_VERSION").into() };
+    write_atomically(&layout.daemon_file(), serde_json::to_string_pretty(&info)?.as_bytes())?;
+    tracing::info!(listen = %addr, data_dir = %data_dir.display(), node = %node, workers = engine.config().workers, "owl daemon ready");
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            _ = term.recv() => begin_stop(&engine, &mut stopping, "SIGTERM"),
+            _ = int.recv() => begin_stop(&engine, &mut stopping, "SIGINT"),
+            _ = hup.recv() => reload(&engine, &config, &args, &settings),
+            r = &mut server => {
+                // The API died on its own: stop the rest cleanly rather than run headless.
+                tracing::error!(result = ?r, "the API server stopped unexpectedly; shutting down");
+                begin_stop(&engine, &mut stopping, "API failure");
+                let _ = (&mut dispatch).await;
+                break;
+            }
+            _ = &mut dispatch => break,
+        }
+    }
+    let _ = stop_tx.send(true);
+    if !server.is_finished() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    }
+    let _ = std::fs::remove_file(layout.daemon_file());
+    tracing::info!("owl daemon stopped");
+    Ok(())
+}
+
+fn begin_stop(engine: &Engine, stopping: &mut bool, why: &str) {
+    if *stopping {
+        tracing::info!(signal = why, "already shutting down; running tasks are being given their grace");
+        return;
+    }
+    *stopping = true;
+    tracing::info!(signal = why, grace = ?engine.config().shutdown_grace, "shutdown requested");
+    engine.shutdown();
+}
+
+fn reload(engine: &Engine, config: &(PathBuf, bool), args: &DaemonArgs, running: &Settings) {
+    let loaded = crate::settings::load(&config.0, config.1).and_then(|mut s| {
+        apply_flags(&mut s, args)?;
+        Ok(s)
+    });
+    match loaded {
+        Ok(s) => {
+            if s.daemon.listen != running.daemon.listen {
+                tracing::warn!(old = %running.daemon.listen, new = %s.daemon.listen, "the listen address changes only at restart");
+            }
+            let cfg = EngineConfig::from_settings(&s, String::new());
+            tracing::info!(workers = cfg.workers, "configuration reloaded");
+            engine.reload(cfg);
+        }
+        Err(e) => tracing::error!(error = format!("{e:#}"), "configuration reload failed; keeping the running configuration"),
+    }
+}
