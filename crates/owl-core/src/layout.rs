@@ -40,6 +40,10 @@ impl DataLayout {
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }
+    /// The process id of a running attempt; removed when the attempt ends.
+    pub fn pid_file(&self, id: TaskId, attempt: u32) -> PathBuf {
+        self.logs().join(id.0.to_string()).join(format!("{attempt}.pid"))
+    }
     pub fn log_file(&self, id: TaskId, attempt: u32) -> PathBuf {
         self.logs().join(id.0.to_string()).join(format!("{attempt}.log"))
     }

@@ -40,6 +40,7 @@ impl DispatchLoop {
                 if !changes.0.is_empty() {
                     tracing::warn!(tasks = changes.0.len(), "requeued tasks interrupted by an earlier daemon stop");
                 }
+                self.kill_orphans(&changes).await;
                 s.publish_changes(&changes);
             }
             Err(e) => tracing::error!(error = %e, "crash recovery failed; will retry on the lease schedule"),
@@ -141,6 +142,20 @@ impl DispatchLoop {
             None => None,
         };
         Ok(())
+    }
+
+    /// Processes of rescued attempts may still be running (their groups outlive a SIGKILLed
+    /// daemon). Stop them before the task runs again, so two copies never run at once.
+    async fn kill_orphans(&self, changes: &owl_store::Changes) {
+        let s = &self.shared;
+        for (id, _) in &changes.0 {
+            let Ok(task) = s.store.get(*id).await else { continue };
+            let attempt = task.attempts;
+            let markers = vec![format!("OWL_TASK_ID={id}"), format!("OWL_ATTEMPT={attempt}")];
+            if owl_exec::kill_orphan(&s.layout.pid_file(*id, attempt), &markers) {
+                tracing::warn!(task = %id, attempt, "stopped a process group left running by the crashed daemon");
+            }
+        }
     }
 
     async fn heartbeat(&self, cfg: &crate::EngineConfig, running: &HashMap<owl_core::TaskId, Running>) {

@@ -48,6 +48,7 @@ pub(crate) async fn run_task(
                 log_max_bytes: cfg.log_max_bytes,
                 timeout: task.spec.timeout_ms.map(Duration::from_millis),
                 kill_grace: cfg.kill_grace,
+                pid_file: Some(s.layout.pid_file(id, attempt)),
             };
             owl_exec::run(spec, stop, progress_tx).await
         }

@@ -33,6 +33,9 @@ pub struct ProcessSpec {
     pub timeout: Option<Duration>,
     /// Between SIGTERM and SIGKILL when the group is stopped.
     pub kill_grace: Duration,
+    /// Where to record the process id, so a daemon restarted after a crash can find and
+    /// stop a process group the crashed daemon left behind (see [`kill_orphan`]).
+    pub pid_file: Option<PathBuf>,
 }
 
 /// A request to stop a running process, sent by the engine.
@@ -98,6 +101,9 @@ pub async fn run(spec: ProcessSpec, mut stop: watch::Receiver<Option<Stop>>, pro
         }
     };
     let pid = child.id();
+    if let (Some(path), Some(pid)) = (&spec.pid_file, pid) {
+        let _ = tokio::fs::write(path, pid.to_string()).await;
+    }
     let readers = [
         child.stdout.take().map(|s| tokio::spawn(pump(s, sink.clone()))),
         child.stderr.take().map(|s| tokio::spawn(pump(s, sink.clone()))),
@@ -142,7 +148,29 @@ pub async fn run(spec: ProcessSpec, mut stop: watch::Receiver<Option<Stop>>, pro
         sink.lock().await.write_note(n.as_bytes()).await;
     }
     sink.lock().await.flush().await;
+    if let Some(path) = &spec.pid_file {
+        let _ = tokio::fs::remove_file(path).await;
+    }
     ProcessOutcome { ended, exit_code: status.and_then(|s| s.code()), signal: status.and_then(|s| s.signal()), pid }
+}
+
+/// Stops the process group recorded in `pid_file` by a daemon that crashed, if it is still
+/// there and really is the same attempt: its environment must carry every `marker` (such as
+/// `OWL_TASK_ID=12`), so a recycled pid of an unrelated process is never touched. Returns
+/// whether a group was killed.
+pub fn kill_orphan(pid_file: &std::path::Path, markers: &[String]) -> bool {
+    let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<i32>().ok()) else {
+        return false;
+    };
+    let _ = std::fs::remove_file(pid_file);
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+    if !markers.iter().all(|m| vars.contains(&m.as_bytes())) {
+        return false;
+    }
+    killpg(Pid::from_raw(pid), Signal::SIGKILL).is_ok()
 }
 
 fn fmt_dur(d: Duration) -> String {

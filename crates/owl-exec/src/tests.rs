@@ -1,6 +1,7 @@
 //! Tests against real processes.
 
 use super::*;
+use std::os::unix::process::CommandExt;
 use std::time::Instant;
 
 fn spec(dir: &std::path::Path, script: &str) -> ProcessSpec {
@@ -12,6 +13,7 @@ fn spec(dir: &std::path::Path, script: &str) -> ProcessSpec {
         log_max_bytes: 1024 * 1024,
         timeout: None,
         kill_grace: Duration::from_millis(300),
+        pid_file: None,
     }
 }
 
@@ -137,4 +139,27 @@ async fn a_missing_program_is_a_spawn_failure_with_the_reason_in_the_log() {
         other => panic!("{other:?}"),
     }
     assert!(log.contains("cannot start"), "{log}");
+}
+
+#[tokio::test]
+async fn an_orphaned_group_is_killed_only_when_its_environment_matches() {
+    let d = tempfile::tempdir().unwrap();
+    // Stand-in for a process a crashed daemon left behind: its own group, marked environment.
+    let mut orphan = std::process::Command::new("sleep")
+        .arg("60")
+        .env("OWL_TASK_ID", "77")
+        .env("OWL_ATTEMPT", "2")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid_file = d.path().join("2.pid");
+    std::fs::write(&pid_file, orphan.id().to_string()).unwrap();
+    assert!(!kill_orphan(&pid_file, &["OWL_TASK_ID=77".into(), "OWL_ATTEMPT=3".into()]), "another attempt's marker does not match");
+    assert!(orphan.try_wait().unwrap().is_none(), "a mismatched process is left alone");
+    std::fs::write(&pid_file, orphan.id().to_string()).unwrap();
+    assert!(kill_orphan(&pid_file, &["OWL_TASK_ID=77".into(), "OWL_ATTEMPT=2".into()]));
+    let st = orphan.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(9));
+    assert!(!pid_file.exists());
+    assert!(!kill_orphan(&pid_file, &["OWL_TASK_ID=77".into()]), "a missing pid file is a no-op");
 }
