@@ -60,8 +60,15 @@ impl SubmitTask {
     /// Builds the spec. Errors name the field as the client sent it.
     pub fn into_spec(self, defaults: &SpecDefaults, now: Timestamp) -> Result<TaskSpec, ValidationError> {
         let command = match (self.command, self.shell) {
-            (Some(_), Some(_)) => return Err(ValidationError::new("command", "give either `command` (argv) or `shell` (a string), not both")),
-            (None, None) => return Err(ValidationError::new("command", "missing: give `command` as an argv array, e.g. [\"./backup.sh\", \"--full\"], or `shell` as a string")),
+            (Some(_), Some(_)) => {
+                return Err(ValidationError::new("command", "give either `command` (argv) or `shell` (a string), not both"))
+            }
+            (None, None) => {
+                return Err(ValidationError::new(
+                    "command",
+                    "missing: give `command` as an argv array, e.g. [\"./backup.sh\", \"--full\"], or `shell` as a string",
+                ))
+            }
             (Some(argv), None) => Command::Argv(argv),
             (None, Some(s)) => Command::Shell(s),
         };
@@ -290,7 +297,13 @@ mod tests {
 
     #[test]
     fn submit_builds_a_spec_with_defaults() {
-        let s = SubmitTask { command: Some(vec!["make".into(), "train".into()]), retries: Some(3), timeout: Some("30m".into()), delay: Some("2h".into()), ..Default::default() };
+        let s = SubmitTask {
+            command: Some(vec!["make".into(), "train".into()]),
+            retries: Some(3),
+            timeout: Some("30m".into()),
+            delay: Some("2h".into()),
+            ..Default::default()
+        };
         let spec = s.into_spec(&SpecDefaults::default(), NOW).unwrap();
         assert_eq!(spec.max_attempts, 4);
         assert_eq!(spec.timeout_ms, Some(1_800_000));
@@ -328,7 +341,16 @@ mod tests {
         }
         .into_spec(&SpecDefaults::default(), NOW)
         .unwrap();
-        let task = Task { id: TaskId(1), spec, state: TaskState::Queued, created_at: NOW, updated_at: NOW, attempts: 0, failures: 0, interruptions: 0 };
+        let task = Task {
+            id: TaskId(1),
+            spec,
+            state: TaskState::Queued,
+            created_at: NOW,
+            updated_at: NOW,
+            attempts: 0,
+            failures: 0,
+            interruptions: 0,
+        };
         let json = serde_json::to_string(&TaskView::from(task)).unwrap();
         assert!(!json.contains("canary-123"), "{json}");
         assert!(json.contains("fast"));

@@ -27,10 +27,7 @@ pub struct Client {
 
 fn not_running(dir: &Path, detail: &str) -> anyhow::Error {
     let flag = if std::env::var_os("OWL_DATA_DIR").is_some() { String::new() } else { format!(" --data-dir {}", dir.display()) };
-    anyhow!(NotRunning(format!(
-        "the owl daemon is not running for data dir {}{detail}.\nStart it with: owl{flag} daemon",
-        dir.display()
-    )))
+    anyhow!(NotRunning(format!("the owl daemon is not running for data dir {}{detail}.\nStart it with: owl{flag} daemon", dir.display())))
 }
 
 impl Client {

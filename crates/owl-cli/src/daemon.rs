@@ -56,7 +56,11 @@ fn node_name(settings: &Settings) -> String {
     if !settings.daemon.node.is_empty() {
         return settings.daemon.node.clone();
     }
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Holds the data dir's lock for as long as it lives.
@@ -66,7 +70,13 @@ struct DataDirLock {
 
 fn lock_data_dir(layout: &DataLayout) -> Result<DataDirLock> {
     let path = layout.lock_file();
-    let mut file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
@@ -100,7 +110,13 @@ fn ensure_token(path: &Path) -> Result<String> {
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for the API token: {e}"))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     f.write_all(token.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
@@ -121,20 +137,29 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
     apply_flags(&mut settings, &args)?;
     init_tracing(&settings);
     let started_at = owl_core::Timestamp::from_system(std::time::SystemTime::now());
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&data_dir).with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&data_dir)
+        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
     let layout = DataLayout::new(&data_dir);
     let _lock = lock_data_dir(&layout)?;
     let token = match &settings.api.token {
         Some(t) if !t.expose().is_empty() => t.expose().to_string(),
         _ => ensure_token(&layout.token_file())?,
     };
-    let store = SqliteStore::open(&layout.database(), Durability::Full).with_context(|| format!("cannot open the database {}", layout.database().display()))?;
+    let store = SqliteStore::open(&layout.database(), Durability::Full)
+        .with_context(|| format!("cannot open the database {}", layout.database().display()))?;
     let listener = tokio::net::TcpListener::bind(&settings.daemon.listen).await.with_context(|| {
-        format!("cannot listen on {}; pick another address with --listen or [daemon] listen (port 0 picks a free one)", settings.daemon.listen)
+        format!(
+            "cannot listen on {}; pick another address with --listen or [daemon] listen (port 0 picks a free one)",
+            settings.daemon.listen
+        )
     })?;
     let addr = listener.local_addr()?.to_string();
     let node = node_name(&settings);
-    let (engine, dispatch) = Engine::new(Arc::new(store), layout.clone(), EngineConfig::from_settings(&settings, node.clone()), Arc::new(SystemClock));
+    let (engine, dispatch) =
+        Engine::new(Arc::new(store), layout.clone(), EngineConfig::from_settings(&settings, node.clone()), Arc::new(SystemClock));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = owl_server::AppState {
         engine: engine.clone(),

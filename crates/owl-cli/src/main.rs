@@ -26,7 +26,12 @@ fn main() {
         }
         Command::Config { action } => report(commands::config::run(action, config, &data_dir, json).map(|_| 0), json),
         Command::Daemon(args) => {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("owl-worker").build().expect("tokio runtime");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .thread_name("owl-worker")
+                .build()
+                .expect("tokio runtime");
             report(rt.block_on(daemon::run(data_dir, config, args)).map(|_| 0), json)
         }
         other => {

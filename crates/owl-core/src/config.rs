@@ -41,7 +41,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub daemon: DaemonSettings,
@@ -135,12 +135,6 @@ impl Default for ApiSettings {
     }
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings { daemon: DaemonSettings::default(), tasks: TaskSettings::default(), api: ApiSettings::default() }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{source_name}: {message}")]
 pub struct ConfigError {
@@ -155,24 +149,23 @@ const NON_SETTING_VARS: &[&str] = &["OWL_DATA_DIR", "OWL_CONFIG", "OWL_LOG", "OW
 impl Settings {
     /// Builds settings from an optional TOML document and the process environment list.
     /// `OWL_<SECTION>_<KEY>` overrides `[section] key`, e.g. `OWL_DAEMON_WORKERS=4`.
-    pub fn load(
-        file: Option<(&str, &str)>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Settings, ConfigError> {
+    pub fn load(file: Option<(&str, &str)>, env: impl IntoIterator<Item = (String, String)>) -> Result<Settings, ConfigError> {
         let defaults = toml::Value::try_from(Settings::default()).expect("defaults serialize");
         let mut merged = match defaults {
             toml::Value::Table(t) => t,
             _ => unreachable!("settings serialize as a table"),
         };
         if let Some((name, text)) = file {
-            let doc: toml::Table = text
-                .parse()
-                .map_err(|e: toml::de::Error| ConfigError { source_name: name.into(), message: e.to_string() })?;
+            let doc: toml::Table =
+                text.parse().map_err(|e: toml::de::Error| ConfigError { source_name: name.into(), message: e.to_string() })?;
             for (section, value) in doc {
                 match (merged.get_mut(&section), value) {
                     (Some(toml::Value::Table(dst)), toml::Value::Table(src)) => dst.extend(src),
                     (Some(_), _) => {
-                        return Err(ConfigError { source_name: name.into(), message: format!("`{section}` must be a table like [{section}]") })
+                        return Err(ConfigError {
+                            source_name: name.into(),
+                            message: format!("`{section}` must be a table like [{section}]"),
+                        })
                     }
                     (None, _) => {
                         return Err(ConfigError {
@@ -203,10 +196,8 @@ impl Settings {
             }
             table.insert(field.to_string(), env_value(&raw));
             // Check each override on its own so an error names the variable that caused it.
-            Settings::from_table(merged.clone(), &key).map_err(|e| ConfigError {
-                source_name: key.clone(),
-                message: format!("{} (for [{section}] {field})", e.message),
-            })?;
+            Settings::from_table(merged.clone(), &key)
+                .map_err(|e| ConfigError { source_name: key.clone(), message: format!("{} (for [{section}] {field})", e.message) })?;
         }
         Settings::from_table(merged, "environment (OWL_*)")
     }
@@ -332,7 +323,8 @@ mod tests {
     #[test]
     fn file_then_env_layering() {
         let file = "[daemon]\nworkers = 3\nlease = \"10s\"\n[tasks]\ndefault_timeout = \"5m\"\n";
-        let s = Settings::load(Some(("f.toml", file)), env(&[("OWL_DAEMON_WORKERS", "7"), ("OWL_DATA_DIR", "/x"), ("HOME", "/h")])).unwrap();
+        let s =
+            Settings::load(Some(("f.toml", file)), env(&[("OWL_DAEMON_WORKERS", "7"), ("OWL_DATA_DIR", "/x"), ("HOME", "/h")])).unwrap();
         assert_eq!(s.daemon.workers, 7);
         assert_eq!(s.daemon.lease, Duration::from_secs(10));
         assert_eq!(s.tasks.default_timeout, Some(Duration::from_secs(300)));

@@ -39,10 +39,7 @@ pub fn check_batch(deps: &[Vec<DepRef>]) -> Result<(), BatchDepError> {
         let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
         colour[start] = 1;
         while let Some(&mut (node, ref mut next)) = stack.last_mut() {
-            let edges: Vec<usize> = deps[node]
-                .iter()
-                .filter_map(|d| if let DepRef::Batch(j) = d { Some(*j) } else { None })
-                .collect();
+            let edges: Vec<usize> = deps[node].iter().filter_map(|d| if let DepRef::Batch(j) = d { Some(*j) } else { None }).collect();
             if *next < edges.len() {
                 let to = edges[*next];
                 *next += 1;

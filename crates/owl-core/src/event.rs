@@ -16,12 +16,25 @@ pub struct Event {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
-    TaskSubmitted { task_id: TaskId, status: Status },
-    TaskStarted { task_id: TaskId, attempt: u32, node: String },
+    TaskSubmitted {
+        task_id: TaskId,
+        status: Status,
+    },
+    TaskStarted {
+        task_id: TaskId,
+        attempt: u32,
+        node: String,
+    },
     /// A task changed status for any other reason: finished, retrying, cancelled, requeued,
     /// failed because a dependency failed, or made ready because its dependencies succeeded.
-    TaskChanged { task_id: TaskId, status: Status },
-    GroupChanged { group: String, parallel: Option<u32> },
+    TaskChanged {
+        task_id: TaskId,
+        status: Status,
+    },
+    GroupChanged {
+        group: String,
+        parallel: Option<u32>,
+    },
     ConfigReloaded,
 }
 

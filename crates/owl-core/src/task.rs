@@ -114,12 +114,34 @@ pub enum WaitReason {
 pub enum TaskState {
     /// Ready: will start as soon as a worker and its group allow.
     Queued,
-    Waiting { reason: WaitReason },
-    Running { attempt: u32, node: String, started_at: Timestamp, lease_until: Timestamp, cancel_requested: bool },
-    Succeeded { attempt: u32, finished_at: Timestamp },
-    Failed { finished_at: Timestamp, reason: String, exit_code: Option<i32>, signal: Option<i32> },
-    TimedOut { attempt: u32, finished_at: Timestamp },
-    Cancelled { finished_at: Timestamp, reason: Option<String> },
+    Waiting {
+        reason: WaitReason,
+    },
+    Running {
+        attempt: u32,
+        node: String,
+        started_at: Timestamp,
+        lease_until: Timestamp,
+        cancel_requested: bool,
+    },
+    Succeeded {
+        attempt: u32,
+        finished_at: Timestamp,
+    },
+    Failed {
+        finished_at: Timestamp,
+        reason: String,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+    },
+    TimedOut {
+        attempt: u32,
+        finished_at: Timestamp,
+    },
+    Cancelled {
+        finished_at: Timestamp,
+        reason: Option<String>,
+    },
 }
 
 /// The status names used in filters, the database and the CLI.
@@ -167,10 +189,7 @@ impl std::str::FromStr for Status {
     fn from_str(s: &str) -> Result<Self, String> {
         let norm = s.trim().to_ascii_lowercase().replace('-', "_");
         Status::ALL.into_iter().find(|st| st.as_str() == norm).ok_or_else(|| {
-            format!(
-                "`{s}` is not a task status; use one of: {}",
-                Status::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-            )
+            format!("`{s}` is not a task status; use one of: {}", Status::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
         })
     }
 }
@@ -214,11 +233,19 @@ pub struct Task {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum RunOutcome {
     Succeeded,
-    Failed { exit_code: Option<i32>, signal: Option<i32>, error: Option<String> },
+    Failed {
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        error: Option<String>,
+    },
     TimedOut,
-    Cancelled { reason: Option<String> },
+    Cancelled {
+        reason: Option<String>,
+    },
     /// The daemon stopped or crashed mid-run; the task was put back without using an attempt.
-    Interrupted { reason: String },
+    Interrupted {
+        reason: String,
+    },
 }
 
 impl RunOutcome {

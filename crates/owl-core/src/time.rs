@@ -44,9 +44,7 @@ impl Timestamp {
     pub fn parse_rfc3339(s: &str) -> Result<Self, String> {
         DateTime::parse_from_rfc3339(s.trim())
             .map(|dt| Timestamp(dt.timestamp_millis()))
-            .map_err(|e| {
-                format!("`{s}` is not an RFC 3339 time ({e}); write it like 2026-12-01T09:00:00+01:00 or 2026-12-01T08:00:00Z")
-            })
+            .map_err(|e| format!("`{s}` is not an RFC 3339 time ({e}); write it like 2026-12-01T09:00:00+01:00 or 2026-12-01T08:00:00Z"))
     }
 }
 

@@ -108,7 +108,16 @@ async fn cancelling_a_running_task_stops_it() {
     wait_status(&h, id, &[Status::Running]).await;
     assert_eq!(h.engine.cancel(id, Some("changed my mind".into())).await.unwrap(), CancelReply::Requested);
     let t = wait_status(&h, id, &[Status::Cancelled]).await;
-    assert_eq!(t.state, TaskState::Cancelled { finished_at: match t.state { TaskState::Cancelled { finished_at, .. } => finished_at, _ => unreachable!() }, reason: Some("changed my mind".into()) });
+    assert_eq!(
+        t.state,
+        TaskState::Cancelled {
+            finished_at: match t.state {
+                TaskState::Cancelled { finished_at, .. } => finished_at,
+                _ => unreachable!(),
+            },
+            reason: Some("changed my mind".into())
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

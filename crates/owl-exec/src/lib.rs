@@ -139,7 +139,9 @@ pub async fn run(spec: ProcessSpec, mut stop: watch::Receiver<Option<Stop>>, pro
         }
     }
     let note = match &ended {
-        Ended::TimedOut => Some(format!("[owl] timed out after {}; the process group was stopped\n", fmt_dur(spec.timeout.unwrap_or_default()))),
+        Ended::TimedOut => {
+            Some(format!("[owl] timed out after {}; the process group was stopped\n", fmt_dur(spec.timeout.unwrap_or_default())))
+        }
         Ended::Stopped(Stop::Cancel(_)) => Some("[owl] cancelled; the process group was stopped\n".to_string()),
         Ended::Stopped(Stop::Interrupt(why)) => Some(format!("[owl] interrupted ({why}); the task will run again\n")),
         _ => None,

@@ -36,7 +36,8 @@ impl LogSink {
         if take < data.len() {
             self.truncated = true;
             self.dropped += (data.len() - take) as u64;
-            let marker = format!("\n{TRUNCATION_MARKER_PREFIX}: the log reached its cap of {} bytes; further output is discarded\n", self.cap);
+            let marker =
+                format!("\n{TRUNCATION_MARKER_PREFIX}: the log reached its cap of {} bytes; further output is discarded\n", self.cap);
             self.raw(marker.as_bytes()).await;
         }
     }

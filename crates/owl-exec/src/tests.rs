@@ -145,13 +145,8 @@ async fn a_missing_program_is_a_spawn_failure_with_the_reason_in_the_log() {
 async fn an_orphaned_group_is_killed_only_when_its_environment_matches() {
     let d = tempfile::tempdir().unwrap();
     // Stand-in for a process a crashed daemon left behind: its own group, marked environment.
-    let mut orphan = std::process::Command::new("sleep")
-        .arg("60")
-        .env("OWL_TASK_ID", "77")
-        .env("OWL_ATTEMPT", "2")
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let mut orphan =
+        std::process::Command::new("sleep").arg("60").env("OWL_TASK_ID", "77").env("OWL_ATTEMPT", "2").process_group(0).spawn().unwrap();
     let pid_file = d.path().join("2.pid");
     std::fs::write(&pid_file, orphan.id().to_string()).unwrap();
     assert!(!kill_orphan(&pid_file, &["OWL_TASK_ID=77".into(), "OWL_ATTEMPT=3".into()]), "another attempt's marker does not match");

@@ -13,7 +13,9 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
     match presented {
-        None => Err(ApiError::unauthorized("missing bearer token: send `Authorization: Bearer <token>` (the token is in <data-dir>/token)")),
+        None => {
+            Err(ApiError::unauthorized("missing bearer token: send `Authorization: Bearer <token>` (the token is in <data-dir>/token)"))
+        }
         Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => Ok(next.run(req).await),
         Some(_) => Err(ApiError::unauthorized("wrong bearer token: use the one in <data-dir>/token")),
     }

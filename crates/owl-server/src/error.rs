@@ -51,7 +51,11 @@ impl From<StoreError> for ApiError {
             StoreError::StaleAttempt { .. } | StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             StoreError::Backend(detail) => {
                 tracing::error!(error = %detail, "storage failure while serving a request");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "owl could not complete the request because of a storage error; see the daemon log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "owl could not complete the request because of a storage error; see the daemon log",
+                )
             }
         }
     }
@@ -69,5 +73,9 @@ pub async fn not_found(uri: axum::http::Uri) -> ApiError {
 }
 
 pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not supported on {}; see /v1/openapi.json", uri.path()))
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not supported on {}; see /v1/openapi.json", uri.path()),
+    )
 }

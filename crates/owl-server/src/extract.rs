@@ -16,11 +16,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         let ct = req.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let empty_ok = ct.is_empty();
         if !empty_ok && !ct.starts_with("application/json") {
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("send JSON with `Content-Type: application/json` (got `{ct}`)")));
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("send JSON with `Content-Type: application/json` (got `{ct}`)"),
+            ));
         }
         let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is larger than api.max_body_bytes; send fewer tasks per batch")
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body is larger than api.max_body_bytes; send fewer tasks per batch",
+                )
             } else {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("cannot read the request body: {e}"))
             }
@@ -36,14 +44,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let field = if path == "." || path.is_empty() { "body".to_string() } else { path };
-        let msg = if inner.is_syntax() || inner.is_eof() { format!("the body is not valid JSON: {inner}") } else { format!("{field}: {inner}") };
+        let msg =
+            if inner.is_syntax() || inner.is_eof() { format!("the body is not valid JSON: {inner}") } else { format!("{field}: {inner}") };
         ApiError::bad_request(field, msg)
     })
 }
 
 /// Parses a query string into `T`, rejecting unknown parameters.
 pub fn parse_query<T: DeserializeOwned>(raw: Option<String>) -> Result<T, ApiError> {
-    serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).map_err(|e| ApiError::bad_request("query", format!("bad query parameters: {e}")))
+    serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request("query", format!("bad query parameters: {e}")))
 }
 
 pub fn parse_id(raw: &str) -> Result<TaskId, ApiError> {

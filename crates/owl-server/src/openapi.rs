@@ -9,7 +9,13 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
     ("get", "/v1/status", "Daemon status and task counts", None, "Status"),
     ("get", "/v1/tasks", "List tasks, newest first (query: status=a,b group label limit before)", None, "TaskList"),
     ("post", "/v1/tasks", "Submit one task (201 created, 200 when the idempotency key matched)", Some("SubmitTask"), "Submitted"),
-    ("post", "/v1/tasks/batch", "Submit many tasks atomically; items may depend on each other via after_items", Some("SubmitBatch"), "BatchSubmitted"),
+    (
+        "post",
+        "/v1/tasks/batch",
+        "Submit many tasks atomically; items may depend on each other via after_items",
+        Some("SubmitBatch"),
+        "BatchSubmitted",
+    ),
     ("get", "/v1/tasks/{id}", "One task with its runs", None, "Task"),
     ("post", "/v1/tasks/{id}/cancel", "Cancel a task (a running one is stopped)", Some("CancelRequest"), "Task"),
     ("post", "/v1/tasks/{id}/retry", "Queue a failed, timed out or cancelled task again", None, "Task"),
@@ -88,7 +94,10 @@ pub fn build() -> Value {
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
         entry[*method] = op;
     }
-    paths.insert("/healthz".into(), json!({"get": {"summary": "Liveness; no token needed", "security": [], "responses": {"200": {"description": "OK"}}}}));
+    paths.insert(
+        "/healthz".into(),
+        json!({"get": {"summary": "Liveness; no token needed", "security": [], "responses": {"200": {"description": "OK"}}}}),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {"title": "owl API", "version": env!("CARGO_PKG_VERSION")},

@@ -105,7 +105,8 @@ async fn the_openapi_document_covers_every_route() {
             .body(Body::from("{}"))
             .unwrap();
         let s = api.app.clone().oneshot(req).await.unwrap().status();
-        assert!(s != StatusCode::METHOD_NOT_ALLOWED && !(s == StatusCode::NOT_FOUND && !path.contains('{')), "{method} {path}: {s}");
+        let routed = s != StatusCode::METHOD_NOT_ALLOWED && (s != StatusCode::NOT_FOUND || path.contains('{'));
+        assert!(routed, "{method} {path}: {s}");
     }
 }
 
@@ -134,7 +135,8 @@ async fn batches_link_items_and_refuse_cycles() {
     let (s, v) = post(&api, "/v1/tasks/batch", json!({"tasks": [{"shell": "true", "after_items": [1]}, {"shell": "true"}]})).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["tasks"][0]["status"], "waiting");
-    let (s, v) = post(&api, "/v1/tasks/batch", json!({"tasks": [{"shell": "a", "after_items": [1]}, {"shell": "b", "after_items": [0]}]})).await;
+    let (s, v) =
+        post(&api, "/v1/tasks/batch", json!({"tasks": [{"shell": "a", "after_items": [1]}, {"shell": "b", "after_items": [0]}]})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(v["error"]["message"].as_str().unwrap().contains("cycle"), "{v}");
     let (s, v) = post(&api, "/v1/tasks/batch", json!({"tasks": [{"shell": "a"}, {"shell": "b", "timeout": "soon"}]})).await;
@@ -148,12 +150,24 @@ async fn bad_input_gets_a_named_4xx() {
     let api = api();
     let cases: Vec<(&str, &str, Option<(&str, Vec<u8>)>, StatusCode, &str)> = vec![
         ("POST", "/v1/tasks", Some(("application/json", br#"{"shell":"x","priorty":1}"#.to_vec())), StatusCode::BAD_REQUEST, "priorty"),
-        ("POST", "/v1/tasks", Some(("application/json", br#"{"shell":"x","priority":"high"}"#.to_vec())), StatusCode::BAD_REQUEST, "priority"),
+        (
+            "POST",
+            "/v1/tasks",
+            Some(("application/json", br#"{"shell":"x","priority":"high"}"#.to_vec())),
+            StatusCode::BAD_REQUEST,
+            "priority",
+        ),
         ("POST", "/v1/tasks", Some(("application/json", b"{not json".to_vec())), StatusCode::BAD_REQUEST, "JSON"),
         ("POST", "/v1/tasks", Some(("text/plain", b"{}".to_vec())), StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type"),
         ("POST", "/v1/tasks", Some(("application/json", br#"{}"#.to_vec())), StatusCode::BAD_REQUEST, "command"),
         ("POST", "/v1/tasks", Some(("application/json", br#"{"command":[]}"#.to_vec())), StatusCode::BAD_REQUEST, "command"),
-        ("POST", "/v1/tasks", Some(("application/json", br#"{"shell":"x","run_at":"tomorrow"}"#.to_vec())), StatusCode::BAD_REQUEST, "run_at"),
+        (
+            "POST",
+            "/v1/tasks",
+            Some(("application/json", br#"{"shell":"x","run_at":"tomorrow"}"#.to_vec())),
+            StatusCode::BAD_REQUEST,
+            "run_at",
+        ),
         ("POST", "/v1/tasks", Some(("application/json", vec![b' '; 70 * 1024])), StatusCode::PAYLOAD_TOO_LARGE, "max_body_bytes"),
         ("GET", "/v1/tasks/abc", None, StatusCode::BAD_REQUEST, "task id"),
         ("GET", "/v1/tasks/424242", None, StatusCode::NOT_FOUND, "does not exist"),

@@ -95,8 +95,11 @@ fn list(conn: &Connection, f: &TaskFilter) -> Result<Vec<Task>, StoreError> {
         args.push((n as i64).into());
     }
     let mut stmt = conn.prepare(&sql).map_err(backend)?;
-    let rows: Vec<_> =
-        stmt.query_map(params_from_iter(args), |r| task_row(r).map(|(t, _)| t)).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
+    let rows: Vec<_> = stmt
+        .query_map(params_from_iter(args), |r| task_row(r).map(|(t, _)| t))
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
     rows.into_iter().map(|r| attach(conn, r)).collect()
 }
 
@@ -112,7 +115,12 @@ fn groups(conn: &Connection) -> Result<Vec<GroupInfo>, StoreError> {
         .map_err(backend)?;
     let rows = stmt
         .query_map([], |r| {
-            Ok(GroupInfo { name: r.get(0)?, parallel: r.get::<_, Option<u32>>(1)?, running: r.get::<_, i64>(2)? as u64, queued: r.get::<_, i64>(3)? as u64 })
+            Ok(GroupInfo {
+                name: r.get(0)?,
+                parallel: r.get::<_, Option<u32>>(1)?,
+                running: r.get::<_, i64>(2)? as u64,
+                queued: r.get::<_, i64>(3)? as u64,
+            })
         })
         .map_err(backend)?;
     rows.collect::<Result<_, _>>().map_err(backend)
@@ -164,14 +172,20 @@ impl Store for SqliteStore {
     async fn set_group(&self, name: &str, parallel: Option<u32>) -> Result<GroupInfo, StoreError> {
         owl_core::validate::check_name("name", "group", name)?;
         if parallel == Some(0) {
-            return Err(owl_core::ValidationError::new("parallel", "must be at least 1; to hold a group's tasks, cancel them or raise it later").into());
+            return Err(owl_core::ValidationError::new(
+                "parallel",
+                "must be at least 1; to hold a group's tasks, cancel them or raise it later",
+            )
+            .into());
         }
         let name = name.to_string();
         self.write(move |c| {
-            c.prepare_cached("INSERT INTO groups (name, parallel) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET parallel = excluded.parallel")
-                .map_err(backend)?
-                .execute(params![name, parallel])
-                .map_err(backend)?;
+            c.prepare_cached(
+                "INSERT INTO groups (name, parallel) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET parallel = excluded.parallel",
+            )
+            .map_err(backend)?
+            .execute(params![name, parallel])
+            .map_err(backend)?;
             groups(c)?.into_iter().find(|g| g.name == name).ok_or_else(|| StoreError::Backend("group vanished".into()))
         })
         .await
@@ -192,4 +206,3 @@ impl Store for SqliteStore {
         .await
     }
 }
-

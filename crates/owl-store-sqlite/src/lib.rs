@@ -96,9 +96,7 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let pool = self.readers.clone();
-        tokio::task::spawn_blocking(move || pool.with(f))
-            .await
-            .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+        tokio::task::spawn_blocking(move || pool.with(f)).await.map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
     }
 }
 

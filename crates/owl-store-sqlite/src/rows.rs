@@ -20,7 +20,8 @@ pub fn parse_status(s: &str) -> Result<Status, StoreError> {
 }
 
 fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> rusqlite::Result<T> {
-    serde_json::from_str(s).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("{what}: {e}").into()))
+    serde_json::from_str(s)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("{what}: {e}").into()))
 }
 
 pub fn task_row(r: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
@@ -68,7 +69,11 @@ pub fn task_row(r: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
         "timed_out" => TaskState::TimedOut { attempt: attempts, finished_at },
         "cancelled" => TaskState::Cancelled { finished_at, reason: reason.clone() },
         other => {
-            return Err(rusqlite::Error::FromSqlConversionFailure(13, rusqlite::types::Type::Text, format!("unknown status {other}").into()))
+            return Err(rusqlite::Error::FromSqlConversionFailure(
+                13,
+                rusqlite::types::Type::Text,
+                format!("unknown status {other}").into(),
+            ))
         }
     };
     let task = Task {
@@ -88,7 +93,9 @@ pub fn task_row(r: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
 pub fn attach(conn: &Connection, row: TaskRow) -> Result<Task, StoreError> {
     let mut task = row.task;
     let mut stmt = conn
-        .prepare_cached("SELECT d.dep_id, t.status FROM task_deps d LEFT JOIN tasks t ON t.id = d.dep_id WHERE d.task_id = ?1 ORDER BY d.dep_id")
+        .prepare_cached(
+            "SELECT d.dep_id, t.status FROM task_deps d LEFT JOIN tasks t ON t.id = d.dep_id WHERE d.task_id = ?1 ORDER BY d.dep_id",
+        )
         .map_err(backend)?;
     let deps: Vec<(i64, Option<String>)> =
         stmt.query_map([task.id.0], |r| Ok((r.get(0)?, r.get(1)?))).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
@@ -123,7 +130,9 @@ pub fn status_of(conn: &Connection, id: TaskId) -> Result<Option<Status>, StoreE
 
 pub fn runs(conn: &Connection, id: TaskId) -> Result<Vec<Run>, StoreError> {
     let mut stmt = conn
-        .prepare_cached("SELECT attempt, node, started_at, ended_at, exit_code, signal, outcome FROM runs WHERE task_id = ?1 ORDER BY attempt")
+        .prepare_cached(
+            "SELECT attempt, node, started_at, ended_at, exit_code, signal, outcome FROM runs WHERE task_id = ?1 ORDER BY attempt",
+        )
         .map_err(backend)?;
     let rows = stmt
         .query_map(params![id.0], |r| {

@@ -15,7 +15,8 @@ pub fn promote_due(conn: &Connection, now: Timestamp) -> Result<Vec<TaskId>, Sto
             "UPDATE tasks SET status = 'queued', updated_at = ?1 WHERE status = 'waiting' AND deps_pending = 0 AND due_at <= ?1 RETURNING id",
         )
         .map_err(backend)?;
-    let mut ids: Vec<TaskId> = stmt.query_map([now.0], |r| Ok(TaskId(r.get(0)?))).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
+    let mut ids: Vec<TaskId> =
+        stmt.query_map([now.0], |r| Ok(TaskId(r.get(0)?))).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
     ids.sort();
     Ok(ids)
 }
@@ -97,7 +98,8 @@ pub fn heartbeat(conn: &Connection, b: &Heartbeat) -> Result<HeartbeatReply, Sto
         )
         .map_err(backend)?;
     for (id, attempt) in &b.leases {
-        let cancel: Option<i64> = stmt.query_row(params![id.0, attempt, b.node, b.lease_until.0], |r| r.get(0)).optional().map_err(backend)?;
+        let cancel: Option<i64> =
+            stmt.query_row(params![id.0, attempt, b.node, b.lease_until.0], |r| r.get(0)).optional().map_err(backend)?;
         match cancel {
             None => reply.lost.push(*id),
             Some(1) => reply.cancel_requested.push(*id),
@@ -121,7 +123,10 @@ pub fn complete(conn: &Connection, c: &Completion) -> Result<Changes, StoreError
     }
     let (state, failures) = after_run(&c.outcome, c.attempt, failures, max_attempts, &c.policy, c.now, c.jitter);
     end_run(conn, c.id, c.attempt, &c.outcome, c.exit_code, c.signal, c.now)?;
-    conn.prepare_cached("UPDATE tasks SET failures = ?2 WHERE id = ?1").map_err(backend)?.execute(params![c.id.0, failures]).map_err(backend)?;
+    conn.prepare_cached("UPDATE tasks SET failures = ?2 WHERE id = ?1")
+        .map_err(backend)?
+        .execute(params![c.id.0, failures])
+        .map_err(backend)?;
     if matches!(c.outcome, RunOutcome::Failed { .. } | RunOutcome::TimedOut) {
         conn.prepare_cached("UPDATE tasks SET exit_code = ?2, signal = ?3 WHERE id = ?1")
             .map_err(backend)?
@@ -155,7 +160,10 @@ pub fn rescue(conn: &Connection, now: Timestamp, all: bool, policy: &RetryPolicy
             "the lease expired: the node running this attempt stopped renewing it".to_string()
         };
         end_run(conn, id, attempt, &RunOutcome::Interrupted { reason }, None, None, now)?;
-        conn.prepare_cached("UPDATE tasks SET interruptions = interruptions + 1 WHERE id = ?1").map_err(backend)?.execute([id.0]).map_err(backend)?;
+        conn.prepare_cached("UPDATE tasks SET interruptions = interruptions + 1 WHERE id = ?1")
+            .map_err(backend)?
+            .execute([id.0])
+            .map_err(backend)?;
         let state = after_crash(interruptions, policy, now);
         set_state(conn, id, &state, now)?;
         changes.0.push((id, state.status()));

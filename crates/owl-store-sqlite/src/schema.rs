@@ -87,7 +87,10 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
         let now = owl_core::Timestamp::from_system(std::time::SystemTime::now()).millis();
         conn.execute_batch("BEGIN IMMEDIATE").map_err(be)?;
         let applied = conn.execute_batch(sql).and_then(|_| {
-            conn.execute("INSERT INTO schema_migrations(version, name, applied_at) VALUES (?1, ?2, ?3)", rusqlite::params![version, name, now])
+            conn.execute(
+                "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![version, name, now],
+            )
         });
         match applied {
             Ok(_) => conn.execute_batch("COMMIT").map_err(be)?,

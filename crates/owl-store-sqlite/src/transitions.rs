@@ -7,29 +7,52 @@ use owl_core::{RunOutcome, TaskId, TaskState, Timestamp, WaitReason};
 use owl_store::{Changes, StoreError};
 use rusqlite::{params, Connection};
 
+/// The columns a state occupies in the `tasks` row.
+struct StateColumns {
+    status: Status,
+    due_at: Option<i64>,
+    finished_at: Option<i64>,
+    reason: Option<String>,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+}
+
+impl StateColumns {
+    fn of(status: Status) -> Self {
+        StateColumns { status, due_at: None, finished_at: None, reason: None, exit_code: None, signal: None }
+    }
+}
+
 /// Writes `state` onto task `id`. Lease columns are kept for display; the status decides.
 pub fn set_state(conn: &Connection, id: TaskId, state: &TaskState, now: Timestamp) -> Result<(), StoreError> {
-    let (status, due_at, finished, reason, exit_code, signal): (Status, Option<i64>, Option<i64>, Option<String>, Option<i32>, Option<i32>) =
-        match state {
-            TaskState::Queued => (Status::Queued, Some(now.0), None, None, None, None),
-            TaskState::Waiting { reason: WaitReason::Time { until } | WaitReason::Retry { until, .. } } => {
-                (Status::Waiting, Some(until.0), None, None, None, None)
-            }
-            TaskState::Waiting { reason: WaitReason::Dependencies { .. } } => (Status::Waiting, None, None, None, None, None),
-            TaskState::Running { .. } => return Err(StoreError::Backend("set_state cannot start a task; claim does".into())),
-            TaskState::Succeeded { finished_at, .. } => (Status::Succeeded, None, Some(finished_at.0), None, None, None),
-            TaskState::Failed { finished_at, reason, exit_code, signal } => {
-                (Status::Failed, None, Some(finished_at.0), Some(reason.clone()), *exit_code, *signal)
-            }
-            TaskState::TimedOut { finished_at, .. } => (Status::TimedOut, None, Some(finished_at.0), None, None, None),
-            TaskState::Cancelled { finished_at, reason } => (Status::Cancelled, None, Some(finished_at.0), reason.clone(), None, None),
-        };
+    let c = match state {
+        TaskState::Queued => StateColumns { due_at: Some(now.0), ..StateColumns::of(Status::Queued) },
+        TaskState::Waiting { reason: WaitReason::Time { until } | WaitReason::Retry { until, .. } } => {
+            StateColumns { due_at: Some(until.0), ..StateColumns::of(Status::Waiting) }
+        }
+        TaskState::Waiting { reason: WaitReason::Dependencies { .. } } => StateColumns::of(Status::Waiting),
+        TaskState::Running { .. } => return Err(StoreError::Backend("set_state cannot start a task; claim does".into())),
+        TaskState::Succeeded { finished_at, .. } => {
+            StateColumns { finished_at: Some(finished_at.0), ..StateColumns::of(Status::Succeeded) }
+        }
+        TaskState::Failed { finished_at, reason, exit_code, signal } => StateColumns {
+            finished_at: Some(finished_at.0),
+            reason: Some(reason.clone()),
+            exit_code: *exit_code,
+            signal: *signal,
+            ..StateColumns::of(Status::Failed)
+        },
+        TaskState::TimedOut { finished_at, .. } => StateColumns { finished_at: Some(finished_at.0), ..StateColumns::of(Status::TimedOut) },
+        TaskState::Cancelled { finished_at, reason } => {
+            StateColumns { finished_at: Some(finished_at.0), reason: reason.clone(), ..StateColumns::of(Status::Cancelled) }
+        }
+    };
     conn.prepare_cached(
         "UPDATE tasks SET status = ?2, updated_at = ?3, due_at = coalesce(?4, due_at), finished_at = ?5, reason = ?6, \
          exit_code = coalesce(?7, exit_code), signal = coalesce(?8, signal), cancel_requested = 0 WHERE id = ?1",
     )
     .map_err(backend)?
-    .execute(params![id.0, status.as_str(), now.0, due_at, finished, reason, exit_code, signal])
+    .execute(params![id.0, c.status.as_str(), now.0, c.due_at, c.finished_at, c.reason, c.exit_code, c.signal])
     .map_err(backend)?;
     Ok(())
 }
@@ -62,8 +85,11 @@ pub fn release_dependents(conn: &Connection, id: TaskId, now: Timestamp, changes
              RETURNING id, deps_pending, due_at",
         )
         .map_err(backend)?;
-    let rows: Vec<(i64, i64, i64)> =
-        stmt.query_map(params![id.0, now.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
+    let rows: Vec<(i64, i64, i64)> = stmt
+        .query_map(params![id.0, now.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
     for (dep_id, pending, due_at) in rows {
         if pending == 0 && due_at <= now.0 {
             conn.prepare_cached("UPDATE tasks SET status = 'queued' WHERE id = ?1").map_err(backend)?.execute([dep_id]).map_err(backend)?;
@@ -90,7 +116,8 @@ pub fn fail_dependents(conn: &Connection, id: TaskId, how: Status, now: Timestam
                  WHERE status IN ('waiting', 'queued') AND id IN (SELECT task_id FROM task_deps WHERE dep_id = ?1) RETURNING id",
             )
             .map_err(backend)?;
-        let ids: Vec<i64> = stmt.query_map(params![failed.0, now.0, reason], |r| r.get(0)).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
+        let ids: Vec<i64> =
+            stmt.query_map(params![failed.0, now.0, reason], |r| r.get(0)).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
         for d in ids {
             changes.0.push((TaskId(d), Status::Failed));
             frontier.push((TaskId(d), Status::Failed));
@@ -104,7 +131,8 @@ pub fn count_pending(conn: &Connection, id: TaskId) -> Result<(i64, Option<(Task
     let mut stmt = conn
         .prepare_cached("SELECT d.dep_id, t.status FROM task_deps d JOIN tasks t ON t.id = d.dep_id WHERE d.task_id = ?1 ORDER BY d.dep_id")
         .map_err(backend)?;
-    let deps: Vec<(i64, String)> = stmt.query_map([id.0], |r| Ok((r.get(0)?, r.get(1)?))).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
+    let deps: Vec<(i64, String)> =
+        stmt.query_map([id.0], |r| Ok((r.get(0)?, r.get(1)?))).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
     let mut pending = 0;
     let mut dead = None;
     for (d, s) in deps {

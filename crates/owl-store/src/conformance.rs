@@ -84,10 +84,7 @@ fn done(id: TaskId, attempt: u32, outcome: RunOutcome, now: Timestamp) -> Comple
 }
 
 fn fail(id: TaskId, attempt: u32, now: Timestamp) -> Completion {
-    Completion {
-        exit_code: Some(1),
-        ..done(id, attempt, RunOutcome::Failed { exit_code: Some(1), signal: None, error: None }, now)
-    }
+    Completion { exit_code: Some(1), ..done(id, attempt, RunOutcome::Failed { exit_code: Some(1), signal: None, error: None }, now) }
 }
 
 async fn status(s: &DynStore, id: TaskId) -> Status {

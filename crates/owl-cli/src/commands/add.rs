@@ -16,7 +16,12 @@ pub fn build(args: AddArgs) -> Result<SubmitTask> {
             _ => bail!("--env: `{e}` is not KEY=VALUE"),
         }
     }
-    let after = args.after.iter().filter(|a| !a.trim().is_empty()).map(|a| a.parse().map_err(|m: String| anyhow::anyhow!("--after: {m}"))).collect::<Result<Vec<_>>>()?;
+    let after = args
+        .after
+        .iter()
+        .filter(|a| !a.trim().is_empty())
+        .map(|a| a.parse().map_err(|m: String| anyhow::anyhow!("--after: {m}")))
+        .collect::<Result<Vec<_>>>()?;
     let cwd = match args.cwd {
         Some(c) => {
             let abs = if c.is_absolute() { c } else { std::env::current_dir()?.join(c) };

@@ -11,7 +11,8 @@ pub fn run(action: ConfigAction, config: (PathBuf, bool), data_dir: &Path, json:
             if json {
                 crate::output::print_json(&s);
             } else {
-                let source = if config.0.exists() { config.0.display().to_string() } else { format!("{} (absent: defaults)", config.0.display()) };
+                let source =
+                    if config.0.exists() { config.0.display().to_string() } else { format!("{} (absent: defaults)", config.0.display()) };
                 println!("# effective configuration: defaults < {source} < OWL_* environment; secrets redacted");
                 print!("{}", s.to_toml_redacted());
             }

@@ -16,7 +16,14 @@ pub async fn run(client: &Client, action: Option<GroupsAction>, json: bool) -> R
                 let rows = list
                     .groups
                     .iter()
-                    .map(|g| vec![g.name.clone(), g.parallel.map(|p| p.to_string()).unwrap_or_else(|| "unlimited".into()), g.running.to_string(), g.queued.to_string()])
+                    .map(|g| {
+                        vec![
+                            g.name.clone(),
+                            g.parallel.map(|p| p.to_string()).unwrap_or_else(|| "unlimited".into()),
+                            g.running.to_string(),
+                            g.queued.to_string(),
+                        ]
+                    })
                     .collect();
                 table(&["GROUP", "PARALLEL", "RUNNING", "QUEUED"], rows);
             }

@@ -26,7 +26,7 @@ pub fn detail(t: &TaskView) -> String {
         TaskState::Running { attempt, started_at, cancel_requested, .. } => {
             format!("attempt {attempt}, started {}{}", relative(*started_at, n), if *cancel_requested { ", cancelling" } else { "" })
         }
-        TaskState::Succeeded { finished_at, .. } => format!("{}", relative(*finished_at, n)),
+        TaskState::Succeeded { finished_at, .. } => relative(*finished_at, n),
         TaskState::Failed { reason, .. } => reason.clone(),
         TaskState::TimedOut { attempt, .. } => format!("attempt {attempt} timed out"),
         TaskState::Cancelled { reason, .. } => reason.clone().unwrap_or_default(),
@@ -56,7 +56,16 @@ pub async fn ls(client: &Client, args: LsArgs, json: bool) -> Result<()> {
     let rows = list
         .tasks
         .iter()
-        .map(|t| vec![t.id.to_string(), t.status.to_string(), t.group.clone(), t.priority.to_string(), truncate(&t.display, 48), truncate(&detail(t), 60)])
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.status.to_string(),
+                t.group.clone(),
+                t.priority.to_string(),
+                truncate(&t.display, 48),
+                truncate(&detail(t), 60),
+            ]
+        })
         .collect();
     table(&["ID", "STATUS", "GROUP", "PRI", "COMMAND", "DETAIL"], rows);
     Ok(())
@@ -91,8 +100,13 @@ pub async fn show(client: &Client, id: &str, json: bool) -> Result<()> {
     if let Some(ms) = t.timeout_ms {
         println!("  timeout    {}", owl_core::duration::format(std::time::Duration::from_millis(ms)));
     }
-    println!("  attempts   {} started, {} failed, {} allowed{}", t.attempts, t.failures, t.max_attempts,
-        if t.interruptions > 0 { format!(", {} interrupted by a crash", t.interruptions) } else { String::new() });
+    println!(
+        "  attempts   {} started, {} failed, {} allowed{}",
+        t.attempts,
+        t.failures,
+        t.max_attempts,
+        if t.interruptions > 0 { format!(", {} interrupted by a crash", t.interruptions) } else { String::new() }
+    );
     if let Some(k) = &t.idempotency_key {
         println!("  key        {k}");
     }
@@ -113,7 +127,10 @@ pub async fn show(client: &Client, id: &str, json: bool) -> Result<()> {
                 (Some(o), None, Some(s)) => format!("{} (signal {s})", o.name()),
                 (Some(o), None, None) => o.name().to_string(),
             };
-            let dur = r.duration_ms.map(|d| format!(" in {}", owl_core::duration::format(std::time::Duration::from_millis(d)))).unwrap_or_default();
+            let dur = r
+                .duration_ms
+                .map(|d| format!(" in {}", owl_core::duration::format(std::time::Duration::from_millis(d))))
+                .unwrap_or_default();
             println!("  #{} on {} started {}{dur}: {how}", r.attempt, r.node, r.started_at);
         }
     }

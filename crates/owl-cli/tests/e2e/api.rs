@@ -61,7 +61,8 @@ fn batch_submit_and_server_sent_events() {
         let doc: serde_json::Value = r.json().await.unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
         let big = "x".repeat(2 * 1024 * 1024);
-        let r = http.post(d.url("/v1/tasks")).bearer_auth(&d.token).header("content-type", "application/json").body(big).send().await.unwrap();
+        let r =
+            http.post(d.url("/v1/tasks")).bearer_auth(&d.token).header("content-type", "application/json").body(big).send().await.unwrap();
         assert_eq!(r.status(), 413);
     });
 }

@@ -12,7 +12,25 @@ fn the_issue_walkthrough_works_from_the_cli() {
     std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
 
     let a = add(&d, &["--", script.to_str().unwrap(), "--full"]);
-    let b = add(&d, &["--group", "gpu", "--priority", "5", "--after", &a.to_string(), "--timeout", "30m", "--retries", "3", "--", "sh", "-c", "echo train"]);
+    let b = add(
+        &d,
+        &[
+            "--group",
+            "gpu",
+            "--priority",
+            "5",
+            "--after",
+            &a.to_string(),
+            "--timeout",
+            "30m",
+            "--retries",
+            "3",
+            "--",
+            "sh",
+            "-c",
+            "echo train",
+        ],
+    );
     let delayed = add(&d, &["--in", "2h", "--", "true"]);
     let at = add(&d, &["--at", "2099-12-01T09:00:00+01:00", "--", "true"]);
     let failing = add(&d, &["--shell", "echo", "oops", ";", "exit", "4"]);
@@ -21,7 +39,10 @@ fn the_issue_walkthrough_works_from_the_cli() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(d.ok(&["logs", &a.to_string()]).contains("backing up --full"));
     let tb = d.task(b);
-    assert_eq!((tb["group"].as_str(), tb["priority"].as_i64(), tb["max_attempts"].as_u64(), tb["timeout_ms"].as_u64()), (Some("gpu"), Some(5), Some(4), Some(1_800_000)));
+    assert_eq!(
+        (tb["group"].as_str(), tb["priority"].as_i64(), tb["max_attempts"].as_u64(), tb["timeout_ms"].as_u64()),
+        (Some("gpu"), Some(5), Some(4), Some(1_800_000))
+    );
     assert_eq!(tb["depends_on"], serde_json::json!([a]));
     assert_eq!(d.task(delayed)["status"], "waiting");
     assert_eq!(d.task(at)["run_at"], "2099-12-01T08:00:00.000Z");
@@ -101,7 +122,8 @@ fn config_show_init_and_completions() {
     let cfg = config_path(&dir);
     let out = std::process::Command::new(OWL)
         .args(["--data-dir", dir.to_str().unwrap(), "config", "show"])
-        .env_remove("OWL_CONFIG").env("XDG_CONFIG_HOME", xdg(&dir))
+        .env_remove("OWL_CONFIG")
+        .env("XDG_CONFIG_HOME", xdg(&dir))
         .env("OWL_API_TOKEN", "canary-secret-4711")
         .env("OWL_DAEMON_WORKERS", "3")
         .output()

@@ -57,7 +57,10 @@ impl Daemon {
         let info: serde_json::Value = wait_for("daemon.json of the new daemon", Duration::from_secs(20), || {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
-                    panic!("the daemon exited early with {st}; log: {}", std::fs::read_to_string(self.dir.with_extension("daemon.log")).unwrap_or_default());
+                    panic!(
+                        "the daemon exited early with {st}; log: {}",
+                        std::fs::read_to_string(self.dir.with_extension("daemon.log")).unwrap_or_default()
+                    );
                 }
             }
             let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&info_path).ok()?).ok()?;
@@ -88,8 +91,7 @@ impl Daemon {
     pub fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal, timeout: Duration) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig).unwrap();
-        let st = wait_for("the daemon to exit", timeout, || c.try_wait().unwrap());
-        st
+        wait_for("the daemon to exit", timeout, || c.try_wait().unwrap())
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -104,7 +106,13 @@ impl Daemon {
     /// Runs the CLI and expects success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.owl(args);
-        assert!(out.status.success(), "owl {args:?} failed with {}: {}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "owl {args:?} failed with {}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 

@@ -21,7 +21,8 @@ fn sigterm_lets_tasks_finish_within_the_grace_then_requeues_the_rest_without_usi
     assert!(!dir.join("daemon.json").exists(), "daemon.json is removed on a clean stop");
     // Inspect the database the daemon left behind.
     let db = rusqlite::Connection::open(dir.join("owl.db")).unwrap();
-    let (status, failures): (String, i64) = db.query_row("SELECT status, failures FROM tasks WHERE id = ?1", [long], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (status, failures): (String, i64) =
+        db.query_row("SELECT status, failures FROM tasks WHERE id = ?1", [long], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!((status.as_str(), failures), ("queued", 0));
     let outcome: String = db.query_row("SELECT outcome FROM runs WHERE task_id = ?1", [long], |r| r.get(0)).unwrap();
     assert!(outcome.contains("interrupted"), "{outcome}");
@@ -77,7 +78,8 @@ fn after_a_sigkill_the_restarted_daemon_stops_the_old_process_before_running_the
     let pids = tmp.path().join("pids");
     let id = add(&d, &["--shell", &format!("echo $$ >> {}; sleep 60", pids.display())]);
     d.wait_status(id, "running");
-    let first: i32 = wait_for("the first attempt's pid", Duration::from_secs(10), || std::fs::read_to_string(&pids).ok()?.trim().parse().ok());
+    let first: i32 =
+        wait_for("the first attempt's pid", Duration::from_secs(10), || std::fs::read_to_string(&pids).ok()?.trim().parse().ok());
     d.kill9();
     assert!(std::path::Path::new(&format!("/proc/{first}")).exists(), "the attempt outlives a SIGKILLed daemon");
     d.restart();

@@ -17,7 +17,10 @@ pub struct EventsQuery {
     task: Option<String>,
 }
 
-pub async fn events(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+pub async fn events(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let q: EventsQuery = parse_query(q)?;
     let only = q.task.as_deref().map(parse_id).transpose()?;
     let rx = state.engine.subscribe();

@@ -11,7 +11,11 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<GroupList>, ApiE
     Ok(Json(GroupList { groups: groups.into_iter().map(GroupView::from).collect() }))
 }
 
-pub async fn set(State(state): State<AppState>, Path(name): Path<String>, ApiJson(req): ApiJson<SetGroup>) -> Result<Json<GroupView>, ApiError> {
+pub async fn set(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<SetGroup>,
+) -> Result<Json<GroupView>, ApiError> {
     let g = state.engine.set_group(&name, req.parallel).await?;
     Ok(Json(g.into()))
 }

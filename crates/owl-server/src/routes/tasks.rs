@@ -43,7 +43,10 @@ pub async fn submit(State(state): State<AppState>, ApiJson(req): ApiJson<SubmitT
 /// Upper bound on tasks per batch, beside the body size limit.
 pub const MAX_BATCH: usize = 10_000;
 
-pub async fn submit_batch(State(state): State<AppState>, ApiJson(req): ApiJson<SubmitBatch>) -> Result<(StatusCode, Json<BatchSubmitted>), ApiError> {
+pub async fn submit_batch(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SubmitBatch>,
+) -> Result<(StatusCode, Json<BatchSubmitted>), ApiError> {
     if req.tasks.is_empty() {
         return Err(ApiError::bad_request("tasks", "the batch is empty; send at least one task"));
     }
@@ -92,7 +95,11 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     Ok(Json(v))
 }
 
-pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<CancelRequest>) -> Result<Json<TaskView>, ApiError> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<CancelRequest>,
+) -> Result<Json<TaskView>, ApiError> {
     let id = parse_id(&id)?;
     state.engine.cancel(id, req.reason).await?;
     Ok(Json(TaskView::from(state.engine.store().get(id).await?)))
