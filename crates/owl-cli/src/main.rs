@@ -25,7 +25,11 @@ fn main() {
             0
         }
         Command::Config { action } => report(commands::config::run(action, config, &data_dir, json).map(|_| 0), json),
-        Command::Daemon(args) => {
+        Command::Daemon(mut args) => {
+            // `owl --json daemon` means machine-readable logs.
+            if json && args.log_format.is_none() {
+                args.log_format = Some("json".into());
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -48,7 +52,7 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         Command::Add(a) => commands::add::run(&client, a, json).await?,
         Command::Ls(a) => commands::tasks::ls(&client, a, json).await?,
         Command::Show { id } => commands::tasks::show(&client, &id, json).await?,
-        Command::Logs(a) => commands::logs::run(&client, a).await?,
+        Command::Logs(a) => commands::logs::run(&client, a, json).await?,
         Command::Wait(a) => return commands::wait::run(&client, a, json).await,
         Command::Cancel { ids, reason } => commands::tasks::cancel(&client, &ids, reason, json).await?,
         Command::Retry { ids } => commands::tasks::retry(&client, &ids, json).await?,

@@ -7,7 +7,8 @@ use futures_util::StreamExt;
 use owl_core::TaskId;
 use std::io::Write;
 
-pub async fn run(client: &Client, args: LogsArgs) -> Result<()> {
+/// With `json`, each chunk of output becomes one line `{"task":..,"attempt":..,"text":".."}`.
+pub async fn run(client: &Client, args: LogsArgs, json: bool) -> Result<()> {
     let id: TaskId = args.id.parse().map_err(|m: String| anyhow::anyhow!(m))?;
     let mut q = vec![];
     if args.follow {
@@ -22,7 +23,13 @@ pub async fn run(client: &Client, args: LogsArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| anyhow::anyhow!("the log stream broke off: {e}"))?;
-        if out.write_all(&chunk).and_then(|_| out.flush()).is_err() {
+        let written = if json {
+            let line = serde_json::json!({"task": id, "attempt": args.attempt, "text": String::from_utf8_lossy(&chunk)});
+            writeln!(out, "{line}").and_then(|_| out.flush())
+        } else {
+            out.write_all(&chunk).and_then(|_| out.flush())
+        };
+        if written.is_err() {
             break; // stdout closed (e.g. piped into head)
         }
     }

@@ -209,3 +209,34 @@ fn logs_follow_a_running_task_live() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "later\n");
     d.wait_status(blocker, "succeeded");
 }
+
+#[test]
+fn logs_and_the_daemon_speak_json_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut d = Daemon::start(&dir, &[]);
+    let id = add(&d, &["--", "echo", "hello"]);
+    d.wait_status(id, "succeeded");
+    let out = d.ok(&["--json", "logs", &id.to_string()]);
+    let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!((v["task"].as_i64(), v["text"].as_str()), (Some(id), Some("hello\n")));
+    d.signal_and_wait(nix::sys::signal::Signal::SIGTERM, std::time::Duration::from_secs(10));
+    // Restart with --json: every log line the daemon writes is a JSON object.
+    let log = dir.with_extension("json.log");
+    let mut child = std::process::Command::new(OWL)
+        .args(["--json", "--data-dir", dir.to_str().unwrap(), "daemon", "--listen", "127.0.0.1:0"])
+        .env_remove("OWL_DATA_DIR")
+        .env("XDG_CONFIG_HOME", xdg(&dir))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("the ready line", std::time::Duration::from_secs(10), || std::fs::read_to_string(&log).ok().filter(|s| s.contains("ready")));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+    }
+    assert!(text.contains("owl daemon ready") && text.contains("owl daemon stopped"), "{text}");
+}

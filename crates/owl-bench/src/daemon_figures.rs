@@ -1,0 +1,116 @@
+//! Figures of the real `owl daemon` process: start to ready, idle memory and CPU.
+
+use crate::{percentile, round2};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn owl_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let owl = exe.with_file_name("owl");
+    assert!(owl.exists(), "build the owl binary next to owl-bench first: cargo build --release -p owl-cli -p owl-bench");
+    owl
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn healthy(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
+}
+
+fn start(dir: &Path, port: u16) -> (Child, Duration) {
+    let t = Instant::now();
+    let child = Command::new(owl_binary())
+        .args(["--data-dir", dir.to_str().unwrap(), "daemon", "--listen", &format!("127.0.0.1:{port}")])
+        .env("OWL_LOG", "warn")
+        .env_remove("OWL_CONFIG")
+        .env("XDG_CONFIG_HOME", dir.join("xdg"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start owl daemon");
+    while !healthy(port) {
+        assert!(t.elapsed() < Duration::from_secs(20), "the daemon did not become ready");
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    (child, t.elapsed())
+}
+
+fn stop(mut c: Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+    let _ = c.wait();
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap()
+}
+
+fn clock_ticks_per_s() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+pub fn run(quick: bool, skip_idle: bool) -> Vec<(String, Value)> {
+    let mut out = vec![];
+    let mut fresh = vec![];
+    let mut warm = vec![];
+    for _ in 0..if quick { 3 } else { 7 } {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let (c, d) = start(dir.path(), port);
+        fresh.push(d.as_secs_f64() * 1000.0);
+        stop(c);
+        let (c, d) = start(dir.path(), port);
+        warm.push(d.as_secs_f64() * 1000.0);
+        stop(c);
+    }
+    fresh.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    warm.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    out.push((
+        "start_to_ready_ms".into(),
+        json!({"new_data_dir_p50": round2(percentile(&fresh, 0.5)), "existing_data_dir_p50": round2(percentile(&warm, 0.5))}),
+    ));
+    if !skip_idle {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _) = start(dir.path(), free_port());
+        std::thread::sleep(Duration::from_secs(1));
+        let window = Duration::from_secs(10);
+        let t0 = cpu_ticks(c.id());
+        std::thread::sleep(window);
+        let ticks = cpu_ticks(c.id()) - t0;
+        let rss = rss_kb(c.id());
+        let cpu_pct = ticks as f64 / clock_ticks_per_s() / window.as_secs_f64() * 100.0;
+        out.push(("idle_rss_mb".into(), json!(round2(rss as f64 / 1024.0))));
+        out.push(("idle_cpu_percent_10s".into(), json!(round2(cpu_pct))));
+        stop(c);
+    }
+    out
+}

@@ -1,0 +1,59 @@
+//! owl-bench: the figures BENCHMARKS.md reports, printed as one JSON object.
+//!
+//! `owl-bench [--quick] [--skip-idle]`. Build both binaries in release first
+//! (`cargo build --release -p owl-cli -p owl-bench`): the daemon figures start the real `owl`
+//! binary found next to this one.
+
+mod daemon_figures;
+mod queue_figures;
+
+use serde_json::{json, Map, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn nanos_now() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos()
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx]
+}
+
+pub fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // Used as a task: record when this process started running, then exit.
+    if args.get(1).map(String::as_str) == Some("stamp") {
+        std::fs::write(&args[2], nanos_now().to_string()).expect("write stamp");
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let skip_idle = args.iter().any(|a| a == "--skip-idle");
+    let mut out = Map::new();
+    out.insert("machine".into(), machine());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async {
+        for (k, v) in queue_figures::run(quick).await {
+            out.insert(k, v);
+        }
+    });
+    for (k, v) in daemon_figures::run(quick, skip_idle) {
+        out.insert(k, v);
+    }
+    println!("{}", serde_json::to_string_pretty(&Value::Object(out)).expect("json"));
+}
+
+fn machine() -> Value {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0);
+    json!({"cores": cores, "memory_gib": round2(mem_kb as f64 / 1024.0 / 1024.0), "profile": if cfg!(debug_assertions) { "debug" } else { "release" }})
+}

@@ -1,0 +1,201 @@
+//! Store and engine figures, measured in-process against a real SQLite file.
+
+use crate::{nanos_now, percentile, round2};
+use owl_core::task::{Status, DEFAULT_GROUP};
+use owl_core::{Command, EventKind, TaskSpec, Timestamp};
+use owl_engine::{Engine, EngineConfig, SystemClock};
+use owl_store::{Claim, Completion, NewTask, Store};
+use owl_store_sqlite::{Durability, SqliteStore};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn spec(argv: Vec<String>) -> TaskSpec {
+    TaskSpec {
+        command: Command::Argv(argv),
+        env: Default::default(),
+        priority: 0,
+        group: DEFAULT_GROUP.into(),
+        run_at: None,
+        timeout_ms: None,
+        max_attempts: 1,
+        depends_on: vec![],
+        idempotency_key: None,
+        labels: vec![],
+        cwd: None,
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system(std::time::SystemTime::now())
+}
+
+fn open(dir: &tempfile::TempDir, d: Durability) -> Arc<dyn Store> {
+    Arc::new(SqliteStore::open(&dir.path().join("owl.db"), d).expect("open store"))
+}
+
+async fn enqueue_sequential(d: Durability, n: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, d);
+    let t = Instant::now();
+    for _ in 0..n {
+        s.submit(vec![NewTask::new(spec(vec!["true".into()]))], now()).await.unwrap();
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// `clients` concurrent submitters of single tasks: what group commit buys.
+async fn enqueue_concurrent(d: Durability, clients: usize, per_client: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, d);
+    let t = Instant::now();
+    let mut hs = vec![];
+    for _ in 0..clients {
+        let s = s.clone();
+        hs.push(tokio::spawn(async move {
+            for _ in 0..per_client {
+                s.submit(vec![NewTask::new(spec(vec!["true".into()]))], now()).await.unwrap();
+            }
+        }));
+    }
+    for h in hs {
+        h.await.unwrap();
+    }
+    (clients * per_client) as f64 / t.elapsed().as_secs_f64()
+}
+
+async fn enqueue_batched(d: Durability, batches: usize, size: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, d);
+    let t = Instant::now();
+    for _ in 0..batches {
+        let batch = (0..size).map(|_| NewTask::new(spec(vec!["true".into()]))).collect();
+        s.submit(batch, now()).await.unwrap();
+    }
+    (batches * size) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Claims in rounds of `width` and completes each claimed task concurrently, as the engine
+/// does with `width` workers.
+async fn claim_complete(n: usize, width: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, Durability::Full);
+    for _ in 0..n / 500 {
+        s.submit((0..500).map(|_| NewTask::new(spec(vec!["true".into()]))).collect(), now()).await.unwrap();
+    }
+    let t = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let claimed = s.claim(Claim { node: "bench".into(), now: now(), lease: Duration::from_secs(30), limit: width }).await.unwrap();
+        if claimed.is_empty() {
+            break;
+        }
+        let futs = claimed.into_iter().map(|c| {
+            let s = s.clone();
+            async move {
+                s.complete(Completion {
+                    id: c.id,
+                    attempt: c.attempt,
+                    outcome: owl_core::RunOutcome::Succeeded,
+                    exit_code: Some(0),
+                    signal: None,
+                    now: now(),
+                    policy: Default::default(),
+                    jitter: 0.0,
+                })
+                .await
+                .unwrap()
+            }
+        });
+        done += futures_util::future::join_all(futs).await.len();
+    }
+    done as f64 / t.elapsed().as_secs_f64()
+}
+
+fn engine_config(workers: usize) -> EngineConfig {
+    EngineConfig {
+        node: "bench".into(),
+        workers,
+        lease: Duration::from_secs(30),
+        kill_grace: Duration::from_secs(1),
+        shutdown_grace: Duration::from_secs(1),
+        log_max_bytes: 1 << 20,
+        retry: Default::default(),
+        default_timeout: None,
+        default_retries: 0,
+    }
+}
+
+/// Enqueue-to-process-start: each task is this binary's `stamp` subcommand, which records
+/// the moment the new process runs; the engine is idle when each task is submitted.
+async fn start_latency(samples: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, Durability::Full);
+    let (engine, dispatch) = Engine::new(store, owl_core::layout::DataLayout::new(dir.path()), engine_config(2), Arc::new(SystemClock));
+    let h = tokio::spawn(dispatch.run(true));
+    let exe = std::env::current_exe().unwrap().display().to_string();
+    let mut lat = vec![];
+    let mut events = engine.subscribe();
+    for i in 0..samples {
+        let stamp = dir.path().join(format!("stamp-{i}"));
+        let argv = vec![exe.clone(), "stamp".into(), stamp.display().to_string()];
+        let before = nanos_now();
+        let id = engine.submit(vec![NewTask::new(spec(argv))]).await.unwrap()[0].id;
+        loop {
+            match events.recv().await {
+                Ok(e) if e.kind == (EventKind::TaskChanged { task_id: id, status: Status::Succeeded }) => break,
+                Ok(_) => {}
+                Err(e) => panic!("events: {e}"),
+            }
+        }
+        let started: u128 = std::fs::read_to_string(&stamp).unwrap().trim().parse().unwrap();
+        lat.push((started - before) as f64 / 1e6);
+    }
+    engine.shutdown();
+    h.await.unwrap();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (percentile(&lat, 0.5), percentile(&lat, 0.99))
+}
+
+/// Wall time from submitting `n` `true` tasks (one batch) until all have succeeded.
+async fn shell_tasks(n: usize, workers: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, Durability::Full);
+    let (engine, dispatch) =
+        Engine::new(store, owl_core::layout::DataLayout::new(dir.path()), engine_config(workers), Arc::new(SystemClock));
+    let h = tokio::spawn(dispatch.run(true));
+    let mut events = engine.subscribe();
+    let t = Instant::now();
+    engine.submit((0..n).map(|_| NewTask::new(spec(vec!["true".into()]))).collect()).await.unwrap();
+    let mut done = 0;
+    while done < n {
+        if let Ok(e) = events.recv().await {
+            if matches!(e.kind, EventKind::TaskChanged { status: Status::Succeeded, .. }) {
+                done += 1;
+            }
+        }
+    }
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    engine.shutdown();
+    h.await.unwrap();
+    ms
+}
+
+pub async fn run(quick: bool) -> Vec<(String, Value)> {
+    let scale = if quick { 1 } else { 4 };
+    let mut out = vec![];
+    out.push(("enqueue_single_sequential_per_s".into(), json!(round2(enqueue_sequential(Durability::Full, 250 * scale).await))));
+    out.push(("enqueue_single_concurrent64_per_s".into(), json!(round2(enqueue_concurrent(Durability::Full, 64, 40 * scale).await))));
+    out.push(("enqueue_batched100_per_s".into(), json!(round2(enqueue_batched(Durability::Full, 25 * scale, 100).await))));
+    out.push(("enqueue_batched100_normal_sync_per_s".into(), json!(round2(enqueue_batched(Durability::Normal, 25 * scale, 100).await))));
+    out.push(("claim_complete_per_s".into(), json!(round2(claim_complete(2500 * scale, 32).await))));
+    let (p50, p99) = start_latency(50 * scale).await;
+    out.push(("enqueue_to_start_ms".into(), json!({"p50": round2(p50), "p99": round2(p99)})));
+    let mut walls = vec![];
+    for _ in 0..if quick { 1 } else { 3 } {
+        walls.push(shell_tasks(1000, 2).await);
+    }
+    walls.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    out.push(("shell_true_1000_parallel2_ms".into(), json!(round2(percentile(&walls, 0.5)))));
+    out
+}
