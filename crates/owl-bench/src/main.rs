@@ -33,6 +33,9 @@ fn main() {
         std::fs::write(&args[2], nanos_now().to_string()).expect("write stamp");
         return;
     }
+    if let Ok(filter) = std::env::var("OWL_LOG") {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).init();
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let skip_idle = args.iter().any(|a| a == "--skip-idle");
     let mut out = Map::new();

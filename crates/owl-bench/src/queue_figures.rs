@@ -193,7 +193,7 @@ pub async fn run(quick: bool) -> Vec<(String, Value)> {
     out.push(("enqueue_to_start_ms".into(), json!({"p50": round2(p50), "p99": round2(p99)})));
     let mut walls = vec![];
     for _ in 0..if quick { 1 } else { 3 } {
-        walls.push(shell_tasks(1000, 2).await);
+        walls.push(shell_tasks(1000, std::env::var("OWL_BENCH_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2)).await);
     }
     walls.sort_by(|a, b| a.partial_cmp(b).unwrap());
     out.push(("shell_true_1000_parallel2_ms".into(), json!(round2(percentile(&walls, 0.5)))));

@@ -184,12 +184,11 @@ impl Settings {
                 continue;
             }
             let lower = rest.to_ascii_lowercase();
-            let Some((section, field)) = lower.split_once('_') else {
-                return Err(unknown_env(&key));
-            };
-            let Some(toml::Value::Table(table)) = merged.get_mut(section) else {
-                return Err(unknown_env(&key));
-            };
+            // Only the settings sections are owl's namespace: OWL_DAEMON_*, OWL_TASKS_*,
+            // OWL_API_*. A typo there is an error; other OWL_* variables (a user's own, or a
+            // test harness's) are not settings and are left alone.
+            let Some((section, field)) = lower.split_once('_') else { continue };
+            let Some(toml::Value::Table(table)) = merged.get_mut(section) else { continue };
             let known = Settings::default_keys(section);
             if !known.contains(&field.to_string()) {
                 return Err(unknown_env(&key));
@@ -339,6 +338,8 @@ mod tests {
         assert!(e.message.contains("deamon"), "{e}");
         let e = Settings::load(None, env(&[("OWL_DAEMON_WORKERZ", "1")])).unwrap_err();
         assert_eq!(e.source_name, "OWL_DAEMON_WORKERZ");
+        // Variables outside the settings sections are not owl's to judge.
+        Settings::load(None, env(&[("OWL_CRASH_TASKS", "5"), ("OWL_X", "1"), ("OWL_", "")])).unwrap();
     }
 
     #[test]

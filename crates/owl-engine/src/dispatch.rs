@@ -129,6 +129,7 @@ impl DispatchLoop {
         if free > 0 {
             let claimed = s.store.claim(Claim { node: cfg.node.clone(), now, lease: cfg.lease, limit: free }).await?;
             for task in claimed {
+                tracing::debug!(task = %task.id, attempt = task.attempt, "claimed");
                 let (stop_tx, stop_rx) = watch::channel(None);
                 running.insert(task.id, Running { attempt: task.attempt, stop: stop_tx });
                 tokio::spawn(run_task(s.clone(), task, cfg.clone(), stop_rx, done_tx.clone()));
@@ -145,16 +146,25 @@ impl DispatchLoop {
     }
 
     /// Processes of rescued attempts may still be running (their groups outlive a SIGKILLed
-    /// daemon). Stop them before the task runs again, so two copies never run at once.
+    /// daemon). Stop them before the tasks run again, so two copies never run at once.
     async fn kill_orphans(&self, changes: &owl_store::Changes) {
         let s = &self.shared;
+        let mut wanted = std::collections::HashSet::new();
         for (id, _) in &changes.0 {
-            let Ok(task) = s.store.get(*id).await else { continue };
-            let attempt = task.attempts;
-            let markers = vec![format!("OWL_TASK_ID={id}"), format!("OWL_ATTEMPT={attempt}")];
-            if owl_exec::kill_orphan(&s.layout.pid_file(*id, attempt), &markers) {
-                tracing::warn!(task = %id, attempt, "stopped a process group left running by the crashed daemon");
+            if let Ok(task) = s.store.get(*id).await {
+                wanted.insert((format!("OWL_TASK_ID={id}").into_bytes(), format!("OWL_ATTEMPT={}", task.attempts).into_bytes()));
             }
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        let dir = format!("OWL_DATA_DIR={}", s.layout.root().display()).into_bytes();
+        let killed = owl_exec::kill_orphans(|vars| {
+            vars.contains(&dir.as_slice())
+                && wanted.iter().any(|(task, attempt)| vars.contains(&task.as_slice()) && vars.contains(&attempt.as_slice()))
+        });
+        if killed > 0 {
+            tracing::warn!(groups = killed, "stopped process groups left running by the crashed daemon");
         }
     }
 

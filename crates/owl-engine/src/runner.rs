@@ -28,7 +28,8 @@ pub(crate) async fn run_task(
     s.publish(EventKind::TaskStarted { task_id: id, attempt, node: cfg.node.clone() });
     let workspace = s.layout.workspace(id);
     let cwd = task.spec.cwd.clone().map(std::path::PathBuf::from).unwrap_or_else(|| workspace.clone());
-    let outcome = match tokio::fs::create_dir_all(&workspace).await {
+    // A local mkdir takes microseconds; a blocking-pool hop would cost more.
+    let outcome = match std::fs::create_dir_all(&workspace) {
         Err(e) => owl_exec::ProcessOutcome {
             ended: Ended::SpawnFailed(format!("cannot create the workspace {}: {e}", workspace.display())),
             exit_code: None,
@@ -40,6 +41,9 @@ pub(crate) async fn run_task(
             env.push(("OWL_TASK_ID".into(), id.to_string()));
             env.push(("OWL_ATTEMPT".into(), attempt.to_string()));
             env.push(("OWL_WORKSPACE".into(), workspace.display().to_string()));
+            // Marks the process as this data dir's (crash recovery finds orphans by it) and
+            // lets a task call `owl` against its own daemon.
+            env.push(("OWL_DATA_DIR".into(), s.layout.root().display().to_string()));
             let spec = ProcessSpec {
                 argv: task.spec.command.to_argv(),
                 env,
@@ -48,9 +52,11 @@ pub(crate) async fn run_task(
                 log_max_bytes: cfg.log_max_bytes,
                 timeout: task.spec.timeout_ms.map(Duration::from_millis),
                 kill_grace: cfg.kill_grace,
-                pid_file: Some(s.layout.pid_file(id, attempt)),
             };
-            owl_exec::run(spec, stop, progress_tx).await
+            tracing::debug!(task = %id, attempt, "spawning");
+            let out = owl_exec::run(spec, stop, progress_tx).await;
+            tracing::debug!(task = %id, attempt, "process ended");
+            out
         }
     };
     s.logs.lock().expect("logs lock poisoned").remove(&(id, attempt));
@@ -78,6 +84,7 @@ pub(crate) async fn run_task(
     loop {
         match s.store.complete(completion.clone()).await {
             Ok(changes) => {
+                tracing::debug!(task = %id, attempt, "completion recorded");
                 s.publish_changes(&changes);
                 break;
             }

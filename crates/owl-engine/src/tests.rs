@@ -76,7 +76,7 @@ async fn a_task_runs_in_its_workspace_and_publishes_its_life() {
     assert!(matches!(t.state, TaskState::Succeeded { attempt: 1, .. }));
     let ws = h.dir.path().join("workspaces").join(id.to_string());
     assert_eq!(std::fs::read_to_string(ws.join("out.txt")).unwrap(), "hi\n");
-    assert_eq!(std::fs::read_to_string(h.dir.path().join(format!("logs/{id}/1.log"))).unwrap(), format!("{id}\n"));
+    assert_eq!(std::fs::read_to_string(h.dir.path().join(format!("logs/{id}.1.log"))).unwrap(), format!("{id}\n"));
     let mut kinds = vec![];
     while let Ok(e) = events.try_recv() {
         kinds.push(e.kind);

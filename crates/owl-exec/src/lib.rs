@@ -17,9 +17,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::watch;
 
 /// Everything needed to run one attempt.
 #[derive(Clone, Debug)]
@@ -33,9 +34,6 @@ pub struct ProcessSpec {
     pub timeout: Option<Duration>,
     /// Between SIGTERM and SIGKILL when the group is stopped.
     pub kill_grace: Duration,
-    /// Where to record the process id, so a daemon restarted after a crash can find and
-    /// stop a process group the crashed daemon left behind (see [`kill_orphan`]).
-    pub pid_file: Option<PathBuf>,
 }
 
 /// A request to stop a running process, sent by the engine.
@@ -72,7 +70,7 @@ impl ProcessOutcome {
 /// Runs the process to its end. `stop` asks it to end early; `progress` receives the log
 /// file's length after every write, so followers can stream it live.
 pub async fn run(spec: ProcessSpec, mut stop: watch::Receiver<Option<Stop>>, progress: watch::Sender<u64>) -> ProcessOutcome {
-    let sink = match LogSink::create(&spec.log_path, spec.log_max_bytes, progress).await {
+    let sink = match LogSink::create(&spec.log_path, spec.log_max_bytes, progress) {
         Ok(s) => Arc::new(Mutex::new(s)),
         Err(e) => {
             return ProcessOutcome {
@@ -96,14 +94,11 @@ pub async fn run(spec: ProcessSpec, mut stop: watch::Receiver<Option<Stop>>, pro
         Ok(c) => c,
         Err(e) => {
             let msg = format!("cannot start `{}`: {e}", spec.argv[0]);
-            sink.lock().await.write(format!("[owl] {msg}\n").as_bytes()).await;
+            lock(&sink).write(format!("[owl] {msg}\n").as_bytes());
             return ProcessOutcome { ended: Ended::SpawnFailed(msg), exit_code: None, signal: None, pid: None };
         }
     };
     let pid = child.id();
-    if let (Some(path), Some(pid)) = (&spec.pid_file, pid) {
-        let _ = tokio::fs::write(path, pid.to_string()).await;
-    }
     let readers = [
         child.stdout.take().map(|s| tokio::spawn(pump(s, sink.clone()))),
         child.stderr.take().map(|s| tokio::spawn(pump(s, sink.clone()))),
@@ -147,32 +142,35 @@ pub async fn run(spec: ProcessSpec, mut stop: watch::Receiver<Option<Stop>>, pro
         _ => None,
     };
     if let Some(n) = note {
-        sink.lock().await.write_note(n.as_bytes()).await;
+        lock(&sink).write_note(n.as_bytes());
     }
-    sink.lock().await.flush().await;
-    if let Some(path) = &spec.pid_file {
-        let _ = tokio::fs::remove_file(path).await;
-    }
+    lock(&sink).finish();
     ProcessOutcome { ended, exit_code: status.and_then(|s| s.code()), signal: status.and_then(|s| s.signal()), pid }
 }
 
-/// Stops the process group recorded in `pid_file` by a daemon that crashed, if it is still
-/// there and really is the same attempt: its environment must carry every `marker` (such as
-/// `OWL_TASK_ID=12`), so a recycled pid of an unrelated process is never touched. Returns
-/// whether a group was killed.
-pub fn kill_orphan(pid_file: &std::path::Path, markers: &[String]) -> bool {
-    let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<i32>().ok()) else {
-        return false;
-    };
-    let _ = std::fs::remove_file(pid_file);
-    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-        return false;
-    };
-    let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
-    if !markers.iter().all(|m| vars.contains(&m.as_bytes())) {
-        return false;
+/// Stops the process groups of every process whose environment satisfies `matches` (given
+/// the process's `NAME=value` entries), never this process's own group. A daemon restarted
+/// after a crash uses it to find what the crashed daemon left running: each task's
+/// environment carries markers (data dir, task id, attempt) that a recycled pid of an
+/// unrelated process cannot have. Returns how many groups were killed.
+pub fn kill_orphans(matches: impl Fn(&[&[u8]]) -> bool) -> usize {
+    let own_group = nix::unistd::getpgrp();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let mut groups = std::collections::BTreeSet::new();
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        if !matches(&vars) {
+            continue;
+        }
+        if let Ok(pgid) = nix::unistd::getpgid(Some(Pid::from_raw(pid))) {
+            if pgid != own_group {
+                groups.insert(pgid.as_raw());
+            }
+        }
     }
-    killpg(Pid::from_raw(pid), Signal::SIGKILL).is_ok()
+    groups.into_iter().filter(|g| killpg(Pid::from_raw(*g), Signal::SIGKILL).is_ok()).count()
 }
 
 fn fmt_dur(d: Duration) -> String {
@@ -205,12 +203,17 @@ async fn terminate(child: &mut tokio::process::Child, pid: Option<u32>, grace: D
     }
 }
 
+fn lock(sink: &Mutex<LogSink>) -> std::sync::MutexGuard<'_, LogSink> {
+    // A panic while holding the lock cannot leave the sink inconsistent enough to matter.
+    sink.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 async fn pump(mut src: impl tokio::io::AsyncRead + Unpin, sink: Arc<Mutex<LogSink>>) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match src.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => sink.lock().await.write(&buf[..n]).await,
+            Ok(n) => lock(&sink).write(&buf[..n]),
         }
     }
 }

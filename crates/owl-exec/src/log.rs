@@ -1,13 +1,17 @@
 //! The per-attempt log file: capped, with a visible marker where output was dropped.
+//!
+//! Writes are plain synchronous writes to the page cache: each takes microseconds, far less
+//! than a hop to a blocking thread pool would cost, so the async reader tasks call them directly.
 
+use std::fs::File;
+use std::io::Write;
 use std::path::Path;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 pub const TRUNCATION_MARKER_PREFIX: &str = "[owl] output truncated";
 
 pub struct LogSink {
-    file: tokio::fs::File,
+    file: File,
     written: u64,
     cap: u64,
     truncated: bool,
@@ -16,56 +20,54 @@ pub struct LogSink {
 }
 
 impl LogSink {
-    pub async fn create(path: &Path, cap: u64, progress: watch::Sender<u64>) -> std::io::Result<LogSink> {
+    pub fn create(path: &Path, cap: u64, progress: watch::Sender<u64>) -> std::io::Result<LogSink> {
         if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
+            std::fs::create_dir_all(dir)?;
         }
-        let file = tokio::fs::OpenOptions::new().create(true).write(true).truncate(true).open(path).await?;
+        let file = File::create(path)?;
         Ok(LogSink { file, written: 0, cap, truncated: false, dropped: 0, progress })
     }
 
     /// Appends task output, up to the cap.
-    pub async fn write(&mut self, data: &[u8]) {
+    pub fn write(&mut self, data: &[u8]) {
         if self.truncated {
             self.dropped += data.len() as u64;
             return;
         }
         let room = self.cap.saturating_sub(self.written) as usize;
         let take = room.min(data.len());
-        self.raw(&data[..take]).await;
+        self.raw(&data[..take]);
         if take < data.len() {
             self.truncated = true;
             self.dropped += (data.len() - take) as u64;
             let marker =
                 format!("\n{TRUNCATION_MARKER_PREFIX}: the log reached its cap of {} bytes; further output is discarded\n", self.cap);
-            self.raw(marker.as_bytes()).await;
+            self.raw(marker.as_bytes());
         }
     }
 
     /// Appends owl's own notes, which are never dropped.
-    pub async fn write_note(&mut self, note: &[u8]) {
+    pub fn write_note(&mut self, note: &[u8]) {
         if self.truncated && self.dropped > 0 {
             let n = format!("[owl] {} bytes of output were discarded\n", self.dropped);
-            self.raw(n.as_bytes()).await;
+            self.raw(n.as_bytes());
             self.dropped = 0;
         }
-        self.raw(note).await;
+        self.raw(note);
     }
 
-    pub async fn flush(&mut self) {
+    pub fn finish(&mut self) {
         if self.truncated && self.dropped > 0 {
-            self.write_note(b"").await;
+            self.write_note(b"");
         }
-        let _ = self.file.flush().await;
     }
 
-    async fn raw(&mut self, data: &[u8]) {
+    fn raw(&mut self, data: &[u8]) {
         if data.is_empty() {
             return;
         }
-        if self.file.write_all(data).await.is_ok() {
+        if self.file.write_all(data).is_ok() {
             self.written += data.len() as u64;
-            let _ = self.file.flush().await;
             self.progress.send_replace(self.written);
         }
     }

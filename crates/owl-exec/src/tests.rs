@@ -13,7 +13,6 @@ fn spec(dir: &std::path::Path, script: &str) -> ProcessSpec {
         log_max_bytes: 1024 * 1024,
         timeout: None,
         kill_grace: Duration::from_millis(300),
-        pid_file: None,
     }
 }
 
@@ -23,6 +22,17 @@ async fn go(spec: ProcessSpec) -> (ProcessOutcome, String) {
     let path = spec.log_path.clone();
     let out = run(spec, stop_rx, ptx).await;
     (out, std::fs::read_to_string(path).unwrap_or_default())
+}
+
+/// Waits up to two seconds for `pid` to be gone (signal delivery is asynchronous).
+async fn gone_soon(pid: i32) -> bool {
+    for _ in 0..200 {
+        if !alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
 }
 
 fn alive(pid: i32) -> bool {
@@ -72,7 +82,7 @@ async fn a_timeout_kills_the_whole_process_group() {
     assert_eq!(out.ended, Ended::TimedOut);
     assert!(started.elapsed() < Duration::from_secs(5));
     let child = wait_pid_file(&d.path().join("child.pid")).await;
-    assert!(!alive(child), "the background child {child} survived the timeout");
+    assert!(gone_soon(child).await, "the background child {child} survived the timeout");
     assert!(log.contains("timed out"), "{log}");
 }
 
@@ -111,8 +121,7 @@ async fn stragglers_are_killed_when_the_main_process_exits() {
     assert!(out.success());
     assert!(started.elapsed() < Duration::from_secs(5), "did not wait for the straggler's pipe");
     let bg = wait_pid_file(&d.path().join("bg.pid")).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!alive(bg), "background process {bg} outlived its task");
+    assert!(gone_soon(bg).await, "background process {bg} outlived its task");
 }
 
 #[tokio::test]
@@ -142,19 +151,30 @@ async fn a_missing_program_is_a_spawn_failure_with_the_reason_in_the_log() {
 }
 
 #[tokio::test]
-async fn an_orphaned_group_is_killed_only_when_its_environment_matches() {
-    let d = tempfile::tempdir().unwrap();
-    // Stand-in for a process a crashed daemon left behind: its own group, marked environment.
-    let mut orphan =
-        std::process::Command::new("sleep").arg("60").env("OWL_TASK_ID", "77").env("OWL_ATTEMPT", "2").process_group(0).spawn().unwrap();
-    let pid_file = d.path().join("2.pid");
-    std::fs::write(&pid_file, orphan.id().to_string()).unwrap();
-    assert!(!kill_orphan(&pid_file, &["OWL_TASK_ID=77".into(), "OWL_ATTEMPT=3".into()]), "another attempt's marker does not match");
-    assert!(orphan.try_wait().unwrap().is_none(), "a mismatched process is left alone");
-    std::fs::write(&pid_file, orphan.id().to_string()).unwrap();
-    assert!(kill_orphan(&pid_file, &["OWL_TASK_ID=77".into(), "OWL_ATTEMPT=2".into()]));
-    let st = orphan.wait().unwrap();
+async fn orphaned_groups_are_found_by_their_environment_and_only_those() {
+    let spawn = |attempt: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", "sleep 60 & wait"])
+            .env("OWL_TEST_ORPHAN_MARK", "kill-orphans-test")
+            .env("OWL_ATTEMPT", attempt)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    // Stand-ins for what a crashed daemon left: one attempt to stop, one to leave alone.
+    let mut target = spawn("2");
+    let mut other = spawn("3");
+    std::thread::sleep(Duration::from_millis(100));
+    let is = |vars: &[&[u8]], v: &[u8]| vars.contains(&v);
+    let killed = kill_orphans(|vars| is(vars, b"OWL_TEST_ORPHAN_MARK=kill-orphans-test") && is(vars, b"OWL_ATTEMPT=2"));
+    assert_eq!(killed, 1, "one group (leader and its sleep child) is killed");
+    let st = target.wait().unwrap();
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(9));
-    assert!(!pid_file.exists());
-    assert!(!kill_orphan(&pid_file, &["OWL_TASK_ID=77".into()]), "a missing pid file is a no-op");
+    assert!(other.try_wait().unwrap().is_none(), "a process with other markers is left alone");
+    assert_eq!(kill_orphans(|vars| is(vars, b"OWL_TEST_ORPHAN_MARK=kill-orphans-test") && is(vars, b"OWL_ATTEMPT=2")), 0);
+    killpg(Pid::from_raw(other.id() as i32), Signal::SIGKILL).unwrap();
+    other.wait().unwrap();
 }
