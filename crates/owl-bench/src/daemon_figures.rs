@@ -83,12 +83,12 @@ pub fn run(quick: bool, skip_idle: bool) -> Vec<(String, Value)> {
     let mut fresh = vec![];
     let mut warm = vec![];
     for _ in 0..if quick { 3 } else { 7 } {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::temp_dir();
         let port = free_port();
-        let (c, d) = start(dir.path(), port);
+        let (c, d) = start(&dir, port);
         fresh.push(d.as_secs_f64() * 1000.0);
         stop(c);
-        let (c, d) = start(dir.path(), port);
+        let (c, d) = start(&dir, port);
         warm.push(d.as_secs_f64() * 1000.0);
         stop(c);
     }
@@ -99,8 +99,8 @@ pub fn run(quick: bool, skip_idle: bool) -> Vec<(String, Value)> {
         json!({"new_data_dir_p50": round2(percentile(&fresh, 0.5)), "existing_data_dir_p50": round2(percentile(&warm, 0.5))}),
     ));
     if !skip_idle {
-        let dir = tempfile::tempdir().unwrap();
-        let (c, _) = start(dir.path(), free_port());
+        let dir = crate::temp_dir();
+        let (c, _) = start(&dir, free_port());
         std::thread::sleep(Duration::from_secs(1));
         let window = Duration::from_secs(10);
         let t0 = cpu_ticks(c.id());

@@ -14,6 +14,17 @@ pub fn nanos_now() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos()
 }
 
+/// Temp dirs live until the end of the run: deleting thousands of files between phases makes
+/// the filesystem's inode allocation slower for the next phase, which would skew its figure.
+static KEEP: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Vec::new());
+
+pub fn temp_dir() -> std::path::PathBuf {
+    let d = tempfile::tempdir().expect("temp dir");
+    let p = d.path().to_path_buf();
+    KEEP.lock().expect("keep lock").push(d);
+    p
+}
+
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -50,6 +61,7 @@ fn main() {
         out.insert(k, v);
     }
     println!("{}", serde_json::to_string_pretty(&Value::Object(out)).expect("json"));
+    KEEP.lock().expect("keep lock").clear();
 }
 
 fn machine() -> Value {

@@ -30,12 +30,12 @@ fn now() -> Timestamp {
     Timestamp::from_system(std::time::SystemTime::now())
 }
 
-fn open(dir: &tempfile::TempDir, d: Durability) -> Arc<dyn Store> {
-    Arc::new(SqliteStore::open(&dir.path().join("owl.db"), d).expect("open store"))
+fn open(dir: &std::path::Path, d: Durability) -> Arc<dyn Store> {
+    Arc::new(SqliteStore::open(&dir.join("owl.db"), d).expect("open store"))
 }
 
 async fn enqueue_sequential(d: Durability, n: usize) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::temp_dir();
     let s = open(&dir, d);
     let t = Instant::now();
     for _ in 0..n {
@@ -46,7 +46,7 @@ async fn enqueue_sequential(d: Durability, n: usize) -> f64 {
 
 /// `clients` concurrent submitters of single tasks: what group commit buys.
 async fn enqueue_concurrent(d: Durability, clients: usize, per_client: usize) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::temp_dir();
     let s = open(&dir, d);
     let t = Instant::now();
     let mut hs = vec![];
@@ -65,7 +65,7 @@ async fn enqueue_concurrent(d: Durability, clients: usize, per_client: usize) ->
 }
 
 async fn enqueue_batched(d: Durability, batches: usize, size: usize) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::temp_dir();
     let s = open(&dir, d);
     let t = Instant::now();
     for _ in 0..batches {
@@ -78,7 +78,7 @@ async fn enqueue_batched(d: Durability, batches: usize, size: usize) -> f64 {
 /// Claims in rounds of `width` and completes each claimed task concurrently, as the engine
 /// does with `width` workers.
 async fn claim_complete(n: usize, width: usize) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::temp_dir();
     let s = open(&dir, Durability::Full);
     for _ in 0..n / 500 {
         s.submit((0..500).map(|_| NewTask::new(spec(vec!["true".into()]))).collect(), now()).await.unwrap();
@@ -129,15 +129,15 @@ fn engine_config(workers: usize) -> EngineConfig {
 /// Enqueue-to-process-start: each task is this binary's `stamp` subcommand, which records
 /// the moment the new process runs; the engine is idle when each task is submitted.
 async fn start_latency(samples: usize) -> (f64, f64) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::temp_dir();
     let store = open(&dir, Durability::Full);
-    let (engine, dispatch) = Engine::new(store, owl_core::layout::DataLayout::new(dir.path()), engine_config(2), Arc::new(SystemClock));
+    let (engine, dispatch) = Engine::new(store, owl_core::layout::DataLayout::new(&dir), engine_config(2), Arc::new(SystemClock));
     let h = tokio::spawn(dispatch.run(true));
     let exe = std::env::current_exe().unwrap().display().to_string();
     let mut lat = vec![];
     let mut events = engine.subscribe();
     for i in 0..samples {
-        let stamp = dir.path().join(format!("stamp-{i}"));
+        let stamp = dir.join(format!("stamp-{i}"));
         let argv = vec![exe.clone(), "stamp".into(), stamp.display().to_string()];
         let before = nanos_now();
         let id = engine.submit(vec![NewTask::new(spec(argv))]).await.unwrap()[0].id;
@@ -159,10 +159,10 @@ async fn start_latency(samples: usize) -> (f64, f64) {
 
 /// Wall time from submitting `n` `true` tasks (one batch) until all have succeeded.
 async fn shell_tasks(n: usize, workers: usize) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::temp_dir();
     let store = open(&dir, Durability::Full);
     let (engine, dispatch) =
-        Engine::new(store, owl_core::layout::DataLayout::new(dir.path()), engine_config(workers), Arc::new(SystemClock));
+        Engine::new(store, owl_core::layout::DataLayout::new(&dir), engine_config(workers), Arc::new(SystemClock));
     let h = tokio::spawn(dispatch.run(true));
     let mut events = engine.subscribe();
     let t = Instant::now();
