@@ -1,7 +1,7 @@
 //! Store and engine figures, measured in-process against a real SQLite file.
 
 use crate::{nanos_now, percentile, round2};
-use owl_core::task::{Status, DEFAULT_GROUP};
+use owl_core::task::Status;
 use owl_core::{Command, EventKind, TaskSpec, Timestamp};
 use owl_engine::{Engine, EngineConfig, SystemClock};
 use owl_store::{Claim, Completion, NewTask, Store};
@@ -11,19 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn spec(argv: Vec<String>) -> TaskSpec {
-    TaskSpec {
-        command: Command::Argv(argv),
-        env: Default::default(),
-        priority: 0,
-        group: DEFAULT_GROUP.into(),
-        run_at: None,
-        timeout_ms: None,
-        max_attempts: 1,
-        depends_on: vec![],
-        idempotency_key: None,
-        labels: vec![],
-        cwd: None,
-    }
+    TaskSpec::new(Command::Argv(argv))
 }
 
 fn now() -> Timestamp {
@@ -161,8 +149,7 @@ async fn start_latency(samples: usize) -> (f64, f64) {
 async fn shell_tasks(n: usize, workers: usize) -> f64 {
     let dir = crate::temp_dir();
     let store = open(&dir, Durability::Full);
-    let (engine, dispatch) =
-        Engine::new(store, owl_core::layout::DataLayout::new(&dir), engine_config(workers), Arc::new(SystemClock));
+    let (engine, dispatch) = Engine::new(store, owl_core::layout::DataLayout::new(&dir), engine_config(workers), Arc::new(SystemClock));
     let h = tokio::spawn(dispatch.run(true));
     let mut events = engine.subscribe();
     let t = Instant::now();

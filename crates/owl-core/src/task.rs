@@ -96,6 +96,26 @@ pub struct TaskSpec {
 
 pub const DEFAULT_GROUP: &str = "default";
 
+impl TaskSpec {
+    /// A spec with every option at its default: default group, priority 0, one attempt,
+    /// no timeout, no dependencies, the task's own workspace.
+    pub fn new(command: Command) -> Self {
+        TaskSpec {
+            command,
+            env: BTreeMap::new(),
+            priority: 0,
+            group: DEFAULT_GROUP.to_string(),
+            run_at: None,
+            timeout_ms: None,
+            max_attempts: 1,
+            depends_on: vec![],
+            idempotency_key: None,
+            labels: vec![],
+            cwd: None,
+        }
+    }
+}
+
 /// Why a task is waiting.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "on", rename_all = "snake_case")]

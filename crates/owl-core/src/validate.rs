@@ -107,22 +107,9 @@ pub fn check_spec(spec: &TaskSpec) -> Result<(), ValidationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::DEFAULT_GROUP;
 
     fn spec() -> TaskSpec {
-        TaskSpec {
-            command: Command::Argv(vec!["true".into()]),
-            env: Default::default(),
-            priority: 0,
-            group: DEFAULT_GROUP.into(),
-            run_at: None,
-            timeout_ms: None,
-            max_attempts: 1,
-            depends_on: vec![],
-            idempotency_key: None,
-            labels: vec![],
-            cwd: None,
-        }
+        TaskSpec::new(Command::Argv(vec!["true".into()]))
     }
 
     #[test]

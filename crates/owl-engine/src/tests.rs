@@ -1,7 +1,7 @@
 //! Engine tests over the real SQLite store and real processes.
 
 use super::*;
-use owl_core::task::{Status, DEFAULT_GROUP};
+use owl_core::task::Status;
 use owl_core::{Command as Cmd, TaskSpec, TaskState};
 use owl_store_sqlite::{Durability, SqliteStore};
 
@@ -37,19 +37,7 @@ fn start(workers: usize) -> Harness {
 }
 
 fn shell(cmd: &str) -> TaskSpec {
-    TaskSpec {
-        command: Cmd::Shell(cmd.into()),
-        env: Default::default(),
-        priority: 0,
-        group: DEFAULT_GROUP.into(),
-        run_at: None,
-        timeout_ms: None,
-        max_attempts: 1,
-        depends_on: vec![],
-        idempotency_key: None,
-        labels: vec![],
-        cwd: None,
-    }
+    TaskSpec::new(Cmd::Shell(cmd.into()))
 }
 
 async fn submit(h: &Harness, spec: TaskSpec) -> TaskId {

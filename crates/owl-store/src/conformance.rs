@@ -5,7 +5,7 @@
 
 use crate::*;
 use owl_core::lifecycle::RetryPolicy;
-use owl_core::task::{Status, DEFAULT_GROUP};
+use owl_core::task::Status;
 use owl_core::{Command, RunOutcome, TaskId, TaskSpec, TaskState, Timestamp, WaitReason};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,19 +56,7 @@ const T0: Timestamp = Timestamp(1_800_000_000_000);
 const LEASE: Duration = Duration::from_secs(30);
 
 pub fn spec(cmd: &str) -> TaskSpec {
-    TaskSpec {
-        command: Command::Shell(cmd.into()),
-        env: Default::default(),
-        priority: 0,
-        group: DEFAULT_GROUP.into(),
-        run_at: None,
-        timeout_ms: None,
-        max_attempts: 1,
-        depends_on: vec![],
-        idempotency_key: None,
-        labels: vec![],
-        cwd: None,
-    }
+    TaskSpec::new(Command::Shell(cmd.into()))
 }
 
 async fn add(s: &DynStore, spec: TaskSpec) -> TaskId {
