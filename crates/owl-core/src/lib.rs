@@ -11,6 +11,7 @@ pub mod duration;
 pub mod event;
 pub mod layout;
 pub mod lifecycle;
+pub mod schedule;
 pub mod task;
 pub mod time;
 pub mod validate;

@@ -1,0 +1,359 @@
+//! Schedules: when a slot is due (cron in a time zone, fixed intervals, one instant) and the
+//! policies for missed and overlapping runs. Pure: the current time is always an argument.
+//!
+//! Cron follows cronie's documented daylight-saving behaviour, which croner implements: a
+//! fixed-time job (single second, minute and hour) whose time falls in a spring-forward gap
+//! runs once right after the jump; one whose time repeats on fall-back runs once, at the
+//! first occurrence; jobs with wildcard or stepped hours or minutes follow the wall clock.
+
+use crate::time::Timestamp;
+use crate::validate::ValidationError;
+use chrono::{TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// When a schedule's slots fall.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum When {
+    /// A cron expression (5 fields, or 6 with seconds first, or a nickname such as `@daily`)
+    /// read in an IANA time zone.
+    Cron { expr: String, tz: String },
+    /// Every `every_ms`, counted from `anchor`.
+    Every { every_ms: u64, anchor: Timestamp },
+    /// Once, at this instant.
+    Once { at: Timestamp },
+}
+
+/// What to do with slots that passed while the daemon was down (or the clock jumped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Misfire {
+    /// Run none of them.
+    #[default]
+    Skip,
+    /// Run the latest missed slot once.
+    Once,
+    /// Run every missed slot, up to a cap (the most recent ones).
+    All,
+}
+
+/// What to do when a slot is due while the previous run is still active.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Start another run anyway.
+    Allow,
+    /// Do not start this slot.
+    #[default]
+    Skip,
+    /// Buffer one slot and start it when the active run finishes.
+    Queue,
+    /// Cancel the active run and start this one.
+    Replace,
+}
+
+macro_rules! name_parse {
+    ($t:ty, $what:literal, $($s:literal => $v:expr),+) => {
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s.trim().to_ascii_lowercase().as_str() {
+                    $($s => Ok($v),)+
+                    other => Err(format!(concat!("`{}` is not a ", $what, " policy; use one of: {}"), other, [$($s),+].join(", "))),
+                }
+            }
+        }
+    };
+}
+name_parse!(Misfire, "misfire", "skip" => Misfire::Skip, "once" => Misfire::Once, "all" => Misfire::All);
+name_parse!(Overlap, "overlap", "allow" => Overlap::Allow, "skip" => Overlap::Skip, "queue" => Overlap::Queue, "replace" => Overlap::Replace);
+
+/// A `When` checked and ready to compute slots.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    when: When,
+    cron: Option<(croner::Cron, chrono_tz::Tz)>,
+}
+
+/// Parses an IANA time zone name, suggesting the right spelling when it is close.
+pub fn parse_tz(field: &str, name: &str) -> Result<chrono_tz::Tz, ValidationError> {
+    if let Ok(tz) = name.parse::<chrono_tz::Tz>() {
+        return Ok(tz);
+    }
+    let lower = name.to_ascii_lowercase();
+    let close: Vec<&str> = chrono_tz::TZ_VARIANTS
+        .iter()
+        .map(|t| t.name())
+        .filter(|n| {
+            let l = n.to_ascii_lowercase();
+            l == lower || (!lower.is_empty() && (l.ends_with(&format!("/{lower}")) || l.contains(&lower.replace(' ', "_"))))
+        })
+        .take(5)
+        .collect();
+    let hint = if close.is_empty() {
+        "use an IANA name such as UTC, Europe/Berlin or America/New_York".to_string()
+    } else {
+        format!("did you mean {}?", close.join(", "))
+    };
+    Err(ValidationError::new(field, format!("`{name}` is not a known time zone; {hint}")))
+}
+
+/// Parses a cron expression. On error, points at the field that is wrong.
+pub fn parse_cron(field: &str, expr: &str) -> Result<croner::Cron, ValidationError> {
+    let parser = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Optional).build();
+    let trimmed = expr.trim();
+    match parser.parse(trimmed) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            let parts: Vec<&str> = trimmed.split_whitespace().collect();
+            let names: &[&str] = if parts.len() == 6 {
+                &["second", "minute", "hour", "day of month", "month", "day of week"]
+            } else {
+                &["minute", "hour", "day of month", "month", "day of week"]
+            };
+            let mut message = format!("`{trimmed}` is not a valid cron expression ({e})");
+            if !trimmed.starts_with('@') && (parts.len() == 5 || parts.len() == 6) {
+                // Find the first field that fails on its own: every other field set to `*`.
+                for i in 0..parts.len() {
+                    let probe: Vec<&str> = (0..parts.len()).map(|j| if j == i { parts[j] } else { "*" }).collect();
+                    if parser.parse(&probe.join(" ")).is_err() {
+                        let col: usize = parts[..i].iter().map(|p| p.len() + 1).sum();
+                        message = format!(
+                            "`{trimmed}` is not a valid cron expression: the {} field `{}` is wrong\n  {trimmed}\n  {}{}",
+                            names[i],
+                            parts[i],
+                            " ".repeat(col),
+                            "^".repeat(parts[i].len())
+                        );
+                        break;
+                    }
+                }
+            } else if !trimmed.starts_with('@') {
+                message = format!(
+                    "`{trimmed}` has {} fields; write 5 (minute hour day-of-month month day-of-week), 6 with seconds first, or a nickname such as @daily",
+                    parts.len()
+                );
+            }
+            Err(ValidationError::new(field, message))
+        }
+    }
+}
+
+impl Compiled {
+    pub fn new(when: When) -> Result<Compiled, ValidationError> {
+        let cron = match &when {
+            When::Cron { expr, tz } => Some((parse_cron("cron", expr)?, parse_tz("tz", tz)?)),
+            When::Every { every_ms, .. } => {
+                if *every_ms < 1000 {
+                    return Err(ValidationError::new("every", "must be at least 1s"));
+                }
+                None
+            }
+            When::Once { .. } => None,
+        };
+        Ok(Compiled { when, cron })
+    }
+
+    pub fn when(&self) -> &When {
+        &self.when
+    }
+
+    /// The first slot strictly after `after`, or `None` when there is none.
+    pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
+        match &self.when {
+            When::Once { at } => (*at > after).then_some(*at),
+            When::Every { every_ms, anchor } => {
+                let every = *every_ms as i64;
+                if after < *anchor {
+                    return Some(*anchor);
+                }
+                let k = (after.0 - anchor.0) / every + 1;
+                Some(Timestamp(anchor.0 + k * every))
+            }
+            When::Cron { .. } => {
+                let (cron, tz) = self.cron.as_ref().expect("compiled cron");
+                let start = Utc.timestamp_millis_opt(after.0).single()?.with_timezone(tz);
+                cron.find_next_occurrence(&start, false).ok().map(|t| Timestamp(t.timestamp_millis()))
+            }
+        }
+    }
+
+    /// Up to `n` slots after `after`, for previews.
+    pub fn upcoming(&self, after: Timestamp, n: usize) -> Vec<Timestamp> {
+        let mut out = Vec::with_capacity(n);
+        let mut t = after;
+        while out.len() < n {
+            match self.next_after(t) {
+                Some(next) => {
+                    out.push(next);
+                    t = next;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// Renders an instant in the schedule's own time zone (UTC for non-cron schedules).
+    pub fn local(&self, t: Timestamp) -> String {
+        let tz = self.cron.as_ref().map(|c| c.1).unwrap_or(chrono_tz::UTC);
+        match Utc.timestamp_millis_opt(t.0).single() {
+            Some(dt) => dt.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z (%:z)").to_string(),
+            None => t.to_string(),
+        }
+    }
+}
+
+/// How the slots that came due up to `now` are to be handled, before overlap is considered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DuePlan {
+    /// Slots to fire, oldest first.
+    pub fire: Vec<Timestamp>,
+    /// Slots not fired, with the reason, oldest first.
+    pub missed: Vec<(Timestamp, String)>,
+    /// Slots that were due but not listed one by one (a very long outage).
+    pub missed_uncounted: u64,
+    /// The next slot after `now`.
+    pub next: Option<Timestamp>,
+}
+
+/// Slots enumerated one by one at most; past this, an outage is summarised.
+pub const MAX_SLOTS_PER_TICK: usize = 10_000;
+
+/// Decides which of the slots from `first_due` up to `now` fire: those no later than
+/// `max_lateness` fire; older ones are missed and handled by `misfire` (`all` fires at most
+/// `cap`, the most recent).
+pub fn plan_due(
+    schedule: &Compiled,
+    first_due: Timestamp,
+    now: Timestamp,
+    max_lateness: Duration,
+    misfire: Misfire,
+    cap: usize,
+) -> DuePlan {
+    let mut slots = vec![];
+    let mut t = Some(first_due);
+    let mut uncounted = 0u64;
+    while let Some(s) = t {
+        if s > now {
+            break;
+        }
+        if slots.len() >= MAX_SLOTS_PER_TICK {
+            // Count the rest cheaply where the schedule allows it; otherwise skip to now.
+            uncounted = match schedule.when() {
+                When::Every { every_ms, .. } => ((now.0 - s.0) / *every_ms as i64 + 1) as u64,
+                _ => 1,
+            };
+            t = schedule.next_after(now);
+            break;
+        }
+        slots.push(s);
+        t = schedule.next_after(s);
+    }
+    let next = t.filter(|n| *n > now).or_else(|| schedule.next_after(now));
+    let lateness_limit = now.minus(max_lateness);
+    let split = slots.iter().position(|s| *s >= lateness_limit).unwrap_or(slots.len());
+    let (late, on_time) = slots.split_at(split);
+    let mut fire: Vec<Timestamp> = vec![];
+    let mut missed: Vec<(Timestamp, String)> = vec![];
+    let late_reason = |s: &Timestamp| format!("missed: {} late, more than the allowed lateness", crate::duration::format(now.since(*s)));
+    match misfire {
+        Misfire::Skip => missed.extend(late.iter().map(|s| (*s, format!("{} (misfire policy skip)", late_reason(s))))),
+        Misfire::Once => {
+            if let Some((last, rest)) = late.split_last() {
+                missed.extend(rest.iter().map(|s| (*s, format!("{} (misfire policy once ran only the latest)", late_reason(s)))));
+                fire.push(*last);
+            }
+        }
+        Misfire::All => {
+            let keep_from = late.len().saturating_sub(cap);
+            missed.extend(late[..keep_from].iter().map(|s| (*s, format!("{} (beyond the catch-up cap of {cap})", late_reason(s)))));
+            fire.extend_from_slice(&late[keep_from..]);
+        }
+    }
+    fire.extend_from_slice(on_time);
+    DuePlan { fire, missed, missed_uncounted: uncounted, next }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(s).unwrap()
+    }
+
+    fn cron(expr: &str, tz: &str) -> Compiled {
+        Compiled::new(When::Cron { expr: expr.into(), tz: tz.into() }).unwrap()
+    }
+
+    #[test]
+    fn cron_with_five_six_fields_and_nicknames() {
+        let c = cron("*/15 * * * *", "UTC");
+        assert_eq!(c.next_after(ts("2026-01-01T00:07:00Z")), Some(ts("2026-01-01T00:15:00Z")));
+        let s = cron("*/10 * * * * *", "UTC");
+        assert_eq!(s.next_after(ts("2026-01-01T00:00:05Z")), Some(ts("2026-01-01T00:00:10Z")));
+        let d = cron("@daily", "Europe/Berlin");
+        assert_eq!(d.next_after(ts("2026-01-01T12:00:00Z")), Some(ts("2026-01-01T23:00:00Z")));
+        let h = cron("@hourly", "UTC");
+        assert_eq!(h.upcoming(ts("2026-01-01T00:30:00Z"), 2), vec![ts("2026-01-01T01:00:00Z"), ts("2026-01-01T02:00:00Z")]);
+    }
+
+    #[test]
+    fn bad_cron_points_at_the_field() {
+        let e = parse_cron("cron", "0 25 * * *").unwrap_err();
+        assert!(e.message.contains("hour field `25`"), "{}", e.message);
+        assert!(e.message.contains("\n    ^^"), "{}", e.message);
+        let e = parse_cron("cron", "* * *").unwrap_err();
+        assert!(e.message.contains("3 fields"), "{}", e.message);
+        assert!(parse_cron("cron", "@sometimes").is_err());
+    }
+
+    #[test]
+    fn bad_time_zones_suggest_names() {
+        let e = parse_tz("tz", "berlin").unwrap_err();
+        assert!(e.message.contains("Europe/Berlin"), "{}", e.message);
+        let e = parse_tz("tz", "Mars/Olympus").unwrap_err();
+        assert!(e.message.contains("IANA"), "{}", e.message);
+    }
+
+    #[test]
+    fn intervals_count_from_their_anchor_and_once_fires_once() {
+        let e = Compiled::new(When::Every { every_ms: 90_000, anchor: ts("2026-01-01T00:00:00Z") }).unwrap();
+        assert_eq!(e.next_after(ts("2025-12-31T00:00:00Z")), Some(ts("2026-01-01T00:00:00Z")));
+        assert_eq!(e.next_after(ts("2026-01-01T00:00:00Z")), Some(ts("2026-01-01T00:01:30Z")));
+        assert_eq!(e.next_after(ts("2026-01-01T00:02:59Z")), Some(ts("2026-01-01T00:03:00Z")));
+        let o = Compiled::new(When::Once { at: ts("2026-12-01T09:00:00Z") }).unwrap();
+        assert_eq!(o.next_after(ts("2026-01-01T00:00:00Z")), Some(ts("2026-12-01T09:00:00Z")));
+        assert_eq!(o.next_after(ts("2026-12-01T09:00:00Z")), None);
+        assert!(Compiled::new(When::Every { every_ms: 10, anchor: Timestamp(0) }).is_err());
+    }
+
+    #[test]
+    fn misfire_policies_after_three_hours_down() {
+        let c = Compiled::new(When::Every { every_ms: 60_000, anchor: ts("2026-01-01T00:00:00Z") }).unwrap();
+        let down = ts("2026-01-01T00:00:30Z");
+        let first = c.next_after(down).unwrap();
+        let now = ts("2026-01-01T03:00:30Z");
+        let lateness = Duration::from_secs(60);
+        let skip = plan_due(&c, first, now, lateness, Misfire::Skip, 50);
+        assert_eq!(skip.fire, vec![ts("2026-01-01T03:00:00Z")], "only the on-time slot");
+        assert_eq!(skip.missed.len(), 179);
+        let once = plan_due(&c, first, now, lateness, Misfire::Once, 50);
+        assert_eq!(once.fire, vec![ts("2026-01-01T02:59:00Z"), ts("2026-01-01T03:00:00Z")]);
+        assert_eq!(once.missed.len(), 178);
+        let all = plan_due(&c, first, now, lateness, Misfire::All, 50);
+        assert_eq!(all.fire.len(), 51);
+        assert_eq!(all.fire[0], ts("2026-01-01T02:10:00Z"), "the most recent 50 missed slots");
+        assert_eq!(all.missed.len(), 129);
+        assert!(all.missed[0].1.contains("cap of 50"));
+        assert_eq!(all.next, Some(ts("2026-01-01T03:01:00Z")));
+    }
+
+    #[test]
+    fn policies_parse_and_name_their_choices() {
+        assert_eq!("Queue".parse::<Overlap>().unwrap(), Overlap::Queue);
+        assert!("later".parse::<Misfire>().unwrap_err().contains("skip, once, all"));
+    }
+}
