@@ -205,6 +205,81 @@ impl Compiled {
     }
 }
 
+/// Everything a user says about a schedule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleSpec {
+    pub name: String,
+    pub when: When,
+    /// The task each fire creates.
+    pub template: crate::task::TaskSpec,
+    pub misfire: Misfire,
+    /// With `misfire = all`, at most this many missed slots run.
+    pub misfire_cap: u32,
+    pub overlap: Overlap,
+    /// A slot fired later than this after its time counts as missed.
+    pub max_lateness_ms: u64,
+    /// Each fire's task starts up to this much after its slot, at random.
+    pub jitter_ms: u64,
+    pub end_at: Option<Timestamp>,
+    pub max_runs: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleState {
+    Active,
+    Paused,
+    /// Past its end date, its run limit, or its one instant.
+    Finished,
+}
+
+impl ScheduleState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleState::Active => "active",
+            ScheduleState::Paused => "paused",
+            ScheduleState::Finished => "finished",
+        }
+    }
+}
+
+/// A stored schedule and its health.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub id: i64,
+    pub spec: ScheduleSpec,
+    pub state: ScheduleState,
+    pub next_fire_at: Option<Timestamp>,
+    /// A slot buffered by `overlap = queue`, waiting for the active run to end.
+    pub pending_slot: Option<Timestamp>,
+    pub last_task_id: Option<crate::task::TaskId>,
+    pub last_fire_at: Option<Timestamp>,
+    pub fired: u64,
+    pub missed: u64,
+    pub skipped: u64,
+    /// Fires that happened, but later than one second after their slot.
+    pub late: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Schedule names: like group names.
+pub fn check_schedule_spec(spec: &ScheduleSpec) -> Result<(), ValidationError> {
+    crate::validate::check_name("name", "schedule", &spec.name)?;
+    Compiled::new(spec.when.clone())?;
+    crate::validate::check_spec(&spec.template)?;
+    if spec.misfire_cap == 0 || spec.misfire_cap > 100_000 {
+        return Err(ValidationError::new("misfire_cap", "must be between 1 and 100000"));
+    }
+    if spec.max_runs == Some(0) {
+        return Err(ValidationError::new("max_runs", "must be at least 1"));
+    }
+    if !spec.template.depends_on.is_empty() || spec.template.idempotency_key.is_some() || spec.template.run_at.is_some() {
+        return Err(ValidationError::new("template", "a schedule's task cannot have --after, --key, --in or --at; the schedule decides when it runs"));
+    }
+    Ok(())
+}
+
 /// How the slots that came due up to `now` are to be handled, before overlap is considered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DuePlan {

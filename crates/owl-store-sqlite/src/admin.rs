@@ -8,6 +8,7 @@ use crate::SqliteStore;
 use async_trait::async_trait;
 use owl_core::lifecycle::RetryPolicy;
 use owl_core::task::Status;
+use owl_core::schedule::{Schedule, ScheduleSpec, ScheduleState};
 use owl_core::{GroupInfo, Run, Task, TaskId, TaskState, Timestamp};
 use owl_store::*;
 use rusqlite::{params, params_from_iter, Connection};
@@ -192,6 +193,56 @@ impl Store for SqliteStore {
     }
     async fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
         self.read(groups).await
+    }
+    async fn create_schedule(&self, spec: ScheduleSpec, next: Option<Timestamp>, now: Timestamp) -> Result<Schedule, StoreError> {
+        owl_core::schedule::check_schedule_spec(&spec)?;
+        self.write(move |c| crate::schedules::create(c, &spec, next, now)).await
+    }
+    async fn get_schedule(&self, name: &str) -> Result<Schedule, StoreError> {
+        let name = name.to_string();
+        self.read(move |c| crate::schedules::get(c, &name)).await
+    }
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        self.read(|c| crate::schedules::list(c, "ORDER BY name", &[])).await
+    }
+    async fn set_schedule_state(&self, name: &str, state: ScheduleState, next: Option<Timestamp>, now: Timestamp) -> Result<Schedule, StoreError> {
+        let name = name.to_string();
+        self.write(move |c| crate::schedules::set_state(c, &name, state, next, now)).await
+    }
+    async fn delete_schedule(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.write(move |c| crate::schedules::delete(c, &name)).await
+    }
+    async fn due_schedules(&self, now: Timestamp) -> Result<Vec<Schedule>, StoreError> {
+        self.read(move |c| {
+            crate::schedules::list(c, "WHERE state = 'active' AND (next_fire_at <= ?1 OR pending_slot IS NOT NULL) ORDER BY next_fire_at", &[now.0])
+        })
+        .await
+    }
+    async fn next_schedule_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT min(next_fire_at) FROM schedules WHERE state = 'active'")
+                .map_err(backend)?
+                .query_row([], |r| r.get::<_, Option<i64>>(0))
+                .map(|v| v.map(Timestamp))
+                .map_err(backend)
+        })
+        .await
+    }
+    async fn apply_fires(&self, fires: ApplyFires) -> Result<Vec<(Timestamp, TaskId)>, StoreError> {
+        for d in &fires.decisions {
+            if let FireAction::Fire(t) | FireAction::Manual(t) = &d.action {
+                owl_core::validate::check_spec(t)?;
+            }
+        }
+        self.write(move |c| crate::schedules::apply(c, &fires)).await
+    }
+    async fn schedule_history(&self, name: &str, limit: u32) -> Result<Vec<FireRecord>, StoreError> {
+        let name = name.to_string();
+        self.read(move |c| crate::schedules::history(c, &name, limit)).await
+    }
+    async fn prune_schedule_history(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.write(move |c| c.execute("DELETE FROM schedule_fires WHERE fired_at < ?1", [before.0]).map(|n| n as u64).map_err(backend)).await
     }
     async fn counts(&self) -> Result<StatusCounts, StoreError> {
         self.read(|c| {

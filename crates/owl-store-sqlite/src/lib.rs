@@ -11,6 +11,7 @@ mod admin;
 mod pool;
 mod rows;
 mod run_ops;
+mod schedules;
 mod schema;
 mod submit;
 mod transitions;

@@ -4,7 +4,8 @@ use owl_store::StoreError;
 use rusqlite::Connection;
 
 /// (version, name, SQL), applied in order, each in its own transaction.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
     1,
     "tasks, dependencies, runs and groups",
     r#"
@@ -68,7 +69,43 @@ CREATE TABLE groups (
     parallel INTEGER
 );
 "#,
-)];
+    ),
+    (
+        2,
+        "schedules and their fires",
+        r#"
+CREATE TABLE schedules (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT    NOT NULL UNIQUE,
+    spec          TEXT    NOT NULL,                 -- JSON of owl_core::schedule::ScheduleSpec
+    state         TEXT    NOT NULL,                 -- active | paused | finished
+    next_fire_at  INTEGER,
+    pending_slot  INTEGER,
+    last_task_id  INTEGER,
+    last_fire_at  INTEGER,
+    fired         INTEGER NOT NULL DEFAULT 0,
+    missed        INTEGER NOT NULL DEFAULT 0,
+    skipped       INTEGER NOT NULL DEFAULT 0,
+    late          INTEGER NOT NULL DEFAULT 0,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+);
+CREATE INDEX schedules_due ON schedules(state, next_fire_at);
+
+-- One row per slot: the primary key is what makes a slot fire at most once.
+CREATE TABLE schedule_fires (
+    schedule_id   INTEGER NOT NULL,
+    scheduled_for INTEGER NOT NULL,
+    fired_at      INTEGER NOT NULL,
+    task_id       INTEGER,
+    outcome       TEXT    NOT NULL,                 -- fired | manual | missed | skipped | queued
+    reason        TEXT,
+    PRIMARY KEY (schedule_id, scheduled_for)
+) WITHOUT ROWID;
+CREATE INDEX schedule_fires_by_time ON schedule_fires(fired_at);
+"#,
+    ),
+];
 
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let be = crate::backend;

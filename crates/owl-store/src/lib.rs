@@ -10,7 +10,8 @@ mod types;
 pub use types::*;
 
 use async_trait::async_trait;
-use owl_core::{GroupInfo, Run, Task, TaskId};
+use owl_core::schedule::{Schedule, ScheduleSpec, ScheduleState};
+use owl_core::{GroupInfo, Run, Task, TaskId, Timestamp};
 
 /// Durable task storage. All writes are acknowledged only once durable.
 #[async_trait]
@@ -47,4 +48,32 @@ pub trait Store: Send + Sync + 'static {
     async fn set_group(&self, name: &str, parallel: Option<u32>) -> Result<GroupInfo, StoreError>;
     async fn groups(&self) -> Result<Vec<GroupInfo>, StoreError>;
     async fn counts(&self) -> Result<StatusCounts, StoreError>;
+
+    // Schedules.
+
+    /// Stores a new schedule; a taken name is a `Conflict`.
+    async fn create_schedule(&self, spec: ScheduleSpec, next_fire_at: Option<Timestamp>, now: Timestamp) -> Result<Schedule, StoreError>;
+    async fn get_schedule(&self, name: &str) -> Result<Schedule, StoreError>;
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError>;
+    /// Pauses, resumes or finishes a schedule, with the next slot to wait for.
+    async fn set_schedule_state(
+        &self,
+        name: &str,
+        state: ScheduleState,
+        next_fire_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Schedule, StoreError>;
+    /// Removes the schedule and its history; tasks it created stay.
+    async fn delete_schedule(&self, name: &str) -> Result<(), StoreError>;
+    /// Active schedules with a slot due by `now` or a buffered slot.
+    async fn due_schedules(&self, now: Timestamp) -> Result<Vec<Schedule>, StoreError>;
+    /// The earliest `next_fire_at` of the active schedules.
+    async fn next_schedule_due(&self) -> Result<Option<Timestamp>, StoreError>;
+    /// Applies one scheduler pass: each slot's fire row is inserted at most once, with its
+    /// task in the same transaction, so no slot ever fires twice. Returns the tasks created.
+    async fn apply_fires(&self, fires: ApplyFires) -> Result<Vec<(Timestamp, TaskId)>, StoreError>;
+    /// Newest first.
+    async fn schedule_history(&self, name: &str, limit: u32) -> Result<Vec<FireRecord>, StoreError>;
+    /// Deletes history rows fired before `before`; returns how many.
+    async fn prune_schedule_history(&self, before: Timestamp) -> Result<u64, StoreError>;
 }

@@ -109,8 +109,55 @@ impl StatusCounts {
     }
 }
 
+/// What happens to one schedule slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FireAction {
+    /// Create this task for the slot (or for a slot buffered earlier as `Queued`).
+    Fire(TaskSpec),
+    /// `owl schedule run-now`: a task outside the slot sequence.
+    Manual(TaskSpec),
+    Missed(String),
+    Skipped(String),
+    /// Buffered by `overlap = queue` until the active run ends.
+    Queued,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FireDecision {
+    pub slot: Timestamp,
+    pub action: FireAction,
+}
+
+/// The outcome of one scheduler pass over one schedule, applied atomically.
+#[derive(Clone, Debug)]
+pub struct ApplyFires {
+    pub schedule_id: i64,
+    /// The `next_fire_at` the scheduler planned from; a different stored value means
+    /// another pass got there first, and nothing is applied.
+    pub expected_next: Option<Timestamp>,
+    pub decisions: Vec<FireDecision>,
+    pub next_fire_at: Option<Timestamp>,
+    pub finished: bool,
+    pub pending_slot: Option<Timestamp>,
+    pub now: Timestamp,
+}
+
+/// One line of a schedule's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FireRecord {
+    pub scheduled_for: Timestamp,
+    pub fired_at: Timestamp,
+    pub task_id: Option<TaskId>,
+    /// fired, manual, missed, skipped or queued.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub task_status: Option<Status>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("no schedule named `{0}`; see `owl schedule ls`")]
+    ScheduleNotFound(String),
     #[error("task {0} does not exist")]
     NotFound(TaskId),
     #[error("{}depends on task {id}, which does not exist", item.map(|i| format!("tasks[{i}] ")).unwrap_or_default())]
