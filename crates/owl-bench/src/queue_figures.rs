@@ -111,6 +111,7 @@ fn engine_config(workers: usize) -> EngineConfig {
         retry: Default::default(),
         default_timeout: None,
         default_retries: 0,
+        schedules: Default::default(),
     }
 }
 

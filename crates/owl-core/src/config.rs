@@ -47,6 +47,33 @@ pub struct Settings {
     pub daemon: DaemonSettings,
     pub tasks: TaskSettings,
     pub api: ApiSettings,
+    pub scheduler: SchedulerSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerSettings {
+    /// Time zone of cron schedules that do not name one.
+    pub default_tz: String,
+    /// With `--misfire all`, at most this many missed slots run after downtime.
+    pub misfire_cap: u32,
+    /// A slot fired later than this counts as missed and follows the misfire policy.
+    #[serde(with = "serde_human")]
+    pub max_lateness: Duration,
+    /// Schedule history older than this is deleted.
+    #[serde(with = "serde_human")]
+    pub history_retention: Duration,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings {
+            default_tz: "UTC".into(),
+            misfire_cap: 100,
+            max_lateness: Duration::from_secs(60),
+            history_retention: Duration::from_secs(30 * 86400),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -170,7 +197,7 @@ impl Settings {
                     (None, _) => {
                         return Err(ConfigError {
                             source_name: name.into(),
-                            message: format!("unknown section `{section}`; known sections are [daemon], [tasks] and [api]"),
+                            message: format!("unknown section `{section}`; known sections are [daemon], [tasks], [api] and [scheduler]"),
                         })
                     }
                 }
@@ -211,6 +238,7 @@ impl Settings {
             "daemon" => ["listen", "workers", "shutdown_grace", "kill_grace", "lease", "log_format", "log_level", "node"].as_slice(),
             "tasks" => ["default_timeout", "default_retries", "retry_base", "retry_max", "log_max_bytes", "max_crash_requeues"].as_slice(),
             "api" => ["token", "max_body_bytes"].as_slice(),
+            "scheduler" => ["default_tz", "misfire_cap", "max_lateness", "history_retention"].as_slice(),
             _ => [].as_slice(),
         }
         .iter()
@@ -234,6 +262,12 @@ impl Settings {
         }
         if self.api.max_body_bytes < 1024 {
             return bad("api.max_body_bytes", "must be at least 1024");
+        }
+        if crate::schedule::parse_tz("scheduler.default_tz", &self.scheduler.default_tz).is_err() {
+            return bad("scheduler.default_tz", "is not a known IANA time zone, e.g. UTC or Europe/Berlin");
+        }
+        if self.scheduler.misfire_cap == 0 {
+            return bad("scheduler.misfire_cap", "must be at least 1");
         }
         if self.tasks.retry_base.is_zero() || self.tasks.retry_max < self.tasks.retry_base {
             return bad("tasks.retry_base", "must be more than 0 and no larger than tasks.retry_max");
@@ -296,6 +330,16 @@ max_crash_requeues = 10
 [api]
 # token = "..."   # use a fixed bearer token instead of the generated <data-dir>/token
 max_body_bytes = 1048576
+
+[scheduler]
+# Time zone of cron schedules that do not give --tz (an IANA name).
+default_tz = "UTC"
+# With --misfire all, at most this many missed slots run after downtime (the most recent).
+misfire_cap = 100
+# A slot that fires later than this counts as missed and follows the schedule's misfire policy.
+max_lateness = "1m"
+# Schedule history older than this is deleted.
+history_retention = "30days"
 "#;
 
 #[cfg(test)]

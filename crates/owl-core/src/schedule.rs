@@ -275,7 +275,10 @@ pub fn check_schedule_spec(spec: &ScheduleSpec) -> Result<(), ValidationError> {
         return Err(ValidationError::new("max_runs", "must be at least 1"));
     }
     if !spec.template.depends_on.is_empty() || spec.template.idempotency_key.is_some() || spec.template.run_at.is_some() {
-        return Err(ValidationError::new("template", "a schedule's task cannot have --after, --key, --in or --at; the schedule decides when it runs"));
+        return Err(ValidationError::new(
+            "template",
+            "a schedule's task cannot have --after, --key, --in or --at; the schedule decides when it runs",
+        ));
     }
     Ok(())
 }

@@ -30,13 +30,13 @@ pub const MAX_TIMEOUT_MS: u64 = 366 * 24 * 3600 * 1000;
 pub const MAX_DEPENDENCIES: usize = 1000;
 pub const MAX_LABELS: usize = 64;
 
-/// Group and label names: 1 to 64 characters of letters, digits, `-`, `_`, `.`, `:` and `=`.
+/// Group, label and schedule names: 1 to 128 characters of letters, digits, `-`, `_`, `.`, `:` and `=`.
 pub fn check_name(field: &str, kind: &str, name: &str) -> Result<(), ValidationError> {
     let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:=/".contains(c));
-    if name.is_empty() || name.len() > 64 || !ok_chars {
+    if name.is_empty() || name.len() > 128 || !ok_chars {
         return Err(ValidationError::new(
             field,
-            format!("`{name}` is not a valid {kind} name; use 1 to 64 letters, digits and - _ . : = /"),
+            format!("`{name}` is not a valid {kind} name; use 1 to 128 letters, digits and - _ . : = /"),
         ));
     }
     Ok(())

@@ -45,6 +45,8 @@ impl DispatchLoop {
             }
             Err(e) => tracing::error!(error = %e, "crash recovery failed; will retry on the lease schedule"),
         }
+        let (sched_stop_tx, sched_stop_rx) = watch::channel(false);
+        let scheduler = tokio::spawn(scheduler_loop(s.clone(), sched_stop_rx));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<RunnerDone>();
         let mut running: HashMap<owl_core::TaskId, Running> = HashMap::new();
         let mut shutting_down = false;
@@ -83,6 +85,7 @@ impl DispatchLoop {
                     Some(Command::Shutdown) | None => {
                         if !shutting_down {
                             shutting_down = true;
+                            let _ = sched_stop_tx.send(true);
                             tracing::info!(running = running.len(), grace = ?cfg.shutdown_grace, "shutting down: no new tasks will start");
                             shutdown_deadline = Some(Instant::now() + cfg.shutdown_grace);
                         }
@@ -106,6 +109,8 @@ impl DispatchLoop {
             }
         }
         s.running.store(0, Ordering::Relaxed);
+        let _ = sched_stop_tx.send(true);
+        let _ = scheduler.await;
         tracing::info!("dispatch stopped");
     }
 
@@ -205,5 +210,68 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Runs scheduler passes: when the earliest slot is due, when a schedule changes, and (while a
+/// slot is buffered by `overlap = queue`) when a task finishes. Stops when `stop` flips.
+async fn scheduler_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut scheduler = crate::scheduler::Scheduler::new(s.store.clone());
+    let mut events = s.events.subscribe();
+    let mut last_prune: Option<Instant> = None;
+    let mut jitter = || fastrand::f64();
+    loop {
+        let now = s.clock.now();
+        let mut has_pending = false;
+        let wake: Option<Instant> = match scheduler.tick(now, &mut jitter).await {
+            Ok(report) => {
+                for (id, reason) in report.cancel {
+                    match s.store.cancel(id, Some(reason.clone()), s.clock.now()).await {
+                        Ok(owl_store::CancelReply::Requested) => {
+                            let _ = s.commands.send(Command::Cancel(id, Some(reason)));
+                        }
+                        Ok(owl_store::CancelReply::Cancelled(changes)) => s.publish_changes(&changes),
+                        Err(e) => tracing::debug!(task = %id, error = %e, "replace: the previous run had already ended"),
+                    }
+                }
+                if !report.created.is_empty() {
+                    for (name, slot, id) in &report.created {
+                        tracing::info!(schedule = %name, slot = %slot, task = %id, lateness_ms = now.since(*slot).as_millis() as u64, "schedule fired");
+                        s.publish(EventKind::TaskSubmitted { task_id: *id, status: owl_core::task::Status::Queued });
+                    }
+                    let _ = s.commands.send(Command::Wake);
+                }
+                has_pending = report.has_pending;
+                report.next_wake.map(|t| Instant::now() + t.since(s.clock.now()))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "scheduler pass failed; retrying shortly");
+                Some(Instant::now() + STORE_RETRY)
+            }
+        };
+        if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+            last_prune = Some(Instant::now());
+            let keep = s.config().schedules.history_retention;
+            match s.store.prune_schedule_history(s.clock.now().minus(keep)).await {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "pruned schedule history"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning schedule history failed"),
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = sleep_until(wake) => break,
+                _ = s.schedules_changed.notified() => break,
+                ev = events.recv(), if has_pending => match ev {
+                    Ok(e) if matches!(e.kind, EventKind::TaskChanged { status, .. } if status.is_terminal()) => break,
+                    Ok(_) => continue,
+                    Err(_) => break,
+                },
+                _ = stop.changed() => return,
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
     }
 }

@@ -9,6 +9,10 @@
 
 mod dispatch;
 mod runner;
+pub mod scheduler;
+#[cfg(test)]
+mod scheduler_tests;
+mod schedules;
 
 pub use dispatch::DispatchLoop;
 
@@ -34,6 +38,27 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     pub default_timeout: Option<Duration>,
     pub default_retries: u32,
+    pub schedules: ScheduleDefaults,
+}
+
+/// Defaults for schedules that do not say, and how long their history is kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleDefaults {
+    pub tz: String,
+    pub misfire_cap: u32,
+    pub max_lateness: Duration,
+    pub history_retention: Duration,
+}
+
+impl Default for ScheduleDefaults {
+    fn default() -> Self {
+        ScheduleDefaults {
+            tz: "UTC".into(),
+            misfire_cap: 100,
+            max_lateness: Duration::from_secs(60),
+            history_retention: Duration::from_secs(30 * 86400),
+        }
+    }
 }
 
 impl EngineConfig {
@@ -53,6 +78,12 @@ impl EngineConfig {
             retry: RetryPolicy { base: s.tasks.retry_base, max: s.tasks.retry_max, max_crash_requeues: s.tasks.max_crash_requeues },
             default_timeout: s.tasks.default_timeout,
             default_retries: s.tasks.default_retries,
+            schedules: ScheduleDefaults {
+                tz: s.scheduler.default_tz.clone(),
+                misfire_cap: s.scheduler.misfire_cap,
+                max_lateness: s.scheduler.max_lateness,
+                history_retention: s.scheduler.history_retention,
+            },
         }
     }
 }
@@ -91,6 +122,8 @@ pub(crate) struct Shared {
     pub logs: Mutex<HashMap<(TaskId, u32), watch::Receiver<u64>>>,
     pub running: AtomicU64,
     pub shutting_down: AtomicBool,
+    /// Wakes the scheduler loop when a schedule is created, changed or removed.
+    pub schedules_changed: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -139,6 +172,7 @@ impl Engine {
             logs: Mutex::new(HashMap::new()),
             running: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
+            schedules_changed: tokio::sync::Notify::new(),
         });
         (Engine { shared: shared.clone() }, DispatchLoop::new(shared, rx))
     }

@@ -22,6 +22,7 @@ fn config(workers: usize) -> EngineConfig {
         retry: RetryPolicy { base: Duration::from_millis(50), max: Duration::from_millis(100), max_crash_requeues: 10 },
         default_timeout: None,
         default_retries: 0,
+        schedules: Default::default(),
     }
 }
 

@@ -31,6 +31,7 @@ fn api() -> Api {
         retry: Default::default(),
         default_timeout: None,
         default_retries: 0,
+        schedules: Default::default(),
     };
     let (engine, dispatch) = owl_engine::Engine::new(Arc::new(store), DataLayout::new(dir.path()), cfg, Arc::new(SystemClock));
     tokio::spawn(dispatch.run(true));

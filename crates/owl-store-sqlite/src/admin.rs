@@ -7,8 +7,8 @@ use crate::transitions::{count_pending, fail_dependents, revive_dependents, set_
 use crate::SqliteStore;
 use async_trait::async_trait;
 use owl_core::lifecycle::RetryPolicy;
-use owl_core::task::Status;
 use owl_core::schedule::{Schedule, ScheduleSpec, ScheduleState};
+use owl_core::task::Status;
 use owl_core::{GroupInfo, Run, Task, TaskId, TaskState, Timestamp};
 use owl_store::*;
 use rusqlite::{params, params_from_iter, Connection};
@@ -205,7 +205,13 @@ impl Store for SqliteStore {
     async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
         self.read(|c| crate::schedules::list(c, "ORDER BY name", &[])).await
     }
-    async fn set_schedule_state(&self, name: &str, state: ScheduleState, next: Option<Timestamp>, now: Timestamp) -> Result<Schedule, StoreError> {
+    async fn set_schedule_state(
+        &self,
+        name: &str,
+        state: ScheduleState,
+        next: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Schedule, StoreError> {
         let name = name.to_string();
         self.write(move |c| crate::schedules::set_state(c, &name, state, next, now)).await
     }
@@ -215,7 +221,11 @@ impl Store for SqliteStore {
     }
     async fn due_schedules(&self, now: Timestamp) -> Result<Vec<Schedule>, StoreError> {
         self.read(move |c| {
-            crate::schedules::list(c, "WHERE state = 'active' AND (next_fire_at <= ?1 OR pending_slot IS NOT NULL) ORDER BY next_fire_at", &[now.0])
+            crate::schedules::list(
+                c,
+                "WHERE state = 'active' AND (next_fire_at <= ?1 OR pending_slot IS NOT NULL) ORDER BY next_fire_at",
+                &[now.0],
+            )
         })
         .await
     }
@@ -242,7 +252,8 @@ impl Store for SqliteStore {
         self.read(move |c| crate::schedules::history(c, &name, limit)).await
     }
     async fn prune_schedule_history(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.write(move |c| c.execute("DELETE FROM schedule_fires WHERE fired_at < ?1", [before.0]).map(|n| n as u64).map_err(backend)).await
+        self.write(move |c| c.execute("DELETE FROM schedule_fires WHERE fired_at < ?1", [before.0]).map(|n| n as u64).map_err(backend))
+            .await
     }
     async fn counts(&self) -> Result<StatusCounts, StoreError> {
         self.read(|c| {

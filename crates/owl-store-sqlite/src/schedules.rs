@@ -6,7 +6,8 @@ use owl_core::{TaskId, Timestamp};
 use owl_store::{ApplyFires, FireAction, FireRecord, NewTask, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-const COLUMNS: &str = "id, spec, state, next_fire_at, pending_slot, last_task_id, last_fire_at, fired, missed, skipped, late, created_at, updated_at";
+const COLUMNS: &str =
+    "id, spec, state, next_fire_at, pending_slot, last_task_id, last_fire_at, fired, missed, skipped, late, created_at, updated_at";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Schedule> {
     let spec: String = r.get(1)?;
@@ -60,8 +61,12 @@ pub fn list(conn: &Connection, sql_where: &str, args: &[i64]) -> Result<Vec<Sche
 }
 
 pub fn create(conn: &Connection, spec: &ScheduleSpec, next: Option<Timestamp>, now: Timestamp) -> Result<Schedule, StoreError> {
-    let taken: Option<i64> =
-        conn.prepare_cached("SELECT id FROM schedules WHERE name = ?1").map_err(backend)?.query_row([&spec.name], |r| r.get(0)).optional().map_err(backend)?;
+    let taken: Option<i64> = conn
+        .prepare_cached("SELECT id FROM schedules WHERE name = ?1")
+        .map_err(backend)?
+        .query_row([&spec.name], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
     if taken.is_some() {
         return Err(StoreError::Conflict(format!(
             "a schedule named `{}` already exists; remove it with `owl schedule rm {}` or choose another name",
@@ -76,7 +81,13 @@ pub fn create(conn: &Connection, spec: &ScheduleSpec, next: Option<Timestamp>, n
     by_id(conn, conn.last_insert_rowid())
 }
 
-pub fn set_state(conn: &Connection, name: &str, state: ScheduleState, next: Option<Timestamp>, now: Timestamp) -> Result<Schedule, StoreError> {
+pub fn set_state(
+    conn: &Connection,
+    name: &str,
+    state: ScheduleState,
+    next: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<Schedule, StoreError> {
     let s = get(conn, name)?;
     conn.prepare_cached("UPDATE schedules SET state = ?2, next_fire_at = ?3, pending_slot = NULL, updated_at = ?4 WHERE id = ?1")
         .map_err(backend)?
@@ -121,10 +132,12 @@ pub fn apply(conn: &Connection, a: &ApplyFires) -> Result<Vec<(Timestamp, TaskId
                         .execute(params![s.id, d.slot.0, id.0, outcome, a.now.0])
                         .map_err(backend)?;
                 } else {
-                    conn.prepare_cached("INSERT INTO schedule_fires (schedule_id, scheduled_for, fired_at, task_id, outcome) VALUES (?1, ?2, ?3, ?4, ?5)")
-                        .map_err(backend)?
-                        .execute(params![s.id, d.slot.0, a.now.0, id.0, outcome])
-                        .map_err(backend)?;
+                    conn.prepare_cached(
+                        "INSERT INTO schedule_fires (schedule_id, scheduled_for, fired_at, task_id, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .map_err(backend)?
+                    .execute(params![s.id, d.slot.0, a.now.0, id.0, outcome])
+                    .map_err(backend)?;
                 }
                 fired += 1;
                 if a.now.0 - d.slot.0 > 1000 {
@@ -138,10 +151,12 @@ pub fn apply(conn: &Connection, a: &ApplyFires) -> Result<Vec<(Timestamp, TaskId
                     continue;
                 }
                 let outcome = if matches!(d.action, FireAction::Missed(_)) { "missed" } else { "skipped" };
-                conn.prepare_cached("INSERT INTO schedule_fires (schedule_id, scheduled_for, fired_at, outcome, reason) VALUES (?1, ?2, ?3, ?4, ?5)")
-                    .map_err(backend)?
-                    .execute(params![s.id, d.slot.0, a.now.0, outcome, reason])
-                    .map_err(backend)?;
+                conn.prepare_cached(
+                    "INSERT INTO schedule_fires (schedule_id, scheduled_for, fired_at, outcome, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(backend)?
+                .execute(params![s.id, d.slot.0, a.now.0, outcome, reason])
+                .map_err(backend)?;
                 if outcome == "missed" {
                     missed += 1;
                 } else {
@@ -191,7 +206,14 @@ pub fn history(conn: &Connection, name: &str, limit: u32) -> Result<Vec<FireReco
         .map_err(backend)?;
     let rows = stmt
         .query_map(params![s.id, limit], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, String>(3)?, r.get::<_, Option<String>>(4)?, r.get::<_, Option<String>>(5)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
         })
         .map_err(backend)?;
     let mut out = vec![];

@@ -6,9 +6,9 @@ use rusqlite::Connection;
 /// (version, name, SQL), applied in order, each in its own transaction.
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
-    1,
-    "tasks, dependencies, runs and groups",
-    r#"
+        1,
+        "tasks, dependencies, runs and groups",
+        r#"
 CREATE TABLE tasks (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     created_at       INTEGER NOT NULL,
