@@ -3,6 +3,8 @@
 //! Requests reject unknown fields. Replies are views built from owl-core types by explicit
 //! conversions, so the domain can change without silently changing the wire format.
 
+pub mod schedule;
+
 use owl_core::task::{Status, DEFAULT_GROUP};
 use owl_core::{Command, GroupInfo, Run, RunOutcome, Task, TaskId, TaskSpec, TaskState, Timestamp, ValidationError};
 use serde::{Deserialize, Serialize};

@@ -19,6 +19,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the daemon in the foreground (systemd-friendly).
@@ -58,6 +60,16 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Schedules: cron, intervals and one-time runs.
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
+    /// Cron tools.
+    Cron {
+        #[command(subcommand)]
+        action: CronAction,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
 }
@@ -75,38 +87,27 @@ pub struct DaemonArgs {
     pub workers: Option<u32>,
 }
 
+/// What a task runs and how: shared by `owl add` and `owl schedule add`.
 #[derive(Args, Debug)]
-pub struct AddArgs {
+pub struct TaskArgs {
     /// Group (each group can have a parallel limit).
     #[arg(long, short)]
     pub group: Option<String>,
     /// Higher runs first.
     #[arg(long, short, default_value_t = 0, allow_hyphen_values = true)]
     pub priority: i32,
-    /// Start only after these tasks succeeded (repeat or comma-separate).
-    #[arg(long, value_delimiter = ',', value_name = "ID")]
-    pub after: Vec<String>,
     /// Per-attempt limit, e.g. 30m.
     #[arg(long)]
     pub timeout: Option<String>,
     /// Extra attempts after a failure or timeout (exponential backoff with jitter).
     #[arg(long)]
     pub retries: Option<u32>,
-    /// Start after this delay, e.g. 2h.
-    #[arg(long = "in", value_name = "DURATION", conflicts_with = "at")]
-    pub delay: Option<String>,
-    /// Start at this instant, e.g. 2026-12-01T09:00:00+01:00.
-    #[arg(long)]
-    pub at: Option<String>,
     /// Environment for the task, KEY=VALUE (repeatable).
     #[arg(long, short, value_name = "KEY=VALUE")]
     pub env: Vec<String>,
     /// Label (repeatable).
     #[arg(long, short)]
     pub label: Vec<String>,
-    /// Idempotency key: submitting the same key again returns the existing task.
-    #[arg(long)]
-    pub key: Option<String>,
     /// Working directory (default: the task's own workspace under the data dir).
     #[arg(long)]
     pub cwd: Option<PathBuf>,
@@ -116,6 +117,124 @@ pub struct AddArgs {
     /// The command and its arguments, after `--`.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// Start only after these tasks succeeded (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',', value_name = "ID")]
+    pub after: Vec<String>,
+    /// Start after this delay, e.g. 2h.
+    #[arg(long = "in", value_name = "DURATION", conflicts_with = "at")]
+    pub delay: Option<String>,
+    /// Start at this instant, e.g. 2026-12-01T09:00:00+01:00.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Idempotency key: submitting the same key again returns the existing task.
+    #[arg(long)]
+    pub key: Option<String>,
+    #[command(flatten)]
+    pub task: TaskArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CronNextArgs {
+    /// A cron expression: 5 fields, 6 with seconds first, or a nickname such as @daily.
+    pub expr: String,
+    /// IANA time zone (default: the configured scheduler.default_tz).
+    #[arg(long)]
+    pub tz: Option<String>,
+    /// Start after this RFC 3339 instant (default: now).
+    #[arg(long)]
+    pub after: Option<String>,
+    /// How many fire times.
+    #[arg(short = 'n', long = "count", default_value_t = 5)]
+    pub count: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ScheduleAddArgs {
+    /// A unique name for the schedule.
+    pub name: String,
+    /// Cron expression: 5 fields, 6 with seconds first, or @hourly, @daily, @weekly, @monthly, @yearly.
+    #[arg(long, conflicts_with_all = ["every", "once_at"], required_unless_present_any = ["every", "once_at"])]
+    pub cron: Option<String>,
+    /// IANA time zone of --cron (default: scheduler.default_tz, UTC out of the box).
+    #[arg(long, requires = "cron")]
+    pub tz: Option<String>,
+    /// A fixed interval, e.g. 90s.
+    #[arg(long, conflicts_with = "once_at")]
+    pub every: Option<String>,
+    /// RFC 3339 instant the interval counts from (default: now).
+    #[arg(long, requires = "every")]
+    pub anchor: Option<String>,
+    /// Run once at this RFC 3339 instant.
+    #[arg(long = "at", id = "once_at")]
+    pub once_at: Option<String>,
+    /// After downtime: skip (default), once (the latest missed slot) or all (capped).
+    #[arg(long)]
+    pub misfire: Option<String>,
+    /// With --misfire all, at most this many missed slots run.
+    #[arg(long)]
+    pub misfire_cap: Option<u32>,
+    /// When the previous run is still going: skip (default), allow, queue (buffer one) or replace.
+    #[arg(long)]
+    pub overlap: Option<String>,
+    /// A slot fired later than this counts as missed (default: scheduler.max_lateness).
+    #[arg(long)]
+    pub max_lateness: Option<String>,
+    /// Start each run up to this much after its slot, at random.
+    #[arg(long)]
+    pub jitter: Option<String>,
+    /// No slots after this RFC 3339 instant.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Stop after this many runs.
+    #[arg(long)]
+    pub max_runs: Option<u64>,
+    #[command(flatten)]
+    pub task: TaskArgs,
+}
+
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug)]
+pub enum ScheduleAction {
+    /// Create a schedule.
+    Add(ScheduleAddArgs),
+    /// List schedules with their health.
+    Ls,
+    /// One schedule with its next slots.
+    Show {
+        name: String,
+    },
+    /// Fires, newest first: slot, lateness, outcome, task.
+    History {
+        name: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    Pause {
+        name: String,
+    },
+    /// Resume from now; slots passed while paused are not run.
+    Resume {
+        name: String,
+    },
+    /// Run the schedule's task now, outside its slots.
+    RunNow {
+        name: String,
+    },
+    /// Remove the schedule and its history (its tasks stay).
+    Rm {
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CronAction {
+    /// Preview the next fire times of a cron expression (no daemon needed).
+    Next(CronNextArgs),
 }
 
 #[derive(Args, Debug)]

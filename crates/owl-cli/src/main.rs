@@ -25,6 +25,10 @@ fn main() {
             0
         }
         Command::Config { action } => report(commands::config::run(action, config, &data_dir, json).map(|_| 0), json),
+        Command::Cron { action: cli::CronAction::Next(a) } => report(
+            settings::load(&config.0, config.1).and_then(|s| commands::schedule::cron_next(a, &s.scheduler.default_tz, json)).map(|_| 0),
+            json,
+        ),
         Command::Daemon(mut args) => {
             // `owl --json daemon` means machine-readable logs.
             if json && args.log_format.is_none() {
@@ -58,7 +62,8 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         Command::Retry { ids } => commands::tasks::retry(&client, &ids, json).await?,
         Command::Groups { action } => commands::groups::run(&client, action, json).await?,
         Command::Status => commands::tasks::status(&client, json).await?,
-        Command::Daemon(_) | Command::Config { .. } | Command::Completions { .. } => unreachable!("handled in main"),
+        Command::Schedule { action } => commands::schedule::run(&client, action, json).await?,
+        Command::Daemon(_) | Command::Config { .. } | Command::Completions { .. } | Command::Cron { .. } => unreachable!("handled in main"),
     }
     Ok(0)
 }

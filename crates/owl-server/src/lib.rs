@@ -45,6 +45,12 @@ pub fn router(state: AppState) -> Router {
         .route("/groups", get(routes::groups::list))
         .route("/groups/{name}", put(routes::groups::set))
         .route("/events", get(routes::events::events))
+        .route("/schedules", get(routes::schedules::list).post(routes::schedules::create))
+        .route("/schedules/{name}", get(routes::schedules::show).delete(routes::schedules::remove))
+        .route("/schedules/{name}/pause", post(routes::schedules::pause))
+        .route("/schedules/{name}/resume", post(routes::schedules::resume))
+        .route("/schedules/{name}/run", post(routes::schedules::run_now))
+        .route("/schedules/{name}/history", get(routes::schedules::history))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))

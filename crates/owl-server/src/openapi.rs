@@ -24,6 +24,26 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
     ("get", "/v1/groups", "Groups with limits and counts", None, "GroupList"),
     ("put", "/v1/groups/{name}", "Set a group's parallel limit (null removes it)", Some("SetGroup"), "Group"),
     ("get", "/v1/events", "Server-sent events of task lifecycle changes (query: task)", None, "EventStream"),
+    ("get", "/v1/schedules", "List schedules with their health (last and next fire, missed, skipped, late)", None, "ScheduleList"),
+    (
+        "post",
+        "/v1/schedules",
+        "Create a schedule: cron (with tz), every, or at; with misfire and overlap policies",
+        Some("CreateSchedule"),
+        "Schedule",
+    ),
+    ("get", "/v1/schedules/{name}", "One schedule with its next slots", None, "Schedule"),
+    ("delete", "/v1/schedules/{name}", "Remove a schedule and its history (its tasks stay)", None, "Any"),
+    ("post", "/v1/schedules/{name}/pause", "Pause a schedule", None, "Schedule"),
+    ("post", "/v1/schedules/{name}/resume", "Resume a schedule from now (slots passed while paused are not run)", None, "Schedule"),
+    ("post", "/v1/schedules/{name}/run", "Run the schedule's task now, outside its slots", None, "RunNow"),
+    (
+        "get",
+        "/v1/schedules/{name}/history",
+        "Fires, newest first: slot, fired at, lateness, outcome, reason, task (query: limit)",
+        None,
+        "History",
+    ),
     ("get", "/v1/openapi.json", "This document", None, "Any"),
 ];
 
@@ -58,6 +78,17 @@ fn schemas() -> Value {
         "SetGroup": {"type": "object", "required": ["parallel"], "additionalProperties": false, "properties": {"parallel": {"type": ["integer", "null"], "minimum": 1}}},
         "Group": {"type": "object", "properties": {"name": str_, "parallel": {"type": ["integer", "null"]}, "running": {"type": "integer"}, "queued": {"type": "integer"}}},
         "GroupList": {"type": "object", "properties": {"groups": {"type": "array", "items": {"$ref": "#/components/schemas/Group"}}}},
+        "CreateSchedule": {"type": "object", "required": ["name", "task"], "additionalProperties": false, "properties": {
+            "name": str_, "cron": str_, "tz": str_, "every": str_, "anchor": str_, "at": {"type": "string", "format": "date-time"},
+            "misfire": {"type": "string", "enum": ["skip", "once", "all"]}, "misfire_cap": {"type": "integer"},
+            "overlap": {"type": "string", "enum": ["allow", "skip", "queue", "replace"]},
+            "max_lateness": str_, "jitter": str_, "until": {"type": "string", "format": "date-time"}, "max_runs": {"type": "integer"},
+            "task": {"$ref": "#/components/schemas/SubmitTask"}}},
+        "Schedule": {"type": "object", "description": "A schedule: name, state, when, describe, policies, command, next_fire_at, next_fire_local, last_fire_at, fired, missed, skipped, late, upcoming"},
+        "ScheduleList": {"type": "object", "properties": {"schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}}}},
+        "History": {"type": "object", "properties": {"history": {"type": "array", "items": {"type": "object", "properties": {
+            "scheduled_for": str_, "fired_at": str_, "lateness_ms": {"type": "integer"}, "outcome": str_, "reason": str_, "task_id": {"type": "integer"}, "task_status": str_}}}}},
+        "RunNow": {"type": "object", "properties": {"task_id": {"type": "integer"}}},
         "Any": {},
     })
 }

@@ -72,6 +72,50 @@ fn concrete(path: &str) -> String {
 }
 
 #[tokio::test]
+async fn schedules_are_created_shown_and_bad_ones_explained() {
+    let api = api();
+    let body = json!({"name": "nightly", "cron": "0 2 * * *", "tz": "Europe/Berlin", "misfire": "once", "overlap": "skip", "task": {"command": ["./backup.sh"]}});
+    let (s, v) = post(&api, "/v1/schedules", body.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["describe"], "cron \"0 2 * * *\" in Europe/Berlin");
+    assert!(v["next_fire_local"].as_str().unwrap().contains("02:00:00"), "{v}");
+    let (s, _) = post(&api, "/v1/schedules", body).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, v) = call(&api, "GET", "/v1/schedules/nightly", Some(TOKEN), None).await;
+    assert_eq!((s, v["upcoming"].as_array().unwrap().len()), (StatusCode::OK, 5));
+    let (s, v) = post(&api, "/v1/schedules/nightly/run", json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, h) = call(&api, "GET", "/v1/schedules/nightly/history", Some(TOKEN), None).await;
+    assert_eq!(h["history"][0]["outcome"], "manual");
+    let (s, v) = post(&api, "/v1/schedules/nightly/pause", json!({})).await;
+    assert_eq!((s, v["state"].as_str()), (StatusCode::OK, Some("paused")));
+    let (s, v) = post(&api, "/v1/schedules/nightly/resume", json!({})).await;
+    assert_eq!((s, v["state"].as_str()), (StatusCode::OK, Some("active")));
+    let bad: Vec<(Value, &str, &str)> = vec![
+        (json!({"name": "x", "cron": "0 25 * * *", "task": {"shell": "true"}}), "cron", "hour field `25`"),
+        (json!({"name": "x", "cron": "0 2 * * *", "tz": "Berlin", "task": {"shell": "true"}}), "tz", "Europe/Berlin"),
+        (json!({"name": "x", "task": {"shell": "true"}}), "cron", "say when"),
+        (json!({"name": "x", "every": "90", "task": {"shell": "true"}}), "every", "90s"),
+        (json!({"name": "x", "at": "2000-01-01T00:00:00Z", "task": {"shell": "true"}}), "at", "no future slot"),
+        (json!({"name": "x", "every": "1m", "misfire": "later", "task": {"shell": "true"}}), "misfire", "skip, once, all"),
+        (json!({"name": "x", "every": "1m", "overlap": "sometimes", "task": {"shell": "true"}}), "overlap", "queue"),
+        (json!({"name": "x", "every": "1m", "task": {"shell": "true", "after": [1]}}), "task.after", "decides when"),
+        (json!({"name": "x y", "every": "1m", "task": {"shell": "true"}}), "name", "schedule name"),
+        (json!({"name": "x", "every": "1m", "task": {}}), "task.command", "missing"),
+    ];
+    for (body, field, needle) in bad {
+        let (s, v) = post(&api, "/v1/schedules", body.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert_eq!(v["error"]["field"], field, "{body}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(needle), "{body}: {v}");
+    }
+    let (s, _) = call(&api, "DELETE", "/v1/schedules/nightly", Some(TOKEN), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, v) = call(&api, "GET", "/v1/schedules/nightly", Some(TOKEN), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+}
+
+#[tokio::test]
 async fn healthz_is_open_and_everything_else_needs_the_token() {
     let api = api();
     assert_eq!(call(&api, "GET", "/healthz", None, None).await.0, StatusCode::OK);

@@ -1,12 +1,13 @@
 //! `owl add`: queue a task.
 
-use crate::cli::AddArgs;
+use crate::cli::{AddArgs, TaskArgs};
 use crate::client::Client;
 use anyhow::{bail, Result};
 use owl_api::{SubmitTask, Submitted};
 use std::collections::BTreeMap;
 
-pub fn build(args: AddArgs) -> Result<SubmitTask> {
+/// The task part, shared with `owl schedule add`.
+pub fn build_task(args: TaskArgs) -> Result<SubmitTask> {
     let mut env = BTreeMap::new();
     for e in &args.env {
         match e.split_once('=') {
@@ -16,12 +17,6 @@ pub fn build(args: AddArgs) -> Result<SubmitTask> {
             _ => bail!("--env: `{e}` is not KEY=VALUE"),
         }
     }
-    let after = args
-        .after
-        .iter()
-        .filter(|a| !a.trim().is_empty())
-        .map(|a| a.parse().map_err(|m: String| anyhow::anyhow!("--after: {m}")))
-        .collect::<Result<Vec<_>>>()?;
     let cwd = match args.cwd {
         Some(c) => {
             let abs = if c.is_absolute() { c } else { std::env::current_dir()?.join(c) };
@@ -49,16 +44,31 @@ pub fn build(args: AddArgs) -> Result<SubmitTask> {
         env,
         priority: args.priority,
         group: args.group,
-        run_at: args.at,
-        delay: args.delay,
+        run_at: None,
+        delay: None,
         timeout: args.timeout,
         retries: args.retries,
-        after,
+        after: vec![],
         after_items: vec![],
-        idempotency_key: args.key,
+        idempotency_key: None,
         labels: args.label,
         cwd,
     })
+}
+
+pub fn build(args: AddArgs) -> Result<SubmitTask> {
+    let after = args
+        .after
+        .iter()
+        .filter(|a| !a.trim().is_empty())
+        .map(|a| a.parse().map_err(|m: String| anyhow::anyhow!("--after: {m}")))
+        .collect::<Result<Vec<_>>>()?;
+    let mut t = build_task(args.task)?;
+    t.after = after;
+    t.run_at = args.at;
+    t.delay = args.delay;
+    t.idempotency_key = args.key;
+    Ok(t)
 }
 
 pub async fn run(client: &Client, args: AddArgs, json: bool) -> Result<()> {

@@ -4,5 +4,6 @@ pub mod add;
 pub mod config;
 pub mod groups;
 pub mod logs;
+pub mod schedule;
 pub mod tasks;
 pub mod wait;

@@ -3,5 +3,6 @@
 pub mod events;
 pub mod groups;
 pub mod logs;
+pub mod schedules;
 pub mod status;
 pub mod tasks;

@@ -1,0 +1,95 @@
+//! Schedules: create, list, show, pause, resume, run now, remove, history.
+
+use crate::extract::{parse_query, ApiJson};
+use crate::{ApiError, AppState};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use owl_api::schedule::*;
+use owl_api::SpecDefaults;
+use serde::Deserialize;
+
+fn defaults(state: &AppState) -> (ScheduleDefaults, SpecDefaults) {
+    let c = state.engine.config();
+    (
+        ScheduleDefaults { tz: c.schedules.tz.clone(), misfire_cap: c.schedules.misfire_cap, max_lateness: c.schedules.max_lateness },
+        SpecDefaults { timeout: c.default_timeout, retries: c.default_retries },
+    )
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateSchedule>,
+) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
+    let (d, td) = defaults(&state);
+    let spec = req.into_spec(&d, &td, state.engine.now())?;
+    let s = state.engine.create_schedule(spec).await?;
+    Ok((StatusCode::CREATED, Json(s.into())))
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<ScheduleList>, ApiError> {
+    let all = state.engine.store().list_schedules().await?;
+    Ok(Json(ScheduleList { schedules: all.into_iter().map(ScheduleView::from).collect() }))
+}
+
+pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ScheduleView>, ApiError> {
+    let s = state.engine.store().get_schedule(&name).await?;
+    let upcoming = match (owl_core::schedule::Compiled::new(s.spec.when.clone()), s.next_fire_at) {
+        (Ok(c), Some(next)) if s.state == owl_core::schedule::ScheduleState::Active => {
+            let mut v = vec![next];
+            v.extend(c.upcoming(next, 4));
+            v.retain(|t| s.spec.end_at.is_none_or(|e| *t <= e));
+            v
+        }
+        _ => vec![],
+    };
+    let mut view = ScheduleView::from(s);
+    view.upcoming = upcoming;
+    Ok(Json(view))
+}
+
+pub async fn pause(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ScheduleView>, ApiError> {
+    Ok(Json(state.engine.pause_schedule(&name).await?.into()))
+}
+
+pub async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ScheduleView>, ApiError> {
+    Ok(Json(state.engine.resume_schedule(&name).await?.into()))
+}
+
+pub async fn run_now(State(state): State<AppState>, Path(name): Path<String>) -> Result<(StatusCode, Json<RunNow>), ApiError> {
+    let id = state.engine.run_schedule_now(&name).await?;
+    Ok((StatusCode::CREATED, Json(RunNow { task_id: id })))
+}
+
+pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    state.engine.delete_schedule(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    limit: Option<u32>,
+}
+
+pub async fn history(State(state): State<AppState>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Result<Json<History>, ApiError> {
+    let q: HistoryQuery = parse_query(q)?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 10_000 {
+        return Err(ApiError::bad_request("limit", "must be between 1 and 10000"));
+    }
+    let rows = state.engine.store().schedule_history(&name, limit).await?;
+    let history = rows
+        .into_iter()
+        .map(|r| FireView {
+            lateness_ms: r.fired_at.since(r.scheduled_for).as_millis() as u64,
+            scheduled_for: r.scheduled_for,
+            fired_at: r.fired_at,
+            outcome: r.outcome,
+            reason: r.reason,
+            task_id: r.task_id,
+            task_status: r.task_status,
+        })
+        .collect();
+    Ok(Json(History { history }))
+}
