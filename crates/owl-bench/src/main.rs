@@ -1,11 +1,13 @@
 //! owl-bench: the figures BENCHMARKS.md reports, printed as one JSON object.
 //!
-//! `owl-bench [--quick] [--skip-idle]`. Build both binaries in release first
+//! `owl-bench [--quick] [--skip-idle]` for the queue and daemon figures;
+//! `owl-bench scheduler [--quick]` for the scheduler figures (about 90 s). Build both binaries in release first
 //! (`cargo build --release -p owl-cli -p owl-bench`): the daemon figures start the real `owl`
 //! binary found next to this one.
 
 mod daemon_figures;
 mod queue_figures;
+mod scheduler_figures;
 
 use serde_json::{json, Map, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -52,13 +54,21 @@ fn main() {
     let mut out = Map::new();
     out.insert("machine".into(), machine());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    rt.block_on(async {
-        for (k, v) in queue_figures::run(quick).await {
+    if args.get(1).map(String::as_str) == Some("scheduler") {
+        rt.block_on(async {
+            for (k, v) in scheduler_figures::run(quick).await {
+                out.insert(k, v);
+            }
+        });
+    } else {
+        rt.block_on(async {
+            for (k, v) in queue_figures::run(quick).await {
+                out.insert(k, v);
+            }
+        });
+        for (k, v) in daemon_figures::run(quick, skip_idle) {
             out.insert(k, v);
         }
-    });
-    for (k, v) in daemon_figures::run(quick, skip_idle) {
-        out.insert(k, v);
     }
     println!("{}", serde_json::to_string_pretty(&Value::Object(out)).expect("json"));
     KEEP.lock().expect("keep lock").clear();

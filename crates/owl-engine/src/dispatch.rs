@@ -222,9 +222,22 @@ async fn scheduler_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut jitter = || fastrand::f64();
     loop {
         let now = s.clock.now();
-        let mut has_pending = false;
-        let wake: Option<Instant> = match scheduler.tick(now, &mut jitter).await {
+        let mut failed = false;
+        match scheduler.tick(now, &mut jitter).await {
             Ok(report) => {
+                // Announce and dispatch first: the tasks are committed.
+                if !report.created.is_empty() {
+                    let _ = s.commands.send(Command::Wake);
+                    for (name, slot, id) in &report.created {
+                        s.publish(EventKind::TaskSubmitted { task_id: *id, status: owl_core::task::Status::Queued });
+                        tracing::debug!(schedule = %name, slot = %slot, task = %id, "schedule fired");
+                    }
+                    tracing::info!(
+                        fires = report.created.len(),
+                        lateness_ms = now.since(report.created[0].1).as_millis() as u64,
+                        "schedules fired"
+                    );
+                }
                 for (id, reason) in report.cancel {
                     match s.store.cancel(id, Some(reason.clone()), s.clock.now()).await {
                         Ok(owl_store::CancelReply::Requested) => {
@@ -234,19 +247,18 @@ async fn scheduler_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                         Err(e) => tracing::debug!(task = %id, error = %e, "replace: the previous run had already ended"),
                     }
                 }
-                if !report.created.is_empty() {
-                    for (name, slot, id) in &report.created {
-                        tracing::info!(schedule = %name, slot = %slot, task = %id, lateness_ms = now.since(*slot).as_millis() as u64, "schedule fired");
-                        s.publish(EventKind::TaskSubmitted { task_id: *id, status: owl_core::task::Status::Queued });
-                    }
-                    let _ = s.commands.send(Command::Wake);
-                }
-                has_pending = report.has_pending;
-                report.next_wake.map(|t| Instant::now() + t.since(s.clock.now()))
             }
             Err(e) => {
                 tracing::error!(error = %e, "scheduler pass failed; retrying shortly");
-                Some(Instant::now() + STORE_RETRY)
+                failed = true;
+            }
+        }
+        let (wake, has_pending) = match scheduler.next_wake().await {
+            Ok((next, pending)) if !failed => (next.map(|t| Instant::now() + t.since(s.clock.now())), pending),
+            Ok(_) => (Some(Instant::now() + STORE_RETRY), false),
+            Err(e) => {
+                tracing::error!(error = %e, "scheduler cannot read its next wake; retrying shortly");
+                (Some(Instant::now() + STORE_RETRY), false)
             }
         };
         if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {

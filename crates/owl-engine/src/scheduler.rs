@@ -18,10 +18,6 @@ pub struct TickReport {
     pub created: Vec<(String, Timestamp, TaskId)>,
     /// Tasks to cancel because a schedule with `overlap = replace` fired over them.
     pub cancel: Vec<(TaskId, String)>,
-    /// Some schedule holds a buffered slot: look again when a task finishes.
-    pub has_pending: bool,
-    /// When the earliest active schedule is next due.
-    pub next_wake: Option<Timestamp>,
 }
 
 /// The task a fire of `schedule` at `slot` creates.
@@ -105,9 +101,13 @@ impl Scheduler {
                 Err(e) => return Err(e),
             }
         }
-        report.has_pending = self.store.due_schedules(Timestamp(i64::MIN)).await?.iter().any(|s| s.pending_slot.is_some());
-        report.next_wake = self.store.next_schedule_due().await?;
         Ok(report)
+    }
+
+    /// When to run the next pass, and whether a buffered slot waits on a finishing task.
+    /// Separate from `tick` so the caller can announce the fires first.
+    pub async fn next_wake(&self) -> Result<(Option<Timestamp>, bool), StoreError> {
+        Ok((self.store.next_schedule_due().await?, self.store.any_pending_slot().await?))
     }
 }
 

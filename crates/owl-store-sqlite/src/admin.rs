@@ -229,6 +229,15 @@ impl Store for SqliteStore {
         })
         .await
     }
+    async fn any_pending_slot(&self) -> Result<bool, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT EXISTS (SELECT 1 FROM schedules WHERE pending_slot IS NOT NULL AND state = 'active')")
+                .map_err(backend)?
+                .query_row([], |r| r.get::<_, bool>(0))
+                .map_err(backend)
+        })
+        .await
+    }
     async fn next_schedule_due(&self) -> Result<Option<Timestamp>, StoreError> {
         self.read(|c| {
             c.prepare_cached("SELECT min(next_fire_at) FROM schedules WHERE state = 'active'")

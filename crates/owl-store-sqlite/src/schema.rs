@@ -91,6 +91,7 @@ CREATE TABLE schedules (
     updated_at    INTEGER NOT NULL
 );
 CREATE INDEX schedules_due ON schedules(state, next_fire_at);
+CREATE INDEX schedules_pending ON schedules(pending_slot) WHERE pending_slot IS NOT NULL;
 
 -- One row per slot: the primary key is what makes a slot fire at most once.
 CREATE TABLE schedule_fires (

@@ -500,6 +500,7 @@ pub async fn a_queued_slot_is_claimed_once(s: DynStore) {
     assert!(s.apply_fires(queue).await.unwrap().is_empty());
     assert_eq!(s.get_schedule("q").await.unwrap().pending_slot, Some(slot));
     assert_eq!(s.due_schedules(T0).await.unwrap().len(), 1, "a buffered slot makes the schedule due");
+    assert!(s.any_pending_slot().await.unwrap());
     let claim = ApplyFires {
         schedule_id: sch.id,
         expected_next: Some(next),
@@ -511,6 +512,7 @@ pub async fn a_queued_slot_is_claimed_once(s: DynStore) {
     };
     assert_eq!(s.apply_fires(claim.clone()).await.unwrap().len(), 1);
     assert!(s.apply_fires(claim).await.unwrap().is_empty(), "the buffered slot fires once");
+    assert!(!s.any_pending_slot().await.unwrap());
     let h = s.schedule_history("q", 10).await.unwrap();
     assert_eq!((h.len(), h[0].outcome.as_str()), (1, "fired"));
 }

@@ -67,6 +67,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_schedule(&self, name: &str) -> Result<(), StoreError>;
     /// Active schedules with a slot due by `now` or a buffered slot.
     async fn due_schedules(&self, now: Timestamp) -> Result<Vec<Schedule>, StoreError>;
+    /// Whether some active schedule holds a slot buffered by `overlap = queue`.
+    async fn any_pending_slot(&self) -> Result<bool, StoreError>;
     /// The earliest `next_fire_at` of the active schedules.
     async fn next_schedule_due(&self) -> Result<Option<Timestamp>, StoreError>;
     /// Applies one scheduler pass: each slot's fire row is inserted at most once, with its
