@@ -97,6 +97,7 @@ impl SubmitTask {
             idempotency_key: self.idempotency_key,
             labels: self.labels,
             cwd: self.cwd,
+            inputs: vec![],
         };
         owl_core::validate::check_spec(&spec).map_err(|e| match e.field.as_str() {
             "max_attempts" => ValidationError::new("retries", format!("must be at most {}", owl_core::validate::MAX_ATTEMPTS_LIMIT - 1)),

@@ -14,9 +14,10 @@ pub mod lifecycle;
 pub mod schedule;
 pub mod task;
 pub mod time;
+pub mod trigger;
 pub mod validate;
 
 pub use event::{Event, EventKind};
-pub use task::{Command, GroupInfo, Run, RunOutcome, Task, TaskId, TaskSpec, TaskState, WaitReason};
+pub use task::{Command, GroupInfo, InputFile, Run, RunOutcome, Task, TaskId, TaskSpec, TaskState, WaitReason};
 pub use time::Timestamp;
 pub use validate::ValidationError;

@@ -92,6 +92,19 @@ pub struct TaskSpec {
     /// Working directory; `None` means the task's own workspace under the data dir.
     #[serde(default)]
     pub cwd: Option<String>,
+    /// Files written into the workspace before the task starts (a webhook's payload, say),
+    /// each with its absolute path in an environment variable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputFile>,
+}
+
+/// A file handed to a task: written to `<workspace>/<file>`, its path in `$<env>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputFile {
+    pub env: String,
+    pub file: String,
+    pub content: String,
 }
 
 pub const DEFAULT_GROUP: &str = "default";
@@ -112,6 +125,7 @@ impl TaskSpec {
             idempotency_key: None,
             labels: vec![],
             cwd: None,
+            inputs: vec![],
         }
     }
 }

@@ -29,6 +29,7 @@ pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
 pub const MAX_TIMEOUT_MS: u64 = 366 * 24 * 3600 * 1000;
 pub const MAX_DEPENDENCIES: usize = 1000;
 pub const MAX_LABELS: usize = 64;
+pub const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Group, label and schedule names: 1 to 128 characters of letters, digits, `-`, `_`, `.`, `:` and `=`.
 pub fn check_name(field: &str, kind: &str, name: &str) -> Result<(), ValidationError> {
@@ -95,6 +96,20 @@ pub fn check_spec(spec: &TaskSpec) -> Result<(), ValidationError> {
         if k.is_empty() || k.len() > 256 {
             return Err(ValidationError::new("idempotency_key", "must be 1 to 256 characters"));
         }
+    }
+    let mut total = 0usize;
+    for (i, input) in spec.inputs.iter().enumerate() {
+        let f = &input.file;
+        if f.is_empty() || f.len() > 128 || f.contains('/') || f.contains('\0') || f == "." || f == ".." {
+            return Err(ValidationError::new(format!("inputs[{i}].file"), "must be a plain file name (no `/`), e.g. payload.json"));
+        }
+        if input.env.is_empty() || !input.env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ValidationError::new(format!("inputs[{i}].env"), "must be an environment variable name like OWL_PAYLOAD"));
+        }
+        total += input.content.len();
+    }
+    if total > MAX_INPUT_BYTES {
+        return Err(ValidationError::new("inputs", format!("at most {MAX_INPUT_BYTES} bytes of input files per task")));
     }
     if let Some(c) = &spec.cwd {
         if !c.starts_with('/') {

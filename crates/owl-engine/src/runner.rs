@@ -38,6 +38,14 @@ pub(crate) async fn run_task(
         },
         Ok(()) => {
             let mut env: Vec<(String, String)> = task.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            // Input files (a webhook payload, say) go into the workspace before the start.
+            for input in &task.spec.inputs {
+                let path = workspace.join(&input.file);
+                if let Err(e) = std::fs::write(&path, &input.content) {
+                    tracing::error!(task = %id, file = %path.display(), error = %e, "cannot write an input file");
+                }
+                env.push((input.env.clone(), path.display().to_string()));
+            }
             env.push(("OWL_TASK_ID".into(), id.to_string()));
             env.push(("OWL_ATTEMPT".into(), attempt.to_string()));
             env.push(("OWL_WORKSPACE".into(), workspace.display().to_string()));

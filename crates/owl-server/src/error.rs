@@ -37,7 +37,9 @@ impl From<owl_core::ValidationError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(_) | StoreError::ScheduleNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            StoreError::NotFound(_) | StoreError::ScheduleNotFound(_) | StoreError::TriggerNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
             StoreError::UnknownDependency { item, .. } => ApiError {
                 status: StatusCode::BAD_REQUEST,
                 code: "unknown_dependency",

@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use owl_core::lifecycle::RetryPolicy;
 use owl_core::schedule::{Schedule, ScheduleSpec, ScheduleState};
 use owl_core::task::Status;
+use owl_core::trigger::{Trigger, TriggerSpec};
 use owl_core::{GroupInfo, Run, Task, TaskId, TaskState, Timestamp};
 use owl_store::*;
-use rusqlite::{params, params_from_iter, Connection};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 fn cancel(conn: &Connection, id: TaskId, reason: Option<String>, now: Timestamp) -> Result<CancelReply, StoreError> {
     let status = crate::rows::status_of(conn, id)?.ok_or(StoreError::NotFound(id))?;
@@ -263,6 +264,73 @@ impl Store for SqliteStore {
     async fn prune_schedule_history(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.write(move |c| c.execute("DELETE FROM schedule_fires WHERE fired_at < ?1", [before.0]).map(|n| n as u64).map_err(backend))
             .await
+    }
+    async fn create_trigger(&self, spec: TriggerSpec, now: Timestamp) -> Result<Trigger, StoreError> {
+        owl_core::trigger::check_trigger_spec(&spec)?;
+        self.write(move |c| crate::triggers::create(c, &spec, now)).await
+    }
+    async fn get_trigger(&self, name: &str) -> Result<Trigger, StoreError> {
+        let name = name.to_string();
+        self.read(move |c| crate::triggers::get(c, &name)).await
+    }
+    async fn list_triggers(&self) -> Result<Vec<Trigger>, StoreError> {
+        self.read(crate::triggers::list).await
+    }
+    async fn set_trigger_enabled(&self, name: &str, enabled: bool, now: Timestamp) -> Result<Trigger, StoreError> {
+        let name = name.to_string();
+        self.write(move |c| crate::triggers::set_enabled(c, &name, enabled, now)).await
+    }
+    async fn delete_trigger(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.write(move |c| crate::triggers::delete(c, &name)).await
+    }
+    async fn fire_trigger(&self, fire: FireTrigger) -> Result<TriggerFired, StoreError> {
+        if let Ok(t) = &fire.task {
+            owl_core::validate::check_spec(t)?;
+        }
+        self.write(move |c| crate::triggers::fire(c, &fire)).await
+    }
+    async fn trigger_history(&self, name: &str, limit: u32) -> Result<Vec<TriggerFireRecord>, StoreError> {
+        let name = name.to_string();
+        self.read(move |c| crate::triggers::history(c, &name, limit)).await
+    }
+    async fn finished_after(&self, after: (Timestamp, TaskId), limit: u32) -> Result<Vec<Task>, StoreError> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE finished_at >= ?1 AND (finished_at > ?1 OR id > ?2) \
+                 AND status IN ('succeeded','failed','timed_out','cancelled') ORDER BY finished_at, id LIMIT ?3"
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+            let rows: Vec<_> = stmt
+                .query_map(params![after.0 .0, after.1 .0, limit], |r| task_row(r).map(|(t, _)| t))
+                .map_err(backend)?
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            rows.into_iter().map(|r| attach(c, r)).collect()
+        })
+        .await
+    }
+    async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.read(move |c| {
+            c.prepare_cached("SELECT value FROM kv WHERE key = ?1")
+                .map_err(backend)?
+                .query_row([key], |r| r.get(0))
+                .optional()
+                .map_err(backend)
+        })
+        .await
+    }
+    async fn kv_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.write(move |c| {
+            c.prepare_cached("INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+                .map_err(backend)?
+                .execute(params![key, value])
+                .map(|_| ())
+                .map_err(backend)
+        })
+        .await
     }
     async fn counts(&self) -> Result<StatusCounts, StoreError> {
         self.read(|c| {

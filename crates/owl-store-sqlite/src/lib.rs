@@ -15,6 +15,7 @@ mod schedules;
 mod schema;
 mod submit;
 mod transitions;
+mod triggers;
 
 use owl_store::StoreError;
 use rusqlite::Connection;

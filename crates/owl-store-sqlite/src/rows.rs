@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 pub const TASK_COLUMNS: &str = "id, created_at, updated_at, command, env, cwd, priority, grp, run_at, timeout_ms, max_attempts, \
      idempotency_key, labels, status, due_at, deps_pending, attempts, failures, interruptions, node, started_at, lease_until, \
-     cancel_requested, finished_at, exit_code, signal, reason";
+     cancel_requested, finished_at, exit_code, signal, reason, inputs";
 
 /// A task row before its dependencies are attached.
 pub struct TaskRow {
@@ -38,6 +38,10 @@ pub fn task_row(r: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
         idempotency_key: r.get(11)?,
         labels: json(&r.get::<_, String>(12)?, "labels")?,
         depends_on: vec![],
+        inputs: match r.get::<_, Option<String>>(27)? {
+            Some(j) => json(&j, "inputs")?,
+            None => vec![],
+        },
     };
     let status: String = r.get(13)?;
     let due_at = Timestamp(r.get(14)?);

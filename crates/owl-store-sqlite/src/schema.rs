@@ -106,6 +106,43 @@ CREATE TABLE schedule_fires (
 CREATE INDEX schedule_fires_by_time ON schedule_fires(fired_at);
 "#,
     ),
+    (
+        3,
+        "triggers, their fires, task inputs",
+        r#"
+ALTER TABLE tasks ADD COLUMN inputs TEXT;        -- JSON array of owl_core::InputFile; NULL = none
+CREATE INDEX tasks_finished ON tasks(finished_at) WHERE finished_at IS NOT NULL;
+
+CREATE TABLE triggers (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT    NOT NULL UNIQUE,
+    spec          TEXT    NOT NULL,                 -- JSON of owl_core::trigger::TriggerSpec
+    enabled       INTEGER NOT NULL DEFAULT 1,
+    fired         INTEGER NOT NULL DEFAULT 0,
+    refused       INTEGER NOT NULL DEFAULT 0,
+    last_fired_at INTEGER,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+);
+
+-- One row per (trigger, source event): a source fires a trigger at most once.
+CREATE TABLE trigger_fires (
+    trigger_id  INTEGER NOT NULL,
+    source      TEXT    NOT NULL,                   -- task:<id> or the webhook delivery id
+    at          INTEGER NOT NULL,
+    task_id     INTEGER,
+    outcome     TEXT    NOT NULL,                   -- fired | rate_limited | refused
+    reason      TEXT,
+    PRIMARY KEY (trigger_id, source)
+) WITHOUT ROWID;
+CREATE INDEX trigger_fires_by_time ON trigger_fires(trigger_id, at);
+
+CREATE TABLE kv (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -83,8 +83,8 @@ pub fn submit(conn: &Connection, batch: Vec<NewTask>, now: Timestamp) -> Result<
         let s = &t.spec;
         conn.prepare_cached(
             "INSERT INTO tasks (created_at, updated_at, command, env, cwd, priority, grp, run_at, timeout_ms, max_attempts, \
-             idempotency_key, labels, status, due_at, deps_pending, finished_at, reason, blocked_by) \
-             VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+             idempotency_key, labels, status, due_at, deps_pending, finished_at, reason, blocked_by, inputs) \
+             VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )
         .map_err(backend)?
         .execute(params![
@@ -105,6 +105,7 @@ pub fn submit(conn: &Connection, batch: Vec<NewTask>, now: Timestamp) -> Result<
             finished,
             reason,
             blocked_by,
+            (!s.inputs.is_empty()).then(|| serde_json::to_string(&s.inputs).expect("inputs serialize")),
         ])
         .map_err(backend)?;
         let id = TaskId(conn.last_insert_rowid());

@@ -40,7 +40,10 @@ macro_rules! conformance_tests {
             schedules_are_created_listed_and_names_are_unique,
             a_slot_fires_once_even_when_a_pass_is_replayed,
             a_queued_slot_is_claimed_once,
-            history_shows_every_slot_with_its_task_status
+            history_shows_every_slot_with_its_task_status,
+            a_trigger_source_fires_once_within_its_rate_limit,
+            finished_tasks_are_walked_in_order_by_cursor,
+            task_inputs_round_trip
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -545,4 +548,69 @@ pub async fn history_shows_every_slot_with_its_task_status(s: DynStore) {
     assert_eq!((sch.fired, sch.missed, sch.skipped, sch.late), (1, 1, 1, 1));
     assert_eq!(sch.state, owl_core::schedule::ScheduleState::Finished);
     assert_eq!(s.prune_schedule_history(t3.plus(Duration::from_secs(6))).await.unwrap(), 3);
+}
+
+fn trigger_spec(name: &str) -> owl_core::trigger::TriggerSpec {
+    owl_core::trigger::TriggerSpec {
+        name: name.into(),
+        on: owl_core::trigger::On::Webhook { secret_env: "HOOK_SECRET".into() },
+        template: spec("echo hook"),
+        rate_limit: Some(owl_core::trigger::RateLimit { max: 2, per_ms: 60_000 }),
+        max_chain_depth: 5,
+    }
+}
+
+pub async fn a_trigger_source_fires_once_within_its_rate_limit(s: DynStore) {
+    let t = s.create_trigger(trigger_spec("deploy"), T0).await.unwrap();
+    assert!(matches!(s.create_trigger(trigger_spec("deploy"), T0).await, Err(StoreError::Conflict(_))));
+    let offer = |source: &str, at: Timestamp| FireTrigger { trigger_id: t.id, source: source.into(), task: Ok(spec("echo hook")), now: at };
+    let first = s.fire_trigger(offer("d-1", T0)).await.unwrap();
+    assert!(matches!(first, TriggerFired::Fired(_)));
+    assert_eq!(s.fire_trigger(offer("d-1", T0)).await.unwrap(), TriggerFired::Duplicate, "a delivery id fires once");
+    assert!(matches!(s.fire_trigger(offer("d-2", T0)).await.unwrap(), TriggerFired::Fired(_)));
+    assert_eq!(s.fire_trigger(offer("d-3", T0)).await.unwrap(), TriggerFired::RateLimited);
+    let later = T0.plus(Duration::from_secs(61));
+    assert!(matches!(s.fire_trigger(offer("d-4", later)).await.unwrap(), TriggerFired::Fired(_)), "the window moved on");
+    let refused = FireTrigger { trigger_id: t.id, source: "task:9".into(), task: Err("chain too deep".into()), now: later };
+    assert_eq!(s.fire_trigger(refused).await.unwrap(), TriggerFired::Refused("chain too deep".into()));
+    s.set_trigger_enabled("deploy", false, later).await.unwrap();
+    assert_eq!(s.fire_trigger(offer("d-5", later)).await.unwrap(), TriggerFired::Disabled);
+    let t = s.get_trigger("deploy").await.unwrap();
+    assert_eq!((t.fired, t.refused, t.enabled), (3, 2, false));
+    let h = s.trigger_history("deploy", 10).await.unwrap();
+    assert_eq!(h.len(), 5);
+    assert_eq!(h.iter().filter(|r| r.outcome == "rate_limited").count(), 1);
+    assert_eq!(s.list(TaskFilter::default()).await.unwrap().len(), 3, "one task per fire, none for refusals");
+    s.delete_trigger("deploy").await.unwrap();
+    assert!(matches!(s.get_trigger("deploy").await, Err(StoreError::TriggerNotFound(_))));
+}
+
+pub async fn finished_tasks_are_walked_in_order_by_cursor(s: DynStore) {
+    let a = add(&s, spec("a")).await;
+    let b = add(&s, spec("b")).await;
+    let c = add(&s, spec("c")).await;
+    claim(&s, T0, 3).await;
+    s.complete(done(b, 1, RunOutcome::Succeeded, T0.plus(Duration::from_secs(1)))).await.unwrap();
+    s.complete(fail(a, 1, T0.plus(Duration::from_secs(2)))).await.unwrap();
+    let walk = s.finished_after((Timestamp(0), TaskId(0)), 10).await.unwrap();
+    assert_eq!(walk.iter().map(|t| t.id).collect::<Vec<_>>(), vec![b, a], "running tasks are not finished");
+    let after_b = s.finished_after((T0.plus(Duration::from_secs(1)), b), 10).await.unwrap();
+    assert_eq!(after_b.iter().map(|t| t.id).collect::<Vec<_>>(), vec![a]);
+    s.complete(done(c, 1, RunOutcome::Succeeded, T0.plus(Duration::from_secs(2)))).await.unwrap();
+    let after_a = s.finished_after((T0.plus(Duration::from_secs(2)), a), 10).await.unwrap();
+    assert_eq!(after_a.iter().map(|t| t.id).collect::<Vec<_>>(), vec![c], "same millisecond, later id");
+    assert_eq!(s.kv_get("cursor").await.unwrap(), None);
+    s.kv_set("cursor", "1").await.unwrap();
+    s.kv_set("cursor", "2").await.unwrap();
+    assert_eq!(s.kv_get("cursor").await.unwrap().as_deref(), Some("2"));
+}
+
+pub async fn task_inputs_round_trip(s: DynStore) {
+    let mut sp = spec("cat $OWL_PAYLOAD");
+    sp.inputs = vec![owl_core::InputFile { env: "OWL_PAYLOAD".into(), file: "payload.json".into(), content: "{\"a\":1}".into() }];
+    let id = add(&s, sp.clone()).await;
+    assert_eq!(s.get(id).await.unwrap().spec.inputs, sp.inputs);
+    let mut bad = spec("x");
+    bad.inputs = vec![owl_core::InputFile { env: "P".into(), file: "../escape".into(), content: String::new() }];
+    assert!(matches!(s.submit(vec![NewTask::new(bad)], T0).await, Err(StoreError::Invalid(_))));
 }

@@ -11,6 +11,7 @@ pub use types::*;
 
 use async_trait::async_trait;
 use owl_core::schedule::{Schedule, ScheduleSpec, ScheduleState};
+use owl_core::trigger::{Trigger, TriggerSpec};
 use owl_core::{GroupInfo, Run, Task, TaskId, Timestamp};
 
 /// Durable task storage. All writes are acknowledged only once durable.
@@ -78,4 +79,22 @@ pub trait Store: Send + Sync + 'static {
     async fn schedule_history(&self, name: &str, limit: u32) -> Result<Vec<FireRecord>, StoreError>;
     /// Deletes history rows fired before `before`; returns how many.
     async fn prune_schedule_history(&self, before: Timestamp) -> Result<u64, StoreError>;
+
+    // Triggers.
+
+    async fn create_trigger(&self, spec: TriggerSpec, now: Timestamp) -> Result<Trigger, StoreError>;
+    async fn get_trigger(&self, name: &str) -> Result<Trigger, StoreError>;
+    async fn list_triggers(&self) -> Result<Vec<Trigger>, StoreError>;
+    async fn set_trigger_enabled(&self, name: &str, enabled: bool, now: Timestamp) -> Result<Trigger, StoreError>;
+    async fn delete_trigger(&self, name: &str) -> Result<(), StoreError>;
+    /// Offers one event to a trigger. In one transaction: a source seen before is a
+    /// `Duplicate`; past the rate limit it is recorded as `RateLimited`; otherwise its task is
+    /// created.
+    async fn fire_trigger(&self, fire: FireTrigger) -> Result<TriggerFired, StoreError>;
+    /// Newest first.
+    async fn trigger_history(&self, name: &str, limit: u32) -> Result<Vec<TriggerFireRecord>, StoreError>;
+    /// Finished tasks after the cursor `(finished_at, id)`, oldest first.
+    async fn finished_after(&self, after: (Timestamp, TaskId), limit: u32) -> Result<Vec<Task>, StoreError>;
+    async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError>;
+    async fn kv_set(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }

@@ -154,8 +154,41 @@ pub struct FireRecord {
     pub task_status: Option<Status>,
 }
 
+/// One event offered to a trigger.
+#[derive(Clone, Debug)]
+pub struct FireTrigger {
+    pub trigger_id: i64,
+    /// What caused it: `task:<id>` or a webhook delivery id. A source fires a trigger once.
+    pub source: String,
+    /// The task to create, or why the event is refused (chain too deep).
+    pub task: Result<TaskSpec, String>,
+    pub now: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TriggerFired {
+    Fired(TaskId),
+    /// This source already fired this trigger.
+    Duplicate,
+    RateLimited,
+    Refused(String),
+    /// The trigger is disabled.
+    Disabled,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TriggerFireRecord {
+    pub source: String,
+    pub at: Timestamp,
+    pub task_id: Option<TaskId>,
+    pub outcome: String,
+    pub reason: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("no trigger named `{0}`; see `owl trigger ls`")]
+    TriggerNotFound(String),
     #[error("no schedule named `{0}`; see `owl schedule ls`")]
     ScheduleNotFound(String),
     #[error("task {0} does not exist")]

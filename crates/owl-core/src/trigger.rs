@@ -1,0 +1,183 @@
+//! Triggers: work that starts itself when something happens. Pure data and matching rules.
+
+use crate::task::{Status, Task, TaskSpec};
+use crate::validate::ValidationError;
+use serde::{Deserialize, Serialize};
+
+/// Which finished tasks a task-event trigger reacts to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskOutcome {
+    Succeeded,
+    /// Failed or timed out.
+    Failed,
+    /// Any final status, cancelled included.
+    Finished,
+}
+
+impl std::str::FromStr for TaskOutcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "succeeded" => Ok(TaskOutcome::Succeeded),
+            "failed" => Ok(TaskOutcome::Failed),
+            "finished" => Ok(TaskOutcome::Finished),
+            other => Err(format!("`{other}` is not a task outcome; use succeeded, failed or finished")),
+        }
+    }
+}
+
+/// What a trigger reacts to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum On {
+    /// A task that ends with `outcome` and matches every filter given.
+    TaskEvent { outcome: TaskOutcome, label: Option<String>, group: Option<String>, schedule: Option<String> },
+    /// `POST /v1/hooks/<name>`, signed with the secret in the daemon's environment variable
+    /// `secret_env` (GitHub `X-Hub-Signature-256` or Slack `v0` form).
+    Webhook { secret_env: String },
+}
+
+/// At most `max` fires per `per_ms`; fires beyond it are recorded as rate-limited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub max: u32,
+    pub per_ms: u64,
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+    /// `10/1m`, `1/30s`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a rate limit; write it like 10/1m (at most 10 per minute)");
+        let (n, per) = s.split_once('/').ok_or_else(bad)?;
+        let max: u32 = n.trim().parse().map_err(|_| bad())?;
+        let per = crate::duration::parse(per).map_err(|_| bad())?;
+        if max == 0 || per.is_zero() {
+            return Err(bad());
+        }
+        Ok(RateLimit { max, per_ms: per.as_millis() as u64 })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerSpec {
+    pub name: String,
+    pub on: On,
+    pub template: TaskSpec,
+    pub rate_limit: Option<RateLimit>,
+    /// Task-event chains deeper than this are refused (loop protection).
+    pub max_chain_depth: u32,
+}
+
+/// A stored trigger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub id: i64,
+    pub spec: TriggerSpec,
+    pub enabled: bool,
+    pub fired: u64,
+    /// Events not acted on: rate-limited, chain too deep.
+    pub refused: u64,
+    pub last_fired_at: Option<crate::Timestamp>,
+    pub created_at: crate::Timestamp,
+}
+
+/// The environment variable that carries a task's place in a chain of triggers.
+pub const CHAIN_DEPTH_ENV: &str = "OWL_CHAIN_DEPTH";
+
+/// A task's depth in a trigger chain (0 for a task nothing triggered).
+pub fn chain_depth(task: &Task) -> u32 {
+    task.spec.env.get(CHAIN_DEPTH_ENV).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Whether a finished `task` is one that `on` reacts to.
+pub fn matches(on: &On, task: &Task) -> bool {
+    let On::TaskEvent { outcome, label, group, schedule } = on else { return false };
+    let status = task.state.status();
+    let outcome_ok = match outcome {
+        TaskOutcome::Succeeded => status == Status::Succeeded,
+        TaskOutcome::Failed => matches!(status, Status::Failed | Status::TimedOut),
+        TaskOutcome::Finished => status.is_terminal(),
+    };
+    outcome_ok
+        && label.as_ref().is_none_or(|l| task.spec.labels.contains(l))
+        && group.as_ref().is_none_or(|g| &task.spec.group == g)
+        && schedule.as_ref().is_none_or(|s| task.spec.labels.contains(&format!("schedule:{s}")))
+}
+
+pub fn check_trigger_spec(spec: &TriggerSpec) -> Result<(), ValidationError> {
+    crate::validate::check_name("name", "trigger", &spec.name)?;
+    crate::validate::check_spec(&spec.template)?;
+    match &spec.on {
+        On::TaskEvent { label, group, schedule, .. } => {
+            if label.is_none() && group.is_none() && schedule.is_none() {
+                return Err(ValidationError::new(
+                    "on",
+                    "a task-event trigger needs a filter: --label, --group or --schedule (reacting to every task invites loops)",
+                ));
+            }
+        }
+        On::Webhook { secret_env } => {
+            if secret_env.is_empty() || !secret_env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(ValidationError::new(
+                    "secret_env",
+                    "name the environment variable that holds the webhook secret, e.g. DEPLOY_SECRET",
+                ));
+            }
+        }
+    }
+    if spec.max_chain_depth == 0 || spec.max_chain_depth > 100 {
+        return Err(ValidationError::new("max_chain_depth", "must be between 1 and 100"));
+    }
+    if !spec.template.depends_on.is_empty() || spec.template.idempotency_key.is_some() || spec.template.run_at.is_some() {
+        return Err(ValidationError::new("template", "a trigger's task cannot have --after, --key, --in or --at"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{Command, TaskId, TaskState};
+    use crate::Timestamp;
+
+    fn finished(status: TaskState, labels: &[&str], group: &str) -> Task {
+        let mut spec = TaskSpec::new(Command::Argv(vec!["true".into()]));
+        spec.labels = labels.iter().map(|s| s.to_string()).collect();
+        spec.group = group.into();
+        Task {
+            id: TaskId(1),
+            spec,
+            state: status,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+            attempts: 1,
+            failures: 0,
+            interruptions: 0,
+        }
+    }
+
+    #[test]
+    fn task_event_filters_all_have_to_match() {
+        let ok = TaskState::Succeeded { attempt: 1, finished_at: Timestamp(0) };
+        let failed = TaskState::TimedOut { attempt: 1, finished_at: Timestamp(0) };
+        let on = On::TaskEvent { outcome: TaskOutcome::Succeeded, label: Some("build".into()), group: None, schedule: None };
+        assert!(matches(&on, &finished(ok.clone(), &["build"], "default")));
+        assert!(!matches(&on, &finished(ok.clone(), &["test"], "default")));
+        assert!(!matches(&on, &finished(failed.clone(), &["build"], "default")));
+        let on = On::TaskEvent { outcome: TaskOutcome::Failed, label: None, group: Some("gpu".into()), schedule: Some("nightly".into()) };
+        assert!(matches(&on, &finished(failed.clone(), &["schedule:nightly"], "gpu")));
+        assert!(!matches(&on, &finished(failed, &["schedule:nightly"], "cpu")));
+        let on = On::TaskEvent { outcome: TaskOutcome::Finished, label: Some("x".into()), group: None, schedule: None };
+        assert!(matches(&on, &finished(TaskState::Cancelled { finished_at: Timestamp(0), reason: None }, &["x"], "d")));
+        assert!(!matches(&on, &finished(TaskState::Queued, &["x"], "d")), "only finished tasks");
+    }
+
+    #[test]
+    fn rate_limits_parse_with_the_fix_on_error() {
+        assert_eq!("10/1m".parse::<RateLimit>().unwrap(), RateLimit { max: 10, per_ms: 60_000 });
+        assert!("10".parse::<RateLimit>().unwrap_err().contains("10/1m"));
+        assert!("0/1m".parse::<RateLimit>().is_err());
+    }
+}
