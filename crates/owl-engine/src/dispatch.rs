@@ -46,7 +46,8 @@ impl DispatchLoop {
             Err(e) => tracing::error!(error = %e, "crash recovery failed; will retry on the lease schedule"),
         }
         let (sched_stop_tx, sched_stop_rx) = watch::channel(false);
-        let scheduler = tokio::spawn(scheduler_loop(s.clone(), sched_stop_rx));
+        let scheduler = tokio::spawn(scheduler_loop(s.clone(), sched_stop_rx.clone()));
+        let triggers = tokio::spawn(crate::triggers::trigger_loop(s.clone(), sched_stop_rx));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<RunnerDone>();
         let mut running: HashMap<owl_core::TaskId, Running> = HashMap::new();
         let mut shutting_down = false;
@@ -111,6 +112,7 @@ impl DispatchLoop {
         s.running.store(0, Ordering::Relaxed);
         let _ = sched_stop_tx.send(true);
         let _ = scheduler.await;
+        let _ = triggers.await;
         tracing::info!("dispatch stopped");
     }
 

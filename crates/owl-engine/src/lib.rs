@@ -13,6 +13,7 @@ pub mod scheduler;
 #[cfg(test)]
 mod scheduler_tests;
 mod schedules;
+mod triggers;
 
 pub use dispatch::DispatchLoop;
 
@@ -124,6 +125,8 @@ pub(crate) struct Shared {
     pub shutting_down: AtomicBool,
     /// Wakes the scheduler loop when a schedule is created, changed or removed.
     pub schedules_changed: tokio::sync::Notify,
+    /// Wakes the trigger loop when a trigger is created, changed or removed.
+    pub triggers_changed: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -173,6 +176,7 @@ impl Engine {
             running: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
             schedules_changed: tokio::sync::Notify::new(),
+            triggers_changed: tokio::sync::Notify::new(),
         });
         (Engine { shared: shared.clone() }, DispatchLoop::new(shared, rx))
     }

@@ -170,3 +170,98 @@ async fn delayed_and_dependent_tasks_start_on_time() {
     let tb = h.engine.store().get(b).await.unwrap();
     assert!(ta.updated_at <= tb.updated_at);
 }
+
+fn trigger(name: &str, label: &str, template: TaskSpec, depth: u32) -> owl_core::trigger::TriggerSpec {
+    owl_core::trigger::TriggerSpec {
+        name: name.into(),
+        on: owl_core::trigger::On::TaskEvent {
+            outcome: owl_core::trigger::TaskOutcome::Succeeded,
+            label: Some(label.into()),
+            group: None,
+            schedule: None,
+        },
+        template,
+        rate_limit: None,
+        max_chain_depth: depth,
+    }
+}
+
+async fn wait_for_count(h: &Harness, label: &str, n: usize, status: Status) -> Vec<owl_core::Task> {
+    for _ in 0..1000 {
+        let tasks = h.engine.store().list(owl_store::TaskFilter { label: Some(label.into()), ..Default::default() }).await.unwrap();
+        if tasks.len() >= n && tasks.iter().all(|t| t.state.status() == status) {
+            return tasks;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let all = h.engine.store().list(owl_store::TaskFilter::default()).await.unwrap();
+    let summary: Vec<String> = all.iter().map(|t| format!("{} {:?} {:?}", t.id, t.state.status(), t.spec.labels)).collect();
+    panic!("never saw {n} {status} tasks labelled {label}; tasks: {summary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_event_trigger_chains_a_task_once_per_finished_task() {
+    let h = start(2);
+    let mut publish = shell("echo published after $OWL_TRIGGER_TASK");
+    publish.labels = vec!["publish".into()];
+    h.engine.create_trigger(trigger("after-build", "build", publish, 5)).await.unwrap();
+    let mut build = shell("true");
+    build.labels = vec!["build".into()];
+    let b = submit(&h, build.clone()).await;
+    let mut failing = build.clone();
+    failing.command = Cmd::Shell("exit 1".into());
+    submit(&h, failing).await;
+    let published = wait_for_count(&h, "publish", 1, Status::Succeeded).await;
+    assert_eq!(published.len(), 1, "only the successful build triggers");
+    let t = &published[0];
+    assert_eq!(t.spec.env.get("OWL_TRIGGER_TASK"), Some(&b.to_string()));
+    assert_eq!(t.spec.env.get("OWL_CHAIN_DEPTH").map(String::as_str), Some("1"));
+    assert!(t.spec.labels.contains(&"trigger:after-build".to_string()));
+    let log = std::fs::read_to_string(h.dir.path().join(format!("logs/{}.1.log", t.id))).unwrap();
+    assert_eq!(log, format!("published after {b}\n"));
+    let hist = h.engine.store().trigger_history("after-build", 10).await.unwrap();
+    assert_eq!((hist.len(), hist[0].source.clone()), (1, format!("task:{b}")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_that_feeds_itself_stops_at_the_chain_depth_limit() {
+    let h = start(2);
+    let mut again = shell("true");
+    again.labels = vec!["loop".into()];
+    h.engine.create_trigger(trigger("loop", "loop", again.clone(), 3)).await.unwrap();
+    submit(&h, again).await;
+    // The seed (depth 0) and three triggered generations; the fourth is refused.
+    wait_for_count(&h, "loop", 4, Status::Succeeded).await;
+    for _ in 0..200 {
+        if h.engine.store().get_trigger("loop").await.unwrap().refused == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = h.engine.store().get_trigger("loop").await.unwrap();
+    assert_eq!((t.fired, t.refused), (3, 1));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let all = h.engine.store().list(owl_store::TaskFilter { label: Some("loop".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 4, "no task beyond the limit");
+    let refusal = &h.engine.store().trigger_history("loop", 10).await.unwrap()[0];
+    assert_eq!(refusal.outcome, "refused");
+    assert!(refusal.reason.as_deref().unwrap().contains("max_chain_depth 3"), "{refusal:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_trigger_does_not_replay_tasks_that_finished_before_it() {
+    let h = start(2);
+    let mut old = shell("true");
+    old.labels = vec!["old".into()];
+    let id = submit(&h, old.clone()).await;
+    wait_status(&h, id, &[Status::Succeeded]).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut follow = shell("true");
+    follow.labels = vec!["follow".into()];
+    h.engine.create_trigger(trigger("late", "old", follow, 5)).await.unwrap();
+    submit(&h, old).await;
+    let f = wait_for_count(&h, "follow", 1, Status::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(f.len(), 1);
+    assert_eq!(h.engine.store().list(owl_store::TaskFilter { label: Some("follow".into()), ..Default::default() }).await.unwrap().len(), 1);
+}
