@@ -220,7 +220,8 @@ async fn a_task_event_trigger_chains_a_task_once_per_finished_task() {
     let log = std::fs::read_to_string(h.dir.path().join(format!("logs/{}.1.log", t.id))).unwrap();
     assert_eq!(log, format!("published after {b}\n"));
     let hist = h.engine.store().trigger_history("after-build", 10).await.unwrap();
-    assert_eq!((hist.len(), hist[0].source.clone()), (1, format!("task:{b}")));
+    assert_eq!(hist.len(), 1);
+    assert!(hist[0].source.ends_with(&format!("task:{b}")), "{:?}", hist[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

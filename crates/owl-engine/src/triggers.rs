@@ -4,7 +4,7 @@
 
 use crate::{Command, Engine, Shared};
 use owl_core::trigger::{chain_depth, matches, On, Trigger, TriggerSpec, CHAIN_DEPTH_ENV};
-use owl_core::{EventKind, InputFile, Task, TaskId, TaskSpec, TaskState, Timestamp};
+use owl_core::{EventKind, InputFile, Task, TaskSpec, TaskState, Timestamp};
 use owl_store::{FireTrigger, StoreError, TriggerFired};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -44,25 +44,27 @@ fn announce(s: &Shared, r: &TriggerFired) {
 async fn walk(s: &Shared) -> Result<(), StoreError> {
     let triggers: Vec<Trigger> =
         s.store.list_triggers().await?.into_iter().filter(|t| t.enabled && matches!(t.spec.on, On::TaskEvent { .. })).collect();
-    let stored = s.store.kv_get(CURSOR_KEY).await?.and_then(|v| parse_cursor(&v));
-    let now = (s.clock.now(), TaskId(0));
+    let stored: Option<i64> = s.store.kv_get(CURSOR_KEY).await?.and_then(|v| v.parse().ok());
     if triggers.is_empty() || stored.is_none() {
-        // Nothing listens yet, or this is the first walk: start from now, not from a backlog,
-        // and persist it so the next walk continues from here rather than from a later now.
-        let from = if triggers.is_empty() { now } else { stored.unwrap_or(now) };
-        s.store.kv_set(CURSOR_KEY, &format!("{}:{}", from.0 .0, from.1 .0)).await?;
+        // Nothing listens yet, or this is the first walk: start after what has already
+        // finished, not from a backlog, and persist it so the next walk continues from here.
+        let last = s.store.last_finish().await?;
+        s.store.kv_set(CURSOR_KEY, &last.to_string()).await?;
         if triggers.is_empty() {
             return Ok(());
         }
     }
-    let mut cursor = stored.unwrap_or(now);
+    let mut cursor = match stored {
+        Some(c) => c,
+        None => s.store.kv_get(CURSOR_KEY).await?.and_then(|v| v.parse().ok()).unwrap_or(0),
+    };
     loop {
         let batch = s.store.finished_after(cursor, 500).await?;
         if batch.is_empty() {
             return Ok(());
         }
-        for task in &batch {
-            let Some(done) = finished_at(task) else { continue };
+        for (seq, task) in &batch {
+            let done = finished_at(task).unwrap_or(task.updated_at);
             for trig in triggers.iter().filter(|t| done >= t.created_at && matches(&t.spec.on, task)) {
                 let depth = chain_depth(task) + 1;
                 let offer = if depth > trig.spec.max_chain_depth {
@@ -75,24 +77,26 @@ async fn walk(s: &Shared) -> Result<(), StoreError> {
                     spec.env.insert("OWL_TRIGGER_TASK".into(), task.id.to_string());
                     Ok(spec)
                 };
+                // The finish position, not the task id, is the source: a task that is retried
+                // and finishes again is a new event.
                 let r = s
                     .store
-                    .fire_trigger(FireTrigger { trigger_id: trig.id, source: format!("task:{}", task.id), task: offer, now: s.clock.now() })
+                    .fire_trigger(FireTrigger {
+                        trigger_id: trig.id,
+                        source: format!("finish:{seq}:task:{}", task.id),
+                        task: offer,
+                        now: s.clock.now(),
+                    })
                     .await?;
                 if let TriggerFired::Refused(reason) = &r {
                     tracing::warn!(trigger = %trig.spec.name, task = %task.id, %reason, "trigger refused");
                 }
                 announce(s, &r);
             }
-            cursor = (done, task.id);
+            cursor = *seq;
         }
-        s.store.kv_set(CURSOR_KEY, &format!("{}:{}", cursor.0 .0, cursor.1 .0)).await?;
+        s.store.kv_set(CURSOR_KEY, &cursor.to_string()).await?;
     }
-}
-
-fn parse_cursor(v: &str) -> Option<(Timestamp, TaskId)> {
-    let (a, b) = v.split_once(':')?;
-    Some((Timestamp(a.parse().ok()?), TaskId(b.parse().ok()?)))
 }
 
 /// Runs `walk` at start, whenever a task finishes, and when triggers change.

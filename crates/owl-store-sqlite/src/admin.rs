@@ -294,19 +294,33 @@ impl Store for SqliteStore {
         let name = name.to_string();
         self.read(move |c| crate::triggers::history(c, &name, limit)).await
     }
-    async fn finished_after(&self, after: (Timestamp, TaskId), limit: u32) -> Result<Vec<Task>, StoreError> {
+    async fn finished_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, Task)>, StoreError> {
         self.read(move |c| {
-            let sql = format!(
-                "SELECT {TASK_COLUMNS} FROM tasks WHERE finished_at >= ?1 AND (finished_at > ?1 OR id > ?2) \
-                 AND status IN ('succeeded','failed','timed_out','cancelled') ORDER BY finished_at, id LIMIT ?3"
-            );
-            let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
-            let rows: Vec<_> = stmt
-                .query_map(params![after.0 .0, after.1 .0, limit], |r| task_row(r).map(|(t, _)| t))
+            let pos: Vec<(i64, i64)> = c
+                .prepare_cached("SELECT seq, task_id FROM task_finishes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+                .map_err(backend)?
+                .query_map(params![after, limit], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(backend)?
                 .collect::<Result<_, _>>()
                 .map_err(backend)?;
-            rows.into_iter().map(|r| attach(c, r)).collect()
+            let mut out = Vec::with_capacity(pos.len());
+            for (seq, id) in pos {
+                match crate::rows::load(c, TaskId(id)) {
+                    Ok(t) => out.push((seq, t)),
+                    Err(StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+    async fn last_finish(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT coalesce(max(seq), 0) FROM task_finishes")
+                .map_err(backend)?
+                .query_row([], |r| r.get(0))
+                .map_err(backend)
         })
         .await
     }

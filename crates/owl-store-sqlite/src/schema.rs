@@ -111,7 +111,15 @@ CREATE INDEX schedule_fires_by_time ON schedule_fires(fired_at);
         "triggers, their fires, task inputs",
         r#"
 ALTER TABLE tasks ADD COLUMN inputs TEXT;        -- JSON array of owl_core::InputFile; NULL = none
-CREATE INDEX tasks_finished ON tasks(finished_at) WHERE finished_at IS NOT NULL;
+
+-- Every transition of a task to a final status, in commit order (the single writer assigns
+-- seq), so consumers such as task-event triggers can follow completions with a cursor that
+-- never skips a task committed a moment late.
+CREATE TABLE task_finishes (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id INTEGER NOT NULL,
+    at      INTEGER NOT NULL
+);
 
 CREATE TABLE triggers (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -109,6 +109,9 @@ pub fn submit(conn: &Connection, batch: Vec<NewTask>, now: Timestamp) -> Result<
         ])
         .map_err(backend)?;
         let id = TaskId(conn.last_insert_rowid());
+        if status == Status::Failed {
+            crate::transitions::record_finish(conn, id, now)?;
+        }
         let mut ins = conn.prepare_cached("INSERT INTO task_deps (task_id, dep_id) VALUES (?1, ?2)").map_err(backend)?;
         for d in &deps {
             ins.execute(params![id.0, d.0]).map_err(backend)?;

@@ -54,6 +54,18 @@ pub fn set_state(conn: &Connection, id: TaskId, state: &TaskState, now: Timestam
     .map_err(backend)?
     .execute(params![id.0, c.status.as_str(), now.0, c.due_at, c.finished_at, c.reason, c.exit_code, c.signal])
     .map_err(backend)?;
+    if c.status.is_terminal() {
+        record_finish(conn, id, now)?;
+    }
+    Ok(())
+}
+
+/// Appends a finish to the commit-ordered log that completion cursors follow.
+pub fn record_finish(conn: &Connection, id: TaskId, now: Timestamp) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO task_finishes (task_id, at) VALUES (?1, ?2)")
+        .map_err(backend)?
+        .execute(params![id.0, now.0])
+        .map_err(backend)?;
     Ok(())
 }
 
@@ -119,6 +131,7 @@ pub fn fail_dependents(conn: &Connection, id: TaskId, how: Status, now: Timestam
         let ids: Vec<i64> =
             stmt.query_map(params![failed.0, now.0, reason], |r| r.get(0)).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
         for d in ids {
+            record_finish(conn, TaskId(d), now)?;
             changes.0.push((TaskId(d), Status::Failed));
             frontier.push((TaskId(d), Status::Failed));
         }

@@ -588,17 +588,26 @@ pub async fn a_trigger_source_fires_once_within_its_rate_limit(s: DynStore) {
 pub async fn finished_tasks_are_walked_in_order_by_cursor(s: DynStore) {
     let a = add(&s, spec("a")).await;
     let b = add(&s, spec("b")).await;
-    let c = add(&s, spec("c")).await;
-    claim(&s, T0, 3).await;
-    s.complete(done(b, 1, RunOutcome::Succeeded, T0.plus(Duration::from_secs(1)))).await.unwrap();
-    s.complete(fail(a, 1, T0.plus(Duration::from_secs(2)))).await.unwrap();
-    let walk = s.finished_after((Timestamp(0), TaskId(0)), 10).await.unwrap();
-    assert_eq!(walk.iter().map(|t| t.id).collect::<Vec<_>>(), vec![b, a], "running tasks are not finished");
-    let after_b = s.finished_after((T0.plus(Duration::from_secs(1)), b), 10).await.unwrap();
-    assert_eq!(after_b.iter().map(|t| t.id).collect::<Vec<_>>(), vec![a]);
-    s.complete(done(c, 1, RunOutcome::Succeeded, T0.plus(Duration::from_secs(2)))).await.unwrap();
-    let after_a = s.finished_after((T0.plus(Duration::from_secs(2)), a), 10).await.unwrap();
-    assert_eq!(after_a.iter().map(|t| t.id).collect::<Vec<_>>(), vec![c], "same millisecond, later id");
+    let mut dep = spec("dep");
+    dep.depends_on = vec![a];
+    let d = add(&s, dep).await;
+    claim(&s, T0, 2).await;
+    assert_eq!(s.last_finish().await.unwrap(), 0);
+    // b's completion was computed later but commits first: the log follows commit order.
+    s.complete(done(b, 1, RunOutcome::Succeeded, T0.plus(Duration::from_secs(2)))).await.unwrap();
+    s.complete(fail(a, 1, T0.plus(Duration::from_secs(1)))).await.unwrap();
+    let walk = s.finished_after(0, 10).await.unwrap();
+    let ids: Vec<TaskId> = walk.iter().map(|(_, t)| t.id).collect();
+    assert_eq!(ids, vec![b, a, d], "commit order, with the dependent that failed because of a");
+    let first = walk[0].0;
+    let rest: Vec<TaskId> = s.finished_after(first, 10).await.unwrap().iter().map(|(_, t)| t.id).collect();
+    assert_eq!(rest, vec![a, d]);
+    assert_eq!(s.last_finish().await.unwrap(), walk[2].0);
+    s.retry(a, T0).await.unwrap();
+    claim(&s, T0, 1).await;
+    s.complete(done(a, 2, RunOutcome::Succeeded, T0)).await.unwrap();
+    let again: Vec<TaskId> = s.finished_after(walk[2].0, 10).await.unwrap().iter().map(|(_, t)| t.id).collect();
+    assert_eq!(again, vec![a], "a task that finishes again is a new finish");
     assert_eq!(s.kv_get("cursor").await.unwrap(), None);
     s.kv_set("cursor", "1").await.unwrap();
     s.kv_set("cursor", "2").await.unwrap();

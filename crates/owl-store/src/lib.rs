@@ -93,8 +93,12 @@ pub trait Store: Send + Sync + 'static {
     async fn fire_trigger(&self, fire: FireTrigger) -> Result<TriggerFired, StoreError>;
     /// Newest first.
     async fn trigger_history(&self, name: &str, limit: u32) -> Result<Vec<TriggerFireRecord>, StoreError>;
-    /// Finished tasks after the cursor `(finished_at, id)`, oldest first.
-    async fn finished_after(&self, after: (Timestamp, TaskId), limit: u32) -> Result<Vec<Task>, StoreError>;
+    /// Tasks that reached a final status after position `after` of the commit-ordered finish
+    /// log, oldest first, with their positions. A task finishing again (after `retry`)
+    /// appears again.
+    async fn finished_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, Task)>, StoreError>;
+    /// The last position of the finish log (0 when empty).
+    async fn last_finish(&self) -> Result<i64, StoreError>;
     async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn kv_set(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
