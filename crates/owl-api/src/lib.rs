@@ -4,6 +4,7 @@
 //! conversions, so the domain can change without silently changing the wire format.
 
 pub mod schedule;
+pub mod trigger;
 
 use owl_core::task::{Status, DEFAULT_GROUP};
 use owl_core::{Command, GroupInfo, Run, RunOutcome, Task, TaskId, TaskSpec, TaskState, Timestamp, ValidationError};

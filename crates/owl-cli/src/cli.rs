@@ -65,6 +65,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ScheduleAction,
     },
+    /// Triggers: webhooks and task-event chains.
+    Trigger {
+        #[command(subcommand)]
+        action: TriggerAction,
+    },
     /// Cron tools.
     Cron {
         #[command(subcommand)]
@@ -226,6 +231,91 @@ pub enum ScheduleAction {
         name: String,
     },
     /// Remove the schedule and its history (its tasks stay).
+    Rm {
+        name: String,
+    },
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["webhook", "on_task_succeeded", "on_task_failed", "on_task_finished"])))]
+pub struct TriggerAddArgs {
+    /// A unique name; a webhook answers at /v1/hooks/<name>.
+    pub name: String,
+    /// Start on a signed POST to /v1/hooks/<name>.
+    #[arg(long, requires = "secret_env")]
+    pub webhook: bool,
+    /// The daemon's environment variable that holds the webhook's secret.
+    #[arg(long, value_name = "VAR")]
+    pub secret_env: Option<String>,
+    /// Start when a matching task succeeds.
+    #[arg(long)]
+    pub on_task_succeeded: bool,
+    /// Start when a matching task fails or times out.
+    #[arg(long)]
+    pub on_task_failed: bool,
+    /// Start when a matching task ends in any way.
+    #[arg(long)]
+    pub on_task_finished: bool,
+    /// Filter: tasks with this label.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Filter: tasks of this group.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Filter: tasks created by this schedule.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// At most N fires per period, e.g. 10/1m.
+    #[arg(long)]
+    pub rate_limit: Option<String>,
+    /// Chains of triggered tasks deeper than this are refused (default 5).
+    #[arg(long)]
+    pub max_chain_depth: Option<u32>,
+    /// The created task's group.
+    #[arg(long)]
+    pub task_group: Option<String>,
+    /// The created task's labels (repeatable).
+    #[arg(long)]
+    pub task_label: Vec<String>,
+    #[arg(long, short, default_value_t = 0, allow_hyphen_values = true)]
+    pub priority: i32,
+    #[arg(long)]
+    pub timeout: Option<String>,
+    #[arg(long)]
+    pub retries: Option<u32>,
+    #[arg(long, short, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    #[arg(long)]
+    pub shell: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug)]
+pub enum TriggerAction {
+    /// Create a trigger.
+    Add(TriggerAddArgs),
+    Ls,
+    Show {
+        name: String,
+    },
+    /// Events offered to the trigger: fired, rate_limited, refused.
+    History {
+        name: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    Enable {
+        name: String,
+    },
+    Disable {
+        name: String,
+    },
     Rm {
         name: String,
     },

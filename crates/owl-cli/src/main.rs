@@ -63,6 +63,7 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         Command::Groups { action } => commands::groups::run(&client, action, json).await?,
         Command::Status => commands::tasks::status(&client, json).await?,
         Command::Schedule { action } => commands::schedule::run(&client, action, json).await?,
+        Command::Trigger { action } => commands::trigger::run(&client, action, json).await?,
         Command::Daemon(_) | Command::Config { .. } | Command::Completions { .. } | Command::Cron { .. } => unreachable!("handled in main"),
     }
     Ok(0)

@@ -10,6 +10,7 @@ mod error;
 mod extract;
 pub mod openapi;
 mod routes;
+pub mod webhook;
 
 pub use error::ApiError;
 
@@ -51,7 +52,14 @@ pub fn router(state: AppState) -> Router {
         .route("/schedules/{name}/resume", post(routes::schedules::resume))
         .route("/schedules/{name}/run", post(routes::schedules::run_now))
         .route("/schedules/{name}/history", get(routes::schedules::history))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+        .route("/triggers", get(routes::triggers::list).post(routes::triggers::create))
+        .route("/triggers/{name}", get(routes::triggers::show).delete(routes::triggers::remove))
+        .route("/triggers/{name}/enable", post(routes::triggers::enable))
+        .route("/triggers/{name}/disable", post(routes::triggers::disable))
+        .route("/triggers/{name}/history", get(routes::triggers::history))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        // After the auth layer: a webhook is authenticated by its HMAC signature instead.
+        .route("/hooks/{name}", post(routes::triggers::receive));
     Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .nest("/v1", v1)

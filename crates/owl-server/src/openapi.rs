@@ -44,6 +44,19 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
         None,
         "History",
     ),
+    ("get", "/v1/triggers", "List triggers", None, "TriggerList"),
+    (
+        "post",
+        "/v1/triggers",
+        "Create a trigger: webhook (with secret_env) or on_task (succeeded, failed, finished) with filters",
+        Some("CreateTrigger"),
+        "Trigger",
+    ),
+    ("get", "/v1/triggers/{name}", "One trigger", None, "Trigger"),
+    ("delete", "/v1/triggers/{name}", "Remove a trigger and its history", None, "Any"),
+    ("post", "/v1/triggers/{name}/enable", "Enable a trigger", None, "Trigger"),
+    ("post", "/v1/triggers/{name}/disable", "Disable a trigger", None, "Trigger"),
+    ("get", "/v1/triggers/{name}/history", "Events offered to the trigger: fired, rate_limited, refused (query: limit)", None, "Any"),
     ("get", "/v1/openapi.json", "This document", None, "Any"),
 ];
 
@@ -89,6 +102,12 @@ fn schemas() -> Value {
         "History": {"type": "object", "properties": {"history": {"type": "array", "items": {"type": "object", "properties": {
             "scheduled_for": str_, "fired_at": str_, "lateness_ms": {"type": "integer"}, "outcome": str_, "reason": str_, "task_id": {"type": "integer"}, "task_status": str_}}}}},
         "RunNow": {"type": "object", "properties": {"task_id": {"type": "integer"}}},
+        "CreateTrigger": {"type": "object", "required": ["name", "task"], "additionalProperties": false, "properties": {
+            "name": str_, "webhook": {"type": "boolean"}, "secret_env": str_, "on_task": {"type": "string", "enum": ["succeeded", "failed", "finished"]},
+            "label": str_, "group": str_, "schedule": str_, "rate_limit": {"type": "string", "description": "e.g. 10/1m"}, "max_chain_depth": {"type": "integer"},
+            "task": {"$ref": "#/components/schemas/SubmitTask"}}},
+        "Trigger": {"type": "object", "description": "A trigger: name, enabled, on, describe, hook_path, rate_limit, max_chain_depth, fired, refused, last_fired_at"},
+        "TriggerList": {"type": "object", "properties": {"triggers": {"type": "array", "items": {"$ref": "#/components/schemas/Trigger"}}}},
         "Any": {},
     })
 }

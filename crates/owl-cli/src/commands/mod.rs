@@ -6,4 +6,5 @@ pub mod groups;
 pub mod logs;
 pub mod schedule;
 pub mod tasks;
+pub mod trigger;
 pub mod wait;

@@ -7,3 +7,4 @@ mod crash;
 mod harness;
 mod lifecycle;
 mod schedules;
+mod triggers;

@@ -6,3 +6,4 @@ pub mod logs;
 pub mod schedules;
 pub mod status;
 pub mod tasks;
+pub mod triggers;

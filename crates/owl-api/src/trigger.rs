@@ -1,0 +1,171 @@
+//! Wire types for triggers.
+
+use crate::{SpecDefaults, SubmitTask};
+use owl_core::trigger::{On, RateLimit, TaskOutcome, Trigger, TriggerSpec};
+use owl_core::{Timestamp, ValidationError};
+use serde::{Deserialize, Serialize};
+
+/// A new trigger: `webhook` with `secret_env`, or `on_task` with at least one filter.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTrigger {
+    pub name: String,
+    #[serde(default)]
+    pub webhook: bool,
+    /// The daemon's environment variable holding the webhook secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
+    /// succeeded, failed or finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_task: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// e.g. `10/1m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_chain_depth: Option<u32>,
+    pub task: SubmitTask,
+}
+
+impl CreateTrigger {
+    pub fn into_spec(self, task_defaults: &SpecDefaults, now: Timestamp) -> Result<TriggerSpec, ValidationError> {
+        let on = match (self.webhook, self.on_task) {
+            (true, None) => {
+                if self.label.is_some() || self.group.is_some() || self.schedule.is_some() {
+                    return Err(ValidationError::new(
+                        "label",
+                        "label, group and schedule filters apply to task-event triggers, not webhooks",
+                    ));
+                }
+                let secret_env = self.secret_env.ok_or_else(|| {
+                    ValidationError::new(
+                        "secret_env",
+                        "a webhook needs the name of the daemon's environment variable that holds its secret, e.g. DEPLOY_SECRET",
+                    )
+                })?;
+                On::Webhook { secret_env }
+            }
+            (false, Some(outcome)) => {
+                if self.secret_env.is_some() {
+                    return Err(ValidationError::new("secret_env", "a secret applies to webhooks only"));
+                }
+                On::TaskEvent {
+                    outcome: outcome.parse::<TaskOutcome>().map_err(|m| ValidationError::new("on_task", m))?,
+                    label: self.label,
+                    group: self.group,
+                    schedule: self.schedule,
+                }
+            }
+            (true, Some(_)) => return Err(ValidationError::new("webhook", "give either `webhook` or `on_task`, not both")),
+            (false, None) => {
+                return Err(ValidationError::new(
+                    "on_task",
+                    "say what starts it: `webhook: true` with `secret_env`, or `on_task` (succeeded, failed, finished) with a filter",
+                ))
+            }
+        };
+        let task = self.task;
+        for (field, set) in [
+            ("task.after", !task.after.is_empty()),
+            ("task.run_at", task.run_at.is_some()),
+            ("task.delay", task.delay.is_some()),
+            ("task.idempotency_key", task.idempotency_key.is_some()),
+        ] {
+            if set {
+                return Err(ValidationError::new(field, "a trigger decides when its task runs; remove this field"));
+            }
+        }
+        let template = task.into_spec(task_defaults, now).map_err(|e| ValidationError::new(format!("task.{}", e.field), e.message))?;
+        let spec = TriggerSpec {
+            name: self.name,
+            on,
+            template,
+            rate_limit: self
+                .rate_limit
+                .as_deref()
+                .map(str::parse::<RateLimit>)
+                .transpose()
+                .map_err(|m| ValidationError::new("rate_limit", m))?,
+            max_chain_depth: self.max_chain_depth.unwrap_or(5),
+        };
+        owl_core::trigger::check_trigger_spec(&spec)?;
+        Ok(spec)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TriggerView {
+    pub name: String,
+    pub enabled: bool,
+    pub on: On,
+    pub describe: String,
+    /// For webhooks: where to POST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_path: Option<String>,
+    pub rate_limit: Option<RateLimit>,
+    pub max_chain_depth: u32,
+    pub display: String,
+    pub fired: u64,
+    pub refused: u64,
+    pub last_fired_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+impl From<Trigger> for TriggerView {
+    fn from(t: Trigger) -> Self {
+        let (describe, hook_path) = match &t.spec.on {
+            On::Webhook { secret_env } => (format!("webhook signed with ${secret_env}"), Some(format!("/v1/hooks/{}", t.spec.name))),
+            On::TaskEvent { outcome, label, group, schedule } => {
+                let mut filters = vec![];
+                if let Some(l) = label {
+                    filters.push(format!("label {l}"));
+                }
+                if let Some(g) = group {
+                    filters.push(format!("group {g}"));
+                }
+                if let Some(s) = schedule {
+                    filters.push(format!("schedule {s}"));
+                }
+                (format!("when a task {} ({})", serde_json::to_value(outcome).unwrap().as_str().unwrap_or(""), filters.join(", ")), None)
+            }
+        };
+        TriggerView {
+            name: t.spec.name,
+            enabled: t.enabled,
+            on: t.spec.on,
+            describe,
+            hook_path,
+            rate_limit: t.spec.rate_limit,
+            max_chain_depth: t.spec.max_chain_depth,
+            display: t.spec.template.command.display(),
+            fired: t.fired,
+            refused: t.refused,
+            last_fired_at: t.last_fired_at,
+            created_at: t.created_at,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TriggerList {
+    pub triggers: Vec<TriggerView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TriggerFireView {
+    pub source: String,
+    pub at: Timestamp,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub task_id: Option<owl_core::TaskId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TriggerHistory {
+    pub history: Vec<TriggerFireView>,
+}
