@@ -1,7 +1,7 @@
 //! Wire types for triggers.
 
 use crate::{SpecDefaults, SubmitTask};
-use owl_core::trigger::{On, RateLimit, TaskOutcome, Trigger, TriggerSpec};
+use owl_core::trigger::{FsEvent, On, RateLimit, TaskOutcome, Trigger, TriggerSpec};
 use owl_core::{Timestamp, ValidationError};
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,18 @@ pub struct CreateTrigger {
     /// succeeded, failed or finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_task: Option<String>,
+    /// An absolute path to watch (recursively).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<String>,
+    /// With `watch`: created, modified and/or deleted (default: all three).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// With `watch`: only files whose name matches, e.g. `*.pdf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glob: Option<String>,
+    /// With `watch`: quiet time before a change counts (default 500ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,7 +46,35 @@ pub struct CreateTrigger {
 
 impl CreateTrigger {
     pub fn into_spec(self, task_defaults: &SpecDefaults, now: Timestamp) -> Result<TriggerSpec, ValidationError> {
+        let sources = [self.webhook, self.on_task.is_some(), self.watch.is_some()].iter().filter(|b| **b).count();
+        if sources > 1 {
+            return Err(ValidationError::new("webhook", "give one of `webhook`, `on_task` and `watch`"));
+        }
+        if self.watch.is_none() && (!self.events.is_empty() || self.glob.is_some() || self.debounce.is_some()) {
+            return Err(ValidationError::new("events", "events, glob and debounce apply to `watch` triggers"));
+        }
         let on = match (self.webhook, self.on_task) {
+            _ if self.watch.is_some() => {
+                let events = if self.events.is_empty() {
+                    vec![FsEvent::Created, FsEvent::Modified, FsEvent::Deleted]
+                } else {
+                    self.events
+                        .iter()
+                        .map(|e| e.parse::<FsEvent>())
+                        .collect::<Result<_, _>>()
+                        .map_err(|m| ValidationError::new("events", m))?
+                };
+                let debounce = match self.debounce.as_deref() {
+                    Some(d) => owl_core::duration::parse(d).map_err(|m| ValidationError::new("debounce", m))?,
+                    None => std::time::Duration::from_millis(500),
+                };
+                On::Watch {
+                    path: self.watch.clone().unwrap_or_default(),
+                    events,
+                    glob: self.glob.clone(),
+                    debounce_ms: debounce.as_millis() as u64,
+                }
+            }
             (true, None) => {
                 if self.label.is_some() || self.group.is_some() || self.schedule.is_some() {
                     return Err(ValidationError::new(
@@ -120,6 +160,14 @@ impl From<Trigger> for TriggerView {
     fn from(t: Trigger) -> Self {
         let (describe, hook_path) = match &t.spec.on {
             On::Webhook { secret_env } => (format!("webhook signed with ${secret_env}"), Some(format!("/v1/hooks/{}", t.spec.name))),
+            On::Watch { path, events, glob, .. } => (
+                format!(
+                    "files {} under {path}{}",
+                    events.iter().map(|e| e.as_str()).collect::<Vec<_>>().join("/"),
+                    glob.as_ref().map(|g| format!(" matching {g}")).unwrap_or_default()
+                ),
+                None,
+            ),
             On::TaskEvent { outcome, label, group, schedule } => {
                 let mut filters = vec![];
                 if let Some(l) = label {

@@ -237,7 +237,7 @@ pub enum ScheduleAction {
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["webhook", "on_task_succeeded", "on_task_failed", "on_task_finished"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["webhook", "on_task_succeeded", "on_task_failed", "on_task_finished", "watch"])))]
 pub struct TriggerAddArgs {
     /// A unique name; a webhook answers at /v1/hooks/<name>.
     pub name: String,
@@ -256,6 +256,18 @@ pub struct TriggerAddArgs {
     /// Start when a matching task ends in any way.
     #[arg(long)]
     pub on_task_finished: bool,
+    /// Start when files change under this directory (recursively).
+    #[arg(long, value_name = "PATH")]
+    pub watch: Option<PathBuf>,
+    /// With --watch: created, modified and/or deleted (repeat or comma-separate; default all).
+    #[arg(long = "on", value_delimiter = ',', requires = "watch", value_name = "EVENT")]
+    pub watch_on: Vec<String>,
+    /// With --watch: only files whose name matches, e.g. '*.pdf'.
+    #[arg(long, requires = "watch")]
+    pub glob: Option<String>,
+    /// With --watch: quiet time before a change counts (default 500ms).
+    #[arg(long, requires = "watch")]
+    pub debounce: Option<String>,
     /// Filter: tasks with this label.
     #[arg(long)]
     pub label: Option<String>,

@@ -27,6 +27,55 @@ impl std::str::FromStr for TaskOutcome {
     }
 }
 
+/// A change to a file under a watched path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsEvent {
+    Created,
+    Modified,
+    Deleted,
+}
+
+impl FsEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsEvent::Created => "created",
+            FsEvent::Modified => "modified",
+            FsEvent::Deleted => "deleted",
+        }
+    }
+
+    /// What a burst of changes to one file amounts to: a new file that was then written is
+    /// created; anything then deleted is deleted; a file deleted and created again is modified.
+    pub fn merge(self, next: FsEvent) -> FsEvent {
+        match (self, next) {
+            (_, FsEvent::Deleted) => FsEvent::Deleted,
+            (FsEvent::Deleted, FsEvent::Created) => FsEvent::Modified,
+            (FsEvent::Created, _) => FsEvent::Created,
+            (_, n) => n,
+        }
+    }
+}
+
+impl std::str::FromStr for FsEvent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "created" => Ok(FsEvent::Created),
+            "modified" => Ok(FsEvent::Modified),
+            "deleted" => Ok(FsEvent::Deleted),
+            other => Err(format!("`{other}` is not a file event; use created, modified or deleted")),
+        }
+    }
+}
+
+/// Whether a (debounced) change to `file` is one a watch trigger reacts to. The glob is
+/// matched against the file name.
+pub fn watch_matches(events: &[FsEvent], glob: Option<&str>, file: &std::path::Path, event: FsEvent) -> bool {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    events.contains(&event) && glob.is_none_or(|g| glob::Pattern::new(g).map(|p| p.matches(name)).unwrap_or(false))
+}
+
 /// What a trigger reacts to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -36,6 +85,8 @@ pub enum On {
     /// `POST /v1/hooks/<name>`, signed with the secret in the daemon's environment variable
     /// `secret_env` (GitHub `X-Hub-Signature-256` or Slack `v0` form).
     Webhook { secret_env: String },
+    /// Changes to files under `path` (recursively), debounced per file.
+    Watch { path: String, events: Vec<FsEvent>, glob: Option<String>, debounce_ms: u64 },
 }
 
 /// At most `max` fires per `per_ms`; fires beyond it are recorded as rate-limited.
@@ -118,6 +169,20 @@ pub fn check_trigger_spec(spec: &TriggerSpec) -> Result<(), ValidationError> {
                 ));
             }
         }
+        On::Watch { path, events, glob, debounce_ms } => {
+            if !path.starts_with('/') {
+                return Err(ValidationError::new("watch", format!("`{path}` is not an absolute path")));
+            }
+            if events.is_empty() {
+                return Err(ValidationError::new("on", "name the file events to react to: created, modified and/or deleted"));
+            }
+            if let Some(g) = glob {
+                glob::Pattern::new(g).map_err(|e| ValidationError::new("glob", format!("`{g}` is not a glob pattern: {e}")))?;
+            }
+            if *debounce_ms > 3_600_000 {
+                return Err(ValidationError::new("debounce", "at most 1h"));
+            }
+        }
         On::Webhook { secret_env } => {
             if secret_env.is_empty() || !secret_env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(ValidationError::new(
@@ -172,6 +237,18 @@ mod tests {
         let on = On::TaskEvent { outcome: TaskOutcome::Finished, label: Some("x".into()), group: None, schedule: None };
         assert!(matches(&on, &finished(TaskState::Cancelled { finished_at: Timestamp(0), reason: None }, &["x"], "d")));
         assert!(!matches(&on, &finished(TaskState::Queued, &["x"], "d")), "only finished tasks");
+    }
+
+    #[test]
+    fn watch_matching_and_event_merging() {
+        let p = std::path::Path::new("/in/report.pdf");
+        assert!(watch_matches(&[FsEvent::Created], Some("*.pdf"), p, FsEvent::Created));
+        assert!(!watch_matches(&[FsEvent::Created], Some("*.txt"), p, FsEvent::Created));
+        assert!(!watch_matches(&[FsEvent::Deleted], None, p, FsEvent::Created));
+        assert_eq!(FsEvent::Created.merge(FsEvent::Modified), FsEvent::Created);
+        assert_eq!(FsEvent::Modified.merge(FsEvent::Deleted), FsEvent::Deleted);
+        assert_eq!(FsEvent::Deleted.merge(FsEvent::Created), FsEvent::Modified);
+        assert_eq!(FsEvent::Modified.merge(FsEvent::Modified), FsEvent::Modified);
     }
 
     #[test]

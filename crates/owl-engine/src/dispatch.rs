@@ -47,7 +47,8 @@ impl DispatchLoop {
         }
         let (sched_stop_tx, sched_stop_rx) = watch::channel(false);
         let scheduler = tokio::spawn(scheduler_loop(s.clone(), sched_stop_rx.clone()));
-        let triggers = tokio::spawn(crate::triggers::trigger_loop(s.clone(), sched_stop_rx));
+        let triggers = tokio::spawn(crate::triggers::trigger_loop(s.clone(), sched_stop_rx.clone()));
+        let watches = tokio::spawn(crate::file_watch::watch_loop(s.clone(), sched_stop_rx));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<RunnerDone>();
         let mut running: HashMap<owl_core::TaskId, Running> = HashMap::new();
         let mut shutting_down = false;
@@ -113,6 +114,7 @@ impl DispatchLoop {
         let _ = sched_stop_tx.send(true);
         let _ = scheduler.await;
         let _ = triggers.await;
+        let _ = watches.await;
         tracing::info!("dispatch stopped");
     }
 

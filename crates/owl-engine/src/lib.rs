@@ -8,6 +8,7 @@
 //! and put them back in the queue without using an attempt.
 
 mod dispatch;
+mod file_watch;
 mod runner;
 pub mod scheduler;
 #[cfg(test)]
@@ -127,6 +128,8 @@ pub(crate) struct Shared {
     pub schedules_changed: tokio::sync::Notify,
     /// Wakes the trigger loop when a trigger is created, changed or removed.
     pub triggers_changed: tokio::sync::Notify,
+    /// Wakes the file-watch loop to rebuild its watchers.
+    pub watches_changed: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -177,6 +180,7 @@ impl Engine {
             shutting_down: AtomicBool::new(false),
             schedules_changed: tokio::sync::Notify::new(),
             triggers_changed: tokio::sync::Notify::new(),
+            watches_changed: tokio::sync::Notify::new(),
         });
         (Engine { shared: shared.clone() }, DispatchLoop::new(shared, rx))
     }

@@ -266,3 +266,53 @@ async fn a_new_trigger_does_not_replay_tasks_that_finished_before_it() {
     assert_eq!(f.len(), 1);
     assert_eq!(h.engine.store().list(owl_store::TaskFilter { label: Some("follow".into()), ..Default::default() }).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_watch_trigger_reacts_to_matching_files_once_per_debounced_change() {
+    let h = start(2);
+    let inbox = h.dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let mut ingest = shell("echo $OWL_WATCH_EVENT $OWL_WATCH_PATH");
+    ingest.labels = vec!["ingest".into()];
+    h.engine
+        .create_trigger(owl_core::trigger::TriggerSpec {
+            name: "inbox".into(),
+            on: owl_core::trigger::On::Watch {
+                path: inbox.display().to_string(),
+                events: vec![owl_core::trigger::FsEvent::Created],
+                glob: Some("*.pdf".into()),
+                debounce_ms: 200,
+            },
+            template: ingest,
+            rate_limit: None,
+            max_chain_depth: 5,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await; // the watcher is being set up
+    std::fs::write(inbox.join("notes.txt"), "not a pdf").unwrap();
+    // Written in several steps: one debounced "created" event.
+    let mut f = std::fs::File::create(inbox.join("report.pdf")).unwrap();
+    for _ in 0..5 {
+        std::io::Write::write_all(&mut f, b"%PDF-1.7 ...").unwrap();
+        f.sync_all().unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(f);
+    let tasks = wait_for_count(&h, "ingest", 1, Status::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let tasks_after = h.engine.store().list(owl_store::TaskFilter { label: Some("ingest".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(tasks_after.len(), 1, "one task for one debounced change, none for the .txt");
+    let log = std::fs::read_to_string(h.dir.path().join(format!("logs/{}.1.log", tasks[0].id))).unwrap();
+    assert_eq!(log, format!("created {}\n", inbox.join("report.pdf").display()));
+    // A watch on a missing directory is refused up front.
+    let mut bad = h.engine.store().get_trigger("inbox").await.unwrap().spec;
+    bad.name = "missing".into();
+    bad.on = owl_core::trigger::On::Watch {
+        path: "/nonexistent/owl-dir".into(),
+        events: vec![owl_core::trigger::FsEvent::Created],
+        glob: None,
+        debounce_ms: 0,
+    };
+    assert!(h.engine.create_trigger(bad).await.unwrap_err().to_string().contains("does not exist"));
+}

@@ -22,7 +22,7 @@ fn finished_at(t: &Task) -> Option<Timestamp> {
 }
 
 /// The task a trigger creates, marked with the trigger and its place in the chain.
-fn task_for(trigger: &Trigger, depth: u32) -> TaskSpec {
+pub(crate) fn task_for(trigger: &Trigger, depth: u32) -> TaskSpec {
     let mut t = trigger.spec.template.clone();
     let label = format!("trigger:{}", trigger.spec.name);
     if !t.labels.contains(&label) {
@@ -33,7 +33,7 @@ fn task_for(trigger: &Trigger, depth: u32) -> TaskSpec {
     t
 }
 
-fn announce(s: &Shared, r: &TriggerFired) {
+pub(crate) fn announce(s: &Shared, r: &TriggerFired) {
     if let TriggerFired::Fired(id) = r {
         s.publish(EventKind::TaskSubmitted { task_id: *id, status: owl_core::task::Status::Queued });
         let _ = s.commands.send(Command::Wake);
@@ -123,21 +123,31 @@ pub(crate) async fn trigger_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>
 
 impl Engine {
     pub async fn create_trigger(&self, spec: TriggerSpec) -> Result<Trigger, StoreError> {
+        if let On::Watch { path, .. } = &spec.on {
+            if !std::path::Path::new(path).exists() {
+                return Err(owl_core::ValidationError::new("watch", format!("{path} does not exist; create it first")).into());
+            }
+        }
         let t = self.shared.store.create_trigger(spec, self.now()).await?;
-        self.shared.triggers_changed.notify_one();
+        self.changed_triggers();
         Ok(t)
     }
 
     pub async fn set_trigger_enabled(&self, name: &str, enabled: bool) -> Result<Trigger, StoreError> {
         let t = self.shared.store.set_trigger_enabled(name, enabled, self.now()).await?;
-        self.shared.triggers_changed.notify_one();
+        self.changed_triggers();
         Ok(t)
     }
 
     pub async fn delete_trigger(&self, name: &str) -> Result<(), StoreError> {
         self.shared.store.delete_trigger(name).await?;
-        self.shared.triggers_changed.notify_one();
+        self.changed_triggers();
         Ok(())
+    }
+
+    fn changed_triggers(&self) {
+        self.shared.triggers_changed.notify_one();
+        self.shared.watches_changed.notify_one();
     }
 
     /// A webhook delivery whose signature the caller has verified: creates the trigger's

@@ -27,7 +27,15 @@ fn build(a: TriggerAddArgs) -> Result<CreateTrigger> {
         shell: a.shell,
         command: a.command,
     })?;
+    let watch = match a.watch {
+        Some(p) => Some(std::path::absolute(&p)?.display().to_string()),
+        None => None,
+    };
     Ok(CreateTrigger {
+        watch,
+        events: a.watch_on,
+        glob: a.glob,
+        debounce: a.debounce,
         name: a.name,
         webhook: a.webhook,
         secret_env: a.secret_env,

@@ -155,3 +155,40 @@ fn a_task_event_trigger_made_from_the_cli_chains_a_publish_after_a_build() {
     assert_eq!(d.owl(&["trigger", "add", "x", "--", "true"]).status.code(), Some(2), "a source is required");
     d.ok(&["trigger", "rm", "after-build"]);
 }
+
+#[test]
+fn a_watch_trigger_made_from_the_cli_ingests_new_pdfs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&tmp.path().join("data"), &[]);
+    let inbox = tmp.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let out = d.ok(&[
+        "trigger",
+        "add",
+        "inbox",
+        "--watch",
+        inbox.to_str().unwrap(),
+        "--on",
+        "created",
+        "--glob",
+        "*.pdf",
+        "--debounce",
+        "100ms",
+        "--task-label",
+        "ingest",
+        "--",
+        "sh",
+        "-c",
+        "echo $OWL_WATCH_EVENT $OWL_WATCH_PATH",
+    ]);
+    assert!(out.contains("files created under") && out.contains("matching *.pdf"), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(inbox.join("a.pdf"), "%PDF").unwrap();
+    let t = wait_for("the ingest task", Duration::from_secs(20), || {
+        let t = d.json(&["ls", "--label", "ingest"])["tasks"].as_array()?.first()?.clone();
+        (t["status"] == "succeeded").then_some(t)
+    });
+    assert_eq!(d.ok(&["logs", &t["id"].to_string()]), format!("created {}\n", inbox.join("a.pdf").display()));
+    let out = d.owl(&["trigger", "add", "x", "--watch", "/nonexistent/dir", "--", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
