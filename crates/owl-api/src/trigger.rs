@@ -1,7 +1,7 @@
 //! Wire types for triggers.
 
 use crate::{SpecDefaults, SubmitTask};
-use owl_core::trigger::{FsEvent, On, RateLimit, TaskOutcome, Trigger, TriggerSpec};
+use owl_core::trigger::{FsEvent, On, Probe, RateLimit, TaskOutcome, Trigger, TriggerSpec};
 use owl_core::{Timestamp, ValidationError};
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,18 @@ pub struct CreateTrigger {
     /// With `watch`: quiet time before a change counts (default 500ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debounce: Option<String>,
+    /// An expression over facts, e.g. `disk_free_percent < 10`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// A shell command: the condition is true when it exits 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+    /// With `condition`/`probe`: how often to check (default 1m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// With `condition`/`probe`: quiet time after a fire (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,14 +58,39 @@ pub struct CreateTrigger {
 
 impl CreateTrigger {
     pub fn into_spec(self, task_defaults: &SpecDefaults, now: Timestamp) -> Result<TriggerSpec, ValidationError> {
-        let sources = [self.webhook, self.on_task.is_some(), self.watch.is_some()].iter().filter(|b| **b).count();
+        let is_condition = self.condition.is_some() || self.probe.is_some();
+        let sources = [self.webhook, self.on_task.is_some(), self.watch.is_some(), self.condition.is_some(), self.probe.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
         if sources > 1 {
-            return Err(ValidationError::new("webhook", "give one of `webhook`, `on_task` and `watch`"));
+            return Err(ValidationError::new("webhook", "give one of `webhook`, `on_task`, `watch`, `condition` and `probe`"));
+        }
+        if !is_condition && (self.every.is_some() || self.cooldown.is_some()) {
+            return Err(ValidationError::new("every", "every and cooldown apply to `condition` and `probe` triggers"));
         }
         if self.watch.is_none() && (!self.events.is_empty() || self.glob.is_some() || self.debounce.is_some()) {
             return Err(ValidationError::new("events", "events, glob and debounce apply to `watch` triggers"));
         }
         let on = match (self.webhook, self.on_task) {
+            _ if is_condition => {
+                let probe = match (self.condition, self.probe) {
+                    (Some(e), None) => Probe::Expr(e),
+                    (None, Some(c)) => Probe::Shell(c),
+                    _ => unreachable!("counted above"),
+                };
+                let dur = |field: &str, v: Option<&str>, default: u64| -> Result<u64, ValidationError> {
+                    Ok(match v {
+                        Some(v) => owl_core::duration::parse(v).map_err(|m| ValidationError::new(field, m))?.as_millis() as u64,
+                        None => default,
+                    })
+                };
+                On::Condition {
+                    probe,
+                    every_ms: dur("every", self.every.as_deref(), 60_000)?,
+                    cooldown_ms: dur("cooldown", self.cooldown.as_deref(), 0)?,
+                }
+            }
             _ if self.watch.is_some() => {
                 let events = if self.events.is_empty() {
                     vec![FsEvent::Created, FsEvent::Modified, FsEvent::Deleted]
@@ -160,6 +197,22 @@ impl From<Trigger> for TriggerView {
     fn from(t: Trigger) -> Self {
         let (describe, hook_path) = match &t.spec.on {
             On::Webhook { secret_env } => (format!("webhook signed with ${secret_env}"), Some(format!("/v1/hooks/{}", t.spec.name))),
+            On::Condition { probe, every_ms, cooldown_ms } => (
+                format!(
+                    "when {} turns true (checked every {}{})",
+                    match probe {
+                        Probe::Expr(e) => format!("`{e}`"),
+                        Probe::Shell(c) => format!("probe `{c}`"),
+                    },
+                    owl_core::duration::format(std::time::Duration::from_millis(*every_ms)),
+                    if *cooldown_ms > 0 {
+                        format!(", cooldown {}", owl_core::duration::format(std::time::Duration::from_millis(*cooldown_ms)))
+                    } else {
+                        String::new()
+                    }
+                ),
+                None,
+            ),
             On::Watch { path, events, glob, .. } => (
                 format!(
                     "files {} under {path}{}",

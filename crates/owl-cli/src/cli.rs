@@ -237,7 +237,7 @@ pub enum ScheduleAction {
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["webhook", "on_task_succeeded", "on_task_failed", "on_task_finished", "watch"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["webhook", "on_task_succeeded", "on_task_failed", "on_task_finished", "watch", "condition", "probe"])))]
 pub struct TriggerAddArgs {
     /// A unique name; a webhook answers at /v1/hooks/<name>.
     pub name: String,
@@ -268,6 +268,19 @@ pub struct TriggerAddArgs {
     /// With --watch: quiet time before a change counts (default 500ms).
     #[arg(long, requires = "watch")]
     pub debounce: Option<String>,
+    /// Start when this expression turns true, e.g. 'disk_free_percent < 10' (facts: queue_depth,
+    /// running, failures_last_hour, disk_free_percent, memory_free_percent, load_average).
+    #[arg(long, value_name = "EXPR")]
+    pub condition: Option<String>,
+    /// Start when this shell command starts exiting 0.
+    #[arg(long, value_name = "COMMAND")]
+    pub probe: Option<String>,
+    /// With --condition/--probe: how often to check (default 1m).
+    #[arg(long)]
+    pub every: Option<String>,
+    /// With --condition/--probe: no second fire within this time.
+    #[arg(long)]
+    pub cooldown: Option<String>,
     /// Filter: tasks with this label.
     #[arg(long)]
     pub label: Option<String>,

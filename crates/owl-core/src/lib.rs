@@ -9,6 +9,7 @@ pub mod config;
 pub mod deps;
 pub mod duration;
 pub mod event;
+pub mod expr;
 pub mod layout;
 pub mod lifecycle;
 pub mod schedule;

@@ -87,6 +87,19 @@ pub enum On {
     Webhook { secret_env: String },
     /// Changes to files under `path` (recursively), debounced per file.
     Watch { path: String, events: Vec<FsEvent>, glob: Option<String>, debounce_ms: u64 },
+    /// Checked every `every_ms`; fires when it turns from false to true, at most once per
+    /// `cooldown_ms`.
+    Condition { probe: Probe, every_ms: u64, cooldown_ms: u64 },
+}
+
+/// How a condition is checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    /// An expression in the condition language (see [`crate::expr`]).
+    Expr(String),
+    /// A shell command: true when it exits 0.
+    Shell(String),
 }
 
 /// At most `max` fires per `per_ms`; fires beyond it are recorded as rate-limited.
@@ -181,6 +194,22 @@ pub fn check_trigger_spec(spec: &TriggerSpec) -> Result<(), ValidationError> {
             }
             if *debounce_ms > 3_600_000 {
                 return Err(ValidationError::new("debounce", "at most 1h"));
+            }
+        }
+        On::Condition { probe, every_ms, cooldown_ms } => {
+            if let Probe::Expr(e) = probe {
+                crate::expr::Expr::parse(e).map_err(|err| ValidationError::new("condition", err.to_string()))?;
+            }
+            if let Probe::Shell(c) = probe {
+                if c.trim().is_empty() {
+                    return Err(ValidationError::new("probe", "the probe command is empty"));
+                }
+            }
+            if *every_ms < 1000 {
+                return Err(ValidationError::new("every", "check at most once a second (--every 1s or more)"));
+            }
+            if *cooldown_ms > 30 * 86_400_000 {
+                return Err(ValidationError::new("cooldown", "at most 30 days"));
             }
         }
         On::Webhook { secret_env } => {

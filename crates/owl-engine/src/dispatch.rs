@@ -48,7 +48,8 @@ impl DispatchLoop {
         let (sched_stop_tx, sched_stop_rx) = watch::channel(false);
         let scheduler = tokio::spawn(scheduler_loop(s.clone(), sched_stop_rx.clone()));
         let triggers = tokio::spawn(crate::triggers::trigger_loop(s.clone(), sched_stop_rx.clone()));
-        let watches = tokio::spawn(crate::file_watch::watch_loop(s.clone(), sched_stop_rx));
+        let watches = tokio::spawn(crate::file_watch::watch_loop(s.clone(), sched_stop_rx.clone()));
+        let conditions = tokio::spawn(crate::conditions::condition_loop(s.clone(), sched_stop_rx));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<RunnerDone>();
         let mut running: HashMap<owl_core::TaskId, Running> = HashMap::new();
         let mut shutting_down = false;
@@ -115,6 +116,7 @@ impl DispatchLoop {
         let _ = scheduler.await;
         let _ = triggers.await;
         let _ = watches.await;
+        let _ = conditions.await;
         tracing::info!("dispatch stopped");
     }
 

@@ -7,6 +7,7 @@
 //! fixed sequence: stop claiming, let running tasks finish within the grace, then stop them
 //! and put them back in the queue without using an attempt.
 
+mod conditions;
 mod dispatch;
 mod file_watch;
 mod runner;
@@ -130,6 +131,8 @@ pub(crate) struct Shared {
     pub triggers_changed: tokio::sync::Notify,
     /// Wakes the file-watch loop to rebuild its watchers.
     pub watches_changed: tokio::sync::Notify,
+    /// Wakes the condition loop to re-read its conditions.
+    pub conditions_changed: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -181,6 +184,7 @@ impl Engine {
             schedules_changed: tokio::sync::Notify::new(),
             triggers_changed: tokio::sync::Notify::new(),
             watches_changed: tokio::sync::Notify::new(),
+            conditions_changed: tokio::sync::Notify::new(),
         });
         (Engine { shared: shared.clone() }, DispatchLoop::new(shared, rx))
     }

@@ -316,3 +316,67 @@ async fn a_file_watch_trigger_reacts_to_matching_files_once_per_debounced_change
     };
     assert!(h.engine.create_trigger(bad).await.unwrap_err().to_string().contains("does not exist"));
 }
+
+fn condition(name: &str, probe: owl_core::trigger::Probe, cooldown_ms: u64, label: &str) -> owl_core::trigger::TriggerSpec {
+    let mut t = shell("echo $OWL_CONDITION");
+    t.labels = vec![label.into()];
+    owl_core::trigger::TriggerSpec {
+        name: name.into(),
+        on: owl_core::trigger::On::Condition { probe, every_ms: 1000, cooldown_ms },
+        template: t,
+        rate_limit: None,
+        max_chain_depth: 5,
+    }
+}
+
+async fn count(h: &Harness, label: &str) -> usize {
+    h.engine.store().list(owl_store::TaskFilter { label: Some(label.into()), ..Default::default() }).await.unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_condition_fires_on_each_false_to_true_edge_only() {
+    let h = start(2);
+    let flag = h.dir.path().join("flag");
+    let probe = owl_core::trigger::Probe::Shell(format!("test -f {}", flag.display()));
+    h.engine.create_trigger(condition("flag", probe, 0, "edge")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(count(&h, "edge").await, 0, "false: nothing");
+    std::fs::write(&flag, "").unwrap();
+    wait_for_count(&h, "edge", 1, Status::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(count(&h, "edge").await, 1, "still true: no second fire");
+    std::fs::remove_file(&flag).unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    std::fs::write(&flag, "").unwrap();
+    wait_for_count(&h, "edge", 2, Status::Succeeded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expression_condition_reads_facts_and_respects_its_cooldown() {
+    let h = start(2);
+    let expr = owl_core::trigger::Probe::Expr("running >= 1".into());
+    h.engine.create_trigger(condition("busy", expr, 3_600_000, "busy")).await.unwrap();
+    let gate = h.dir.path().join("gate");
+    let g = gate.display().to_string();
+    let first = submit(&h, shell(&format!("while [ ! -f {g} ]; do sleep 0.05; done"))).await;
+    let fired = wait_for_count(&h, "busy", 1, Status::Succeeded).await;
+    let log = std::fs::read_to_string(h.dir.path().join(format!("logs/{}.1.log", fired[0].id))).unwrap();
+    assert_eq!(log, "running >= 1\n");
+    std::fs::write(&gate, "").unwrap();
+    wait_status(&h, first, &[Status::Succeeded]).await;
+    std::fs::remove_file(&gate).unwrap();
+    // Running >= 1 becomes false (the triggered task is quick), then true again: in cooldown.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let second = submit(&h, shell(&format!("while [ ! -f {g} ]; do sleep 0.05; done"))).await;
+    for _ in 0..300 {
+        if h.engine.store().get_trigger("busy").await.unwrap().refused >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    std::fs::write(&gate, "").unwrap();
+    wait_status(&h, second, &[Status::Succeeded]).await;
+    let t = h.engine.store().get_trigger("busy").await.unwrap();
+    assert_eq!((t.fired, t.refused), (1, 1), "the second edge fell in the cooldown");
+    assert!(h.engine.store().trigger_history("busy", 5).await.unwrap()[0].reason.as_deref().unwrap().contains("cooldown"));
+}

@@ -148,6 +148,7 @@ impl Engine {
     fn changed_triggers(&self) {
         self.shared.triggers_changed.notify_one();
         self.shared.watches_changed.notify_one();
+        self.shared.conditions_changed.notify_one();
     }
 
     /// A webhook delivery whose signature the caller has verified: creates the trigger's

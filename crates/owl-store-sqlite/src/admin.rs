@@ -324,6 +324,19 @@ impl Store for SqliteStore {
         })
         .await
     }
+    async fn failures_since(&self, since: Timestamp) -> Result<u64, StoreError> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT count(DISTINCT f.task_id) FROM task_finishes f JOIN tasks t ON t.id = f.task_id \
+                 WHERE f.at >= ?1 AND t.status IN ('failed', 'timed_out')",
+            )
+            .map_err(backend)?
+            .query_row([since.0], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+        .await
+    }
     async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_string();
         self.read(move |c| {

@@ -120,6 +120,7 @@ CREATE TABLE task_finishes (
     task_id INTEGER NOT NULL,
     at      INTEGER NOT NULL
 );
+CREATE INDEX task_finishes_by_time ON task_finishes(at);
 
 CREATE TABLE triggers (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -608,6 +608,7 @@ pub async fn finished_tasks_are_walked_in_order_by_cursor(s: DynStore) {
     s.complete(done(a, 2, RunOutcome::Succeeded, T0)).await.unwrap();
     let again: Vec<TaskId> = s.finished_after(walk[2].0, 10).await.unwrap().iter().map(|(_, t)| t.id).collect();
     assert_eq!(again, vec![a], "a task that finishes again is a new finish");
+    assert_eq!(s.failures_since(T0).await.unwrap(), 0, "a was retried and succeeded; d failed because of a dependency");
     assert_eq!(s.kv_get("cursor").await.unwrap(), None);
     s.kv_set("cursor", "1").await.unwrap();
     s.kv_set("cursor", "2").await.unwrap();

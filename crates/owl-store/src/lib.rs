@@ -99,6 +99,8 @@ pub trait Store: Send + Sync + 'static {
     async fn finished_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, Task)>, StoreError>;
     /// The last position of the finish log (0 when empty).
     async fn last_finish(&self) -> Result<i64, StoreError>;
+    /// Tasks that failed or timed out since `since` (a fact for conditions).
+    async fn failures_since(&self, since: Timestamp) -> Result<u64, StoreError>;
     async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn kv_set(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }

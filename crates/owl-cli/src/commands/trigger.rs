@@ -32,6 +32,10 @@ fn build(a: TriggerAddArgs) -> Result<CreateTrigger> {
         None => None,
     };
     Ok(CreateTrigger {
+        condition: a.condition,
+        probe: a.probe,
+        every: a.every,
+        cooldown: a.cooldown,
         watch,
         events: a.watch_on,
         glob: a.glob,

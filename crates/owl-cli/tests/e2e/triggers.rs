@@ -192,3 +192,29 @@ fn a_watch_trigger_made_from_the_cli_ingests_new_pdfs() {
     let out = d.owl(&["trigger", "add", "x", "--watch", "/nonexistent/dir", "--", "true"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+#[test]
+fn condition_triggers_are_created_and_bad_expressions_shown_where_they_are_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&tmp.path().join("data"), &[]);
+    let out = d.ok(&[
+        "trigger",
+        "add",
+        "disk",
+        "--condition",
+        "disk_free_percent < 10",
+        "--every",
+        "1m",
+        "--cooldown",
+        "1h",
+        "--",
+        "./cleanup.sh",
+    ]);
+    assert!(out.contains("when `disk_free_percent < 10` turns true (checked every 1m, cooldown 1h)"), "{out}");
+    let out = d.owl(&["trigger", "add", "bad", "--condition", "disk_free < 10", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown name `disk_free`") && err.contains("disk_free_percent") && err.contains("\n  ^"), "{err}");
+    let out = d.owl(&["trigger", "add", "bad", "--condition", "queue_depth = 3", "--", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`==`"));
+}
