@@ -33,7 +33,8 @@ fn now() -> Timestamp {
 
 /// An engine that schedules but runs nothing (0 workers), so only scheduling is measured.
 fn start_engine(dir: &std::path::Path) -> (Engine, tokio::task::JoinHandle<()>) {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("owl.db"), Durability::Full).unwrap());
+    let durability = if std::env::var_os("OWL_BENCH_NORMAL_SYNC").is_some() { Durability::Normal } else { Durability::Full };
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("owl.db"), durability).unwrap());
     let cfg = EngineConfig {
         node: "bench".into(),
         workers: 0,

@@ -147,10 +147,7 @@ impl DispatchLoop {
             }
         }
         *due = match s.store.next_due().await? {
-            Some(t) => {
-                let wait = t.since(s.clock.now());
-                Some(Instant::now() + wait)
-            }
+            Some(t) => Some(wake_at(t, s.clock.now())),
             None => None,
         };
         Ok(())
@@ -212,6 +209,13 @@ impl DispatchLoop {
     }
 }
 
+/// When to wake for an instant `t`, given the clock's `now`. Both are whole milliseconds and
+/// `now` is truncated, so waking exactly `t - now` later can land just before `t`, find nothing
+/// due and cost a second pass; one millisecond more makes sure `t` has come.
+fn wake_at(t: owl_core::Timestamp, now: owl_core::Timestamp) -> Instant {
+    Instant::now() + t.since(now) + Duration::from_millis(1)
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
@@ -260,7 +264,7 @@ async fn scheduler_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
         }
         let (wake, has_pending) = match scheduler.next_wake().await {
-            Ok((next, pending)) if !failed => (next.map(|t| Instant::now() + t.since(s.clock.now())), pending),
+            Ok((next, pending)) if !failed => (next.map(|t| wake_at(t, s.clock.now())), pending),
             Ok(_) => (Some(Instant::now() + STORE_RETRY), false),
             Err(e) => {
                 tracing::error!(error = %e, "scheduler cannot read its next wake; retrying shortly");
