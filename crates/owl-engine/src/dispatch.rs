@@ -146,10 +146,7 @@ impl DispatchLoop {
                 tokio::spawn(run_task(s.clone(), task, cfg.clone(), stop_rx, done_tx.clone()));
             }
         }
-        *due = match s.store.next_due().await? {
-            Some(t) => Some(wake_at(t, s.clock.now())),
-            None => None,
-        };
+        *due = s.store.next_due().await?.map(|t| wake_at(t, s.clock.now()));
         Ok(())
     }
 
