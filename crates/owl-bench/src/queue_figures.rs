@@ -100,7 +100,7 @@ async fn claim_complete(n: usize, width: usize) -> f64 {
     done as f64 / t.elapsed().as_secs_f64()
 }
 
-fn engine_config(workers: usize) -> EngineConfig {
+pub(crate) fn engine_config(workers: usize) -> EngineConfig {
     EngineConfig {
         node: "bench".into(),
         workers,

@@ -4,7 +4,7 @@
 use crate::{percentile, round2};
 use owl_core::schedule::{Misfire, Overlap, ScheduleSpec, When};
 use owl_core::{Command, EventKind, TaskSpec, Timestamp};
-use owl_engine::{Engine, EngineConfig, SystemClock};
+use owl_engine::{Engine, SystemClock};
 use owl_store::{Store, TaskFilter};
 use owl_store_sqlite::{Durability, SqliteStore};
 use serde_json::{json, Value};
@@ -35,18 +35,7 @@ fn now() -> Timestamp {
 fn start_engine(dir: &std::path::Path) -> (Engine, tokio::task::JoinHandle<()>) {
     let durability = if std::env::var_os("OWL_BENCH_NORMAL_SYNC").is_some() { Durability::Normal } else { Durability::Full };
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("owl.db"), durability).unwrap());
-    let cfg = EngineConfig {
-        node: "bench".into(),
-        workers: 0,
-        lease: Duration::from_secs(30),
-        kill_grace: Duration::from_secs(1),
-        shutdown_grace: Duration::from_secs(1),
-        log_max_bytes: 1 << 20,
-        retry: Default::default(),
-        default_timeout: None,
-        default_retries: 0,
-        schedules: Default::default(),
-    };
+    let cfg = crate::queue_figures::engine_config(0);
     let (engine, dispatch) = Engine::new(store, owl_core::layout::DataLayout::new(dir), cfg, Arc::new(SystemClock));
     (engine, tokio::spawn(dispatch.run(true)))
 }

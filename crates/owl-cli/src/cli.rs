@@ -92,12 +92,21 @@ pub struct DaemonArgs {
     pub workers: Option<u32>,
 }
 
-/// What a task runs and how: shared by `owl add` and `owl schedule add`.
+/// The task's group and labels, for `owl add` and `owl schedule add` (`owl trigger add` uses
+/// `--group`/`--label` as event filters and has `--task-group`/`--task-label` instead).
 #[derive(Args, Debug)]
-pub struct TaskArgs {
+pub struct TaskTagArgs {
     /// Group (each group can have a parallel limit).
     #[arg(long, short)]
     pub group: Option<String>,
+    /// Label (repeatable).
+    #[arg(long, short)]
+    pub label: Vec<String>,
+}
+
+/// What a task runs and how: shared by `owl add`, `owl schedule add` and `owl trigger add`.
+#[derive(Args, Debug)]
+pub struct TaskArgs {
     /// Higher runs first.
     #[arg(long, short, default_value_t = 0, allow_hyphen_values = true)]
     pub priority: i32,
@@ -110,9 +119,6 @@ pub struct TaskArgs {
     /// Environment for the task, KEY=VALUE (repeatable).
     #[arg(long, short, value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// Label (repeatable).
-    #[arg(long, short)]
-    pub label: Vec<String>,
     /// Working directory (default: the task's own workspace under the data dir).
     #[arg(long)]
     pub cwd: Option<PathBuf>,
@@ -138,6 +144,8 @@ pub struct AddArgs {
     /// Idempotency key: submitting the same key again returns the existing task.
     #[arg(long)]
     pub key: Option<String>,
+    #[command(flatten)]
+    pub tags: TaskTagArgs,
     #[command(flatten)]
     pub task: TaskArgs,
 }
@@ -197,6 +205,8 @@ pub struct ScheduleAddArgs {
     /// Stop after this many runs.
     #[arg(long)]
     pub max_runs: Option<u64>,
+    #[command(flatten)]
+    pub tags: TaskTagArgs,
     #[command(flatten)]
     pub task: TaskArgs,
 }
@@ -302,21 +312,8 @@ pub struct TriggerAddArgs {
     /// The created task's labels (repeatable).
     #[arg(long)]
     pub task_label: Vec<String>,
-    #[arg(long, short, default_value_t = 0, allow_hyphen_values = true)]
-    pub priority: i32,
-    #[arg(long)]
-    pub timeout: Option<String>,
-    #[arg(long)]
-    pub retries: Option<u32>,
-    #[arg(long, short, value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
-    #[arg(long)]
-    pub cwd: Option<PathBuf>,
-    #[arg(long)]
-    pub shell: bool,
-    /// The command and its arguments, after `--`.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
+    #[command(flatten)]
+    pub task: TaskArgs,
 }
 
 // Parsed once per process: the size of a variant does not matter.

@@ -1,13 +1,13 @@
 //! `owl add`: queue a task.
 
-use crate::cli::{AddArgs, TaskArgs};
+use crate::cli::{AddArgs, TaskArgs, TaskTagArgs};
 use crate::client::Client;
 use anyhow::{bail, Result};
 use owl_api::{SubmitTask, Submitted};
 use std::collections::BTreeMap;
 
 /// The task part, shared with `owl schedule add`.
-pub fn build_task(args: TaskArgs) -> Result<SubmitTask> {
+pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
     let mut env = BTreeMap::new();
     for e in &args.env {
         match e.split_once('=') {
@@ -43,7 +43,7 @@ pub fn build_task(args: TaskArgs) -> Result<SubmitTask> {
         shell,
         env,
         priority: args.priority,
-        group: args.group,
+        group: tags.group,
         run_at: None,
         delay: None,
         timeout: args.timeout,
@@ -51,7 +51,7 @@ pub fn build_task(args: TaskArgs) -> Result<SubmitTask> {
         after: vec![],
         after_items: vec![],
         idempotency_key: None,
-        labels: args.label,
+        labels: tags.label,
         cwd,
     })
 }
@@ -63,7 +63,7 @@ pub fn build(args: AddArgs) -> Result<SubmitTask> {
         .filter(|a| !a.trim().is_empty())
         .map(|a| a.parse().map_err(|m: String| anyhow::anyhow!("--after: {m}")))
         .collect::<Result<Vec<_>>>()?;
-    let mut t = build_task(args.task)?;
+    let mut t = build_task(args.task, args.tags)?;
     t.after = after;
     t.run_at = args.at;
     t.delay = args.delay;

@@ -23,7 +23,7 @@ fn build(a: ScheduleAddArgs) -> Result<CreateSchedule> {
         jitter: a.jitter,
         until: a.until,
         max_runs: a.max_runs,
-        task: crate::commands::add::build_task(a.task)?,
+        task: crate::commands::add::build_task(a.task, a.tags)?,
     })
 }
 

@@ -1,6 +1,6 @@
 //! `owl trigger ...`.
 
-use crate::cli::{TaskArgs, TriggerAction, TriggerAddArgs};
+use crate::cli::{TaskTagArgs, TriggerAction, TriggerAddArgs};
 use crate::client::Client;
 use crate::output::{now, print_json, relative, table, truncate};
 use anyhow::Result;
@@ -16,17 +16,7 @@ fn build(a: TriggerAddArgs) -> Result<CreateTrigger> {
     } else {
         None
     };
-    let task = crate::commands::add::build_task(TaskArgs {
-        group: a.task_group,
-        priority: a.priority,
-        timeout: a.timeout,
-        retries: a.retries,
-        env: a.env,
-        label: a.task_label,
-        cwd: a.cwd,
-        shell: a.shell,
-        command: a.command,
-    })?;
+    let task = crate::commands::add::build_task(a.task, TaskTagArgs { group: a.task_group, label: a.task_label })?;
     let watch = match a.watch {
         Some(p) => Some(std::path::absolute(&p)?.display().to_string()),
         None => None,
