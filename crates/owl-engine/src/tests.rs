@@ -380,3 +380,36 @@ async fn an_expression_condition_reads_facts_and_respects_its_cooldown() {
     assert_eq!((t.fired, t.refused), (1, 1), "the second edge fell in the cooldown");
     assert!(h.engine.store().trigger_history("busy", 5).await.unwrap()[0].reason.as_deref().unwrap().contains("cooldown"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_loop_that_starts_late_still_sees_tasks_that_finished_after_the_trigger() {
+    // The engine's loops are not running yet: the trigger exists and a matching task finishes
+    // before the trigger loop's first walk, the worst case for where its cursor starts.
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn owl_store::Store> = Arc::new(SqliteStore::open(&dir.path().join("owl.db"), Durability::Full).unwrap());
+    let (engine, dispatch) = Engine::new(store.clone(), DataLayout::new(dir.path()), config(2), Arc::new(SystemClock));
+    let mut publish = shell("true");
+    publish.labels = vec!["publish".into()];
+    engine.create_trigger(trigger("late-loop", "build", publish, 5)).await.unwrap();
+    let mut build = shell("true");
+    build.labels = vec!["build".into()];
+    let id = engine.submit(vec![NewTask::new(build)]).await.unwrap()[0].id;
+    let c = store.claim(owl_store::Claim { node: "n".into(), now: engine.now(), lease: Duration::from_secs(30), limit: 1 }).await.unwrap();
+    assert_eq!(c[0].id, id);
+    store
+        .complete(owl_store::Completion {
+            id,
+            attempt: 1,
+            outcome: owl_core::RunOutcome::Succeeded,
+            exit_code: Some(0),
+            signal: None,
+            now: engine.now(),
+            policy: Default::default(),
+            jitter: 0.0,
+        })
+        .await
+        .unwrap();
+    let h = Harness { engine, dir, handle: tokio::spawn(dispatch.run(true)) };
+    let done = wait_for_count(&h, "publish", 1, Status::Succeeded).await;
+    assert_eq!(done[0].spec.env.get("OWL_TRIGGER_TASK"), Some(&id.to_string()));
+}

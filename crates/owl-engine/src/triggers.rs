@@ -42,21 +42,23 @@ pub(crate) fn announce(s: &Shared, r: &TriggerFired) {
 
 /// Offers every finished task after the cursor to the task-event triggers, then moves it.
 async fn walk(s: &Shared) -> Result<(), StoreError> {
+    // Taken before the list is read: a trigger created after this moment is not in the list,
+    // and only cares about finishes stamped after its own creation, which is later still.
+    let listed_at = s.clock.now();
     let triggers: Vec<Trigger> =
         s.store.list_triggers().await?.into_iter().filter(|t| t.enabled && matches!(t.spec.on, On::TaskEvent { .. })).collect();
     let stored: Option<i64> = s.store.kv_get(CURSOR_KEY).await?.and_then(|v| v.parse().ok());
-    if triggers.is_empty() || stored.is_none() {
-        // Nothing listens yet, or this is the first walk: start after what has already
-        // finished, not from a backlog, and persist it so the next walk continues from here.
-        let last = s.store.last_finish().await?;
-        s.store.kv_set(CURSOR_KEY, &last.to_string()).await?;
-        if triggers.is_empty() {
+    let mut cursor = match (stored, triggers.iter().map(|t| t.created_at).min()) {
+        // Nothing listens: move past what finished before the list was read.
+        (_, None) => {
+            let from = s.store.last_finish_before(listed_at).await?.max(stored.unwrap_or(0));
+            s.store.kv_set(CURSOR_KEY, &from.to_string()).await?;
             return Ok(());
         }
-    }
-    let mut cursor = match stored {
-        Some(c) => c,
-        None => s.store.kv_get(CURSOR_KEY).await?.and_then(|v| v.parse().ok()).unwrap_or(0),
+        (Some(c), Some(_)) => c,
+        // First walk with listeners: start before the oldest listener was created, so nothing
+        // it should see is skipped however late this walk runs.
+        (None, Some(oldest)) => s.store.last_finish_before(oldest).await?,
     };
     loop {
         let batch = s.store.finished_after(cursor, 500).await?;

@@ -315,11 +315,11 @@ impl Store for SqliteStore {
         })
         .await
     }
-    async fn last_finish(&self) -> Result<i64, StoreError> {
-        self.read(|c| {
-            c.prepare_cached("SELECT coalesce(max(seq), 0) FROM task_finishes")
+    async fn last_finish_before(&self, before: Timestamp) -> Result<i64, StoreError> {
+        self.read(move |c| {
+            c.prepare_cached("SELECT coalesce(max(seq), 0) FROM task_finishes WHERE at < ?1")
                 .map_err(backend)?
-                .query_row([], |r| r.get(0))
+                .query_row([before.0], |r| r.get(0))
                 .map_err(backend)
         })
         .await

@@ -592,7 +592,7 @@ pub async fn finished_tasks_are_walked_in_order_by_cursor(s: DynStore) {
     dep.depends_on = vec![a];
     let d = add(&s, dep).await;
     claim(&s, T0, 2).await;
-    assert_eq!(s.last_finish().await.unwrap(), 0);
+    assert_eq!(s.last_finish_before(Timestamp(i64::MAX)).await.unwrap(), 0);
     // b's completion was computed later but commits first: the log follows commit order.
     s.complete(done(b, 1, RunOutcome::Succeeded, T0.plus(Duration::from_secs(2)))).await.unwrap();
     s.complete(fail(a, 1, T0.plus(Duration::from_secs(1)))).await.unwrap();
@@ -602,7 +602,13 @@ pub async fn finished_tasks_are_walked_in_order_by_cursor(s: DynStore) {
     let first = walk[0].0;
     let rest: Vec<TaskId> = s.finished_after(first, 10).await.unwrap().iter().map(|(_, t)| t.id).collect();
     assert_eq!(rest, vec![a, d]);
-    assert_eq!(s.last_finish().await.unwrap(), walk[2].0);
+    assert_eq!(s.last_finish_before(Timestamp(i64::MAX)).await.unwrap(), walk[2].0);
+    assert_eq!(
+        s.last_finish_before(T0.plus(Duration::from_secs(2))).await.unwrap(),
+        walk[1].0.max(walk[2].0),
+        "stamped before 2 s: a and d"
+    );
+    assert_eq!(s.last_finish_before(T0).await.unwrap(), 0);
     s.retry(a, T0).await.unwrap();
     claim(&s, T0, 1).await;
     s.complete(done(a, 2, RunOutcome::Succeeded, T0)).await.unwrap();

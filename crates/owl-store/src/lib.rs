@@ -97,8 +97,9 @@ pub trait Store: Send + Sync + 'static {
     /// log, oldest first, with their positions. A task finishing again (after `retry`)
     /// appears again.
     async fn finished_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, Task)>, StoreError>;
-    /// The last position of the finish log (0 when empty).
-    async fn last_finish(&self) -> Result<i64, StoreError>;
+    /// The last position of the finish log among finishes stamped before `before` (0 when
+    /// none): where a consumer that only cares about later finishes can start.
+    async fn last_finish_before(&self, before: Timestamp) -> Result<i64, StoreError>;
     /// Tasks that failed or timed out since `since` (a fact for conditions).
     async fn failures_since(&self, since: Timestamp) -> Result<u64, StoreError>;
     async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError>;
