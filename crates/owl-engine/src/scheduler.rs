@@ -67,7 +67,9 @@ impl Scheduler {
 
     /// One pass over every due schedule. `jitter` yields numbers in [0, 1).
     pub async fn tick(&mut self, now: Timestamp, jitter: &mut (dyn FnMut() -> f64 + Send)) -> Result<TickReport, StoreError> {
+        let t0 = std::time::Instant::now();
         let due = self.store.due_schedules(now).await?;
+        let t_due = t0.elapsed();
         let mut report = TickReport::default();
         // The status of each schedule's latest task, in batches.
         let ids: Vec<TaskId> = due.iter().filter_map(|s| s.last_task_id).collect();
@@ -77,6 +79,7 @@ impl Scheduler {
                 active.insert(t.id, !t.state.is_terminal());
             }
         }
+        let t_active = t0.elapsed();
         let mut passes = Vec::with_capacity(due.len());
         for s in &due {
             let Some(compiled) = self.compiled(s) else { continue };
@@ -93,6 +96,13 @@ impl Scheduler {
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
+        tracing::debug!(
+            due = due.len(),
+            due_us = t_due.as_micros() as u64,
+            active_us = t_active.as_micros() as u64,
+            applied_us = t0.elapsed().as_micros() as u64,
+            "scheduler pass"
+        );
         for (name, r) in results {
             match r {
                 Ok(created) => report.created.extend(created.into_iter().map(|(slot, id)| (name.clone(), slot, id))),

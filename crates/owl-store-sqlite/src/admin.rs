@@ -221,21 +221,30 @@ impl Store for SqliteStore {
         self.write(move |c| crate::schedules::delete(c, &name)).await
     }
     async fn due_schedules(&self, now: Timestamp) -> Result<Vec<Schedule>, StoreError> {
+        // Two index-driven queries: an OR of the two conditions makes SQLite scan every
+        // schedule. INDEXED BY: left to itself, the planner answers the second one by walking
+        // schedules_due over every future schedule; the partial index holds only the few
+        // schedules with a buffered slot.
         self.read(move |c| {
-            crate::schedules::list(
+            let mut due = crate::schedules::list(c, "WHERE state = 'active' AND next_fire_at <= ?1 ORDER BY next_fire_at", &[now.0])?;
+            let buffered = crate::schedules::list(
                 c,
-                "WHERE state = 'active' AND (next_fire_at <= ?1 OR pending_slot IS NOT NULL) ORDER BY next_fire_at",
+                "INDEXED BY schedules_pending WHERE pending_slot IS NOT NULL AND state = 'active' AND (next_fire_at IS NULL OR next_fire_at > ?1)",
                 &[now.0],
-            )
+            )?;
+            due.extend(buffered);
+            Ok(due)
         })
         .await
     }
     async fn any_pending_slot(&self) -> Result<bool, StoreError> {
         self.read(|c| {
-            c.prepare_cached("SELECT EXISTS (SELECT 1 FROM schedules WHERE pending_slot IS NOT NULL AND state = 'active')")
-                .map_err(backend)?
-                .query_row([], |r| r.get::<_, bool>(0))
-                .map_err(backend)
+            c.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM schedules INDEXED BY schedules_pending WHERE pending_slot IS NOT NULL AND state = 'active')",
+            )
+            .map_err(backend)?
+            .query_row([], |r| r.get::<_, bool>(0))
+            .map_err(backend)
         })
         .await
     }
