@@ -346,7 +346,8 @@ async fn a_condition_fires_on_each_false_to_true_edge_only() {
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(count(&h, "edge").await, 1, "still true: no second fire");
     std::fs::remove_file(&flag).unwrap();
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Long enough for at least two 1 s checks to see it false, even on a loaded machine.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
     std::fs::write(&flag, "").unwrap();
     wait_for_count(&h, "edge", 2, Status::Succeeded).await;
 }
@@ -366,9 +367,10 @@ async fn an_expression_condition_reads_facts_and_respects_its_cooldown() {
     wait_status(&h, first, &[Status::Succeeded]).await;
     std::fs::remove_file(&gate).unwrap();
     // Running >= 1 becomes false (the triggered task is quick), then true again: in cooldown.
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Long enough for at least two 1 s checks to see it false, even on a loaded machine.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
     let second = submit(&h, shell(&format!("while [ ! -f {g} ]; do sleep 0.05; done"))).await;
-    for _ in 0..300 {
+    for _ in 0..1000 {
         if h.engine.store().get_trigger("busy").await.unwrap().refused >= 1 {
             break;
         }

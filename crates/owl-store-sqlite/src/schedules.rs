@@ -108,6 +108,11 @@ pub fn apply(conn: &Connection, a: &ApplyFires) -> Result<Vec<(Timestamp, TaskId
     if s.next_fire_at != a.expected_next {
         return Err(StoreError::Conflict(format!("schedule `{}` was advanced by another pass", s.spec.name)));
     }
+    // A pass planned before a pause must not fire after it; a manual run-now still may.
+    let scheduled = a.decisions.iter().any(|d| !matches!(d.action, FireAction::Manual(_)));
+    if s.state != ScheduleState::Active && scheduled {
+        return Err(StoreError::Conflict(format!("schedule `{}` is {}", s.spec.name, s.state.as_str())));
+    }
     let mut created = vec![];
     let (mut fired, mut missed, mut skipped, mut late) = (0i64, 0i64, 0i64, 0i64);
     let mut last_task = s.last_task_id;

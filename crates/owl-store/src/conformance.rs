@@ -485,6 +485,25 @@ pub async fn a_slot_fires_once_even_when_a_pass_is_replayed(s: DynStore) {
     assert_eq!(tasks.len(), 1, "exactly one task for the slot");
     let sch = s.get_schedule("m").await.unwrap();
     assert_eq!((sch.fired, sch.last_task_id), (1, Some(created[0].1)));
+    // A pass planned before a pause is refused after it; a manual run is not.
+    let next = slot.plus(Duration::from_secs(60));
+    s.set_schedule_state("m", owl_core::schedule::ScheduleState::Paused, Some(next), next).await.unwrap();
+    let late = ApplyFires {
+        schedule_id: sch.id,
+        expected_next: Some(next),
+        decisions: vec![fire(next)],
+        next_fire_at: Some(next.plus(Duration::from_secs(60))),
+        finished: false,
+        pending_slot: None,
+        now: next,
+    };
+    assert!(matches!(s.apply_fires(late.clone()).await, Err(StoreError::Conflict(_))), "a paused schedule does not fire");
+    let manual = ApplyFires {
+        decisions: vec![FireDecision { slot: next, action: FireAction::Manual(spec("echo tick")) }],
+        next_fire_at: Some(next),
+        ..late
+    };
+    assert_eq!(s.apply_fires(manual).await.unwrap().len(), 1, "run-now works while paused");
 }
 
 pub async fn a_queued_slot_is_claimed_once(s: DynStore) {
