@@ -35,6 +35,8 @@ impl DispatchLoop {
     /// only tasks whose lease expired are requeued.
     pub async fn run(mut self, rescue_all: bool) {
         let s = self.shared.clone();
+        // Before any task starts: which of the daemon's variables tasks must not see.
+        s.refresh_withheld_env().await;
         match s.store.rescue(s.clock.now(), rescue_all, s.config().retry).await {
             Ok(changes) => {
                 if !changes.0.is_empty() {

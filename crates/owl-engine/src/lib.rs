@@ -133,6 +133,29 @@ pub(crate) struct Shared {
     pub watches_changed: tokio::sync::Notify,
     /// Wakes the condition loop to re-read its conditions.
     pub conditions_changed: tokio::sync::Notify,
+    /// Environment variables of the daemon that no task may inherit: the webhook secrets
+    /// triggers name, and the API token. Refreshed when triggers change.
+    pub withheld_env: RwLock<Vec<String>>,
+}
+
+/// Always withheld from tasks: a token in the environment would let any task drive the API.
+pub const ALWAYS_WITHHELD: &[&str] = &["OWL_API_TOKEN"];
+
+impl Shared {
+    /// Re-reads which environment variables tasks must not inherit.
+    pub async fn refresh_withheld_env(&self) {
+        let mut names: Vec<String> = ALWAYS_WITHHELD.iter().map(|s| s.to_string()).collect();
+        if let Ok(triggers) = self.store.list_triggers().await {
+            for t in triggers {
+                if let owl_core::trigger::On::Webhook { secret_env } = t.spec.on {
+                    names.push(secret_env);
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        *self.withheld_env.write().expect("withheld env lock poisoned") = names;
+    }
 }
 
 impl Shared {
@@ -185,6 +208,7 @@ impl Engine {
             triggers_changed: tokio::sync::Notify::new(),
             watches_changed: tokio::sync::Notify::new(),
             conditions_changed: tokio::sync::Notify::new(),
+            withheld_env: RwLock::new(ALWAYS_WITHHELD.iter().map(|s| s.to_string()).collect()),
         });
         (Engine { shared: shared.clone() }, DispatchLoop::new(shared, rx))
     }

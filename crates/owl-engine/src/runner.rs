@@ -60,6 +60,7 @@ pub(crate) async fn run_task(
                 log_max_bytes: cfg.log_max_bytes,
                 timeout: task.spec.timeout_ms.map(Duration::from_millis),
                 kill_grace: cfg.kill_grace,
+                env_remove: s.withheld_env.read().expect("withheld env lock poisoned").clone(),
             };
             tracing::debug!(task = %id, attempt, "spawning");
             let out = owl_exec::run(spec, stop, progress_tx).await;

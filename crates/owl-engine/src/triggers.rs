@@ -131,20 +131,25 @@ impl Engine {
             }
         }
         let t = self.shared.store.create_trigger(spec, self.now()).await?;
-        self.changed_triggers();
+        self.changed_triggers_async().await;
         Ok(t)
     }
 
     pub async fn set_trigger_enabled(&self, name: &str, enabled: bool) -> Result<Trigger, StoreError> {
         let t = self.shared.store.set_trigger_enabled(name, enabled, self.now()).await?;
-        self.changed_triggers();
+        self.changed_triggers_async().await;
         Ok(t)
     }
 
     pub async fn delete_trigger(&self, name: &str) -> Result<(), StoreError> {
         self.shared.store.delete_trigger(name).await?;
-        self.changed_triggers();
+        self.changed_triggers_async().await;
         Ok(())
+    }
+
+    async fn changed_triggers_async(&self) {
+        self.shared.refresh_withheld_env().await;
+        self.changed_triggers();
     }
 
     fn changed_triggers(&self) {

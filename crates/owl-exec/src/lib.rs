@@ -34,6 +34,8 @@ pub struct ProcessSpec {
     pub timeout: Option<Duration>,
     /// Between SIGTERM and SIGKILL when the group is stopped.
     pub kill_grace: Duration,
+    /// Variables of the daemon's own environment the child must not inherit (secrets).
+    pub env_remove: Vec<String>,
 }
 
 /// A request to stop a running process, sent by the engine.
@@ -82,6 +84,9 @@ pub async fn run(spec: ProcessSpec, mut stop: watch::Receiver<Option<Stop>>, pro
         }
     };
     let mut cmd = tokio::process::Command::new(&spec.argv[0]);
+    for k in &spec.env_remove {
+        cmd.env_remove(k);
+    }
     cmd.args(&spec.argv[1..])
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(&spec.cwd)

@@ -13,6 +13,7 @@ fn spec(dir: &std::path::Path, script: &str) -> ProcessSpec {
         log_max_bytes: 1024 * 1024,
         timeout: None,
         kill_grace: Duration::from_millis(300),
+        env_remove: vec![],
     }
 }
 
@@ -177,4 +178,15 @@ async fn orphaned_groups_are_found_by_their_environment_and_only_those() {
     assert_eq!(kill_orphans(|vars| is(vars, b"OWL_TEST_ORPHAN_MARK=kill-orphans-test") && is(vars, b"OWL_ATTEMPT=2")), 0);
     killpg(Pid::from_raw(other.id() as i32), Signal::SIGKILL).unwrap();
     other.wait().unwrap();
+}
+
+#[tokio::test]
+async fn withheld_variables_do_not_reach_the_child() {
+    let d = tempfile::tempdir().unwrap();
+    assert!(std::env::var_os("HOME").is_some(), "the test needs HOME in its own environment");
+    let mut s = spec(d.path(), "echo home=${HOME:-withheld}");
+    s.env_remove = vec!["HOME".into()];
+    let (out, log) = go(s).await;
+    assert!(out.success());
+    assert_eq!(log, "home=withheld\n");
 }

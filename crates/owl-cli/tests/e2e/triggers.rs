@@ -114,9 +114,21 @@ fn a_signed_webhook_runs_its_task_with_the_payload_and_forgeries_are_refused() {
     assert!(h["history"].as_array().unwrap().iter().any(|e| e["outcome"] == "rate_limited"));
     let (status, _) = post(&d, "/v1/hooks/nope", body, &[]);
     assert_eq!(status, 404);
-    // The secret never shows in the API or the daemon log.
+    // The secret never shows in the API, the daemon log, or any task's environment.
     let shown = d.ok(&["--json", "trigger", "show", "deploy"]);
     assert!(!shown.contains(SECRET));
+    let plain = add(&d, &["--", "env"]);
+    d.wait_status(plain, "succeeded");
+    let env = d.ok(&["logs", &plain.to_string()]);
+    assert!(env.contains("OWL_TASK_ID=") && !env.contains(SECRET) && !env.contains("DEPLOY_SECRET"), "a task saw the webhook secret");
+    d.ok(&["trigger", "enable", "deploy"]);
+    d.ok(&["trigger", "add", "dump", "--webhook", "--secret-env", "DEPLOY_SECRET", "--", "env"]);
+    let sig = github_signature(SECRET.as_bytes(), b"{}");
+    let (status, v) = post(&d, "/v1/hooks/dump", "{}", &[("x-hub-signature-256", sig), ("x-github-delivery", "dump-1".into())]);
+    assert_eq!(status, 202, "{v}");
+    let dump = v["task_id"].as_i64().unwrap();
+    d.wait_status(dump, "succeeded");
+    assert!(!d.ok(&["logs", &dump.to_string()]).contains(SECRET), "not even the webhook's own task sees the secret");
     let log = std::fs::read_to_string(d.dir.with_extension("daemon.log")).unwrap();
     assert!(!log.contains(SECRET));
 }
