@@ -145,6 +145,8 @@ pub struct Trigger {
     pub refused: u64,
     pub last_fired_at: Option<crate::Timestamp>,
     pub created_at: crate::Timestamp,
+    /// When it was created or last enabled: it reacts only to events after this.
+    pub active_since: crate::Timestamp,
 }
 
 /// The environment variable that carries a task's place in a chain of triggers.

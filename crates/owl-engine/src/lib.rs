@@ -136,22 +136,31 @@ pub(crate) struct Shared {
     /// Environment variables of the daemon that no task may inherit: the webhook secrets
     /// triggers name, and the API token. Refreshed when triggers change.
     pub withheld_env: RwLock<Vec<String>>,
+    /// Whether any task-event trigger exists; when none does, finished tasks cost the
+    /// trigger loop nothing. Refreshed with `withheld_env`.
+    pub has_task_event_triggers: AtomicBool,
 }
 
 /// Always withheld from tasks: a token in the environment would let any task drive the API.
 pub const ALWAYS_WITHHELD: &[&str] = &["OWL_API_TOKEN"];
 
 impl Shared {
-    /// Re-reads which environment variables tasks must not inherit.
+    /// Re-reads what the engine caches about triggers: which environment variables tasks must
+    /// not inherit, and whether any task-event trigger exists.
     pub async fn refresh_withheld_env(&self) {
         let mut names: Vec<String> = ALWAYS_WITHHELD.iter().map(|s| s.to_string()).collect();
+        let mut task_events = true; // if the list cannot be read, keep walking to be safe
         if let Ok(triggers) = self.store.list_triggers().await {
+            task_events = false;
             for t in triggers {
-                if let owl_core::trigger::On::Webhook { secret_env } = t.spec.on {
-                    names.push(secret_env);
+                match t.spec.on {
+                    owl_core::trigger::On::Webhook { secret_env } => names.push(secret_env),
+                    owl_core::trigger::On::TaskEvent { .. } if t.enabled => task_events = true,
+                    _ => {}
                 }
             }
         }
+        self.has_task_event_triggers.store(task_events, Ordering::Relaxed);
         names.sort();
         names.dedup();
         *self.withheld_env.write().expect("withheld env lock poisoned") = names;
@@ -209,6 +218,7 @@ impl Engine {
             watches_changed: tokio::sync::Notify::new(),
             conditions_changed: tokio::sync::Notify::new(),
             withheld_env: RwLock::new(ALWAYS_WITHHELD.iter().map(|s| s.to_string()).collect()),
+            has_task_event_triggers: AtomicBool::new(true),
         });
         (Engine { shared: shared.clone() }, DispatchLoop::new(shared, rx))
     }

@@ -415,3 +415,23 @@ async fn a_trigger_loop_that_starts_late_still_sees_tasks_that_finished_after_th
     let done = wait_for_count(&h, "publish", 1, Status::Succeeded).await;
     assert_eq!(done[0].spec.env.get("OWL_TRIGGER_TASK"), Some(&id.to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_trigger_does_not_fire_for_tasks_that_finished_while_it_was_off() {
+    let h = start(2);
+    let mut follow = shell("true");
+    follow.labels = vec!["follow".into()];
+    h.engine.create_trigger(trigger("toggle", "src", follow, 5)).await.unwrap();
+    h.engine.set_trigger_enabled("toggle", false).await.unwrap();
+    let mut src = shell("true");
+    src.labels = vec!["src".into()];
+    let off = submit(&h, src.clone()).await;
+    wait_status(&h, off, &[Status::Succeeded]).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    h.engine.set_trigger_enabled("toggle", true).await.unwrap();
+    let on = submit(&h, src).await;
+    let fired = wait_for_count(&h, "follow", 1, Status::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&h, "follow").await, 1, "only the task that finished while enabled");
+    assert_eq!(fired[0].spec.env.get("OWL_TRIGGER_TASK"), Some(&on.to_string()));
+}

@@ -42,22 +42,21 @@ pub(crate) fn announce(s: &Shared, r: &TriggerFired) {
 
 /// Offers every finished task after the cursor to the task-event triggers, then moves it.
 async fn walk(s: &Shared) -> Result<(), StoreError> {
-    // Taken before the list is read: a trigger created after this moment is not in the list,
-    // and only cares about finishes stamped after its own creation, which is later still.
-    let listed_at = s.clock.now();
     let triggers: Vec<Trigger> =
         s.store.list_triggers().await?.into_iter().filter(|t| t.enabled && matches!(t.spec.on, On::TaskEvent { .. })).collect();
     let stored: Option<i64> = s.store.kv_get(CURSOR_KEY).await?.and_then(|v| v.parse().ok());
-    let mut cursor = match (stored, triggers.iter().map(|t| t.created_at).min()) {
-        // Nothing listens: move past what finished before the list was read.
+    let mut cursor = match (stored, triggers.iter().map(|t| t.active_since).min()) {
+        // Nothing listens: drop the cursor once and write nothing per finished task. When a
+        // trigger appears, the first walk starts from its creation time (the arm below).
         (_, None) => {
-            let from = s.store.last_finish_before(listed_at).await?.max(stored.unwrap_or(0));
-            s.store.kv_set(CURSOR_KEY, &from.to_string()).await?;
+            if stored.is_some() {
+                s.store.kv_set(CURSOR_KEY, "").await?;
+            }
             return Ok(());
         }
         (Some(c), Some(_)) => c,
-        // First walk with listeners: start before the oldest listener was created, so nothing
-        // it should see is skipped however late this walk runs.
+        // First walk with listeners: start before the oldest listener became active (created
+        // or enabled), so nothing it should see is skipped however late this walk runs.
         (None, Some(oldest)) => s.store.last_finish_before(oldest).await?,
     };
     loop {
@@ -67,7 +66,7 @@ async fn walk(s: &Shared) -> Result<(), StoreError> {
         }
         for (seq, task) in &batch {
             let done = finished_at(task).unwrap_or(task.updated_at);
-            for trig in triggers.iter().filter(|t| done >= t.created_at && matches(&t.spec.on, task)) {
+            for trig in triggers.iter().filter(|t| done >= t.active_since && matches(&t.spec.on, task)) {
                 let depth = chain_depth(task) + 1;
                 let offer = if depth > trig.spec.max_chain_depth {
                     Err(format!(
@@ -104,9 +103,15 @@ async fn walk(s: &Shared) -> Result<(), StoreError> {
 /// Runs `walk` at start, whenever a task finishes, and when triggers change.
 pub(crate) async fn trigger_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut events = s.events.subscribe();
+    // With no task-event trigger, one walk clears the cursor; later finishes cost nothing.
+    let mut idle_walked = false;
     loop {
-        if let Err(e) = walk(&s).await {
-            tracing::error!(error = %e, "trigger pass failed; retrying on the next event");
+        let listening = s.has_task_event_triggers.load(std::sync::atomic::Ordering::Relaxed);
+        if listening || !idle_walked {
+            match walk(&s).await {
+                Ok(()) => idle_walked = !listening,
+                Err(e) => tracing::error!(error = %e, "trigger pass failed; retrying on the next event"),
+            }
         }
         loop {
             tokio::select! {

@@ -6,7 +6,7 @@ use owl_core::{TaskId, Timestamp};
 use owl_store::{FireTrigger, NewTask, StoreError, TriggerFireRecord, TriggerFired};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-const COLUMNS: &str = "id, spec, enabled, fired, refused, last_fired_at, created_at";
+const COLUMNS: &str = "id, spec, enabled, fired, refused, last_fired_at, created_at, updated_at";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Trigger> {
     let spec: String = r.get(1)?;
@@ -19,6 +19,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Trigger> {
         refused: r.get::<_, i64>(4)? as u64,
         last_fired_at: r.get::<_, Option<i64>>(5)?.map(Timestamp),
         created_at: Timestamp(r.get(6)?),
+        active_since: Timestamp(r.get(7)?),
     })
 }
 
@@ -53,6 +54,9 @@ pub fn create(conn: &Connection, spec: &TriggerSpec, now: Timestamp) -> Result<T
 
 pub fn set_enabled(conn: &Connection, name: &str, enabled: bool, now: Timestamp) -> Result<Trigger, StoreError> {
     let t = get(conn, name)?;
+    if t.enabled == enabled {
+        return Ok(t); // enabling an enabled trigger must not move its active_since
+    }
     conn.execute("UPDATE triggers SET enabled = ?2, updated_at = ?3 WHERE id = ?1", params![t.id, enabled, now.0]).map_err(backend)?;
     get(conn, name)
 }
