@@ -164,6 +164,11 @@ pub fn kill_orphans(matches: impl Fn(&[&[u8]]) -> bool) -> usize {
     let mut groups = std::collections::BTreeSet::new();
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        if is_dead(pid) {
+            // A zombie (or a process already on its way out) needs no signal; its group may
+            // still exist until its parent reaps it, which would count as a kill that was not.
+            continue;
+        }
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
         let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
         if !matches(&vars) {
@@ -176,6 +181,14 @@ pub fn kill_orphans(matches: impl Fn(&[&[u8]]) -> bool) -> usize {
         }
     }
     groups.into_iter().filter(|g| killpg(Pid::from_raw(*g), Signal::SIGKILL).is_ok()).count()
+}
+
+/// True when `/proc/<pid>/stat` says the process is a zombie or dead (or is gone).
+fn is_dead(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return true };
+    // The state follows the last ')' (the command name may itself contain parentheses).
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    matches!(state, Some('Z' | 'X' | 'x'))
 }
 
 fn fmt_dur(d: Duration) -> String {
