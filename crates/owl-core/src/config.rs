@@ -48,6 +48,14 @@ pub struct Settings {
     pub tasks: TaskSettings,
     pub api: ApiSettings,
     pub scheduler: SchedulerSettings,
+    /// Defaults for every agent.
+    pub agent: crate::agent::AgentDefaults,
+    /// Model providers by name.
+    pub providers: crate::agent::Providers,
+    /// Agents by name.
+    pub agents: crate::agent::Agents,
+    /// USD per million tokens, by model name.
+    pub prices: crate::agent::Prices,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -170,6 +178,9 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Sections that are maps of named tables.
+const MAP_SECTIONS: &[&str] = &["providers", "agents", "prices"];
+
 /// Environment variables that are not settings keys.
 const NON_SETTING_VARS: &[&str] = &["OWL_DATA_DIR", "OWL_CONFIG", "OWL_LOG", "OWL_JSON"];
 
@@ -197,7 +208,7 @@ impl Settings {
                     (None, _) => {
                         return Err(ConfigError {
                             source_name: name.into(),
-                            message: format!("unknown section `{section}`; known sections are [daemon], [tasks], [api] and [scheduler]"),
+                            message: format!("unknown section `{section}`; known sections are [daemon], [tasks], [api], [scheduler], [agent], [providers.NAME], [agents.NAME] and [prices.MODEL]"),
                         })
                     }
                 }
@@ -215,6 +226,10 @@ impl Settings {
             // OWL_API_*. A typo there is an error; other OWL_* variables (a user's own, or a
             // test harness's) are not settings and are left alone.
             let Some((section, field)) = lower.split_once('_') else { continue };
+            if MAP_SECTIONS.contains(&section) {
+                // Providers and agents are named tables: configured in the file, not by variables.
+                continue;
+            }
             let Some(toml::Value::Table(table)) = merged.get_mut(section) else { continue };
             let known = Settings::default_keys(section);
             if !known.contains(&field.to_string()) {
@@ -239,6 +254,7 @@ impl Settings {
             "tasks" => ["default_timeout", "default_retries", "retry_base", "retry_max", "log_max_bytes", "max_crash_requeues"].as_slice(),
             "api" => ["token", "max_body_bytes"].as_slice(),
             "scheduler" => ["default_tz", "misfire_cap", "max_lateness", "history_retention"].as_slice(),
+            "agent" => ["approval_timeout", "tool_output_max_bytes", "shell_timeout", "local_model"].as_slice(),
             _ => [].as_slice(),
         }
         .iter()
@@ -269,6 +285,7 @@ impl Settings {
         if self.scheduler.misfire_cap == 0 {
             return bad("scheduler.misfire_cap", "must be at least 1");
         }
+        crate::agent::check(&self.providers, &self.agents).map_err(|(field, message)| ConfigError { source_name: field, message })?;
         if self.tasks.retry_base.is_zero() || self.tasks.retry_max < self.tasks.retry_base {
             return bad("tasks.retry_base", "must be more than 0 and no larger than tasks.retry_max");
         }
@@ -340,6 +357,63 @@ misfire_cap = 100
 max_lateness = "1m"
 # Schedule history older than this is deleted.
 history_retention = "30days"
+
+[agent]
+# An approval request nobody decides within this time counts as denied.
+approval_timeout = "1h"
+# Tool output handed back to a model is cut to this many bytes.
+tool_output_max_bytes = 32768
+# Per call of the shell tool.
+shell_timeout = "2m"
+# A GGUF file for the built-in "default" agent when no provider is configured
+# (empty = the gemma-3-270m file that scripts/fetch-models puts in ~/.cache/owl/models, if present).
+local_model = ""
+
+# Model providers. kind = "openai" (any Chat Completions API), "anthropic" or "local" (GGUF, in-process).
+# API keys come from the daemon's environment (api_key_env) or the secrets file (api_key_secret),
+# never from this file.
+#
+# [providers.openai]
+# kind = "openai"
+# base_url = "https://api.openai.com/v1"
+# api_key_env = "OPENAI_API_KEY"
+# model = "gpt-4o-mini"
+# timeout = "2m"
+# max_retries = 4
+#
+# [providers.claude]
+# kind = "anthropic"
+# api_key_secret = "anthropic"      # an entry of ~/.config/owl/secrets.toml (mode 0600)
+# model = "claude-3-5-haiku-latest"
+#
+# [providers.local]
+# kind = "local"
+# model_path = "~/.cache/owl/models/gemma-3-270m-q4_k_m.gguf"
+# threads = 2
+# context = 8192
+
+# Agents: a role with its model, prompt, tools and limits.
+#
+# [agents.researcher]
+# description = "Reads and summarises files in its workspace"
+# provider = "openai"
+# model = "gpt-4o-mini"
+# fallback = ["claude"]
+# system_prompt = "You are a careful research assistant."
+# tools = ["read_file", "write_file", "list_dir", "grep", "shell"]
+# max_steps = 30
+# max_cost_usd = 0.50
+# max_wall = "30m"
+# shell_default = "ask"             # allow | deny | ask (a human approves with `owl approve`)
+# shell_allow = ["ls", "cat", "git status", "git diff"]
+# shell_deny = ["rm", "git push", "curl"]
+
+# Prices in USD per million tokens, for usage and cost limits.
+#
+# [prices."gpt-4o-mini"]
+# input = 0.15
+# output = 0.60
+# cached = 0.075
 "#;
 
 #[cfg(test)]

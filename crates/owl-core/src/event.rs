@@ -36,14 +36,35 @@ pub enum EventKind {
         parallel: Option<u32>,
     },
     ConfigReloaded,
+    /// An agent task's transcript grew: a model message, a tool call or its result.
+    AgentStep {
+        task_id: TaskId,
+        /// Position in the task's transcript.
+        seq: u64,
+        entry: String,
+        /// One line for humans; never holds a secret.
+        summary: String,
+    },
+    ApprovalRequested {
+        approval_id: i64,
+        task_id: Option<TaskId>,
+        tool: String,
+    },
+    ApprovalDecided {
+        approval_id: i64,
+        task_id: Option<TaskId>,
+        approved: bool,
+    },
 }
 
 impl EventKind {
     pub fn task_id(&self) -> Option<TaskId> {
         match self {
-            EventKind::TaskSubmitted { task_id, .. } | EventKind::TaskStarted { task_id, .. } | EventKind::TaskChanged { task_id, .. } => {
-                Some(*task_id)
-            }
+            EventKind::TaskSubmitted { task_id, .. }
+            | EventKind::TaskStarted { task_id, .. }
+            | EventKind::TaskChanged { task_id, .. }
+            | EventKind::AgentStep { task_id, .. } => Some(*task_id),
+            EventKind::ApprovalRequested { task_id, .. } | EventKind::ApprovalDecided { task_id, .. } => *task_id,
             _ => None,
         }
     }

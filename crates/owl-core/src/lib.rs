@@ -5,6 +5,7 @@
 //! sockets, no clocks (time is always passed in), no async runtime. Every other crate builds
 //! on these types, so they change rarely and carefully.
 
+pub mod agent;
 pub mod config;
 pub mod deps;
 pub mod duration;

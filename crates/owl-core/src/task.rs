@@ -34,14 +34,17 @@ pub enum Command {
     Argv(Vec<String>),
     /// A string handed to `/bin/sh -c`.
     Shell(String),
+    /// A prompt worked through by a configured agent (the built-in tool loop).
+    Agent { agent: String, prompt: String },
 }
 
 impl Command {
-    /// The argv that is actually executed.
-    pub fn to_argv(&self) -> Vec<String> {
+    /// The argv that is actually executed; `None` for work that runs in the daemon (agents).
+    pub fn to_argv(&self) -> Option<Vec<String>> {
         match self {
-            Command::Argv(v) => v.clone(),
-            Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+            Command::Argv(v) => Some(v.clone()),
+            Command::Shell(s) => Some(vec!["/bin/sh".into(), "-c".into(), s.clone()]),
+            Command::Agent { .. } => None,
         }
     }
 
@@ -60,6 +63,12 @@ impl Command {
                 .collect::<Vec<_>>()
                 .join(" "),
             Command::Shell(s) => s.clone(),
+            Command::Agent { agent, prompt } => {
+                let line = prompt.lines().next().unwrap_or_default();
+                let short: String = line.chars().take(80).collect();
+                let more = if short.len() < prompt.len() { "…" } else { "" };
+                format!("agent:{agent} {short}{more}")
+            }
         }
     }
 }
@@ -324,7 +333,7 @@ mod tests {
 
     #[test]
     fn shell_commands_run_through_sh() {
-        assert_eq!(Command::Shell("echo hi".into()).to_argv(), vec!["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(Command::Shell("echo hi".into()).to_argv().unwrap(), vec!["/bin/sh", "-c", "echo hi"]);
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub fn check_name(field: &str, kind: &str, name: &str) -> Result<(), ValidationE
     Ok(())
 }
 
+/// Largest prompt an agent task accepts.
+pub const MAX_PROMPT_BYTES: usize = 256 * 1024;
+
 /// Checks a spec whose defaults are already filled in.
 pub fn check_spec(spec: &TaskSpec) -> Result<(), ValidationError> {
     match &spec.command {
@@ -60,6 +63,15 @@ pub fn check_spec(spec: &TaskSpec) -> Result<(), ValidationError> {
             }
             if s.contains('\0') {
                 return Err(ValidationError::new("command.shell", "contains a NUL byte, which no shell command can hold"));
+            }
+        }
+        Command::Agent { agent, prompt } => {
+            check_name("agent", "agent", agent)?;
+            if prompt.trim().is_empty() {
+                return Err(ValidationError::new("prompt", "the prompt is empty; say what the agent should do"));
+            }
+            if prompt.len() > MAX_PROMPT_BYTES {
+                return Err(ValidationError::new("prompt", format!("is {} bytes; at most {MAX_PROMPT_BYTES} are allowed", prompt.len())));
             }
         }
     }

@@ -53,7 +53,7 @@ pub(crate) async fn run_task(
             // lets a task call `owl` against its own daemon.
             env.push(("OWL_DATA_DIR".into(), s.layout.root().display().to_string()));
             let spec = ProcessSpec {
-                argv: task.spec.command.to_argv(),
+                argv: task.spec.command.to_argv().unwrap_or_default(),
                 env,
                 cwd,
                 log_path: s.layout.log_file(id, attempt),

@@ -1,0 +1,79 @@
+//! What the agent runtime needs from the daemon around it: persistence, approvals, and the
+//! task and schedule operations agents may use. The engine implements it over the store.
+
+use async_trait::async_trait;
+use owl_core::TaskId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Whose transcript an entry belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Owner {
+    Task(TaskId),
+    Chat(i64),
+}
+
+/// One usage record: a model call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub owner: Owner,
+    pub agent: String,
+    pub provider: String,
+    pub model: String,
+    pub input: u64,
+    pub output: u64,
+    pub cached: u64,
+    pub cost_usd: f64,
+}
+
+/// A tool call waiting for a human.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    pub owner: Owner,
+    pub agent: String,
+    /// The provider's id for the call; with the owner it binds the approval to this call.
+    pub call_id: String,
+    pub tool: String,
+    pub arguments: Value,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApprovalDecision {
+    Approved,
+    Denied { reason: String },
+}
+
+/// How an agent names a schedule's timing in `schedule_create`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewAgentSchedule {
+    pub name: String,
+    pub cron: Option<String>,
+    pub every: Option<String>,
+    pub at: Option<String>,
+    pub agent: String,
+    pub prompt: String,
+    pub max_runs: Option<u32>,
+}
+
+#[async_trait]
+pub trait Host: Send + Sync {
+    /// Persists transcript entries (already redacted) and returns their positions.
+    async fn append(&self, owner: Owner, attempt: u32, entries: Vec<Value>) -> Result<Vec<u64>, String>;
+    /// Every entry so far, in order.
+    async fn transcript(&self, owner: Owner) -> Result<Vec<Value>, String>;
+    async fn record_usage(&self, usage: UsageRecord) -> Result<(), String>;
+    /// Asks a human; returns once decided or expired. Asking again for the same call returns
+    /// the same request (and its decision, if made), and an approval is used only once.
+    async fn approve(&self, req: ApprovalRequest) -> Result<ApprovalDecision, String>;
+    /// Submits an agent task as a subtask of `parent`.
+    async fn create_task(&self, parent: Owner, agent: &str, prompt: &str, depth: u32) -> Result<TaskId, String>;
+    /// Status and result of a task.
+    async fn task_result(&self, id: TaskId) -> Result<Value, String>;
+    /// Schedules made by this owner so far.
+    async fn schedules_created_by(&self, owner: Owner) -> Result<u32, String>;
+    async fn create_schedule(&self, owner: Owner, s: NewAgentSchedule) -> Result<Value, String>;
+    /// `pause`, `resume` or `cancel` (delete) a schedule an agent created.
+    async fn manage_schedule(&self, name: &str, action: &str) -> Result<Value, String>;
+}

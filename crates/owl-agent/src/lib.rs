@@ -1,0 +1,46 @@
+//! owl-agent: the built-in agent.
+//!
+//! - [`provider`]: one trait over model APIs, with retries that honour Retry-After and a
+//!   fallback chain; [`openai`] and [`anthropic`] speak the two wire formats, `local` runs a
+//!   GGUF model in-process (cargo feature `local`).
+//! - [`tools`]: shell under the [`policy`], file tools confined by [`confine`], http_fetch
+//!   with SSRF checks, and task and schedule tools that go through the [`host::Host`].
+//! - [`run`]: the tool loop, which persists every message, call and result through the host
+//!   as it goes, so a restarted daemon resumes a task where it stopped.
+//!
+//! The crate does no storage of its own: the engine implements [`host::Host`] over the store.
+
+pub mod anthropic;
+pub mod confine;
+pub mod host;
+#[cfg(feature = "local")]
+pub mod local;
+pub mod msg;
+pub mod openai;
+pub mod policy;
+pub mod provider;
+mod run;
+pub mod runtime;
+pub mod sse;
+pub mod tools;
+
+pub use host::{ApprovalDecision, ApprovalRequest, Host, NewAgentSchedule, Owner, UsageRecord};
+pub use run::{AgentEnd, Halt, Job};
+pub use runtime::{AgentInfo, Runtime};
+
+pub(crate) fn http_client(timeout: std::time::Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(std::time::Duration::from_secs(30)))
+        .user_agent(concat!("owl/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a client with only timeouts set builds")
+}
+
+/// Variable names that look like they hold a credential.
+pub fn looks_secret(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    ["KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE", "SESSION", "COOKIE", "CERT"]
+        .iter()
+        .any(|w| n.contains(w))
+}

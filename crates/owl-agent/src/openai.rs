@@ -1,0 +1,206 @@
+//! OpenAI-compatible Chat Completions (`POST {base}/chat/completions`), streaming or not.
+
+use crate::msg::{ChatRequest, ChatResponse, Delta, Message, Sink, ToolCall, Usage};
+use crate::provider::{http_error, transport_error, Provider, ProviderError};
+use crate::sse::SseReader;
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub struct OpenAi {
+    name: String,
+    url: String,
+    key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl OpenAi {
+    pub fn new(name: &str, base_url: Option<&str>, key: Option<String>, timeout: Duration) -> Self {
+        let base = base_url.unwrap_or("https://api.openai.com/v1").trim_end_matches('/');
+        OpenAi { name: name.into(), url: format!("{base}/chat/completions"), key, http: crate::http_client(timeout) }
+    }
+}
+
+pub(crate) fn body(req: &ChatRequest) -> Value {
+    let messages: Vec<Value> = req
+        .messages
+        .iter()
+        .map(|m| match m {
+            Message::System { content } => json!({"role": "system", "content": content}),
+            Message::User { content } => json!({"role": "user", "content": content}),
+            Message::Assistant { content, tool_calls } => {
+                let mut v = json!({"role": "assistant", "content": if content.is_empty() && !tool_calls.is_empty() { Value::Null } else { json!(content) }});
+                if !tool_calls.is_empty() {
+                    v["tool_calls"] = tool_calls
+                        .iter()
+                        .map(|c| {
+                            let args = match &c.arguments {
+                                Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            };
+                            json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": args}})
+                        })
+                        .collect();
+                }
+                v
+            }
+            Message::Tool { call_id, content, .. } => json!({"role": "tool", "tool_call_id": call_id, "content": content}),
+        })
+        .collect();
+    let mut b = json!({"model": req.model, "messages": messages, "max_tokens": req.max_output_tokens});
+    if let Some(t) = req.temperature {
+        b["temperature"] = json!(t);
+    }
+    if !req.tools.is_empty() {
+        b["tools"] = req
+            .tools
+            .iter()
+            .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
+            .collect();
+        if req.require_tool {
+            b["tool_choice"] = json!("required");
+        }
+    }
+    if req.stream {
+        b["stream"] = json!(true);
+        b["stream_options"] = json!({"include_usage": true});
+    }
+    b
+}
+
+fn parse_args(raw: &str) -> Value {
+    if raw.trim().is_empty() {
+        return json!({});
+    }
+    // Invalid JSON is kept as a string so the tool can tell the model what went wrong.
+    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+}
+
+fn usage(u: &Value) -> Usage {
+    Usage {
+        input: u["prompt_tokens"].as_u64().unwrap_or(0),
+        output: u["completion_tokens"].as_u64().unwrap_or(0),
+        cached: u["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0),
+    }
+}
+
+fn malformed(name: &str, what: &str) -> ProviderError {
+    ProviderError::Fatal(format!("{name}: malformed response: {what}"))
+}
+
+pub(crate) fn parse_reply(name: &str, v: &Value) -> Result<ChatResponse, ProviderError> {
+    if let Some(err) = v.get("error") {
+        return Err(ProviderError::Fatal(format!("{name}: {}", err["message"].as_str().unwrap_or("error without a message"))));
+    }
+    let choice = v["choices"].get(0).ok_or_else(|| malformed(name, "no choices"))?;
+    let msg = &choice["message"];
+    if !msg.is_object() {
+        return Err(malformed(name, "choices[0].message is missing"));
+    }
+    let mut tool_calls = Vec::new();
+    if let Some(calls) = msg["tool_calls"].as_array() {
+        for (i, c) in calls.iter().enumerate() {
+            let fname = c["function"]["name"].as_str().ok_or_else(|| malformed(name, "a tool call has no function name"))?;
+            let raw = match &c["function"]["arguments"] {
+                Value::String(s) => parse_args(s),
+                Value::Null => json!({}),
+                other => other.clone(),
+            };
+            let id = c["id"].as_str().map(str::to_string).unwrap_or_else(|| format!("call_{i}"));
+            tool_calls.push(ToolCall { id, name: fname.to_string(), arguments: raw });
+        }
+    }
+    Ok(ChatResponse {
+        content: msg["content"].as_str().unwrap_or_default().to_string(),
+        tool_calls,
+        usage: usage(&v["usage"]),
+        model: v["model"].as_str().unwrap_or_default().to_string(),
+        stop_reason: choice["finish_reason"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+#[async_trait]
+impl Provider for OpenAi {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn chat(&self, req: &ChatRequest, sink: Sink<'_>) -> Result<ChatResponse, ProviderError> {
+        let mut r = self.http.post(&self.url).json(&body(req));
+        if let Some(k) = &self.key {
+            r = r.bearer_auth(k);
+        }
+        let resp = r.send().await.map_err(|e| transport_error(&self.name, e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let headers = resp.headers().clone();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(http_error(&self.name, status, &headers, &text));
+        }
+        if !req.stream {
+            let text = resp.text().await.map_err(|e| transport_error(&self.name, e))?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| malformed(&self.name, &format!("not JSON ({e})")))?;
+            return parse_reply(&self.name, &v);
+        }
+        let mut reader = SseReader::new(Box::pin(resp.bytes_stream()));
+        let mut out = ChatResponse::default();
+        // Tool calls arrive in pieces keyed by index: id and name first, arguments in fragments.
+        let mut calls: BTreeMap<u64, (String, String, String)> = BTreeMap::new();
+        let mut finished = false;
+        while let Some(ev) = reader.next().await.map_err(|m| ProviderError::Retryable { message: format!("{}: {m}", self.name), retry_after: None })? {
+            if ev.data.trim() == "[DONE]" {
+                finished = true;
+                break;
+            }
+            let v: Value = serde_json::from_str(&ev.data).map_err(|e| malformed(&self.name, &format!("a stream chunk is not JSON ({e})")))?;
+            if let Some(err) = v.get("error") {
+                return Err(ProviderError::Fatal(format!("{}: {}", self.name, err["message"].as_str().unwrap_or("stream error"))));
+            }
+            if let Some(m) = v["model"].as_str() {
+                out.model = m.to_string();
+            }
+            if v["usage"].is_object() {
+                out.usage = usage(&v["usage"]);
+            }
+            let Some(choice) = v["choices"].get(0) else { continue };
+            let d = &choice["delta"];
+            if let Some(t) = d["content"].as_str() {
+                if !t.is_empty() {
+                    out.content.push_str(t);
+                    sink(Delta::Text(t.to_string()));
+                }
+            }
+            if let Some(tcs) = d["tool_calls"].as_array() {
+                for tc in tcs {
+                    let idx = tc["index"].as_u64().unwrap_or(0);
+                    let e = calls.entry(idx).or_default();
+                    if let Some(id) = tc["id"].as_str() {
+                        e.0 = id.to_string();
+                    }
+                    if let Some(n) = tc["function"]["name"].as_str() {
+                        e.1.push_str(n);
+                        sink(Delta::ToolStart { name: n.to_string() });
+                    }
+                    if let Some(a) = tc["function"]["arguments"].as_str() {
+                        e.2.push_str(a);
+                    }
+                }
+            }
+            if let Some(f) = choice["finish_reason"].as_str() {
+                out.stop_reason = f.to_string();
+            }
+        }
+        if !finished && out.stop_reason.is_empty() {
+            return Err(ProviderError::Retryable { message: format!("{}: the stream ended before the reply was complete", self.name), retry_after: None });
+        }
+        for (i, (id, name, args)) in calls {
+            if name.is_empty() {
+                return Err(malformed(&self.name, "a streamed tool call has no name"));
+            }
+            let id = if id.is_empty() { format!("call_{i}") } else { id };
+            out.tool_calls.push(ToolCall { id, name, arguments: parse_args(&args) });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,179 @@
+//! The provider trait, errors, retries with Retry-After, and the fallback chain.
+
+use crate::msg::{ChatRequest, ChatResponse, Sink};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ProviderError {
+    /// Worth trying again: 429, 5xx, a dropped connection, a timeout.
+    #[error("{message}")]
+    Retryable { message: String, retry_after: Option<Duration> },
+    /// Trying again will not help: bad key, bad request, a malformed reply.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl ProviderError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ProviderError::Retryable { .. })
+    }
+}
+
+/// One model API.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The provider's configured name (for records and errors).
+    fn name(&self) -> &str;
+    /// One model call. With `req.stream`, deltas go to `sink` as they arrive.
+    async fn chat(&self, req: &ChatRequest, sink: Sink<'_>) -> Result<ChatResponse, ProviderError>;
+}
+
+/// How often and how long to retry one provider.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub base: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_retries: 4, base: Duration::from_millis(500), max_delay: Duration::from_secs(60) }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before retry number `n` (from 1): the server's Retry-After when it gave one
+    /// (capped), else exponential backoff with full jitter.
+    pub fn delay(&self, n: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(d) = retry_after {
+            return d.min(self.max_delay);
+        }
+        let exp = self.base.saturating_mul(1u32 << n.saturating_sub(1).min(16)).min(self.max_delay);
+        exp.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+/// A provider with a model, retried per its policy.
+#[derive(Clone)]
+pub struct Route {
+    pub provider: Arc<dyn Provider>,
+    pub model: String,
+    pub retry: RetryPolicy,
+}
+
+/// What happened on the way to an answer, for the transcript.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attempt {
+    pub provider: String,
+    pub model: String,
+    pub error: String,
+}
+
+/// Tries each route in order, each with its retries; the first answer wins.
+/// Returns the answer, the route that gave it, and the failures before it.
+pub async fn call_with_fallback(
+    routes: &[Route],
+    req: &ChatRequest,
+    sink: Sink<'_>,
+) -> Result<(ChatResponse, usize, Vec<Attempt>), (ProviderError, Vec<Attempt>)> {
+    let mut failures = Vec::new();
+    let mut last = ProviderError::Fatal("no provider configured".into());
+    for (i, route) in routes.iter().enumerate() {
+        let mut req = req.clone();
+        req.model = route.model.clone();
+        let mut n = 0;
+        loop {
+            match route.provider.chat(&req, &mut *sink).await {
+                Ok(r) => return Ok((r, i, failures)),
+                Err(e) => {
+                    failures.push(Attempt { provider: route.provider.name().into(), model: route.model.clone(), error: e.to_string() });
+                    let retry_after = match &e {
+                        ProviderError::Retryable { retry_after, .. } => Some(*retry_after),
+                        ProviderError::Fatal(_) => None,
+                    };
+                    last = e;
+                    match retry_after {
+                        Some(after) if n < route.retry.max_retries => {
+                            n += 1;
+                            let d = route.retry.delay(n, after);
+                            tracing::warn!(provider = route.provider.name(), retry = n, delay_ms = d.as_millis() as u64, error = %last, "model call failed; retrying");
+                            tokio::time::sleep(d).await;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
+    }
+    Err((last, failures))
+}
+
+/// Parses a Retry-After header: delta-seconds or an HTTP date.
+pub fn parse_retry_after(v: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some((at.with_timezone(&chrono::Utc) - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Maps an HTTP error status to a provider error, keeping a short excerpt of the body.
+pub fn http_error(provider: &str, status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap, body: &str) -> ProviderError {
+    let excerpt: String = body.chars().take(300).collect();
+    let message = format!("{provider}: HTTP {status}: {excerpt}");
+    let retry_after = headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+    if status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408 {
+        ProviderError::Retryable { message, retry_after }
+    } else {
+        ProviderError::Fatal(message)
+    }
+}
+
+/// Maps a transport error.
+pub fn transport_error(provider: &str, e: reqwest::Error) -> ProviderError {
+    let message = format!("{provider}: {}", strip_url(&e));
+    if e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() {
+        ProviderError::Retryable { message, retry_after: None }
+    } else {
+        ProviderError::Fatal(message)
+    }
+}
+
+/// reqwest errors print the URL, which may carry a key in its query for some gateways.
+fn strip_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(u) = e.url() {
+        s = s.replace(u.as_str(), "(url)");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-21T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("0.5", now), Some(Duration::from_millis(500)));
+        assert_eq!(parse_retry_after("Sat, 21 Nov 2026 10:00:07 GMT", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Sat, 21 Nov 2026 09:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped_and_retry_after_wins() {
+        let p = RetryPolicy { max_retries: 5, base: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+        assert!(p.delay(1, None) <= Duration::from_millis(100));
+        assert!(p.delay(3, None) >= Duration::from_millis(200));
+        assert!(p.delay(10, None) <= Duration::from_secs(1));
+        assert_eq!(p.delay(1, Some(Duration::from_millis(30))), Duration::from_millis(30));
+        assert_eq!(p.delay(1, Some(Duration::from_secs(100))), Duration::from_secs(1));
+    }
+}

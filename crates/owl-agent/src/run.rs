@@ -1,0 +1,493 @@
+//! The tool loop: ask the model, run the tools it calls, repeat until a final answer or a
+//! limit. Every step is persisted before the next begins, so a restart resumes from the
+//! transcript; a tool call whose result was never recorded is not run again blindly.
+
+use crate::confine::Workspace;
+use crate::host::{ApprovalDecision, ApprovalRequest, Host, Owner, UsageRecord};
+use crate::msg::{ChatRequest, Message, Sink, ToolCall, Usage};
+use crate::policy::Policy;
+use crate::provider::call_with_fallback;
+use crate::runtime::Runtime;
+use crate::tools::{self, HttpLimits, ToolCtx, ToolOutcome};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Why a running job must stop early.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Halt {
+    Cancel(Option<String>),
+    /// The daemon is stopping: the job ends where it is and resumes later.
+    Interrupt(String),
+}
+
+/// One piece of agent work.
+pub struct Job {
+    pub owner: Owner,
+    pub agent: String,
+    /// The task's prompt, or the chat's new user message.
+    pub prompt: String,
+    pub workspace: std::path::PathBuf,
+    pub attempt: u32,
+    /// How deep in a chain of subtasks (0 = a person's).
+    pub depth: u32,
+    /// The task's own time limit, if any.
+    pub timeout: Option<Duration>,
+    /// The daemon's environment, the base of shell calls (scrubbed here).
+    pub env: Vec<(String, String)>,
+    /// Variables never passed to tools (webhook secrets, the API token).
+    pub withheld_env: Vec<String>,
+    /// A chat turn: the prompt is appended as a new user message even if a transcript exists.
+    pub chat_turn: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum AgentEnd {
+    Succeeded { answer: String },
+    Failed { reason: String },
+    TimedOut,
+    Cancelled { reason: Option<String> },
+    Interrupted { reason: String },
+}
+
+struct State {
+    messages: Vec<Message>,
+    steps: u32,
+    usage: Usage,
+    cost: f64,
+    used_tool: bool,
+    started_ms: Option<i64>,
+}
+
+fn entry_to_message(e: &Value) -> Option<Message> {
+    let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+    Some(match e["type"].as_str()? {
+        "system" => Message::System { content: s("content") },
+        "user" => Message::User { content: s("content") },
+        "assistant" => Message::Assistant {
+            content: s("content"),
+            tool_calls: serde_json::from_value(e["tool_calls"].clone()).unwrap_or_default(),
+        },
+        "tool" => Message::Tool { call_id: s("call_id"), name: s("name"), content: s("content"), is_error: e["is_error"].as_bool().unwrap_or(false) },
+        _ => return None,
+    })
+}
+
+const SYSTEM_BASE: &str = "You are an agent run by owl, working unattended on a task in your own workspace directory. \
+Use the tools to inspect and change files and run commands; paths are relative to the workspace. \
+When the task is done, reply with your final answer as plain text and no tool call.";
+
+pub(crate) async fn run(rt: &Runtime, job: Job, host: Arc<dyn Host>, mut halt: watch::Receiver<Option<Halt>>, mut sink: Option<Sink<'_>>) -> AgentEnd {
+    let Some(agent) = rt.agent(&job.agent).cloned() else {
+        let known = rt.agents.keys().cloned().collect::<Vec<_>>().join(", ");
+        return AgentEnd::Failed {
+            reason: format!("there is no agent `{}`; configured agents: {}", job.agent, if known.is_empty() { "(none; see `owl config init`)".into() } else { known }),
+        };
+    };
+    let routes = match rt.routes(&agent) {
+        Ok(r) => r,
+        Err(e) => return AgentEnd::Failed { reason: format!("agent `{}` cannot reach a model: {e}", job.agent) },
+    };
+    if agent.max_cost_usd.is_some() {
+        if let Some(r) = routes.iter().find(|r| rt.price(&r.model).is_none()) {
+            return AgentEnd::Failed {
+                reason: format!("agents.{}.max_cost_usd is set but there is no price for model `{}`; add [prices.\"{}\"]", job.agent, r.model, r.model),
+            };
+        }
+    }
+    let policy = match Policy::new(&agent.shell_allow, &agent.shell_deny, agent.shell_default) {
+        Ok(p) => p,
+        Err(e) => return AgentEnd::Failed { reason: format!("agents.{}: {e}", job.agent) },
+    };
+    if let Err(e) = std::fs::create_dir_all(&job.workspace) {
+        return AgentEnd::Failed { reason: format!("cannot create the workspace {}: {e}", job.workspace.display()) };
+    }
+    let ws = match Workspace::new(&job.workspace) {
+        Ok(w) => w,
+        Err(e) => return AgentEnd::Failed { reason: format!("cannot open the workspace: {e}") },
+    };
+    let tool_names: Vec<String> =
+        if agent.tools.is_empty() { owl_core::agent::DEFAULT_TOOLS.iter().map(|s| s.to_string()).collect() } else { agent.tools.clone() };
+    let ctx = ToolCtx {
+        ws,
+        policy,
+        owner: job.owner,
+        agent_name: job.agent.clone(),
+        agent: agent.clone(),
+        depth: job.depth,
+        host: host.clone(),
+        env: scrub_env(rt, &agent, &job),
+        shell_timeout: rt.defaults.shell_timeout,
+        output_max: rt.defaults.tool_output_max_bytes,
+        http: HttpLimits { allow_private: agent.http_allow_private, ..HttpLimits::default() },
+    };
+    let journal = Journal { rt, host: host.clone(), owner: job.owner, attempt: job.attempt };
+
+    // Rebuild from the transcript, or start one.
+    let entries = match host.transcript(job.owner).await {
+        Ok(e) => e,
+        Err(e) => return AgentEnd::Failed { reason: format!("cannot read the transcript: {e}") },
+    };
+    let mut st = State { messages: vec![], steps: 0, usage: Usage::default(), cost: 0.0, used_tool: false, started_ms: None };
+    for e in &entries {
+        st.started_ms.get_or_insert(e["at"].as_i64().unwrap_or(0));
+        if e["type"] == "assistant" && e["chat_turn"].as_bool() != Some(true) {
+            st.steps += 1;
+        }
+        if e["type"] == "tool" {
+            st.used_tool = true;
+        }
+        if let Ok(u) = serde_json::from_value::<Usage>(e["usage"].clone()) {
+            st.usage.add(u);
+        }
+        st.cost += e["cost_usd"].as_f64().unwrap_or(0.0);
+        if let Some(m) = entry_to_message(e) {
+            st.messages.push(m);
+        }
+    }
+    if job.chat_turn {
+        // A chat's limits apply per turn.
+        st.steps = 0;
+        st.used_tool = false;
+    }
+    let mut fresh = Vec::new();
+    if st.messages.is_empty() {
+        let system = match &agent.system_prompt {
+            Some(p) => format!("{SYSTEM_BASE}\n\n{p}"),
+            None => SYSTEM_BASE.to_string(),
+        };
+        fresh.push(json!({"type": "system", "content": system}));
+        fresh.push(json!({"type": "user", "content": job.prompt}));
+    } else if job.chat_turn {
+        fresh.push(json!({"type": "user", "content": job.prompt}));
+    } else {
+        // Resuming: a call whose result never made it to the transcript may or may not
+        // have run. Say so to the model instead of running it again blindly.
+        if let Some(Message::Assistant { tool_calls, .. }) = st.messages.iter().rev().find(|m| !matches!(m, Message::Tool { .. })) {
+            let answered: Vec<&str> =
+                st.messages.iter().filter_map(|m| if let Message::Tool { call_id, .. } = m { Some(call_id.as_str()) } else { None }).collect();
+            let pending: Vec<ToolCall> = tool_calls.iter().filter(|c| !answered.contains(&c.id.as_str())).cloned().collect();
+            let pending_json = json!(pending);
+            fresh.push(json!({"type": "note", "text": format!("resumed in attempt {}", job.attempt), "pending_calls": pending_json}));
+            for c in pending {
+                if needs_asking(&ctx, &c) {
+                    // Waiting for a human when the daemon stopped: ask again (same request).
+                    continue;
+                }
+                fresh.push(json!({"type": "tool", "call_id": c.id, "name": c.name, "is_error": true,
+                    "content": "interrupted: the daemon stopped before this call's result was recorded; it may or may not have taken effect. Check before repeating it."}));
+            }
+        } else {
+            fresh.push(json!({"type": "note", "text": format!("resumed in attempt {}", job.attempt)}));
+        }
+    }
+    for e in &fresh {
+        if let Some(m) = entry_to_message(e) {
+            st.messages.push(m);
+        }
+    }
+    if let Err(e) = journal.append(fresh).await {
+        return AgentEnd::Failed { reason: e };
+    }
+    let started_ms = st.started_ms.unwrap_or_else(now_ms);
+    let begun = Instant::now();
+
+    // Pending approvals left by a previous attempt are asked again before the next model call.
+    if let Some(end) = finish_pending_calls(&ctx, &journal, &mut st, &mut halt).await {
+        return end;
+    }
+
+    loop {
+        if let Some(h) = halt.borrow().clone() {
+            return halted(h);
+        }
+        if st.steps >= agent.max_steps {
+            return journal.fail(format!("reached the step limit (agents.{}.max_steps = {}) without a final answer", job.agent, agent.max_steps)).await;
+        }
+        if let Some(max) = agent.max_tokens {
+            if st.usage.total() >= max {
+                return journal.fail(format!("used {} tokens, the limit is {max} (agents.{}.max_tokens)", st.usage.total(), job.agent)).await;
+            }
+        }
+        if let Some(max) = agent.max_cost_usd {
+            if st.cost >= max {
+                return journal.fail(format!("spent ${:.4}, the limit is ${max} (agents.{}.max_cost_usd)", st.cost, job.agent)).await;
+            }
+        }
+        let elapsed_ms = (now_ms() - started_ms).max(0) as u64;
+        if let Some(max) = agent.max_wall {
+            if !job.chat_turn && Duration::from_millis(elapsed_ms) >= max {
+                return journal.fail(format!("ran for {}s, the limit is {}s (agents.{}.max_wall)", elapsed_ms / 1000, max.as_secs(), job.agent)).await;
+            }
+        }
+        if job.timeout.is_some_and(|t| begun.elapsed() >= t) {
+            let _ = journal.append(vec![json!({"type": "note", "text": "the task's timeout was reached"})]).await;
+            return AgentEnd::TimedOut;
+        }
+        let require_tool = agent.must_use_tool && !st.used_tool;
+        let req = ChatRequest {
+            model: String::new(),
+            messages: st.messages.clone(),
+            tools: tools::specs(&ctx_tool_names(&tool_names)),
+            max_output_tokens: agent.max_output_tokens,
+            temperature: agent.temperature,
+            require_tool,
+            stream: sink.is_some(),
+        };
+        let t0 = Instant::now();
+        let mut noop = |_d| {};
+        let call = async {
+            match sink.as_mut() {
+                Some(s) => call_with_fallback(&routes, &req, &mut **s).await,
+                None => call_with_fallback(&routes, &req, &mut noop).await,
+            }
+        };
+        let deadline = job.timeout.map(|t| t.saturating_sub(begun.elapsed())).unwrap_or(Duration::MAX);
+        let result = tokio::select! {
+            r = call => r,
+            h = wait_halt(&mut halt) => return halted(h),
+            _ = sleep_max(deadline) => {
+                let _ = journal.append(vec![json!({"type": "note", "text": "the task's timeout was reached during a model call"})]).await;
+                return AgentEnd::TimedOut;
+            }
+        };
+        let ms = t0.elapsed().as_millis() as u64;
+        let (resp, route_idx, failures) = match result {
+            Ok(r) => r,
+            Err((e, failures)) => {
+                let _ = journal.append(vec![json!({"type": "note", "text": "every provider failed", "failures": failures_json(&failures)})]).await;
+                return journal.fail(format!("the model call failed: {e}")).await;
+            }
+        };
+        st.steps += 1;
+        let route = &routes[route_idx];
+        let model = if resp.model.is_empty() { route.model.clone() } else { resp.model.clone() };
+        let cost = rt.price(&route.model).or_else(|| rt.price(&model)).map(|p| p.cost(resp.usage.input, resp.usage.output, resp.usage.cached)).unwrap_or(0.0);
+        st.usage.add(resp.usage);
+        st.cost += cost;
+        let mut entry = json!({
+            "type": "assistant", "content": resp.content, "tool_calls": resp.tool_calls,
+            "usage": resp.usage, "cost_usd": cost, "provider": route.provider.name(), "model": model,
+            "ms": ms, "stop_reason": resp.stop_reason,
+        });
+        if job.chat_turn {
+            entry["chat_turn"] = json!(true);
+        }
+        if !failures.is_empty() {
+            entry["failed_before"] = failures_json(&failures);
+        }
+        if let Err(e) = journal.append(vec![entry]).await {
+            return AgentEnd::Failed { reason: e };
+        }
+        let _ = host
+            .record_usage(UsageRecord {
+                owner: job.owner,
+                agent: job.agent.clone(),
+                provider: route.provider.name().into(),
+                model: model.clone(),
+                input: resp.usage.input,
+                output: resp.usage.output,
+                cached: resp.usage.cached,
+                cost_usd: cost,
+            })
+            .await;
+        st.messages.push(Message::Assistant { content: resp.content.clone(), tool_calls: resp.tool_calls.clone() });
+        if resp.tool_calls.is_empty() {
+            if require_tool {
+                let nudge = "Use one of the tools before you answer.";
+                st.messages.push(Message::User { content: nudge.into() });
+                if let Err(e) = journal.append(vec![json!({"type": "user", "content": nudge})]).await {
+                    return AgentEnd::Failed { reason: e };
+                }
+                continue;
+            }
+            let answer = rt.redact(&resp.content);
+            return AgentEnd::Succeeded { answer };
+        }
+        if let Some(end) = finish_pending_calls(&ctx, &journal, &mut st, &mut halt).await {
+            return end;
+        }
+    }
+}
+
+fn ctx_tool_names(names: &[String]) -> Vec<String> {
+    names.to_vec()
+}
+
+/// Runs every call of the last assistant message that has no result yet.
+async fn finish_pending_calls(ctx: &ToolCtx, journal: &Journal<'_>, st: &mut State, halt: &mut watch::Receiver<Option<Halt>>) -> Option<AgentEnd> {
+    let Some(Message::Assistant { tool_calls, .. }) = st.messages.iter().rev().find(|m| !matches!(m, Message::Tool { .. })).cloned() else {
+        return None;
+    };
+    for call in tool_calls {
+        let answered = st.messages.iter().any(|m| matches!(m, Message::Tool { call_id, .. } if *call_id == call.id));
+        if answered {
+            continue;
+        }
+        let t0 = Instant::now();
+        let mut outcome = tokio::select! {
+            o = run_call(ctx, &call, false) => o,
+            h = wait_halt(halt) => return Some(halted(h)),
+        };
+        if let ToolOutcome::NeedsApproval(why) = &outcome {
+            let why = why.clone();
+            let _ = journal.append(vec![json!({"type": "note", "text": format!("waiting for approval of {} call {}: {why}", call.name, call.id)})]).await;
+            let req = ApprovalRequest {
+                owner: ctx.owner,
+                agent: ctx.agent_name.clone(),
+                call_id: call.id.clone(),
+                tool: call.name.clone(),
+                arguments: serde_json::from_str(&journal.rt.redact(&call.arguments.to_string())).unwrap_or(Value::Null),
+                reason: why,
+            };
+            let decision = tokio::select! {
+                d = ctx.host.approve(req) => d,
+                h = wait_halt(halt) => return Some(halted(h)),
+            };
+            outcome = match decision {
+                Ok(ApprovalDecision::Approved) => tokio::select! {
+                    o = run_call(ctx, &call, true) => o,
+                    h = wait_halt(halt) => return Some(halted(h)),
+                },
+                Ok(ApprovalDecision::Denied { reason }) => ToolOutcome::Err(format!("a human denied this call: {reason}. Do not try it another way.")),
+                Err(e) => ToolOutcome::Err(format!("the approval could not be obtained: {e}")),
+            };
+        }
+        let (content, is_error) = match outcome {
+            ToolOutcome::Ok(s) => (s, false),
+            ToolOutcome::Err(s) => (s, true),
+            ToolOutcome::NeedsApproval(s) => (format!("still needs approval: {s}"), true),
+        };
+        st.used_tool = true;
+        let content = journal.rt.redact(&content);
+        st.messages.push(Message::Tool { call_id: call.id.clone(), name: call.name.clone(), content: content.clone(), is_error });
+        let e = json!({"type": "tool", "call_id": call.id, "name": call.name, "content": content, "is_error": is_error, "ms": t0.elapsed().as_millis() as u64});
+        if let Err(e) = journal.append(vec![e]).await {
+            return Some(AgentEnd::Failed { reason: e });
+        }
+    }
+    None
+}
+
+fn needs_asking(ctx: &ToolCtx, call: &ToolCall) -> bool {
+    if ctx.agent.ask.iter().any(|t| *t == call.name) {
+        return true;
+    }
+    call.name == "shell"
+        && call.arguments["command"].as_str().is_some_and(|c| matches!(ctx.policy.check(c), crate::policy::Verdict::Ask(_)))
+}
+
+async fn run_call(ctx: &ToolCtx, call: &ToolCall, approved: bool) -> ToolOutcome {
+    if !approved && ctx.agent.ask.iter().any(|t| *t == call.name) {
+        return ToolOutcome::NeedsApproval(format!("every {} call needs approval (agents.{}.ask)", call.name, ctx.agent_name));
+    }
+    tools::call(ctx, &call.name, &call.arguments, approved).await
+}
+
+fn failures_json(f: &[crate::provider::Attempt]) -> Value {
+    json!(f.iter().map(|a| json!({"provider": a.provider, "model": a.model, "error": a.error})).collect::<Vec<_>>())
+}
+
+fn halted(h: Halt) -> AgentEnd {
+    match h {
+        Halt::Cancel(reason) => AgentEnd::Cancelled { reason },
+        Halt::Interrupt(reason) => AgentEnd::Interrupted { reason },
+    }
+}
+
+async fn wait_halt(halt: &mut watch::Receiver<Option<Halt>>) -> Halt {
+    loop {
+        if let Some(h) = halt.borrow_and_update().clone() {
+            return h;
+        }
+        if halt.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+async fn sleep_max(d: Duration) {
+    if d == Duration::MAX {
+        std::future::pending::<()>().await
+    } else {
+        tokio::time::sleep(d).await
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The shell tool's environment: the daemon's, minus anything that looks like a credential,
+/// the provider keys and the withheld variables, unless the agent grants a name.
+fn scrub_env(rt: &Runtime, agent: &owl_core::agent::AgentSettings, job: &Job) -> Vec<(String, String)> {
+    let granted = |k: &str| agent.grant_env.iter().any(|g| g == k);
+    let mut env: Vec<(String, String)> = job
+        .env
+        .iter()
+        .filter(|(k, _)| !job.withheld_env.contains(k))
+        .filter(|(k, _)| granted(k) || (!crate::looks_secret(k) && !rt.key_vars.contains(k)))
+        .filter(|(_, v)| !rt.secrets.iter().any(|s| v.contains(s.as_str())))
+        .cloned()
+        .collect();
+    // A granted name keeps its value even if it holds a secret.
+    for g in &agent.grant_env {
+        if let Some(kv) = job.env.iter().find(|(k, _)| k == g) {
+            if !env.contains(kv) {
+                env.push(kv.clone());
+            }
+        }
+    }
+    env.push(("OWL_WORKSPACE".into(), job.workspace.display().to_string()));
+    if let Owner::Task(id) = job.owner {
+        env.push(("OWL_TASK_ID".into(), id.to_string()));
+    }
+    env
+}
+
+/// Writes transcript entries through the host, redacted.
+struct Journal<'a> {
+    rt: &'a Runtime,
+    host: Arc<dyn Host>,
+    owner: Owner,
+    attempt: u32,
+}
+
+impl Journal<'_> {
+    async fn append(&self, entries: Vec<Value>) -> Result<(), String> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let redacted = entries
+            .into_iter()
+            .map(|e| {
+                let s = e.to_string();
+                let r = self.rt.redact(&s);
+                if r == s {
+                    e
+                } else {
+                    serde_json::from_str(&r).unwrap_or(e)
+                }
+            })
+            .collect();
+        // A transient storage error is retried; losing the transcript is not an option.
+        let mut delay = Duration::from_millis(50);
+        for _ in 0..8 {
+            match self.host.append(self.owner, self.attempt, Vec::clone(&redacted)).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record a transcript entry; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+        Err("cannot record the transcript; the task stops rather than run unrecorded".into())
+    }
+
+    async fn fail(&self, reason: String) -> AgentEnd {
+        let _ = self.append(vec![json!({"type": "note", "text": reason})]).await;
+        AgentEnd::Failed { reason }
+    }
+}

@@ -1,0 +1,246 @@
+//! The configured providers and agents, resolved once from settings and secrets.
+
+use crate::msg::Sink;
+use crate::provider::{Provider, RetryPolicy, Route};
+use crate::run::{AgentEnd, Halt, Job};
+use crate::Host;
+use owl_core::agent::{AgentDefaults, AgentSettings, Agents, Price, ProviderKind, ProviderSettings, Prices, Providers};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// An agent as `owl agents` shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AgentInfo {
+    pub name: String,
+    pub description: String,
+    pub provider: String,
+    pub model: String,
+    pub fallback: Vec<String>,
+    pub tools: Vec<String>,
+    pub max_steps: u32,
+    pub max_cost_usd: Option<f64>,
+    /// Why this agent cannot run now (a missing key or model file), if so.
+    pub problem: Option<String>,
+}
+
+pub struct Runtime {
+    pub(crate) providers: BTreeMap<String, Arc<dyn Provider>>,
+    pub(crate) provider_settings: Providers,
+    /// Providers that cannot be used, with the reason (a missing key, say).
+    pub(crate) broken: BTreeMap<String, String>,
+    pub(crate) agents: Agents,
+    pub(crate) prices: Prices,
+    pub(crate) defaults: AgentDefaults,
+    /// Secret values: redacted from everything the runtime records.
+    pub(crate) secrets: Vec<String>,
+    /// Variables that hold provider keys: never passed to tools unless granted.
+    pub(crate) key_vars: Vec<String>,
+}
+
+/// Where the built-in default agent's GGUF model is looked for.
+pub fn default_local_model(cache_dir: &std::path::Path) -> std::path::PathBuf {
+    cache_dir.join("owl/models/gemma-3-270m-q4_k_m.gguf")
+}
+
+impl Runtime {
+    /// Builds providers from settings. `env` is the daemon's environment, `secrets` the
+    /// entries of the secrets file; `local_model` is a GGUF file for the default agent.
+    pub fn new(
+        mut providers: Providers,
+        mut agents: Agents,
+        prices: Prices,
+        defaults: AgentDefaults,
+        env: &BTreeMap<String, String>,
+        secrets: &BTreeMap<String, String>,
+        local_model: Option<std::path::PathBuf>,
+    ) -> Runtime {
+        // A sensible default agent: on the first configured provider, else on a local model.
+        if agents.is_empty() {
+            if providers.is_empty() {
+                if let Some(path) = local_model.filter(|p| p.is_file()) {
+                    providers.insert(
+                        "local".into(),
+                        ProviderSettings {
+                            kind: ProviderKind::Local,
+                            base_url: None,
+                            api_key_env: None,
+                            api_key_secret: None,
+                            model: None,
+                            timeout: std::time::Duration::from_secs(600),
+                            max_retries: 0,
+                            model_path: Some(path.display().to_string()),
+                            threads: 0,
+                            context: 8192,
+                        },
+                    );
+                }
+            }
+            if let Some(first) = providers.keys().next().cloned() {
+                let mut a = AgentSettings::new(first);
+                a.description = "The built-in default agent".into();
+                agents.insert("default".into(), a);
+            }
+        }
+        let mut rt = Runtime {
+            providers: BTreeMap::new(),
+            provider_settings: providers.clone(),
+            broken: BTreeMap::new(),
+            agents,
+            prices,
+            defaults,
+            secrets: secrets.values().filter(|v| v.len() >= 4).cloned().collect(),
+            key_vars: vec![],
+        };
+        for (name, p) in &providers {
+            let key = match (&p.api_key_env, &p.api_key_secret) {
+                (Some(var), _) => {
+                    rt.key_vars.push(var.clone());
+                    match env.get(var).filter(|v| !v.is_empty()) {
+                        Some(v) => Some(v.clone()),
+                        None => {
+                            rt.broken.insert(name.clone(), format!("[providers.{name}] api_key_env: the variable {var} is not set in the daemon's environment"));
+                            None
+                        }
+                    }
+                }
+                (None, Some(entry)) => match secrets.get(entry) {
+                    Some(v) => Some(v.clone()),
+                    None => {
+                        rt.broken.insert(name.clone(), format!("[providers.{name}] api_key_secret: the secrets file has no entry `{entry}`"));
+                        None
+                    }
+                },
+                (None, None) => None,
+            };
+            if let Some(k) = &key {
+                if k.len() >= 4 && !rt.secrets.contains(k) {
+                    rt.secrets.push(k.clone());
+                }
+            }
+            let provider: Arc<dyn Provider> = match p.kind {
+                ProviderKind::Openai => Arc::new(crate::openai::OpenAi::new(name, p.base_url.as_deref(), key, p.timeout)),
+                ProviderKind::Anthropic => Arc::new(crate::anthropic::Anthropic::new(name, p.base_url.as_deref(), key, p.timeout)),
+                ProviderKind::Local => match local_provider(name, p) {
+                    Ok(lp) => lp,
+                    Err(e) => {
+                        rt.broken.insert(name.clone(), e);
+                        continue;
+                    }
+                },
+            };
+            rt.providers.insert(name.clone(), provider);
+        }
+        // Longest first, so a secret that contains another is redacted whole.
+        rt.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        rt
+    }
+
+    /// Replaces a provider (tests and benchmarks use an in-process one).
+    pub fn with_provider(mut self, name: &str, p: Arc<dyn Provider>) -> Runtime {
+        self.broken.remove(name);
+        self.providers.insert(name.into(), p);
+        self
+    }
+
+    pub fn agent(&self, name: &str) -> Option<&AgentSettings> {
+        self.agents.get(name)
+    }
+
+    pub fn defaults(&self) -> &AgentDefaults {
+        &self.defaults
+    }
+
+    /// Names of the variables that hold provider keys.
+    pub fn key_vars(&self) -> &[String] {
+        &self.key_vars
+    }
+
+    pub fn agents(&self) -> Vec<AgentInfo> {
+        self.agents
+            .iter()
+            .map(|(name, a)| AgentInfo {
+                name: name.clone(),
+                description: a.description.clone(),
+                provider: a.provider.clone(),
+                model: self.model_of(a),
+                fallback: a.fallback.clone(),
+                tools: if a.tools.is_empty() { owl_core::agent::DEFAULT_TOOLS.iter().map(|s| s.to_string()).collect() } else { a.tools.clone() },
+                max_steps: a.max_steps,
+                max_cost_usd: a.max_cost_usd,
+                problem: self.broken.get(&a.provider).cloned(),
+            })
+            .collect()
+    }
+
+    pub(crate) fn model_of(&self, a: &AgentSettings) -> String {
+        a.model
+            .clone()
+            .or_else(|| self.provider_settings.get(&a.provider).and_then(|p| p.model.clone()))
+            .unwrap_or_else(|| match self.provider_settings.get(&a.provider) {
+                Some(p) if p.kind == ProviderKind::Local => {
+                    p.model_path.as_deref().and_then(|m| std::path::Path::new(m).file_stem()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+                }
+                _ => String::new(),
+            })
+    }
+
+    /// The agent's provider, then its fallbacks, each with its model and retry policy.
+    pub(crate) fn routes(&self, a: &AgentSettings) -> Result<Vec<Route>, String> {
+        let mut out = Vec::new();
+        let mut names: Vec<(String, Option<String>)> = vec![(a.provider.clone(), Some(self.model_of(a)))];
+        for f in &a.fallback {
+            match f.split_once(':') {
+                Some((p, m)) => names.push((p.into(), Some(m.into()))),
+                None => names.push((f.clone(), None)),
+            }
+        }
+        let mut problems = Vec::new();
+        for (p, model) in names {
+            let Some(provider) = self.providers.get(&p) else {
+                problems.push(self.broken.get(&p).cloned().unwrap_or_else(|| format!("provider `{p}` is not configured")));
+                continue;
+            };
+            let settings = self.provider_settings.get(&p);
+            let model = model.filter(|m| !m.is_empty()).or_else(|| settings.and_then(|s| s.model.clone())).unwrap_or_default();
+            let retry = RetryPolicy { max_retries: settings.map(|s| s.max_retries).unwrap_or(4), ..RetryPolicy::default() };
+            out.push(Route { provider: provider.clone(), model, retry });
+        }
+        if out.is_empty() {
+            return Err(problems.join("; "));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn price(&self, model: &str) -> Option<Price> {
+        self.prices.get(model).copied()
+    }
+
+    /// Replaces every secret value in `s` with `<redacted>`.
+    pub fn redact(&self, s: &str) -> String {
+        let mut out = s.to_string();
+        for sec in &self.secrets {
+            if out.contains(sec.as_str()) {
+                out = out.replace(sec.as_str(), "<redacted>");
+            }
+        }
+        out
+    }
+
+    /// Runs (or resumes) one agent job to its end.
+    pub async fn run(&self, job: Job, host: Arc<dyn Host>, halt: watch::Receiver<Option<Halt>>, sink: Option<Sink<'_>>) -> AgentEnd {
+        crate::run::run(self, job, host, halt, sink).await
+    }
+}
+
+#[cfg(feature = "local")]
+fn local_provider(name: &str, p: &ProviderSettings) -> Result<Arc<dyn Provider>, String> {
+    let path = p.model_path.as_deref().ok_or_else(|| format!("[providers.{name}] model_path is missing"))?;
+    Ok(Arc::new(crate::local::Local::new(name, path, p.threads, p.context)?))
+}
+
+#[cfg(not(feature = "local"))]
+fn local_provider(name: &str, _p: &ProviderSettings) -> Result<Arc<dyn Provider>, String> {
+    Err(format!("[providers.{name}] is a local model, but this owl was built without the `local` feature (cargo build --features local)"))
+}

@@ -1,0 +1,161 @@
+//! `http_fetch`: GET with size and time caps. Every address a name resolves to is checked
+//! before connecting (and the connection goes to exactly the checked address, so a DNS
+//! answer cannot change in between); redirects are followed by hand and checked again.
+
+use super::{args, ToolCtx};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::Value;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    pub allow_private: bool,
+    pub max_bytes: usize,
+    pub timeout: Duration,
+    pub max_redirects: u32,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits { allow_private: false, max_bytes: 1024 * 1024, timeout: Duration::from_secs(30), max_redirects: 5 }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Args {
+    url: String,
+}
+
+/// False for loopback, private, link-local, shared (CGNAT), unspecified, broadcast,
+/// multicast and documentation addresses, in both families (IPv4-mapped IPv6 included).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
+                || (s[0] == 0x64 && s[1] == 0xff9b))
+        }
+    }
+}
+
+pub(super) async fn fetch(ctx: &ToolCtx, arguments: &Value) -> Result<String, String> {
+    let a: Args = args("http_fetch", arguments)?;
+    let limits = &ctx.http;
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let mut url = reqwest::Url::parse(&a.url).map_err(|e| format!("`{}` is not a URL: {e}", a.url))?;
+    for hop in 0..=limits.max_redirects {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("only http and https URLs are fetched, not {}", url.scheme()));
+        }
+        let host = url.host_str().ok_or("the URL has no host")?.to_string();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let addrs: Vec<SocketAddr> = match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => tokio::time::timeout_at(deadline, tokio::net::lookup_host((host.as_str(), port)))
+                .await
+                .map_err(|_| "timed out resolving the host".to_string())?
+                .map_err(|e| format!("cannot resolve {host}: {e}"))?
+                .collect(),
+        };
+        let Some(addr) = addrs.first().copied() else { return Err(format!("{host} has no address")) };
+        if !limits.allow_private {
+            if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
+                return Err(format!(
+                    "refused: {host} resolves to {}, a private, loopback or link-local address (agents.*.http_allow_private allows it)",
+                    bad.ip()
+                ));
+            }
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve(&host, addr)
+            .timeout(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .user_agent(concat!("owl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let resp = client.get(url.clone()).send().await.map_err(|e| format!("GET failed: {}", e.without_url()))?;
+        let status = resp.status();
+        if status.is_redirection() {
+            let loc = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).ok_or("a redirect without a Location")?;
+            url = url.join(loc).map_err(|e| format!("a bad redirect Location `{loc}`: {e}"))?;
+            tracing::debug!(hop, to = %url, "http_fetch follows a redirect");
+            continue;
+        }
+        let ctype = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let mut body = Vec::new();
+        let mut truncated = false;
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = tokio::time::timeout_at(deadline, stream.next()).await.map_err(|_| "timed out reading the body".to_string())? {
+            let chunk = chunk.map_err(|e| format!("the body broke off: {}", e.without_url()))?;
+            let room = limits.max_bytes.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if chunk.len() > room {
+                truncated = true;
+                break;
+            }
+        }
+        let mut text = String::from_utf8_lossy(&body).into_owned();
+        if truncated {
+            text.push_str(&format!("\n[... cut at {} bytes]", limits.max_bytes));
+        }
+        return Ok(format!("HTTP {}\ncontent-type: {ctype}\n\n{text}", status.as_u16()));
+    }
+    Err(format!("more than {} redirects", limits.max_redirects))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_special_addresses_are_not_public() {
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(!is_public(a.parse().unwrap()), "{a}");
+        }
+        for a in ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111"] {
+            assert!(is_public(a.parse().unwrap()), "{a}");
+        }
+    }
+}

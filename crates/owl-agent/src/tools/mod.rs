@@ -1,0 +1,234 @@
+//! The tools an agent may call. Arguments are checked against each tool's JSON schema (by
+//! typed deserialisation with unknown fields refused); a bad call comes back to the model as
+//! an error it can correct, never as the end of the loop.
+
+mod files;
+mod http;
+mod shell;
+
+use crate::confine::Workspace;
+use crate::host::{Host, NewAgentSchedule, Owner};
+use crate::msg::ToolSpec;
+use crate::policy::Policy;
+use owl_core::agent::AgentSettings;
+use owl_core::TaskId;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use http::{is_public, HttpLimits};
+
+/// Everything a tool call may use.
+pub struct ToolCtx {
+    pub ws: Workspace,
+    pub policy: Policy,
+    pub owner: Owner,
+    pub agent_name: String,
+    pub agent: AgentSettings,
+    /// How deep this task is in a chain of subtasks (0 = submitted by a person).
+    pub depth: u32,
+    pub host: Arc<dyn Host>,
+    /// The environment of shell calls, already scrubbed of secrets.
+    pub env: Vec<(String, String)>,
+    pub shell_timeout: Duration,
+    pub output_max: usize,
+    pub http: HttpLimits,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum ToolOutcome {
+    Ok(String),
+    Err(String),
+    /// Policy wants a human to decide this call first.
+    NeedsApproval(String),
+}
+
+/// Schemas of the named tools, for the model.
+pub fn specs(names: &[String]) -> Vec<ToolSpec> {
+    names.iter().filter_map(|n| spec(n)).collect()
+}
+
+pub fn spec(name: &str) -> Option<ToolSpec> {
+    let (description, parameters) = match name {
+        "shell" => (
+            "Run a shell command (sh -c) in the workspace. Returns the exit code, stdout and stderr. Some commands are refused or need a human's approval.",
+            json!({"type": "object", "properties": {"command": {"type": "string", "description": "the command line"}}, "required": ["command"], "additionalProperties": false}),
+        ),
+        "read_file" => (
+            "Read a text file of the workspace. Optionally a range of lines (1-based).",
+            json!({"type": "object", "properties": {"path": {"type": "string"}, "offset": {"type": "integer", "minimum": 1}, "limit": {"type": "integer", "minimum": 1}}, "required": ["path"], "additionalProperties": false}),
+        ),
+        "write_file" => (
+            "Create or overwrite a file of the workspace with the given content.",
+            json!({"type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}}, "required": ["path", "content"], "additionalProperties": false}),
+        ),
+        "edit_file" => (
+            "Replace an exact piece of text in a workspace file. `old` must occur exactly once unless replace_all is true.",
+            json!({"type": "object", "properties": {"path": {"type": "string"}, "old": {"type": "string"}, "new": {"type": "string"}, "replace_all": {"type": "boolean"}}, "required": ["path", "old", "new"], "additionalProperties": false}),
+        ),
+        "list_dir" => (
+            "List a directory of the workspace (default: its root).",
+            json!({"type": "object", "properties": {"path": {"type": "string"}}, "additionalProperties": false}),
+        ),
+        "grep" => (
+            "Search workspace files for a fixed string (not a regex). Returns path:line: text for each match.",
+            json!({"type": "object", "properties": {"pattern": {"type": "string"}, "path": {"type": "string"}, "ignore_case": {"type": "boolean"}}, "required": ["pattern"], "additionalProperties": false}),
+        ),
+        "http_fetch" => (
+            "HTTP GET a URL and return its status and body (text, size-capped). Private and loopback addresses are refused.",
+            json!({"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"], "additionalProperties": false}),
+        ),
+        "task_create" => (
+            "Hand a subtask to an agent. Returns the new task's id; read its outcome later with task_result.",
+            json!({"type": "object", "properties": {"agent": {"type": "string"}, "prompt": {"type": "string"}}, "required": ["prompt"], "additionalProperties": false}),
+        ),
+        "task_result" => (
+            "The status and result of a task by id.",
+            json!({"type": "object", "properties": {"id": {"type": "integer", "minimum": 1}}, "required": ["id"], "additionalProperties": false}),
+        ),
+        "schedule_create" => (
+            "Schedule a follow-up prompt for an agent: give exactly one of cron (e.g. \"0 9 * * *\"), every (e.g. \"1h\") or at (RFC 3339).",
+            json!({"type": "object", "properties": {"name": {"type": "string"}, "prompt": {"type": "string"}, "agent": {"type": "string"}, "cron": {"type": "string"}, "every": {"type": "string"}, "at": {"type": "string"}, "max_runs": {"type": "integer", "minimum": 1}}, "required": ["name", "prompt"], "additionalProperties": false}),
+        ),
+        "schedule_manage" => (
+            "Pause, resume or cancel a schedule that an agent created.",
+            json!({"type": "object", "properties": {"name": {"type": "string"}, "action": {"type": "string", "enum": ["pause", "resume", "cancel"]}}, "required": ["name", "action"], "additionalProperties": false}),
+        ),
+        _ => return None,
+    };
+    Some(ToolSpec { name: name.into(), description: description.into(), parameters })
+}
+
+/// Parses arguments into the tool's typed form; the error says what to fix.
+fn args<T: DeserializeOwned>(tool: &str, v: &Value) -> Result<T, String> {
+    let v = match v {
+        Value::String(s) => return Err(format!("the arguments of {tool} are not a JSON object: {}", s.chars().take(200).collect::<String>())),
+        Value::Null => json!({}),
+        v => v.clone(),
+    };
+    serde_json::from_value(v).map_err(|e| format!("invalid arguments for {tool}: {e}; see the tool's schema"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskCreateArgs {
+    #[serde(default)]
+    agent: Option<String>,
+    prompt: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskResultArgs {
+    id: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleCreateArgs {
+    name: String,
+    prompt: String,
+    #[serde(default)]
+    agent: Option<String>,
+    #[serde(default)]
+    cron: Option<String>,
+    #[serde(default)]
+    every: Option<String>,
+    #[serde(default)]
+    at: Option<String>,
+    #[serde(default)]
+    max_runs: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleManageArgs {
+    name: String,
+    action: String,
+}
+
+/// Runs one call. `approved` is true when a human approved this exact call.
+pub async fn call(ctx: &ToolCtx, name: &str, arguments: &Value, approved: bool) -> ToolOutcome {
+    let allowed = if ctx.agent.tools.is_empty() {
+        owl_core::agent::DEFAULT_TOOLS.contains(&name)
+    } else {
+        ctx.agent.tools.iter().any(|t| t == name)
+    };
+    if !allowed {
+        return ToolOutcome::Err(format!("there is no tool `{name}` for this agent"));
+    }
+    let r = match name {
+        "shell" => return shell::run(ctx, arguments, approved).await,
+        "read_file" | "write_file" | "edit_file" | "list_dir" | "grep" => files::call(ctx, name, arguments).await,
+        "http_fetch" => http::fetch(ctx, arguments).await,
+        "task_create" => task_create(ctx, arguments).await,
+        "task_result" => match args::<TaskResultArgs>(name, arguments) {
+            Ok(a) => ctx.host.task_result(TaskId(a.id)).await.map(|v| v.to_string()),
+            Err(e) => Err(e),
+        },
+        "schedule_create" => schedule_create(ctx, arguments).await,
+        "schedule_manage" => match args::<ScheduleManageArgs>(name, arguments) {
+            Ok(a) if matches!(a.action.as_str(), "pause" | "resume" | "cancel") => {
+                ctx.host.manage_schedule(&a.name, &a.action).await.map(|v| v.to_string())
+            }
+            Ok(a) => Err(format!("action `{}` is not one of pause, resume, cancel", a.action)),
+            Err(e) => Err(e),
+        },
+        _ => Err(format!("there is no tool `{name}`")),
+    };
+    match r {
+        Ok(s) => ToolOutcome::Ok(cap(s, ctx.output_max)),
+        Err(e) => ToolOutcome::Err(e),
+    }
+}
+
+async fn task_create(ctx: &ToolCtx, arguments: &Value) -> Result<String, String> {
+    let a: TaskCreateArgs = args("task_create", arguments)?;
+    let depth = ctx.depth + 1;
+    if depth > ctx.agent.max_subtask_depth {
+        return Err(format!(
+            "subtasks may nest at most {} deep (agents.{}.max_subtask_depth); do this step yourself",
+            ctx.agent.max_subtask_depth, ctx.agent_name
+        ));
+    }
+    let agent = a.agent.unwrap_or_else(|| ctx.agent_name.clone());
+    let id = ctx.host.create_task(ctx.owner, &agent, &a.prompt, depth).await?;
+    Ok(json!({"task_id": id, "agent": agent, "status": "queued"}).to_string())
+}
+
+async fn schedule_create(ctx: &ToolCtx, arguments: &Value) -> Result<String, String> {
+    let a: ScheduleCreateArgs = args("schedule_create", arguments)?;
+    if [a.cron.is_some(), a.every.is_some(), a.at.is_some()].iter().filter(|b| **b).count() != 1 {
+        return Err("give exactly one of cron, every or at".into());
+    }
+    let made = ctx.host.schedules_created_by(ctx.owner).await?;
+    if made >= ctx.agent.max_schedules {
+        return Err(format!("this task already made {made} schedules, the most it may (agents.{}.max_schedules)", ctx.agent_name));
+    }
+    let agent = a.agent.unwrap_or_else(|| ctx.agent_name.clone());
+    let v = ctx
+        .host
+        .create_schedule(
+            ctx.owner,
+            NewAgentSchedule { name: a.name, cron: a.cron, every: a.every, at: a.at, agent, prompt: a.prompt, max_runs: a.max_runs },
+        )
+        .await?;
+    Ok(v.to_string())
+}
+
+/// Cuts text to `max` bytes on a character boundary, saying how much was left out.
+pub fn cap(mut s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let total = s.len();
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    s.push_str(&format!("\n[... {} more bytes not shown]", total - cut));
+    s
+}

@@ -1,0 +1,299 @@
+//! Agent and provider configuration: `[providers.NAME]`, `[agents.NAME]`, `[prices."MODEL"]`
+//! and `[agent]` defaults. Pure data; the agent runtime (owl-agent) gives it behaviour.
+
+use crate::duration::{serde_human, serde_human_opt};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Which wire protocol a provider speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI-compatible Chat Completions: OpenAI, OpenRouter, Ollama, vLLM, llama.cpp server, LM Studio.
+    Openai,
+    /// The Anthropic Messages API.
+    Anthropic,
+    /// A GGUF model run in-process with llama.cpp (the `local` cargo feature).
+    Local,
+}
+
+/// One model provider.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    pub kind: ProviderKind,
+    /// API root, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`. Defaults per kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Read the API key from this environment variable of the daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Read the API key from this entry of the secrets file (`secrets.toml`, mode 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret: Option<String>,
+    /// The model used when an agent names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Per request, including the whole streamed body.
+    #[serde(default = "default_request_timeout", with = "serde_human")]
+    pub timeout: Duration,
+    /// Retries after a 429, a 5xx or a connection error (honouring Retry-After).
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Path of the GGUF file (kind = "local").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_path: Option<String>,
+    /// CPU threads for the local model; 0 = all cores (kind = "local").
+    #[serde(default)]
+    pub threads: u32,
+    /// Context window in tokens for the local model (kind = "local").
+    #[serde(default = "default_context")]
+    pub context: u32,
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_max_retries() -> u32 {
+    4
+}
+fn default_context() -> u32 {
+    8192
+}
+
+/// What happens to a shell command that no allow or deny rule matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyDefault {
+    Allow,
+    Deny,
+    /// Park the call until a human approves or denies it.
+    #[default]
+    Ask,
+}
+
+/// One agent: a role with its model, prompt, tools and limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    /// A line saying what this agent is for (shown by `owl agents`).
+    #[serde(default)]
+    pub description: String,
+    /// A key of `[providers]`.
+    pub provider: String,
+    /// Model name; defaults to the provider's `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Tried in order when the main provider fails after its retries: `"provider"` or `"provider:model"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// Tool names; empty means the default set (shell and the file tools).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    #[serde(default = "default_max_steps")]
+    pub max_steps: u32,
+    /// Input plus output tokens over the whole task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    #[serde(default, with = "serde_human_opt", skip_serializing_if = "Option::is_none")]
+    pub max_wall: Option<Duration>,
+    /// Output tokens per model call.
+    #[serde(default = "default_max_output")]
+    pub max_output_tokens: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// The model must call at least one tool before it may give its final answer.
+    #[serde(default)]
+    pub must_use_tool: bool,
+    /// Shell commands no rule matches.
+    #[serde(default)]
+    pub shell_default: PolicyDefault,
+    /// Rules matched on the parsed argv: `"git status"` matches `git status -s`; `*` matches one word.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shell_allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shell_deny: Vec<String>,
+    /// Tool names whose every call needs a human's approval.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ask: Vec<String>,
+    /// Let `http_fetch` reach loopback, private and link-local addresses.
+    #[serde(default)]
+    pub http_allow_private: bool,
+    /// Environment variables of the daemon passed to the shell tool (all others that look secret are removed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grant_env: Vec<String>,
+    /// How deep `task_create` may nest subtasks.
+    #[serde(default = "default_depth")]
+    pub max_subtask_depth: u32,
+    /// Schedules one task may create with `schedule_create`.
+    #[serde(default = "default_max_schedules")]
+    pub max_schedules: u32,
+}
+
+fn default_max_steps() -> u32 {
+    30
+}
+fn default_max_output() -> u32 {
+    2048
+}
+fn default_depth() -> u32 {
+    2
+}
+fn default_max_schedules() -> u32 {
+    3
+}
+
+impl AgentSettings {
+    /// An agent on `provider` with every other field at its default.
+    pub fn new(provider: impl Into<String>) -> Self {
+        AgentSettings {
+            description: String::new(),
+            provider: provider.into(),
+            model: None,
+            fallback: vec![],
+            system_prompt: None,
+            tools: vec![],
+            max_steps: default_max_steps(),
+            max_tokens: None,
+            max_cost_usd: None,
+            max_wall: None,
+            max_output_tokens: default_max_output(),
+            temperature: None,
+            must_use_tool: false,
+            shell_default: PolicyDefault::Ask,
+            shell_allow: vec![],
+            shell_deny: vec![],
+            ask: vec![],
+            http_allow_private: false,
+            grant_env: vec![],
+            max_subtask_depth: default_depth(),
+            max_schedules: default_max_schedules(),
+        }
+    }
+}
+
+/// USD per million tokens for one model.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    /// Cached input tokens; defaults to the input price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached: Option<f64>,
+}
+
+impl Price {
+    pub fn cost(&self, input: u64, output: u64, cached: u64) -> f64 {
+        let fresh = input.saturating_sub(cached) as f64;
+        (fresh * self.input + cached as f64 * self.cached.unwrap_or(self.input) + output as f64 * self.output) / 1_000_000.0
+    }
+}
+
+/// `[agent]`: defaults for every agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentDefaults {
+    /// An approval request nobody decides within this time counts as denied.
+    #[serde(with = "serde_human")]
+    pub approval_timeout: Duration,
+    /// Tool output handed back to the model is cut to this many bytes.
+    pub tool_output_max_bytes: usize,
+    /// Per shell tool call.
+    #[serde(with = "serde_human")]
+    pub shell_timeout: Duration,
+    /// The GGUF model used for the default agent when no provider is configured.
+    pub local_model: String,
+}
+
+impl Default for AgentDefaults {
+    fn default() -> Self {
+        AgentDefaults {
+            approval_timeout: Duration::from_secs(3600),
+            tool_output_max_bytes: 32 * 1024,
+            shell_timeout: Duration::from_secs(120),
+            local_model: String::new(),
+        }
+    }
+}
+
+pub type Providers = BTreeMap<String, ProviderSettings>;
+pub type Agents = BTreeMap<String, AgentSettings>;
+pub type Prices = BTreeMap<String, Price>;
+
+/// Tool names the runtime knows.
+pub const TOOL_NAMES: &[&str] = &[
+    "shell",
+    "read_file",
+    "write_file",
+    "edit_file",
+    "list_dir",
+    "grep",
+    "http_fetch",
+    "task_create",
+    "task_result",
+    "schedule_create",
+    "schedule_manage",
+];
+
+/// The tools an agent gets when its config lists none.
+pub const DEFAULT_TOOLS: &[&str] = &["shell", "read_file", "write_file", "edit_file", "list_dir", "grep"];
+
+/// Checks agents and providers against each other; errors name the config key.
+pub fn check(providers: &Providers, agents: &Agents) -> Result<(), (String, String)> {
+    for (name, p) in providers {
+        crate::validate::check_name(&format!("providers.{name}"), "provider", name).map_err(|e| (e.field, e.message))?;
+        if p.api_key_env.is_some() && p.api_key_secret.is_some() {
+            return Err((format!("providers.{name}"), "give either api_key_env or api_key_secret, not both".into()));
+        }
+        if p.kind == ProviderKind::Local && p.model_path.is_none() {
+            return Err((format!("providers.{name}.model_path"), "a local provider needs the path of a GGUF file".into()));
+        }
+        if let Some(u) = &p.base_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err((format!("providers.{name}.base_url"), format!("`{u}` must start with http:// or https://")));
+            }
+        }
+    }
+    for (name, a) in agents {
+        crate::validate::check_name(&format!("agents.{name}"), "agent", name).map_err(|e| (e.field, e.message))?;
+        let known = |p: &str| providers.contains_key(p);
+        if !known(&a.provider) {
+            return Err((
+                format!("agents.{name}.provider"),
+                format!("`{}` is not a configured provider; add [providers.{}] or use one of: {}", a.provider, a.provider, names(providers)),
+            ));
+        }
+        for f in &a.fallback {
+            let p = f.split_once(':').map(|(p, _)| p).unwrap_or(f);
+            if !known(p) {
+                return Err((format!("agents.{name}.fallback"), format!("`{p}` is not a configured provider")));
+            }
+        }
+        for t in a.tools.iter().chain(&a.ask) {
+            if !TOOL_NAMES.contains(&t.as_str()) {
+                return Err((format!("agents.{name}.tools"), format!("`{t}` is not a tool; tools are: {}", TOOL_NAMES.join(", "))));
+            }
+        }
+        if a.max_steps == 0 {
+            return Err((format!("agents.{name}.max_steps"), "must be at least 1".into()));
+        }
+        if a.model.is_none() && providers.get(&a.provider).is_some_and(|p| p.model.is_none() && p.kind != ProviderKind::Local) {
+            return Err((format!("agents.{name}.model"), format!("missing, and [providers.{}] names no default model", a.provider)));
+        }
+    }
+    Ok(())
+}
+
+fn names(providers: &Providers) -> String {
+    if providers.is_empty() {
+        "(none configured)".into()
+    } else {
+        providers.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
