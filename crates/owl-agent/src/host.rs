@@ -6,13 +6,7 @@ use owl_core::TaskId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Whose transcript an entry belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
-pub enum Owner {
-    Task(TaskId),
-    Chat(i64),
-}
+pub use owl_core::agent::Owner;
 
 /// One usage record: a model call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -6,6 +6,41 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// Whose transcript, usage or approval a record belongs to: an agent task or a chat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Owner {
+    Task(crate::TaskId),
+    Chat(i64),
+}
+
+impl Owner {
+    /// `task:12` or `chat:3`: the form stored and shown.
+    pub fn key(&self) -> String {
+        match self {
+            Owner::Task(id) => format!("task:{id}"),
+            Owner::Chat(id) => format!("chat:{id}"),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Owner> {
+        let (kind, id) = s.split_once(':')?;
+        let id: i64 = id.parse().ok()?;
+        match kind {
+            "task" => Some(Owner::Task(crate::TaskId(id))),
+            "chat" => Some(Owner::Chat(id)),
+            _ => None,
+        }
+    }
+
+    pub fn task(&self) -> Option<crate::TaskId> {
+        match self {
+            Owner::Task(id) => Some(*id),
+            Owner::Chat(_) => None,
+        }
+    }
+}
+
 /// Which wire protocol a provider speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -368,6 +368,51 @@ impl Store for SqliteStore {
         })
         .await
     }
+    async fn append_transcript(&self, owner: Owner, attempt: u32, entries: Vec<serde_json::Value>, now: Timestamp) -> Result<Vec<u64>, StoreError> {
+        self.append_transcript_impl(owner, attempt, entries, now).await
+    }
+    async fn transcript(&self, owner: Owner, after: u64) -> Result<Vec<TranscriptEntry>, StoreError> {
+        self.transcript_impl(owner, after).await
+    }
+    async fn set_task_result(&self, id: TaskId, result: &str) -> Result<(), StoreError> {
+        self.set_task_result_impl(id, result).await
+    }
+    async fn task_result(&self, id: TaskId) -> Result<Option<String>, StoreError> {
+        self.task_result_impl(id).await
+    }
+    async fn record_usage(&self, usage: UsageRow) -> Result<(), StoreError> {
+        self.record_usage_impl(usage).await
+    }
+    async fn usage_summary(&self, since: Timestamp, by: UsageBy) -> Result<Vec<UsageSummary>, StoreError> {
+        self.usage_summary_impl(since, by).await
+    }
+    async fn request_approval(&self, req: NewApproval, now: Timestamp) -> Result<Approval, StoreError> {
+        self.request_approval_impl(req, now).await
+    }
+    async fn get_approval(&self, id: i64) -> Result<Approval, StoreError> {
+        self.get_approval_impl(id).await
+    }
+    async fn list_approvals(&self, pending_only: bool, now: Timestamp) -> Result<Vec<Approval>, StoreError> {
+        self.list_approvals_impl(pending_only, now).await
+    }
+    async fn decide_approval(&self, id: i64, approve: bool, reason: Option<String>, now: Timestamp) -> Result<Approval, StoreError> {
+        self.decide_approval_impl(id, approve, reason, now).await
+    }
+    async fn consume_approval(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        self.consume_approval_impl(id, now).await
+    }
+    async fn create_chat(&self, agent: &str, now: Timestamp) -> Result<ChatInfo, StoreError> {
+        self.create_chat_impl(agent, now).await
+    }
+    async fn get_chat(&self, id: i64) -> Result<ChatInfo, StoreError> {
+        self.get_chat_impl(id).await
+    }
+    async fn list_chats(&self) -> Result<Vec<ChatInfo>, StoreError> {
+        self.list_chats_impl().await
+    }
+    async fn touch_chat(&self, id: i64, title: Option<String>, now: Timestamp) -> Result<(), StoreError> {
+        self.touch_chat_impl(id, title, now).await
+    }
     async fn counts(&self) -> Result<StatusCounts, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT status, count(*) FROM tasks GROUP BY status").map_err(backend)?;

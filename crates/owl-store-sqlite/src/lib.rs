@@ -8,6 +8,7 @@
 //! mode lets proceed while the writer commits.
 
 mod admin;
+mod agent_records;
 mod pool;
 mod rows;
 mod run_ops;

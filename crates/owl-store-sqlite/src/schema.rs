@@ -152,6 +152,64 @@ CREATE TABLE kv (
 );
 "#,
     ),
+    (
+        4,
+        "agent transcripts, results, usage, approvals and chats",
+        r#"
+CREATE TABLE transcript (
+    owner    TEXT    NOT NULL,                      -- task:<id> or chat:<id>
+    seq      INTEGER NOT NULL,
+    attempt  INTEGER NOT NULL,
+    at       INTEGER NOT NULL,
+    body     TEXT    NOT NULL,                      -- JSON object
+    PRIMARY KEY (owner, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE task_results (
+    task_id  INTEGER PRIMARY KEY REFERENCES tasks(id) ON DELETE CASCADE,
+    result   TEXT    NOT NULL
+);
+
+CREATE TABLE usage (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner     TEXT    NOT NULL,
+    agent     TEXT    NOT NULL,
+    provider  TEXT    NOT NULL,
+    model     TEXT    NOT NULL,
+    input     INTEGER NOT NULL,
+    output    INTEGER NOT NULL,
+    cached    INTEGER NOT NULL,
+    cost_usd  REAL    NOT NULL,
+    at        INTEGER NOT NULL
+);
+CREATE INDEX usage_by_time ON usage(at);
+
+CREATE TABLE approvals (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner           TEXT    NOT NULL,
+    agent           TEXT    NOT NULL,
+    call_id         TEXT    NOT NULL,
+    tool            TEXT    NOT NULL,
+    arguments       TEXT    NOT NULL,
+    reason          TEXT    NOT NULL,
+    status          TEXT    NOT NULL,               -- pending | approved | denied | expired | used
+    decision_reason TEXT,
+    created_at      INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    decided_at      INTEGER,
+    UNIQUE (owner, call_id)
+);
+CREATE INDEX approvals_pending ON approvals(status, expires_at);
+
+CREATE TABLE chats (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent       TEXT    NOT NULL,
+    title       TEXT    NOT NULL DEFAULT '',
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -43,7 +43,11 @@ macro_rules! conformance_tests {
             history_shows_every_slot_with_its_task_status,
             a_trigger_source_fires_once_within_its_rate_limit,
             finished_tasks_are_walked_in_order_by_cursor,
-            task_inputs_round_trip
+            task_inputs_round_trip,
+            transcripts_append_in_order_per_owner,
+            an_approval_is_bound_to_its_call_decided_once_and_used_once,
+            usage_sums_by_agent_and_model,
+            chats_are_created_and_listed
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -648,4 +652,91 @@ pub async fn task_inputs_round_trip(s: DynStore) {
     let mut bad = spec("x");
     bad.inputs = vec![owl_core::InputFile { env: "P".into(), file: "../escape".into(), content: String::new() }];
     assert!(matches!(s.submit(vec![NewTask::new(bad)], T0).await, Err(StoreError::Invalid(_))));
+}
+
+pub async fn transcripts_append_in_order_per_owner(s: DynStore) {
+    let id = add(&s, spec("x")).await;
+    let a = Owner::Task(id);
+    let b = Owner::Chat(1);
+    let seqs = s.append_transcript(a, 1, vec![serde_json::json!({"type": "user"}), serde_json::json!({"type": "assistant"})], T0).await.unwrap();
+    assert_eq!(seqs, vec![1, 2]);
+    assert_eq!(s.append_transcript(b, 1, vec![serde_json::json!({"n": 1})], T0).await.unwrap(), vec![1], "each owner counts from 1");
+    assert_eq!(s.append_transcript(a, 2, vec![serde_json::json!({"type": "tool"})], T0).await.unwrap(), vec![3]);
+    let all = s.transcript(a, 0).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.body["type"].as_str().unwrap()).collect::<Vec<_>>(), vec!["user", "assistant", "tool"]);
+    assert_eq!(all[2].attempt, 2);
+    assert_eq!(s.transcript(a, 2).await.unwrap().len(), 1);
+    assert_eq!(s.task_result(id).await.unwrap(), None);
+    s.set_task_result(id, "done").await.unwrap();
+    assert_eq!(s.task_result(id).await.unwrap().as_deref(), Some("done"));
+}
+
+pub async fn an_approval_is_bound_to_its_call_decided_once_and_used_once(s: DynStore) {
+    let id = add(&s, spec("x")).await;
+    let req = |call: &str, expires: Timestamp| NewApproval {
+        owner: Owner::Task(id),
+        agent: "a".into(),
+        call_id: call.into(),
+        tool: "shell".into(),
+        arguments: serde_json::json!({"command": "make deploy"}),
+        reason: "no rule".into(),
+        expires_at: expires,
+    };
+    let later = T0.plus(Duration::from_secs(60));
+    let first = s.request_approval(req("c1", later), T0).await.unwrap();
+    assert_eq!(first.status, ApprovalStatus::Pending);
+    let again = s.request_approval(req("c1", later), T0).await.unwrap();
+    assert_eq!(again.id, first.id, "asking again for the same call returns the same request");
+    let other = s.request_approval(req("c2", later), T0).await.unwrap();
+    assert_ne!(other.id, first.id);
+    assert!(!s.consume_approval(first.id, T0).await.unwrap(), "a pending request cannot be used");
+    let decided = s.decide_approval(first.id, true, None, T0).await.unwrap();
+    assert_eq!(decided.status, ApprovalStatus::Approved);
+    assert!(matches!(s.decide_approval(first.id, false, Some("no".into()), T0).await, Err(StoreError::Conflict(m)) if m.contains("approved")));
+    assert!(s.consume_approval(first.id, T0).await.unwrap());
+    assert!(!s.consume_approval(first.id, T0).await.unwrap(), "used once");
+    // Expiry: an undecided request past its time counts as expired and cannot be approved.
+    let pending = s.list_approvals(true, T0).await.unwrap();
+    assert_eq!(pending.iter().map(|a| a.id).collect::<Vec<_>>(), vec![other.id]);
+    assert!(s.list_approvals(true, later).await.unwrap().is_empty());
+    assert_eq!(s.get_approval(other.id).await.unwrap().status, ApprovalStatus::Expired);
+    assert!(s.decide_approval(other.id, true, None, later).await.is_err());
+    let denied = s.request_approval(req("c3", later.plus(Duration::from_secs(60))), later).await.unwrap();
+    let d = s.decide_approval(denied.id, false, Some("not on prod".into()), later).await.unwrap();
+    assert_eq!((d.status, d.decision_reason.as_deref()), (ApprovalStatus::Denied, Some("not on prod")));
+}
+
+pub async fn usage_sums_by_agent_and_model(s: DynStore) {
+    let row = |agent: &str, model: &str, input: u64, cost: f64, at: Timestamp| UsageRow {
+        owner: Owner::Chat(1),
+        agent: agent.into(),
+        provider: "p".into(),
+        model: model.into(),
+        input,
+        output: 10,
+        cached: 1,
+        cost_usd: cost,
+        at,
+    };
+    s.record_usage(row("a", "m1", 100, 0.5, T0)).await.unwrap();
+    s.record_usage(row("a", "m2", 50, 0.25, T0)).await.unwrap();
+    s.record_usage(row("b", "m1", 7, 0.0, T0)).await.unwrap();
+    s.record_usage(row("b", "m1", 1000, 9.0, T0.minus(Duration::from_secs(3600)))).await.unwrap();
+    let by_agent = s.usage_summary(T0, UsageBy::Agent).await.unwrap();
+    assert_eq!(by_agent.len(), 2);
+    assert_eq!((by_agent[0].key.as_str(), by_agent[0].calls, by_agent[0].input, by_agent[0].output), ("a", 2, 150, 20));
+    assert!((by_agent[0].cost_usd - 0.75).abs() < 1e-9);
+    assert_eq!((by_agent[1].key.as_str(), by_agent[1].input), ("b", 7), "older rows are outside the window");
+    let by_model = s.usage_summary(Timestamp(0), UsageBy::Model).await.unwrap();
+    assert_eq!(by_model.iter().map(|r| (r.key.as_str(), r.calls)).collect::<Vec<_>>(), vec![("m1", 3), ("m2", 1)]);
+}
+
+pub async fn chats_are_created_and_listed(s: DynStore) {
+    let c = s.create_chat("assistant", T0).await.unwrap();
+    s.touch_chat(c.id, Some("first words".into()), T0.plus(Duration::from_secs(1))).await.unwrap();
+    s.touch_chat(c.id, Some("later words".into()), T0.plus(Duration::from_secs(2))).await.unwrap();
+    let got = s.get_chat(c.id).await.unwrap();
+    assert_eq!((got.agent.as_str(), got.title.as_str()), ("assistant", "first words"));
+    assert_eq!(s.list_chats().await.unwrap().len(), 1);
+    assert!(s.get_chat(c.id + 1).await.is_err());
 }

@@ -104,4 +104,28 @@ pub trait Store: Send + Sync + 'static {
     async fn failures_since(&self, since: Timestamp) -> Result<u64, StoreError>;
     async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn kv_set(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    // ---- Agent records ----
+
+    /// Appends entries (JSON objects) to an owner's transcript; returns their positions.
+    async fn append_transcript(&self, owner: Owner, attempt: u32, entries: Vec<serde_json::Value>, now: Timestamp) -> Result<Vec<u64>, StoreError>;
+    /// Entries after position `after`, in order.
+    async fn transcript(&self, owner: Owner, after: u64) -> Result<Vec<TranscriptEntry>, StoreError>;
+    async fn set_task_result(&self, id: TaskId, result: &str) -> Result<(), StoreError>;
+    async fn task_result(&self, id: TaskId) -> Result<Option<String>, StoreError>;
+    async fn record_usage(&self, usage: UsageRow) -> Result<(), StoreError>;
+    async fn usage_summary(&self, since: Timestamp, by: UsageBy) -> Result<Vec<UsageSummary>, StoreError>;
+    /// Creates the approval request for (owner, call id), or returns the one that exists.
+    async fn request_approval(&self, req: NewApproval, now: Timestamp) -> Result<Approval, StoreError>;
+    async fn get_approval(&self, id: i64) -> Result<Approval, StoreError>;
+    /// Pending requests past their expiry become expired first.
+    async fn list_approvals(&self, pending_only: bool, now: Timestamp) -> Result<Vec<Approval>, StoreError>;
+    /// Approves or denies a pending request; anything else is a conflict that names its status.
+    async fn decide_approval(&self, id: i64, approve: bool, reason: Option<String>, now: Timestamp) -> Result<Approval, StoreError>;
+    /// Marks an approved request used; false when it was not approved (or already used).
+    async fn consume_approval(&self, id: i64, now: Timestamp) -> Result<bool, StoreError>;
+    async fn create_chat(&self, agent: &str, now: Timestamp) -> Result<ChatInfo, StoreError>;
+    async fn get_chat(&self, id: i64) -> Result<ChatInfo, StoreError>;
+    async fn list_chats(&self) -> Result<Vec<ChatInfo>, StoreError>;
+    async fn touch_chat(&self, id: i64, title: Option<String>, now: Timestamp) -> Result<(), StoreError>;
 }

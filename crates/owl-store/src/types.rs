@@ -4,6 +4,7 @@ use owl_core::lifecycle::RetryPolicy;
 use owl_core::task::Status;
 use owl_core::{RunOutcome, TaskId, TaskSpec, Timestamp, ValidationError};
 use std::collections::BTreeMap;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// A task to insert. `spec.depends_on` names existing tasks; `batch_deps` names other items of
@@ -203,4 +204,118 @@ pub enum StoreError {
     Conflict(String),
     #[error("storage error: {0}")]
     Backend(String),
+}
+
+// ---- Agent records: transcripts, results, usage, approvals, chats ----
+
+pub use owl_core::agent::Owner;
+
+/// One transcript entry: a JSON object (a message, a tool call's result, a note).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptEntry {
+    /// Position in the owner's transcript, from 1.
+    pub seq: u64,
+    pub attempt: u32,
+    pub at: Timestamp,
+    pub body: serde_json::Value,
+}
+
+/// One model call's usage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UsageRow {
+    pub owner: Owner,
+    pub agent: String,
+    pub provider: String,
+    pub model: String,
+    pub input: u64,
+    pub output: u64,
+    pub cached: u64,
+    pub cost_usd: f64,
+    pub at: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageBy {
+    Agent,
+    Provider,
+    Model,
+    Day,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UsageSummary {
+    /// The agent, provider, model or day (YYYY-MM-DD, UTC).
+    pub key: String,
+    pub calls: u64,
+    pub input: u64,
+    pub output: u64,
+    pub cached: u64,
+    pub cost_usd: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    /// Approved, and the call it was for has been run.
+    Used,
+}
+
+impl ApprovalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Denied => "denied",
+            ApprovalStatus::Expired => "expired",
+            ApprovalStatus::Used => "used",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ApprovalStatus> {
+        [ApprovalStatus::Pending, ApprovalStatus::Approved, ApprovalStatus::Denied, ApprovalStatus::Expired, ApprovalStatus::Used]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewApproval {
+    pub owner: Owner,
+    pub agent: String,
+    pub call_id: String,
+    pub tool: String,
+    pub arguments: serde_json::Value,
+    pub reason: String,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub id: i64,
+    pub owner: Owner,
+    pub agent: String,
+    pub call_id: String,
+    pub tool: String,
+    pub arguments: serde_json::Value,
+    /// Why policy asked.
+    pub reason: String,
+    pub status: ApprovalStatus,
+    /// A denial's reason, as the human gave it.
+    pub decision_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub decided_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatInfo {
+    pub id: i64,
+    pub agent: String,
+    pub title: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
