@@ -7,6 +7,7 @@
 //! fixed sequence: stop claiming, let running tasks finish within the grace, then stop them
 //! and put them back in the queue without using an attempt.
 
+mod agents;
 mod conditions;
 mod dispatch;
 mod file_watch;
@@ -17,6 +18,7 @@ mod scheduler_tests;
 mod schedules;
 mod triggers;
 
+pub use agents::{CREATED_BY_LABEL, DEPTH_LABEL, PARENT_LABEL};
 pub use dispatch::DispatchLoop;
 
 use owl_core::layout::DataLayout;
@@ -139,6 +141,8 @@ pub(crate) struct Shared {
     /// Whether any task-event trigger exists; when none does, finished tasks cost the
     /// trigger loop nothing. Refreshed with `withheld_env`.
     pub has_task_event_triggers: AtomicBool,
+    /// The agent runtime (providers and agents from the config); `None` until installed.
+    pub agents: RwLock<Option<Arc<owl_agent::Runtime>>>,
 }
 
 /// Always withheld from tasks: a token in the environment would let any task drive the API.
@@ -219,6 +223,7 @@ impl Engine {
             conditions_changed: tokio::sync::Notify::new(),
             withheld_env: RwLock::new(ALWAYS_WITHHELD.iter().map(|s| s.to_string()).collect()),
             has_task_event_triggers: AtomicBool::new(true),
+            agents: RwLock::new(None),
         });
         (Engine { shared: shared.clone() }, DispatchLoop::new(shared, rx))
     }

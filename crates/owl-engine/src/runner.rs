@@ -29,6 +29,14 @@ pub(crate) async fn run_task(
     let workspace = s.layout.workspace(id);
     let cwd = task.spec.cwd.clone().map(std::path::PathBuf::from).unwrap_or_else(|| workspace.clone());
     // A local mkdir takes microseconds; a blocking-pool hop would cost more.
+    if matches!(task.spec.command, owl_core::Command::Agent { .. }) {
+        let _ = std::fs::create_dir_all(&workspace);
+        let run_outcome = crate::agents::run_agent_task(&s, &task, stop, progress_tx).await;
+        s.logs.lock().expect("logs lock poisoned").remove(&(id, attempt));
+        finish(&s, id, attempt, run_outcome, None, None, &cfg).await;
+        let _ = done.send(RunnerDone { id });
+        return;
+    }
     let outcome = match std::fs::create_dir_all(&workspace) {
         Err(e) => owl_exec::ProcessOutcome {
             ended: Ended::SpawnFailed(format!("cannot create the workspace {}: {e}", workspace.display())),
@@ -77,12 +85,18 @@ pub(crate) async fn run_task(
         Ended::Stopped(Stop::Interrupt(reason)) => RunOutcome::Interrupted { reason: reason.clone() },
         Ended::SpawnFailed(msg) => RunOutcome::Failed { exit_code: None, signal: None, error: Some(msg.clone()) },
     };
+    finish(&s, id, attempt, run_outcome, outcome.exit_code, outcome.signal, &cfg).await;
+    let _ = done.send(RunnerDone { id });
+}
+
+/// Records an attempt's end, retrying transient storage errors.
+async fn finish(s: &Arc<Shared>, id: TaskId, attempt: u32, run_outcome: RunOutcome, exit_code: Option<i32>, signal: Option<i32>, cfg: &EngineConfig) {
     let completion = Completion {
         id,
         attempt,
         outcome: run_outcome,
-        exit_code: outcome.exit_code,
-        signal: outcome.signal,
+        exit_code,
+        signal,
         now: s.clock.now(),
         policy: cfg.retry,
         jitter: fastrand::f64(),
@@ -108,5 +122,4 @@ pub(crate) async fn run_task(
             }
         }
     }
-    let _ = done.send(RunnerDone { id });
 }

@@ -1,0 +1,373 @@
+//! Agent work on the engine: the [`owl_agent::Host`] over the store, running agent tasks,
+//! approvals and chat turns.
+
+use crate::{Engine, Shared};
+use async_trait::async_trait;
+use owl_agent::{AgentEnd, ApprovalDecision, ApprovalRequest, Halt, Host, Job, NewAgentSchedule, Owner, UsageRecord};
+use owl_core::agent::Owner as CoreOwner;
+use owl_core::schedule::{Misfire, Overlap, ScheduleSpec, When};
+use owl_core::{Command, EventKind, RunOutcome, TaskId, TaskSpec};
+use owl_store::{ApprovalStatus, ClaimedTask, NewApproval, NewTask, StoreError, UsageRow};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Labels that record where an agent's subtask or schedule came from.
+pub const DEPTH_LABEL: &str = "owl:depth=";
+pub const PARENT_LABEL: &str = "owl:parent=";
+pub const CREATED_BY_LABEL: &str = "owl:created-by=";
+
+pub(crate) struct EngineHost {
+    pub shared: Arc<Shared>,
+    /// The attempt's log: one readable line per transcript entry.
+    pub log: Option<Mutex<(std::fs::File, u64, watch::Sender<u64>)>>,
+}
+
+fn summary(e: &Value) -> String {
+    let cut = |s: &str| -> String {
+        let one = s.replace('\n', " ");
+        if one.chars().count() > 160 {
+            format!("{}…", one.chars().take(160).collect::<String>())
+        } else {
+            one
+        }
+    };
+    match e["type"].as_str().unwrap_or("") {
+        "assistant" => {
+            let calls: Vec<String> = e["tool_calls"]
+                .as_array()
+                .map(|a| a.iter().map(|c| format!("{}({})", c["name"].as_str().unwrap_or("?"), cut(&c["arguments"].to_string()))).collect())
+                .unwrap_or_default();
+            if calls.is_empty() {
+                format!("assistant: {}", cut(e["content"].as_str().unwrap_or("")))
+            } else {
+                format!("assistant calls {}", calls.join(", "))
+            }
+        }
+        "tool" => format!(
+            "{} {}: {}",
+            e["name"].as_str().unwrap_or("tool"),
+            if e["is_error"].as_bool() == Some(true) { "error" } else { "ok" },
+            cut(e["content"].as_str().unwrap_or(""))
+        ),
+        "user" => format!("user: {}", cut(e["content"].as_str().unwrap_or(""))),
+        "system" => "system prompt set".into(),
+        "note" => format!("note: {}", cut(e["text"].as_str().unwrap_or(""))),
+        other => other.to_string(),
+    }
+}
+
+#[async_trait]
+impl Host for EngineHost {
+    async fn append(&self, owner: Owner, attempt: u32, entries: Vec<Value>) -> Result<Vec<u64>, String> {
+        let now = self.shared.clock.now();
+        let lines: Vec<(String, String)> = entries.iter().map(|e| (e["type"].as_str().unwrap_or("").to_string(), summary(e))).collect();
+        let seqs = self.shared.store.append_transcript(owner, attempt, entries, now).await.map_err(|e| e.to_string())?;
+        for (seq, (kind, line)) in seqs.iter().zip(&lines) {
+            if let CoreOwner::Task(task_id) = owner {
+                self.shared.publish(EventKind::AgentStep { task_id, seq: *seq, entry: kind.clone(), summary: line.clone() });
+            }
+            if let Some(log) = &self.log {
+                let mut g = log.lock().expect("agent log lock poisoned");
+                let text = format!("[{seq}] {line}\n");
+                if g.0.write_all(text.as_bytes()).is_ok() {
+                    g.1 += text.len() as u64;
+                    let n = g.1;
+                    let _ = g.2.send(n);
+                }
+            }
+        }
+        Ok(seqs)
+    }
+
+    async fn transcript(&self, owner: Owner) -> Result<Vec<Value>, String> {
+        let entries = self.shared.store.transcript(owner, 0).await.map_err(|e| e.to_string())?;
+        Ok(entries
+            .into_iter()
+            .map(|e| {
+                let mut b = e.body;
+                b["at"] = json!(e.at.millis());
+                b
+            })
+            .collect())
+    }
+
+    async fn record_usage(&self, u: UsageRecord) -> Result<(), String> {
+        let row = UsageRow {
+            owner: u.owner,
+            agent: u.agent,
+            provider: u.provider,
+            model: u.model,
+            input: u.input,
+            output: u.output,
+            cached: u.cached,
+            cost_usd: u.cost_usd,
+            at: self.shared.clock.now(),
+        };
+        self.shared.store.record_usage(row).await.map_err(|e| e.to_string())
+    }
+
+    async fn approve(&self, req: ApprovalRequest) -> Result<ApprovalDecision, String> {
+        let timeout = self.shared.agent_defaults().approval_timeout;
+        let now = self.shared.clock.now();
+        let mut events = self.shared.events.subscribe();
+        let a = self
+            .shared
+            .store
+            .request_approval(
+                NewApproval {
+                    owner: req.owner,
+                    agent: req.agent,
+                    call_id: req.call_id,
+                    tool: req.tool.clone(),
+                    arguments: req.arguments,
+                    reason: req.reason,
+                    expires_at: now.plus(timeout),
+                },
+                now,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if a.status == ApprovalStatus::Pending {
+            self.shared.publish(EventKind::ApprovalRequested { approval_id: a.id, task_id: a.owner.task(), tool: a.tool.clone() });
+        }
+        loop {
+            let a = self.shared.store.get_approval(a.id).await.map_err(|e| e.to_string())?;
+            match a.status {
+                ApprovalStatus::Approved => {
+                    // Used once: if two runs raced for it, only one gets to run the call.
+                    return if self.shared.store.consume_approval(a.id, self.shared.clock.now()).await.map_err(|e| e.to_string())? {
+                        Ok(ApprovalDecision::Approved)
+                    } else {
+                        Ok(ApprovalDecision::Denied { reason: format!("approval {} was already used", a.id) })
+                    };
+                }
+                ApprovalStatus::Used => {
+                    return Ok(ApprovalDecision::Denied {
+                        reason: format!("approval {} was already used for this call, which may have run before a restart", a.id),
+                    })
+                }
+                ApprovalStatus::Denied => {
+                    return Ok(ApprovalDecision::Denied { reason: a.decision_reason.unwrap_or_else(|| "no reason given".into()) })
+                }
+                ApprovalStatus::Expired => {
+                    return Ok(ApprovalDecision::Denied {
+                        reason: format!("nobody decided within {} (agent.approval_timeout)", owl_core::duration::format(timeout)),
+                    })
+                }
+                ApprovalStatus::Pending => {}
+            }
+            let left = a.expires_at.since(self.shared.clock.now());
+            if left.is_zero() {
+                // Let the store mark it expired, then read it back.
+                let _ = self.shared.store.list_approvals(true, self.shared.clock.now()).await;
+                continue;
+            }
+            // Woken by a decision event; the periodic re-read covers a lagged subscription.
+            let wait = left.min(Duration::from_secs(5)) + Duration::from_millis(5);
+            let _ = tokio::time::timeout(wait, async {
+                loop {
+                    match events.recv().await {
+                        Ok(e) if matches!(e.kind, EventKind::ApprovalDecided { approval_id, .. } if approval_id == a.id) => break,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(_) => std::future::pending::<()>().await,
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    async fn create_task(&self, parent: Owner, agent: &str, prompt: &str, depth: u32) -> Result<TaskId, String> {
+        let mut spec = TaskSpec::new(Command::Agent { agent: agent.into(), prompt: prompt.into() });
+        spec.labels = vec![format!("{DEPTH_LABEL}{depth}"), format!("{PARENT_LABEL}{}", parent.key())];
+        owl_core::validate::check_spec(&spec).map_err(|e| e.to_string())?;
+        let out = Engine { shared: self.shared.clone() }.submit(vec![NewTask::new(spec)]).await.map_err(|e| e.to_string())?;
+        Ok(out[0].id)
+    }
+
+    async fn task_result(&self, id: TaskId) -> Result<Value, String> {
+        let t = self.shared.store.get(id).await.map_err(|e| e.to_string())?;
+        let result = self.shared.store.task_result(id).await.map_err(|e| e.to_string())?;
+        Ok(json!({"task_id": id, "status": t.state.status(), "result": result}))
+    }
+
+    async fn schedules_created_by(&self, owner: Owner) -> Result<u32, String> {
+        let label = format!("{CREATED_BY_LABEL}{}", owner.key());
+        let all = self.shared.store.list_schedules().await.map_err(|e| e.to_string())?;
+        Ok(all.iter().filter(|s| s.spec.template.labels.contains(&label)).count() as u32)
+    }
+
+    async fn create_schedule(&self, owner: Owner, s: NewAgentSchedule) -> Result<Value, String> {
+        let cfg = self.shared.config();
+        let now = self.shared.clock.now();
+        let when = match (s.cron, s.every, s.at) {
+            (Some(expr), None, None) => When::Cron { expr, tz: cfg.schedules.tz.clone() },
+            (None, Some(every), None) => {
+                let d = owl_core::duration::parse(&every)?;
+                When::Every { every_ms: d.as_millis() as u64, anchor: now }
+            }
+            (None, None, Some(at)) => When::Once { at: owl_core::Timestamp::parse_rfc3339(&at)? },
+            _ => return Err("give exactly one of cron, every or at".into()),
+        };
+        let mut template = TaskSpec::new(Command::Agent { agent: s.agent, prompt: s.prompt });
+        template.labels = vec![format!("{CREATED_BY_LABEL}{}", owner.key()), "owl:by-agent".into()];
+        let spec = ScheduleSpec {
+            name: s.name,
+            when,
+            template,
+            misfire: Misfire::Once,
+            misfire_cap: cfg.schedules.misfire_cap,
+            overlap: Overlap::Skip,
+            max_lateness_ms: cfg.schedules.max_lateness.as_millis() as u64,
+            jitter_ms: 0,
+            end_at: None,
+            max_runs: s.max_runs.map(u64::from),
+        };
+        owl_core::validate::check_name("name", "schedule", &spec.name).map_err(|e| e.to_string())?;
+        let made = Engine { shared: self.shared.clone() }.create_schedule(spec).await.map_err(|e| e.to_string())?;
+        Ok(json!({"schedule": made.spec.name, "next_fire_at": made.next_fire_at.map(|t| t.to_rfc3339())}))
+    }
+
+    async fn manage_schedule(&self, name: &str, action: &str) -> Result<Value, String> {
+        let engine = Engine { shared: self.shared.clone() };
+        let s = self.shared.store.get_schedule(name).await.map_err(|e| e.to_string())?;
+        if !s.spec.template.labels.iter().any(|l| l == "owl:by-agent") {
+            return Err(format!("schedule `{name}` was made by a person; agents may only manage schedules agents created"));
+        }
+        match action {
+            "pause" => engine.pause_schedule(name).await.map(|_| json!({"schedule": name, "state": "paused"})),
+            "resume" => engine.resume_schedule(name).await.map(|_| json!({"schedule": name, "state": "active"})),
+            "cancel" => engine.delete_schedule(name).await.map(|_| json!({"schedule": name, "state": "deleted"})),
+            _ => return Err(format!("unknown action `{action}`")),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The subtask depth recorded on a task (0 when a person submitted it).
+fn depth_of(labels: &[String]) -> u32 {
+    labels.iter().find_map(|l| l.strip_prefix(DEPTH_LABEL)).and_then(|d| d.parse().ok()).unwrap_or(0)
+}
+
+/// Runs one claimed agent task to its outcome.
+pub(crate) async fn run_agent_task(
+    s: &Arc<Shared>,
+    task: &ClaimedTask,
+    mut stop: watch::Receiver<Option<owl_exec::Stop>>,
+    progress: watch::Sender<u64>,
+) -> RunOutcome {
+    let Command::Agent { agent, prompt } = &task.spec.command else { unreachable!("only agent tasks come here") };
+    let Some(rt) = s.agents() else {
+        return RunOutcome::Failed { exit_code: None, signal: None, error: Some("no agents are configured; see `owl config init`".into()) };
+    };
+    let log_path = s.layout.log_file(task.id, task.attempt);
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).ok().map(|f| Mutex::new((f, 0u64, progress)));
+    let host: Arc<dyn Host> = Arc::new(EngineHost { shared: s.clone(), log });
+    let (halt_tx, halt_rx) = watch::channel(None);
+    let bridge = tokio::spawn(async move {
+        loop {
+            if let Some(st) = stop.borrow_and_update().clone() {
+                let _ = halt_tx.send(Some(match st {
+                    owl_exec::Stop::Cancel(r) => Halt::Cancel(r),
+                    owl_exec::Stop::Interrupt(r) => Halt::Interrupt(r),
+                }));
+                return;
+            }
+            if stop.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    let job = Job {
+        owner: CoreOwner::Task(task.id),
+        agent: agent.clone(),
+        prompt: prompt.clone(),
+        workspace: task.spec.cwd.clone().map(std::path::PathBuf::from).unwrap_or_else(|| s.layout.workspace(task.id)),
+        attempt: task.attempt,
+        depth: depth_of(&task.spec.labels),
+        timeout: task.spec.timeout_ms.map(Duration::from_millis),
+        env: std::env::vars().chain(task.spec.env.clone()).collect(),
+        withheld_env: s.withheld_env.read().expect("withheld env lock poisoned").clone(),
+        chat_turn: false,
+    };
+    let end = rt.run(job, host, halt_rx, None).await;
+    bridge.abort();
+    let record = |text: String| {
+        let s = s.clone();
+        let id = task.id;
+        async move {
+            if let Err(e) = s.store.set_task_result(id, &text).await {
+                tracing::error!(task = %id, error = %e, "cannot record the agent's result");
+            }
+        }
+    };
+    match end {
+        AgentEnd::Succeeded { answer } => {
+            record(answer).await;
+            RunOutcome::Succeeded
+        }
+        AgentEnd::Failed { reason } => {
+            record(reason.clone()).await;
+            RunOutcome::Failed { exit_code: None, signal: None, error: Some(reason) }
+        }
+        AgentEnd::TimedOut => RunOutcome::TimedOut,
+        AgentEnd::Cancelled { reason } => RunOutcome::Cancelled { reason },
+        AgentEnd::Interrupted { reason } => RunOutcome::Interrupted { reason },
+    }
+}
+
+impl Shared {
+    pub(crate) fn agents(&self) -> Option<Arc<owl_agent::Runtime>> {
+        self.agents.read().expect("agents lock poisoned").clone()
+    }
+    pub(crate) fn agent_defaults(&self) -> owl_core::agent::AgentDefaults {
+        self.agents().map(|r| r.defaults().clone()).unwrap_or_default()
+    }
+}
+
+impl Engine {
+    /// Installs (or replaces, on reload) the agent runtime.
+    pub fn set_agents(&self, rt: Arc<owl_agent::Runtime>) {
+        *self.shared.agents.write().expect("agents lock poisoned") = Some(rt);
+    }
+
+    pub fn agents(&self) -> Option<Arc<owl_agent::Runtime>> {
+        self.shared.agents()
+    }
+
+    /// Approves or denies a pending request and wakes the task waiting on it.
+    pub async fn decide_approval(&self, id: i64, approve: bool, reason: Option<String>) -> Result<owl_store::Approval, StoreError> {
+        let a = self.shared.store.decide_approval(id, approve, reason, self.now()).await?;
+        self.shared.publish(EventKind::ApprovalDecided { approval_id: id, task_id: a.owner.task(), approved: approve });
+        Ok(a)
+    }
+
+    /// One chat turn: appends the user's message, runs the loop, streams deltas to `sink`.
+    pub async fn chat_turn(&self, chat: i64, message: String, sink: &mut (dyn FnMut(owl_agent::msg::Delta) + Send)) -> Result<AgentEnd, StoreError> {
+        let info = self.shared.store.get_chat(chat).await?;
+        let Some(rt) = self.shared.agents() else {
+            return Ok(AgentEnd::Failed { reason: "no agents are configured; see `owl config init`".into() });
+        };
+        let title: String = message.lines().next().unwrap_or("").chars().take(60).collect();
+        self.shared.store.touch_chat(chat, Some(title), self.now()).await?;
+        let host: Arc<dyn Host> = Arc::new(EngineHost { shared: self.shared.clone(), log: None });
+        let job = Job {
+            owner: CoreOwner::Chat(chat),
+            agent: info.agent,
+            prompt: message,
+            workspace: self.shared.layout.root().join("chats").join(chat.to_string()),
+            attempt: 1,
+            depth: 0,
+            timeout: None,
+            env: std::env::vars().collect(),
+            withheld_env: self.shared.withheld_env.read().expect("withheld env lock poisoned").clone(),
+            chat_turn: true,
+        };
+        let (_halt_tx, halt_rx) = watch::channel(None);
+        Ok(rt.run(job, host, halt_rx, Some(sink)).await)
+    }
+}
