@@ -50,6 +50,11 @@ pub struct SubmitTask {
     /// Absolute working directory; default is the task's own workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// Run the built-in agent of this name on `prompt` instead of a command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 /// Defaults applied to submissions that leave a field out.
@@ -62,7 +67,16 @@ pub struct SpecDefaults {
 impl SubmitTask {
     /// Builds the spec. Errors name the field as the client sent it.
     pub fn into_spec(self, defaults: &SpecDefaults, now: Timestamp) -> Result<TaskSpec, ValidationError> {
-        let command = match (self.command, self.shell) {
+        let command = match (self.command, self.shell, self.agent, self.prompt) {
+            (None, None, Some(agent), Some(prompt)) => Command::Agent { agent, prompt },
+            (_, _, Some(_), None) => {
+                return Err(ValidationError::new("prompt", "missing: an agent task needs a prompt saying what to do"))
+            }
+            (_, _, None, Some(_)) => return Err(ValidationError::new("agent", "missing: a prompt needs an agent to work on it")),
+            (Some(_), _, Some(_), _) | (_, Some(_), Some(_), _) => {
+                return Err(ValidationError::new("agent", "give either a command or an agent with a prompt, not both"))
+            }
+            (command, shell, None, None) => match (command, shell) {
             (Some(_), Some(_)) => {
                 return Err(ValidationError::new("command", "give either `command` (argv) or `shell` (a string), not both"))
             }
@@ -74,6 +88,7 @@ impl SubmitTask {
             }
             (Some(argv), None) => Command::Argv(argv),
             (None, Some(s)) => Command::Shell(s),
+            },
         };
         let run_at = match (self.run_at, self.delay) {
             (Some(_), Some(_)) => return Err(ValidationError::new("run_at", "give either `run_at` or `delay`, not both")),
@@ -201,6 +216,9 @@ pub struct TaskView {
     pub updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runs: Option<Vec<RunView>>,
+    /// An agent task's final answer (or why it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
 }
 
 impl From<Task> for TaskView {
@@ -228,6 +246,7 @@ impl From<Task> for TaskView {
             created_at: t.created_at,
             updated_at: t.updated_at,
             runs: None,
+            result: None,
         }
     }
 }
@@ -358,5 +377,126 @@ mod tests {
         let json = serde_json::to_string(&TaskView::from(task)).unwrap();
         assert!(!json.contains("canary-123"), "{json}");
         assert!(json.contains("fast"));
+    }
+}
+
+// ---- Agents ----
+
+pub use owl_store_types::*;
+
+/// Wire types of the agent routes (the store's record types are serialised as they are).
+mod owl_store_types {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct AgentView {
+        pub name: String,
+        pub description: String,
+        pub provider: String,
+        pub model: String,
+        pub fallback: Vec<String>,
+        pub tools: Vec<String>,
+        pub max_steps: u32,
+        pub max_cost_usd: Option<f64>,
+        /// Why this agent cannot run now, if so.
+        pub problem: Option<String>,
+    }
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct AgentList {
+        pub agents: Vec<AgentView>,
+    }
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct TranscriptView {
+        pub owner: String,
+        pub entries: Vec<TranscriptEntryView>,
+        /// Tokens and cost over the whole transcript.
+        pub input_tokens: u64,
+        pub output_tokens: u64,
+        pub cost_usd: f64,
+    }
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct TranscriptEntryView {
+        pub seq: u64,
+        pub attempt: u32,
+        pub at: String,
+        #[serde(flatten)]
+        pub body: serde_json::Value,
+    }
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct ApprovalView {
+        pub id: i64,
+        /// `task:12` or `chat:3`.
+        pub owner: String,
+        pub task_id: Option<i64>,
+        pub agent: String,
+        pub tool: String,
+        pub arguments: serde_json::Value,
+        pub reason: String,
+        pub status: String,
+        pub decision_reason: Option<String>,
+        pub created_at: String,
+        pub expires_at: String,
+        pub decided_at: Option<String>,
+    }
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct ApprovalList {
+        pub approvals: Vec<ApprovalView>,
+    }
+
+    #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Decide {
+        #[serde(default)]
+        pub reason: Option<String>,
+    }
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct UsageReport {
+        pub by: String,
+        pub since: String,
+        pub rows: Vec<UsageRowView>,
+        pub total: UsageRowView,
+    }
+
+    #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+    pub struct UsageRowView {
+        pub key: String,
+        pub calls: u64,
+        pub input_tokens: u64,
+        pub output_tokens: u64,
+        pub cached_tokens: u64,
+        pub cost_usd: f64,
+    }
+
+    #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct CreateChat {
+        #[serde(default)]
+        pub agent: Option<String>,
+    }
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct ChatView {
+        pub id: i64,
+        pub agent: String,
+        pub title: String,
+        pub created_at: String,
+        pub updated_at: String,
+    }
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct ChatList {
+        pub chats: Vec<ChatView>,
+    }
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ChatMessage {
+        pub message: String,
     }
 }

@@ -75,6 +75,53 @@ pub enum Command {
         #[command(subcommand)]
         action: CronAction,
     },
+    /// The configured agents, with model, tools and limits.
+    Agents,
+    /// An agent task's transcript: every message, tool call and result, with tokens and cost.
+    Transcript {
+        id: String,
+        /// Show tool results in full instead of their first lines.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Chat with an agent interactively (streamed); the conversation is stored.
+    Chat {
+        /// The agent (default: the first configured).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Continue a stored chat by id.
+        #[arg(long, value_name = "ID", conflicts_with = "list")]
+        resume: Option<i64>,
+        /// List stored chats.
+        #[arg(long)]
+        list: bool,
+        /// Send this one message and exit instead of reading from the terminal.
+        #[arg(long, short)]
+        message: Option<String>,
+    },
+    /// Tool calls waiting for a human's decision.
+    Approvals {
+        /// Include decided, expired and used requests.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approve a pending tool call (used once, for that exact call).
+    Approve { id: String },
+    /// Deny a pending tool call.
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Tokens and cost of model calls.
+    Usage {
+        /// Group by agent, provider, model or day.
+        #[arg(long, default_value = "agent")]
+        by: String,
+        /// Window, e.g. 7d.
+        #[arg(long, default_value = "30d")]
+        since: String,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
 }
@@ -123,9 +170,12 @@ pub struct TaskArgs {
     #[arg(long)]
     pub cwd: Option<PathBuf>,
     /// Run the words as one string with /bin/sh -c.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "agent")]
     pub shell: bool,
-    /// The command and its arguments, after `--`.
+    /// Give the words as a prompt to this agent (see `owl agents`) instead of running them.
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+    /// The command and its arguments, after `--` (with --agent: the prompt).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }

@@ -160,6 +160,7 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
     let node = node_name(&settings);
     let (engine, dispatch) =
         Engine::new(Arc::new(store), layout.clone(), EngineConfig::from_settings(&settings, node.clone()), Arc::new(SystemClock));
+    engine.set_agents(crate::agents_setup::build(&settings, &config.0)?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = owl_server::AppState {
         engine: engine.clone(),
@@ -222,6 +223,10 @@ fn reload(engine: &Engine, config: &(PathBuf, bool), args: &DaemonArgs, running:
         Ok(s) => {
             if s.daemon.listen != running.daemon.listen {
                 tracing::warn!(old = %running.daemon.listen, new = %s.daemon.listen, "the listen address changes only at restart");
+            }
+            match crate::agents_setup::build(&s, &config.0) {
+                Ok(rt) => engine.set_agents(rt),
+                Err(e) => tracing::error!(error = format!("{e:#}"), "agents not reloaded; keeping the running ones"),
             }
             let cfg = EngineConfig::from_settings(&s, String::new());
             tracing::info!(workers = cfg.workers, "configuration reloaded");

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 error (or, for `wait`, a task that did not succeed); 2 usage;
 //! 3 the daemon is not running; 124 `wait --timeout` ran out.
 
+mod agents_setup;
 mod cli;
 mod client;
 mod commands;
@@ -64,6 +65,13 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         Command::Status => commands::tasks::status(&client, json).await?,
         Command::Schedule { action } => commands::schedule::run(&client, action, json).await?,
         Command::Trigger { action } => commands::trigger::run(&client, action, json).await?,
+        Command::Agents => commands::agents::agents(&client, json).await?,
+        Command::Transcript { id, full } => commands::agents::transcript(&client, &id, full, json).await?,
+        Command::Chat { agent, resume, list, message } => commands::agents::chat(&client, agent, resume, list, message, json).await?,
+        Command::Approvals { all } => commands::agents::approvals(&client, all, json).await?,
+        Command::Approve { id } => commands::agents::decide(&client, &id, true, None, json).await?,
+        Command::Deny { id, reason } => commands::agents::decide(&client, &id, false, reason, json).await?,
+        Command::Usage { by, since } => commands::agents::usage(&client, &by, &since, json).await?,
         Command::Daemon(_) | Command::Config { .. } | Command::Completions { .. } | Command::Cron { .. } => unreachable!("handled in main"),
     }
     Ok(0)

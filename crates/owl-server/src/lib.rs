@@ -57,6 +57,15 @@ pub fn router(state: AppState) -> Router {
         .route("/triggers/{name}/enable", post(routes::triggers::enable))
         .route("/triggers/{name}/disable", post(routes::triggers::disable))
         .route("/triggers/{name}/history", get(routes::triggers::history))
+        .route("/agents", get(routes::agents::list))
+        .route("/tasks/{id}/transcript", get(routes::agents::transcript))
+        .route("/usage", get(routes::agents::usage))
+        .route("/approvals", get(routes::agents::approvals))
+        .route("/approvals/{id}/approve", post(routes::agents::approve))
+        .route("/approvals/{id}/deny", post(routes::agents::deny))
+        .route("/chats", get(routes::agents::chats).post(routes::agents::create_chat))
+        .route("/chats/{id}", get(routes::agents::chat_transcript))
+        .route("/chats/{id}/messages", post(routes::agents::chat_message))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         // After the auth layer: a webhook is authenticated by its HMAC signature instead.
         .route("/hooks/{name}", post(routes::triggers::receive));

@@ -57,6 +57,16 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
     ("post", "/v1/triggers/{name}/enable", "Enable a trigger", None, "Trigger"),
     ("post", "/v1/triggers/{name}/disable", "Disable a trigger", None, "Trigger"),
     ("get", "/v1/triggers/{name}/history", "Events offered to the trigger: fired, rate_limited, refused (query: limit)", None, "Any"),
+    ("get", "/v1/agents", "The configured agents with model, tools and limits", None, "Any"),
+    ("get", "/v1/tasks/{id}/transcript", "An agent task's transcript: messages, tool calls and results, with tokens and cost", None, "Any"),
+    ("get", "/v1/usage", "Tokens and cost (query: by=agent|provider|model|day, since=7d)", None, "Any"),
+    ("get", "/v1/approvals", "Tool calls waiting for a human (query: all=true for decided ones too)", None, "Any"),
+    ("post", "/v1/approvals/{id}/approve", "Approve a pending tool call (used once, for that exact call)", Some("Decide"), "Any"),
+    ("post", "/v1/approvals/{id}/deny", "Deny a pending tool call with a reason", Some("Decide"), "Any"),
+    ("get", "/v1/chats", "Chats, most recent first", None, "Any"),
+    ("post", "/v1/chats", "Start a chat with an agent", Some("CreateChat"), "Any"),
+    ("get", "/v1/chats/{id}", "A chat's transcript", None, "Any"),
+    ("post", "/v1/chats/{id}/messages", "Send a message; the reply streams as SSE: delta, tool, then done or error", Some("ChatMessage"), "EventStream"),
     ("get", "/v1/openapi.json", "This document", None, "Any"),
 ];
 
@@ -79,7 +89,9 @@ fn schemas() -> Value {
             "after_items": {"type": "array", "items": {"type": "integer"}, "description": "batch positions"},
             "idempotency_key": str_,
             "labels": {"type": "array", "items": str_},
-            "cwd": str_}},
+            "cwd": str_,
+            "agent": {"type": "string", "description": "run this agent on prompt instead of a command"},
+            "prompt": str_}},
         "SubmitBatch": {"type": "object", "required": ["tasks"], "additionalProperties": false, "properties": {"tasks": {"type": "array", "items": {"$ref": "#/components/schemas/SubmitTask"}}}},
         "Submitted": {"type": "object", "properties": {"id": {"type": "integer"}, "created": {"type": "boolean"}, "status": {"$ref": "#/components/schemas/Status"}}},
         "BatchSubmitted": {"type": "object", "properties": {"tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Submitted"}}}},
@@ -108,6 +120,9 @@ fn schemas() -> Value {
             "task": {"$ref": "#/components/schemas/SubmitTask"}}},
         "Trigger": {"type": "object", "description": "A trigger: name, enabled, on, describe, hook_path, rate_limit, max_chain_depth, fired, refused, last_fired_at"},
         "TriggerList": {"type": "object", "properties": {"triggers": {"type": "array", "items": {"$ref": "#/components/schemas/Trigger"}}}},
+        "Decide": {"type": "object", "additionalProperties": false, "properties": {"reason": str_}},
+        "CreateChat": {"type": "object", "additionalProperties": false, "properties": {"agent": str_}},
+        "ChatMessage": {"type": "object", "required": ["message"], "additionalProperties": false, "properties": {"message": str_}},
         "Any": {},
     })
 }

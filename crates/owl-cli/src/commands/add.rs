@@ -27,6 +27,20 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
         }
         None => None,
     };
+    if let Some(agent) = args.agent {
+        return Ok(SubmitTask {
+            agent: Some(agent),
+            prompt: Some(args.command.join(" ")),
+            env,
+            priority: args.priority,
+            group: tags.group,
+            timeout: args.timeout,
+            retries: args.retries,
+            labels: tags.label,
+            cwd,
+            ..Default::default()
+        });
+    }
     let (command, shell) = if args.shell {
         (None, Some(args.command.join(" ")))
     } else {
@@ -53,6 +67,8 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
         idempotency_key: None,
         labels: tags.label,
         cwd,
+        agent: None,
+        prompt: None,
     })
 }
 

@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod add;
+pub mod agents;
 pub mod config;
 pub mod groups;
 pub mod logs;

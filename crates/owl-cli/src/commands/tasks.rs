@@ -116,6 +116,9 @@ pub async fn show(client: &Client, id: &str, json: bool) -> Result<()> {
     for (k, v) in &t.env {
         println!("  env        {k}={v}");
     }
+    if let Some(r) = &t.result {
+        println!("  result     {}", r.replace('\n', "\n             "));
+    }
     println!("  created    {} ({})", t.created_at, relative(t.created_at, n));
     let runs = t.runs.clone().unwrap_or_default();
     if !runs.is_empty() {

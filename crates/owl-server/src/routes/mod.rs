@@ -1,5 +1,6 @@
 //! One module per resource.
 
+pub mod agents;
 pub mod events;
 pub mod groups;
 pub mod logs;

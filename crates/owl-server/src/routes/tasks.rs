@@ -92,6 +92,7 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     let runs = state.engine.store().runs(id).await?;
     let mut v = TaskView::from(task);
     v.runs = Some(runs.into_iter().map(RunView::from).collect());
+    v.result = state.engine.store().task_result(id).await?;
     Ok(Json(v))
 }
 

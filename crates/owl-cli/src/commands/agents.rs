@@ -1,0 +1,245 @@
+//! `owl agents`, `owl transcript`, `owl chat`, `owl approvals`, `owl approve`, `owl deny`, `owl usage`.
+
+use crate::client::Client;
+use crate::output::{print_json, table, truncate};
+use anyhow::{bail, Context, Result};
+use owl_api::*;
+use owl_core::TaskId;
+use std::io::{BufRead, Write};
+
+pub async fn agents(client: &Client, json: bool) -> Result<()> {
+    let list: AgentList = client.get("/v1/agents").await?;
+    if json {
+        print_json(&list);
+        return Ok(());
+    }
+    if list.agents.is_empty() {
+        println!("no agents: configure a provider and an agent (see `owl config init`), or fetch a local model with scripts/fetch-models");
+        return Ok(());
+    }
+    let rows = list
+        .agents
+        .iter()
+        .map(|a| {
+            vec![
+                a.name.clone(),
+                format!("{}:{}", a.provider, a.model),
+                a.tools.join(","),
+                a.max_steps.to_string(),
+                a.max_cost_usd.map(|c| format!("${c}")).unwrap_or_else(|| "-".into()),
+                a.problem.clone().unwrap_or_else(|| truncate(&a.description, 50)),
+            ]
+        })
+        .collect();
+    table(&["AGENT", "MODEL", "TOOLS", "STEPS", "COST CAP", "NOTE"], rows);
+    Ok(())
+}
+
+fn first_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    if lines.len() <= n {
+        return s.to_string();
+    }
+    format!("{}\n… ({} more lines; --full shows all)", lines[..n].join("\n"), lines.len() - n)
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
+
+pub fn print_transcript(t: &TranscriptView, full: bool) {
+    for e in &t.entries {
+        let b = &e.body;
+        let head = format!("[{}] {}", e.seq, &e.at[11..19.min(e.at.len())]);
+        match b["type"].as_str().unwrap_or("") {
+            "system" => println!("{head} system\n{}", indent(&first_lines(b["content"].as_str().unwrap_or(""), if full { usize::MAX } else { 3 }))),
+            "user" => println!("{head} user\n{}", indent(b["content"].as_str().unwrap_or(""))),
+            "assistant" => {
+                let u = &b["usage"];
+                println!(
+                    "{head} assistant  ({} via {}, {} in / {} out tokens, ${:.6}, {} ms)",
+                    b["model"].as_str().unwrap_or("?"),
+                    b["provider"].as_str().unwrap_or("?"),
+                    u["input"].as_u64().unwrap_or(0),
+                    u["output"].as_u64().unwrap_or(0),
+                    b["cost_usd"].as_f64().unwrap_or(0.0),
+                    b["ms"].as_u64().unwrap_or(0)
+                );
+                if let Some(c) = b["content"].as_str().filter(|c| !c.is_empty()) {
+                    println!("{}", indent(c));
+                }
+                for c in b["tool_calls"].as_array().into_iter().flatten() {
+                    println!("    → {}({})  [{}]", c["name"].as_str().unwrap_or("?"), c["arguments"], c["id"].as_str().unwrap_or(""));
+                }
+            }
+            "tool" => {
+                let mark = if b["is_error"].as_bool() == Some(true) { "error" } else { "ok" };
+                let content = b["content"].as_str().unwrap_or("");
+                println!(
+                    "{head} {} {mark}  ({} ms)\n{}",
+                    b["name"].as_str().unwrap_or("tool"),
+                    b["ms"].as_u64().unwrap_or(0),
+                    indent(&if full { content.to_string() } else { first_lines(content, 8) })
+                );
+            }
+            "note" => println!("{head} note: {}", b["text"].as_str().unwrap_or("")),
+            other => println!("{head} {other}: {b}"),
+        }
+    }
+    println!("total: {} input + {} output tokens, ${:.6}", t.input_tokens, t.output_tokens, t.cost_usd);
+}
+
+pub async fn transcript(client: &Client, id: &str, full: bool, json: bool) -> Result<()> {
+    let id: TaskId = id.parse().map_err(|m: String| anyhow::anyhow!(m))?;
+    let t: TranscriptView = client.get(&format!("/v1/tasks/{id}/transcript")).await?;
+    if json {
+        print_json(&t);
+    } else if t.entries.is_empty() {
+        println!("task {id} has no transcript (only agent tasks have one; it starts when the task does)");
+    } else {
+        print_transcript(&t, full);
+    }
+    Ok(())
+}
+
+pub async fn approvals(client: &Client, all: bool, json: bool) -> Result<()> {
+    let list: ApprovalList = client.get(&format!("/v1/approvals{}", if all { "?all=true" } else { "" })).await?;
+    if json {
+        print_json(&list);
+        return Ok(());
+    }
+    if list.approvals.is_empty() {
+        println!("{}", if all { "no approval requests" } else { "nothing waits for approval" });
+        return Ok(());
+    }
+    let rows = list
+        .approvals
+        .iter()
+        .map(|a| {
+            vec![
+                a.id.to_string(),
+                a.owner.clone(),
+                a.agent.clone(),
+                a.tool.clone(),
+                truncate(&a.arguments.to_string(), 60),
+                a.status.clone(),
+                truncate(a.decision_reason.as_deref().unwrap_or(&a.reason), 50),
+            ]
+        })
+        .collect();
+    table(&["ID", "FOR", "AGENT", "TOOL", "CALL", "STATUS", "WHY"], rows);
+    Ok(())
+}
+
+pub async fn decide(client: &Client, id: &str, approve: bool, reason: Option<String>, json: bool) -> Result<()> {
+    let id = id.trim_start_matches('#');
+    let path = format!("/v1/approvals/{id}/{}", if approve { "approve" } else { "deny" });
+    let a: ApprovalView = client.post(&path, &Decide { reason }).await?;
+    if json {
+        print_json(&a);
+    } else {
+        println!("approval {} {} ({} on {})", a.id, a.status, a.tool, a.owner);
+    }
+    Ok(())
+}
+
+pub async fn usage(client: &Client, by: &str, since: &str, json: bool) -> Result<()> {
+    let r: UsageReport = client.get(&format!("/v1/usage?by={by}&since={since}")).await?;
+    if json {
+        print_json(&r);
+        return Ok(());
+    }
+    let fmt = |u: &UsageRowView| {
+        vec![
+            u.key.clone(),
+            u.calls.to_string(),
+            u.input_tokens.to_string(),
+            u.output_tokens.to_string(),
+            u.cached_tokens.to_string(),
+            format!("${:.4}", u.cost_usd),
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = r.rows.iter().map(fmt).collect();
+    rows.push(fmt(&r.total));
+    table(&[&by.to_uppercase(), "CALLS", "INPUT", "OUTPUT", "CACHED", "COST"], rows);
+    Ok(())
+}
+
+/// Sends one message and prints the streamed reply; returns the answer.
+async fn send(client: &Client, chat: i64, message: &str, json: bool) -> Result<String> {
+    let resp = client.request(reqwest::Method::POST, &format!("/v1/chats/{chat}/messages"), Some(&ChatMessage { message: message.into() })).await?;
+    let mut reader = owl_agent::sse::SseReader::new(Box::pin(resp.bytes_stream()));
+    let mut out = std::io::stdout();
+    let mut answer = String::new();
+    while let Some(ev) = reader.next().await.map_err(|e| anyhow::anyhow!(e))? {
+        let v: serde_json::Value = serde_json::from_str(&ev.data).unwrap_or_default();
+        if json {
+            println!("{}", serde_json::json!({"event": ev.event, "data": v}));
+        }
+        match ev.event.as_deref() {
+            Some("delta") if !json => {
+                let _ = write!(out, "{}", v["text"].as_str().unwrap_or(""));
+                let _ = out.flush();
+            }
+            Some("tool") if !json => println!("\n  [{}]", v["name"].as_str().unwrap_or("tool")),
+            Some("done") => {
+                answer = v["answer"].as_str().unwrap_or("").to_string();
+                break;
+            }
+            Some("error") => bail!("{}", v["error"].as_str().unwrap_or("the chat turn failed")),
+            _ => {}
+        }
+    }
+    if !json {
+        println!();
+    }
+    Ok(answer)
+}
+
+pub async fn chat(client: &Client, agent: Option<String>, resume: Option<i64>, list: bool, message: Option<String>, json: bool) -> Result<()> {
+    if list {
+        let l: ChatList = client.get("/v1/chats").await?;
+        if json {
+            print_json(&l);
+        } else {
+            table(&["ID", "AGENT", "TITLE", "UPDATED"], l.chats.iter().map(|c| vec![c.id.to_string(), c.agent.clone(), truncate(&c.title, 50), c.updated_at.clone()]).collect());
+        }
+        return Ok(());
+    }
+    let chat = match resume {
+        Some(id) => {
+            let t: TranscriptView = client.get(&format!("/v1/chats/{id}")).await?;
+            if !json && message.is_none() {
+                print_transcript(&t, false);
+            }
+            id
+        }
+        None => {
+            let c: ChatView = client.post("/v1/chats", &CreateChat { agent }).await?;
+            if !json && message.is_none() {
+                println!("chat {} with {} (resume later with `owl chat --resume {}`; Ctrl-D ends)", c.id, c.agent, c.id);
+            }
+            c.id
+        }
+    };
+    if let Some(m) = message {
+        send(client, chat, &m, json).await?;
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    loop {
+        print!("> ");
+        std::io::stdout().flush().ok();
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).context("cannot read the terminal")? == 0 {
+            println!();
+            return Ok(());
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Err(e) = send(client, chat, line.trim(), json).await {
+            eprintln!("error: {e:#}");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Agents: the configured agents, transcripts, usage, approvals and chats.
+
+use crate::extract::{parse_id, parse_query, ApiJson};
+use crate::{ApiError, AppState};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::Json;
+use owl_api::*;
+use owl_core::agent::Owner;
+use owl_store::{Approval, ChatInfo, UsageBy};
+use serde::Deserialize;
+use std::convert::Infallible;
+
+pub async fn list(State(state): State<AppState>) -> Json<AgentList> {
+    let agents = state.engine.agents().map(|rt| rt.agents()).unwrap_or_default();
+    Json(AgentList {
+        agents: agents
+            .into_iter()
+            .map(|a| AgentView {
+                name: a.name,
+                description: a.description,
+                provider: a.provider,
+                model: a.model,
+                fallback: a.fallback,
+                tools: a.tools,
+                max_steps: a.max_steps,
+                max_cost_usd: a.max_cost_usd,
+                problem: a.problem,
+            })
+            .collect(),
+    })
+}
+
+async fn transcript_of(state: &AppState, owner: Owner) -> Result<Json<TranscriptView>, ApiError> {
+    let entries = state.engine.store().transcript(owner, 0).await?;
+    let (mut input, mut output, mut cost) = (0, 0, 0.0);
+    for e in &entries {
+        input += e.body["usage"]["input"].as_u64().unwrap_or(0);
+        output += e.body["usage"]["output"].as_u64().unwrap_or(0);
+        cost += e.body["cost_usd"].as_f64().unwrap_or(0.0);
+    }
+    Ok(Json(TranscriptView {
+        owner: owner.key(),
+        entries: entries.into_iter().map(|e| TranscriptEntryView { seq: e.seq, attempt: e.attempt, at: e.at.to_rfc3339(), body: e.body }).collect(),
+        input_tokens: input,
+        output_tokens: output,
+        cost_usd: cost,
+    }))
+}
+
+pub async fn transcript(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TranscriptView>, ApiError> {
+    let id = parse_id(&id)?;
+    state.engine.store().get(id).await?;
+    transcript_of(&state, Owner::Task(id)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    by: Option<String>,
+    since: Option<String>,
+}
+
+pub async fn usage(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<UsageReport>, ApiError> {
+    let q: UsageQuery = parse_query(q)?;
+    let by = match q.by.as_deref().unwrap_or("agent") {
+        "agent" => UsageBy::Agent,
+        "provider" => UsageBy::Provider,
+        "model" => UsageBy::Model,
+        "day" => UsageBy::Day,
+        other => return Err(ApiError::bad_request("by", format!("`{other}` is not one of agent, provider, model, day"))),
+    };
+    let window = match q.since.as_deref() {
+        Some(s) => owl_core::duration::parse(s).map_err(|m| ApiError::bad_request("since", m))?,
+        None => std::time::Duration::from_secs(30 * 86400),
+    };
+    let since = state.engine.now().minus(window);
+    let rows = state.engine.store().usage_summary(since, by).await?;
+    let mut total = UsageRowView { key: "total".into(), ..Default::default() };
+    let rows: Vec<UsageRowView> = rows
+        .into_iter()
+        .map(|r| {
+            total.calls += r.calls;
+            total.input_tokens += r.input;
+            total.output_tokens += r.output;
+            total.cached_tokens += r.cached;
+            total.cost_usd += r.cost_usd;
+            UsageRowView { key: r.key, calls: r.calls, input_tokens: r.input, output_tokens: r.output, cached_tokens: r.cached, cost_usd: r.cost_usd }
+        })
+        .collect();
+    Ok(Json(UsageReport { by: q.by.unwrap_or_else(|| "agent".into()), since: since.to_rfc3339(), rows, total }))
+}
+
+fn approval_view(a: Approval) -> ApprovalView {
+    ApprovalView {
+        id: a.id,
+        owner: a.owner.key(),
+        task_id: a.owner.task().map(|t| t.0),
+        agent: a.agent,
+        tool: a.tool,
+        arguments: a.arguments,
+        reason: a.reason,
+        status: a.status.as_str().into(),
+        decision_reason: a.decision_reason,
+        created_at: a.created_at.to_rfc3339(),
+        expires_at: a.expires_at.to_rfc3339(),
+        decided_at: a.decided_at.map(|t| t.to_rfc3339()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalQuery {
+    all: Option<bool>,
+}
+
+pub async fn approvals(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<ApprovalList>, ApiError> {
+    let q: ApprovalQuery = parse_query(q)?;
+    let list = state.engine.store().list_approvals(!q.all.unwrap_or(false), state.engine.now()).await?;
+    Ok(Json(ApprovalList { approvals: list.into_iter().map(approval_view).collect() }))
+}
+
+fn approval_id(s: &str) -> Result<i64, ApiError> {
+    s.trim_start_matches('#').parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::bad_request("id", format!("`{s}` is not an approval id")))
+}
+
+/// The body is optional: empty, or `{"reason": ".."}`.
+fn decide_body(body: &[u8]) -> Result<Decide, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(Decide::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("reason", format!("the body must be {{\"reason\": \"..\"}} or empty: {e}")))
+}
+
+pub async fn approve(State(state): State<AppState>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<ApprovalView>, ApiError> {
+    let reason = decide_body(&body)?.reason;
+    Ok(Json(approval_view(state.engine.decide_approval(approval_id(&id)?, true, reason).await?)))
+}
+
+pub async fn deny(State(state): State<AppState>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<ApprovalView>, ApiError> {
+    let reason = decide_body(&body)?.reason.or_else(|| Some("denied without a reason".into()));
+    Ok(Json(approval_view(state.engine.decide_approval(approval_id(&id)?, false, reason).await?)))
+}
+
+fn chat_view(c: ChatInfo) -> ChatView {
+    ChatView { id: c.id, agent: c.agent, title: c.title, created_at: c.created_at.to_rfc3339(), updated_at: c.updated_at.to_rfc3339() }
+}
+
+pub async fn create_chat(State(state): State<AppState>, ApiJson(req): ApiJson<CreateChat>) -> Result<(StatusCode, Json<ChatView>), ApiError> {
+    let rt = state.engine.agents().ok_or_else(|| ApiError::bad_request("agent", "no agents are configured; see `owl config init`"))?;
+    let agent = match req.agent {
+        Some(a) => a,
+        None => rt.agents().first().map(|a| a.name.clone()).ok_or_else(|| ApiError::bad_request("agent", "no agents are configured"))?,
+    };
+    if rt.agent(&agent).is_none() {
+        return Err(ApiError::bad_request("agent", format!("there is no agent `{agent}`; see `owl agents`")));
+    }
+    let c = state.engine.store().create_chat(&agent, state.engine.now()).await?;
+    Ok((StatusCode::CREATED, Json(chat_view(c))))
+}
+
+pub async fn chats(State(state): State<AppState>) -> Result<Json<ChatList>, ApiError> {
+    Ok(Json(ChatList { chats: state.engine.store().list_chats().await?.into_iter().map(chat_view).collect() }))
+}
+
+pub async fn chat_transcript(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TranscriptView>, ApiError> {
+    let id = approval_id(&id)?;
+    state.engine.store().get_chat(id).await?;
+    transcript_of(&state, Owner::Chat(id)).await
+}
+
+/// Sends a message; the reply streams as server-sent events: `delta` (text), `tool` (a tool
+/// call starts), then `done` with the answer or `error`.
+pub async fn chat_message(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ChatMessage>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let id = approval_id(&id)?;
+    state.engine.store().get_chat(id).await?;
+    if req.message.trim().is_empty() {
+        return Err(ApiError::bad_request("message", "the message is empty"));
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<SseEvent>();
+    let engine = state.engine.clone();
+    tokio::spawn(async move {
+        let dtx = tx.clone();
+        let mut sink = move |d: owl_agent::msg::Delta| {
+            let ev = match d {
+                owl_agent::msg::Delta::Text(t) => SseEvent::default().event("delta").data(serde_json::json!({"text": t}).to_string()),
+                owl_agent::msg::Delta::ToolStart { name } => SseEvent::default().event("tool").data(serde_json::json!({"name": name}).to_string()),
+            };
+            let _ = dtx.send(ev);
+        };
+        let end = engine.chat_turn(id, req.message, &mut sink).await;
+        let ev = match end {
+            Ok(owl_agent::AgentEnd::Succeeded { answer }) => SseEvent::default().event("done").data(serde_json::json!({"answer": answer}).to_string()),
+            Ok(other) => SseEvent::default().event("error").data(serde_json::json!({"error": format!("{other:?}")}).to_string()),
+            Err(e) => SseEvent::default().event("error").data(serde_json::json!({"error": e.to_string()}).to_string()),
+        };
+        let _ = tx.send(ev);
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
