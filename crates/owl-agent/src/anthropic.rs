@@ -45,11 +45,9 @@ pub(crate) fn body(req: &ChatRequest) -> Value {
                     push("assistant", json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}), &mut turns);
                 }
             }
-            Message::Tool { call_id, content, is_error, .. } => push(
-                "user",
-                json!({"type": "tool_result", "tool_use_id": call_id, "content": content, "is_error": is_error}),
-                &mut turns,
-            ),
+            Message::Tool { call_id, content, is_error, .. } => {
+                push("user", json!({"type": "tool_result", "tool_use_id": call_id, "content": content, "is_error": is_error}), &mut turns)
+            }
         }
     }
     let messages: Vec<Value> = turns.into_iter().map(|(role, content)| json!({"role": role, "content": content})).collect();
@@ -147,7 +145,9 @@ impl Provider for Anthropic {
         // Content blocks by index: text, or a tool call whose JSON input arrives in fragments.
         let mut tools: BTreeMap<u64, (String, String, String)> = BTreeMap::new();
         let mut stopped = false;
-        while let Some(ev) = reader.next().await.map_err(|m| ProviderError::Retryable { message: format!("{}: {m}", self.name), retry_after: None })? {
+        while let Some(ev) =
+            reader.next().await.map_err(|m| ProviderError::Retryable { message: format!("{}: {m}", self.name), retry_after: None })?
+        {
             let v: Value = match serde_json::from_str(&ev.data) {
                 Ok(v) => v,
                 Err(e) => return Err(malformed(&self.name, &format!("a stream event is not JSON ({e})"))),
@@ -203,7 +203,10 @@ impl Provider for Anthropic {
             }
         }
         if !stopped {
-            return Err(ProviderError::Retryable { message: format!("{}: the stream ended before message_stop", self.name), retry_after: None });
+            return Err(ProviderError::Retryable {
+                message: format!("{}: the stream ended before message_stop", self.name),
+                retry_after: None,
+            });
         }
         for (_, (id, name, json)) in tools {
             if id.is_empty() || name.is_empty() {

@@ -85,7 +85,9 @@ impl Workspace {
 
     /// Relative display form of an absolute path inside the workspace.
     pub fn show(&self, p: &Path) -> String {
-        p.strip_prefix(&self.root).map(|r| if r.as_os_str().is_empty() { ".".into() } else { r.display().to_string() }).unwrap_or_else(|_| p.display().to_string())
+        p.strip_prefix(&self.root)
+            .map(|r| if r.as_os_str().is_empty() { ".".into() } else { r.display().to_string() })
+            .unwrap_or_else(|_| p.display().to_string())
     }
 
     pub fn open_read(&self, rel: &str) -> Result<(PathBuf, File), String> {

@@ -17,8 +17,12 @@ pub struct ToolCall {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "snake_case")]
 pub enum Message {
-    System { content: String },
-    User { content: String },
+    System {
+        content: String,
+    },
+    User {
+        content: String,
+    },
     Assistant {
         #[serde(default)]
         content: String,
@@ -92,7 +96,9 @@ pub struct ChatResponse {
 pub enum Delta {
     Text(String),
     /// A tool call's name is known (arguments follow).
-    ToolStart { name: String },
+    ToolStart {
+        name: String,
+    },
 }
 
 /// Where streamed deltas go.

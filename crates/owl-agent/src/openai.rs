@@ -148,12 +148,15 @@ impl Provider for OpenAi {
         // Tool calls arrive in pieces keyed by index: id and name first, arguments in fragments.
         let mut calls: BTreeMap<u64, (String, String, String)> = BTreeMap::new();
         let mut finished = false;
-        while let Some(ev) = reader.next().await.map_err(|m| ProviderError::Retryable { message: format!("{}: {m}", self.name), retry_after: None })? {
+        while let Some(ev) =
+            reader.next().await.map_err(|m| ProviderError::Retryable { message: format!("{}: {m}", self.name), retry_after: None })?
+        {
             if ev.data.trim() == "[DONE]" {
                 finished = true;
                 break;
             }
-            let v: Value = serde_json::from_str(&ev.data).map_err(|e| malformed(&self.name, &format!("a stream chunk is not JSON ({e})")))?;
+            let v: Value =
+                serde_json::from_str(&ev.data).map_err(|e| malformed(&self.name, &format!("a stream chunk is not JSON ({e})")))?;
             if let Some(err) = v.get("error") {
                 return Err(ProviderError::Fatal(format!("{}: {}", self.name, err["message"].as_str().unwrap_or("stream error"))));
             }
@@ -192,7 +195,10 @@ impl Provider for OpenAi {
             }
         }
         if !finished && out.stop_reason.is_empty() {
-            return Err(ProviderError::Retryable { message: format!("{}: the stream ended before the reply was complete", self.name), retry_after: None });
+            return Err(ProviderError::Retryable {
+                message: format!("{}: the stream ended before the reply was complete", self.name),
+                retry_after: None,
+            });
         }
         for (i, (id, name, args)) in calls {
             if name.is_empty() {

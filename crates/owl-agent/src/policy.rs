@@ -244,7 +244,11 @@ fn unwrap_into(mut argv: Vec<Word>, out: &mut Vec<Vec<Word>>, depth: u32) -> Res
 
 fn is_assignment(t: &str) -> bool {
     match t.split_once('=') {
-        Some((name, _)) => !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with(|c: char| c.is_ascii_digit()),
+        Some((name, _)) => {
+            !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+        }
         None => false,
     }
 }
@@ -326,7 +330,12 @@ impl Parser {
                         continue;
                     }
                     // A redirection; a file-descriptor number before it is not an argument.
-                    if cmd.last().is_some_and(|w| !w.dynamic && w.text.chars().all(|d| d.is_ascii_digit()) && self.pos > 0 && self.chars[self.pos - 1].is_ascii_digit()) {
+                    if cmd.last().is_some_and(|w| {
+                        !w.dynamic
+                            && w.text.chars().all(|d| d.is_ascii_digit())
+                            && self.pos > 0
+                            && self.chars[self.pos - 1].is_ascii_digit()
+                    }) {
                         cmd.pop();
                     }
                     self.pos += 1;

@@ -125,7 +125,8 @@ pub fn parse_retry_after(v: &str, now: chrono::DateTime<chrono::Utc>) -> Option<
 pub fn http_error(provider: &str, status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap, body: &str) -> ProviderError {
     let excerpt: String = body.chars().take(300).collect();
     let message = format!("{provider}: HTTP {status}: {excerpt}");
-    let retry_after = headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+    let retry_after =
+        headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| parse_retry_after(v, chrono::Utc::now()));
     if status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408 {
         ProviderError::Retryable { message, retry_after }
     } else {

@@ -65,11 +65,15 @@ fn entry_to_message(e: &Value) -> Option<Message> {
     Some(match e["type"].as_str()? {
         "system" => Message::System { content: s("content") },
         "user" => Message::User { content: s("content") },
-        "assistant" => Message::Assistant {
+        "assistant" => {
+            Message::Assistant { content: s("content"), tool_calls: serde_json::from_value(e["tool_calls"].clone()).unwrap_or_default() }
+        }
+        "tool" => Message::Tool {
+            call_id: s("call_id"),
+            name: s("name"),
             content: s("content"),
-            tool_calls: serde_json::from_value(e["tool_calls"].clone()).unwrap_or_default(),
+            is_error: e["is_error"].as_bool().unwrap_or(false),
         },
-        "tool" => Message::Tool { call_id: s("call_id"), name: s("name"), content: s("content"), is_error: e["is_error"].as_bool().unwrap_or(false) },
         _ => return None,
     })
 }
@@ -78,11 +82,21 @@ const SYSTEM_BASE: &str = "You are an agent run by owl, working unattended on a 
 Use the tools to inspect and change files and run commands; paths are relative to the workspace. \
 When the task is done, reply with your final answer as plain text and no tool call.";
 
-pub(crate) async fn run(rt: &Runtime, job: Job, host: Arc<dyn Host>, mut halt: watch::Receiver<Option<Halt>>, mut sink: Option<Sink<'_>>) -> AgentEnd {
+pub(crate) async fn run(
+    rt: &Runtime,
+    job: Job,
+    host: Arc<dyn Host>,
+    mut halt: watch::Receiver<Option<Halt>>,
+    mut sink: Option<Sink<'_>>,
+) -> AgentEnd {
     let Some(agent) = rt.agent(&job.agent).cloned() else {
         let known = rt.agents.keys().cloned().collect::<Vec<_>>().join(", ");
         return AgentEnd::Failed {
-            reason: format!("there is no agent `{}`; configured agents: {}", job.agent, if known.is_empty() { "(none; see `owl config init`)".into() } else { known }),
+            reason: format!(
+                "there is no agent `{}`; configured agents: {}",
+                job.agent,
+                if known.is_empty() { "(none; see `owl config init`)".into() } else { known }
+            ),
         };
     };
     let routes = match rt.routes(&agent) {
@@ -92,7 +106,10 @@ pub(crate) async fn run(rt: &Runtime, job: Job, host: Arc<dyn Host>, mut halt: w
     if agent.max_cost_usd.is_some() {
         if let Some(r) = routes.iter().find(|r| rt.price(&r.model).is_none()) {
             return AgentEnd::Failed {
-                reason: format!("agents.{}.max_cost_usd is set but there is no price for model `{}`; add [prices.\"{}\"]", job.agent, r.model, r.model),
+                reason: format!(
+                    "agents.{}.max_cost_usd is set but there is no price for model `{}`; add [prices.\"{}\"]",
+                    job.agent, r.model, r.model
+                ),
             };
         }
     }
@@ -165,8 +182,11 @@ pub(crate) async fn run(rt: &Runtime, job: Job, host: Arc<dyn Host>, mut halt: w
         // Resuming: a call whose result never made it to the transcript may or may not
         // have run. Say so to the model instead of running it again blindly.
         if let Some(Message::Assistant { tool_calls, .. }) = st.messages.iter().rev().find(|m| !matches!(m, Message::Tool { .. })) {
-            let answered: Vec<&str> =
-                st.messages.iter().filter_map(|m| if let Message::Tool { call_id, .. } = m { Some(call_id.as_str()) } else { None }).collect();
+            let answered: Vec<&str> = st
+                .messages
+                .iter()
+                .filter_map(|m| if let Message::Tool { call_id, .. } = m { Some(call_id.as_str()) } else { None })
+                .collect();
             let pending: Vec<ToolCall> = tool_calls.iter().filter(|c| !answered.contains(&c.id.as_str())).cloned().collect();
             let pending_json = json!(pending);
             fresh.push(json!({"type": "note", "text": format!("resumed in attempt {}", job.attempt), "pending_calls": pending_json}));
@@ -203,11 +223,15 @@ pub(crate) async fn run(rt: &Runtime, job: Job, host: Arc<dyn Host>, mut halt: w
             return halted(h);
         }
         if st.steps >= agent.max_steps {
-            return journal.fail(format!("reached the step limit (agents.{}.max_steps = {}) without a final answer", job.agent, agent.max_steps)).await;
+            return journal
+                .fail(format!("reached the step limit (agents.{}.max_steps = {}) without a final answer", job.agent, agent.max_steps))
+                .await;
         }
         if let Some(max) = agent.max_tokens {
             if st.usage.total() >= max {
-                return journal.fail(format!("used {} tokens, the limit is {max} (agents.{}.max_tokens)", st.usage.total(), job.agent)).await;
+                return journal
+                    .fail(format!("used {} tokens, the limit is {max} (agents.{}.max_tokens)", st.usage.total(), job.agent))
+                    .await;
             }
         }
         if let Some(max) = agent.max_cost_usd {
@@ -218,7 +242,9 @@ pub(crate) async fn run(rt: &Runtime, job: Job, host: Arc<dyn Host>, mut halt: w
         let elapsed_ms = (now_ms() - started_ms).max(0) as u64;
         if let Some(max) = agent.max_wall {
             if !job.chat_turn && Duration::from_millis(elapsed_ms) >= max {
-                return journal.fail(format!("ran for {}s, the limit is {}s (agents.{}.max_wall)", elapsed_ms / 1000, max.as_secs(), job.agent)).await;
+                return journal
+                    .fail(format!("ran for {}s, the limit is {}s (agents.{}.max_wall)", elapsed_ms / 1000, max.as_secs(), job.agent))
+                    .await;
             }
         }
         if job.timeout.is_some_and(|t| begun.elapsed() >= t) {
@@ -256,14 +282,20 @@ pub(crate) async fn run(rt: &Runtime, job: Job, host: Arc<dyn Host>, mut halt: w
         let (resp, route_idx, failures) = match result {
             Ok(r) => r,
             Err((e, failures)) => {
-                let _ = journal.append(vec![json!({"type": "note", "text": "every provider failed", "failures": failures_json(&failures)})]).await;
+                let _ = journal
+                    .append(vec![json!({"type": "note", "text": "every provider failed", "failures": failures_json(&failures)})])
+                    .await;
                 return journal.fail(format!("the model call failed: {e}")).await;
             }
         };
         st.steps += 1;
         let route = &routes[route_idx];
         let model = if resp.model.is_empty() { route.model.clone() } else { resp.model.clone() };
-        let cost = rt.price(&route.model).or_else(|| rt.price(&model)).map(|p| p.cost(resp.usage.input, resp.usage.output, resp.usage.cached)).unwrap_or(0.0);
+        let cost = rt
+            .price(&route.model)
+            .or_else(|| rt.price(&model))
+            .map(|p| p.cost(resp.usage.input, resp.usage.output, resp.usage.cached))
+            .unwrap_or(0.0);
         st.usage.add(resp.usage);
         st.cost += cost;
         let mut entry = json!({
@@ -316,7 +348,12 @@ fn ctx_tool_names(names: &[String]) -> Vec<String> {
 }
 
 /// Runs every call of the last assistant message that has no result yet.
-async fn finish_pending_calls(ctx: &ToolCtx, journal: &Journal<'_>, st: &mut State, halt: &mut watch::Receiver<Option<Halt>>) -> Option<AgentEnd> {
+async fn finish_pending_calls(
+    ctx: &ToolCtx,
+    journal: &Journal<'_>,
+    st: &mut State,
+    halt: &mut watch::Receiver<Option<Halt>>,
+) -> Option<AgentEnd> {
     let Some(Message::Assistant { tool_calls, .. }) = st.messages.iter().rev().find(|m| !matches!(m, Message::Tool { .. })).cloned() else {
         return None;
     };
@@ -332,7 +369,9 @@ async fn finish_pending_calls(ctx: &ToolCtx, journal: &Journal<'_>, st: &mut Sta
         };
         if let ToolOutcome::NeedsApproval(why) = &outcome {
             let why = why.clone();
-            let _ = journal.append(vec![json!({"type": "note", "text": format!("waiting for approval of {} call {}: {why}", call.name, call.id)})]).await;
+            let _ = journal
+                .append(vec![json!({"type": "note", "text": format!("waiting for approval of {} call {}: {why}", call.name, call.id)})])
+                .await;
             let req = ApprovalRequest {
                 owner: ctx.owner,
                 agent: ctx.agent_name.clone(),
@@ -350,7 +389,9 @@ async fn finish_pending_calls(ctx: &ToolCtx, journal: &Journal<'_>, st: &mut Sta
                     o = run_call(ctx, &call, true) => o,
                     h = wait_halt(halt) => return Some(halted(h)),
                 },
-                Ok(ApprovalDecision::Denied { reason }) => ToolOutcome::Err(format!("a human denied this call: {reason}. Do not try it another way.")),
+                Ok(ApprovalDecision::Denied { reason }) => {
+                    ToolOutcome::Err(format!("a human denied this call: {reason}. Do not try it another way."))
+                }
                 Err(e) => ToolOutcome::Err(format!("the approval could not be obtained: {e}")),
             };
         }

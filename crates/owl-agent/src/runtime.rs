@@ -4,7 +4,7 @@ use crate::msg::Sink;
 use crate::provider::{Provider, RetryPolicy, Route};
 use crate::run::{AgentEnd, Halt, Job};
 use crate::Host;
-use owl_core::agent::{AgentDefaults, AgentSettings, Agents, Price, ProviderKind, ProviderSettings, Prices, Providers};
+use owl_core::agent::{AgentDefaults, AgentSettings, Agents, Price, Prices, ProviderKind, ProviderSettings, Providers};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -100,7 +100,10 @@ impl Runtime {
                     match env.get(var).filter(|v| !v.is_empty()) {
                         Some(v) => Some(v.clone()),
                         None => {
-                            rt.broken.insert(name.clone(), format!("[providers.{name}] api_key_env: the variable {var} is not set in the daemon's environment"));
+                            rt.broken.insert(
+                                name.clone(),
+                                format!("[providers.{name}] api_key_env: the variable {var} is not set in the daemon's environment"),
+                            );
                             None
                         }
                     }
@@ -108,7 +111,8 @@ impl Runtime {
                 (None, Some(entry)) => match secrets.get(entry) {
                     Some(v) => Some(v.clone()),
                     None => {
-                        rt.broken.insert(name.clone(), format!("[providers.{name}] api_key_secret: the secrets file has no entry `{entry}`"));
+                        rt.broken
+                            .insert(name.clone(), format!("[providers.{name}] api_key_secret: the secrets file has no entry `{entry}`"));
                         None
                     }
                 },
@@ -166,7 +170,11 @@ impl Runtime {
                 provider: a.provider.clone(),
                 model: self.model_of(a),
                 fallback: a.fallback.clone(),
-                tools: if a.tools.is_empty() { owl_core::agent::DEFAULT_TOOLS.iter().map(|s| s.to_string()).collect() } else { a.tools.clone() },
+                tools: if a.tools.is_empty() {
+                    owl_core::agent::DEFAULT_TOOLS.iter().map(|s| s.to_string()).collect()
+                } else {
+                    a.tools.clone()
+                },
                 max_steps: a.max_steps,
                 max_cost_usd: a.max_cost_usd,
                 problem: self.broken.get(&a.provider).cloned(),
@@ -175,15 +183,17 @@ impl Runtime {
     }
 
     pub(crate) fn model_of(&self, a: &AgentSettings) -> String {
-        a.model
-            .clone()
-            .or_else(|| self.provider_settings.get(&a.provider).and_then(|p| p.model.clone()))
-            .unwrap_or_else(|| match self.provider_settings.get(&a.provider) {
-                Some(p) if p.kind == ProviderKind::Local => {
-                    p.model_path.as_deref().and_then(|m| std::path::Path::new(m).file_stem()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
-                }
+        a.model.clone().or_else(|| self.provider_settings.get(&a.provider).and_then(|p| p.model.clone())).unwrap_or_else(|| {
+            match self.provider_settings.get(&a.provider) {
+                Some(p) if p.kind == ProviderKind::Local => p
+                    .model_path
+                    .as_deref()
+                    .and_then(|m| std::path::Path::new(m).file_stem())
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 _ => String::new(),
-            })
+            }
+        })
     }
 
     /// The agent's provider, then its fallbacks, each with its model and retry policy.

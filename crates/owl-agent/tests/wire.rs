@@ -56,7 +56,8 @@ async fn fake(replies: Vec<Reply>) -> Fake {
         async move {
             let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
             s.lock().unwrap().requests.push((headers, v, Instant::now()));
-            let r = q.lock().unwrap().pop_front().unwrap_or(Reply { status: 599, headers: vec![], body: "no more replies".into(), sse: false });
+            let r =
+                q.lock().unwrap().pop_front().unwrap_or(Reply { status: 599, headers: vec![], body: "no more replies".into(), sse: false });
             let mut b = Response::builder().status(StatusCode::from_u16(r.status).unwrap());
             b = b.header("content-type", if r.sse { "text/event-stream" } else { "application/json" });
             for (k, v) in r.headers {
@@ -239,18 +240,29 @@ async fn malformed_and_truncated_replies_are_errors_not_answers() {
 }
 
 fn answer(text: &str) -> Reply {
-    ok_json(json!({"model": "m-1", "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}))
+    ok_json(
+        json!({"model": "m-1", "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}),
+    )
 }
 
 #[tokio::test]
 async fn rate_limits_honour_retry_after_and_server_errors_are_retried() {
     let f = fake(vec![
-        Reply { status: 429, headers: vec![("retry-after", "1".into())], body: json!({"error": {"message": "slow down"}}).to_string(), sse: false },
+        Reply {
+            status: 429,
+            headers: vec![("retry-after", "1".into())],
+            body: json!({"error": {"message": "slow down"}}).to_string(),
+            sse: false,
+        },
         Reply { status: 500, headers: vec![], body: "oops".into(), sse: false },
         answer("finally"),
     ])
     .await;
-    let route = Route { provider: openai(&f.url), model: "m-1".into(), retry: RetryPolicy { max_retries: 3, base: Duration::from_millis(10), max_delay: Duration::from_secs(5) } };
+    let route = Route {
+        provider: openai(&f.url),
+        model: "m-1".into(),
+        retry: RetryPolicy { max_retries: 3, base: Duration::from_millis(10), max_delay: Duration::from_secs(5) },
+    };
     let (out, idx, failures) = call_with_fallback(&[route], &req(false), &mut |_| {}).await.unwrap();
     assert_eq!((out.content.as_str(), idx, failures.len()), ("finally", 0, 2));
     let seen = f.seen.lock().unwrap();

@@ -69,25 +69,23 @@ impl SubmitTask {
     pub fn into_spec(self, defaults: &SpecDefaults, now: Timestamp) -> Result<TaskSpec, ValidationError> {
         let command = match (self.command, self.shell, self.agent, self.prompt) {
             (None, None, Some(agent), Some(prompt)) => Command::Agent { agent, prompt },
-            (_, _, Some(_), None) => {
-                return Err(ValidationError::new("prompt", "missing: an agent task needs a prompt saying what to do"))
-            }
+            (_, _, Some(_), None) => return Err(ValidationError::new("prompt", "missing: an agent task needs a prompt saying what to do")),
             (_, _, None, Some(_)) => return Err(ValidationError::new("agent", "missing: a prompt needs an agent to work on it")),
             (Some(_), _, Some(_), _) | (_, Some(_), Some(_), _) => {
                 return Err(ValidationError::new("agent", "give either a command or an agent with a prompt, not both"))
             }
             (command, shell, None, None) => match (command, shell) {
-            (Some(_), Some(_)) => {
-                return Err(ValidationError::new("command", "give either `command` (argv) or `shell` (a string), not both"))
-            }
-            (None, None) => {
-                return Err(ValidationError::new(
-                    "command",
-                    "missing: give `command` as an argv array, e.g. [\"./backup.sh\", \"--full\"], or `shell` as a string",
-                ))
-            }
-            (Some(argv), None) => Command::Argv(argv),
-            (None, Some(s)) => Command::Shell(s),
+                (Some(_), Some(_)) => {
+                    return Err(ValidationError::new("command", "give either `command` (argv) or `shell` (a string), not both"))
+                }
+                (None, None) => {
+                    return Err(ValidationError::new(
+                        "command",
+                        "missing: give `command` as an argv array, e.g. [\"./backup.sh\", \"--full\"], or `shell` as a string",
+                    ))
+                }
+                (Some(argv), None) => Command::Argv(argv),
+                (None, Some(s)) => Command::Shell(s),
             },
         };
         let run_at = match (self.run_at, self.delay) {

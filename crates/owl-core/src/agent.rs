@@ -301,7 +301,12 @@ pub fn check(providers: &Providers, agents: &Agents) -> Result<(), (String, Stri
         if !known(&a.provider) {
             return Err((
                 format!("agents.{name}.provider"),
-                format!("`{}` is not a configured provider; add [providers.{}] or use one of: {}", a.provider, a.provider, names(providers)),
+                format!(
+                    "`{}` is not a configured provider; add [providers.{}] or use one of: {}",
+                    a.provider,
+                    a.provider,
+                    names(providers)
+                ),
             ));
         }
         for f in &a.fallback {

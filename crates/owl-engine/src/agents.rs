@@ -265,6 +265,7 @@ pub(crate) async fn run_agent_task(
         return RunOutcome::Failed { exit_code: None, signal: None, error: Some("no agents are configured; see `owl config init`".into()) };
     };
     let log_path = s.layout.log_file(task.id, task.attempt);
+    let _ = std::fs::create_dir_all(s.layout.logs());
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).ok().map(|f| Mutex::new((f, 0u64, progress)));
     let host: Arc<dyn Host> = Arc::new(EngineHost { shared: s.clone(), log });
     let (halt_tx, halt_rx) = watch::channel(None);
@@ -347,7 +348,12 @@ impl Engine {
     }
 
     /// One chat turn: appends the user's message, runs the loop, streams deltas to `sink`.
-    pub async fn chat_turn(&self, chat: i64, message: String, sink: &mut (dyn FnMut(owl_agent::msg::Delta) + Send)) -> Result<AgentEnd, StoreError> {
+    pub async fn chat_turn(
+        &self,
+        chat: i64,
+        message: String,
+        sink: &mut (dyn FnMut(owl_agent::msg::Delta) + Send),
+    ) -> Result<AgentEnd, StoreError> {
         let info = self.shared.store.get_chat(chat).await?;
         let Some(rt) = self.shared.agents() else {
             return Ok(AgentEnd::Failed { reason: "no agents are configured; see `owl config init`".into() });

@@ -313,4 +313,22 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod agent_tests;
+#[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) fn tests_config() -> EngineConfig {
+    EngineConfig {
+        node: "test-node".into(),
+        workers: 2,
+        lease: Duration::from_secs(30),
+        kill_grace: Duration::from_millis(300),
+        shutdown_grace: Duration::from_millis(300),
+        log_max_bytes: 1 << 20,
+        retry: RetryPolicy { base: Duration::from_millis(50), max: Duration::from_millis(100), max_crash_requeues: 10 },
+        default_timeout: None,
+        default_retries: 0,
+        schedules: Default::default(),
+    }
+}

@@ -90,17 +90,17 @@ pub(crate) async fn run_task(
 }
 
 /// Records an attempt's end, retrying transient storage errors.
-async fn finish(s: &Arc<Shared>, id: TaskId, attempt: u32, run_outcome: RunOutcome, exit_code: Option<i32>, signal: Option<i32>, cfg: &EngineConfig) {
-    let completion = Completion {
-        id,
-        attempt,
-        outcome: run_outcome,
-        exit_code,
-        signal,
-        now: s.clock.now(),
-        policy: cfg.retry,
-        jitter: fastrand::f64(),
-    };
+async fn finish(
+    s: &Arc<Shared>,
+    id: TaskId,
+    attempt: u32,
+    run_outcome: RunOutcome,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    cfg: &EngineConfig,
+) {
+    let completion =
+        Completion { id, attempt, outcome: run_outcome, exit_code, signal, now: s.clock.now(), policy: cfg.retry, jitter: fastrand::f64() };
     // A transient storage error must not strand the task: retry for a while. If the daemon
     // dies meanwhile, crash recovery requeues the task instead.
     let mut delay = Duration::from_millis(50);

@@ -1,1 +1,205 @@
-pub use llama_cpp_2;
+//! owl-llama: a GGUF model run in-process with llama.cpp, through the llama-cpp-2 crate.
+//!
+//! One [`LocalModel`] is loaded once and generates one completion at a time (a mutex
+//! serialises callers; a 270M model answers fast enough that a queue is simpler than
+//! several contexts). Each call gets a fresh context, optionally constrained by a GBNF
+//! grammar so that even a small model emits well-formed JSON.
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+
+fn backend() -> Result<&'static LlamaBackend, String> {
+    BACKEND
+        .get_or_init(|| {
+            let mut b = LlamaBackend::init().map_err(|e| format!("cannot start llama.cpp: {e}"))?;
+            if std::env::var_os("OWL_LLAMA_LOG").is_none() {
+                b.void_logs();
+            }
+            Ok(b)
+        })
+        .as_ref()
+        .map_err(|e| e.clone())
+}
+
+pub struct LocalModel {
+    model: LlamaModel,
+    threads: i32,
+    context: u32,
+    busy: Mutex<()>,
+}
+
+/// What one generation produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generation {
+    pub text: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// From the start of the call to the first generated token.
+    pub time_to_first_token: Duration,
+    pub elapsed: Duration,
+    /// Stopped because `max_tokens` ran out (not at an end-of-generation token).
+    pub truncated: bool,
+}
+
+impl LocalModel {
+    /// Loads a GGUF file. `threads` 0 means all cores.
+    pub fn load(path: &Path, threads: u32, context: u32) -> Result<LocalModel, String> {
+        let backend = backend()?;
+        if !path.is_file() {
+            return Err(format!("the model file {} does not exist (scripts/fetch-models fetches gemma-3-270m)", path.display()));
+        }
+        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+            .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+        let threads = if threads == 0 { std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(2) } else { threads as i32 };
+        let context = if context == 0 { 8192 } else { context }.min(model.n_ctx_train().max(512));
+        Ok(LocalModel { model, threads, context, busy: Mutex::new(()) })
+    }
+
+    /// Renders a conversation with the model's own chat template (roles: system, user, assistant).
+    pub fn chat_prompt(&self, messages: &[(String, String)]) -> Result<String, String> {
+        // A GGUF without an embedded template gets llama.cpp's built-in one for its family.
+        let tmpl = match self.model.chat_template(None) {
+            Ok(t) => t,
+            Err(_) => {
+                let arch = self.model.meta_val_str("general.architecture").unwrap_or_default();
+                let name = if arch.starts_with("gemma") { "gemma" } else { "chatml" };
+                LlamaChatTemplate::new(name).map_err(|e| format!("chat template: {e}"))?
+            }
+        };
+        let chat = messages
+            .iter()
+            .map(|(r, c)| LlamaChatMessage::new(r.clone(), c.clone()).map_err(|e| format!("bad message: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.model.apply_chat_template(&tmpl, &chat, true).map_err(|e| format!("cannot apply the chat template: {e}"))
+    }
+
+    /// Generates up to `max_tokens` after `prompt`. With a grammar (GBNF, root rule `root`),
+    /// every token is constrained by it. `temperature` 0 decodes greedily. Each decoded
+    /// piece goes to `on_piece` as it is produced.
+    pub fn generate(
+        &self,
+        prompt: &str,
+        grammar: Option<&str>,
+        max_tokens: u32,
+        temperature: f32,
+        on_piece: &mut dyn FnMut(&str),
+    ) -> Result<Generation, String> {
+        let _one_at_a_time = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let backend = backend()?;
+        let vocab = self.model.vocab();
+        // The chat template writes the BOS token itself; special tokens in it are parsed.
+        let tokens = vocab.tokenize(prompt.as_bytes(), false, true);
+        if tokens.is_empty() {
+            return Err("the prompt is empty".into());
+        }
+        if tokens.len() as u32 + max_tokens > self.context {
+            return Err(format!(
+                "the conversation is {} tokens; with {max_tokens} to generate it exceeds the local model's context of {} (providers.*.context)",
+                tokens.len(),
+                self.context
+            ));
+        }
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(self.context))
+            .with_n_batch(self.context.min(2048))
+            .with_n_threads(self.threads)
+            .with_n_threads_batch(self.threads);
+        let mut ctx = self.model.new_context(backend, params).map_err(|e| format!("cannot create a context: {e}"))?;
+        // The prompt goes in chunks of the batch size; only its last token needs logits.
+        let chunk = self.context.min(2048) as usize;
+        let mut batch = LlamaBatch::new(chunk, 1);
+        for (ci, part) in tokens.chunks(chunk).enumerate() {
+            batch.clear();
+            for (i, t) in part.iter().enumerate() {
+                let pos = (ci * chunk + i) as i32;
+                let last = ci * chunk + i == tokens.len() - 1;
+                batch.add(*t, pos, &[0], last).map_err(|e| format!("batch: {e}"))?;
+            }
+            ctx.decode(&mut batch).map_err(|e| format!("cannot evaluate the prompt: {e}"))?;
+        }
+        let mut samplers = Vec::new();
+        tracing_stage("prompt evaluated");
+        if let Some(g) = grammar {
+            samplers.push(LlamaSampler::grammar(&self.model, g, "root").map_err(|e| format!("the grammar is invalid: {e}"))?);
+        }
+        if temperature <= 0.0 {
+            samplers.push(LlamaSampler::greedy());
+        } else {
+            samplers.push(LlamaSampler::top_k(40));
+            samplers.push(LlamaSampler::top_p(0.95, 1));
+            samplers.push(LlamaSampler::temp(temperature));
+            samplers.push(LlamaSampler::dist(fastrand_seed()));
+        }
+        tracing_stage("grammar built");
+        let mut sampler = LlamaSampler::chain_simple(samplers);
+        let mut text = String::new();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut n_past = tokens.len() as i32;
+        let mut generated = 0u64;
+        let mut ttft = None;
+        let mut truncated = true;
+        let mut last_idx = batch.n_tokens() - 1;
+        while generated < max_tokens as u64 {
+            // `sample` also accepts the token into every sampler of the chain (the grammar's
+            // state advances); accepting again would corrupt it.
+            let token = sampler.sample(&ctx, last_idx);
+            if vocab.is_eog(token) {
+                truncated = false;
+                break;
+            }
+            generated += 1;
+            ttft.get_or_insert_with(|| started.elapsed());
+            let piece = vocab.token_to_piece(token, false, None);
+            pending.extend_from_slice(&piece);
+            // Hand out only complete UTF-8; a multi-byte character may span tokens.
+            match std::str::from_utf8(&pending) {
+                Ok(s) => {
+                    on_piece(s);
+                    text.push_str(s);
+                    pending.clear();
+                }
+                Err(e) if e.error_len().is_some() => {
+                    let s = String::from_utf8_lossy(&pending).into_owned();
+                    on_piece(&s);
+                    text.push_str(&s);
+                    pending.clear();
+                }
+                Err(_) => {}
+            }
+            batch.clear();
+            batch.add(token, n_past, &[0], true).map_err(|e| format!("batch: {e}"))?;
+            n_past += 1;
+            ctx.decode(&mut batch).map_err(|e| format!("cannot generate: {e}"))?;
+            last_idx = 0;
+        }
+        Ok(Generation {
+            text,
+            prompt_tokens: tokens.len() as u64,
+            completion_tokens: generated,
+            time_to_first_token: ttft.unwrap_or_else(|| started.elapsed()),
+            elapsed: started.elapsed(),
+            truncated,
+        })
+    }
+}
+
+fn fastrand_seed() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(42)
+}
+
+fn tracing_stage(s: &str) {
+    if std::env::var_os("OWL_LLAMA_LOG").is_some() {
+        eprintln!("owl-llama: {s}");
+    }
+}

@@ -66,7 +66,13 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
     ("get", "/v1/chats", "Chats, most recent first", None, "Any"),
     ("post", "/v1/chats", "Start a chat with an agent", Some("CreateChat"), "Any"),
     ("get", "/v1/chats/{id}", "A chat's transcript", None, "Any"),
-    ("post", "/v1/chats/{id}/messages", "Send a message; the reply streams as SSE: delta, tool, then done or error", Some("ChatMessage"), "EventStream"),
+    (
+        "post",
+        "/v1/chats/{id}/messages",
+        "Send a message; the reply streams as SSE: delta, tool, then done or error",
+        Some("ChatMessage"),
+        "EventStream",
+    ),
     ("get", "/v1/openapi.json", "This document", None, "Any"),
 ];
 

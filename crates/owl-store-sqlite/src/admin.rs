@@ -368,7 +368,13 @@ impl Store for SqliteStore {
         })
         .await
     }
-    async fn append_transcript(&self, owner: Owner, attempt: u32, entries: Vec<serde_json::Value>, now: Timestamp) -> Result<Vec<u64>, StoreError> {
+    async fn append_transcript(
+        &self,
+        owner: Owner,
+        attempt: u32,
+        entries: Vec<serde_json::Value>,
+        now: Timestamp,
+    ) -> Result<Vec<u64>, StoreError> {
         self.append_transcript_impl(owner, attempt, entries, now).await
     }
     async fn transcript(&self, owner: Owner, after: u64) -> Result<Vec<TranscriptEntry>, StoreError> {

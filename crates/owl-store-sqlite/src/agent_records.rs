@@ -73,7 +73,8 @@ impl SqliteStore {
                 .map_err(backend)?
                 .query_row([&key], |r| r.get(0))
                 .map_err(backend)?;
-            let mut stmt = c.prepare_cached("INSERT INTO transcript (owner, seq, attempt, at, body) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(backend)?;
+            let mut stmt =
+                c.prepare_cached("INSERT INTO transcript (owner, seq, attempt, at, body) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(backend)?;
             let mut out = Vec::with_capacity(entries.len());
             for (i, e) in entries.iter().enumerate() {
                 let seq = last + 1 + i as i64;
@@ -88,8 +89,9 @@ impl SqliteStore {
     pub(crate) async fn transcript_impl(&self, owner: Owner, after: u64) -> Result<Vec<TranscriptEntry>, StoreError> {
         let key = owner.key();
         self.read(move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT seq, attempt, at, body FROM transcript WHERE owner = ?1 AND seq > ?2 ORDER BY seq").map_err(backend)?;
+            let mut stmt = c
+                .prepare_cached("SELECT seq, attempt, at, body FROM transcript WHERE owner = ?1 AND seq > ?2 ORDER BY seq")
+                .map_err(backend)?;
             let rows = stmt
                 .query_map(params![key, after as i64], |r| {
                     Ok(TranscriptEntry {
@@ -108,18 +110,24 @@ impl SqliteStore {
     pub(crate) async fn set_task_result_impl(&self, id: TaskId, result: &str) -> Result<(), StoreError> {
         let result = result.to_string();
         self.write(move |c| {
-            c.prepare_cached("INSERT INTO task_results (task_id, result) VALUES (?1, ?2) ON CONFLICT(task_id) DO UPDATE SET result = excluded.result")
-                .map_err(backend)?
-                .execute(params![id.0, result])
-                .map(|_| ())
-                .map_err(backend)
+            c.prepare_cached(
+                "INSERT INTO task_results (task_id, result) VALUES (?1, ?2) ON CONFLICT(task_id) DO UPDATE SET result = excluded.result",
+            )
+            .map_err(backend)?
+            .execute(params![id.0, result])
+            .map(|_| ())
+            .map_err(backend)
         })
         .await
     }
 
     pub(crate) async fn task_result_impl(&self, id: TaskId) -> Result<Option<String>, StoreError> {
         self.read(move |c| {
-            c.prepare_cached("SELECT result FROM task_results WHERE task_id = ?1").map_err(backend)?.query_row([id.0], |r| r.get(0)).optional().map_err(backend)
+            c.prepare_cached("SELECT result FROM task_results WHERE task_id = ?1")
+                .map_err(backend)?
+                .query_row([id.0], |r| r.get(0))
+                .optional()
+                .map_err(backend)
         })
         .await
     }
@@ -211,17 +219,28 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn decide_approval_impl(&self, id: i64, approve: bool, reason: Option<String>, now: Timestamp) -> Result<Approval, StoreError> {
+    pub(crate) async fn decide_approval_impl(
+        &self,
+        id: i64,
+        approve: bool,
+        reason: Option<String>,
+        now: Timestamp,
+    ) -> Result<Approval, StoreError> {
         self.write(move |c| {
             expire(c, now)?;
             let changed = c
-                .prepare_cached("UPDATE approvals SET status = ?2, decision_reason = ?3, decided_at = ?4 WHERE id = ?1 AND status = 'pending'")
+                .prepare_cached(
+                    "UPDATE approvals SET status = ?2, decision_reason = ?3, decided_at = ?4 WHERE id = ?1 AND status = 'pending'",
+                )
                 .map_err(backend)?
                 .execute(params![id, if approve { "approved" } else { "denied" }, reason, now.millis()])
                 .map_err(backend)?;
             let a = load_approval(c, id)?;
             if changed == 0 {
-                return Err(StoreError::Conflict(format!("approval {id} is already {}; only a pending request can be decided", a.status.as_str())));
+                return Err(StoreError::Conflict(format!(
+                    "approval {id} is already {}; only a pending request can be decided",
+                    a.status.as_str()
+                )));
             }
             Ok(a)
         })
@@ -230,11 +249,13 @@ impl SqliteStore {
 
     pub(crate) async fn consume_approval_impl(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
         self.write(move |c| {
-            c.prepare_cached("UPDATE approvals SET status = 'used', decided_at = coalesce(decided_at, ?2) WHERE id = ?1 AND status = 'approved'")
-                .map_err(backend)?
-                .execute(params![id, now.millis()])
-                .map(|n| n == 1)
-                .map_err(backend)
+            c.prepare_cached(
+                "UPDATE approvals SET status = 'used', decided_at = coalesce(decided_at, ?2) WHERE id = ?1 AND status = 'approved'",
+            )
+            .map_err(backend)?
+            .execute(params![id, now.millis()])
+            .map(|n| n == 1)
+            .map_err(backend)
         })
         .await
     }
@@ -266,7 +287,9 @@ impl SqliteStore {
 
     pub(crate) async fn list_chats_impl(&self) -> Result<Vec<ChatInfo>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT id, agent, title, created_at, updated_at FROM chats ORDER BY updated_at DESC LIMIT 200").map_err(backend)?;
+            let mut stmt = c
+                .prepare_cached("SELECT id, agent, title, created_at, updated_at FROM chats ORDER BY updated_at DESC LIMIT 200")
+                .map_err(backend)?;
             let rows = stmt.query_map([], chat_row).map_err(backend)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(backend)
         })
@@ -275,11 +298,13 @@ impl SqliteStore {
 
     pub(crate) async fn touch_chat_impl(&self, id: i64, title: Option<String>, now: Timestamp) -> Result<(), StoreError> {
         self.write(move |c| {
-            c.prepare_cached("UPDATE chats SET updated_at = ?2, title = CASE WHEN title = '' AND ?3 IS NOT NULL THEN ?3 ELSE title END WHERE id = ?1")
-                .map_err(backend)?
-                .execute(params![id, now.millis(), title])
-                .map(|_| ())
-                .map_err(backend)
+            c.prepare_cached(
+                "UPDATE chats SET updated_at = ?2, title = CASE WHEN title = '' AND ?3 IS NOT NULL THEN ?3 ELSE title END WHERE id = ?1",
+            )
+            .map_err(backend)?
+            .execute(params![id, now.millis(), title])
+            .map(|_| ())
+            .map_err(backend)
         })
         .await
     }

@@ -658,7 +658,8 @@ pub async fn transcripts_append_in_order_per_owner(s: DynStore) {
     let id = add(&s, spec("x")).await;
     let a = Owner::Task(id);
     let b = Owner::Chat(1);
-    let seqs = s.append_transcript(a, 1, vec![serde_json::json!({"type": "user"}), serde_json::json!({"type": "assistant"})], T0).await.unwrap();
+    let seqs =
+        s.append_transcript(a, 1, vec![serde_json::json!({"type": "user"}), serde_json::json!({"type": "assistant"})], T0).await.unwrap();
     assert_eq!(seqs, vec![1, 2]);
     assert_eq!(s.append_transcript(b, 1, vec![serde_json::json!({"n": 1})], T0).await.unwrap(), vec![1], "each owner counts from 1");
     assert_eq!(s.append_transcript(a, 2, vec![serde_json::json!({"type": "tool"})], T0).await.unwrap(), vec![3]);
@@ -692,7 +693,9 @@ pub async fn an_approval_is_bound_to_its_call_decided_once_and_used_once(s: DynS
     assert!(!s.consume_approval(first.id, T0).await.unwrap(), "a pending request cannot be used");
     let decided = s.decide_approval(first.id, true, None, T0).await.unwrap();
     assert_eq!(decided.status, ApprovalStatus::Approved);
-    assert!(matches!(s.decide_approval(first.id, false, Some("no".into()), T0).await, Err(StoreError::Conflict(m)) if m.contains("approved")));
+    assert!(
+        matches!(s.decide_approval(first.id, false, Some("no".into()), T0).await, Err(StoreError::Conflict(m)) if m.contains("approved"))
+    );
     assert!(s.consume_approval(first.id, T0).await.unwrap());
     assert!(!s.consume_approval(first.id, T0).await.unwrap(), "used once");
     // Expiry: an undecided request past its time counts as expired and cannot be approved.

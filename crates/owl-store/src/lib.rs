@@ -108,7 +108,13 @@ pub trait Store: Send + Sync + 'static {
     // ---- Agent records ----
 
     /// Appends entries (JSON objects) to an owner's transcript; returns their positions.
-    async fn append_transcript(&self, owner: Owner, attempt: u32, entries: Vec<serde_json::Value>, now: Timestamp) -> Result<Vec<u64>, StoreError>;
+    async fn append_transcript(
+        &self,
+        owner: Owner,
+        attempt: u32,
+        entries: Vec<serde_json::Value>,
+        now: Timestamp,
+    ) -> Result<Vec<u64>, StoreError>;
     /// Entries after position `after`, in order.
     async fn transcript(&self, owner: Owner, after: u64) -> Result<Vec<TranscriptEntry>, StoreError>;
     async fn set_task_result(&self, id: TaskId, result: &str) -> Result<(), StoreError>;

@@ -3,8 +3,8 @@
 use owl_core::lifecycle::RetryPolicy;
 use owl_core::task::Status;
 use owl_core::{RunOutcome, TaskId, TaskSpec, Timestamp, ValidationError};
-use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// A task to insert. `spec.depends_on` names existing tasks; `batch_deps` names other items of

@@ -110,7 +110,9 @@ pub(super) async fn fetch(ctx: &ToolCtx, arguments: &Value) -> Result<String, St
         let mut body = Vec::new();
         let mut truncated = false;
         let mut stream = resp.bytes_stream();
-        while let Some(chunk) = tokio::time::timeout_at(deadline, stream.next()).await.map_err(|_| "timed out reading the body".to_string())? {
+        while let Some(chunk) =
+            tokio::time::timeout_at(deadline, stream.next()).await.map_err(|_| "timed out reading the body".to_string())?
+        {
             let chunk = chunk.map_err(|e| format!("the body broke off: {}", e.without_url()))?;
             let room = limits.max_bytes.saturating_sub(body.len());
             body.extend_from_slice(&chunk[..chunk.len().min(room)]);

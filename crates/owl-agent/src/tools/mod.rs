@@ -104,7 +104,9 @@ pub fn spec(name: &str) -> Option<ToolSpec> {
 /// Parses arguments into the tool's typed form; the error says what to fix.
 fn args<T: DeserializeOwned>(tool: &str, v: &Value) -> Result<T, String> {
     let v = match v {
-        Value::String(s) => return Err(format!("the arguments of {tool} are not a JSON object: {}", s.chars().take(200).collect::<String>())),
+        Value::String(s) => {
+            return Err(format!("the arguments of {tool} are not a JSON object: {}", s.chars().take(200).collect::<String>()))
+        }
         Value::Null => json!({}),
         v => v.clone(),
     };
@@ -151,11 +153,8 @@ struct ScheduleManageArgs {
 
 /// Runs one call. `approved` is true when a human approved this exact call.
 pub async fn call(ctx: &ToolCtx, name: &str, arguments: &Value, approved: bool) -> ToolOutcome {
-    let allowed = if ctx.agent.tools.is_empty() {
-        owl_core::agent::DEFAULT_TOOLS.contains(&name)
-    } else {
-        ctx.agent.tools.iter().any(|t| t == name)
-    };
+    let allowed =
+        if ctx.agent.tools.is_empty() { owl_core::agent::DEFAULT_TOOLS.contains(&name) } else { ctx.agent.tools.iter().any(|t| t == name) };
     if !allowed {
         return ToolOutcome::Err(format!("there is no tool `{name}` for this agent"));
     }

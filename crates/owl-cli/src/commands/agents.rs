@@ -52,7 +52,9 @@ pub fn print_transcript(t: &TranscriptView, full: bool) {
         let b = &e.body;
         let head = format!("[{}] {}", e.seq, &e.at[11..19.min(e.at.len())]);
         match b["type"].as_str().unwrap_or("") {
-            "system" => println!("{head} system\n{}", indent(&first_lines(b["content"].as_str().unwrap_or(""), if full { usize::MAX } else { 3 }))),
+            "system" => {
+                println!("{head} system\n{}", indent(&first_lines(b["content"].as_str().unwrap_or(""), if full { usize::MAX } else { 3 })))
+            }
             "user" => println!("{head} user\n{}", indent(b["content"].as_str().unwrap_or(""))),
             "assistant" => {
                 let u = &b["usage"];
@@ -167,7 +169,9 @@ pub async fn usage(client: &Client, by: &str, since: &str, json: bool) -> Result
 
 /// Sends one message and prints the streamed reply; returns the answer.
 async fn send(client: &Client, chat: i64, message: &str, json: bool) -> Result<String> {
-    let resp = client.request(reqwest::Method::POST, &format!("/v1/chats/{chat}/messages"), Some(&ChatMessage { message: message.into() })).await?;
+    let resp = client
+        .request(reqwest::Method::POST, &format!("/v1/chats/{chat}/messages"), Some(&ChatMessage { message: message.into() }))
+        .await?;
     let mut reader = owl_agent::sse::SseReader::new(Box::pin(resp.bytes_stream()));
     let mut out = std::io::stdout();
     let mut answer = String::new();
@@ -196,13 +200,23 @@ async fn send(client: &Client, chat: i64, message: &str, json: bool) -> Result<S
     Ok(answer)
 }
 
-pub async fn chat(client: &Client, agent: Option<String>, resume: Option<i64>, list: bool, message: Option<String>, json: bool) -> Result<()> {
+pub async fn chat(
+    client: &Client,
+    agent: Option<String>,
+    resume: Option<i64>,
+    list: bool,
+    message: Option<String>,
+    json: bool,
+) -> Result<()> {
     if list {
         let l: ChatList = client.get("/v1/chats").await?;
         if json {
             print_json(&l);
         } else {
-            table(&["ID", "AGENT", "TITLE", "UPDATED"], l.chats.iter().map(|c| vec![c.id.to_string(), c.agent.clone(), truncate(&c.title, 50), c.updated_at.clone()]).collect());
+            table(
+                &["ID", "AGENT", "TITLE", "UPDATED"],
+                l.chats.iter().map(|c| vec![c.id.to_string(), c.agent.clone(), truncate(&c.title, 50), c.updated_at.clone()]).collect(),
+            );
         }
         return Ok(());
     }

@@ -42,7 +42,10 @@ async fn transcript_of(state: &AppState, owner: Owner) -> Result<Json<Transcript
     }
     Ok(Json(TranscriptView {
         owner: owner.key(),
-        entries: entries.into_iter().map(|e| TranscriptEntryView { seq: e.seq, attempt: e.attempt, at: e.at.to_rfc3339(), body: e.body }).collect(),
+        entries: entries
+            .into_iter()
+            .map(|e| TranscriptEntryView { seq: e.seq, attempt: e.attempt, at: e.at.to_rfc3339(), body: e.body })
+            .collect(),
         input_tokens: input,
         output_tokens: output,
         cost_usd: cost,
@@ -86,7 +89,14 @@ pub async fn usage(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resu
             total.output_tokens += r.output;
             total.cached_tokens += r.cached;
             total.cost_usd += r.cost_usd;
-            UsageRowView { key: r.key, calls: r.calls, input_tokens: r.input, output_tokens: r.output, cached_tokens: r.cached, cost_usd: r.cost_usd }
+            UsageRowView {
+                key: r.key,
+                calls: r.calls,
+                input_tokens: r.input,
+                output_tokens: r.output,
+                cached_tokens: r.cached,
+                cost_usd: r.cost_usd,
+            }
         })
         .collect();
     Ok(Json(UsageReport { by: q.by.unwrap_or_else(|| "agent".into()), since: since.to_rfc3339(), rows, total }))
@@ -122,7 +132,11 @@ pub async fn approvals(State(state): State<AppState>, RawQuery(q): RawQuery) -> 
 }
 
 fn approval_id(s: &str) -> Result<i64, ApiError> {
-    s.trim_start_matches('#').parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::bad_request("id", format!("`{s}` is not an approval id")))
+    s.trim_start_matches('#')
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::bad_request("id", format!("`{s}` is not an approval id")))
 }
 
 /// The body is optional: empty, or `{"reason": ".."}`.
@@ -130,10 +144,15 @@ fn decide_body(body: &[u8]) -> Result<Decide, ApiError> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(Decide::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("reason", format!("the body must be {{\"reason\": \"..\"}} or empty: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("reason", format!("the body must be {{\"reason\": \"..\"}} or empty: {e}")))
 }
 
-pub async fn approve(State(state): State<AppState>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<ApprovalView>, ApiError> {
+pub async fn approve(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<ApprovalView>, ApiError> {
     let reason = decide_body(&body)?.reason;
     Ok(Json(approval_view(state.engine.decide_approval(approval_id(&id)?, true, reason).await?)))
 }
@@ -147,7 +166,10 @@ fn chat_view(c: ChatInfo) -> ChatView {
     ChatView { id: c.id, agent: c.agent, title: c.title, created_at: c.created_at.to_rfc3339(), updated_at: c.updated_at.to_rfc3339() }
 }
 
-pub async fn create_chat(State(state): State<AppState>, ApiJson(req): ApiJson<CreateChat>) -> Result<(StatusCode, Json<ChatView>), ApiError> {
+pub async fn create_chat(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateChat>,
+) -> Result<(StatusCode, Json<ChatView>), ApiError> {
     let rt = state.engine.agents().ok_or_else(|| ApiError::bad_request("agent", "no agents are configured; see `owl config init`"))?;
     let agent = match req.agent {
         Some(a) => a,
@@ -189,13 +211,17 @@ pub async fn chat_message(
         let mut sink = move |d: owl_agent::msg::Delta| {
             let ev = match d {
                 owl_agent::msg::Delta::Text(t) => SseEvent::default().event("delta").data(serde_json::json!({"text": t}).to_string()),
-                owl_agent::msg::Delta::ToolStart { name } => SseEvent::default().event("tool").data(serde_json::json!({"name": name}).to_string()),
+                owl_agent::msg::Delta::ToolStart { name } => {
+                    SseEvent::default().event("tool").data(serde_json::json!({"name": name}).to_string())
+                }
             };
             let _ = dtx.send(ev);
         };
         let end = engine.chat_turn(id, req.message, &mut sink).await;
         let ev = match end {
-            Ok(owl_agent::AgentEnd::Succeeded { answer }) => SseEvent::default().event("done").data(serde_json::json!({"answer": answer}).to_string()),
+            Ok(owl_agent::AgentEnd::Succeeded { answer }) => {
+                SseEvent::default().event("done").data(serde_json::json!({"answer": answer}).to_string())
+            }
             Ok(other) => SseEvent::default().event("error").data(serde_json::json!({"error": format!("{other:?}")}).to_string()),
             Err(e) => SseEvent::default().event("error").data(serde_json::json!({"error": e.to_string()}).to_string()),
         };

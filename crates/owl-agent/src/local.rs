@@ -1,0 +1,186 @@
+//! The embedded local provider: a GGUF model in-process (owl-llama), with grammar-constrained
+//! decoding so that every reply is one well-formed JSON object: a tool call whose arguments
+//! carry exactly the tool's required fields with their types, or a final answer.
+
+use crate::msg::{ChatRequest, ChatResponse, Delta, Message, Sink, ToolCall, ToolSpec, Usage};
+use crate::provider::{Provider, ProviderError};
+use async_trait::async_trait;
+use serde_json::Value;
+use std::sync::Arc;
+
+pub struct Local {
+    name: String,
+    model_name: String,
+    model: Arc<owl_llama::LocalModel>,
+}
+
+impl Local {
+    pub fn new(name: &str, path: &str, threads: u32, context: u32) -> Result<Local, String> {
+        let p = std::path::Path::new(path);
+        let model = owl_llama::LocalModel::load(p, threads, context).map_err(|e| format!("[providers.{name}] {e}"))?;
+        let model_name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Local { name: name.into(), model_name, model: Arc::new(model) })
+    }
+}
+
+/// A GBNF string literal matching `s` exactly (tool and field names are ASCII).
+fn lit(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// GBNF for the reply. Tool calls: `{"tool": "<name>", "arguments": {<required fields>}}`;
+/// answers: `{"answer": "<text>"}` (left out when a tool call is required).
+pub fn grammar(tools: &[ToolSpec], require_tool: bool) -> String {
+    let mut rules = Vec::new();
+    let mut alts = Vec::new();
+    for (i, t) in tools.iter().enumerate() {
+        let props = &t.parameters["properties"];
+        let required: Vec<&str> =
+            t.parameters["required"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+        let mut fields = Vec::new();
+        for (j, f) in required.iter().enumerate() {
+            let kind = match props[*f]["type"].as_str() {
+                Some("string") => "string",
+                Some("integer") => "integer",
+                Some("boolean") => "boolean",
+                _ => "value",
+            };
+            let sep = if j == 0 { "" } else { "\",\" ws " };
+            fields.push(format!("{sep}{} ws \":\" ws {kind}", lit(&format!("\"{f}\""))));
+        }
+        let args = if fields.is_empty() { "\"{}\"".to_string() } else { format!("\"{{\" ws {} ws \"}}\"", fields.join(" ws ")) };
+        rules.push(format!("args{i} ::= {args}"));
+        rules.push(format!(
+            "call{i} ::= \"{{\" ws \"\\\"tool\\\"\" ws \":\" ws {} ws \",\" ws \"\\\"arguments\\\"\" ws \":\" ws args{i} ws \"}}\"",
+            lit(&format!("\"{}\"", t.name))
+        ));
+        alts.push(format!("call{i}"));
+    }
+    if !require_tool || alts.is_empty() {
+        rules.push("answer ::= \"{\" ws \"\\\"answer\\\"\" ws \":\" ws string ws \"}\"".into());
+        alts.push("answer".into());
+    }
+    let mut g = format!("root ::= {}\n", alts.join(" | "));
+    g.push_str(&rules.join("\n"));
+    g.push_str(
+        r#"
+value ::= object | array | string | integer | boolean | "null"
+object ::= "{" ws ( string ws ":" ws value ( ws "," ws string ws ":" ws value )* )? ws "}"
+array ::= "[" ws ( value ( ws "," ws value )* )? ws "]"
+string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] ) )* "\""
+integer ::= "-"? [0-9] [0-9]*
+boolean ::= "true" | "false"
+ws ::= " "?
+"#,
+    );
+    g
+}
+
+/// The conversation as chat-template turns. Tool calls and results become text, and the
+/// tools and reply format are explained in the first turn.
+fn turns(req: &ChatRequest) -> Vec<(String, String)> {
+    let mut system = String::new();
+    let mut out: Vec<(String, String)> = Vec::new();
+    let push = |out: &mut Vec<(String, String)>, role: &str, text: String| match out.last_mut() {
+        Some((r, t)) if r == role => {
+            t.push_str("\n\n");
+            t.push_str(&text);
+        }
+        _ => out.push((role.to_string(), text)),
+    };
+    for m in &req.messages {
+        match m {
+            Message::System { content } => system.push_str(content),
+            Message::User { content } => push(&mut out, "user", content.clone()),
+            Message::Assistant { content, tool_calls } => {
+                let text = match tool_calls.first() {
+                    Some(c) => serde_json::json!({"tool": c.name, "arguments": c.arguments}).to_string(),
+                    None => serde_json::json!({"answer": content}).to_string(),
+                };
+                push(&mut out, "assistant", text);
+            }
+            Message::Tool { name, content, is_error, .. } => {
+                push(&mut out, "user", format!("Result of {name}{}:\n{content}", if *is_error { " (error)" } else { "" }))
+            }
+        }
+    }
+    let mut intro = system;
+    if !req.tools.is_empty() {
+        intro.push_str("\n\nTools:\n");
+        for t in &req.tools {
+            intro.push_str(&format!("- {}: {} Arguments: {}\n", t.name, t.description, t.parameters["properties"]));
+        }
+        intro.push_str(
+            "\nReply with one JSON object: {\"tool\": NAME, \"arguments\": {...}} to use a tool, or {\"answer\": TEXT} when you are done.",
+        );
+    }
+    if let Some((_, first)) = out.iter_mut().find(|(r, _)| r == "user") {
+        *first = format!("{}\n\n{first}", intro.trim());
+    }
+    out
+}
+
+#[async_trait]
+impl Provider for Local {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn chat(&self, req: &ChatRequest, sink: Sink<'_>) -> Result<ChatResponse, ProviderError> {
+        let prompt = self.model.chat_prompt(&turns(req)).map_err(ProviderError::Fatal)?;
+        let grammar = grammar(&req.tools, req.require_tool);
+        let model = self.model.clone();
+        let (max, temp) = (req.max_output_tokens, req.temperature.unwrap_or(0.0));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let job =
+            tokio::task::spawn_blocking(move || model.generate(&prompt, Some(&grammar), max, temp, &mut |p| drop(tx.send(p.to_string()))));
+        // Pieces are JSON fragments; the text shown while streaming is the raw reply.
+        while let Some(p) = rx.recv().await {
+            if req.stream {
+                sink(Delta::Text(p));
+            }
+        }
+        let g = job
+            .await
+            .map_err(|e| ProviderError::Fatal(format!("{}: the model thread failed: {e}", self.name)))?
+            .map_err(ProviderError::Fatal)?;
+        let usage = Usage { input: g.prompt_tokens, output: g.completion_tokens, cached: 0 };
+        if g.truncated {
+            return Err(ProviderError::Fatal(format!(
+                "{}: the reply did not finish within {max} tokens (agents.*.max_output_tokens)",
+                self.name
+            )));
+        }
+        let v: Value = serde_json::from_str(g.text.trim())
+            .map_err(|e| ProviderError::Fatal(format!("{}: the constrained reply is not JSON ({e}): {}", self.name, g.text)))?;
+        let mut out = ChatResponse { usage, model: self.model_name.clone(), ..Default::default() };
+        if let Some(tool) = v["tool"].as_str() {
+            out.tool_calls.push(ToolCall {
+                id: format!("call_{}", fastrand::u32(..)),
+                name: tool.into(),
+                arguments: v["arguments"].clone(),
+            });
+            out.stop_reason = "tool_calls".into();
+        } else {
+            out.content = v["answer"].as_str().unwrap_or_default().to_string();
+            out.stop_reason = "stop".into();
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grammar_names_each_tool_and_its_required_fields() {
+        let tools = crate::tools::specs(&["read_file".into(), "list_dir".into()]);
+        let g = grammar(&tools, true);
+        assert!(g.contains(r#"call0 ::= "{" ws "\"tool\"" ws ":" ws "\"read_file\"""#), "{g}");
+        assert!(g.contains(r#"args0 ::= "{" ws "\"path\"" ws ":" ws string ws "}""#), "{g}");
+        assert!(g.contains(r#"args1 ::= "{}""#), "{g}");
+        assert!(g.starts_with("root ::= call0 | call1\n"), "a required tool call leaves no answer branch: {g}");
+        assert!(grammar(&tools, false).starts_with("root ::= call0 | call1 | answer\n"));
+    }
+}

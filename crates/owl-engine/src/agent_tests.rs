@@ -1,0 +1,240 @@
+//! Agent tasks end to end on the engine: the real store, a real OpenAI-compatible server on
+//! loopback speaking the wire format, real tools in a real workspace.
+
+use super::*;
+use owl_core::agent::{AgentDefaults, AgentSettings, PolicyDefault, Price, ProviderKind, ProviderSettings};
+use owl_core::task::Status;
+use owl_core::{Command as Cmd, TaskSpec};
+use owl_store::{ApprovalStatus, Owner, UsageBy};
+use owl_store_sqlite::{Durability, SqliteStore};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
+
+const CANARY: &str = "sk-canary-7f3a9c2e41";
+
+/// A Chat Completions server that plays scripted assistant turns and records requests.
+struct ModelServer {
+    url: String,
+    requests: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+fn tool_turn(id: &str, name: &str, args: Value) -> Value {
+    json!({"model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+        "tool_calls": [{"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}]}}],
+        "usage": {"prompt_tokens": 1000, "completion_tokens": 100}})
+}
+
+fn final_turn(text: &str) -> Value {
+    json!({"model": "m", "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 1000, "completion_tokens": 100}})
+}
+
+async fn model_server(turns: Vec<Value>) -> ModelServer {
+    let queue = Arc::new(Mutex::new(VecDeque::from(turns)));
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let (q, r) = (queue.clone(), requests.clone());
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let (q, r) = (q.clone(), r.clone());
+            async move {
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                r.lock().unwrap().push((auth, serde_json::from_str(&body).unwrap_or(Value::Null)));
+                let next = q.lock().unwrap().pop_front().unwrap_or_else(|| final_turn("out of script"));
+                axum::Json(next)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    ModelServer { url: format!("http://{addr}/v1"), requests }
+}
+
+struct Harness {
+    engine: Engine,
+    dir: tempfile::TempDir,
+}
+
+fn agent_settings(shell_default: PolicyDefault) -> AgentSettings {
+    let mut a = AgentSettings::new("fake");
+    a.model = Some("m".into());
+    a.shell_default = shell_default;
+    a.shell_allow = vec!["env".into(), "cat".into()];
+    a.max_steps = 6;
+    a.max_cost_usd = Some(5.0);
+    a
+}
+
+fn start(server: &ModelServer, agent: AgentSettings) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("owl.db"), Durability::Full).unwrap();
+    let mut cfg = crate::tests_config();
+    cfg.workers = 2;
+    let (engine, dispatch) = Engine::new(Arc::new(store), DataLayout::new(dir.path()), cfg, Arc::new(SystemClock));
+    tokio::spawn(dispatch.run(true));
+    let mut providers = BTreeMap::new();
+    providers.insert(
+        "fake".to_string(),
+        ProviderSettings {
+            kind: ProviderKind::Openai,
+            base_url: Some(server.url.clone()),
+            api_key_env: Some("OWL_TEST_CANARY_KEY".into()),
+            api_key_secret: None,
+            model: None,
+            timeout: Duration::from_secs(10),
+            max_retries: 0,
+            model_path: None,
+            threads: 0,
+            context: 0,
+        },
+    );
+    let mut agents = BTreeMap::new();
+    agents.insert("worker".to_string(), agent);
+    let mut prices = BTreeMap::new();
+    prices.insert("m".to_string(), Price { input: 2.0, output: 10.0, cached: None });
+    let mut env = BTreeMap::new();
+    env.insert("OWL_TEST_CANARY_KEY".to_string(), CANARY.to_string());
+    let defaults = AgentDefaults { approval_timeout: Duration::from_secs(30), ..AgentDefaults::default() };
+    let rt = owl_agent::Runtime::new(providers, agents, prices, defaults, &env, &BTreeMap::new(), None);
+    engine.set_agents(Arc::new(rt));
+    Harness { engine, dir }
+}
+
+async fn submit_agent(h: &Harness, prompt: &str) -> TaskId {
+    let spec = TaskSpec::new(Cmd::Agent { agent: "worker".into(), prompt: prompt.into() });
+    h.engine.submit(vec![NewTask::new(spec)]).await.unwrap()[0].id
+}
+
+async fn wait_status(h: &Harness, id: TaskId, want: &[Status]) -> owl_core::Task {
+    for _ in 0..1000 {
+        let t = h.engine.store().get(id).await.unwrap();
+        if want.contains(&t.state.status()) {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("task {id} never reached {want:?}: {:?}", h.engine.store().get(id).await.unwrap().state);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_task_uses_tools_and_leaves_a_complete_record_without_its_key() {
+    let server = model_server(vec![
+        tool_turn("c1", "write_file", json!({"path": "todo.md", "content": "- water the plants\n"})),
+        tool_turn("c2", "read_file", json!({"path": "../../etc/passwd"})),
+        tool_turn("c3", "shell", json!({"command": "env"})),
+        tool_turn("c4", "read_file", json!({"pathh": "todo.md"})),
+        final_turn(&format!("Wrote todo.md. (my key is {CANARY})")),
+    ])
+    .await;
+    // The daemon's own environment holds the key, as it would in production.
+    std::env::set_var("OWL_TEST_CANARY_KEY", CANARY);
+    let h = start(&server, agent_settings(PolicyDefault::Deny));
+    let mut events = h.engine.subscribe();
+    let id = submit_agent(&h, "Write the TODOs into todo.md").await;
+    let t = wait_status(&h, id, &[Status::Succeeded, Status::Failed]).await;
+    assert_eq!(t.state.status(), Status::Succeeded, "{:?}", t.state);
+    let ws = h.dir.path().join("workspaces").join(id.to_string());
+    assert_eq!(std::fs::read_to_string(ws.join("todo.md")).unwrap(), "- water the plants\n");
+    let result = h.engine.store().task_result(id).await.unwrap().unwrap();
+    assert!(result.starts_with("Wrote todo.md.") && !result.contains(CANARY), "{result}");
+
+    let entries = h.engine.store().transcript(Owner::Task(id), 0).await.unwrap();
+    let kinds: Vec<&str> = entries.iter().map(|e| e.body["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["system", "user", "assistant", "tool", "assistant", "tool", "assistant", "tool", "assistant", "tool", "assistant"]);
+    let tool = |i: usize| &entries[i].body;
+    assert_eq!(tool(3)["is_error"], false);
+    assert_eq!(tool(5)["is_error"], true, "escaping read refused: {}", tool(5));
+    assert!(tool(5)["content"].as_str().unwrap().contains("leaves the workspace"));
+    assert_eq!(tool(7)["is_error"], false, "env is allowed: {}", tool(7));
+    let env_out = tool(7)["content"].as_str().unwrap();
+    assert!(env_out.contains("OWL_WORKSPACE="), "{env_out}");
+    assert!(!env_out.contains("OWL_TEST_CANARY_KEY"), "the key's variable reached the tool: {env_out}");
+    assert!(tool(9)["content"].as_str().unwrap().contains("unknown field `pathh`"), "a bad call is an error the model sees: {}", tool(9));
+    assert_eq!(entries[2].body["usage"]["input"], 1000);
+    assert!((entries[2].body["cost_usd"].as_f64().unwrap() - 0.003).abs() < 1e-9, "1000 in at $2/M + 100 out at $10/M");
+
+    // The key went to the provider, and nowhere else.
+    let reqs = server.requests.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 5);
+    assert!(reqs.iter().all(|(auth, _)| auth == &format!("Bearer {CANARY}")));
+    let transcript_text = serde_json::to_string(&entries.iter().map(|e| &e.body).collect::<Vec<_>>()).unwrap();
+    assert!(!transcript_text.contains(CANARY), "the canary is in the transcript");
+    let log = std::fs::read_to_string(h.dir.path().join(format!("logs/{id}.1.log"))).unwrap();
+    assert!(log.contains("write_file ok") && !log.contains(CANARY), "{log}");
+    let mut step_events = 0;
+    while let Ok(e) = events.try_recv() {
+        assert!(!format!("{e:?}").contains(CANARY), "the canary is in an event");
+        if matches!(e.kind, EventKind::AgentStep { task_id, .. } if task_id == id) {
+            step_events += 1;
+        }
+    }
+    assert_eq!(step_events, entries.len(), "every transcript entry is announced");
+    let usage = h.engine.store().usage_summary(Timestamp(0), UsageBy::Agent).await.unwrap();
+    assert_eq!((usage[0].key.as_str(), usage[0].calls, usage[0].input), ("worker", 5, 5000));
+    // The model saw the tool results (the second request carries the first call's result).
+    assert_eq!(reqs[1].1["messages"][3]["role"], "tool");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_end_a_task_with_a_reason() {
+    let turns = (0..10).map(|i| tool_turn(&format!("c{i}"), "list_dir", json!({}))).collect();
+    let server = model_server(turns).await;
+    let mut a = agent_settings(PolicyDefault::Deny);
+    a.max_steps = 3;
+    let h = start(&server, a);
+    let id = submit_agent(&h, "loop forever").await;
+    let t = wait_status(&h, id, &[Status::Failed, Status::Succeeded]).await;
+    match t.state {
+        owl_core::TaskState::Failed { reason, .. } => assert!(reason.contains("max_steps"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.requests.lock().unwrap().len(), 3);
+    assert!(h.engine.store().task_result(id).await.unwrap().unwrap().contains("step limit"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ask_call_waits_for_a_human_and_runs_once_approved_and_not_when_denied() {
+    let server = model_server(vec![
+        tool_turn("c1", "shell", json!({"command": "echo deployed > deploy.txt"})),
+        final_turn("deployed"),
+        tool_turn("d1", "shell", json!({"command": "echo no > nope.txt"})),
+        final_turn("gave up"),
+    ])
+    .await;
+    let h = start(&server, agent_settings(PolicyDefault::Ask));
+    let id = submit_agent(&h, "deploy").await;
+    let pending = loop {
+        let p = h.engine.store().list_approvals(true, h.engine.now()).await.unwrap();
+        if let Some(a) = p.into_iter().next() {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!((pending.owner, pending.tool.as_str(), pending.call_id.as_str()), (Owner::Task(id), "shell", "c1"));
+    assert_eq!(pending.arguments["command"], "echo deployed > deploy.txt");
+    let ws = h.dir.path().join("workspaces").join(id.to_string());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!ws.join("deploy.txt").exists(), "nothing runs before the decision");
+    assert_eq!(h.engine.store().get(id).await.unwrap().state.status(), Status::Running);
+    h.engine.decide_approval(pending.id, true, None).await.unwrap();
+    wait_status(&h, id, &[Status::Succeeded]).await;
+    assert_eq!(std::fs::read_to_string(ws.join("deploy.txt")).unwrap(), "deployed\n");
+    assert_eq!(h.engine.store().get_approval(pending.id).await.unwrap().status, ApprovalStatus::Used);
+    assert!(h.engine.decide_approval(pending.id, true, None).await.is_err(), "decided once");
+
+    let id2 = submit_agent(&h, "try again").await;
+    let pending = loop {
+        let p = h.engine.store().list_approvals(true, h.engine.now()).await.unwrap();
+        if let Some(a) = p.into_iter().next() {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    h.engine.decide_approval(pending.id, false, Some("not on prod".into())).await.unwrap();
+    wait_status(&h, id2, &[Status::Succeeded]).await;
+    assert!(!h.dir.path().join("workspaces").join(id2.to_string()).join("nope.txt").exists());
+    let entries = h.engine.store().transcript(Owner::Task(id2), 0).await.unwrap();
+    let denied = entries.iter().find(|e| e.body["type"] == "tool").unwrap();
+    assert!(denied.body["content"].as_str().unwrap().contains("not on prod"), "{}", denied.body);
+}
