@@ -61,7 +61,9 @@ pub(crate) fn body(req: &ChatRequest) -> Value {
     if !req.tools.is_empty() {
         b["tools"] =
             req.tools.iter().map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters})).collect();
-        if req.require_tool {
+        if req.forbid_tools {
+            b["tool_choice"] = json!({"type": "none"});
+        } else if req.require_tool {
             b["tool_choice"] = json!({"type": "any"});
         }
     }

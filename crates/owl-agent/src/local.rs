@@ -11,15 +11,34 @@ use std::sync::Arc;
 pub struct Local {
     name: String,
     model_name: String,
-    model: Arc<owl_llama::LocalModel>,
+    path: std::path::PathBuf,
+    threads: u32,
+    context: u32,
+    /// Loaded on first use, so an idle daemon does not hold the weights.
+    model: tokio::sync::OnceCell<Arc<owl_llama::LocalModel>>,
 }
 
 impl Local {
     pub fn new(name: &str, path: &str, threads: u32, context: u32) -> Result<Local, String> {
         let p = std::path::Path::new(path);
-        let model = owl_llama::LocalModel::load(p, threads, context).map_err(|e| format!("[providers.{name}] {e}"))?;
+        if !p.is_file() {
+            return Err(format!("[providers.{name}] model_path: {path} does not exist (scripts/fetch-models fetches gemma-3-270m)"));
+        }
         let model_name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(Local { name: name.into(), model_name, model: Arc::new(model) })
+        Ok(Local { name: name.into(), model_name, path: p.to_path_buf(), threads, context, model: tokio::sync::OnceCell::new() })
+    }
+
+    async fn model(&self) -> Result<Arc<owl_llama::LocalModel>, ProviderError> {
+        self.model
+            .get_or_try_init(|| async {
+                let (path, threads, context, name) = (self.path.clone(), self.threads, self.context, self.name.clone());
+                tokio::task::spawn_blocking(move || owl_llama::LocalModel::load(&path, threads, context).map(Arc::new))
+                    .await
+                    .map_err(|e| ProviderError::Fatal(format!("{name}: loading failed: {e}")))?
+                    .map_err(|e| ProviderError::Fatal(format!("[providers.{name}] {e}")))
+            })
+            .await
+            .cloned()
     }
 }
 
@@ -57,7 +76,7 @@ pub fn grammar(tools: &[ToolSpec], require_tool: bool) -> String {
         alts.push(format!("call{i}"));
     }
     if !require_tool || alts.is_empty() {
-        rules.push("answer ::= \"{\" ws \"\\\"answer\\\"\" ws \":\" ws string ws \"}\"".into());
+        rules.push("answer ::= \"{\" ws \"\\\"answer\\\"\" ws \":\" ws text ws \"}\"".into());
         alts.push("answer".into());
     }
     let mut g = format!("root ::= {}\n", alts.join(" | "));
@@ -68,6 +87,8 @@ value ::= object | array | string | integer | boolean | "null"
 object ::= "{" ws ( string ws ":" ws value ( ws "," ws string ws ":" ws value )* )? ws "}"
 array ::= "[" ws ( value ( ws "," ws value )* )? ws "]"
 string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] ) )* "\""
+text ::= "\"" char char* "\""
+char ::= [^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] )
 integer ::= "-"? [0-9] [0-9]*
 boolean ::= "true" | "false"
 ws ::= " "?
@@ -127,9 +148,9 @@ impl Provider for Local {
     }
 
     async fn chat(&self, req: &ChatRequest, sink: Sink<'_>) -> Result<ChatResponse, ProviderError> {
-        let prompt = self.model.chat_prompt(&turns(req)).map_err(ProviderError::Fatal)?;
-        let grammar = grammar(&req.tools, req.require_tool);
-        let model = self.model.clone();
+        let model = self.model().await?;
+        let prompt = model.chat_prompt(&turns(req)).map_err(ProviderError::Fatal)?;
+        let grammar = if req.forbid_tools { grammar(&[], false) } else { grammar(&req.tools, req.require_tool) };
         let (max, temp) = (req.max_output_tokens, req.temperature.unwrap_or(0.0));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let job =

@@ -76,6 +76,8 @@ pub struct ChatRequest {
     pub temperature: Option<f32>,
     /// The model must call a tool in this reply.
     pub require_tool: bool,
+    /// The model may not call a tool in this reply: it must answer.
+    pub forbid_tools: bool,
     /// Ask the provider to stream, and hand deltas to the sink as they arrive.
     pub stream: bool,
 }

@@ -58,7 +58,9 @@ pub(crate) fn body(req: &ChatRequest) -> Value {
             .iter()
             .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
             .collect();
-        if req.require_tool {
+        if req.forbid_tools {
+            b["tool_choice"] = json!("none");
+        } else if req.require_tool {
             b["tool_choice"] = json!("required");
         }
     }

@@ -252,6 +252,21 @@ pub(crate) async fn run(
             return AgentEnd::TimedOut;
         }
         let require_tool = agent.must_use_tool && !st.used_tool;
+        // A model that repeats the very same call, or is at its last step, is asked to answer
+        // with what it has instead of looping until the limit.
+        let last_step = st.steps + 1 == agent.max_steps;
+        let repeating = repeated_call(&st.messages);
+        let forbid_tools = !require_tool && (last_step || repeating.is_some());
+        if forbid_tools {
+            let nudge = match &repeating {
+                Some(name) => format!("You called {name} twice with the same arguments; its result is above. Give your final answer now."),
+                None => "This is your last step: give your final answer now with what you have.".to_string(),
+            };
+            st.messages.push(Message::User { content: nudge.clone() });
+            if let Err(e) = journal.append(vec![json!({"type": "user", "content": nudge, "nudge": true})]).await {
+                return AgentEnd::Failed { reason: e };
+            }
+        }
         let req = ChatRequest {
             model: String::new(),
             messages: st.messages.clone(),
@@ -259,6 +274,7 @@ pub(crate) async fn run(
             max_output_tokens: agent.max_output_tokens,
             temperature: agent.temperature,
             require_tool,
+            forbid_tools,
             stream: sink.is_some(),
         };
         let t0 = Instant::now();
@@ -343,6 +359,19 @@ pub(crate) async fn run(
     }
 }
 
+/// The name of the tool when the last two model turns made the same single call.
+fn repeated_call(messages: &[Message]) -> Option<String> {
+    let mut calls = messages.iter().rev().filter_map(|m| match m {
+        Message::Assistant { tool_calls, .. } => Some(tool_calls),
+        _ => None,
+    });
+    let (a, b) = (calls.next()?, calls.next()?);
+    match (a.as_slice(), b.as_slice()) {
+        ([x], [y]) if x.name == y.name && x.arguments == y.arguments => Some(x.name.clone()),
+        _ => None,
+    }
+}
+
 fn ctx_tool_names(names: &[String]) -> Vec<String> {
     names.to_vec()
 }
@@ -412,7 +441,7 @@ async fn finish_pending_calls(
 }
 
 fn needs_asking(ctx: &ToolCtx, call: &ToolCall) -> bool {
-    if ctx.agent.ask.iter().any(|t| *t == call.name) {
+    if ctx.agent.ask.contains(&call.name) {
         return true;
     }
     call.name == "shell"
@@ -420,7 +449,7 @@ fn needs_asking(ctx: &ToolCtx, call: &ToolCall) -> bool {
 }
 
 async fn run_call(ctx: &ToolCtx, call: &ToolCall, approved: bool) -> ToolOutcome {
-    if !approved && ctx.agent.ask.iter().any(|t| *t == call.name) {
+    if !approved && ctx.agent.ask.contains(&call.name) {
         return ToolOutcome::NeedsApproval(format!("every {} call needs approval (agents.{}.ask)", call.name, ctx.agent_name));
     }
     tools::call(ctx, &call.name, &call.arguments, approved).await

@@ -29,6 +29,7 @@ async fn gemma_emits_a_well_formed_tool_call_under_the_grammar_then_answers() {
         max_output_tokens: 128,
         temperature: Some(0.0),
         require_tool: true,
+        forbid_tools: false,
         stream: false,
     };
     let out = p.chat(&req, &mut |_| {}).await.unwrap();

@@ -91,6 +91,7 @@ fn req(stream: bool) -> ChatRequest {
         max_output_tokens: 100,
         temperature: Some(0.0),
         require_tool: true,
+        forbid_tools: false,
         stream,
     }
 }

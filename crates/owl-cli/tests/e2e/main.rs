@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `owl` binary, started as a daemon in a temp dir and driven
 //! through its CLI and its HTTP API. One test binary, many modules.
 
+mod agents;
 mod api;
 mod cli;
 mod crash;
