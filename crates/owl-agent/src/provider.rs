@@ -74,19 +74,19 @@ pub struct Attempt {
 
 /// Tries each route in order, each with its retries; the first answer wins.
 /// Returns the answer, the route that gave it, and the failures before it.
+/// `req.model` is set to each route's model in turn (the request is not copied).
 pub async fn call_with_fallback(
     routes: &[Route],
-    req: &ChatRequest,
+    req: &mut ChatRequest,
     sink: Sink<'_>,
 ) -> Result<(ChatResponse, usize, Vec<Attempt>), (ProviderError, Vec<Attempt>)> {
     let mut failures = Vec::new();
     let mut last = ProviderError::Fatal("no provider configured".into());
     for (i, route) in routes.iter().enumerate() {
-        let mut req = req.clone();
-        req.model = route.model.clone();
+        req.model.clone_from(&route.model);
         let mut n = 0;
         loop {
-            match route.provider.chat(&req, &mut *sink).await {
+            match route.provider.chat(req, &mut *sink).await {
                 Ok(r) => return Ok((r, i, failures)),
                 Err(e) => {
                     failures.push(Attempt { provider: route.provider.name().into(), model: route.model.clone(), error: e.to_string() });

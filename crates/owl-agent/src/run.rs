@@ -211,6 +211,7 @@ pub(crate) async fn run(
         return AgentEnd::Failed { reason: e };
     }
     let started_ms = st.started_ms.unwrap_or_else(now_ms);
+    let tool_specs = tools::specs(&tool_names);
     let begun = Instant::now();
 
     // Pending approvals left by a previous attempt are asked again before the next model call.
@@ -267,10 +268,11 @@ pub(crate) async fn run(
                 return AgentEnd::Failed { reason: e };
             }
         }
-        let req = ChatRequest {
+        // The conversation moves into the request and back after the call: no copy per step.
+        let mut req = ChatRequest {
             model: String::new(),
-            messages: st.messages.clone(),
-            tools: tools::specs(&ctx_tool_names(&tool_names)),
+            messages: std::mem::take(&mut st.messages),
+            tools: tool_specs.clone(),
             max_output_tokens: agent.max_output_tokens,
             temperature: agent.temperature,
             require_tool,
@@ -281,8 +283,8 @@ pub(crate) async fn run(
         let mut noop = |_d| {};
         let call = async {
             match sink.as_mut() {
-                Some(s) => call_with_fallback(&routes, &req, &mut **s).await,
-                None => call_with_fallback(&routes, &req, &mut noop).await,
+                Some(s) => call_with_fallback(&routes, &mut req, &mut **s).await,
+                None => call_with_fallback(&routes, &mut req, &mut noop).await,
             }
         };
         let deadline = job.timeout.map(|t| t.saturating_sub(begun.elapsed())).unwrap_or(Duration::MAX);
@@ -294,6 +296,7 @@ pub(crate) async fn run(
                 return AgentEnd::TimedOut;
             }
         };
+        st.messages = std::mem::take(&mut req.messages);
         let ms = t0.elapsed().as_millis() as u64;
         let (resp, route_idx, failures) = match result {
             Ok(r) => r,
@@ -370,10 +373,6 @@ fn repeated_call(messages: &[Message]) -> Option<String> {
         ([x], [y]) if x.name == y.name && x.arguments == y.arguments => Some(x.name.clone()),
         _ => None,
     }
-}
-
-fn ctx_tool_names(names: &[String]) -> Vec<String> {
-    names.to_vec()
 }
 
 /// Runs every call of the last assistant message that has no result yet.

@@ -264,7 +264,7 @@ async fn rate_limits_honour_retry_after_and_server_errors_are_retried() {
         model: "m-1".into(),
         retry: RetryPolicy { max_retries: 3, base: Duration::from_millis(10), max_delay: Duration::from_secs(5) },
     };
-    let (out, idx, failures) = call_with_fallback(&[route], &req(false), &mut |_| {}).await.unwrap();
+    let (out, idx, failures) = call_with_fallback(&[route], &mut req(false), &mut |_| {}).await.unwrap();
     assert_eq!((out.content.as_str(), idx, failures.len()), ("finally", 0, 2));
     let seen = f.seen.lock().unwrap();
     let gap = seen.requests[1].2 - seen.requests[0].2;
@@ -280,13 +280,13 @@ async fn the_fallback_chain_answers_when_the_first_provider_fails() {
         Route { provider: openai(&a.url), model: "m-1".into(), retry: RetryPolicy { max_retries: 3, ..RetryPolicy::default() } },
         Route { provider: anthropic(&b.url), model: "claude-x".into(), retry: RetryPolicy::default() },
     ];
-    let (out, idx, failures) = call_with_fallback(&routes, &req(false), &mut |_| {}).await.unwrap();
+    let (out, idx, failures) = call_with_fallback(&routes, &mut req(false), &mut |_| {}).await.unwrap();
     assert_eq!((out.content.as_str(), idx), ("from b", 1));
     assert_eq!(failures.len(), 1, "a 401 is not retried on the same provider");
     assert_eq!(b.seen.lock().unwrap().requests[0].1["model"], "claude-x");
     // Every provider failing returns the last error with the whole history.
     let c = fake(vec![Reply { status: 400, headers: vec![], body: "{}".into(), sse: false }]).await;
     let routes = vec![Route { provider: openai(&c.url), model: "m".into(), retry: RetryPolicy::default() }];
-    let (e, hist) = call_with_fallback(&routes, &req(false), &mut |_| {}).await.unwrap_err();
+    let (e, hist) = call_with_fallback(&routes, &mut req(false), &mut |_| {}).await.unwrap_err();
     assert!(!e.is_retryable() && hist.len() == 1);
 }

@@ -115,7 +115,8 @@ fn runtime(steps: usize) -> owl_agent::Runtime {
 }
 
 pub async fn run(quick: bool) -> Vec<(String, Value)> {
-    let steps = if quick { 200 } else { 2000 };
+    // A long task: the conversation grows to 2 x steps messages.
+    let steps = if quick { 100 } else { 500 };
     let mut out = Vec::new();
 
     // In memory: building requests, dispatching and running the tool, recording.
