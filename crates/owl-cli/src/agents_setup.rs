@@ -80,3 +80,23 @@ pub fn build(settings: &Settings, config: &Path) -> Result<Arc<owl_agent::Runtim
     }
     Ok(Arc::new(rt))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secrets_file_must_be_private_and_hold_strings() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("secrets.toml");
+        assert!(load_secrets(&p).unwrap().is_empty(), "a missing file is empty");
+        std::fs::write(&p, "openai = \"sk-canary\"\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load_secrets(&p).unwrap_err().to_string();
+        assert!(e.contains("chmod 600") && !e.contains("sk-canary"), "{e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(load_secrets(&p).unwrap()["openai"], "sk-canary");
+        std::fs::write(&p, "n = 3\n").unwrap();
+        assert!(load_secrets(&p).unwrap_err().to_string().contains("must be a string"));
+    }
+}

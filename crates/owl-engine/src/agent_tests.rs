@@ -238,3 +238,182 @@ async fn an_ask_call_waits_for_a_human_and_runs_once_approved_and_not_when_denie
     let denied = entries.iter().find(|e| e.body["type"] == "tool").unwrap();
     assert!(denied.body["content"].as_str().unwrap().contains("not on prod"), "{}", denied.body);
 }
+
+/// A server whose replies may be held back: `Hold` answers only after the test is over.
+async fn model_server_with_hold(turns: Vec<Option<Value>>) -> ModelServer {
+    let queue = Arc::new(Mutex::new(VecDeque::from(turns)));
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let (q, r) = (queue.clone(), requests.clone());
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |body: String| {
+            let (q, r) = (q.clone(), r.clone());
+            async move {
+                r.lock().unwrap().push((String::new(), serde_json::from_str(&body).unwrap_or(Value::Null)));
+                let next = q.lock().unwrap().pop_front().flatten();
+                match next {
+                    Some(v) => axum::Json(v),
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        axum::Json(final_turn("too late"))
+                    }
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    ModelServer { url: format!("http://{addr}/v1"), requests }
+}
+
+fn restart_on(dir: &std::path::Path, server: &ModelServer, agent: AgentSettings) -> (Engine, tokio::task::JoinHandle<()>) {
+    let store = SqliteStore::open(&dir.join("owl.db"), Durability::Full).unwrap();
+    let (engine, dispatch) = Engine::new(Arc::new(store), DataLayout::new(dir), crate::tests_config(), Arc::new(SystemClock));
+    let h = start(server, agent); // only for its runtime
+                                  // As the daemon does: agents are installed before the dispatch loop can claim anything.
+    engine.set_agents(h.engine.agents().unwrap());
+    let handle = tokio::spawn(dispatch.run(true));
+    (engine, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_agent_task_resumes_from_its_transcript_without_redoing_recorded_steps() {
+    let server = model_server_with_hold(vec![
+        Some(tool_turn("c1", "write_file", json!({"path": "a.txt", "content": "once\n"}))),
+        None, // the daemon stops while this call is in flight
+        Some(final_turn("finished after the restart")),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, a_loop) = restart_on(dir.path(), &server, agent_settings(PolicyDefault::Deny));
+    let spec = TaskSpec::new(Cmd::Agent { agent: "worker".into(), prompt: "write a.txt".into() });
+    let id = a.submit(vec![NewTask::new(spec)]).await.unwrap()[0].id;
+    for _ in 0..500 {
+        if server.requests.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.requests.lock().unwrap().len(), 2);
+    a.shutdown();
+    a_loop.await.unwrap();
+    let t = a.store().get(id).await.unwrap();
+    assert_eq!(t.state.status(), Status::Queued, "an interrupted agent task is put back: {:?}", t.state);
+    drop(a);
+
+    let (b, _b_loop) = restart_on(dir.path(), &server, agent_settings(PolicyDefault::Deny));
+    let mut done = None;
+    for _ in 0..500 {
+        let t = b.store().get(id).await.unwrap();
+        if t.state.is_terminal() {
+            done = Some(t);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = done.expect("the task finished after the restart");
+    assert_eq!(t.state.status(), Status::Succeeded, "{:?}", t.state);
+    assert_eq!(b.store().task_result(id).await.unwrap().as_deref(), Some("finished after the restart"));
+    let ws = dir.path().join("workspaces").join(id.to_string());
+    assert_eq!(std::fs::read_to_string(ws.join("a.txt")).unwrap(), "once\n");
+    let entries = b.store().transcript(Owner::Task(id), 0).await.unwrap();
+    assert!(entries.iter().any(|e| e.body["type"] == "note" && e.body["text"] == "resumed in attempt 2"), "{entries:?}");
+    assert_eq!(entries.iter().filter(|e| e.body["type"] == "tool").count(), 1, "the recorded step is not redone");
+    // The resumed call carried the whole conversation, with the recorded tool result.
+    let reqs = server.requests.lock().unwrap().clone();
+    let last = &reqs[2].1["messages"];
+    assert!(
+        last.as_array().unwrap().iter().any(|m| m["role"] == "tool" && m["content"].as_str().unwrap().contains("wrote 5 bytes")),
+        "{last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_result_was_never_recorded_is_reported_not_rerun() {
+    let server = model_server(vec![final_turn("ok, I will check first")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    // What a crash between recording a call and recording its result leaves behind.
+    let store = SqliteStore::open(&dir.path().join("owl.db"), Durability::Full).unwrap();
+    let spec = TaskSpec::new(Cmd::Agent { agent: "worker".into(), prompt: "write b.txt".into() });
+    let now = Timestamp::from_system(std::time::SystemTime::now());
+    let id = store.submit(vec![NewTask::new(spec)], now).await.unwrap()[0].id;
+    store
+        .append_transcript(
+            Owner::Task(id),
+            1,
+            vec![
+                json!({"type": "system", "content": "s"}),
+                json!({"type": "user", "content": "write b.txt"}),
+                json!({"type": "assistant", "content": "", "tool_calls": [{"id": "c9", "name": "write_file", "arguments": {"path": "b.txt", "content": "x"}}]}),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let (b, _loop) = restart_on(dir.path(), &server, agent_settings(PolicyDefault::Deny));
+    for _ in 0..500 {
+        if b.store().get(id).await.unwrap().state.is_terminal() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(b.store().get(id).await.unwrap().state.status(), Status::Succeeded);
+    assert!(!dir.path().join("workspaces").join(id.to_string()).join("b.txt").exists(), "the unrecorded call was not run again");
+    let entries = b.store().transcript(Owner::Task(id), 0).await.unwrap();
+    let tool = entries.iter().find(|e| e.body["type"] == "tool").unwrap();
+    assert_eq!(tool.body["call_id"], "c9");
+    assert!(tool.body["content"].as_str().unwrap().contains("may or may not have taken effect"), "{}", tool.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_turns_stream_and_a_resumed_chat_remembers_earlier_turns() {
+    let chunk = |delta: Value, finish: Value| json!({"model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+    let sse = |parts: Vec<Value>| {
+        let mut body = String::new();
+        for p in parts {
+            body.push_str(&format!("data: {p}\n\n"));
+        }
+        body.push_str("data: [DONE]\n\n");
+        body
+    };
+    let bodies = Arc::new(Mutex::new(VecDeque::from(vec![
+        sse(vec![chunk(json!({"content": "Hel"}), Value::Null), chunk(json!({"content": "lo!"}), json!("stop"))]),
+        sse(vec![chunk(json!({"content": "You said hi."}), json!("stop"))]),
+    ])));
+    let requests: Arc<Mutex<Vec<(String, Value)>>> = Arc::new(Mutex::new(Vec::new()));
+    let (q, r) = (bodies.clone(), requests.clone());
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |body: String| {
+            let (q, r) = (q.clone(), r.clone());
+            async move {
+                r.lock().unwrap().push((String::new(), serde_json::from_str(&body).unwrap()));
+                let b = q.lock().unwrap().pop_front().unwrap_or_default();
+                ([("content-type", "text/event-stream")], b)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let server = ModelServer { url: format!("http://{addr}/v1"), requests };
+    let h = start(&server, agent_settings(PolicyDefault::Deny));
+    let chat = h.engine.store().create_chat("worker", h.engine.now()).await.unwrap();
+    let mut deltas = Vec::new();
+    let end = h.engine.chat_turn(chat.id, "hi".into(), &mut |d| deltas.push(d)).await.unwrap();
+    assert_eq!(end, owl_agent::AgentEnd::Succeeded { answer: "Hello!".into() });
+    assert_eq!(deltas, vec![owl_agent::msg::Delta::Text("Hel".into()), owl_agent::msg::Delta::Text("lo!".into())]);
+    let end = h.engine.chat_turn(chat.id, "what did I say?".into(), &mut |_| {}).await.unwrap();
+    assert_eq!(end, owl_agent::AgentEnd::Succeeded { answer: "You said hi.".into() });
+    let reqs = server.requests.lock().unwrap().clone();
+    assert_eq!(reqs[0].1["stream"], true);
+    let msgs = reqs[1].1["messages"].as_array().unwrap();
+    let roles: Vec<&str> = msgs.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user"], "the second turn carries the first");
+    assert_eq!(msgs[2]["content"], "Hello!");
+    let info = h.engine.store().get_chat(chat.id).await.unwrap();
+    assert_eq!(info.title, "hi");
+    assert_eq!(h.engine.store().transcript(Owner::Chat(chat.id), 0).await.unwrap().len(), 5);
+}

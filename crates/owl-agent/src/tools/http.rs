@@ -161,3 +161,116 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fetch_tests {
+    use super::*;
+    use crate::confine::Workspace;
+    use crate::policy::Policy;
+    use crate::tools::{ToolCtx, ToolOutcome};
+    use owl_core::agent::{AgentSettings, Owner, PolicyDefault};
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    struct NoHost;
+    #[async_trait::async_trait]
+    impl crate::Host for NoHost {
+        async fn append(&self, _: Owner, _: u32, _: Vec<Value>) -> Result<Vec<u64>, String> {
+            Ok(vec![])
+        }
+        async fn transcript(&self, _: Owner) -> Result<Vec<Value>, String> {
+            Ok(vec![])
+        }
+        async fn record_usage(&self, _: crate::UsageRecord) -> Result<(), String> {
+            Ok(())
+        }
+        async fn approve(&self, _: crate::ApprovalRequest) -> Result<crate::ApprovalDecision, String> {
+            Err("none".into())
+        }
+        async fn create_task(&self, _: Owner, _: &str, _: &str, _: u32) -> Result<owl_core::TaskId, String> {
+            Err("none".into())
+        }
+        async fn task_result(&self, _: owl_core::TaskId) -> Result<Value, String> {
+            Err("none".into())
+        }
+        async fn schedules_created_by(&self, _: Owner) -> Result<u32, String> {
+            Ok(0)
+        }
+        async fn create_schedule(&self, _: Owner, _: crate::NewAgentSchedule) -> Result<Value, String> {
+            Err("none".into())
+        }
+        async fn manage_schedule(&self, _: &str, _: &str) -> Result<Value, String> {
+            Err("none".into())
+        }
+    }
+
+    fn ctx(ws: &std::path::Path, allow_private: bool) -> ToolCtx {
+        let mut agent = AgentSettings::new("p");
+        agent.tools = vec!["http_fetch".into()];
+        ToolCtx {
+            ws: Workspace::new(ws).unwrap(),
+            policy: Policy::new(&[], &[], PolicyDefault::Deny).unwrap(),
+            owner: Owner::Chat(1),
+            agent_name: "a".into(),
+            agent,
+            depth: 0,
+            host: Arc::new(NoHost),
+            env: vec![],
+            shell_timeout: Duration::from_secs(5),
+            output_max: 1 << 20,
+            http: HttpLimits { allow_private, max_bytes: 1000, timeout: Duration::from_secs(5), max_redirects: 3 },
+        }
+    }
+
+    #[tokio::test]
+    async fn private_targets_are_refused_before_any_connection_and_redirects_are_followed_by_hand() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let app = axum::Router::new()
+            .route(
+                "/start",
+                axum::routing::get(move || {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    async { (axum::http::StatusCode::FOUND, [("location", "/big")]) }
+                }),
+            )
+            .route("/big", axum::routing::get(|| async { "x".repeat(5000) }))
+            .route("/loop", axum::routing::get(|| async { (axum::http::StatusCode::FOUND, [("location", "/loop")]) }));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        let d = tempfile::tempdir().unwrap();
+        let strict = ctx(d.path(), false);
+        for url in [
+            format!("http://127.0.0.1:{port}/start"),
+            format!("http://localhost:{port}/start"),
+            format!("http://[::1]:{port}/start"),
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+            "http://10.0.0.1/".to_string(),
+            "http://[::ffff:127.0.0.1]/".to_string(),
+        ] {
+            match crate::tools::call(&strict, "http_fetch", &json!({"url": url}), false).await {
+                ToolOutcome::Err(e) => assert!(e.contains("refused"), "{url}: {e}"),
+                other => panic!("{url} was fetched: {other:?}"),
+            }
+        }
+        assert!(
+            matches!(crate::tools::call(&strict, "http_fetch", &json!({"url": "file:///etc/passwd"}), false).await, ToolOutcome::Err(e) if e.contains("only http"))
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "no refused request reached the server");
+        // Allowed: the redirect is followed by hand and the body is capped.
+        let open = ctx(d.path(), true);
+        match crate::tools::call(&open, "http_fetch", &json!({"url": format!("http://127.0.0.1:{port}/start")}), false).await {
+            ToolOutcome::Ok(body) => {
+                assert!(body.starts_with("HTTP 200"), "{body}");
+                assert!(body.contains("cut at 1000 bytes") && body.len() < 1300, "{}", body.len());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert!(
+            matches!(crate::tools::call(&open, "http_fetch", &json!({"url": format!("http://127.0.0.1:{port}/loop")}), false).await, ToolOutcome::Err(e) if e.contains("redirects"))
+        );
+    }
+}
