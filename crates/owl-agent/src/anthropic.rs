@@ -1,7 +1,7 @@
 //! The Anthropic Messages API (`POST {base}/v1/messages`), streaming or not.
 
 use crate::msg::{ChatRequest, ChatResponse, Delta, Message, Sink, ToolCall, Usage};
-use crate::provider::{http_error, transport_error, Provider, ProviderError};
+use crate::provider::{json_body, send, Provider, ProviderError};
 use crate::sse::SseReader;
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -130,17 +130,9 @@ impl Provider for Anthropic {
         if let Some(k) = &self.key {
             r = r.header("x-api-key", k);
         }
-        let resp = r.send().await.map_err(|e| transport_error(&self.name, e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let headers = resp.headers().clone();
-            let text = resp.text().await.unwrap_or_default();
-            return Err(http_error(&self.name, status, &headers, &text));
-        }
+        let resp = send(&self.name, r).await?;
         if !req.stream {
-            let text = resp.text().await.map_err(|e| transport_error(&self.name, e))?;
-            let v: Value = serde_json::from_str(&text).map_err(|e| malformed(&self.name, &format!("not JSON ({e})")))?;
-            return parse_reply(&self.name, &v);
+            return parse_reply(&self.name, &json_body(&self.name, resp).await?);
         }
         let mut reader = SseReader::new(Box::pin(resp.bytes_stream()));
         let mut out = ChatResponse::default();

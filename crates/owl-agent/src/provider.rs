@@ -134,6 +134,24 @@ pub fn http_error(provider: &str, status: reqwest::StatusCode, headers: &reqwest
     }
 }
 
+/// Sends a request; a non-2xx answer becomes the matching provider error.
+pub async fn send(provider: &str, r: reqwest::RequestBuilder) -> Result<reqwest::Response, ProviderError> {
+    let resp = r.send().await.map_err(|e| transport_error(provider, e))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap_or_default();
+    Err(http_error(provider, status, &headers, &text))
+}
+
+/// Reads a whole JSON body.
+pub async fn json_body(provider: &str, resp: reqwest::Response) -> Result<serde_json::Value, ProviderError> {
+    let text = resp.text().await.map_err(|e| transport_error(provider, e))?;
+    serde_json::from_str(&text).map_err(|e| ProviderError::Fatal(format!("{provider}: malformed response: not JSON ({e})")))
+}
+
 /// Maps a transport error.
 pub fn transport_error(provider: &str, e: reqwest::Error) -> ProviderError {
     let message = format!("{provider}: {}", strip_url(&e));
