@@ -39,8 +39,5 @@ pub(crate) fn http_client(timeout: std::time::Duration) -> reqwest::Client {
 
 /// Variable names that look like they hold a credential.
 pub fn looks_secret(name: &str) -> bool {
-    let n = name.to_ascii_uppercase();
-    ["KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE", "SESSION", "COOKIE", "CERT"]
-        .iter()
-        .any(|w| n.contains(w))
+    owl_core::config::looks_secret(name)
 }

@@ -136,6 +136,7 @@ pub(crate) async fn run(
         host: host.clone(),
         env: scrub_env(rt, &agent, &job),
         shell_timeout: rt.defaults.shell_timeout,
+        sandbox: rt.sandbox.clone(),
         output_max: rt.defaults.tool_output_max_bytes,
         http: HttpLimits { allow_private: agent.http_allow_private, ..HttpLimits::default() },
     };

@@ -37,6 +37,17 @@ pub struct Runtime {
     pub(crate) secrets: Vec<String>,
     /// Variables that hold provider keys: never passed to tools unless granted.
     pub(crate) key_vars: Vec<String>,
+    /// How shell calls are sandboxed; `None` where no sandbox can be started.
+    pub(crate) sandbox: Option<SandboxBase>,
+}
+
+/// What the daemon knows about sandboxing: the trampoline binary, what stays hidden, limits.
+#[derive(Clone, Debug, Default)]
+pub struct SandboxBase {
+    pub exe: std::path::PathBuf,
+    pub hidden: Vec<std::path::PathBuf>,
+    pub writable: Vec<std::path::PathBuf>,
+    pub limits: owl_sandbox::Limits,
 }
 
 /// Where the built-in default agent's GGUF model is looked for.
@@ -92,6 +103,7 @@ impl Runtime {
             defaults,
             secrets: secrets.values().filter(|v| v.len() >= 4).cloned().collect(),
             key_vars: vec![],
+            sandbox: None,
         };
         for (name, p) in &providers {
             let key = match (&p.api_key_env, &p.api_key_secret) {
@@ -145,6 +157,12 @@ impl Runtime {
     pub fn with_provider(mut self, name: &str, p: Arc<dyn Provider>) -> Runtime {
         self.broken.remove(name);
         self.providers.insert(name.into(), p);
+        self
+    }
+
+    /// Lets shell calls run in the sandbox.
+    pub fn with_sandbox(mut self, base: SandboxBase) -> Runtime {
+        self.sandbox = Some(base);
         self
     }
 

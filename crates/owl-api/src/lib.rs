@@ -55,6 +55,9 @@ pub struct SubmitTask {
     pub agent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// Sandbox choice: `{"enabled": true, "allow_net": false, "grant_env": [], "writable": []}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<owl_core::SandboxRequest>,
 }
 
 /// Defaults applied to submissions that leave a field out.
@@ -112,6 +115,7 @@ impl SubmitTask {
             labels: self.labels,
             cwd: self.cwd,
             inputs: vec![],
+            sandbox: self.sandbox,
         };
         owl_core::validate::check_spec(&spec).map_err(|e| match e.field.as_str() {
             "max_attempts" => ValidationError::new("retries", format!("must be at most {}", owl_core::validate::MAX_ATTEMPTS_LIMIT - 1)),
@@ -214,6 +218,9 @@ pub struct TaskView {
     pub updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runs: Option<Vec<RunView>>,
+    /// The submitter's sandbox choice, as given (`enabled: false` is an explicit opt-out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<owl_core::SandboxRequest>,
     /// An agent task's final answer (or why it failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
@@ -244,6 +251,7 @@ impl From<Task> for TaskView {
             created_at: t.created_at,
             updated_at: t.updated_at,
             runs: None,
+            sandbox: t.spec.sandbox.clone(),
             result: None,
         }
     }

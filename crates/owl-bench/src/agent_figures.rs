@@ -108,6 +108,7 @@ fn runtime(steps: usize) -> owl_agent::Runtime {
     a.max_steps = steps as u32 + 2;
     a.tools = vec!["list_dir".into()];
     a.shell_default = PolicyDefault::Deny;
+    a.sandbox = false;
     let mut agents = BTreeMap::new();
     agents.insert("bench".to_string(), a);
     owl_agent::Runtime::new(providers, agents, BTreeMap::new(), AgentDefaults::default(), &BTreeMap::new(), &BTreeMap::new(), None)

@@ -112,6 +112,7 @@ pub(crate) fn engine_config(workers: usize) -> EngineConfig {
         default_timeout: None,
         default_retries: 0,
         schedules: Default::default(),
+        sandbox: Default::default(),
     }
 }
 

@@ -49,7 +49,7 @@ fn expand_home(p: &str) -> String {
     }
 }
 
-pub fn build(settings: &Settings, config: &Path) -> Result<Arc<owl_agent::Runtime>> {
+pub fn build(settings: &Settings, config: &Path, sandbox: Option<owl_agent::runtime::SandboxBase>) -> Result<Arc<owl_agent::Runtime>> {
     let secrets = load_secrets(&secrets_file(config))?;
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let mut providers = settings.providers.clone();
@@ -72,10 +72,14 @@ pub fn build(settings: &Settings, config: &Path) -> Result<Arc<owl_agent::Runtim
         &secrets,
         Some(local),
     );
+    let rt = match sandbox {
+        Some(b) => rt.with_sandbox(b),
+        None => rt,
+    };
     for a in rt.agents() {
         match &a.problem {
             Some(p) => tracing::warn!(agent = %a.name, problem = %p, "agent cannot run until this is fixed"),
-            None => tracing::info!(agent = %a.name, provider = %a.provider, model = %a.model, "agent ready"),
+            None => tracing::info!(agent = %a.name, provider = %a.provider, model = %a.model, "agent configured"),
         }
     }
     Ok(Arc::new(rt))

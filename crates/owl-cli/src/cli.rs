@@ -77,6 +77,11 @@ pub enum Command {
     },
     /// The configured agents, with model, tools and limits.
     Agents,
+    /// The sandbox: what this machine can enforce.
+    Sandbox {
+        #[command(subcommand)]
+        action: SandboxAction,
+    },
     /// An agent task's transcript: every message, tool call and result, with tokens and cost.
     Transcript {
         id: String,
@@ -172,6 +177,21 @@ pub struct TaskArgs {
     /// Run the words as one string with /bin/sh -c.
     #[arg(long, conflicts_with = "agent")]
     pub shell: bool,
+    /// Run in the sandbox: writes confined to the workspace, no network, secrets removed, limits.
+    #[arg(long, conflicts_with = "no_sandbox")]
+    pub sandbox: bool,
+    /// Run without the sandbox even where it is the default (recorded on the task).
+    #[arg(long)]
+    pub no_sandbox: bool,
+    /// Keep the network inside the sandbox.
+    #[arg(long)]
+    pub allow_net: bool,
+    /// Pass this secret-looking environment variable into the sandbox anyway (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub grant_env: Vec<String>,
+    /// Another absolute path the sandboxed task may write (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub writable: Vec<PathBuf>,
     /// Give the words as a prompt to this agent (see `owl agents`) instead of running them.
     #[arg(long, value_name = "NAME")]
     pub agent: Option<String>,
@@ -459,4 +479,10 @@ pub enum ConfigAction {
     },
     /// Print the paths owl uses.
     Path,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SandboxAction {
+    /// What isolation this machine supports, and what is enforced for which tasks.
+    Check,
 }

@@ -158,9 +158,13 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
     })?;
     let addr = listener.local_addr()?.to_string();
     let node = node_name(&settings);
-    let (engine, dispatch) =
-        Engine::new(Arc::new(store), layout.clone(), EngineConfig::from_settings(&settings, node.clone()), Arc::new(SystemClock));
-    engine.set_agents(crate::agents_setup::build(&settings, &config.0)?);
+    let mut engine_config = EngineConfig::from_settings(&settings, node.clone());
+    // Sandboxed processes start through this binary's trampoline, and may not read owl's own
+    // data (database, token) or config (secrets).
+    engine_config.sandbox.exe = std::env::current_exe().ok();
+    engine_config.sandbox.hidden = vec![layout.root().to_path_buf(), config.0.clone(), crate::agents_setup::secrets_file(&config.0)];
+    let (engine, dispatch) = Engine::new(Arc::new(store), layout.clone(), engine_config, Arc::new(SystemClock));
+    engine.set_agents(crate::agents_setup::build(&settings, &config.0, sandbox_base(&engine))?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = owl_server::AppState {
         engine: engine.clone(),
@@ -224,7 +228,7 @@ fn reload(engine: &Engine, config: &(PathBuf, bool), args: &DaemonArgs, running:
             if s.daemon.listen != running.daemon.listen {
                 tracing::warn!(old = %running.daemon.listen, new = %s.daemon.listen, "the listen address changes only at restart");
             }
-            match crate::agents_setup::build(&s, &config.0) {
+            match crate::agents_setup::build(&s, &config.0, sandbox_base(engine)) {
                 Ok(rt) => engine.set_agents(rt),
                 Err(e) => tracing::error!(error = format!("{e:#}"), "agents not reloaded; keeping the running ones"),
             }
@@ -234,4 +238,10 @@ fn reload(engine: &Engine, config: &(PathBuf, bool), args: &DaemonArgs, running:
         }
         Err(e) => tracing::error!(error = format!("{e:#}"), "configuration reload failed; keeping the running configuration"),
     }
+}
+
+/// The agent runtime's sandbox, from the engine's (the trampoline and hidden paths are the daemon's).
+fn sandbox_base(engine: &Engine) -> Option<owl_agent::runtime::SandboxBase> {
+    let c = engine.config().sandbox;
+    c.exe.map(|exe| owl_agent::runtime::SandboxBase { exe, hidden: c.hidden, writable: c.writable, limits: c.limits })
 }

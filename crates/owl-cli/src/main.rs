@@ -16,11 +16,17 @@ use clap::{CommandFactory, Parser};
 use cli::{Cli, Command};
 
 fn main() {
+    // The sandbox trampoline runs first, before any thread exists: `owl __sandbox-exec -- argv`.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(owl_sandbox::SUBCOMMAND) {
+        sandbox_exec(&args[2..]);
+    }
     let cli = Cli::parse();
     let data_dir = paths::data_dir(cli.data_dir.clone());
     let config = paths::config_file(cli.config.clone());
     let json = cli.json;
     let code = match cli.command {
+        Command::Sandbox { action: cli::SandboxAction::Check } => report(commands::sandbox::check(json).map(|_| 0), json),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "owl", &mut std::io::stdout());
             0
@@ -72,7 +78,9 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         Command::Approve { id } => commands::agents::decide(&client, &id, true, None, json).await?,
         Command::Deny { id, reason } => commands::agents::decide(&client, &id, false, reason, json).await?,
         Command::Usage { by, since } => commands::agents::usage(&client, &by, &since, json).await?,
-        Command::Daemon(_) | Command::Config { .. } | Command::Completions { .. } | Command::Cron { .. } => unreachable!("handled in main"),
+        Command::Daemon(_) | Command::Config { .. } | Command::Completions { .. } | Command::Cron { .. } | Command::Sandbox { .. } => {
+            unreachable!("handled in main")
+        }
     }
     Ok(0)
 }
@@ -95,4 +103,26 @@ fn report(r: anyhow::Result<i32>, json: bool) -> i32 {
             }
         }
     }
+}
+
+/// Applies the spec in `OWL_SANDBOX_SPEC` to this process and executes the command after `--`.
+fn sandbox_exec(rest: &[String]) -> ! {
+    let argv: Vec<String> = match rest.first().map(String::as_str) {
+        Some("--") => rest[1..].to_vec(),
+        _ => rest.to_vec(),
+    };
+    let spec: owl_sandbox::Spec = match std::env::var(owl_sandbox::SPEC_VAR).ok().map(|j| serde_json::from_str(&j)) {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            eprintln!("owl sandbox: {} is not a valid spec: {e}", owl_sandbox::SPEC_VAR);
+            std::process::exit(owl_sandbox::EXIT_UNAVAILABLE)
+        }
+        None => {
+            eprintln!("owl sandbox: {} is missing; this subcommand is started by the daemon", owl_sandbox::SPEC_VAR);
+            std::process::exit(owl_sandbox::EXIT_UNAVAILABLE)
+        }
+    };
+    // The spec is for this process only; the task does not see it.
+    std::env::remove_var(owl_sandbox::SPEC_VAR);
+    owl_sandbox::exec(&spec, &argv)
 }

@@ -162,6 +162,12 @@ pub struct AgentSettings {
     /// Environment variables of the daemon passed to the shell tool (all others that look secret are removed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grant_env: Vec<String>,
+    /// Run shell calls in the sandbox (writes confined to the workspace, no network, limits).
+    #[serde(default = "yes")]
+    pub sandbox: bool,
+    /// Give sandboxed shell calls the network.
+    #[serde(default)]
+    pub allow_net: bool,
     /// How deep `task_create` may nest subtasks.
     #[serde(default = "default_depth")]
     pub max_subtask_depth: u32,
@@ -170,6 +176,9 @@ pub struct AgentSettings {
     pub max_schedules: u32,
 }
 
+fn yes() -> bool {
+    true
+}
 fn default_max_steps() -> u32 {
     30
 }
@@ -206,6 +215,8 @@ impl AgentSettings {
             ask: vec![],
             http_allow_private: false,
             grant_env: vec![],
+            sandbox: true,
+            allow_net: false,
             max_subtask_depth: default_depth(),
             max_schedules: default_max_schedules(),
         }

@@ -50,12 +50,48 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     /// Defaults for every agent.
     pub agent: crate::agent::AgentDefaults,
+    /// Which tasks run sandboxed, and the sandbox's limits.
+    pub sandbox: SandboxSettings,
     /// Model providers by name.
     pub providers: crate::agent::Providers,
     /// Agents by name.
     pub agents: crate::agent::Agents,
     /// USD per million tokens, by model name.
     pub prices: crate::agent::Prices,
+}
+
+/// `[sandbox]`: tasks an AI drives are always sandboxed (unless they opt out explicitly);
+/// plain shell tasks follow `shell_default` and `groups`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSettings {
+    /// Sandbox every plain shell task (off: a user's own scripts expect their own permissions).
+    pub shell_default: bool,
+    /// Groups whose tasks are always sandboxed.
+    pub groups: Vec<String>,
+    /// More paths every sandboxed task may write (a tool's cache, say).
+    pub writable: Vec<String>,
+    /// Per sandboxed process; 0 = no limit.
+    pub cpu_seconds: u64,
+    pub memory_mb: u64,
+    pub processes: u64,
+    pub file_size_mb: u64,
+    pub open_files: u64,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        SandboxSettings {
+            shell_default: false,
+            groups: vec![],
+            writable: vec![],
+            cpu_seconds: 3600,
+            memory_mb: 4096,
+            processes: 256,
+            file_size_mb: 1024,
+            open_files: 1024,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -178,6 +214,12 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Whether an environment variable's name says it holds a credential.
+pub fn looks_secret(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    ["KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE", "SESSION", "COOKIE"].iter().any(|w| n.contains(w))
+}
+
 /// Sections that are maps of named tables.
 const MAP_SECTIONS: &[&str] = &["providers", "agents", "prices"];
 
@@ -208,7 +250,7 @@ impl Settings {
                     (None, _) => {
                         return Err(ConfigError {
                             source_name: name.into(),
-                            message: format!("unknown section `{section}`; known sections are [daemon], [tasks], [api], [scheduler], [agent], [providers.NAME], [agents.NAME] and [prices.MODEL]"),
+                            message: format!("unknown section `{section}`; known sections are [daemon], [tasks], [api], [scheduler], [sandbox], [agent], [providers.NAME], [agents.NAME] and [prices.MODEL]"),
                         })
                     }
                 }
@@ -255,6 +297,9 @@ impl Settings {
             "api" => ["token", "max_body_bytes"].as_slice(),
             "scheduler" => ["default_tz", "misfire_cap", "max_lateness", "history_retention"].as_slice(),
             "agent" => ["approval_timeout", "tool_output_max_bytes", "shell_timeout", "local_model"].as_slice(),
+            "sandbox" => {
+                ["shell_default", "groups", "writable", "cpu_seconds", "memory_mb", "processes", "file_size_mb", "open_files"].as_slice()
+            }
             _ => [].as_slice(),
         }
         .iter()
@@ -357,6 +402,20 @@ misfire_cap = 100
 max_lateness = "1m"
 # Schedule history older than this is deleted.
 history_retention = "30days"
+
+[sandbox]
+# Tasks an AI drives (agent shell calls, coding CLIs) are always sandboxed unless they opt out
+# with --no-sandbox. Plain shell tasks are sandboxed with --sandbox, or by these defaults:
+shell_default = false
+groups = []
+# More paths every sandboxed task may write.
+writable = []
+# Limits per sandboxed process; 0 = none.
+cpu_seconds = 3600
+memory_mb = 4096
+processes = 256
+file_size_mb = 1024
+open_files = 1024
 
 [agent]
 # An approval request nobody decides within this time counts as denied.

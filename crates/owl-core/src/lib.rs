@@ -20,6 +20,6 @@ pub mod trigger;
 pub mod validate;
 
 pub use event::{Event, EventKind};
-pub use task::{Command, GroupInfo, InputFile, Run, RunOutcome, Task, TaskId, TaskSpec, TaskState, WaitReason};
+pub use task::{Command, GroupInfo, InputFile, Run, RunOutcome, SandboxRequest, Task, TaskId, TaskSpec, TaskState, WaitReason};
 pub use time::Timestamp;
 pub use validate::ValidationError;

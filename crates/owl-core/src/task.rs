@@ -105,6 +105,27 @@ pub struct TaskSpec {
     /// each with its absolute path in an environment variable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<InputFile>,
+    /// What the submitter said about the sandbox; `None` follows the configured default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxRequest>,
+}
+
+/// A task's sandbox choice, recorded as given (an explicit `--no-sandbox` stays visible).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxRequest {
+    /// `Some(false)` is an explicit opt-out; `None` follows the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Keep the network (otherwise a sandboxed task has none).
+    #[serde(default)]
+    pub allow_net: bool,
+    /// Secret-looking variables passed anyway, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grant_env: Vec<String>,
+    /// More absolute paths the task may write.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writable: Vec<String>,
 }
 
 /// A file handed to a task: written to `<workspace>/<file>`, its path in `$<env>`.
@@ -135,6 +156,7 @@ impl TaskSpec {
             labels: vec![],
             cwd: None,
             inputs: vec![],
+            sandbox: None,
         }
     }
 }

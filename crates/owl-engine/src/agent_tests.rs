@@ -63,6 +63,9 @@ fn agent_settings(shell_default: PolicyDefault) -> AgentSettings {
     a.shell_allow = vec!["env".into(), "cat".into()];
     a.max_steps = 6;
     a.max_cost_usd = Some(5.0);
+    // These tests run in the test binary, which has no sandbox trampoline; the owl binary's
+    // e2e tests cover sandboxed shell calls.
+    a.sandbox = false;
     a
 }
 

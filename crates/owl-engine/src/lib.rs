@@ -12,6 +12,7 @@ mod conditions;
 mod dispatch;
 mod file_watch;
 mod runner;
+pub mod sandboxing;
 pub mod scheduler;
 #[cfg(test)]
 mod scheduler_tests;
@@ -44,6 +45,7 @@ pub struct EngineConfig {
     pub default_timeout: Option<Duration>,
     pub default_retries: u32,
     pub schedules: ScheduleDefaults,
+    pub sandbox: sandboxing::SandboxDefaults,
 }
 
 /// Defaults for schedules that do not say, and how long their history is kept.
@@ -89,6 +91,7 @@ impl EngineConfig {
                 max_lateness: s.scheduler.max_lateness,
                 history_retention: s.scheduler.history_retention,
             },
+            sandbox: sandboxing::SandboxDefaults::from_settings(&s.sandbox),
         }
     }
 }
@@ -289,6 +292,8 @@ impl Engine {
         {
             let mut c = self.shared.config.write().expect("config lock poisoned");
             config.node = c.node.clone();
+            config.sandbox.exe = c.sandbox.exe.clone();
+            config.sandbox.hidden = c.sandbox.hidden.clone();
             *c = config;
         }
         self.shared.publish(EventKind::ConfigReloaded);
@@ -330,5 +335,6 @@ pub(crate) fn tests_config() -> EngineConfig {
         default_timeout: None,
         default_retries: 0,
         schedules: Default::default(),
+        sandbox: Default::default(),
     }
 }

@@ -60,20 +60,53 @@ pub(crate) async fn run_task(
             // Marks the process as this data dir's (crash recovery finds orphans by it) and
             // lets a task call `owl` against its own daemon.
             env.push(("OWL_DATA_DIR".into(), s.layout.root().display().to_string()));
+            let mut argv = task.spec.command.to_argv().unwrap_or_default();
+            let mut env_remove = s.withheld_env.read().expect("withheld env lock poisoned").clone();
+            let mut refused = None;
+            let mut cgroup = None;
+            if crate::sandboxing::wanted(&task.spec, &cfg.sandbox) {
+                let req = task.spec.sandbox.clone().unwrap_or_default();
+                env_remove.extend(crate::sandboxing::secret_vars(&req.grant_env));
+                let tmp = workspace.join(".tmp");
+                let _ = std::fs::create_dir_all(&tmp);
+                env.push(("TMPDIR".into(), tmp.display().to_string()));
+                let mut extra: Vec<std::path::PathBuf> = req.writable.iter().map(std::path::PathBuf::from).collect();
+                if cwd != workspace {
+                    extra.push(cwd.clone());
+                }
+                let name = format!("task-{id}-{attempt}-{}", std::process::id());
+                let sb = cfg.sandbox.spec_for(&workspace, &extra, req.allow_net, name.clone());
+                cgroup = Some(name);
+                match cfg.sandbox.wrap(argv, &sb, &mut env) {
+                    Ok(a) => argv = a,
+                    Err(e) => {
+                        refused = Some(e);
+                        argv = vec![];
+                    }
+                }
+            }
             let spec = ProcessSpec {
-                argv: task.spec.command.to_argv().unwrap_or_default(),
+                argv,
                 env,
                 cwd,
                 log_path: s.layout.log_file(id, attempt),
                 log_max_bytes: cfg.log_max_bytes,
                 timeout: task.spec.timeout_ms.map(Duration::from_millis),
                 kill_grace: cfg.kill_grace,
-                env_remove: s.withheld_env.read().expect("withheld env lock poisoned").clone(),
+                env_remove,
             };
-            tracing::debug!(task = %id, attempt, "spawning");
-            let out = owl_exec::run(spec, stop, progress_tx).await;
-            tracing::debug!(task = %id, attempt, "process ended");
-            out
+            match refused {
+                Some(msg) => owl_exec::ProcessOutcome { ended: Ended::SpawnFailed(msg), exit_code: None, signal: None, pid: None },
+                None => {
+                    tracing::debug!(task = %id, attempt, "spawning");
+                    let out = owl_exec::run(spec, stop, progress_tx).await;
+                    tracing::debug!(task = %id, attempt, "process ended");
+                    if let Some(c) = &cgroup {
+                        owl_sandbox::remove_cgroup(c);
+                    }
+                    out
+                }
+            }
         }
     };
     s.logs.lock().expect("logs lock poisoned").remove(&(id, attempt));

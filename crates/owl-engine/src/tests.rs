@@ -23,6 +23,7 @@ fn config(workers: usize) -> EngineConfig {
         default_timeout: None,
         default_retries: 0,
         schedules: Default::default(),
+        sandbox: Default::default(),
     }
 }
 

@@ -32,6 +32,7 @@ fn api() -> Api {
         default_timeout: None,
         default_retries: 0,
         schedules: Default::default(),
+        sandbox: Default::default(),
     };
     let (engine, dispatch) = owl_engine::Engine::new(Arc::new(store), DataLayout::new(dir.path()), cfg, Arc::new(SystemClock));
     tokio::spawn(dispatch.run(true));

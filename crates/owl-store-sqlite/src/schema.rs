@@ -210,6 +210,13 @@ CREATE TABLE chats (
 );
 "#,
     ),
+    (
+        5,
+        "a task's sandbox choice",
+        r#"
+ALTER TABLE tasks ADD COLUMN sandbox TEXT;       -- JSON of owl_core::SandboxRequest; NULL = the default
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -218,6 +218,7 @@ mod fetch_tests {
             host: Arc::new(NoHost),
             env: vec![],
             shell_timeout: Duration::from_secs(5),
+            sandbox: None,
             output_max: 1 << 20,
             http: HttpLimits { allow_private, max_bytes: 1000, timeout: Duration::from_secs(5), max_redirects: 3 },
         }

@@ -33,6 +33,8 @@ pub struct ToolCtx {
     /// The environment of shell calls, already scrubbed of secrets.
     pub env: Vec<(String, String)>,
     pub shell_timeout: Duration,
+    /// The sandbox for shell calls (with the agent's `sandbox = true`).
+    pub sandbox: Option<crate::runtime::SandboxBase>,
     pub output_max: usize,
     pub http: HttpLimits,
 }

@@ -25,12 +25,39 @@ pub(super) async fn run(ctx: &ToolCtx, arguments: &Value, approved: bool) -> Too
         Verdict::Ask(why) if !approved => return ToolOutcome::NeedsApproval(why),
         Verdict::Ask(_) => {}
     }
-    let mut cmd = tokio::process::Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(&a.command)
+    let mut argv = vec!["/bin/sh".to_string(), "-c".to_string(), a.command.clone()];
+    let mut env = ctx.env.clone();
+    let mut cgroup = None;
+    if ctx.agent.sandbox {
+        let Some(base) = &ctx.sandbox else {
+            return ToolOutcome::Err(format!(
+                "refused: shell calls of this agent run sandboxed and no sandbox is available here (set agents.{}.sandbox = false to opt out)",
+                ctx.agent_name
+            ));
+        };
+        let tmp = ctx.ws.root().join(".tmp");
+        let _ = std::fs::create_dir_all(&tmp);
+        env.push(("TMPDIR".into(), tmp.display().to_string()));
+        let mut writable = vec![ctx.ws.root().to_path_buf()];
+        writable.extend(base.writable.iter().cloned());
+        cgroup = Some(format!("call-{}-{}", std::process::id(), fastrand::u64(..)));
+        let spec = owl_sandbox::Spec {
+            writable,
+            hidden: base.hidden.clone(),
+            network: ctx.agent.allow_net,
+            limits: base.limits.clone(),
+            cgroup: cgroup.clone(),
+        };
+        env.push((owl_sandbox::SPEC_VAR.into(), serde_json::to_string(&spec).expect("spec serializes")));
+        let mut wrapped = vec![base.exe.display().to_string(), owl_sandbox::SUBCOMMAND.into(), "--".into()];
+        wrapped.extend(argv);
+        argv = wrapped;
+    }
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
         .current_dir(ctx.ws.root())
         .env_clear()
-        .envs(ctx.env.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -63,6 +90,9 @@ pub(super) async fn run(ctx: &ToolCtx, arguments: &Value, approved: bool) -> Too
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
     }
     let (o, e) = (out.await.unwrap_or_default(), err.await.unwrap_or_default());
+    if let Some(c) = &cgroup {
+        owl_sandbox::remove_cgroup(c);
+    }
     let code = match status {
         Some(s) => match (s.code(), s.signal()) {
             (Some(c), _) => format!("exit code {c}"),

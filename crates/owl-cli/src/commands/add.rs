@@ -27,6 +27,28 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
         }
         None => None,
     };
+    let mut sandbox = None;
+    if args.sandbox || args.no_sandbox || args.allow_net || !args.grant_env.is_empty() || !args.writable.is_empty() {
+        let mut writable = Vec::new();
+        for w in &args.writable {
+            if !w.is_absolute() {
+                bail!("--writable: {} must be an absolute path", w.display());
+            }
+            writable.push(w.display().to_string());
+        }
+        sandbox = Some(owl_core::SandboxRequest {
+            enabled: if args.no_sandbox {
+                Some(false)
+            } else if args.sandbox {
+                Some(true)
+            } else {
+                None
+            },
+            allow_net: args.allow_net,
+            grant_env: args.grant_env.clone(),
+            writable,
+        });
+    }
     if let Some(agent) = args.agent {
         return Ok(SubmitTask {
             agent: Some(agent),
@@ -38,6 +60,7 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
             retries: args.retries,
             labels: tags.label,
             cwd,
+            sandbox,
             ..Default::default()
         });
     }
@@ -69,6 +92,7 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
         cwd,
         agent: None,
         prompt: None,
+        sandbox,
     })
 }
 

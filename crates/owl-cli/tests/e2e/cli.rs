@@ -230,7 +230,9 @@ fn logs_and_the_daemon_speak_json_when_asked() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    wait_for("the ready line", std::time::Duration::from_secs(10), || std::fs::read_to_string(&log).ok().filter(|s| s.contains("ready")));
+    wait_for("the ready line", std::time::Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).ok().filter(|s| s.contains("owl daemon ready"))
+    });
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     child.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap();

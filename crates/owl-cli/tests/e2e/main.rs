@@ -7,5 +7,6 @@ mod cli;
 mod crash;
 mod harness;
 mod lifecycle;
+mod sandbox;
 mod schedules;
 mod triggers;

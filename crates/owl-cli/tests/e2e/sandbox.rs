@@ -1,0 +1,210 @@
+//! The sandbox on the real daemon: escapes refused with nothing changed outside, no network,
+//! secrets removed, and a fork bomb and a memory hog stopped by the limits. Each test first
+//! asks `owl sandbox check` and is skipped, saying why, where this kernel lacks a protection.
+
+use crate::harness::*;
+use std::time::Duration;
+
+/// None when the sandbox can run here; else the reason the test is skipped.
+fn unavailable() -> Option<String> {
+    let out = owl_in(std::path::Path::new("/tmp"), &["--json", "sandbox", "check"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("sandbox check --json");
+    let missing: Vec<String> = v["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["available"] == false)
+        .map(|c| format!("{}: {}", c["name"].as_str().unwrap(), c["detail"].as_str().unwrap()))
+        .collect();
+    (!missing.is_empty()).then(|| missing.join("; "))
+}
+
+macro_rules! require_sandbox {
+    () => {
+        if let Some(why) = unavailable() {
+            eprintln!("SKIPPED: this kernel lacks a sandbox protection: {why}");
+            return;
+        }
+    };
+}
+
+fn finished(d: &Daemon, id: i64) -> serde_json::Value {
+    wait_for(&format!("task {id} to finish"), Duration::from_secs(60), || {
+        let t = d.task(id);
+        matches!(t["status"].as_str(), Some("succeeded" | "failed" | "timed_out" | "cancelled")).then_some(t)
+    })
+}
+
+fn log(d: &Daemon, id: i64) -> String {
+    d.ok(&["logs", &id.to_string()])
+}
+
+#[test]
+fn escapes_are_refused_and_nothing_outside_changes() {
+    require_sandbox!();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(outside.join("repo/.git/hooks")).unwrap();
+    std::fs::write(outside.join("victim.txt"), "original\n").unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let d = Daemon::start(&dir, &[("HOME", home.to_str().unwrap())]);
+    let db_before = std::fs::read(dir.join("owl.db")).unwrap().len();
+    let o = outside.display();
+    let script = format!(
+        "echo inside > ok.txt; \
+         echo x > ../../owl.db && echo WROTE-DB; \
+         cat ../../token && echo READ-TOKEN; \
+         echo x > {o}/victim.txt && echo WROTE-ABS; \
+         ln -s {o}/victim.txt link && echo x > link && echo WROTE-SYMLINK; \
+         ln {o}/victim.txt hard && echo x >> hard && echo WROTE-HARDLINK; \
+         echo 'rm -rf /' > {o}/repo/.git/hooks/pre-commit && echo WROTE-HOOK; \
+         echo x > $HOME/.bashrc && echo WROTE-HOME; \
+         mkdir {o}/new && echo MADE-DIR; \
+         echo end"
+    );
+    let id = add(&d, &["--sandbox", "--shell", "--", &script]);
+    let t = finished(&d, id);
+    let out = log(&d, id);
+    assert_eq!(t["status"], "succeeded", "{t} {out}");
+    assert!(out.contains("end"), "{out}");
+    for marker in ["WROTE-DB", "READ-TOKEN", "WROTE-ABS", "WROTE-SYMLINK", "WROTE-HARDLINK", "WROTE-HOOK", "WROTE-HOME", "MADE-DIR"] {
+        assert!(!out.contains(marker), "{marker} got through:\n{out}");
+    }
+    assert_eq!(std::fs::read_to_string(outside.join("victim.txt")).unwrap(), "original\n");
+    assert!(!outside.join("repo/.git/hooks/pre-commit").exists());
+    assert!(!home.join(".bashrc").exists());
+    assert!(!outside.join("new").exists());
+    assert!(std::fs::read(dir.join("owl.db")).unwrap().len() >= db_before, "the database was not truncated");
+    let ws = dir.join("workspaces").join(id.to_string());
+    assert_eq!(std::fs::read_to_string(ws.join("ok.txt")).unwrap(), "inside\n", "the workspace stays writable");
+    // The same script without the sandbox can write outside: the refusals above are the sandbox's.
+    let free = add(&d, &["--shell", "--", &format!("echo changed > {o}/victim.txt")]);
+    assert_eq!(finished(&d, free)["status"], "succeeded");
+    assert_eq!(std::fs::read_to_string(outside.join("victim.txt")).unwrap(), "changed\n");
+}
+
+#[test]
+fn no_network_unless_granted() {
+    require_sandbox!();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = Daemon::start(&dir, &[]);
+    let probe = format!("bash -c 'echo hi > /dev/tcp/127.0.0.1/{port}' && echo CONNECTED; ip -o link 2>/dev/null | wc -l; echo end");
+    let id = add(&d, &["--sandbox", "--shell", "--", &probe]);
+    finished(&d, id);
+    let out = log(&d, id);
+    assert!(out.contains("end") && !out.contains("CONNECTED"), "{out}");
+    assert!(listener.accept().is_err(), "no connection reached the listener");
+    let id = add(&d, &["--sandbox", "--allow-net", "--shell", "--", &probe]);
+    finished(&d, id);
+    assert!(log(&d, id).contains("CONNECTED"), "--allow-net keeps the network");
+}
+
+#[test]
+fn secrets_are_removed_unless_granted_and_the_opt_out_is_recorded() {
+    require_sandbox!();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = Daemon::start(&dir, &[("OWL_TEST_DEPLOY_TOKEN", "canary-5e1f"), ("OWL_TEST_PLAIN", "visible")]);
+    let id = add(&d, &["--sandbox", "--shell", "--", "env"]);
+    finished(&d, id);
+    let out = log(&d, id);
+    assert!(!out.contains("canary-5e1f"), "the canary reached a sandboxed task");
+    assert!(out.contains("OWL_TEST_PLAIN=visible"), "ordinary variables stay");
+    assert!(!out.contains(owl_sandbox::SPEC_VAR), "the spec is not left in the task's environment");
+    let id = add(&d, &["--sandbox", "--grant-env", "OWL_TEST_DEPLOY_TOKEN", "--shell", "--", "echo $OWL_TEST_DEPLOY_TOKEN"]);
+    finished(&d, id);
+    assert_eq!(log(&d, id), "canary-5e1f\n", "a granted variable passes");
+    let id = add(&d, &["--no-sandbox", "--shell", "--", "true"]);
+    let t = finished(&d, id);
+    let shown = serde_json::to_string(&t).unwrap();
+    assert!(shown.contains("\"enabled\":false"), "the explicit opt-out is recorded on the task: {shown}");
+}
+
+#[test]
+fn a_fork_bomb_and_a_memory_hog_are_stopped_by_the_limits() {
+    require_sandbox!();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::write(config_path(&dir), "[sandbox]\nprocesses = 40\nmemory_mb = 256\ncpu_seconds = 20\n").unwrap();
+    let d = Daemon::start(&dir, &[]);
+    let bomb = "for i in $(seq 1 200); do sleep 30 & done; echo loop-done";
+    let id = add(&d, &["--sandbox", "--timeout", "20s", "--shell", "--", bomb]);
+    let t = finished(&d, id);
+    let out = log(&d, id);
+    assert!(out.contains("fork") || out.contains("Resource temporarily unavailable"), "forks were refused: {t}\n{out}");
+    let hog = "head -c 2000000000 /dev/zero | tail -c 1000000000 > /dev/null; echo exit=$?";
+    let id = add(&d, &["--sandbox", "--timeout", "30s", "--shell", "--", hog]);
+    let t = finished(&d, id);
+    let out = log(&d, id);
+    assert!(!out.contains("exit=0"), "the memory hog was stopped: {t}\n{out}");
+    // The daemon is fine afterwards.
+    let ok = add(&d, &["--shell", "--", "echo alive"]);
+    assert_eq!(finished(&d, ok)["status"], "succeeded");
+}
+
+/// A Chat Completions server on loopback that asks for one shell call, then answers.
+fn fake_model(command: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let command = command.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/v1/chat/completions",
+                axum::routing::post(move |body: String| {
+                    let s = s.clone();
+                    let command = command.clone();
+                    async move {
+                        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                        let n = s.lock().unwrap().len();
+                        s.lock().unwrap().push(v);
+                        let reply = if n == 0 {
+                            serde_json::json!({"model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+                                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "shell", "arguments": serde_json::json!({"command": command}).to_string()}}]}}],
+                                "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+                        } else {
+                            serde_json::json!({"model": "m", "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "done"}}],
+                                "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+                        };
+                        axum::Json(reply)
+                    }
+                }),
+            );
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    (format!("http://{}/v1", rx.recv().unwrap()), seen)
+}
+
+#[test]
+fn agent_shell_calls_run_sandboxed_by_default() {
+    require_sandbox!();
+    let (url, seen) = fake_model("echo x > ../../owl.db && echo WROTE-DB; cat ../../token && echo READ-TOKEN; env; echo end");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::write(
+        config_path(&dir),
+        format!("[providers.fake]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"m\"\n\n[agents.worker]\nprovider = \"fake\"\nshell_default = \"allow\"\n"),
+    )
+    .unwrap();
+    let d = Daemon::start(&dir, &[("OWL_TEST_DEPLOY_TOKEN", "canary-77aa")]);
+    let id = add(&d, &["--agent", "worker", "do it"]);
+    let t = finished(&d, id);
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let reqs = seen.lock().unwrap().clone();
+    let tool_result =
+        reqs[1]["messages"].as_array().unwrap().iter().find(|m| m["role"] == "tool").unwrap()["content"].as_str().unwrap().to_string();
+    assert!(tool_result.contains("end"), "{tool_result}");
+    assert!(!tool_result.contains("WROTE-DB") && !tool_result.contains("READ-TOKEN"), "{tool_result}");
+    assert!(!tool_result.contains("canary-77aa"), "{tool_result}");
+}
