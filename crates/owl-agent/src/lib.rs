@@ -36,8 +36,3 @@ pub(crate) fn http_client(timeout: std::time::Duration) -> reqwest::Client {
         .build()
         .expect("a client with only timeouts set builds")
 }
-
-/// Variable names that look like they hold a credential.
-pub fn looks_secret(name: &str) -> bool {
-    owl_core::config::looks_secret(name)
-}

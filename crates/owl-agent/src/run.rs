@@ -497,7 +497,7 @@ fn scrub_env(rt: &Runtime, agent: &owl_core::agent::AgentSettings, job: &Job) ->
         .env
         .iter()
         .filter(|(k, _)| !job.withheld_env.contains(k))
-        .filter(|(k, _)| granted(k) || (!crate::looks_secret(k) && !rt.key_vars.contains(k)))
+        .filter(|(k, _)| granted(k) || (!owl_core::config::looks_secret(k) && !rt.key_vars.contains(k)))
         .filter(|(_, v)| !rt.secrets.iter().any(|s| v.contains(s.as_str())))
         .cloned()
         .collect();

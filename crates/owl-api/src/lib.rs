@@ -159,10 +159,7 @@ pub struct SetGroup {
 }
 
 /// Environment variable names that look like credentials; their values are never echoed back.
-pub fn looks_secret(name: &str) -> bool {
-    let n = name.to_ascii_uppercase();
-    ["KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE"].iter().any(|w| n.contains(w))
-}
+pub use owl_core::config::looks_secret;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunView {

@@ -12,19 +12,7 @@ struct Harness {
 }
 
 fn config(workers: usize) -> EngineConfig {
-    EngineConfig {
-        node: "test-node".into(),
-        workers,
-        lease: Duration::from_secs(30),
-        kill_grace: Duration::from_millis(300),
-        shutdown_grace: Duration::from_millis(300),
-        log_max_bytes: 1 << 20,
-        retry: RetryPolicy { base: Duration::from_millis(50), max: Duration::from_millis(100), max_crash_requeues: 10 },
-        default_timeout: None,
-        default_retries: 0,
-        schedules: Default::default(),
-        sandbox: Default::default(),
-    }
+    EngineConfig { workers, ..crate::tests_config() }
 }
 
 fn start_in(dir: tempfile::TempDir, cfg: EngineConfig) -> Harness {
