@@ -175,8 +175,22 @@ pub struct TaskArgs {
     #[arg(long)]
     pub cwd: Option<PathBuf>,
     /// Run the words as one string with /bin/sh -c.
-    #[arg(long, conflicts_with = "agent")]
+    #[arg(long, conflicts_with_all = ["agent", "cli"])]
     pub shell: bool,
+    /// Give the words as a prompt to a coding CLI: a profile (claude, codex, gemini, aider, or
+    /// one from [cli.NAME] in the config) or `custom:'TEMPLATE'` with {prompt} and {workspace}.
+    #[arg(long, value_name = "PROFILE", conflicts_with = "agent")]
+    pub cli: Option<String>,
+    /// Work in a new git worktree of this repository, on branch owl/task-<id>; the changes are
+    /// committed when the task succeeds.
+    #[arg(long, value_name = "PATH")]
+    pub repo: Option<PathBuf>,
+    /// The branch or commit the task's branch starts from (default: the repository's HEAD).
+    #[arg(long, value_name = "REV", requires = "repo")]
+    pub base: Option<String>,
+    /// After the commit, push the branch to this remote (`--push` alone: origin).
+    #[arg(long, value_name = "REMOTE", num_args = 0..=1, default_missing_value = "origin", requires = "repo")]
+    pub push: Option<String>,
     /// Run in the sandbox: writes confined to the workspace, no network, secrets removed, limits.
     #[arg(long, conflicts_with = "no_sandbox")]
     pub sandbox: bool,
@@ -186,6 +200,10 @@ pub struct TaskArgs {
     /// Keep the network inside the sandbox.
     #[arg(long)]
     pub allow_net: bool,
+    /// Inside the sandbox, still reach this host through owl's proxy: `host`, `host:port` or
+    /// `*.domain` (repeatable). Clients that honour HTTPS_PROXY (curl, git, pip, npm) use it.
+    #[arg(long, value_name = "HOST")]
+    pub allow_host: Vec<String>,
     /// Pass this secret-looking environment variable into the sandbox anyway (repeatable).
     #[arg(long, value_name = "NAME")]
     pub grant_env: Vec<String>,

@@ -21,6 +21,9 @@ fn main() {
     if args.get(1).map(String::as_str) == Some(owl_sandbox::SUBCOMMAND) {
         sandbox_exec(&args[2..]);
     }
+    if args.get(1).map(String::as_str) == Some(owl_sandbox::netproxy::SUBCOMMAND) {
+        owl_sandbox::netproxy::serve();
+    }
     let cli = Cli::parse();
     let data_dir = paths::data_dir(cli.data_dir.clone());
     let config = paths::config_file(cli.config.clone());

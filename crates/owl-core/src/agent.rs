@@ -168,6 +168,10 @@ pub struct AgentSettings {
     /// Give sandboxed shell calls the network.
     #[serde(default)]
     pub allow_net: bool,
+    /// Without `allow_net`: hosts sandboxed shell calls may still reach through the allowlist
+    /// proxy (`host`, `host:port`, `*.domain`).
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
     /// How deep `task_create` may nest subtasks.
     #[serde(default = "default_depth")]
     pub max_subtask_depth: u32,
@@ -217,6 +221,7 @@ impl AgentSettings {
             grant_env: vec![],
             sandbox: true,
             allow_net: false,
+            allow_hosts: vec![],
             max_subtask_depth: default_depth(),
             max_schedules: default_max_schedules(),
         }

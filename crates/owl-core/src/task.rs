@@ -120,6 +120,10 @@ pub struct SandboxRequest {
     /// Keep the network (otherwise a sandboxed task has none).
     #[serde(default)]
     pub allow_net: bool,
+    /// Without `allow_net`: hosts the task may still reach through the sandbox's allowlist
+    /// proxy (`host`, `host:port`, `*.domain`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_hosts: Vec<String>,
     /// Secret-looking variables passed anyway, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grant_env: Vec<String>,

@@ -75,7 +75,7 @@ pub(crate) async fn run_task(
                     extra.push(cwd.clone());
                 }
                 let name = format!("task-{id}-{attempt}-{}", std::process::id());
-                let sb = cfg.sandbox.spec_for(&workspace, &extra, req.allow_net, name.clone());
+                let sb = cfg.sandbox.spec_for(&workspace, &extra, req.allow_net, req.allow_hosts.clone(), name.clone());
                 cgroup = Some(name);
                 match cfg.sandbox.wrap(argv, &sb, &mut env) {
                     Ok(a) => argv = a,

@@ -39,11 +39,18 @@ impl SandboxDefaults {
     }
 
     /// The sandbox spec for a process of a task whose workspace is `workspace`.
-    pub fn spec_for(&self, workspace: &Path, extra_writable: &[PathBuf], network: bool, cgroup: String) -> owl_sandbox::Spec {
+    pub fn spec_for(
+        &self,
+        workspace: &Path,
+        extra_writable: &[PathBuf],
+        network: bool,
+        allow_hosts: Vec<String>,
+        cgroup: String,
+    ) -> owl_sandbox::Spec {
         let mut writable = vec![workspace.to_path_buf()];
         writable.extend(extra_writable.iter().cloned());
         writable.extend(self.writable.iter().cloned());
-        owl_sandbox::Spec { writable, hidden: self.hidden.clone(), network, limits: self.limits.clone(), cgroup: Some(cgroup) }
+        owl_sandbox::Spec { writable, hidden: self.hidden.clone(), network, limits: self.limits.clone(), cgroup: Some(cgroup), allow_hosts }
     }
 
     /// Wraps `argv` so that it runs under `spec`, or says why it cannot.

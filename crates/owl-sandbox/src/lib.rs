@@ -17,6 +17,8 @@ use landlock::{
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub mod netproxy;
+
 /// The environment variable that carries the spec to the trampoline.
 pub const SPEC_VAR: &str = "OWL_SANDBOX_SPEC";
 /// The hidden subcommand of the `owl` binary that applies a spec and executes the task.
@@ -52,6 +54,10 @@ pub struct Spec {
     /// with [`remove_cgroup`].
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// Without `network`: hosts the task may still reach through the allowlist proxy
+    /// (`host`, `host:port`, `*.domain`). Empty means no network at all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_hosts: Vec<String>,
 }
 
 /// Where pids cgroups can be made: cgroup v2 with the pids controller, or the v1 pids hierarchy.
@@ -168,6 +174,16 @@ pub fn exec(spec: &Spec, argv: &[String]) -> ! {
     // capabilities to the task. A network namespace too, unless network is granted.
     // Join the cgroup before the user namespace: afterwards the cgroup files are not ours.
     let mut limits = spec.limits.clone();
+    // The allowlist proxy starts first, outside the cgroup and the namespaces: it is owl's
+    // own code and must keep the host's network.
+    let proxy = if !spec.network && !spec.allow_hosts.is_empty() {
+        match netproxy::spawn(&spec.allow_hosts) {
+            Ok(p) => Some(p),
+            Err(e) => fail("the network allowlist proxy", e, "Grant full network with --allow-net, or run with --no-sandbox."),
+        }
+    } else {
+        None
+    };
     if let (Some(name), Some(max)) = (&spec.cgroup, spec.limits.processes) {
         match join_pids_cgroup(name, max) {
             Ok(()) => {}
@@ -186,16 +202,32 @@ pub fn exec(spec: &Spec, argv: &[String]) -> ! {
         let what = if spec.network { "a user namespace" } else { "network isolation" };
         fail(what, e, "Grant network with --allow-net (still needs a user namespace), or run without the sandbox with --no-sandbox.");
     }
+    let mut proxy_port = None;
+    if let Some((_child, channel)) = &proxy {
+        match netproxy::hand_over(channel) {
+            Ok(port) => proxy_port = Some(port),
+            Err(e) => fail("the network allowlist proxy", e, "Grant full network with --allow-net, or run with --no-sandbox."),
+        }
+    }
     if let Err(e) = set_limits(&limits) {
         fail("resource limits", e, "Lower the configured [sandbox] limits, or run with --no-sandbox.");
     }
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
         fail("no_new_privs", e, "Run with --no-sandbox.");
     }
-    if let Err(e) = restrict_files(spec) {
+    if let Err(e) = restrict_files(spec, proxy_port) {
         fail("write confinement (Landlock)", e, "Run with --no-sandbox to opt out explicitly.");
     }
-    let err = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    if let Some(port) = proxy_port {
+        let url = format!("http://127.0.0.1:{port}");
+        for k in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+            cmd.env(k, &url);
+        }
+        cmd.env("NO_PROXY", "").env("no_proxy", "");
+    }
+    let err = cmd.exec();
     eprintln!("owl sandbox: cannot start {}: {err}", argv[0]);
     std::process::exit(127);
 }
@@ -235,7 +267,7 @@ fn set_limits(l: &Limits) -> Result<(), String> {
 
 /// Read access to everything except the hidden paths (their siblings are listed one by one
 /// on the way down), full access to the writable paths and the usual device files.
-fn restrict_files(spec: &Spec) -> Result<(), String> {
+fn restrict_files(spec: &Spec, proxy_port: Option<u16>) -> Result<(), String> {
     let abi = ABI::V7;
     let read = AccessFs::from_read(abi);
     let all = AccessFs::from_all(abi);
@@ -254,6 +286,8 @@ fn restrict_files(spec: &Spec) -> Result<(), String> {
         .add_rules(path_beneath_rules(spec.writable.iter().filter(|p| p.exists()), all))
         .map_err(|e| e.to_string())?
         .add_rules(path_beneath_rules(devices.iter().filter(|p| Path::new(p).exists()), AccessFs::from_read(abi) | AccessFs::WriteFile))
+        .map_err(|e| e.to_string())?
+        .add_rules(proxy_port.map(|p| Ok::<_, landlock::RulesetError>(landlock::NetPort::new(p, AccessNet::ConnectTcp))))
         .map_err(|e| e.to_string())?
         .restrict_self()
         .map_err(|e| e.to_string())?;

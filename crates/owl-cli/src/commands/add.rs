@@ -28,7 +28,13 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
         None => None,
     };
     let mut sandbox = None;
-    if args.sandbox || args.no_sandbox || args.allow_net || !args.grant_env.is_empty() || !args.writable.is_empty() {
+    if args.sandbox
+        || args.no_sandbox
+        || args.allow_net
+        || !args.allow_host.is_empty()
+        || !args.grant_env.is_empty()
+        || !args.writable.is_empty()
+    {
         let mut writable = Vec::new();
         for w in &args.writable {
             if !w.is_absolute() {
@@ -45,6 +51,7 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
                 None
             },
             allow_net: args.allow_net,
+            allow_hosts: args.allow_host.clone(),
             grant_env: args.grant_env.clone(),
             writable,
         });
