@@ -11,6 +11,7 @@
 //! The crate does no storage of its own: the engine implements [`host::Host`] over the store.
 
 pub mod anthropic;
+pub mod cli_stream;
 pub mod confine;
 pub mod host;
 #[cfg(feature = "local")]

@@ -58,6 +58,13 @@ pub struct SubmitTask {
     /// Sandbox choice: `{"enabled": true, "allow_net": false, "grant_env": [], "writable": []}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<owl_core::SandboxRequest>,
+    /// Give `prompt` to this coding CLI: a profile (`claude`, `codex`, `gemini`, `aider`, or
+    /// one from `[cli.NAME]`) or `custom:TEMPLATE` with `{prompt}` and `{workspace}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cli: Option<String>,
+    /// Work in a git worktree of this repository: `{"path": "/abs", "base": "main", "push": "origin"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<owl_core::RepoRequest>,
 }
 
 /// Defaults applied to submissions that leave a field out.
@@ -70,8 +77,23 @@ pub struct SpecDefaults {
 impl SubmitTask {
     /// Builds the spec. Errors name the field as the client sent it.
     pub fn into_spec(self, defaults: &SpecDefaults, now: Timestamp) -> Result<TaskSpec, ValidationError> {
-        let command = match (self.command, self.shell, self.agent, self.prompt) {
-            (None, None, Some(agent), Some(prompt)) => Command::Agent { agent, prompt },
+        let (agent, prompt) = match (self.cli, self.agent, self.prompt) {
+            (Some(_), Some(_), _) => return Err(ValidationError::new("cli", "give either `cli` or `agent`, not both")),
+            (Some(_), None, None) => {
+                return Err(ValidationError::new("prompt", "missing: a coding CLI task needs a prompt saying what to do"))
+            }
+            (Some(cli), None, Some(prompt)) => {
+                if self.command.is_some() || self.shell.is_some() {
+                    return Err(ValidationError::new("cli", "give either a command or a coding CLI with a prompt, not both"));
+                }
+                (Some(Err(cli)), Some(prompt))
+            }
+            (None, agent, prompt) => (agent.map(Ok), prompt),
+        };
+        let command = match (self.command, self.shell, agent, prompt) {
+            (None, None, Some(Err(cli)), Some(prompt)) => Command::Cli { cli, prompt },
+            (_, _, Some(Err(_)), _) => unreachable!("checked above"),
+            (None, None, Some(Ok(agent)), Some(prompt)) => Command::Agent { agent, prompt },
             (_, _, Some(_), None) => return Err(ValidationError::new("prompt", "missing: an agent task needs a prompt saying what to do")),
             (_, _, None, Some(_)) => return Err(ValidationError::new("agent", "missing: a prompt needs an agent to work on it")),
             (Some(_), _, Some(_), _) | (_, Some(_), Some(_), _) => {
@@ -116,6 +138,7 @@ impl SubmitTask {
             cwd: self.cwd,
             inputs: vec![],
             sandbox: self.sandbox,
+            repo: self.repo,
         };
         owl_core::validate::check_spec(&spec).map_err(|e| match e.field.as_str() {
             "max_attempts" => ValidationError::new("retries", format!("must be at most {}", owl_core::validate::MAX_ATTEMPTS_LIMIT - 1)),

@@ -58,6 +58,29 @@ pub struct Settings {
     pub agents: crate::agent::Agents,
     /// USD per million tokens, by model name.
     pub prices: crate::agent::Prices,
+    /// Coding CLI profiles by name (`[cli.claude]` replaces the built-in one).
+    pub cli: crate::coding::CliProfiles,
+    /// Git worktrees of repository tasks.
+    pub git: GitSettings,
+}
+
+/// `[git]`: worktrees made for tasks with `--repo`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GitSettings {
+    /// A finished task's worktree is removed this long after the task ended (its branch and
+    /// commit stay in the repository).
+    #[serde(with = "serde_human")]
+    pub worktree_retention: Duration,
+    /// How long `git push` may take.
+    #[serde(with = "serde_human")]
+    pub push_timeout: Duration,
+}
+
+impl Default for GitSettings {
+    fn default() -> Self {
+        GitSettings { worktree_retention: Duration::from_secs(7 * 86400), push_timeout: Duration::from_secs(300) }
+    }
 }
 
 /// `[sandbox]`: tasks an AI drives are always sandboxed (unless they opt out explicitly);

@@ -6,6 +6,7 @@
 //! on these types, so they change rarely and carefully.
 
 pub mod agent;
+pub mod coding;
 pub mod config;
 pub mod deps;
 pub mod duration;
@@ -20,6 +21,8 @@ pub mod trigger;
 pub mod validate;
 
 pub use event::{Event, EventKind};
-pub use task::{Command, GroupInfo, InputFile, Run, RunOutcome, SandboxRequest, Task, TaskId, TaskSpec, TaskState, WaitReason};
+pub use task::{
+    Command, GroupInfo, InputFile, RepoRequest, Run, RunOutcome, SandboxRequest, Task, TaskId, TaskSpec, TaskState, WaitReason,
+};
 pub use time::Timestamp;
 pub use validate::ValidationError;

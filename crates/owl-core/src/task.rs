@@ -36,6 +36,9 @@ pub enum Command {
     Shell(String),
     /// A prompt worked through by a configured agent (the built-in tool loop).
     Agent { agent: String, prompt: String },
+    /// A prompt given to a coding CLI: a profile name (`claude`, `codex`, …, or one from the
+    /// config) or `custom:TEMPLATE`.
+    Cli { cli: String, prompt: String },
 }
 
 impl Command {
@@ -44,7 +47,7 @@ impl Command {
         match self {
             Command::Argv(v) => Some(v.clone()),
             Command::Shell(s) => Some(vec!["/bin/sh".into(), "-c".into(), s.clone()]),
-            Command::Agent { .. } => None,
+            Command::Agent { .. } | Command::Cli { .. } => None,
         }
     }
 
@@ -63,14 +66,35 @@ impl Command {
                 .collect::<Vec<_>>()
                 .join(" "),
             Command::Shell(s) => s.clone(),
-            Command::Agent { agent, prompt } => {
-                let line = prompt.lines().next().unwrap_or_default();
-                let short: String = line.chars().take(80).collect();
-                let more = if short.len() < prompt.len() { "…" } else { "" };
-                format!("agent:{agent} {short}{more}")
+            Command::Agent { agent, prompt } => format!("agent:{agent} {}", first_line(prompt)),
+            Command::Cli { cli, prompt } => {
+                let name = if cli.starts_with("custom:") { "custom" } else { cli };
+                format!("cli:{name} {}", first_line(prompt))
             }
         }
     }
+}
+
+/// A prompt's first line, shortened for listings.
+pub fn first_line(prompt: &str) -> String {
+    let line = prompt.lines().next().unwrap_or_default();
+    let short: String = line.chars().take(80).collect();
+    let more = if short.len() < prompt.trim_end().len() { "…" } else { "" };
+    format!("{short}{more}")
+}
+
+/// A task that works on a git repository: in its own worktree on branch `owl/task-<id>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoRequest {
+    /// The repository (absolute path).
+    pub path: String,
+    /// Where the branch starts; `None` is the repository's HEAD when the task first runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// Push the branch to this remote after the commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<String>,
 }
 
 /// Everything a submitter says about a task. Defaults are filled in before it reaches the store.
@@ -108,6 +132,9 @@ pub struct TaskSpec {
     /// What the submitter said about the sandbox; `None` follows the configured default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxRequest>,
+    /// Work in a git worktree of this repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<RepoRequest>,
 }
 
 /// A task's sandbox choice, recorded as given (an explicit `--no-sandbox` stays visible).
@@ -161,6 +188,7 @@ impl TaskSpec {
             cwd: None,
             inputs: vec![],
             sandbox: None,
+            repo: None,
         }
     }
 }

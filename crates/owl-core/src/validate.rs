@@ -65,6 +65,25 @@ pub fn check_spec(spec: &TaskSpec) -> Result<(), ValidationError> {
                 return Err(ValidationError::new("command.shell", "contains a NUL byte, which no shell command can hold"));
             }
         }
+        Command::Cli { cli, prompt } => {
+            if cli.trim().is_empty() {
+                return Err(ValidationError::new("cli", "is empty; name a profile such as claude or codex, or custom:'COMMAND {prompt}'"));
+            }
+            if let Some(t) = cli.strip_prefix("custom:") {
+                let argv = crate::coding::split_template(t).map_err(|m| ValidationError::new("cli", m))?;
+                if argv.is_empty() || !argv.iter().any(|a| a.contains("{prompt}")) {
+                    return Err(ValidationError::new("cli", "a custom command must contain {prompt} where the prompt goes"));
+                }
+            } else {
+                check_name("cli", "coding CLI profile", cli)?;
+            }
+            if prompt.trim().is_empty() {
+                return Err(ValidationError::new("prompt", "the prompt is empty; say what the coding CLI should do"));
+            }
+            if prompt.len() > MAX_PROMPT_BYTES {
+                return Err(ValidationError::new("prompt", format!("is {} bytes; at most {MAX_PROMPT_BYTES} are allowed", prompt.len())));
+            }
+        }
         Command::Agent { agent, prompt } => {
             check_name("agent", "agent", agent)?;
             if prompt.trim().is_empty() {
@@ -81,6 +100,24 @@ pub fn check_spec(spec: &TaskSpec) -> Result<(), ValidationError> {
         }
         if v.contains('\0') {
             return Err(ValidationError::new(format!("env.{k}"), "the value contains a NUL byte"));
+        }
+    }
+    if let Some(r) = &spec.repo {
+        if !r.path.starts_with('/') {
+            return Err(ValidationError::new("repo.path", format!("`{}` must be an absolute path to a git repository", r.path)));
+        }
+        // Given to git as arguments: nothing that git could read as an option.
+        let git_word = |field: &str, what: &str, v: &str| -> Result<(), ValidationError> {
+            if v.is_empty() || v.starts_with('-') || v.chars().any(|c| c.is_whitespace() || c.is_control()) || v.contains("..") {
+                return Err(ValidationError::new(field, format!("`{v}` is not a usable {what}: no leading `-`, spaces or `..`")));
+            }
+            Ok(())
+        };
+        if let Some(b) = &r.base {
+            git_word("repo.base", "branch or commit", b)?;
+        }
+        if let Some(p) = &r.push {
+            git_word("repo.push", "remote name", p)?;
         }
     }
     check_name("group", "group", &spec.group)?;

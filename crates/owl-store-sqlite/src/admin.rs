@@ -389,6 +389,15 @@ impl Store for SqliteStore {
     async fn record_usage(&self, usage: UsageRow) -> Result<(), StoreError> {
         self.record_usage_impl(usage).await
     }
+    async fn set_task_git(&self, id: TaskId, record: owl_core::coding::GitRecord) -> Result<(), StoreError> {
+        self.set_task_git_impl(id, record).await
+    }
+    async fn task_git(&self, id: TaskId) -> Result<Option<owl_core::coding::GitRecord>, StoreError> {
+        self.task_git_impl(id).await
+    }
+    async fn worktrees_to_remove(&self, finished_before: Timestamp) -> Result<Vec<(TaskId, owl_core::coding::GitRecord)>, StoreError> {
+        self.worktrees_to_remove_impl(finished_before).await
+    }
     async fn usage_summary(&self, since: Timestamp, by: UsageBy) -> Result<Vec<UsageSummary>, StoreError> {
         self.usage_summary_impl(since, by).await
     }

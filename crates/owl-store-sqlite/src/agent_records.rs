@@ -132,6 +132,62 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn set_task_git_impl(&self, id: TaskId, rec: owl_core::coding::GitRecord) -> Result<(), StoreError> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO task_git (task_id, record, removed) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(task_id) DO UPDATE SET record = excluded.record, removed = excluded.removed",
+            )
+            .map_err(backend)?
+            .execute(params![id.0, serde_json::to_string(&rec).expect("git record serializes"), rec.removed])
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    pub(crate) async fn task_git_impl(&self, id: TaskId) -> Result<Option<owl_core::coding::GitRecord>, StoreError> {
+        self.read(move |c| {
+            let s: Option<String> = c
+                .prepare_cached("SELECT record FROM task_git WHERE task_id = ?1")
+                .map_err(backend)?
+                .query_row([id.0], |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            s.map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Backend(format!("corrupt git record of task {id}: {e}"))))
+                .transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn worktrees_to_remove_impl(
+        &self,
+        finished_before: Timestamp,
+    ) -> Result<Vec<(TaskId, owl_core::coding::GitRecord)>, StoreError> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT g.task_id, g.record FROM task_git g JOIN tasks t ON t.id = g.task_id \
+                     WHERE g.removed = 0 AND t.finished_at IS NOT NULL AND t.finished_at <= ?1 \
+                     AND t.status IN ('succeeded', 'failed', 'timed_out', 'cancelled') ORDER BY g.task_id",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map([finished_before.millis()], |r| Ok((TaskId(r.get(0)?), r.get::<_, String>(1)?)))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            rows.into_iter()
+                .map(|(id, s)| {
+                    serde_json::from_str(&s)
+                        .map(|r| (id, r))
+                        .map_err(|e| StoreError::Backend(format!("corrupt git record of task {id}: {e}")))
+                })
+                .collect()
+        })
+        .await
+    }
+
     pub(crate) async fn record_usage_impl(&self, u: UsageRow) -> Result<(), StoreError> {
         self.write(move |c| {
             c.prepare_cached(

@@ -217,6 +217,18 @@ CREATE TABLE chats (
 ALTER TABLE tasks ADD COLUMN sandbox TEXT;       -- JSON of owl_core::SandboxRequest; NULL = the default
 "#,
     ),
+    (
+        6,
+        "repository tasks: the requested repository and what owl did in git",
+        r#"
+ALTER TABLE tasks ADD COLUMN repo TEXT;          -- JSON of owl_core::RepoRequest; NULL = no repository
+CREATE TABLE task_git (
+    task_id     INTEGER PRIMARY KEY REFERENCES tasks(id) ON DELETE CASCADE,
+    record      TEXT    NOT NULL,                -- JSON of owl_core::coding::GitRecord
+    removed     INTEGER NOT NULL DEFAULT 0       -- the worktree is gone (retention)
+);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -120,6 +120,11 @@ pub trait Store: Send + Sync + 'static {
     async fn set_task_result(&self, id: TaskId, result: &str) -> Result<(), StoreError>;
     async fn task_result(&self, id: TaskId) -> Result<Option<String>, StoreError>;
     async fn record_usage(&self, usage: UsageRow) -> Result<(), StoreError>;
+    /// Records (replacing) what owl did in git for a repository task.
+    async fn set_task_git(&self, id: TaskId, record: owl_core::coding::GitRecord) -> Result<(), StoreError>;
+    async fn task_git(&self, id: TaskId) -> Result<Option<owl_core::coding::GitRecord>, StoreError>;
+    /// Repository tasks that ended at or before `finished_before` whose worktree still exists.
+    async fn worktrees_to_remove(&self, finished_before: Timestamp) -> Result<Vec<(TaskId, owl_core::coding::GitRecord)>, StoreError>;
     async fn usage_summary(&self, since: Timestamp, by: UsageBy) -> Result<Vec<UsageSummary>, StoreError>;
     /// Creates the approval request for (owner, call id), or returns the one that exists.
     async fn request_approval(&self, req: NewApproval, now: Timestamp) -> Result<Approval, StoreError>;

@@ -56,6 +56,33 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
             writable,
         });
     }
+    let repo = match &args.repo {
+        Some(r) => {
+            let abs = std::path::absolute(r)?;
+            if !abs.is_dir() {
+                bail!("--repo: {} is not a directory", abs.display());
+            }
+            let abs = abs.canonicalize().unwrap_or(abs);
+            Some(owl_core::RepoRequest { path: abs.display().to_string(), base: args.base.clone(), push: args.push.clone() })
+        }
+        None => None,
+    };
+    if let Some(cli) = args.cli {
+        return Ok(SubmitTask {
+            cli: Some(cli),
+            prompt: Some(args.command.join(" ")),
+            env,
+            priority: args.priority,
+            group: tags.group,
+            timeout: args.timeout,
+            retries: args.retries,
+            labels: tags.label,
+            cwd,
+            sandbox,
+            repo,
+            ..Default::default()
+        });
+    }
     if let Some(agent) = args.agent {
         return Ok(SubmitTask {
             agent: Some(agent),
@@ -68,6 +95,7 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
             labels: tags.label,
             cwd,
             sandbox,
+            repo,
             ..Default::default()
         });
     }
@@ -100,6 +128,8 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
         agent: None,
         prompt: None,
         sandbox,
+        cli: None,
+        repo,
     })
 }
 

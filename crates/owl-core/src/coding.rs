@@ -1,0 +1,306 @@
+//! Coding CLIs (Claude Code, Codex, Gemini CLI, aider, custom commands): their profiles, and
+//! turning a profile and a prompt into an argv with no shell in between.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How a CLI reports its work on stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CliFormat {
+    /// Claude Code's `--output-format stream-json`: `system`, `assistant`, `user`, `result` lines.
+    ClaudeStreamJson,
+    /// `codex exec --json`: `thread.started`, `item.*`, `turn.completed` lines.
+    CodexJson,
+    /// Gemini CLI's `--output-format stream-json`: `init`, `message`, `tool_use`, `tool_result`, `result`.
+    GeminiStreamJson,
+    /// Unstructured output: kept in the log only.
+    #[default]
+    Raw,
+}
+
+/// `[cli.NAME]`: how to run one coding CLI.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CliProfile {
+    /// The argv; `{prompt}` and `{workspace}` are replaced inside arguments (never through a
+    /// shell). The prompt must appear somewhere.
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub format: CliFormat,
+    /// More paths the CLI may write inside the sandbox (its own state directory); `~/` is the
+    /// daemon user's home.
+    #[serde(default)]
+    pub writable: Vec<String>,
+    /// Secret-looking variables the CLI needs (its API key), passed into the sandbox.
+    #[serde(default)]
+    pub grant_env: Vec<String>,
+    /// Hosts the CLI reaches through the sandbox's allowlist proxy (its API).
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+    /// More environment for the CLI.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Address-space limit in MiB for this CLI instead of `[sandbox] memory_mb`; 0 lifts it
+    /// (Node.js reserves far more address space than it uses).
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+}
+
+pub type CliProfiles = BTreeMap<String, CliProfile>;
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// The profiles owl knows out of the box; `[cli.NAME]` in the config replaces one by name.
+pub fn builtin_profiles() -> CliProfiles {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "claude".into(),
+        CliProfile {
+            command: strings(&[
+                "claude",
+                "-p",
+                "{prompt}",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-mode",
+                "acceptEdits",
+            ]),
+            format: CliFormat::ClaudeStreamJson,
+            writable: strings(&["~/.claude", "~/.claude.json", "~/.cache/claude"]),
+            grant_env: strings(&["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"]),
+            allow_hosts: strings(&["api.anthropic.com", "statsig.anthropic.com"]),
+            env: BTreeMap::new(),
+            memory_mb: Some(0),
+        },
+    );
+    m.insert(
+        "codex".into(),
+        CliProfile {
+            command: strings(&["codex", "exec", "--json", "--full-auto", "--skip-git-repo-check", "{prompt}"]),
+            format: CliFormat::CodexJson,
+            writable: strings(&["~/.codex"]),
+            grant_env: strings(&["OPENAI_API_KEY", "CODEX_API_KEY"]),
+            allow_hosts: strings(&["api.openai.com", "chatgpt.com"]),
+            env: BTreeMap::new(),
+            memory_mb: None,
+        },
+    );
+    m.insert(
+        "gemini".into(),
+        CliProfile {
+            command: strings(&["gemini", "-p", "{prompt}", "--output-format", "stream-json", "--yolo"]),
+            format: CliFormat::GeminiStreamJson,
+            writable: strings(&["~/.gemini"]),
+            grant_env: strings(&["GEMINI_API_KEY", "GOOGLE_API_KEY"]),
+            allow_hosts: strings(&["generativelanguage.googleapis.com", "oauth2.googleapis.com"]),
+            // Headless runs in a folder it has not seen would otherwise fall back to asking.
+            env: BTreeMap::from([("GEMINI_CLI_TRUST_WORKSPACE".to_string(), "true".to_string())]),
+            memory_mb: Some(0),
+        },
+    );
+    m.insert(
+        "aider".into(),
+        CliProfile {
+            command: strings(&["aider", "--yes-always", "--no-auto-commits", "--no-check-update", "--no-pretty", "--message", "{prompt}"]),
+            format: CliFormat::Raw,
+            writable: strings(&["~/.aider", "~/.cache"]),
+            grant_env: strings(&["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "DEEPSEEK_API_KEY", "OPENROUTER_API_KEY"]),
+            allow_hosts: strings(&[
+                "api.openai.com",
+                "api.anthropic.com",
+                "generativelanguage.googleapis.com",
+                "api.deepseek.com",
+                "openrouter.ai",
+            ]),
+            env: BTreeMap::new(),
+            memory_mb: None,
+        },
+    );
+    m
+}
+
+/// The profile a task names: `custom:TEMPLATE`, else a configured one, else a built-in.
+pub fn resolve(name: &str, configured: &CliProfiles) -> Result<CliProfile, String> {
+    if let Some(template) = name.strip_prefix("custom:") {
+        let command = split_template(template)?;
+        check_command(&command)?;
+        return Ok(CliProfile {
+            command,
+            format: CliFormat::Raw,
+            writable: vec![],
+            grant_env: vec![],
+            allow_hosts: vec![],
+            env: BTreeMap::new(),
+            memory_mb: None,
+        });
+    }
+    if let Some(p) = configured.get(name) {
+        check_command(&p.command).map_err(|e| format!("[cli.{name}] command: {e}"))?;
+        return Ok(p.clone());
+    }
+    if let Some(p) = builtin_profiles().remove(name) {
+        return Ok(p);
+    }
+    let mut known: Vec<String> = builtin_profiles().into_keys().collect();
+    known.extend(configured.keys().cloned());
+    known.sort();
+    known.dedup();
+    Err(format!(
+        "no coding CLI profile named `{name}`; use one of {} or custom:'COMMAND {{prompt}}', or define [cli.{name}] in the config",
+        known.join(", ")
+    ))
+}
+
+fn check_command(command: &[String]) -> Result<(), String> {
+    if command.is_empty() || command[0].trim().is_empty() {
+        return Err("the command is empty".into());
+    }
+    if !command.iter().any(|a| a.contains("{prompt}")) {
+        return Err("the command must contain {prompt} where the prompt goes".into());
+    }
+    Ok(())
+}
+
+/// The argv for one run: placeholders replaced inside each argument. The prompt stays one
+/// argument (or part of one), whatever it contains: no shell ever sees it.
+pub fn render(command: &[String], prompt: &str, workspace: &str) -> Vec<String> {
+    command.iter().map(|a| a.replace("{workspace}", workspace).replace("{prompt}", prompt)).collect()
+}
+
+/// Splits a custom command template into words the way a shell would split a simple
+/// command: whitespace separates, `'…'` and `"…"` quote, `\` escapes. Nothing is expanded.
+pub fn split_template(s: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err("unterminated ' quote in the command template".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
+                            Some(c) => {
+                                cur.push('\\');
+                                cur.push(c);
+                            }
+                            None => return Err("unterminated \" quote in the command template".into()),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err("unterminated \" quote in the command template".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => cur.push(c),
+                    None => return Err("the command template ends with a lone \\".into()),
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+/// What owl did in git for a repository task: its worktree, branch and commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct GitRecord {
+    pub repo: String,
+    pub worktree: String,
+    pub branch: String,
+    /// The commit the branch started from.
+    pub base: String,
+    /// The commit owl made when the task succeeded; `None` before, or when nothing changed.
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// Paths changed by the commit, relative to the repository.
+    #[serde(default)]
+    pub files_changed: Vec<String>,
+    /// The remote the branch was pushed to.
+    #[serde(default)]
+    pub pushed: Option<String>,
+    /// The worktree was removed by the retention policy (the branch stays).
+    #[serde(default)]
+    pub removed: bool,
+}
+
+/// Expands a leading `~/` with `home`.
+pub fn expand_home(path: &str, home: Option<&str>) -> String {
+    match (path.strip_prefix("~/"), home) {
+        (Some(rest), Some(h)) => format!("{}/{rest}", h.trim_end_matches('/')),
+        _ => path.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_split_like_a_simple_shell_command_without_expanding() {
+        assert_eq!(split_template("aider --yes --message {prompt}").unwrap(), vec!["aider", "--yes", "--message", "{prompt}"]);
+        assert_eq!(split_template(r#"tool 'a b' "c \"d\" $HOME" e\ f ''"#).unwrap(), vec!["tool", "a b", "c \"d\" $HOME", "e f", ""]);
+        assert!(split_template("tool 'open").unwrap_err().contains("unterminated"));
+    }
+
+    #[test]
+    fn the_prompt_stays_one_argument_whatever_it_holds() {
+        let cmd = split_template("run --msg {prompt} --in {workspace}").unwrap();
+        let nasty = "x'; rm -rf / #\n$(reboot) `id` && echo";
+        let argv = render(&cmd, nasty, "/w");
+        assert_eq!(argv, vec!["run", "--msg", nasty, "--in", "/w"]);
+    }
+
+    #[test]
+    fn profiles_resolve_custom_then_configured_then_builtin() {
+        let mut configured = CliProfiles::new();
+        let mut mine = builtin_profiles()["claude"].clone();
+        mine.command = vec!["my-claude".into(), "{prompt}".into()];
+        configured.insert("claude".into(), mine);
+        assert_eq!(resolve("claude", &configured).unwrap().command[0], "my-claude");
+        assert_eq!(resolve("codex", &configured).unwrap().format, CliFormat::CodexJson);
+        let c = resolve("custom:aider --message {prompt}", &configured).unwrap();
+        assert_eq!(c.format, CliFormat::Raw);
+        assert!(resolve("custom:aider --yes", &configured).unwrap_err().contains("{prompt}"));
+        let e = resolve("cursor", &configured).unwrap_err();
+        assert!(e.contains("claude, codex") && e.contains("[cli.cursor]"), "{e}");
+    }
+
+    #[test]
+    fn home_is_expanded_only_at_the_start() {
+        assert_eq!(expand_home("~/.claude", Some("/home/u/")), "/home/u/.claude");
+        assert_eq!(expand_home("/x/~/y", Some("/home/u")), "/x/~/y");
+        assert_eq!(expand_home("~/.claude", None), "~/.claude");
+    }
+}
