@@ -244,6 +244,24 @@ pub struct TaskView {
     /// An agent task's final answer (or why it failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// The repository the task works on, as requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<owl_core::RepoRequest>,
+    /// What owl did in git: worktree, branch, base, commit, files changed, push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<owl_core::coding::GitRecord>,
+    /// Model calls, tokens and cost of an agent or coding CLI task (when it reported them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TaskUsage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskUsage {
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub cost_usd: f64,
 }
 
 impl From<Task> for TaskView {
@@ -273,6 +291,9 @@ impl From<Task> for TaskView {
             runs: None,
             sandbox: t.spec.sandbox.clone(),
             result: None,
+            repo: t.spec.repo.clone(),
+            git: None,
+            usage: None,
         }
     }
 }

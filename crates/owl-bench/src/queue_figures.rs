@@ -113,6 +113,8 @@ pub(crate) fn engine_config(workers: usize) -> EngineConfig {
         default_retries: 0,
         schedules: Default::default(),
         sandbox: Default::default(),
+        cli: Default::default(),
+        git: Default::default(),
     }
 }
 

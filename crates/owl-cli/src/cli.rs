@@ -183,14 +183,17 @@ pub struct TaskArgs {
     pub cli: Option<String>,
     /// Work in a new git worktree of this repository, on branch owl/task-<id>; the changes are
     /// committed when the task succeeds.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "cwd")]
     pub repo: Option<PathBuf>,
     /// The branch or commit the task's branch starts from (default: the repository's HEAD).
     #[arg(long, value_name = "REV", requires = "repo")]
     pub base: Option<String>,
-    /// After the commit, push the branch to this remote (`--push` alone: origin).
-    #[arg(long, value_name = "REMOTE", num_args = 0..=1, default_missing_value = "origin", requires = "repo")]
-    pub push: Option<String>,
+    /// After the commit, push the branch (to origin, or the remote given with --remote).
+    #[arg(long, requires = "repo")]
+    pub push: bool,
+    /// The remote --push pushes to.
+    #[arg(long, value_name = "NAME", default_value = "origin", requires = "push")]
+    pub remote: String,
     /// Run in the sandbox: writes confined to the workspace, no network, secrets removed, limits.
     #[arg(long, conflicts_with = "no_sandbox")]
     pub sandbox: bool,

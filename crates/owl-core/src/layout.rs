@@ -37,6 +37,10 @@ impl DataLayout {
     pub fn workspace(&self, id: TaskId) -> PathBuf {
         self.workspaces().join(id.0.to_string())
     }
+    /// Git worktrees of repository tasks.
+    pub fn worktree(&self, id: TaskId) -> PathBuf {
+        self.root.join("worktrees").join(id.0.to_string())
+    }
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }

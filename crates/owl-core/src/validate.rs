@@ -103,6 +103,9 @@ pub fn check_spec(spec: &TaskSpec) -> Result<(), ValidationError> {
         }
     }
     if let Some(r) = &spec.repo {
+        if spec.cwd.is_some() {
+            return Err(ValidationError::new("cwd", "a repository task works in its own worktree; give either `cwd` or `repo`, not both"));
+        }
         if !r.path.starts_with('/') {
             return Err(ValidationError::new("repo.path", format!("`{}` must be an absolute path to a git repository", r.path)));
         }

@@ -25,7 +25,7 @@ pub(crate) struct EngineHost {
     pub log: Option<Mutex<(std::fs::File, u64, watch::Sender<u64>)>>,
 }
 
-fn summary(e: &Value) -> String {
+pub(crate) fn summary(e: &Value) -> String {
     let cut = |s: &str| -> String {
         let one = s.replace('\n', " ");
         if one.chars().count() > 160 {
@@ -259,6 +259,7 @@ pub(crate) async fn run_agent_task(
     task: &ClaimedTask,
     mut stop: watch::Receiver<Option<owl_exec::Stop>>,
     progress: watch::Sender<u64>,
+    workdir: std::path::PathBuf,
 ) -> RunOutcome {
     let Command::Agent { agent, prompt } = &task.spec.command else { unreachable!("only agent tasks come here") };
     let Some(rt) = s.agents() else {
@@ -287,7 +288,7 @@ pub(crate) async fn run_agent_task(
         owner: CoreOwner::Task(task.id),
         agent: agent.clone(),
         prompt: prompt.clone(),
-        workspace: task.spec.cwd.clone().map(std::path::PathBuf::from).unwrap_or_else(|| s.layout.workspace(task.id)),
+        workspace: workdir,
         attempt: task.attempt,
         depth: depth_of(&task.spec.labels),
         timeout: task.spec.timeout_ms.map(Duration::from_millis),

@@ -11,6 +11,7 @@ mod agents;
 mod conditions;
 mod dispatch;
 mod file_watch;
+pub mod git;
 mod runner;
 pub mod sandboxing;
 pub mod scheduler;
@@ -46,6 +47,9 @@ pub struct EngineConfig {
     pub default_retries: u32,
     pub schedules: ScheduleDefaults,
     pub sandbox: sandboxing::SandboxDefaults,
+    /// Coding CLI profiles configured in `[cli.NAME]` (the built-in ones are added at use).
+    pub cli: owl_core::coding::CliProfiles,
+    pub git: owl_core::config::GitSettings,
 }
 
 /// Defaults for schedules that do not say, and how long their history is kept.
@@ -92,6 +96,8 @@ impl EngineConfig {
                 history_retention: s.scheduler.history_retention,
             },
             sandbox: sandboxing::SandboxDefaults::from_settings(&s.sandbox),
+            cli: s.cli.clone(),
+            git: s.git.clone(),
         }
     }
 }
@@ -336,5 +342,7 @@ pub(crate) fn tests_config() -> EngineConfig {
         default_retries: 0,
         schedules: Default::default(),
         sandbox: Default::default(),
+        cli: Default::default(),
+        git: Default::default(),
     }
 }

@@ -27,99 +27,347 @@ pub(crate) async fn run_task(
     s.logs.lock().expect("logs lock poisoned").insert((id, attempt), progress_rx);
     s.publish(EventKind::TaskStarted { task_id: id, attempt, node: cfg.node.clone() });
     let workspace = s.layout.workspace(id);
-    let cwd = task.spec.cwd.clone().map(std::path::PathBuf::from).unwrap_or_else(|| workspace.clone());
     // A local mkdir takes microseconds; a blocking-pool hop would cost more.
-    if matches!(task.spec.command, owl_core::Command::Agent { .. }) {
-        let _ = std::fs::create_dir_all(&workspace);
-        let run_outcome = crate::agents::run_agent_task(&s, &task, stop, progress_tx).await;
-        s.logs.lock().expect("logs lock poisoned").remove(&(id, attempt));
-        finish(&s, id, attempt, run_outcome, None, None, &cfg).await;
-        let _ = done.send(RunnerDone { id });
-        return;
-    }
-    let outcome = match std::fs::create_dir_all(&workspace) {
-        Err(e) => owl_exec::ProcessOutcome {
-            ended: Ended::SpawnFailed(format!("cannot create the workspace {}: {e}", workspace.display())),
-            exit_code: None,
-            signal: None,
-            pid: None,
+    let made = std::fs::create_dir_all(&workspace);
+    // A repository task works in its own worktree, made (or repaired) first.
+    let mut git_rec = None;
+    let prepared = match (&made, &task.spec.repo) {
+        (Err(e), _) => Err(format!("cannot create the workspace {}: {e}", workspace.display())),
+        (Ok(()), Some(repo)) => match prepare_worktree(&s, &task, repo).await {
+            Ok(rec) => {
+                git_rec = Some(rec);
+                Ok(())
+            }
+            Err(e) => Err(e),
         },
-        Ok(()) => {
-            let mut env: Vec<(String, String)> = task.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            // Input files (a webhook payload, say) go into the workspace before the start.
-            for input in &task.spec.inputs {
-                let path = workspace.join(&input.file);
-                if let Err(e) = std::fs::write(&path, &input.content) {
-                    tracing::error!(task = %id, file = %path.display(), error = %e, "cannot write an input file");
-                }
-                env.push((input.env.clone(), path.display().to_string()));
+        (Ok(()), None) => Ok(()),
+    };
+    let workdir = match (&git_rec, &task.spec.cwd) {
+        (Some(rec), _) => std::path::PathBuf::from(&rec.worktree),
+        (None, Some(c)) => std::path::PathBuf::from(c),
+        (None, None) => workspace.clone(),
+    };
+    let (mut run_outcome, exit_code, signal) = match prepared {
+        Err(msg) => {
+            append_log_note(&s, id, attempt, &msg);
+            (RunOutcome::Failed { exit_code: None, signal: None, error: Some(msg) }, None, None)
+        }
+        Ok(()) if matches!(task.spec.command, owl_core::Command::Agent { .. }) => {
+            (crate::agents::run_agent_task(&s, &task, stop, progress_tx, workdir.clone()).await, None, None)
+        }
+        Ok(()) => run_process(&s, &task, &cfg, &workspace, &workdir, stop, progress_tx).await,
+    };
+    if let Some(rec) = git_rec {
+        run_outcome = finish_worktree(&s, &task, &cfg, rec, run_outcome).await;
+    }
+    s.logs.lock().expect("logs lock poisoned").remove(&(id, attempt));
+    finish(&s, id, attempt, run_outcome, exit_code, signal, &cfg).await;
+    let _ = done.send(RunnerDone { id });
+}
+
+/// Adds owl's own line to an attempt's log.
+fn append_log_note(s: &Shared, id: TaskId, attempt: u32, note: &str) {
+    use std::io::Write;
+    let path = s.layout.log_file(id, attempt);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        let _ = writeln!(f, "[owl] {note}");
+    }
+}
+
+/// Makes the task's worktree and records it before anything runs in it.
+async fn prepare_worktree(
+    s: &Arc<Shared>,
+    task: &ClaimedTask,
+    repo: &owl_core::RepoRequest,
+) -> Result<owl_core::coding::GitRecord, String> {
+    let previous = s.store.task_git(task.id).await.map_err(|e| e.to_string())?;
+    let worktree = s.layout.worktree(task.id);
+    let (path, base, id) = (std::path::PathBuf::from(&repo.path), repo.base.clone(), task.id);
+    let prev = previous.clone();
+    let rec = tokio::task::spawn_blocking(move || crate::git::prepare(&path, base.as_deref(), id, &worktree, prev.as_ref()))
+        .await
+        .map_err(|e| format!("preparing the worktree panicked: {e}"))??;
+    s.store.set_task_git(task.id, rec.clone()).await.map_err(|e| e.to_string())?;
+    append_log_note(s, task.id, task.attempt, &format!("worktree {} on branch {} from {}", rec.worktree, rec.branch, short(&rec.base)));
+    Ok(rec)
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// After the task: on success, commit (and push); the record keeps what happened.
+async fn finish_worktree(
+    s: &Arc<Shared>,
+    task: &ClaimedTask,
+    cfg: &EngineConfig,
+    mut rec: owl_core::coding::GitRecord,
+    outcome: RunOutcome,
+) -> RunOutcome {
+    if !matches!(outcome, RunOutcome::Succeeded) {
+        return outcome;
+    }
+    let what = match &task.spec.command {
+        owl_core::Command::Agent { prompt, .. } | owl_core::Command::Cli { prompt, .. } => prompt.clone(),
+        other => other.display(),
+    };
+    let push_to = task.spec.repo.as_ref().and_then(|r| r.push.clone());
+    let (id, timeout) = (task.id, cfg.git.push_timeout);
+    let mut rec2 = rec.clone();
+    // The record comes back with whatever was done, and the error that stopped it, if any.
+    let result = tokio::task::spawn_blocking(move || -> (owl_core::coding::GitRecord, Option<String>) {
+        match crate::git::commit(&rec2, &crate::git::message(id, &what)) {
+            Ok(Some((sha, files))) => {
+                rec2.commit = Some(sha);
+                rec2.files_changed = files;
             }
-            env.push(("OWL_TASK_ID".into(), id.to_string()));
-            env.push(("OWL_ATTEMPT".into(), attempt.to_string()));
-            env.push(("OWL_WORKSPACE".into(), workspace.display().to_string()));
-            // Marks the process as this data dir's (crash recovery finds orphans by it) and
-            // lets a task call `owl` against its own daemon.
-            env.push(("OWL_DATA_DIR".into(), s.layout.root().display().to_string()));
-            let mut argv = task.spec.command.to_argv().unwrap_or_default();
-            let mut env_remove = s.withheld_env.read().expect("withheld env lock poisoned").clone();
-            let mut refused = None;
-            let mut cgroup = None;
-            if crate::sandboxing::wanted(&task.spec, &cfg.sandbox) {
-                let req = task.spec.sandbox.clone().unwrap_or_default();
-                env_remove.extend(crate::sandboxing::secret_vars(&req.grant_env));
-                let tmp = workspace.join(".tmp");
-                let _ = std::fs::create_dir_all(&tmp);
-                env.push(("TMPDIR".into(), tmp.display().to_string()));
-                let mut extra: Vec<std::path::PathBuf> = req.writable.iter().map(std::path::PathBuf::from).collect();
-                if cwd != workspace {
-                    extra.push(cwd.clone());
-                }
-                let name = format!("task-{id}-{attempt}-{}", std::process::id());
-                let sb = cfg.sandbox.spec_for(&workspace, &extra, req.allow_net, req.allow_hosts.clone(), name.clone());
-                cgroup = Some(name);
-                match cfg.sandbox.wrap(argv, &sb, &mut env) {
-                    Ok(a) => argv = a,
-                    Err(e) => {
-                        refused = Some(e);
-                        argv = vec![];
-                    }
-                }
+            Ok(None) => {}
+            Err(e) => return (rec2, Some(e)),
+        }
+        if let Some(remote) = push_to {
+            if let Err(e) = crate::git::push(&rec2, &remote, timeout) {
+                return (rec2, Some(e));
             }
-            let spec = ProcessSpec {
-                argv,
-                env,
-                cwd,
-                log_path: s.layout.log_file(id, attempt),
-                log_max_bytes: cfg.log_max_bytes,
-                timeout: task.spec.timeout_ms.map(Duration::from_millis),
-                kill_grace: cfg.kill_grace,
-                env_remove,
+            rec2.pushed = Some(remote);
+        }
+        (rec2, None)
+    })
+    .await;
+    let (out, note) = match result {
+        Ok((r, None)) => {
+            let note = match &r.commit {
+                Some(c) => format!("committed {} on {} ({} files changed)", short(c), r.branch, r.files_changed.len()),
+                None => format!("no changes to commit on {}", r.branch),
             };
-            match refused {
-                Some(msg) => owl_exec::ProcessOutcome { ended: Ended::SpawnFailed(msg), exit_code: None, signal: None, pid: None },
-                None => {
-                    tracing::debug!(task = %id, attempt, "spawning");
-                    let out = owl_exec::run(spec, stop, progress_tx).await;
-                    tracing::debug!(task = %id, attempt, "process ended");
-                    if let Some(c) = &cgroup {
-                        owl_sandbox::remove_cgroup(c);
-                    }
-                    out
+            rec = r;
+            (RunOutcome::Succeeded, note)
+        }
+        Ok((r, Some(e))) => {
+            rec = r;
+            (RunOutcome::Failed { exit_code: None, signal: None, error: Some(e.clone()) }, e)
+        }
+        Err(e) => (RunOutcome::Failed { exit_code: None, signal: None, error: Some(format!("git panicked: {e}")) }, "git panicked".into()),
+    };
+    append_log_note(s, task.id, task.attempt, &note);
+    if let Some(remote) = &rec.pushed {
+        append_log_note(s, task.id, task.attempt, &format!("pushed {} to {remote}", rec.branch));
+    }
+    if let Err(e) = s.store.set_task_git(task.id, rec).await {
+        tracing::error!(task = %task.id, error = %e, "cannot record the task's git result");
+    }
+    out
+}
+
+/// What runs as a process: a plain command, or a coding CLI given the prompt.
+async fn run_process(
+    s: &Arc<Shared>,
+    task: &ClaimedTask,
+    cfg: &EngineConfig,
+    workspace: &std::path::Path,
+    workdir: &std::path::Path,
+    stop: watch::Receiver<Option<Stop>>,
+    progress_tx: watch::Sender<u64>,
+) -> (RunOutcome, Option<i32>, Option<i32>) {
+    let (id, attempt) = (task.id, task.attempt);
+    let mut env: Vec<(String, String)> = task.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    // Input files (a webhook payload, say) go into the workspace before the start.
+    for input in &task.spec.inputs {
+        let path = workspace.join(&input.file);
+        if let Err(e) = std::fs::write(&path, &input.content) {
+            tracing::error!(task = %id, file = %path.display(), error = %e, "cannot write an input file");
+        }
+        env.push((input.env.clone(), path.display().to_string()));
+    }
+    env.push(("OWL_TASK_ID".into(), id.to_string()));
+    env.push(("OWL_ATTEMPT".into(), attempt.to_string()));
+    env.push(("OWL_WORKSPACE".into(), workdir.display().to_string()));
+    // Marks the process as this data dir's (crash recovery finds orphans by it) and lets a
+    // task call `owl` against its own daemon.
+    env.push(("OWL_DATA_DIR".into(), s.layout.root().display().to_string()));
+    let req = task.spec.sandbox.clone().unwrap_or_default();
+    let mut sandboxed = crate::sandboxing::wanted(&task.spec, &cfg.sandbox);
+    let mut extra_writable: Vec<std::path::PathBuf> = req.writable.iter().map(std::path::PathBuf::from).collect();
+    let mut allow_hosts = req.allow_hosts.clone();
+    let mut grant_env = req.grant_env.clone();
+    let mut limits = cfg.sandbox.limits.clone();
+    let mut parser = None;
+    let mut cli_name = String::new();
+    let mut argv = match &task.spec.command {
+        owl_core::Command::Cli { cli, prompt } => {
+            let profile = match owl_core::coding::resolve(cli, &cfg.cli) {
+                Ok(p) => p,
+                Err(e) => {
+                    append_log_note(s, id, attempt, &e);
+                    return (RunOutcome::Failed { exit_code: None, signal: None, error: Some(e) }, None, None);
                 }
+            };
+            // A coding CLI is driven by an AI: sandboxed unless the task opted out by name.
+            sandboxed = req.enabled != Some(false);
+            let home = std::env::var("HOME").ok();
+            extra_writable
+                .extend(profile.writable.iter().map(|w| std::path::PathBuf::from(owl_core::coding::expand_home(w, home.as_deref()))));
+            allow_hosts.extend(profile.allow_hosts.iter().cloned());
+            grant_env.extend(profile.grant_env.iter().cloned());
+            if let Some(mb) = profile.memory_mb {
+                limits.memory_bytes = (mb > 0).then_some(mb * 1024 * 1024);
+            }
+            env.extend(profile.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+            cli_name = if cli.starts_with("custom:") { "custom".into() } else { cli.clone() };
+            parser = Some(owl_agent::cli_stream::CliParser::new(profile.format));
+            owl_core::coding::render(&profile.command, prompt, &workdir.display().to_string())
+        }
+        other => other.to_argv().unwrap_or_default(),
+    };
+    let mut env_remove = s.withheld_env.read().expect("withheld env lock poisoned").clone();
+    let mut refused = None;
+    let mut cgroup = None;
+    if sandboxed {
+        env_remove.extend(crate::sandboxing::secret_vars(&grant_env));
+        let tmp = workspace.join(".tmp");
+        let _ = std::fs::create_dir_all(&tmp);
+        env.push(("TMPDIR".into(), tmp.display().to_string()));
+        if workdir != workspace {
+            extra_writable.push(workdir.to_path_buf());
+        }
+        let name = format!("task-{id}-{attempt}-{}", std::process::id());
+        let mut sb = cfg.sandbox.spec_for(workspace, &extra_writable, req.allow_net, allow_hosts, name.clone());
+        sb.limits = limits;
+        cgroup = Some(name);
+        match cfg.sandbox.wrap(argv, &sb, &mut env) {
+            Ok(a) => argv = a,
+            Err(e) => {
+                refused = Some(e);
+                argv = vec![];
             }
         }
+    }
+    let (tap_tx, tap_rx) = mpsc::unbounded_channel();
+    let reader = parser.map(|p| tokio::spawn(read_cli_stream(s.clone(), id, attempt, cli_name.clone(), p, tap_rx)));
+    let spec = ProcessSpec {
+        argv,
+        env,
+        cwd: workdir.to_path_buf(),
+        log_path: s.layout.log_file(id, attempt),
+        log_max_bytes: cfg.log_max_bytes,
+        timeout: task.spec.timeout_ms.map(Duration::from_millis),
+        kill_grace: cfg.kill_grace,
+        env_remove,
+        stdout_tap: reader.is_some().then_some(tap_tx),
     };
-    s.logs.lock().expect("logs lock poisoned").remove(&(id, attempt));
+    let outcome = match refused {
+        Some(msg) => owl_exec::ProcessOutcome { ended: Ended::SpawnFailed(msg), exit_code: None, signal: None, pid: None },
+        None => {
+            tracing::debug!(task = %id, attempt, "spawning");
+            let out = owl_exec::run(spec, stop, progress_tx).await;
+            tracing::debug!(task = %id, attempt, "process ended");
+            if let Some(c) = &cgroup {
+                owl_sandbox::remove_cgroup(c);
+            }
+            out
+        }
+    };
+    let reported = match reader {
+        Some(r) => r.await.ok().flatten(),
+        None => None,
+    };
     let run_outcome = match &outcome.ended {
-        Ended::Exited if outcome.exit_code == Some(0) => RunOutcome::Succeeded,
+        Ended::Exited if outcome.exit_code == Some(0) => match reported {
+            // Exit 0 but the CLI said its run failed: believe the report.
+            Some((text, true)) => {
+                RunOutcome::Failed { exit_code: Some(0), signal: None, error: Some(format!("{cli_name} reported an error: {text}")) }
+            }
+            _ => RunOutcome::Succeeded,
+        },
         Ended::Exited => RunOutcome::Failed { exit_code: outcome.exit_code, signal: outcome.signal, error: None },
         Ended::TimedOut => RunOutcome::TimedOut,
         Ended::Stopped(Stop::Cancel(reason)) => RunOutcome::Cancelled { reason: reason.clone() },
         Ended::Stopped(Stop::Interrupt(reason)) => RunOutcome::Interrupted { reason: reason.clone() },
         Ended::SpawnFailed(msg) => RunOutcome::Failed { exit_code: None, signal: None, error: Some(msg.clone()) },
     };
-    finish(&s, id, attempt, run_outcome, outcome.exit_code, outcome.signal, &cfg).await;
-    let _ = done.send(RunnerDone { id });
+    (run_outcome, outcome.exit_code, outcome.signal)
+}
+
+/// Turns a coding CLI's stdout into transcript entries, usage rows and the task's result,
+/// as it streams. Returns the CLI's final report (text, is_error) when it gave one.
+async fn read_cli_stream(
+    s: Arc<Shared>,
+    id: TaskId,
+    attempt: u32,
+    cli: String,
+    mut parser: owl_agent::cli_stream::CliParser,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+) -> Option<(String, bool)> {
+    use owl_agent::cli_stream::CliEvent;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut report = None;
+    let mut done = false;
+    while !done {
+        let mut events = Vec::new();
+        match rx.recv().await {
+            Some(chunk) => {
+                pending.extend_from_slice(&chunk);
+                while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=pos).collect();
+                    // A single line past 16 MiB is not an event anyone reads; drop it.
+                    events.extend(parser.line(&String::from_utf8_lossy(&line)));
+                }
+                if pending.len() > 16 << 20 {
+                    pending.clear();
+                }
+            }
+            None => {
+                if !pending.is_empty() {
+                    events.extend(parser.line(&String::from_utf8_lossy(&pending)));
+                }
+                events.extend(parser.finish());
+                done = true;
+            }
+        }
+        let mut entries = Vec::new();
+        for ev in events {
+            match ev {
+                CliEvent::Entry(v) => entries.push(v),
+                CliEvent::Usage { model, usage, cost_usd } => {
+                    let row = owl_store::UsageRow {
+                        owner: owl_core::agent::Owner::Task(id),
+                        agent: format!("cli:{cli}"),
+                        provider: cli.clone(),
+                        model,
+                        input: usage.input,
+                        output: usage.output,
+                        cached: usage.cached,
+                        cost_usd: cost_usd.unwrap_or(0.0),
+                        at: s.clock.now(),
+                    };
+                    if let Err(e) = s.store.record_usage(row).await {
+                        tracing::warn!(task = %id, error = %e, "cannot record a coding CLI's usage");
+                    }
+                }
+                CliEvent::Result { text, is_error } => {
+                    if let Err(e) = s.store.set_task_result(id, &text).await {
+                        tracing::warn!(task = %id, error = %e, "cannot record a coding CLI's result");
+                    }
+                    report = Some((text, is_error));
+                }
+            }
+        }
+        if !entries.is_empty() {
+            let kinds: Vec<(String, String)> =
+                entries.iter().map(|e| (e["type"].as_str().unwrap_or("").to_string(), crate::agents::summary(e))).collect();
+            match s.store.append_transcript(owl_core::agent::Owner::Task(id), attempt, entries, s.clock.now()).await {
+                Ok(seqs) => {
+                    for (seq, (entry, summary)) in seqs.into_iter().zip(kinds) {
+                        s.publish(EventKind::AgentStep { task_id: id, seq, entry, summary });
+                    }
+                }
+                Err(e) => tracing::warn!(task = %id, error = %e, "cannot record a coding CLI's transcript"),
+            }
+        }
+    }
+    report
 }
 
 /// Records an attempt's end, retrying transient storage errors.

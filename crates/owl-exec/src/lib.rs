@@ -36,6 +36,9 @@ pub struct ProcessSpec {
     pub kill_grace: Duration,
     /// Variables of the daemon's own environment the child must not inherit (secrets).
     pub env_remove: Vec<String>,
+    /// Also receives everything the process writes to stdout, as it comes (the engine reads
+    /// a coding CLI's streamed events from it). The log gets it all the same.
+    pub stdout_tap: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
 }
 
 /// A request to stop a running process, sent by the engine.
@@ -105,8 +108,8 @@ pub async fn run(spec: ProcessSpec, mut stop: watch::Receiver<Option<Stop>>, pro
     };
     let pid = child.id();
     let readers = [
-        child.stdout.take().map(|s| tokio::spawn(pump(s, sink.clone()))),
-        child.stderr.take().map(|s| tokio::spawn(pump(s, sink.clone()))),
+        child.stdout.take().map(|s| tokio::spawn(pump(s, sink.clone(), spec.stdout_tap.clone()))),
+        child.stderr.take().map(|s| tokio::spawn(pump(s, sink.clone(), None))),
     ];
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
     let timeout = async {
@@ -226,12 +229,21 @@ fn lock(sink: &Mutex<LogSink>) -> std::sync::MutexGuard<'_, LogSink> {
     sink.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-async fn pump(mut src: impl tokio::io::AsyncRead + Unpin, sink: Arc<Mutex<LogSink>>) {
+async fn pump(
+    mut src: impl tokio::io::AsyncRead + Unpin,
+    sink: Arc<Mutex<LogSink>>,
+    tap: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match src.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => lock(&sink).write(&buf[..n]),
+            Ok(n) => {
+                lock(&sink).write(&buf[..n]);
+                if let Some(t) = &tap {
+                    let _ = t.send(buf[..n].to_vec());
+                }
+            }
         }
     }
 }

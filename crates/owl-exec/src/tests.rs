@@ -6,6 +6,7 @@ use std::time::Instant;
 
 fn spec(dir: &std::path::Path, script: &str) -> ProcessSpec {
     ProcessSpec {
+        stdout_tap: None,
         argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
         env: vec![("OWL_TEST_VAR".into(), "hello".into())],
         cwd: dir.to_path_buf(),

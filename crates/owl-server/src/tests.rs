@@ -33,6 +33,8 @@ fn api() -> Api {
         default_retries: 0,
         schedules: Default::default(),
         sandbox: Default::default(),
+        cli: Default::default(),
+        git: Default::default(),
     };
     let (engine, dispatch) = owl_engine::Engine::new(Arc::new(store), DataLayout::new(dir.path()), cfg, Arc::new(SystemClock));
     tokio::spawn(dispatch.run(true));

@@ -389,6 +389,9 @@ impl Store for SqliteStore {
     async fn record_usage(&self, usage: UsageRow) -> Result<(), StoreError> {
         self.record_usage_impl(usage).await
     }
+    async fn owner_usage(&self, owner: Owner) -> Result<UsageSummary, StoreError> {
+        self.owner_usage_impl(owner).await
+    }
     async fn set_task_git(&self, id: TaskId, record: owl_core::coding::GitRecord) -> Result<(), StoreError> {
         self.set_task_git_impl(id, record).await
     }

@@ -201,6 +201,28 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn owner_usage_impl(&self, owner: Owner) -> Result<UsageSummary, StoreError> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT count(*), coalesce(sum(input), 0), coalesce(sum(output), 0), coalesce(sum(cached), 0), coalesce(sum(cost_usd), 0.0) \
+                 FROM usage WHERE owner = ?1",
+            )
+            .map_err(backend)?
+            .query_row([owner.key()], |r| {
+                Ok(UsageSummary {
+                    key: owner.key(),
+                    calls: r.get::<_, i64>(0)? as u64,
+                    input: r.get::<_, i64>(1)? as u64,
+                    output: r.get::<_, i64>(2)? as u64,
+                    cached: r.get::<_, i64>(3)? as u64,
+                    cost_usd: r.get(4)?,
+                })
+            })
+            .map_err(backend)
+        })
+        .await
+    }
+
     pub(crate) async fn usage_summary_impl(&self, since: Timestamp, by: UsageBy) -> Result<Vec<UsageSummary>, StoreError> {
         let key = match by {
             UsageBy::Agent => "agent",

@@ -227,6 +227,7 @@ CREATE TABLE task_git (
     record      TEXT    NOT NULL,                -- JSON of owl_core::coding::GitRecord
     removed     INTEGER NOT NULL DEFAULT 0       -- the worktree is gone (retention)
 );
+CREATE INDEX usage_by_owner ON usage(owner);
 "#,
     ),
 ];

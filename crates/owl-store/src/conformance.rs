@@ -47,7 +47,8 @@ macro_rules! conformance_tests {
             transcripts_append_in_order_per_owner,
             an_approval_is_bound_to_its_call_decided_once_and_used_once,
             usage_sums_by_agent_and_model,
-            chats_are_created_and_listed
+            chats_are_created_and_listed,
+            repository_tasks_keep_their_git_record_until_retention
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -652,6 +653,53 @@ pub async fn task_inputs_round_trip(s: DynStore) {
     let mut bad = spec("x");
     bad.inputs = vec![owl_core::InputFile { env: "P".into(), file: "../escape".into(), content: String::new() }];
     assert!(matches!(s.submit(vec![NewTask::new(bad)], T0).await, Err(StoreError::Invalid(_))));
+}
+
+pub async fn repository_tasks_keep_their_git_record_until_retention(s: DynStore) {
+    let mut sp = TaskSpec::new(Command::Cli { cli: "claude".into(), prompt: "fix it".into() });
+    sp.repo = Some(owl_core::RepoRequest { path: "/src/app".into(), base: Some("main".into()), push: Some("origin".into()) });
+    let id = add(&s, sp.clone()).await;
+    assert_eq!(s.get(id).await.unwrap().spec, sp, "the command and repository round-trip");
+    let running = add(&s, spec("still running")).await;
+    assert_eq!(s.task_git(id).await.unwrap(), None);
+    let mut rec = owl_core::coding::GitRecord {
+        repo: "/src/app".into(),
+        worktree: "/data/worktrees/1".into(),
+        branch: format!("owl/task-{id}"),
+        base: "abc".into(),
+        ..Default::default()
+    };
+    s.set_task_git(id, rec.clone()).await.unwrap();
+    s.set_task_git(running, rec.clone()).await.unwrap();
+    claim(&s, T0, 2).await;
+    assert!(s.worktrees_to_remove(Timestamp(i64::MAX / 2)).await.unwrap().is_empty(), "running tasks keep their worktree");
+    rec.commit = Some("def".into());
+    rec.files_changed = vec!["a.rs".into()];
+    s.set_task_git(id, rec.clone()).await.unwrap();
+    assert_eq!(s.task_git(id).await.unwrap(), Some(rec.clone()), "the latest record replaces the first");
+    let end = T0.plus(Duration::from_secs(10));
+    s.complete(done(id, 1, RunOutcome::Succeeded, end)).await.unwrap();
+    assert!(s.worktrees_to_remove(end.minus(Duration::from_secs(1))).await.unwrap().is_empty(), "not yet past retention");
+    assert_eq!(s.worktrees_to_remove(end).await.unwrap(), vec![(id, rec.clone())]);
+    rec.removed = true;
+    s.set_task_git(id, rec).await.unwrap();
+    assert!(s.worktrees_to_remove(Timestamp(i64::MAX / 2)).await.unwrap().is_empty(), "a removed worktree is not listed again");
+    s.record_usage(UsageRow {
+        owner: Owner::Task(id),
+        agent: "cli:claude".into(),
+        provider: "claude".into(),
+        model: "m".into(),
+        input: 10,
+        output: 5,
+        cached: 2,
+        cost_usd: 0.5,
+        at: end,
+    })
+    .await
+    .unwrap();
+    let u = s.owner_usage(Owner::Task(id)).await.unwrap();
+    assert_eq!((u.calls, u.input, u.output, u.cached), (1, 10, 5, 2));
+    assert_eq!(s.owner_usage(Owner::Task(running)).await.unwrap().calls, 0);
 }
 
 pub async fn transcripts_append_in_order_per_owner(s: DynStore) {

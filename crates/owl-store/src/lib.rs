@@ -120,6 +120,8 @@ pub trait Store: Send + Sync + 'static {
     async fn set_task_result(&self, id: TaskId, result: &str) -> Result<(), StoreError>;
     async fn task_result(&self, id: TaskId) -> Result<Option<String>, StoreError>;
     async fn record_usage(&self, usage: UsageRow) -> Result<(), StoreError>;
+    /// Everything one task or chat used (`key` is the owner's).
+    async fn owner_usage(&self, owner: Owner) -> Result<UsageSummary, StoreError>;
     /// Records (replacing) what owl did in git for a repository task.
     async fn set_task_git(&self, id: TaskId, record: owl_core::coding::GitRecord) -> Result<(), StoreError>;
     async fn task_git(&self, id: TaskId) -> Result<Option<owl_core::coding::GitRecord>, StoreError>;

@@ -63,7 +63,11 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
                 bail!("--repo: {} is not a directory", abs.display());
             }
             let abs = abs.canonicalize().unwrap_or(abs);
-            Some(owl_core::RepoRequest { path: abs.display().to_string(), base: args.base.clone(), push: args.push.clone() })
+            Some(owl_core::RepoRequest {
+                path: abs.display().to_string(),
+                base: args.base.clone(),
+                push: args.push.then(|| args.remote.clone()),
+            })
         }
         None => None,
     };

@@ -119,6 +119,32 @@ pub async fn show(client: &Client, id: &str, json: bool) -> Result<()> {
     if let Some(r) = &t.result {
         println!("  result     {}", r.replace('\n', "\n             "));
     }
+    if let Some(r) = &t.repo {
+        println!("  repo       {}{}", r.path, r.base.as_ref().map(|b| format!(" (from {b})")).unwrap_or_default());
+    }
+    if let Some(g) = &t.git {
+        println!("  branch     {} (from {})", g.branch, &g.base[..g.base.len().min(12)]);
+        match &g.commit {
+            Some(c) => println!("  commit     {c}"),
+            None if t.status == owl_core::task::Status::Succeeded => println!("  commit     none: nothing changed"),
+            None => {}
+        }
+        if !g.files_changed.is_empty() {
+            println!("  changed    {} files: {}", g.files_changed.len(), g.files_changed.join(", "));
+        }
+        if let Some(p) = &g.pushed {
+            println!("  pushed     to {p}");
+        }
+        if g.removed {
+            println!("  worktree   removed (retention); the branch remains");
+        } else {
+            println!("  worktree   {}", g.worktree);
+        }
+    }
+    if let Some(u) = &t.usage {
+        let cost = if u.cost_usd > 0.0 { format!(", ${:.4}", u.cost_usd) } else { String::new() };
+        println!("  tokens     {} in ({} cached), {} out over {} calls{cost}", u.input_tokens, u.cached_tokens, u.output_tokens, u.calls);
+    }
     println!("  created    {} ({})", t.created_at, relative(t.created_at, n));
     let runs = t.runs.clone().unwrap_or_default();
     if !runs.is_empty() {

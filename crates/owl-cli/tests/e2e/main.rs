@@ -4,6 +4,7 @@
 mod agents;
 mod api;
 mod cli;
+mod coding;
 mod crash;
 mod harness;
 mod lifecycle;

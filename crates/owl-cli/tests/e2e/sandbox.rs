@@ -6,7 +6,7 @@ use crate::harness::*;
 use std::time::Duration;
 
 /// None when the sandbox can run here; else the reason the test is skipped.
-fn unavailable() -> Option<String> {
+pub fn unavailable() -> Option<String> {
     let out = owl_in(std::path::Path::new("/tmp"), &["--json", "sandbox", "check"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("sandbox check --json");
     let missing: Vec<String> = v["capabilities"]

@@ -93,6 +93,17 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     let mut v = TaskView::from(task);
     v.runs = Some(runs.into_iter().map(RunView::from).collect());
     v.result = state.engine.store().task_result(id).await?;
+    v.git = state.engine.store().task_git(id).await?;
+    let u = state.engine.store().owner_usage(owl_core::agent::Owner::Task(id)).await?;
+    if u.calls > 0 {
+        v.usage = Some(owl_api::TaskUsage {
+            calls: u.calls,
+            input_tokens: u.input,
+            output_tokens: u.output,
+            cached_tokens: u.cached,
+            cost_usd: u.cost_usd,
+        });
+    }
     Ok(Json(v))
 }
 
