@@ -48,6 +48,8 @@ pub struct SandboxBase {
     pub hidden: Vec<std::path::PathBuf>,
     pub writable: Vec<std::path::PathBuf>,
     pub limits: owl_sandbox::Limits,
+    /// Deny internet sockets with seccomp instead of a network namespace.
+    pub seccomp_net: bool,
 }
 
 /// Where the built-in default agent's GGUF model is looked for.

@@ -243,5 +243,11 @@ fn reload(engine: &Engine, config: &(PathBuf, bool), args: &DaemonArgs, running:
 /// The agent runtime's sandbox, from the engine's (the trampoline and hidden paths are the daemon's).
 fn sandbox_base(engine: &Engine) -> Option<owl_agent::runtime::SandboxBase> {
     let c = engine.config().sandbox;
-    c.exe.map(|exe| owl_agent::runtime::SandboxBase { exe, hidden: c.hidden, writable: c.writable, limits: c.limits })
+    c.exe.map(|exe| owl_agent::runtime::SandboxBase {
+        exe,
+        hidden: c.hidden,
+        writable: c.writable,
+        limits: c.limits,
+        seccomp_net: c.seccomp_net,
+    })
 }

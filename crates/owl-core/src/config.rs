@@ -100,6 +100,18 @@ pub struct SandboxSettings {
     pub processes: u64,
     pub file_size_mb: u64,
     pub open_files: u64,
+    /// How a sandboxed task without network is cut off: its own empty network namespace
+    /// (`namespace`, needed for `--allow-host`), or a seccomp filter denying internet sockets
+    /// (`seccomp`, the automatic fallback where namespaces are not allowed).
+    pub network_isolation: NetworkIsolation,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkIsolation {
+    #[default]
+    Namespace,
+    Seccomp,
 }
 
 impl Default for SandboxSettings {
@@ -113,6 +125,7 @@ impl Default for SandboxSettings {
             processes: 256,
             file_size_mb: 1024,
             open_files: 1024,
+            network_isolation: NetworkIsolation::Namespace,
         }
     }
 }

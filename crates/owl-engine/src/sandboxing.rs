@@ -12,6 +12,8 @@ pub struct SandboxDefaults {
     pub groups: Vec<String>,
     pub writable: Vec<PathBuf>,
     pub limits: owl_sandbox::Limits,
+    /// `[sandbox] network_isolation = "seccomp"`.
+    pub seccomp_net: bool,
     /// The `owl` binary that applies a sandbox; `None` means sandboxed tasks cannot run here.
     pub exe: Option<PathBuf>,
     /// What sandboxed tasks may not read: owl's data and config directories.
@@ -33,6 +35,7 @@ impl SandboxDefaults {
                 file_size_bytes: mb(s.file_size_mb),
                 open_files: some(s.open_files),
             },
+            seccomp_net: s.network_isolation == owl_core::config::NetworkIsolation::Seccomp,
             exe: None,
             hidden: vec![],
         }
@@ -50,7 +53,15 @@ impl SandboxDefaults {
         let mut writable = vec![workspace.to_path_buf()];
         writable.extend(extra_writable.iter().cloned());
         writable.extend(self.writable.iter().cloned());
-        owl_sandbox::Spec { writable, hidden: self.hidden.clone(), network, limits: self.limits.clone(), cgroup: Some(cgroup), allow_hosts }
+        owl_sandbox::Spec {
+            writable,
+            hidden: self.hidden.clone(),
+            network,
+            limits: self.limits.clone(),
+            cgroup: Some(cgroup),
+            allow_hosts,
+            seccomp_net: self.seccomp_net,
+        }
     }
 
     /// Wraps `argv` so that it runs under `spec`, or says why it cannot.

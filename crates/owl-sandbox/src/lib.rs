@@ -58,6 +58,10 @@ pub struct Spec {
     /// (`host`, `host:port`, `*.domain`). Empty means no network at all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_hosts: Vec<String>,
+    /// Without `network`: deny internet sockets with a seccomp filter instead of entering a
+    /// network namespace (also the automatic fallback where namespaces are not allowed).
+    #[serde(default)]
+    pub seccomp_net: bool,
 }
 
 /// Where pids cgroups can be made: cgroup v2 with the pids controller, or the v1 pids hierarchy.
@@ -114,13 +118,14 @@ pub fn check() -> Vec<Capability> {
         > 0
         && std::fs::read_to_string("/proc/sys/kernel/unprivileged_userns_clone").map(|s| s.trim() != "0").unwrap_or(true)
         && std::fs::read_to_string("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").map(|s| s.trim() != "1").unwrap_or(true);
+    let seccomp = std::path::Path::new("/proc/sys/kernel/seccomp/actions_avail").exists();
     out.push(Capability {
-        name: "network_namespace".into(),
-        available: userns,
-        detail: if userns {
-            "unprivileged user and network namespaces: a task without --allow-net has no network at all".into()
-        } else {
-            "unprivileged user namespaces are disabled (sysctl kernel.unprivileged_userns_clone or user.max_user_namespaces)".into()
+        name: "network_isolation".into(),
+        available: userns || seccomp,
+        detail: match (userns, seccomp) {
+            (true, _) => "unprivileged user and network namespaces: a task without --allow-net has no network at all; --allow-host works".into(),
+            (false, true) => "no unprivileged namespaces (sysctl kernel.unprivileged_userns_clone or user.max_user_namespaces): internet sockets are denied by seccomp instead; --allow-host is unavailable".into(),
+            (false, false) => "neither unprivileged network namespaces nor seccomp filters are available".into(),
         },
     });
     out.push(Capability {
@@ -198,9 +203,26 @@ pub fn exec(spec: &Spec, argv: &[String]) -> ! {
     if nix::unistd::getuid().is_root() {
         limits.processes = None;
     }
-    if let Err(e) = enter_namespaces(!spec.network) {
-        let what = if spec.network { "a user namespace" } else { "network isolation" };
-        fail(what, e, "Grant network with --allow-net (still needs a user namespace), or run without the sandbox with --no-sandbox.");
+    let mut seccomp_net = !spec.network && spec.seccomp_net;
+    if let Err(e) = enter_namespaces(!spec.network && !seccomp_net) {
+        // Where namespaces are not allowed: internet sockets denied by seccomp instead, and
+        // for a user who is not root, no user namespace is needed to hold no privileges.
+        let root = nix::unistd::getuid().is_root();
+        if !spec.network && !seccomp_net && enter_namespaces(false).is_ok() {
+            seccomp_net = true;
+        } else if !root {
+            seccomp_net = !spec.network;
+        } else {
+            let what = if spec.network { "a user namespace" } else { "network isolation" };
+            fail(what, e, "Grant network with --allow-net (still needs a user namespace), or run without the sandbox with --no-sandbox.");
+        }
+    }
+    if seccomp_net && proxy.is_some() {
+        fail(
+            "the network allowlist",
+            "it needs a network namespace, which this kernel does not allow unprivileged (or [sandbox] network_isolation = \"seccomp\")",
+            "Grant full network with --allow-net, or run with --no-sandbox.",
+        );
     }
     let mut proxy_port = None;
     if let Some((_child, channel)) = &proxy {
@@ -214,6 +236,11 @@ pub fn exec(spec: &Spec, argv: &[String]) -> ! {
     }
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
         fail("no_new_privs", e, "Run with --no-sandbox.");
+    }
+    if seccomp_net {
+        if let Err(e) = deny_inet_sockets() {
+            fail("network isolation (seccomp)", e, "Grant network with --allow-net, or run with --no-sandbox.");
+        }
     }
     if let Err(e) = restrict_files(spec, proxy_port) {
         fail("write confinement (Landlock)", e, "Run with --no-sandbox to opt out explicitly.");
@@ -246,6 +273,23 @@ fn enter_namespaces(network_off: bool) -> Result<(), String> {
     std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1")).map_err(|e| format!("uid_map: {e}"))?;
     std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1")).map_err(|e| format!("gid_map: {e}"))?;
     Ok(())
+}
+
+/// A seccomp filter: `socket()` for IPv4, IPv6 and raw packets fails with EACCES, and io_uring
+/// (which can open sockets without `socket()`) is unavailable. Unix sockets still work.
+fn deny_inet_sockets() -> Result<(), String> {
+    use seccompiler::{SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch};
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| format!("{e:?}"))?;
+    let domain = |d: i32| -> Result<SeccompRule, String> {
+        let c = SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, d as u64).map_err(|e| e.to_string())?;
+        SeccompRule::new(vec![c]).map_err(|e| e.to_string())
+    };
+    let socket_rules = vec![domain(libc::AF_INET)?, domain(libc::AF_INET6)?, domain(libc::AF_PACKET)?];
+    let rules = std::collections::BTreeMap::from([(libc::SYS_socket, socket_rules), (libc::SYS_io_uring_setup, vec![])]);
+    let filter =
+        SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EACCES as u32), arch).map_err(|e| e.to_string())?;
+    let program: seccompiler::BpfProgram = filter.try_into().map_err(|e: seccompiler::BackendError| e.to_string())?;
+    seccompiler::apply_filter(&program).map_err(|e| e.to_string())
 }
 
 fn set_limits(l: &Limits) -> Result<(), String> {

@@ -48,6 +48,7 @@ pub(super) async fn run(ctx: &ToolCtx, arguments: &Value, approved: bool) -> Too
             limits: base.limits.clone(),
             cgroup: cgroup.clone(),
             allow_hosts: ctx.agent.allow_hosts.clone(),
+            seccomp_net: base.seccomp_net,
         };
         env.push((owl_sandbox::SPEC_VAR.into(), serde_json::to_string(&spec).expect("spec serializes")));
         let mut wrapped = vec![base.exe.display().to_string(), owl_sandbox::SUBCOMMAND.into(), "--".into()];

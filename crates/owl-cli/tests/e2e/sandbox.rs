@@ -105,6 +105,45 @@ fn no_network_unless_granted() {
     assert!(log(&d, id).contains("CONNECTED"), "--allow-net keeps the network");
 }
 
+/// The fallback for kernels without unprivileged network namespaces, chosen here by config:
+/// a seccomp filter makes internet sockets fail while Unix sockets keep working.
+#[test]
+fn seccomp_network_isolation_denies_internet_sockets() {
+    require_sandbox!();
+    if !std::path::Path::new("/proc/sys/kernel/seccomp/actions_avail").exists() {
+        eprintln!("SKIPPED: this kernel has no seccomp filters");
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(config_path(&dir), "[sandbox]\nnetwork_isolation = \"seccomp\"\n").unwrap();
+    let d = Daemon::start(&dir, &[]);
+    let probe = format!(
+        "bash -c 'echo hi > /dev/tcp/127.0.0.1/{port}' && echo CONNECTED; \
+         /usr/bin/python3 -c 'import socket; socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)' 2>&1 | tail -1; \
+         /usr/bin/python3 -c 'import socket; socket.socket(socket.AF_UNIX); print(\"unix-ok\")'; \
+         ls /sys/class/net | wc -l; echo end"
+    );
+    let id = add(&d, &["--sandbox", "--shell", "--", &probe]);
+    finished(&d, id);
+    let out = log(&d, id);
+    assert!(out.contains("end") && !out.contains("CONNECTED"), "{out}");
+    assert!(out.contains("PermissionError"), "an IPv6 UDP socket is refused too: {out}");
+    assert!(out.contains("unix-ok"), "{out}");
+    assert!(listener.accept().is_err(), "no connection reached the listener");
+    let allow = add(&d, &["--sandbox", "--allow-host", "example.com", "--shell", "--", "echo ran"]);
+    let t = finished(&d, allow);
+    assert_eq!(t["status"], "failed", "the allowlist needs a namespace; it fails closed here");
+    assert!(log(&d, allow).contains("the network allowlist is required but unavailable"), "{}", log(&d, allow));
+    let id = add(&d, &["--sandbox", "--allow-net", "--shell", "--", &probe]);
+    finished(&d, id);
+    assert!(log(&d, id).contains("CONNECTED"), "--allow-net keeps the network");
+}
+
 #[test]
 fn secrets_are_removed_unless_granted_and_the_opt_out_is_recorded() {
     require_sandbox!();
