@@ -286,7 +286,7 @@ impl Settings {
                     (None, _) => {
                         return Err(ConfigError {
                             source_name: name.into(),
-                            message: format!("unknown section `{section}`; known sections are [daemon], [tasks], [api], [scheduler], [sandbox], [agent], [providers.NAME], [agents.NAME] and [prices.MODEL]"),
+                            message: format!("unknown section `{section}`; known sections are [daemon], [tasks], [api], [scheduler], [sandbox], [git], [agent], [providers.NAME], [agents.NAME], [prices.MODEL] and [cli.NAME]"),
                         })
                     }
                 }
@@ -452,6 +452,24 @@ memory_mb = 4096
 processes = 256
 file_size_mb = 1024
 open_files = 1024
+# How a task without network is cut off: "namespace" (its own empty network, needed for
+# --allow-host) or "seccomp" (internet sockets denied; the fallback without namespaces).
+network_isolation = "namespace"
+
+[git]
+# A finished repository task's worktree is removed this long after it ended (the branch stays).
+worktree_retention = "7days"
+# How long --push may take.
+push_timeout = "5m"
+
+# Coding CLI profiles: claude, codex, gemini and aider are built in; a table replaces one.
+# [cli.claude]
+# command = ["claude", "-p", "{prompt}", "--output-format", "stream-json", "--verbose"]
+# format = "claude_stream_json"      # claude_stream_json | codex_json | gemini_stream_json | raw
+# writable = ["~/.claude", "~/.claude.json"]
+# grant_env = ["ANTHROPIC_API_KEY"]
+# allow_hosts = ["api.anthropic.com"]
+# memory_mb = 0
 
 [agent]
 # An approval request nobody decides within this time counts as denied.
