@@ -1,0 +1,5 @@
+//! owl-memory: long-term memory for agents. Texts are embedded locally (candle, a
+//! sentence-transformers BERT model), searched through a vector index and SQLite full-text
+//! search, and the two rankings are fused.
+
+pub mod embed;
