@@ -2,4 +2,5 @@
 //! sentence-transformers BERT model), searched through a vector index and SQLite full-text
 //! search, and the two rankings are fused.
 
+pub mod db;
 pub mod embed;
