@@ -4,3 +4,4 @@
 
 pub mod db;
 pub mod embed;
+pub mod index;
