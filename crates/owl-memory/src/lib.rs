@@ -5,3 +5,7 @@
 pub mod db;
 pub mod embed;
 pub mod index;
+pub mod memory;
+
+pub use db::{Filter, MemoryItem, NewMemory};
+pub use memory::{Added, Hit, Memory, MemoryConfig, Query, RECALL_MARKER};
