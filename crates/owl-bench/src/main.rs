@@ -2,12 +2,14 @@
 //!
 //! `owl-bench [--quick] [--skip-idle]` for the queue and daemon figures;
 //! `owl-bench scheduler [--quick]` for the scheduler figures (about 90 s);
+//! `owl-bench memory [--quick]` for the memory index at 100,000 items and the embedder;
 //! `owl-bench agent [--quick]` for the agent loop and (with `--features local`) the local model. Build both binaries in release first
 //! (`cargo build --release -p owl-cli -p owl-bench`): the daemon figures start the real `owl`
 //! binary found next to this one.
 
 mod agent_figures;
 mod daemon_figures;
+mod memory_figures;
 mod queue_figures;
 mod scheduler_figures;
 
@@ -56,7 +58,11 @@ fn main() {
     let mut out = Map::new();
     out.insert("machine".into(), machine());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    if args.get(1).map(String::as_str) == Some("agent") {
+    if args.get(1).map(String::as_str) == Some("memory") {
+        for (k, v) in memory_figures::run(quick) {
+            out.insert(k, v);
+        }
+    } else if args.get(1).map(String::as_str) == Some("agent") {
         rt.block_on(async {
             for (k, v) in agent_figures::run(quick).await {
                 out.insert(k, v);
