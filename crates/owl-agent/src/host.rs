@@ -70,4 +70,12 @@ pub trait Host: Send + Sync {
     async fn create_schedule(&self, owner: Owner, s: NewAgentSchedule) -> Result<Value, String>;
     /// `pause`, `resume` or `cancel` (delete) a schedule an agent created.
     async fn manage_schedule(&self, name: &str, action: &str) -> Result<Value, String>;
+    /// Long-term memory search for `agent`: hits as `[recalled memory #id] (kind) text` lines.
+    async fn memory_search(&self, _agent: &str, _query: &str, _k: usize) -> Result<String, String> {
+        Err("long-term memory is not available here".into())
+    }
+    /// Remembers `text` for `agent`; says whether it was new or merged into an existing memory.
+    async fn memory_add(&self, _owner: Owner, _agent: &str, _text: &str, _kind: &str, _tags: Vec<String>) -> Result<String, String> {
+        Err("long-term memory is not available here".into())
+    }
 }

@@ -115,6 +115,7 @@ pub(crate) fn engine_config(workers: usize) -> EngineConfig {
         sandbox: Default::default(),
         cli: Default::default(),
         git: Default::default(),
+        memory: Default::default(),
     }
 }
 

@@ -293,7 +293,7 @@ pub const TOOL_NAMES: &[&str] = &[
 ];
 
 /// The tools an agent gets when its config lists none.
-pub const DEFAULT_TOOLS: &[&str] = &["shell", "read_file", "write_file", "edit_file", "list_dir", "grep"];
+pub const DEFAULT_TOOLS: &[&str] = &["shell", "read_file", "write_file", "edit_file", "list_dir", "grep", "memory_search", "memory_add"];
 
 /// Checks agents and providers against each other; errors name the config key.
 pub fn check(providers: &Providers, agents: &Agents) -> Result<(), (String, String)> {

@@ -62,6 +62,76 @@ pub struct Settings {
     pub cli: crate::coding::CliProfiles,
     /// Git worktrees of repository tasks.
     pub git: GitSettings,
+    /// Long-term memory.
+    pub memory: MemorySettings,
+}
+
+/// `[memory]`: local embeddings, dedup, recall into agent prompts, retention.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemorySettings {
+    pub enabled: bool,
+    /// A sentence-transformers BERT directory (config.json, tokenizer.json, model.safetensors);
+    /// default: all-MiniLM-L6-v2 fetched by scripts/fetch-models into ~/.cache/owl/models.
+    pub model_dir: Option<String>,
+    /// `local` (candle, in-process), `http` (an OpenAI-compatible /v1/embeddings endpoint) or
+    /// `none` (full-text search only).
+    pub embeddings: String,
+    /// With `embeddings = "http"`: the base URL (e.g. http://127.0.0.1:11434/v1), the model and
+    /// the environment variable holding the key (if any).
+    pub endpoint: Option<String>,
+    pub embedding_model: Option<String>,
+    pub api_key_env: Option<String>,
+    /// Cosine similarity at which a new item merges into an existing one of the same kind.
+    pub dedup_threshold: f32,
+    pub max_item_chars: usize,
+    /// Memories recalled into an agent's prompt: at most this many, within this many tokens.
+    pub recall_k: usize,
+    pub recall_tokens: usize,
+    /// Store each finished agent task, and each chat turn, as a memory.
+    pub remember_tasks: bool,
+    pub remember_chats: bool,
+    /// How long items of a kind are kept, e.g. `conversation = "90days"`; kinds not listed stay.
+    #[serde(with = "serde_human_map")]
+    pub retention: std::collections::BTreeMap<String, Duration>,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        MemorySettings {
+            enabled: true,
+            model_dir: None,
+            embeddings: "local".into(),
+            endpoint: None,
+            embedding_model: None,
+            api_key_env: None,
+            dedup_threshold: 0.95,
+            max_item_chars: 8000,
+            recall_k: 5,
+            recall_tokens: 600,
+            remember_tasks: true,
+            remember_chats: true,
+            retention: std::collections::BTreeMap::from([("conversation".to_string(), Duration::from_secs(90 * 86400))]),
+        }
+    }
+}
+
+mod serde_human_map {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(m: &BTreeMap<String, Duration>, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(m.len()))?;
+        for (k, v) in m {
+            map.serialize_entry(k, &crate::duration::format(*v))?;
+        }
+        map.end()
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Duration>, D::Error> {
+        let raw = BTreeMap::<String, String>::deserialize(d)?;
+        raw.into_iter().map(|(k, v)| crate::duration::parse(&v).map(|d| (k, d)).map_err(serde::de::Error::custom)).collect()
+    }
 }
 
 /// `[git]`: worktrees made for tasks with `--repo`.

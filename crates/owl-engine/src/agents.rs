@@ -232,6 +232,41 @@ impl Host for EngineHost {
         Ok(json!({"schedule": made.spec.name, "next_fire_at": made.next_fire_at.map(|t| t.to_rfc3339())}))
     }
 
+    async fn memory_search(&self, agent: &str, query: &str, k: usize) -> Result<String, String> {
+        let m = self.shared.memory().ok_or("long-term memory is off ([memory] enabled = false)")?;
+        let q = owl_memory::Query {
+            text: query.to_string(),
+            k,
+            filter: owl_memory::Filter { agent: Some(agent.to_string()), ..Default::default() },
+            ..Default::default()
+        };
+        let hits = crate::memory::blocking(move || m.search(&q)).await?;
+        if hits.is_empty() {
+            return Ok("no memories match".into());
+        }
+        Ok(hits
+            .iter()
+            .map(|h| format!("{}{}] ({}) {}", owl_memory::RECALL_MARKER, h.item.id, h.item.kind, h.item.text.replace('\n', " ")))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
+    async fn memory_add(&self, owner: Owner, agent: &str, text: &str, kind: &str, tags: Vec<String>) -> Result<String, String> {
+        let m = self.shared.memory().ok_or("long-term memory is off ([memory] enabled = false)")?;
+        let item = owl_memory::NewMemory {
+            text: text.to_string(),
+            kind: kind.to_string(),
+            tags,
+            source: Some(owner.key()),
+            agent: Some(agent.to_string()),
+            user: None,
+        };
+        match crate::memory::blocking(move || m.add(item)).await? {
+            owl_memory::Added::Created { id } => Ok(format!("remembered as memory {id}")),
+            owl_memory::Added::Merged { id } => Ok(format!("already known: merged into memory {id}")),
+        }
+    }
+
     async fn manage_schedule(&self, name: &str, action: &str) -> Result<Value, String> {
         let engine = Engine { shared: self.shared.clone() };
         let s = self.shared.store.get_schedule(name).await.map_err(|e| e.to_string())?;
@@ -284,10 +319,17 @@ pub(crate) async fn run_agent_task(
             }
         }
     });
+    let mem = s.config().memory;
+    // Recall only on a fresh start: a resumed run continues its recorded conversation.
+    let recalled = if task.attempt == 1 || s.store.transcript(CoreOwner::Task(task.id), 0).await.map(|t| t.is_empty()).unwrap_or(true) {
+        crate::memory::recall(s, agent, prompt, mem.recall_k, mem.recall_tokens).await
+    } else {
+        crate::memory::Recall::default()
+    };
     let job = Job {
         owner: CoreOwner::Task(task.id),
         agent: agent.clone(),
-        prompt: prompt.clone(),
+        prompt: format!("{}{prompt}", recalled.block),
         workspace: workdir,
         attempt: task.attempt,
         depth: depth_of(&task.spec.labels),
@@ -298,6 +340,17 @@ pub(crate) async fn run_agent_task(
     };
     let end = rt.run(job, host, halt_rx, None).await;
     bridge.abort();
+    if mem.remember_tasks {
+        let (outcome, result) = match &end {
+            AgentEnd::Succeeded { answer } => (Some("succeeded"), Some(answer.as_str())),
+            AgentEnd::Failed { reason } => (Some("failed"), Some(reason.as_str())),
+            _ => (None, None),
+        };
+        if let Some(outcome) = outcome {
+            let tools = tools_used(s, task.id).await;
+            crate::memory::remember_task(s, task.id, agent, prompt, outcome, result, &tools, &recalled.texts).await;
+        }
+    }
     let record = |text: String| {
         let s = s.clone();
         let id = task.id;
@@ -320,6 +373,21 @@ pub(crate) async fn run_agent_task(
         AgentEnd::Cancelled { reason } => RunOutcome::Cancelled { reason },
         AgentEnd::Interrupted { reason } => RunOutcome::Interrupted { reason },
     }
+}
+
+/// The names of the tools a task's agent called, in first-use order.
+async fn tools_used(s: &Shared, id: owl_core::TaskId) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in s.store.transcript(CoreOwner::Task(id), 0).await.unwrap_or_default() {
+        for c in e.body["tool_calls"].as_array().into_iter().flatten() {
+            if let Some(n) = c["name"].as_str() {
+                if !out.iter().any(|x| x == n) {
+                    out.push(n.to_string());
+                }
+            }
+        }
+    }
+    out
 }
 
 impl Shared {
@@ -362,10 +430,13 @@ impl Engine {
         let title: String = message.lines().next().unwrap_or("").chars().take(60).collect();
         self.shared.store.touch_chat(chat, Some(title), self.now()).await?;
         let host: Arc<dyn Host> = Arc::new(EngineHost { shared: self.shared.clone(), log: None });
+        let mem = self.shared.config().memory;
+        let recalled = crate::memory::recall(&self.shared, &info.agent, &message, mem.recall_k, mem.recall_tokens).await;
+        let agent = info.agent.clone();
         let job = Job {
             owner: CoreOwner::Chat(chat),
             agent: info.agent,
-            prompt: message,
+            prompt: format!("{}{message}", recalled.block),
             workspace: self.shared.layout.root().join("chats").join(chat.to_string()),
             attempt: 1,
             depth: 0,
@@ -375,6 +446,12 @@ impl Engine {
             chat_turn: true,
         };
         let (_halt_tx, halt_rx) = watch::channel(None);
-        Ok(rt.run(job, host, halt_rx, Some(sink)).await)
+        let end = rt.run(job, host, halt_rx, Some(sink)).await;
+        if mem.remember_chats {
+            if let AgentEnd::Succeeded { answer } = &end {
+                crate::memory::remember_chat_turn(&self.shared, chat, &agent, &message, answer, &recalled.texts).await;
+            }
+        }
+        Ok(end)
     }
 }

@@ -52,7 +52,8 @@ impl DispatchLoop {
         let triggers = tokio::spawn(crate::triggers::trigger_loop(s.clone(), sched_stop_rx.clone()));
         let watches = tokio::spawn(crate::file_watch::watch_loop(s.clone(), sched_stop_rx.clone()));
         let conditions = tokio::spawn(crate::conditions::condition_loop(s.clone(), sched_stop_rx.clone()));
-        let worktrees = tokio::spawn(crate::git::worktree_loop(s.clone(), sched_stop_rx));
+        let worktrees = tokio::spawn(crate::git::worktree_loop(s.clone(), sched_stop_rx.clone()));
+        let memories = tokio::spawn(crate::memory::retention_loop(s.clone(), sched_stop_rx));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<RunnerDone>();
         let mut running: HashMap<owl_core::TaskId, Running> = HashMap::new();
         let mut shutting_down = false;
@@ -121,6 +122,7 @@ impl DispatchLoop {
         let _ = watches.await;
         let _ = conditions.await;
         let _ = worktrees.await;
+        let _ = memories.await;
         tracing::info!("dispatch stopped");
     }
 

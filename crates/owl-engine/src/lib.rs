@@ -12,6 +12,7 @@ mod conditions;
 mod dispatch;
 mod file_watch;
 pub mod git;
+pub mod memory;
 mod runner;
 pub mod sandboxing;
 pub mod scheduler;
@@ -50,6 +51,7 @@ pub struct EngineConfig {
     /// Coding CLI profiles configured in `[cli.NAME]` (the built-in ones are added at use).
     pub cli: owl_core::coding::CliProfiles,
     pub git: owl_core::config::GitSettings,
+    pub memory: owl_core::config::MemorySettings,
 }
 
 /// Defaults for schedules that do not say, and how long their history is kept.
@@ -98,6 +100,7 @@ impl EngineConfig {
             sandbox: sandboxing::SandboxDefaults::from_settings(&s.sandbox),
             cli: s.cli.clone(),
             git: s.git.clone(),
+            memory: s.memory.clone(),
         }
     }
 }
@@ -152,6 +155,8 @@ pub(crate) struct Shared {
     pub has_task_event_triggers: AtomicBool,
     /// The agent runtime (providers and agents from the config); `None` until installed.
     pub agents: RwLock<Option<Arc<owl_agent::Runtime>>>,
+    /// Long-term memory; `None` when disabled or not installed.
+    pub memory: RwLock<Option<Arc<owl_memory::Memory>>>,
 }
 
 /// Always withheld from tasks: a token in the environment would let any task drive the API.
@@ -233,6 +238,7 @@ impl Engine {
             withheld_env: RwLock::new(ALWAYS_WITHHELD.iter().map(|s| s.to_string()).collect()),
             has_task_event_triggers: AtomicBool::new(true),
             agents: RwLock::new(None),
+            memory: RwLock::new(None),
         });
         (Engine { shared: shared.clone() }, DispatchLoop::new(shared, rx))
     }
@@ -344,5 +350,6 @@ pub(crate) fn tests_config() -> EngineConfig {
         sandbox: Default::default(),
         cli: Default::default(),
         git: Default::default(),
+        memory: Default::default(),
     }
 }

@@ -88,6 +88,84 @@ impl Embedder for BertEmbedder {
     }
 }
 
+/// An OpenAI-compatible `/embeddings` endpoint (OpenAI, Ollama, llama.cpp's server, vLLM).
+/// Vectors are normalised here, so any endpoint's output works with the index's inner product.
+pub struct HttpEmbedder {
+    url: String,
+    model: String,
+    key: Option<String>,
+    dim: std::sync::OnceLock<usize>,
+    client: reqwest::blocking::Client,
+}
+
+impl HttpEmbedder {
+    /// `base` is the API root, e.g. `http://127.0.0.1:11434/v1`.
+    pub fn new(base: &str, model: &str, key: Option<String>) -> Result<Self, String> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("embeddings client: {e}"))?;
+        let e = HttpEmbedder {
+            url: format!("{}/embeddings", base.trim_end_matches('/')),
+            model: model.into(),
+            key,
+            dim: Default::default(),
+            client,
+        };
+        // One call up front: learns the dimension and fails early on a wrong URL or key.
+        let v = e.embed(&["dimension probe"])?;
+        let _ = e.dim.set(v[0].len());
+        Ok(e)
+    }
+}
+
+impl Embedder for HttpEmbedder {
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn dim(&self) -> usize {
+        self.dim.get().copied().unwrap_or(0)
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        if texts.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut req = self.client.post(&self.url).json(&serde_json::json!({"model": self.model, "input": texts}));
+        if let Some(k) = &self.key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req.send().map_err(|e| format!("embeddings endpoint {}: {e}", self.url))?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().map_err(|e| format!("embeddings endpoint {}: not JSON: {e}", self.url))?;
+        if !status.is_success() {
+            return Err(format!("embeddings endpoint {} answered {status}: {}", self.url, body["error"]["message"].as_str().unwrap_or("")));
+        }
+        let mut rows: Vec<(usize, Vec<f32>)> = body["data"]
+            .as_array()
+            .ok_or_else(|| format!("embeddings endpoint {}: no `data` array", self.url))?
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let idx = d["index"].as_u64().map(|x| x as usize).unwrap_or(i);
+                let v: Vec<f32> =
+                    d["embedding"].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect()).unwrap_or_default();
+                (idx, v)
+            })
+            .collect();
+        rows.sort_by_key(|r| r.0);
+        if rows.len() != texts.len() || rows.iter().any(|r| r.1.is_empty()) {
+            return Err(format!("embeddings endpoint {}: {} vectors for {} texts", self.url, rows.len(), texts.len()));
+        }
+        Ok(rows
+            .into_iter()
+            .map(|(_, v)| {
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                v.into_iter().map(|x| x / n).collect()
+            })
+            .collect())
+    }
+}
+
 /// Cosine similarity of two unit vectors.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -105,6 +183,77 @@ mod tests {
             return None;
         }
         Some(BertEmbedder::load(&dir).expect("the fetched model loads"))
+    }
+
+    /// A loopback server speaking the OpenAI embeddings wire format: each text's vector is
+    /// its length and vowel count, so the test knows what to expect.
+    fn fake_endpoint() -> String {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut len = 0usize;
+                let mut auth = false;
+                loop {
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    auth |= lower.starts_with("authorization: bearer sk-test");
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; len];
+                r.read_exact(&mut body).unwrap();
+                let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let reply = if !auth {
+                    (401, serde_json::json!({"error": {"message": "bad key"}}))
+                } else {
+                    let data: Vec<serde_json::Value> = req["input"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .enumerate()
+                        .rev()
+                        .map(|(i, t)| {
+                            let t = t.as_str().unwrap();
+                            let vowels = t.chars().filter(|c| "aeiou".contains(*c)).count();
+                            serde_json::json!({"index": i, "embedding": [t.len() as f64, vowels as f64, 0.0]})
+                        })
+                        .collect();
+                    (200, serde_json::json!({"object": "list", "data": data, "model": req["model"]}))
+                };
+                let text = reply.1.to_string();
+                let mut c = c;
+                write!(
+                    c,
+                    "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    reply.0,
+                    text.len()
+                )
+                .unwrap();
+            }
+        });
+        format!("http://{addr}/v1")
+    }
+
+    #[test]
+    fn an_openai_compatible_endpoint_embeds_in_order_and_normalised() {
+        let base = fake_endpoint();
+        let e = HttpEmbedder::new(&base, "nomic-embed-text", Some("sk-test".into())).unwrap();
+        assert_eq!(e.dim(), 3);
+        let v = e.embed(&["aaaa", "bcd"]).unwrap();
+        assert!((v[0][0] - 4.0 / 32f32.sqrt()).abs() < 1e-5 && (v[0][1] - 4.0 / 32f32.sqrt()).abs() < 1e-5, "{v:?}");
+        assert!((v[1][0] - 1.0).abs() < 1e-5, "the second text's vector, whatever order the server sent: {v:?}");
+        let bad = HttpEmbedder::new(&base, "m", Some("wrong".into())).err().unwrap();
+        assert!(bad.contains("401") && bad.contains("bad key"), "{bad}");
+        let down = HttpEmbedder::new("http://127.0.0.1:1/v1", "m", None).err().unwrap();
+        assert!(down.contains("embeddings endpoint http://127.0.0.1:1/v1/embeddings"), "{down}");
     }
 
     #[test]

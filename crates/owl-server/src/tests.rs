@@ -35,6 +35,7 @@ fn api() -> Api {
         sandbox: Default::default(),
         cli: Default::default(),
         git: Default::default(),
+        memory: Default::default(),
     };
     let (engine, dispatch) = owl_engine::Engine::new(Arc::new(store), DataLayout::new(dir.path()), cfg, Arc::new(SystemClock));
     tokio::spawn(dispatch.run(true));

@@ -94,6 +94,14 @@ pub fn spec(name: &str) -> Option<ToolSpec> {
             "Schedule a follow-up prompt for an agent: give exactly one of cron (e.g. \"0 9 * * *\"), every (e.g. \"1h\") or at (RFC 3339).",
             json!({"type": "object", "properties": {"name": {"type": "string"}, "prompt": {"type": "string"}, "agent": {"type": "string"}, "cron": {"type": "string"}, "every": {"type": "string"}, "at": {"type": "string"}, "max_runs": {"type": "integer", "minimum": 1}}, "required": ["name", "prompt"], "additionalProperties": false}),
         ),
+        "memory_search" => (
+            "Search long-term memory (facts, preferences, past tasks and conversations) by meaning and words. Returns the best matches with their ids.",
+            json!({"type": "object", "properties": {"query": {"type": "string"}, "k": {"type": "integer", "minimum": 1, "maximum": 20}}, "required": ["query"], "additionalProperties": false}),
+        ),
+        "memory_add" => (
+            "Remember something for later tasks: a fact, a preference or a lesson learned. Near-duplicates are merged.",
+            json!({"type": "object", "properties": {"text": {"type": "string"}, "kind": {"type": "string", "enum": ["knowledge", "preference", "task", "conversation"]}, "tags": {"type": "array", "items": {"type": "string"}}}, "required": ["text"], "additionalProperties": false}),
+        ),
         "schedule_manage" => (
             "Pause, resume or cancel a schedule that an agent created.",
             json!({"type": "object", "properties": {"name": {"type": "string"}, "action": {"type": "string", "enum": ["pause", "resume", "cancel"]}}, "required": ["name", "action"], "additionalProperties": false}),
@@ -148,6 +156,24 @@ struct ScheduleCreateArgs {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct MemorySearchArgs {
+    query: String,
+    #[serde(default)]
+    k: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemoryAddArgs {
+    text: String,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ScheduleManageArgs {
     name: String,
     action: String,
@@ -170,6 +196,17 @@ pub async fn call(ctx: &ToolCtx, name: &str, arguments: &Value, approved: bool) 
             Err(e) => Err(e),
         },
         "schedule_create" => schedule_create(ctx, arguments).await,
+        "memory_search" => match args::<MemorySearchArgs>(name, arguments) {
+            Ok(a) => ctx.host.memory_search(&ctx.agent_name, &a.query, a.k.unwrap_or(5).clamp(1, 20)).await,
+            Err(e) => Err(e),
+        },
+        "memory_add" => match args::<MemoryAddArgs>(name, arguments) {
+            Ok(a) => {
+                let kind = a.kind.unwrap_or_else(|| "knowledge".into());
+                ctx.host.memory_add(ctx.owner, &ctx.agent_name, &a.text, &kind, a.tags).await
+            }
+            Err(e) => Err(e),
+        },
         "schedule_manage" => match args::<ScheduleManageArgs>(name, arguments) {
             Ok(a) if matches!(a.action.as_str(), "pause" | "resume" | "cancel") => {
                 ctx.host.manage_schedule(&a.name, &a.action).await.map(|v| v.to_string())
