@@ -34,7 +34,7 @@ pub fn load_secrets(path: &Path) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)

@@ -165,6 +165,7 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
     engine_config.sandbox.hidden = vec![layout.root().to_path_buf(), config.0.clone(), crate::agents_setup::secrets_file(&config.0)];
     let (engine, dispatch) = Engine::new(Arc::new(store), layout.clone(), engine_config, Arc::new(SystemClock));
     engine.set_agents(crate::agents_setup::build(&settings, &config.0, sandbox_base(&engine))?);
+    engine.set_memory(crate::memory_setup::open(&settings.memory, layout.root())?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = owl_server::AppState {
         engine: engine.clone(),
@@ -202,6 +203,13 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
     let _ = stop_tx.send(true);
     if !server.is_finished() {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    }
+    // The index file is saved so the next start loads it instead of rebuilding (a crash only
+    // costs that rebuild: the database is the source of truth).
+    if let Some(m) = engine.memory() {
+        if let Err(e) = tokio::task::spawn_blocking(move || m.flush()).await.unwrap_or_else(|e| Err(e.to_string())) {
+            tracing::warn!(error = %e, "cannot save the memory index; it will be rebuilt at the next start");
+        }
     }
     let _ = std::fs::remove_file(layout.daemon_file());
     tracing::info!("owl daemon stopped");

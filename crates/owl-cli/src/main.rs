@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod commands;
 mod daemon;
+mod memory_setup;
 mod output;
 mod paths;
 mod settings;
@@ -81,6 +82,7 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         Command::Approve { id } => commands::agents::decide(&client, &id, true, None, json).await?,
         Command::Deny { id, reason } => commands::agents::decide(&client, &id, false, reason, json).await?,
         Command::Usage { by, since } => commands::agents::usage(&client, &by, &since, json).await?,
+        Command::Memory { action } => commands::memory::run(&client, action, json).await?,
         Command::Daemon(_) | Command::Config { .. } | Command::Completions { .. } | Command::Cron { .. } | Command::Sandbox { .. } => {
             unreachable!("handled in main")
         }

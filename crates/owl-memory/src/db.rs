@@ -31,6 +31,7 @@ pub struct MemoryItem {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewMemory {
     pub text: String,
+    #[serde(default)]
     pub kind: String,
     #[serde(default)]
     pub tags: Vec<String>,

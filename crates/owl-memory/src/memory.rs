@@ -25,11 +25,14 @@ pub struct MemoryConfig {
     pub rrf_k: f32,
     /// How many candidates each ranking contributes before fusion.
     pub candidates: usize,
+    /// A hit found by meaning alone (no word in common) must be at least this similar; below
+    /// it, the nearest neighbours of an unrelated query would be returned as if they mattered.
+    pub min_similarity: f32,
 }
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        MemoryConfig { dedup_threshold: 0.95, max_item_chars: 8000, rrf_k: 60.0, candidates: 50 }
+        MemoryConfig { dedup_threshold: 0.95, max_item_chars: 8000, rrf_k: 60.0, candidates: 50, min_similarity: 0.15 }
     }
 }
 
@@ -320,7 +323,11 @@ impl Memory {
             bm25: None,
             recency_boost: None,
         };
+        let text_ids: std::collections::HashSet<i64> = text.iter().map(|t| t.0).collect();
         for (r, (id, sim)) in vector.iter().enumerate() {
+            if *sim < self.cfg.min_similarity && !text_ids.contains(id) {
+                continue;
+            }
             let h = fused.entry(*id).or_insert_with(|| blank(*id));
             h.vector_rank = Some(r + 1);
             h.similarity = Some(*sim);

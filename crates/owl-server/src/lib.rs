@@ -66,6 +66,12 @@ pub fn router(state: AppState) -> Router {
         .route("/chats", get(routes::agents::chats).post(routes::agents::create_chat))
         .route("/chats/{id}", get(routes::agents::chat_transcript))
         .route("/chats/{id}/messages", post(routes::agents::chat_message))
+        .route("/memory", get(routes::memory::list).post(routes::memory::add))
+        .route("/memory/batch", post(routes::memory::add_batch))
+        .route("/memory/search", post(routes::memory::search))
+        .route("/memory/stats", get(routes::memory::stats))
+        .route("/memory/reindex", post(routes::memory::reindex))
+        .route("/memory/{id}", get(routes::memory::show).delete(routes::memory::remove))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         // After the auth layer: a webhook is authenticated by its HMAC signature instead.
         .route("/hooks/{name}", post(routes::triggers::receive));

@@ -73,6 +73,14 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
         Some("ChatMessage"),
         "EventStream",
     ),
+    ("get", "/v1/memory", "Memories, newest first (query: kind=a,b tag since=7d limit before)", None, "Any"),
+    ("post", "/v1/memory", "Remember one item (201 created, 200 merged into a near-duplicate)", Some("Any"), "Any"),
+    ("post", "/v1/memory/batch", "Remember up to 1000 items at once (an import), embedded in batches", Some("Any"), "Any"),
+    ("post", "/v1/memory/search", "Hybrid search: vectors and full text fused; each hit says its ranks", Some("Any"), "Any"),
+    ("get", "/v1/memory/stats", "Item counts by kind, vectors, the embedding model", None, "Any"),
+    ("post", "/v1/memory/reindex", "Rebuild the vector index from the database", None, "Any"),
+    ("get", "/v1/memory/{id}", "One memory", None, "Any"),
+    ("delete", "/v1/memory/{id}", "Forget one memory", None, "Any"),
     ("get", "/v1/openapi.json", "This document", None, "Any"),
 ];
 

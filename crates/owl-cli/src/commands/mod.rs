@@ -5,6 +5,7 @@ pub mod agents;
 pub mod config;
 pub mod groups;
 pub mod logs;
+pub mod memory;
 pub mod sandbox;
 pub mod schedule;
 pub mod tasks;

@@ -4,6 +4,7 @@ pub mod agents;
 pub mod events;
 pub mod groups;
 pub mod logs;
+pub mod memory;
 pub mod schedules;
 pub mod status;
 pub mod tasks;

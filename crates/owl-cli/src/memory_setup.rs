@@ -1,0 +1,56 @@
+//! Long-term memory for the daemon: `memory.db` and `memory.usearch` in the data dir, with the
+//! embedder `[memory]` asks for, loaded on first use.
+
+use anyhow::{bail, Result};
+use owl_core::config::MemorySettings;
+use owl_memory::embed::{BertEmbedder, Embedder, HttpEmbedder};
+use owl_memory::{Memory, MemoryConfig};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+/// The model directory `[memory]` points at (default: the fetched all-MiniLM-L6-v2).
+pub fn model_dir(s: &MemorySettings) -> std::path::PathBuf {
+    match &s.model_dir {
+        Some(d) => std::path::PathBuf::from(owl_core::coding::expand_home(d, std::env::var("HOME").ok().as_deref())),
+        None => owl_memory::embed::default_model_dir(&crate::agents_setup::cache_dir()),
+    }
+}
+
+pub fn open(s: &MemorySettings, data_dir: &Path) -> Result<Option<Arc<Memory>>> {
+    if !s.enabled {
+        return Ok(None);
+    }
+    type Made = Result<Arc<dyn Embedder>, String>;
+    let loader: Box<dyn Fn() -> Made + Send + Sync> = match s.embeddings.as_str() {
+        "local" => {
+            let dir = model_dir(s);
+            let once: OnceLock<Made> = OnceLock::new();
+            Box::new(move || {
+                once.get_or_init(|| {
+                    if !dir.join("model.safetensors").exists() {
+                        return Err(format!(
+                            "no embedding model at {} (run scripts/fetch-models minilm, or set [memory] model_dir)",
+                            dir.display()
+                        ));
+                    }
+                    BertEmbedder::load(&dir).map(|e| Arc::new(e) as Arc<dyn Embedder>)
+                })
+                .clone()
+            })
+        }
+        "http" => {
+            let Some(url) = s.endpoint.clone() else { bail!("[memory] embeddings = \"http\" needs endpoint = \"http://host:port/v1\"") };
+            let Some(model) = s.embedding_model.clone() else { bail!("[memory] embeddings = \"http\" needs embedding_model") };
+            let key = s.api_key_env.as_ref().and_then(|k| std::env::var(k).ok());
+            let once: OnceLock<Made> = OnceLock::new();
+            Box::new(move || {
+                once.get_or_init(|| HttpEmbedder::new(&url, &model, key.clone()).map(|e| Arc::new(e) as Arc<dyn Embedder>)).clone()
+            })
+        }
+        "none" => Box::new(|| Err("embeddings are off ([memory] embeddings = \"none\")".to_string())),
+        other => bail!("[memory] embeddings = \"{other}\" is not one of local, http, none"),
+    };
+    let cfg = MemoryConfig { dedup_threshold: s.dedup_threshold, max_item_chars: s.max_item_chars, ..Default::default() };
+    let m = Memory::open(data_dir, cfg, loader).map_err(anyhow::Error::msg)?;
+    Ok(Some(Arc::new(m)))
+}

@@ -1,0 +1,154 @@
+//! Long-term memory: add, import, search, list, show, delete, stats, reindex.
+
+use crate::extract::{parse_query, ApiJson};
+use crate::{ApiError, AppState};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use owl_api::*;
+use owl_engine::memory::blocking;
+use owl_memory::{Filter, Memory, NewMemory, Query};
+use serde::Deserialize;
+use std::sync::Arc;
+
+fn memory(state: &AppState) -> Result<Arc<Memory>, ApiError> {
+    state.engine.memory().ok_or_else(|| ApiError::unavailable("long-term memory is off ([memory] enabled = false)"))
+}
+
+/// Memory's own errors name the field first (`text: …`); those are the client's to fix.
+fn mapped(e: String) -> ApiError {
+    match e.split_once(": ") {
+        Some((field @ ("text" | "kind"), msg)) => ApiError::bad_request(field, msg),
+        _ => {
+            tracing::error!(error = %e, "memory operation failed");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the memory operation failed; see the daemon's log")
+        }
+    }
+}
+
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.trim_start_matches('#')
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::bad_request("id", format!("`{raw}` is not a memory id")))
+}
+
+fn ago(state: &AppState, field: &str, d: &Option<String>) -> Result<Option<i64>, ApiError> {
+    match d {
+        Some(s) => {
+            let d = owl_core::duration::parse(s).map_err(|m| ApiError::bad_request(field, m))?;
+            Ok(Some(state.engine.now().minus(d).millis()))
+        }
+        None => Ok(None),
+    }
+}
+
+pub async fn add(
+    State(state): State<AppState>,
+    ApiJson(item): ApiJson<NewMemory>,
+) -> Result<(StatusCode, Json<owl_memory::Added>), ApiError> {
+    let m = memory(&state)?;
+    let added = blocking(move || m.add(item)).await.map_err(mapped)?;
+    let code = if matches!(added, owl_memory::Added::Created { .. }) { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((code, Json(added)))
+}
+
+pub async fn add_batch(State(state): State<AppState>, ApiJson(b): ApiJson<MemoryBatch>) -> Result<Json<MemoryAddedList>, ApiError> {
+    let m = memory(&state)?;
+    if b.items.len() > 1000 {
+        return Err(ApiError::bad_request("items", format!("{} items; send at most 1000 per request", b.items.len())));
+    }
+    let results = blocking(move || m.add_batch(b.items)).await.map_err(mapped)?;
+    Ok(Json(MemoryAddedList { results }))
+}
+
+pub async fn search(State(state): State<AppState>, ApiJson(s): ApiJson<MemorySearch>) -> Result<Json<MemorySearchReply>, ApiError> {
+    let m = memory(&state)?;
+    if s.text.trim().is_empty() {
+        return Err(ApiError::bad_request("text", "is empty; say what to look for"));
+    }
+    let recency = match &s.recency {
+        Some(r) => Some(owl_core::duration::parse(r).map_err(|e| ApiError::bad_request("recency", e))?.as_millis() as i64),
+        None => None,
+    };
+    if s.mmr.is_some_and(|l| !(0.0..=1.0).contains(&l)) {
+        return Err(ApiError::bad_request("mmr", "must be between 0 and 1"));
+    }
+    let q = Query {
+        text: s.text,
+        k: s.k.unwrap_or(5).clamp(1, 100),
+        filter: Filter { kinds: s.kind, tags: s.tag, agent: s.agent, user: s.user, since: ago(&state, "since", &s.since)?, until: None },
+        recency_half_life_ms: recency,
+        mmr_lambda: s.mmr,
+    };
+    let (hits, note) = blocking(move || Ok((m.search(&q)?, m.semantic_unavailable()))).await.map_err(mapped)?;
+    Ok(Json(MemorySearchReply { hits, semantic: note.is_none(), note }))
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    kind: Option<String>,
+    tag: Option<String>,
+    agent: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+    before: Option<i64>,
+}
+
+pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<MemoryList>, ApiError> {
+    let q: ListQuery = parse_query(q)?;
+    let m = memory(&state)?;
+    let split = |s: Option<String>| s.map(|v| v.split(',').filter(|x| !x.is_empty()).map(String::from).collect()).unwrap_or_default();
+    let f = Filter {
+        kinds: split(q.kind),
+        tags: split(q.tag),
+        agent: q.agent,
+        user: None,
+        since: ago(&state, "since", &q.since)?,
+        until: None,
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let before = q.before;
+    let items = blocking(move || m.db().list(&f, limit, before)).await.map_err(mapped)?;
+    Ok(Json(MemoryList { items }))
+}
+
+pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<owl_memory::MemoryItem>, ApiError> {
+    let id = parse_id(&id)?;
+    let m = memory(&state)?;
+    blocking(move || m.db().get(id))
+        .await
+        .map_err(mapped)?
+        .map(Json)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("memory {id} does not exist; see `owl memory ls`")))
+}
+
+pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let m = memory(&state)?;
+    if blocking(move || m.delete(id)).await.map_err(mapped)? {
+        Ok(Json(serde_json::json!({"deleted": id})))
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("memory {id} does not exist; see `owl memory ls`")))
+    }
+}
+
+pub async fn stats(State(state): State<AppState>) -> Result<Json<MemoryStats>, ApiError> {
+    let m = memory(&state)?;
+    let r = blocking(move || {
+        let note = m.semantic_unavailable();
+        let model = m.embedder().map(|e| e.model().to_string());
+        let (items, with_vectors, kinds) = m.db().stats(model.as_deref().unwrap_or(""))?;
+        Ok(MemoryStats { items, with_vectors, kinds: kinds.into_iter().collect(), model, semantic: note.is_none(), note })
+    })
+    .await
+    .map_err(mapped)?;
+    Ok(Json(r))
+}
+
+pub async fn reindex(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let m = memory(&state)?;
+    let n = blocking(move || m.reindex()).await.map_err(|e| ApiError::unavailable(format!("cannot reindex: {e}")))?;
+    Ok(Json(serde_json::json!({"indexed": n})))
+}
