@@ -348,7 +348,8 @@ pub(crate) async fn run_agent_task(
         };
         if let Some(outcome) = outcome {
             let tools = tools_used(s, task.id).await;
-            crate::memory::remember_task(s, task.id, agent, prompt, outcome, result, &tools, &recalled.texts).await;
+            let done = crate::memory::FinishedTask { id: task.id, agent, prompt, outcome, result, tools: &tools };
+            crate::memory::remember_task(s, done, &recalled.texts).await;
         }
     }
     let record = |text: String| {

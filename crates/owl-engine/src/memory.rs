@@ -102,17 +102,19 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
-/// A finished agent task, remembered: what was asked, what was done, tools used, outcome.
-pub(crate) async fn remember_task(
-    s: &Shared,
-    task_id: owl_core::TaskId,
-    agent: &str,
-    prompt: &str,
-    outcome: &str,
-    result: Option<&str>,
-    tools: &[String],
-    recalled: &[String],
-) {
+/// A finished agent task: what was asked, what was done, tools used, outcome.
+pub(crate) struct FinishedTask<'a> {
+    pub id: owl_core::TaskId,
+    pub agent: &'a str,
+    pub prompt: &'a str,
+    pub outcome: &'a str,
+    pub result: Option<&'a str>,
+    pub tools: &'a [String],
+}
+
+/// A finished agent task, remembered (what `recalled` brought in is cut out).
+pub(crate) async fn remember_task(s: &Shared, t: FinishedTask<'_>, recalled: &[String]) {
+    let FinishedTask { id: task_id, agent, prompt, outcome, result, tools } = t;
     let Some(m) = s.memory() else { return };
     let answer = strip_recalled(result.unwrap_or(""), recalled);
     let tools = if tools.is_empty() { "none".to_string() } else { tools.join(", ") };
