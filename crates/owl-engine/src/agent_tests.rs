@@ -420,3 +420,63 @@ async fn chat_turns_stream_and_a_resumed_chat_remembers_earlier_turns() {
     assert_eq!(info.title, "hi");
     assert_eq!(h.engine.store().transcript(Owner::Chat(chat.id), 0).await.unwrap().len(), 5);
 }
+
+/// Memory with the real embedding model when it has been fetched, else full-text alone.
+fn memory_in(dir: &std::path::Path) -> (Arc<owl_memory::Memory>, bool) {
+    use owl_memory::embed::{default_model_dir, BertEmbedder, Embedder};
+    let model = std::env::var("HOME").ok().map(|h| default_model_dir(&std::path::Path::new(&h).join(".cache")));
+    let have = model.as_ref().is_some_and(|m| m.join("model.safetensors").exists());
+    let loader: Box<dyn Fn() -> Result<Arc<dyn Embedder>, String> + Send + Sync> = match model.filter(|_| have) {
+        Some(m) => {
+            let once = std::sync::OnceLock::new();
+            Box::new(move || once.get_or_init(|| BertEmbedder::load(&m).map(|e| Arc::new(e) as Arc<dyn Embedder>)).clone())
+        }
+        None => {
+            eprintln!("note: no embedding model fetched; this test runs on full-text memory alone");
+            Box::new(|| Err("no model".to_string()))
+        }
+    };
+    (Arc::new(owl_memory::Memory::open(dir, owl_memory::MemoryConfig::default(), loader).unwrap()), have)
+}
+
+/// The snowball case: an agent that is handed a memory and repeats it in its answers, task
+/// after task, leaves task memories behind but never a copy of what it recalled, so memory
+/// does not grow with its own echo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recalled_memories_reach_the_prompt_and_are_never_stored_back() {
+    const FACT: &str = "The deploy window is Tuesday morning, between nine and eleven.";
+    let rounds = 6;
+    let turns = (0..rounds).map(|_| final_turn(&format!("From memory: {FACT} So deploy on Tuesday."))).collect();
+    let server = model_server(turns).await;
+    let h = start(&server, agent_settings(PolicyDefault::Allow));
+    let (memory, semantic) = memory_in(&h.dir.path().join("memory"));
+    h.engine.set_memory(Some(memory.clone()));
+    let fact = memory.add(owl_memory::NewMemory { text: FACT.into(), kind: "knowledge".into(), ..Default::default() }).unwrap().id();
+    for round in 0..rounds {
+        let id = submit_agent(&h, "When may we deploy to production? Check what you know about the deploy window.").await;
+        let t = wait_status(&h, id, &[Status::Succeeded, Status::Failed]).await;
+        assert_eq!(t.state.status(), Status::Succeeded, "round {round}");
+    }
+    // The model saw the memory, cited by id.
+    let requests = server.requests.lock().unwrap().clone();
+    let first_user = requests[0].1["messages"].as_array().unwrap().iter().find(|m| m["role"] == "user").unwrap()["content"].clone();
+    assert!(first_user.as_str().unwrap().contains(&format!("{}{fact}]", owl_memory::RECALL_MARKER)), "{first_user}");
+    // Exactly one item holds the fact; task memories exist and carry none of it.
+    let all = memory.db().list(&owl_memory::Filter::default(), 1000, None).unwrap();
+    let copies = all.iter().filter(|m| m.text.contains("Tuesday morning")).count();
+    assert_eq!(copies, 1, "{all:#?}");
+    let tasks: Vec<_> = all.iter().filter(|m| m.kind == "task").collect();
+    assert!(!tasks.is_empty(), "finished tasks are remembered");
+    assert!(tasks.iter().all(|m| m.text.contains("asked: When may we deploy") && m.agent.as_deref() == Some("worker")), "{tasks:#?}");
+    if semantic {
+        // The same task finished the same way merges instead of piling up.
+        assert!(tasks.len() <= 2, "{} task memories for {rounds} identical tasks: {tasks:#?}", tasks.len());
+    }
+    // The agent's own memory_add refuses recalled text.
+    let e = memory.add(owl_memory::NewMemory {
+        text: format!("{}{fact}] {FACT}", owl_memory::RECALL_MARKER),
+        kind: "knowledge".into(),
+        ..Default::default()
+    });
+    assert!(e.unwrap_err().contains("recalled"));
+}

@@ -230,3 +230,39 @@ fn items_added_without_a_model_get_vectors_when_one_appears() {
     assert_eq!(hits[0].item.id, id);
     assert!(hits[0].similarity.is_some());
 }
+
+#[test]
+fn recency_and_diversity_reorder_results() {
+    let Some(model) = model_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(dir.path(), Some(model));
+    let day = 86_400_000i64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let e = m.embedder().unwrap().clone();
+    let put = |text: &str, at: i64| {
+        let v = e.embed(&[text]).unwrap().remove(0);
+        m.db().insert(&mem(text, "knowledge"), Some((e.model(), &v)), at).unwrap()
+    };
+    let old = put("The on-call rotation changes every Monday.", now - 400 * day);
+    let new = put("The on-call rotation now changes every Wednesday.", now - day);
+    let d1 = put("Production deploys need two approvals.", now);
+    let d2 = put("Production deploys need two approvals from the platform team.", now);
+    let b = put("Database backups are tested monthly by restoring to staging.", now);
+    m.reindex().unwrap();
+    let q = |text: &str, recency: Option<i64>, mmr: Option<f32>, k: usize| {
+        m.search(&Query { text: text.into(), k, recency_half_life_ms: recency, mmr_lambda: mmr, ..Default::default() })
+            .unwrap()
+            .iter()
+            .map(|h| h.item.id)
+            .collect::<Vec<_>>()
+    };
+    let with_recency = q("when does the on-call rotation change?", Some(30 * day), None, 2);
+    assert_eq!(with_recency[0], new, "the recent item wins with recency weighting");
+    let plain_oncall = q("when does the on-call rotation change?", None, None, 5);
+    assert!(plain_oncall.contains(&old), "the old item is still found without weighting: {plain_oncall:?}");
+    let plain = q("how many approvals do production deploys need?", None, None, 2);
+    let diverse = q("how many approvals do production deploys need?", None, Some(0.3), 2);
+    assert!(plain.contains(&d1) && plain.contains(&d2), "without MMR the two near-identical items fill the top: {plain:?}");
+    assert!(!(diverse.contains(&d1) && diverse.contains(&d2)), "MMR trades the near-duplicate for another topic: {diverse:?}");
+    let _ = b;
+}

@@ -8,6 +8,7 @@ mod coding;
 mod crash;
 mod harness;
 mod lifecycle;
+mod memory;
 mod sandbox;
 mod schedules;
 mod triggers;
