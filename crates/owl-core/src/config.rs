@@ -356,7 +356,7 @@ impl Settings {
                     (None, _) => {
                         return Err(ConfigError {
                             source_name: name.into(),
-                            message: format!("unknown section `{section}`; known sections are [daemon], [tasks], [api], [scheduler], [sandbox], [git], [agent], [providers.NAME], [agents.NAME], [prices.MODEL] and [cli.NAME]"),
+                            message: format!("unknown section `{section}`; known sections are [daemon], [tasks], [api], [scheduler], [sandbox], [git], [memory], [agent], [providers.NAME], [agents.NAME], [prices.MODEL] and [cli.NAME]"),
                         })
                     }
                 }
@@ -525,6 +525,24 @@ open_files = 1024
 # How a task without network is cut off: "namespace" (its own empty network, needed for
 # --allow-host) or "seccomp" (internet sockets denied; the fallback without namespaces).
 network_isolation = "namespace"
+
+[memory]
+enabled = true
+# "local" (all-MiniLM-L6-v2 in-process), "http" (an OpenAI-compatible /embeddings endpoint) or "none".
+embeddings = "local"
+# model_dir = "~/.cache/owl/models/all-MiniLM-L6-v2"
+# endpoint = "http://127.0.0.1:11434/v1"
+# embedding_model = "nomic-embed-text"
+# api_key_env = "OPENAI_API_KEY"
+dedup_threshold = 0.95
+max_item_chars = 8000
+recall_k = 5
+recall_tokens = 600
+remember_tasks = true
+remember_chats = true
+
+[memory.retention]
+conversation = "90days"
 
 [git]
 # A finished repository task's worktree is removed this long after it ended (the branch stays).
