@@ -403,6 +403,8 @@ async fn chat_turns_stream_and_a_resumed_chat_remembers_earlier_turns() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let server = ModelServer { url: format!("http://{addr}/v1"), requests };
     let h = start(&server, agent_settings(PolicyDefault::Deny));
+    let (memory, _) = memory_in(&h.dir.path().join("memory"));
+    h.engine.set_memory(Some(memory.clone()));
     let chat = h.engine.store().create_chat("worker", h.engine.now()).await.unwrap();
     let mut deltas = Vec::new();
     let end = h.engine.chat_turn(chat.id, "hi".into(), &mut |d| deltas.push(d)).await.unwrap();
@@ -419,6 +421,12 @@ async fn chat_turns_stream_and_a_resumed_chat_remembers_earlier_turns() {
     let info = h.engine.store().get_chat(chat.id).await.unwrap();
     assert_eq!(info.title, "hi");
     assert_eq!(h.engine.store().transcript(Owner::Chat(chat.id), 0).await.unwrap().len(), 5);
+    // Each turn is remembered as conversation, and the chat's own turns are not recalled into it.
+    let convo = memory.db().list(&owl_memory::Filter { kinds: vec!["conversation".into()], ..Default::default() }, 10, None).unwrap();
+    assert_eq!(convo.len(), 2, "{convo:#?}");
+    assert!(convo.iter().any(|m| m.text.contains("the user said: hi") && m.text.contains("Hello!")));
+    assert_eq!(convo[0].source.as_deref(), Some(format!("chat:{}", chat.id).as_str()));
+    assert_eq!(msgs[3]["content"], "what did I say?", "nothing of this chat is recalled into it");
 }
 
 /// Memory with the real embedding model when it has been fetched, else full-text alone.

@@ -322,7 +322,7 @@ pub(crate) async fn run_agent_task(
     let mem = s.config().memory;
     // Recall only on a fresh start: a resumed run continues its recorded conversation.
     let recalled = if task.attempt == 1 || s.store.transcript(CoreOwner::Task(task.id), 0).await.map(|t| t.is_empty()).unwrap_or(true) {
-        crate::memory::recall(s, agent, prompt, mem.recall_k, mem.recall_tokens).await
+        crate::memory::recall(s, agent, prompt, mem.recall_k, mem.recall_tokens, None).await
     } else {
         crate::memory::Recall::default()
     };
@@ -432,7 +432,9 @@ impl Engine {
         self.shared.store.touch_chat(chat, Some(title), self.now()).await?;
         let host: Arc<dyn Host> = Arc::new(EngineHost { shared: self.shared.clone(), log: None });
         let mem = self.shared.config().memory;
-        let recalled = crate::memory::recall(&self.shared, &info.agent, &message, mem.recall_k, mem.recall_tokens).await;
+        let recalled =
+            crate::memory::recall(&self.shared, &info.agent, &message, mem.recall_k, mem.recall_tokens, Some(&format!("chat:{chat}")))
+                .await;
         let agent = info.agent.clone();
         let job = Job {
             owner: CoreOwner::Chat(chat),

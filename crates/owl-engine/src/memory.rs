@@ -39,8 +39,9 @@ pub(crate) struct Recall {
 }
 
 /// The memories most relevant to `prompt` for `agent`, within the configured count and token
-/// budget, each cited by id.
-pub(crate) async fn recall(s: &Shared, agent: &str, prompt: &str, k: usize, token_budget: usize) -> Recall {
+/// budget, each cited by id. Items from `skip_source` (the chat being continued, whose turns
+/// are already in its history) are left out.
+pub(crate) async fn recall(s: &Shared, agent: &str, prompt: &str, k: usize, token_budget: usize, skip_source: Option<&str>) -> Recall {
     let Some(m) = s.memory() else { return Recall::default() };
     if k == 0 || token_budget == 0 {
         return Recall::default();
@@ -60,7 +61,7 @@ pub(crate) async fn recall(s: &Shared, agent: &str, prompt: &str, k: usize, toke
     };
     let mut r = Recall::default();
     let mut used = 0usize;
-    for h in hits {
+    for h in hits.into_iter().filter(|h| skip_source.is_none() || h.item.source.as_deref() != skip_source) {
         let line = format!("{RECALL_MARKER}{}] ({}) {}\n", h.item.id, h.item.kind, h.item.text.replace('\n', " "));
         // About four characters per token.
         let cost = line.len() / 4 + 1;
