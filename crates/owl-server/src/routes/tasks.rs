@@ -26,6 +26,13 @@ fn to_new(state: &AppState, t: SubmitTask, field_prefix: Option<usize>) -> Resul
         Some(i) => ApiError::bad_request(format!("tasks[{i}].{}", e.field), format!("tasks[{i}].{e}")),
         None => e.into(),
     })?;
+    // A coding CLI profile must exist now, not only when the task runs hours later.
+    if let owl_core::Command::Cli { cli, .. } = &spec.command {
+        if let Err(m) = owl_core::coding::resolve(cli, &state.engine.config().cli) {
+            let field = field_prefix.map(|i| format!("tasks[{i}].cli")).unwrap_or_else(|| "cli".into());
+            return Err(ApiError::bad_request(field, m));
+        }
+    }
     Ok(NewTask { spec, batch_deps })
 }
 
