@@ -541,6 +541,9 @@ pub enum MemoryAction {
         tag: Vec<String>,
         #[arg(long)]
         agent: Option<String>,
+        /// Only items about this user (and those about anyone).
+        #[arg(long)]
+        user: Option<String>,
         /// Only items created within this long, e.g. 7d.
         #[arg(long)]
         since: Option<String>,

@@ -488,3 +488,32 @@ async fn recalled_memories_reach_the_prompt_and_are_never_stored_back() {
     });
     assert!(e.unwrap_err().contains("recalled"));
 }
+
+/// `[memory.retention]`: conversation memories older than their retention are deleted by the
+/// engine's loop; other kinds stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memories_past_their_kind_retention_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("owl.db"), Durability::Full).unwrap();
+    let mut cfg = crate::tests_config();
+    cfg.memory.retention = BTreeMap::from([("conversation".to_string(), Duration::from_secs(2))]);
+    let (engine, dispatch) = Engine::new(Arc::new(store), DataLayout::new(dir.path()), cfg, Arc::new(SystemClock));
+    let memory =
+        Arc::new(owl_memory::Memory::open(&dir.path().join("m"), Default::default(), Box::new(|| Err("no model".to_string()))).unwrap());
+    let old = engine.now().millis() - 60_000;
+    let item = |text: &str, kind: &str| owl_memory::NewMemory { text: text.into(), kind: kind.into(), ..Default::default() };
+    let gone = memory.db().insert(&item("an old chat turn", "conversation"), None, old).unwrap();
+    let kept_kind = memory.db().insert(&item("an old fact", "knowledge"), None, old).unwrap();
+    let fresh = memory.db().insert(&item("a new chat turn", "conversation"), None, engine.now().millis()).unwrap();
+    engine.set_memory(Some(memory.clone()));
+    tokio::spawn(dispatch.run(true));
+    for _ in 0..500 {
+        if memory.db().get(gone).unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(memory.db().get(gone).unwrap().is_none(), "the old conversation item is deleted");
+    assert!(memory.db().get(kept_kind).unwrap().is_some(), "kinds without a retention stay");
+    assert!(memory.db().get(fresh).unwrap().is_some(), "recent items stay");
+}

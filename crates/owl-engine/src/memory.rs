@@ -158,10 +158,15 @@ pub(crate) async fn remember_chat_turn(s: &Shared, chat: i64, agent: &str, user_
     }
 }
 
-/// Deletes memories past their kind's retention; runs hourly beside the other loops.
+/// Deletes memories past their kind's retention: hourly, or at half the shortest retention.
 pub(crate) async fn retention_loop(s: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         let retention = s.config().memory.retention.clone();
+        let every = retention
+            .values()
+            .min()
+            .map(|d| (*d / 2).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(3600)))
+            .unwrap_or(std::time::Duration::from_secs(3600));
         if let Some(m) = s.memory() {
             let now = s.clock.now().millis();
             for (kind, keep) in retention {
@@ -175,7 +180,7 @@ pub(crate) async fn retention_loop(s: Arc<Shared>, mut stop: tokio::sync::watch:
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
         if *stop.borrow() {

@@ -26,8 +26,8 @@ pub async fn run(client: &Client, action: MemoryAction, json: bool) -> Result<()
                 }
             }
         }
-        MemoryAction::Search { query, k, kind, tag, agent, since, recency, mmr, explain } => {
-            let req = MemorySearch { text: query, k: Some(k), kind, tag, agent, user: None, since, recency, mmr };
+        MemoryAction::Search { query, k, kind, tag, agent, user, since, recency, mmr, explain } => {
+            let req = MemorySearch { text: query, k: Some(k), kind, tag, agent, user, since, recency, mmr };
             let r: MemorySearchReply = client.post("/v1/memory/search", &req).await?;
             if json {
                 print_json(&r);
