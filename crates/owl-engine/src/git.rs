@@ -241,11 +241,7 @@ pub(crate) async fn worktree_loop(s: std::sync::Arc<crate::Shared>, mut stop: to
             Err(e) => tracing::warn!(error = %e, "cannot list worktrees to remove"),
         }
         let every = (retention / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600));
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
+        if !crate::sleep_unless_stopped(every, &mut stop).await {
             return;
         }
     }

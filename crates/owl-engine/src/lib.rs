@@ -334,6 +334,15 @@ mod agent_tests;
 #[cfg(test)]
 mod tests;
 
+/// Sleeps `d` for a housekeeping loop; false when the daemon is stopping instead.
+pub(crate) async fn sleep_unless_stopped(d: Duration, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stop.changed() => return false,
+    }
+    !*stop.borrow()
+}
+
 #[cfg(test)]
 pub(crate) fn tests_config() -> EngineConfig {
     EngineConfig {

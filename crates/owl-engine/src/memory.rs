@@ -179,11 +179,7 @@ pub(crate) async fn retention_loop(s: Arc<Shared>, mut stop: tokio::sync::watch:
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
+        if !crate::sleep_unless_stopped(every, &mut stop).await {
             return;
         }
     }

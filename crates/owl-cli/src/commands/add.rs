@@ -71,25 +71,11 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
         }
         None => None,
     };
-    if let Some(cli) = args.cli {
+    // A prompt for a coding CLI or an agent (clap lets only one of them through).
+    if args.cli.is_some() || args.agent.is_some() {
         return Ok(SubmitTask {
-            cli: Some(cli),
-            prompt: Some(args.command.join(" ")),
-            env,
-            priority: args.priority,
-            group: tags.group,
-            timeout: args.timeout,
-            retries: args.retries,
-            labels: tags.label,
-            cwd,
-            sandbox,
-            repo,
-            ..Default::default()
-        });
-    }
-    if let Some(agent) = args.agent {
-        return Ok(SubmitTask {
-            agent: Some(agent),
+            cli: args.cli,
+            agent: args.agent,
             prompt: Some(args.command.join(" ")),
             env,
             priority: args.priority,
