@@ -102,20 +102,12 @@ async fn claim_complete(n: usize, width: usize) -> f64 {
 
 pub(crate) fn engine_config(workers: usize) -> EngineConfig {
     EngineConfig {
-        node: "bench".into(),
         workers,
-        lease: Duration::from_secs(30),
         kill_grace: Duration::from_secs(1),
         shutdown_grace: Duration::from_secs(1),
         log_max_bytes: 1 << 20,
         retry: Default::default(),
-        default_timeout: None,
-        default_retries: 0,
-        schedules: Default::default(),
-        sandbox: Default::default(),
-        cli: Default::default(),
-        git: Default::default(),
-        memory: Default::default(),
+        ..EngineConfig::from_settings(&Default::default(), "bench".into())
     }
 }
 

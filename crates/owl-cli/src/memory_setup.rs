@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 use owl_core::config::MemorySettings;
-use owl_memory::embed::{BertEmbedder, Embedder, HttpEmbedder};
+use owl_memory::embed::{Embedder, HttpEmbedder};
 use owl_memory::{Memory, MemoryConfig};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -22,22 +22,7 @@ pub fn open(s: &MemorySettings, data_dir: &Path) -> Result<Option<Arc<Memory>>> 
     }
     type Made = Result<Arc<dyn Embedder>, String>;
     let loader: Box<dyn Fn() -> Made + Send + Sync> = match s.embeddings.as_str() {
-        "local" => {
-            let dir = model_dir(s);
-            let once: OnceLock<Made> = OnceLock::new();
-            Box::new(move || {
-                once.get_or_init(|| {
-                    if !dir.join("model.safetensors").exists() {
-                        return Err(format!(
-                            "no embedding model at {} (run scripts/fetch-models minilm, or set [memory] model_dir)",
-                            dir.display()
-                        ));
-                    }
-                    BertEmbedder::load(&dir).map(|e| Arc::new(e) as Arc<dyn Embedder>)
-                })
-                .clone()
-            })
-        }
+        "local" => owl_memory::bert_loader(model_dir(s)),
         "http" => {
             let Some(url) = s.endpoint.clone() else { bail!("[memory] embeddings = \"http\" needs endpoint = \"http://host:port/v1\"") };
             let Some(model) = s.embedding_model.clone() else { bail!("[memory] embeddings = \"http\" needs embedding_model") };

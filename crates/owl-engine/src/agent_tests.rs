@@ -431,14 +431,10 @@ async fn chat_turns_stream_and_a_resumed_chat_remembers_earlier_turns() {
 
 /// Memory with the real embedding model when it has been fetched, else full-text alone.
 fn memory_in(dir: &std::path::Path) -> (Arc<owl_memory::Memory>, bool) {
-    use owl_memory::embed::{default_model_dir, BertEmbedder, Embedder};
-    let model = std::env::var("HOME").ok().map(|h| default_model_dir(&std::path::Path::new(&h).join(".cache")));
+    let model = std::env::var("HOME").ok().map(|h| owl_memory::embed::default_model_dir(&std::path::Path::new(&h).join(".cache")));
     let have = model.as_ref().is_some_and(|m| m.join("model.safetensors").exists());
-    let loader: Box<dyn Fn() -> Result<Arc<dyn Embedder>, String> + Send + Sync> = match model.filter(|_| have) {
-        Some(m) => {
-            let once = std::sync::OnceLock::new();
-            Box::new(move || once.get_or_init(|| BertEmbedder::load(&m).map(|e| Arc::new(e) as Arc<dyn Embedder>)).clone())
-        }
+    let loader: owl_memory::Loader = match model.filter(|_| have) {
+        Some(m) => owl_memory::bert_loader(m),
         None => {
             eprintln!("note: no embedding model fetched; this test runs on full-text memory alone");
             Box::new(|| Err("no model".to_string()))

@@ -8,4 +8,4 @@ pub mod index;
 pub mod memory;
 
 pub use db::{Filter, MemoryItem, NewMemory};
-pub use memory::{Added, Hit, Memory, MemoryConfig, Query, RECALL_MARKER};
+pub use memory::{bert_loader, Added, Hit, Loader, Memory, MemoryConfig, Query, RECALL_MARKER};

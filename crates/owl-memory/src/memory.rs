@@ -94,7 +94,26 @@ impl Added {
 /// Texts embedded per model call: the fastest batch size on 2 cores (see BENCHMARKS.md).
 const EMBED_BATCH: usize = 64;
 
-type Loader = Box<dyn Fn() -> Result<Arc<dyn Embedder>, String> + Send + Sync>;
+/// Makes the embedder on first use (called again only if the first try failed and was kept).
+pub type Loader = Box<dyn Fn() -> Result<Arc<dyn Embedder>, String> + Send + Sync>;
+
+/// A loader for the BERT model in `dir`: loaded once, on first use, with the load's error kept
+/// (and said clearly when the directory has no model).
+pub fn bert_loader(dir: PathBuf) -> Loader {
+    let once: OnceLock<Result<Arc<dyn Embedder>, String>> = OnceLock::new();
+    Box::new(move || {
+        once.get_or_init(|| {
+            if !dir.join("model.safetensors").exists() {
+                return Err(format!(
+                    "no embedding model at {} (run scripts/fetch-models minilm, or set [memory] model_dir)",
+                    dir.display()
+                ));
+            }
+            crate::embed::BertEmbedder::load(&dir).map(|e| Arc::new(e) as Arc<dyn Embedder>)
+        })
+        .clone()
+    })
+}
 
 pub struct Memory {
     db: MemoryDb,

@@ -3,7 +3,7 @@
 //! text is refused, concurrent adds and searches agree, and the index survives its file being
 //! deleted or corrupted. Skipped, saying why, when the model is not there.
 
-use owl_memory::embed::{default_model_dir, BertEmbedder, Embedder};
+use owl_memory::embed::default_model_dir;
 use owl_memory::{Added, Filter, Memory, MemoryConfig, NewMemory, Query, RECALL_MARKER};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,11 +19,8 @@ fn model_dir() -> Option<PathBuf> {
 }
 
 fn open(dir: &std::path::Path, model: Option<PathBuf>) -> Memory {
-    let loader: Box<dyn Fn() -> Result<Arc<dyn Embedder>, String> + Send + Sync> = match model {
-        Some(m) => {
-            let once = std::sync::OnceLock::new();
-            Box::new(move || once.get_or_init(|| BertEmbedder::load(&m).map(|e| Arc::new(e) as Arc<dyn Embedder>)).clone())
-        }
+    let loader: owl_memory::Loader = match model {
+        Some(m) => owl_memory::bert_loader(m),
         None => Box::new(|| Err("no model configured".to_string())),
     };
     Memory::open(dir, MemoryConfig::default(), loader).unwrap()

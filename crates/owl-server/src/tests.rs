@@ -22,20 +22,12 @@ fn api() -> Api {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("owl.db"), Durability::Full).unwrap();
     let cfg = EngineConfig {
-        node: "n".into(),
         workers: 2,
-        lease: Duration::from_secs(30),
         kill_grace: Duration::from_millis(200),
         shutdown_grace: Duration::from_millis(200),
         log_max_bytes: 1 << 20,
         retry: Default::default(),
-        default_timeout: None,
-        default_retries: 0,
-        schedules: Default::default(),
-        sandbox: Default::default(),
-        cli: Default::default(),
-        git: Default::default(),
-        memory: Default::default(),
+        ..EngineConfig::from_settings(&Default::default(), "n".into())
     };
     let (engine, dispatch) = owl_engine::Engine::new(Arc::new(store), DataLayout::new(dir.path()), cfg, Arc::new(SystemClock));
     tokio::spawn(dispatch.run(true));
