@@ -6,6 +6,7 @@ use crate::sse::SseReader;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub struct OpenAi {
@@ -13,16 +14,64 @@ pub struct OpenAi {
     url: String,
     key: Option<String>,
     http: reqwest::Client,
+    /// Whether the output limit is sent as `max_completion_tokens` (OpenAI's own API, where
+    /// reasoning models refuse `max_tokens`) or `max_tokens` (what compatible servers know).
+    /// Starts from the host and flips once when a server refuses the one it was sent.
+    completion_field: AtomicBool,
 }
 
 impl OpenAi {
     pub fn new(name: &str, base_url: Option<&str>, key: Option<String>, timeout: Duration) -> Self {
         let base = base_url.unwrap_or("https://api.openai.com/v1").trim_end_matches('/');
-        OpenAi { name: name.into(), url: format!("{base}/chat/completions"), key, http: crate::http_client(timeout) }
+        let official = base.starts_with("https://api.openai.com/");
+        OpenAi {
+            name: name.into(),
+            url: format!("{base}/chat/completions"),
+            key,
+            http: crate::http_client(timeout),
+            completion_field: AtomicBool::new(official),
+        }
+    }
+
+    fn limit_field(&self) -> &'static str {
+        if self.completion_field.load(Ordering::Relaxed) {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        }
+    }
+
+    async fn post(&self, req: &ChatRequest) -> Result<reqwest::Response, ProviderError> {
+        let mut tried_other = false;
+        loop {
+            let field = self.limit_field();
+            let mut r = self.http.post(&self.url).json(&body(req, field));
+            if let Some(k) = &self.key {
+                r = r.bearer_auth(k);
+            }
+            match send(&self.name, r).await {
+                Err(ProviderError::Fatal(m)) if !tried_other && refuses_limit_field(&m, field) => {
+                    tracing::info!(provider = %self.name, refused = field, "the server refused the output-limit field; using the other name");
+                    self.completion_field.store(field == "max_tokens", Ordering::Relaxed);
+                    tried_other = true;
+                }
+                other => return other,
+            }
+        }
     }
 }
 
-pub(crate) fn body(req: &ChatRequest) -> Value {
+/// Whether an error says the server does not take `field` (OpenAI: "Unsupported parameter:
+/// 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.";
+/// older servers: "Unrecognized request argument supplied: max_completion_tokens").
+fn refuses_limit_field(message: &str, field: &str) -> bool {
+    message.contains(" 400 ") && message.contains(field) && {
+        let m = message.to_ascii_lowercase();
+        ["unsupported", "unrecognized", "unknown", "not supported", "extra inputs", "not permitted"].iter().any(|w| m.contains(w))
+    }
+}
+
+pub(crate) fn body(req: &ChatRequest, limit_field: &str) -> Value {
     let messages: Vec<Value> = req
         .messages
         .iter()
@@ -48,7 +97,8 @@ pub(crate) fn body(req: &ChatRequest) -> Value {
             Message::Tool { call_id, content, .. } => json!({"role": "tool", "tool_call_id": call_id, "content": content}),
         })
         .collect();
-    let mut b = json!({"model": req.model, "messages": messages, "max_tokens": req.max_output_tokens});
+    let mut b = json!({"model": req.model, "messages": messages});
+    b[limit_field] = json!(req.max_output_tokens);
     if let Some(t) = req.temperature {
         b["temperature"] = json!(t);
     }
@@ -129,11 +179,7 @@ impl Provider for OpenAi {
     }
 
     async fn chat(&self, req: &ChatRequest, sink: Sink<'_>) -> Result<ChatResponse, ProviderError> {
-        let mut r = self.http.post(&self.url).json(&body(req));
-        if let Some(k) = &self.key {
-            r = r.bearer_auth(k);
-        }
-        let resp = send(&self.name, r).await?;
+        let resp = self.post(req).await?;
         if !req.stream {
             return parse_reply(&self.name, &json_body(&self.name, resp).await?);
         }

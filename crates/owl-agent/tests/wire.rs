@@ -137,6 +137,47 @@ async fn openai_request_and_tool_call_reply() {
     assert_eq!(body["messages"][2]["tool_calls"][0]["function"]["arguments"], "{}", "arguments travel as a JSON string");
     assert_eq!(body["messages"][3], json!({"role": "tool", "tool_call_id": "c0", "content": "a.txt"}));
     assert!(body.get("stream").is_none());
+    assert_eq!(body["max_tokens"], 100, "compatible servers get max_tokens");
+    assert!(body.get("max_completion_tokens").is_none());
+}
+
+#[tokio::test]
+async fn openai_switches_the_output_limit_field_when_the_server_refuses_it() {
+    let refusal = |field: &str, other: &str| {
+        Reply {
+        status: 400,
+        headers: vec![],
+        body: json!({"error": {"message": format!("Unsupported parameter: '{field}' is not supported with this model. Use '{other}' instead."),
+            "type": "invalid_request_error", "param": field, "code": "unsupported_parameter"}})
+        .to_string(),
+        sse: false,
+    }
+    };
+    let f = fake(vec![refusal("max_tokens", "max_completion_tokens"), answer("one"), answer("two")]).await;
+    let p = openai(&f.url);
+    assert_eq!(call(&p, &req(false)).await.0.unwrap().content, "one");
+    assert_eq!(call(&p, &req(false)).await.0.unwrap().content, "two");
+    {
+        let seen = f.seen.lock().unwrap();
+        let bodies: Vec<&Value> = seen.requests.iter().map(|r| &r.1).collect();
+        assert_eq!(bodies.len(), 3);
+        assert_eq!(bodies[0]["max_tokens"], 100);
+        for b in &bodies[1..] {
+            assert_eq!(b["max_completion_tokens"], 100, "retried, then remembered: {b}");
+            assert!(b.get("max_tokens").is_none());
+        }
+    }
+    // A server that refuses both names: one switch, then the error, not a loop.
+    let f = fake(vec![refusal("max_tokens", "max_completion_tokens"), refusal("max_completion_tokens", "max_tokens")]).await;
+    let err = call(&openai(&f.url), &req(false)).await.0.unwrap_err();
+    assert!(!err.is_retryable() && err.to_string().contains("max_completion_tokens"), "{err}");
+    assert_eq!(f.seen.lock().unwrap().requests.len(), 2);
+    // Another 400 is not mistaken for the field's refusal.
+    let f =
+        fake(vec![Reply { status: 400, headers: vec![], body: json!({"error": {"message": "context too long"}}).to_string(), sse: false }])
+            .await;
+    assert!(call(&openai(&f.url), &req(false)).await.0.is_err());
+    assert_eq!(f.seen.lock().unwrap().requests.len(), 1);
 }
 
 #[tokio::test]
