@@ -210,7 +210,7 @@ pub struct SchedulerSettings {
     /// A slot fired later than this counts as missed and follows the misfire policy.
     #[serde(with = "serde_human")]
     pub max_lateness: Duration,
-    /// Schedule history older than this is deleted.
+    /// Schedule and trigger history older than this is deleted.
     #[serde(with = "serde_human")]
     pub history_retention: Duration,
 }
@@ -506,7 +506,7 @@ default_tz = "UTC"
 misfire_cap = 100
 # A slot that fires later than this counts as missed and follows the schedule's misfire policy.
 max_lateness = "1m"
-# Schedule history older than this is deleted.
+# Schedule and trigger history older than this is deleted.
 history_retention = "30days"
 
 [sandbox]

@@ -270,9 +270,19 @@ impl Store for SqliteStore {
         let name = name.to_string();
         self.read(move |c| crate::schedules::history(c, &name, limit)).await
     }
-    async fn prune_schedule_history(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.write(move |c| c.execute("DELETE FROM schedule_fires WHERE fired_at < ?1", [before.0]).map(|n| n as u64).map_err(backend))
-            .await
+    async fn prune_history(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            let mut n = 0;
+            for sql in [
+                "DELETE FROM schedule_fires WHERE fired_at < ?1",
+                "DELETE FROM trigger_fires WHERE at < ?1",
+                "DELETE FROM task_finishes WHERE at < ?1",
+            ] {
+                n += c.execute(sql, [before.0]).map_err(backend)? as u64;
+            }
+            Ok(n)
+        })
+        .await
     }
     async fn create_trigger(&self, spec: TriggerSpec, now: Timestamp) -> Result<Trigger, StoreError> {
         owl_core::trigger::check_trigger_spec(&spec)?;

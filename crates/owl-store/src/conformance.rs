@@ -571,7 +571,7 @@ pub async fn history_shows_every_slot_with_its_task_status(s: DynStore) {
     let sch = s.get_schedule("h").await.unwrap();
     assert_eq!((sch.fired, sch.missed, sch.skipped, sch.late), (1, 1, 1, 1));
     assert_eq!(sch.state, owl_core::schedule::ScheduleState::Finished);
-    assert_eq!(s.prune_schedule_history(t3.plus(Duration::from_secs(6))).await.unwrap(), 3);
+    assert_eq!(s.prune_history(t3.plus(Duration::from_secs(6))).await.unwrap(), 3);
 }
 
 fn trigger_spec(name: &str) -> owl_core::trigger::TriggerSpec {
@@ -604,6 +604,8 @@ pub async fn a_trigger_source_fires_once_within_its_rate_limit(s: DynStore) {
     let h = s.trigger_history("deploy", 10).await.unwrap();
     assert_eq!(h.len(), 5);
     assert_eq!(h.iter().filter(|r| r.outcome == "rate_limited").count(), 1);
+    assert_eq!(s.prune_history(later).await.unwrap(), 3, "the three offers at T0 are history");
+    assert_eq!(s.trigger_history("deploy", 10).await.unwrap().len(), 2);
     assert_eq!(s.list(TaskFilter::default()).await.unwrap().len(), 3, "one task per fire, none for refusals");
     s.delete_trigger("deploy").await.unwrap();
     assert!(matches!(s.get_trigger("deploy").await, Err(StoreError::TriggerNotFound(_))));
@@ -639,6 +641,9 @@ pub async fn finished_tasks_are_walked_in_order_by_cursor(s: DynStore) {
     let again: Vec<TaskId> = s.finished_after(walk[2].0, 10).await.unwrap().iter().map(|(_, t)| t.id).collect();
     assert_eq!(again, vec![a], "a task that finishes again is a new finish");
     assert_eq!(s.failures_since(T0).await.unwrap(), 0, "a was retried and succeeded; d failed because of a dependency");
+    assert_eq!(s.prune_history(T0.plus(Duration::from_secs(2))).await.unwrap(), 3, "a twice and d");
+    let kept: Vec<TaskId> = s.finished_after(0, 10).await.unwrap().iter().map(|(_, t)| t.id).collect();
+    assert_eq!(kept, vec![b]);
     assert_eq!(s.kv_get("cursor").await.unwrap(), None);
     s.kv_set("cursor", "1").await.unwrap();
     s.kv_set("cursor", "2").await.unwrap();

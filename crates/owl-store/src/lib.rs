@@ -77,8 +77,10 @@ pub trait Store: Send + Sync + 'static {
     async fn apply_fires(&self, fires: ApplyFires) -> Result<Vec<(Timestamp, TaskId)>, StoreError>;
     /// Newest first.
     async fn schedule_history(&self, name: &str, limit: u32) -> Result<Vec<FireRecord>, StoreError>;
-    /// Deletes history rows fired before `before`; returns how many.
-    async fn prune_schedule_history(&self, before: Timestamp) -> Result<u64, StoreError>;
+    /// Deletes history stamped before `before`: schedule fires, trigger fires (so a webhook
+    /// delivery id older than that could fire again) and the finished-task log the trigger walk
+    /// reads. Returns how many rows went.
+    async fn prune_history(&self, before: Timestamp) -> Result<u64, StoreError>;
 
     // Triggers.
 
