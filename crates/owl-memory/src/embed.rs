@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use std::path::{Path, PathBuf};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
 
 /// Something that turns texts into unit vectors of a fixed dimension.
 pub trait Embedder: Send + Sync {
@@ -27,11 +27,14 @@ pub struct BertEmbedder {
     model: BertModel,
     tokenizer: Tokenizer,
     dim: usize,
+    pad_id: u32,
     device: Device,
 }
 
 /// Longest input, in tokens; longer texts are cut (MiniLM was trained on 256).
 const MAX_TOKENS: usize = 256;
+/// Texts run through the model together, after sorting a batch by length.
+const SLICE: usize = 32;
 
 impl BertEmbedder {
     pub fn load(dir: &Path) -> Result<Self, String> {
@@ -47,23 +50,49 @@ impl BertEmbedder {
         let model = BertModel::load(vb, &config).map_err(|e| format!("{}: not a BERT model: {e}", dir.display()))?;
         let mut tokenizer =
             Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| format!("{}/tokenizer.json: {e}", dir.display()))?;
-        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+        // Padding is done here per length-sorted slice (see `run`), not by the tokenizer.
+        tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
             .map_err(|e| format!("tokenizer: {e}"))?;
+        // Masked out of attention and the mean, so its value only has to be a valid token.
+        let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
         let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "bert".into());
-        Ok(BertEmbedder { name, model, tokenizer, dim, device })
+        Ok(BertEmbedder { name, model, tokenizer, dim, pad_id, device })
     }
 
+    /// Embeds `texts` in input order. The texts are tokenised once, sorted by length and run in
+    /// slices of similar length, so a batch mixing a title and a long section pays for padding
+    /// only within its slice, not up to the longest text of the whole batch.
     fn run(&self, texts: &[&str]) -> candle_core::Result<Vec<Vec<f32>>> {
         let enc = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(candle_core::Error::wrap)?;
-        let ids = enc.iter().map(|e| Tensor::new(e.get_ids(), &self.device)).collect::<candle_core::Result<Vec<_>>>()?;
-        let masks = enc.iter().map(|e| Tensor::new(e.get_attention_mask(), &self.device)).collect::<candle_core::Result<Vec<_>>>()?;
-        let ids = Tensor::stack(&ids, 0)?;
-        let mask = Tensor::stack(&masks, 0)?;
+        let mut order: Vec<usize> = (0..enc.len()).collect();
+        order.sort_by_key(|&i| enc[i].get_ids().len());
+        let mut out = vec![Vec::new(); enc.len()];
+        for slice in order.chunks(SLICE) {
+            let width = slice.iter().map(|&i| enc[i].get_ids().len()).max().unwrap_or(0).max(1);
+            let mut ids = Vec::with_capacity(slice.len() * width);
+            let mut mask = Vec::with_capacity(slice.len() * width);
+            for &i in slice {
+                let e = enc[i].get_ids();
+                ids.extend_from_slice(e);
+                ids.extend(std::iter::repeat_n(self.pad_id, width - e.len()));
+                mask.extend(std::iter::repeat_n(1u32, e.len()));
+                mask.extend(std::iter::repeat_n(0u32, width - e.len()));
+            }
+            let ids = Tensor::from_vec(ids, (slice.len(), width), &self.device)?;
+            let mask = Tensor::from_vec(mask, (slice.len(), width), &self.device)?;
+            for (&i, v) in slice.iter().zip(self.pooled(&ids, &mask)?) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The model over one padded slice: mean over the real tokens, then unit length.
+    fn pooled(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
         let types = ids.zeros_like()?;
-        let out = self.model.forward(&ids, &types, Some(&mask))?;
-        // Mean over the real tokens, then unit length.
+        let out = self.model.forward(ids, &types, Some(mask))?;
         let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let summed = out.broadcast_mul(&m)?.sum(1)?;
         let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?;
@@ -276,5 +305,15 @@ mod tests {
         // Batching does not change a text's vector.
         let alone = m.embed(&["Keep replies brief and skip the emoji."]).unwrap();
         assert!(dot(&alone[0], &v[1]) > 0.9999, "padding must not leak into the mean");
+        // A batch larger than one slice, lengths mixed: every vector comes back in input order.
+        let texts: Vec<String> = (0..SLICE + 7)
+            .map(|i| format!("Item {i}: {}", "the backup job on the build host failed again ".repeat(1 + (i * 7) % 11)))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let batch = m.embed(&refs).unwrap();
+        for (i, t) in texts.iter().enumerate().step_by(5) {
+            let one = m.embed(&[t.as_str()]).unwrap();
+            assert!(dot(&one[0], &batch[i]) > 0.9999, "text {i} got another text's vector");
+        }
     }
 }
