@@ -70,10 +70,14 @@ fn agent_settings(shell_default: PolicyDefault) -> AgentSettings {
 }
 
 fn start(server: &ModelServer, agent: AgentSettings) -> Harness {
+    start_with_workers(server, agent, 2)
+}
+
+fn start_with_workers(server: &ModelServer, agent: AgentSettings, workers: usize) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("owl.db"), Durability::Full).unwrap();
     let mut cfg = crate::tests_config();
-    cfg.workers = 2;
+    cfg.workers = workers;
     let (engine, dispatch) = Engine::new(Arc::new(store), DataLayout::new(dir.path()), cfg, Arc::new(SystemClock));
     tokio::spawn(dispatch.run(true));
     let mut providers = BTreeMap::new();
@@ -240,6 +244,38 @@ async fn an_ask_call_waits_for_a_human_and_runs_once_approved_and_not_when_denie
     let entries = h.engine.store().transcript(Owner::Task(id2), 0).await.unwrap();
     let denied = entries.iter().find(|e| e.body["type"] == "tool").unwrap();
     assert!(denied.body["content"].as_str().unwrap().contains("not on prod"), "{}", denied.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_waiting_for_approval_frees_its_worker_and_takes_one_back_before_the_call_runs() {
+    let server = model_server(vec![tool_turn("c1", "shell", json!({"command": "echo yes > approved.txt"})), final_turn("done")]).await;
+    let h = start_with_workers(&server, agent_settings(PolicyDefault::Ask), 1);
+    let agent = submit_agent(&h, "deploy").await;
+    let pending = loop {
+        let p = h.engine.store().list_approvals(true, h.engine.now()).await.unwrap();
+        if let Some(a) = p.into_iter().next() {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // The only worker is free while the agent waits: plain tasks run meanwhile.
+    let quick = h.engine.submit(vec![NewTask::new(TaskSpec::new(Cmd::Shell("echo quick".into())))]).await.unwrap()[0].id;
+    wait_status(&h, quick, &[Status::Succeeded]).await;
+    let gate = h.dir.path().join("gate");
+    let script = format!("while [ ! -e '{}' ]; do sleep 0.02; done", gate.display());
+    let blocker = h.engine.submit(vec![NewTask::new(TaskSpec::new(Cmd::Shell(script)))]).await.unwrap()[0].id;
+    wait_status(&h, blocker, &[Status::Running]).await;
+    assert_eq!(h.engine.store().get(agent).await.unwrap().state.status(), Status::Running, "the waiting task keeps its lease");
+    // Approved while the worker is busy: the call waits for the worker, then runs once.
+    h.engine.decide_approval(pending.id, true, None).await.unwrap();
+    let ws = h.dir.path().join("workspaces").join(agent.to_string());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!ws.join("approved.txt").exists(), "the approved call waits for a free worker");
+    std::fs::write(&gate, "").unwrap();
+    wait_status(&h, blocker, &[Status::Succeeded]).await;
+    wait_status(&h, agent, &[Status::Succeeded]).await;
+    assert_eq!(std::fs::read_to_string(ws.join("approved.txt")).unwrap(), "yes\n");
+    assert_eq!(h.engine.store().get_approval(pending.id).await.unwrap().status, ApprovalStatus::Used);
 }
 
 /// A server whose replies may be held back: `Hold` answers only after the test is over.

@@ -6,13 +6,13 @@ use async_trait::async_trait;
 use owl_agent::{AgentEnd, ApprovalDecision, ApprovalRequest, Halt, Host, Job, NewAgentSchedule, Owner, UsageRecord};
 use owl_core::agent::Owner as CoreOwner;
 use owl_core::schedule::{Misfire, Overlap, ScheduleSpec, When};
-use owl_core::{Command, EventKind, RunOutcome, TaskId, TaskSpec};
-use owl_store::{ApprovalStatus, ClaimedTask, NewApproval, NewTask, StoreError, UsageRow};
+use owl_core::{Command, Event, EventKind, RunOutcome, TaskId, TaskSpec};
+use owl_store::{Approval, ApprovalStatus, ClaimedTask, NewApproval, NewTask, StoreError, UsageRow};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 /// Labels that record where an agent's subtask or schedule came from.
 pub const DEPTH_LABEL: &str = "owl:depth=";
@@ -56,6 +56,37 @@ pub(crate) fn summary(e: &Value) -> String {
         "system" => "system prompt set".into(),
         "note" => format!("note: {}", cut(e["text"].as_str().unwrap_or(""))),
         other => other.to_string(),
+    }
+}
+
+impl EngineHost {
+    /// Waits until approval `id` is no longer pending (decided, or expired at its deadline).
+    async fn decision(&self, id: i64, events: &mut broadcast::Receiver<Event>) -> Result<Approval, String> {
+        loop {
+            let a = self.shared.store.get_approval(id).await.map_err(|e| e.to_string())?;
+            if a.status != ApprovalStatus::Pending {
+                return Ok(a);
+            }
+            let left = a.expires_at.since(self.shared.clock.now());
+            if left.is_zero() {
+                // Let the store mark it expired, then read it back.
+                let _ = self.shared.store.list_approvals(true, self.shared.clock.now()).await;
+                continue;
+            }
+            // Woken by a decision event; the periodic re-read covers a lagged subscription.
+            let wait = left.min(Duration::from_secs(5)) + Duration::from_millis(5);
+            let _ = tokio::time::timeout(wait, async {
+                loop {
+                    match events.recv().await {
+                        Ok(e) if matches!(e.kind, EventKind::ApprovalDecided { approval_id, .. } if approval_id == id) => break,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(_) => std::future::pending::<()>().await,
+                    }
+                }
+            })
+            .await;
+        }
     }
 }
 
@@ -130,54 +161,39 @@ impl Host for EngineHost {
             )
             .await
             .map_err(|e| e.to_string())?;
+        // While a person decides, the task's worker slot runs other work; it takes a slot
+        // back before the call runs.
+        let parked = match (a.status, a.owner.task()) {
+            (ApprovalStatus::Pending, Some(task)) => self.shared.commands.send(crate::Command::Park(task)).is_ok().then_some(task),
+            _ => None,
+        };
         if a.status == ApprovalStatus::Pending {
             self.shared.publish(EventKind::ApprovalRequested { approval_id: a.id, task_id: a.owner.task(), tool: a.tool.clone() });
         }
-        loop {
-            let a = self.shared.store.get_approval(a.id).await.map_err(|e| e.to_string())?;
-            match a.status {
-                ApprovalStatus::Approved => {
-                    // Used once: if two runs raced for it, only one gets to run the call.
-                    return if self.shared.store.consume_approval(a.id, self.shared.clock.now()).await.map_err(|e| e.to_string())? {
-                        Ok(ApprovalDecision::Approved)
-                    } else {
-                        Ok(ApprovalDecision::Denied { reason: format!("approval {} was already used", a.id) })
-                    };
-                }
-                ApprovalStatus::Used => {
-                    return Ok(ApprovalDecision::Denied {
-                        reason: format!("approval {} was already used for this call, which may have run before a restart", a.id),
-                    })
-                }
-                ApprovalStatus::Denied => {
-                    return Ok(ApprovalDecision::Denied { reason: a.decision_reason.unwrap_or_else(|| "no reason given".into()) })
-                }
-                ApprovalStatus::Expired => {
-                    return Ok(ApprovalDecision::Denied {
-                        reason: format!("nobody decided within {} (agent.approval_timeout)", owl_core::duration::format(timeout)),
-                    })
-                }
-                ApprovalStatus::Pending => {}
+        let a = self.decision(a.id, &mut events).await?;
+        if let Some(task) = parked {
+            let (ready, slot) = tokio::sync::oneshot::channel();
+            if self.shared.commands.send(crate::Command::Resume(task, ready)).is_ok() {
+                // An error means dispatch is gone (shutting down): nothing left to wait for.
+                let _ = slot.await;
             }
-            let left = a.expires_at.since(self.shared.clock.now());
-            if left.is_zero() {
-                // Let the store mark it expired, then read it back.
-                let _ = self.shared.store.list_approvals(true, self.shared.clock.now()).await;
-                continue;
-            }
-            // Woken by a decision event; the periodic re-read covers a lagged subscription.
-            let wait = left.min(Duration::from_secs(5)) + Duration::from_millis(5);
-            let _ = tokio::time::timeout(wait, async {
-                loop {
-                    match events.recv().await {
-                        Ok(e) if matches!(e.kind, EventKind::ApprovalDecided { approval_id, .. } if approval_id == a.id) => break,
-                        Ok(_) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(_) => std::future::pending::<()>().await,
-                    }
+        }
+        match a.status {
+            ApprovalStatus::Approved => {
+                // Used once: if two runs raced for it, only one gets to run the call.
+                if self.shared.store.consume_approval(a.id, self.shared.clock.now()).await.map_err(|e| e.to_string())? {
+                    Ok(ApprovalDecision::Approved)
+                } else {
+                    Ok(ApprovalDecision::Denied { reason: format!("approval {} was already used", a.id) })
                 }
-            })
-            .await;
+            }
+            ApprovalStatus::Used => Ok(ApprovalDecision::Denied {
+                reason: format!("approval {} was already used for this call, which may have run before a restart", a.id),
+            }),
+            ApprovalStatus::Denied => Ok(ApprovalDecision::Denied { reason: a.decision_reason.unwrap_or_else(|| "no reason given".into()) }),
+            ApprovalStatus::Expired | ApprovalStatus::Pending => Ok(ApprovalDecision::Denied {
+                reason: format!("nobody decided within {} (agent.approval_timeout)", owl_core::duration::format(timeout)),
+            }),
         }
     }
 

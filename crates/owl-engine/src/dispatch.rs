@@ -5,11 +5,11 @@ use crate::{Command, Shared};
 use owl_core::EventKind;
 use owl_exec::Stop;
 use owl_store::{Claim, Heartbeat};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 struct Running {
@@ -61,12 +61,27 @@ impl DispatchLoop {
         let mut next_heartbeat: Option<Instant> = None;
         let mut store_backoff: Option<Instant> = None;
         let mut due: Option<Instant> = Some(Instant::now());
+        // Running tasks that wait on a person and hold no worker slot, and parked tasks that
+        // asked for a slot back, in the order they asked.
+        let mut parked: HashSet<owl_core::TaskId> = HashSet::new();
+        let mut resuming: VecDeque<(owl_core::TaskId, oneshot::Sender<()>)> = VecDeque::new();
 
         loop {
             let cfg = s.config();
+            // Freed slots go to parked tasks that were approved before any new task is claimed.
+            while let Some((id, ready)) = resuming.pop_front() {
+                if !shutting_down && running.len() - parked.len() >= cfg.workers {
+                    resuming.push_front((id, ready));
+                    break;
+                }
+                // A closed receiver: the task is being stopped; it stays parked until it ends.
+                if ready.send(()).is_ok() {
+                    parked.remove(&id);
+                }
+            }
             if !shutting_down && store_backoff.is_none_or(|t| t <= Instant::now()) {
                 store_backoff = None;
-                if let Err(e) = self.fill(&cfg, &mut running, &done_tx, &mut due).await {
+                if let Err(e) = self.fill(&cfg, &mut running, parked.len(), &done_tx, &mut due).await {
                     tracing::error!(error = %e, "dispatch failed; retrying shortly");
                     store_backoff = Some(Instant::now() + STORE_RETRY);
                 }
@@ -89,6 +104,19 @@ impl DispatchLoop {
                             let _ = r.stop.send(Some(Stop::Cancel(reason)));
                         }
                     }
+                    Some(Command::Park(id)) => {
+                        if running.contains_key(&id) {
+                            tracing::debug!(task = %id, "waiting on an approval; its worker slot is free meanwhile");
+                            parked.insert(id);
+                        }
+                    }
+                    Some(Command::Resume(id, ready)) => {
+                        if parked.contains(&id) {
+                            resuming.push_back((id, ready));
+                        } else {
+                            let _ = ready.send(());
+                        }
+                    }
                     Some(Command::Shutdown) | None => {
                         if !shutting_down {
                             shutting_down = true;
@@ -100,6 +128,8 @@ impl DispatchLoop {
                 },
                 Some(done) = done_rx.recv() => {
                     running.remove(&done.id);
+                    parked.remove(&done.id);
+                    resuming.retain(|(id, _)| *id != done.id);
                 }
                 _ = sleep_until(wake_at), if wake_at.is_some() && !shutting_down => {}
                 _ = sleep_until(next_heartbeat), if next_heartbeat.is_some() => {
@@ -132,6 +162,7 @@ impl DispatchLoop {
         &self,
         cfg: &crate::EngineConfig,
         running: &mut HashMap<owl_core::TaskId, Running>,
+        parked: usize,
         done_tx: &mpsc::UnboundedSender<RunnerDone>,
         due: &mut Option<Instant>,
     ) -> Result<(), owl_store::StoreError> {
@@ -142,7 +173,7 @@ impl DispatchLoop {
                 s.publish(EventKind::TaskChanged { task_id: id, status: owl_core::task::Status::Queued });
             }
         }
-        let free = cfg.workers.saturating_sub(running.len());
+        let free = cfg.workers.saturating_sub(running.len() - parked);
         if free > 0 {
             let claimed = s.store.claim(Claim { node: cfg.node.clone(), now, lease: cfg.lease, limit: free }).await?;
             for task in claimed {
@@ -277,10 +308,10 @@ async fn scheduler_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
             last_prune = Some(Instant::now());
             let keep = s.config().schedules.history_retention;
-            match s.store.prune_schedule_history(s.clock.now().minus(keep)).await {
-                Ok(n) if n > 0 => tracing::info!(rows = n, "pruned schedule history"),
+            match s.store.prune_history(s.clock.now().minus(keep)).await {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "pruned schedule, trigger and finished-task history"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "pruning schedule history failed"),
+                Err(e) => tracing::warn!(error = %e, "pruning history failed"),
             }
         }
         loop {

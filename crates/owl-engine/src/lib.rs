@@ -124,6 +124,12 @@ pub(crate) enum Command {
     /// Something changed (a submit, a retry, a group limit): look for work.
     Wake,
     Cancel(TaskId, Option<String>),
+    /// A running task now waits on a person (an approval): its worker slot may run other work
+    /// meanwhile. The task stays running, its lease kept.
+    Park(TaskId),
+    /// A parked task wants a worker slot again; `ready` fires when it has one. Resuming tasks
+    /// get freed slots before new tasks are claimed.
+    Resume(TaskId, tokio::sync::oneshot::Sender<()>),
     Shutdown,
 }
 
