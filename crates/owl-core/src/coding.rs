@@ -26,6 +26,11 @@ pub struct CliProfile {
     /// The argv; `{prompt}` and `{workspace}` are replaced inside arguments (never through a
     /// shell). The prompt must appear somewhere.
     pub command: Vec<String>,
+    /// The argv when the task runs with `--no-sandbox`, if it should differ: inside owl's
+    /// sandbox a CLI may be let run commands freely (the sandbox confines them), and its own
+    /// sandbox may be unable to start there; outside it, the CLI should confine itself.
+    #[serde(default)]
+    pub unsandboxed_command: Option<Vec<String>>,
     #[serde(default)]
     pub format: CliFormat,
     /// More paths the CLI may write inside the sandbox (its own state directory); `~/` is the
@@ -59,6 +64,8 @@ pub fn builtin_profiles() -> CliProfiles {
     m.insert(
         "claude".into(),
         CliProfile {
+            // In owl's sandbox: edits and shell commands (tests, builds) without asking, since the
+            // sandbox is what confines them. Without it: edits only; commands are refused.
             command: strings(&[
                 "claude",
                 "-p",
@@ -68,7 +75,19 @@ pub fn builtin_profiles() -> CliProfiles {
                 "--verbose",
                 "--permission-mode",
                 "acceptEdits",
+                "--allowedTools",
+                "Bash",
             ]),
+            unsandboxed_command: Some(strings(&[
+                "claude",
+                "-p",
+                "{prompt}",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-mode",
+                "acceptEdits",
+            ])),
             format: CliFormat::ClaudeStreamJson,
             writable: strings(&["~/.claude", "~/.claude.json", "~/.cache/claude"]),
             grant_env: strings(&["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"]),
@@ -80,7 +99,26 @@ pub fn builtin_profiles() -> CliProfiles {
     m.insert(
         "codex".into(),
         CliProfile {
-            command: strings(&["codex", "exec", "--json", "--full-auto", "--skip-git-repo-check", "{prompt}"]),
+            // Codex's own sandbox (bubblewrap) cannot start inside owl's user namespace; its
+            // flag for running inside an outer sandbox is this one. Without owl's sandbox, Codex
+            // confines itself to the worktree.
+            command: strings(&[
+                "codex",
+                "exec",
+                "--json",
+                "--dangerously-bypass-approvals-and-sandbox",
+                "--skip-git-repo-check",
+                "{prompt}",
+            ]),
+            unsandboxed_command: Some(strings(&[
+                "codex",
+                "exec",
+                "--json",
+                "--sandbox",
+                "workspace-write",
+                "--skip-git-repo-check",
+                "{prompt}",
+            ])),
             format: CliFormat::CodexJson,
             writable: strings(&["~/.codex"]),
             grant_env: strings(&["OPENAI_API_KEY", "CODEX_API_KEY"]),
@@ -93,6 +131,15 @@ pub fn builtin_profiles() -> CliProfiles {
         "gemini".into(),
         CliProfile {
             command: strings(&["gemini", "-p", "{prompt}", "--output-format", "stream-json", "--yolo"]),
+            unsandboxed_command: Some(strings(&[
+                "gemini",
+                "-p",
+                "{prompt}",
+                "--output-format",
+                "stream-json",
+                "--approval-mode",
+                "auto_edit",
+            ])),
             format: CliFormat::GeminiStreamJson,
             writable: strings(&["~/.gemini"]),
             grant_env: strings(&["GEMINI_API_KEY", "GOOGLE_API_KEY"]),
@@ -106,6 +153,17 @@ pub fn builtin_profiles() -> CliProfiles {
         "aider".into(),
         CliProfile {
             command: strings(&["aider", "--yes-always", "--no-auto-commits", "--no-check-update", "--no-pretty", "--message", "{prompt}"]),
+            // --yes-always would also run the shell commands aider suggests.
+            unsandboxed_command: Some(strings(&[
+                "aider",
+                "--yes-always",
+                "--no-auto-commits",
+                "--no-check-update",
+                "--no-pretty",
+                "--no-suggest-shell-commands",
+                "--message",
+                "{prompt}",
+            ])),
             format: CliFormat::Raw,
             writable: strings(&["~/.aider", "~/.cache"]),
             grant_env: strings(&["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "DEEPSEEK_API_KEY", "OPENROUTER_API_KEY"]),
@@ -130,6 +188,7 @@ pub fn resolve(name: &str, configured: &CliProfiles) -> Result<CliProfile, Strin
         check_command(&command)?;
         return Ok(CliProfile {
             command,
+            unsandboxed_command: None,
             format: CliFormat::Raw,
             writable: vec![],
             grant_env: vec![],
@@ -140,6 +199,9 @@ pub fn resolve(name: &str, configured: &CliProfiles) -> Result<CliProfile, Strin
     }
     if let Some(p) = configured.get(name) {
         check_command(&p.command).map_err(|e| format!("[cli.{name}] command: {e}"))?;
+        if let Some(u) = &p.unsandboxed_command {
+            check_command(u).map_err(|e| format!("[cli.{name}] unsandboxed_command: {e}"))?;
+        }
         return Ok(p.clone());
     }
     if let Some(p) = builtin_profiles().remove(name) {
@@ -163,6 +225,16 @@ fn check_command(command: &[String]) -> Result<(), String> {
         return Err("the command must contain {prompt} where the prompt goes".into());
     }
     Ok(())
+}
+
+impl CliProfile {
+    /// The argv template for a run inside owl's sandbox or outside it.
+    pub fn command_for(&self, sandboxed: bool) -> &[String] {
+        match (&self.unsandboxed_command, sandboxed) {
+            (Some(u), false) => u,
+            _ => &self.command,
+        }
+    }
 }
 
 /// The argv for one run: placeholders replaced inside each argument. The prompt stays one
@@ -295,6 +367,28 @@ mod tests {
         assert!(resolve("custom:aider --yes", &configured).unwrap_err().contains("{prompt}"));
         let e = resolve("cursor", &configured).unwrap_err();
         assert!(e.contains("claude, codex") && e.contains("[cli.cursor]"), "{e}");
+    }
+
+    #[test]
+    fn a_profile_may_run_differently_outside_the_sandbox() {
+        let p = builtin_profiles();
+        let codex = &p["codex"];
+        assert!(codex.command_for(true).iter().any(|a| a == "--dangerously-bypass-approvals-and-sandbox"));
+        let outside = codex.command_for(false).join(" ");
+        assert!(outside.contains("--sandbox workspace-write") && !outside.contains("dangerously"), "{outside}");
+        assert!(p["claude"].command_for(true).iter().any(|a| a == "Bash"));
+        assert!(!p["claude"].command_for(false).iter().any(|a| a == "Bash"), "no free shell without owl's sandbox");
+        let custom = resolve("custom:aider --message {prompt}", &CliProfiles::new()).unwrap();
+        assert_eq!(custom.command_for(false), custom.command_for(true));
+        for (name, prof) in &p {
+            for sandboxed in [true, false] {
+                check_command(prof.command_for(sandboxed)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        }
+        let mut bad = p["claude"].clone();
+        bad.unsandboxed_command = Some(vec!["claude".into()]);
+        let e = resolve("claude", &CliProfiles::from([("claude".to_string(), bad)])).unwrap_err();
+        assert!(e.contains("[cli.claude] unsandboxed_command") && e.contains("{prompt}"), "{e}");
     }
 
     #[test]

@@ -553,6 +553,7 @@ push_timeout = "5m"
 # Coding CLI profiles: claude, codex, gemini and aider are built in; a table replaces one.
 # [cli.claude]
 # command = ["claude", "-p", "{prompt}", "--output-format", "stream-json", "--verbose"]
+# unsandboxed_command = [...]        # what runs instead with --no-sandbox (default: command)
 # format = "claude_stream_json"      # claude_stream_json | codex_json | gemini_stream_json | raw
 # writable = ["~/.claude", "~/.claude.json"]
 # grant_env = ["ANTHROPIC_API_KEY"]

@@ -217,7 +217,7 @@ async fn run_process(
             env.extend(profile.env.iter().map(|(k, v)| (k.clone(), v.clone())));
             cli_name = if cli.starts_with("custom:") { "custom".into() } else { cli.clone() };
             parser = Some(owl_agent::cli_stream::CliParser::new(profile.format));
-            owl_core::coding::render(&profile.command, prompt, &workdir.display().to_string())
+            owl_core::coding::render(profile.command_for(sandboxed), prompt, &workdir.display().to_string())
         }
         other => other.to_argv().unwrap_or_default(),
     };

@@ -9,6 +9,7 @@ mod crash;
 mod harness;
 mod lifecycle;
 mod memory;
+mod real_cli;
 mod sandbox;
 mod schedules;
 mod triggers;
