@@ -190,7 +190,9 @@ impl Host for EngineHost {
             ApprovalStatus::Used => Ok(ApprovalDecision::Denied {
                 reason: format!("approval {} was already used for this call, which may have run before a restart", a.id),
             }),
-            ApprovalStatus::Denied => Ok(ApprovalDecision::Denied { reason: a.decision_reason.unwrap_or_else(|| "no reason given".into()) }),
+            ApprovalStatus::Denied => {
+                Ok(ApprovalDecision::Denied { reason: a.decision_reason.unwrap_or_else(|| "no reason given".into()) })
+            }
             ApprovalStatus::Expired | ApprovalStatus::Pending => Ok(ApprovalDecision::Denied {
                 reason: format!("nobody decided within {} (agent.approval_timeout)", owl_core::duration::format(timeout)),
             }),
