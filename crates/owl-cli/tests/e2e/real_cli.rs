@@ -1,8 +1,9 @@
-//! The real Claude Code CLI (fetched by `scripts/fetch-clis`, pinned) run by the daemon as a
-//! coding task: sandboxed, in its own worktree, its network limited to one allowed host, where
-//! a local server speaks the Anthropic Messages API (streamed) and plays a scripted session.
-//! This checks what a fake CLI cannot: that the profile's flags are ones the CLI accepts, that
-//! it starts and works inside the sandbox, and that owl reads the stream-json it really writes.
+//! The real coding CLIs (Claude Code and Codex, fetched by `scripts/fetch-clis`, pinned) run
+//! by the daemon as coding tasks: sandboxed, each in its own worktree, its network limited to
+//! one allowed host where a local server speaks the model API the CLI uses (Anthropic Messages,
+//! OpenAI Responses; streamed) and plays a scripted session. This checks what a fake CLI
+//! cannot: that the built-in profile's flags are ones the CLI accepts, that it starts and works
+//! inside the sandbox, and that owl reads the stream it really writes.
 
 use crate::harness::*;
 use crate::sandbox::unavailable;
@@ -117,7 +118,7 @@ fn fake_anthropic(worktrees: PathBuf) -> (u16, Seen) {
                             (1, _) => reply(
                                 &body,
                                 vec![json!({"type": "tool_use", "id": "toolu_02", "name": "Bash", "input": {
-                                    "command": "echo ran > bash.txt; echo x > ../../escape.txt; echo x > \"$HOME/escape.txt\"; exit 0",
+                                    "command": SHELL_STEP,
                                     "description": "Record that the shell ran"}})],
                                 "tool_use",
                             ),
@@ -141,74 +142,202 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-#[test]
-fn real_claude_code_edits_its_sandboxed_worktree_and_owl_reads_its_stream() {
+/// A repository, a daemon whose PATH finds the fetched CLIs, and the daemon's data and home
+/// directories; `None` (after saying why) when the sandbox or the CLI is missing here.
+struct Setup {
+    _tmp: tempfile::TempDir,
+    repo: PathBuf,
+    dir: PathBuf,
+    home: PathBuf,
+}
+
+fn setup(cli: &str) -> Option<Setup> {
     if let Some(why) = unavailable() {
         eprintln!("SKIPPED: this kernel lacks a sandbox protection: {why}");
-        return;
+        return None;
     }
     let bin = cli_bin_dir();
-    if !bin.join("claude").exists() {
-        eprintln!("SKIPPED: Claude Code is not installed at {}; run scripts/fetch-clis (needs npm)", bin.display());
-        return;
+    if !bin.join(cli).exists() {
+        eprintln!("SKIPPED: {cli} is not installed at {}; run scripts/fetch-clis (needs npm)", bin.display());
+        return None;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-    let repo = root.join("app");
+    let repo = tmp.path().join("app");
     std::fs::create_dir_all(&repo).unwrap();
     git(&repo, &["init", "--quiet", "-b", "main"]);
     std::fs::write(repo.join("README.md"), "app\n").unwrap();
     git(&repo, &["add", "."]);
     git(&repo, &["-c", "user.email=dev@example.com", "-c", "user.name=Dev", "commit", "--quiet", "-m", "first"]);
-    let dir = root.join("data");
+    let dir = tmp.path().join("data");
     std::fs::create_dir_all(&dir).unwrap();
-    let (port, seen) = fake_anthropic(dir.join("worktrees"));
-    let home = root.join("home");
+    let home = tmp.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    Some(Setup { repo, dir, home, _tmp: tmp })
+}
+
+impl Setup {
+    fn daemon(&self, env: &[(&str, &str)]) -> Daemon {
+        let path = format!("{}:{}", cli_bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+        let mut all = vec![("PATH", path.as_str()), ("HOME", self.home.to_str().unwrap())];
+        all.extend_from_slice(env);
+        Daemon::start(&self.dir, &all)
+    }
+
+    /// Runs one coding task on the repository, allowed to reach `port` only; returns the
+    /// finished task, which must have succeeded.
+    fn run(&self, d: &Daemon, cli: &str, port: u16, prompt: &str) -> (i64, Value) {
+        let id = add(d, &["--cli", cli, "--repo", self.repo.to_str().unwrap(), "--allow-host", &format!("127.0.0.1:{port}"), prompt]);
+        let t = wait_for(&format!("task {id} to finish"), Duration::from_secs(120), || {
+            let t = d.task(id);
+            matches!(t["status"].as_str(), Some("succeeded" | "failed" | "timed_out" | "cancelled")).then_some(t)
+        });
+        assert_eq!(t["status"], "succeeded", "{t}\n{}", d.ok(&["logs", &id.to_string()]));
+        (id, t)
+    }
+
+    /// The shell the CLI ran was confined: nothing written beside the worktree or in its home.
+    fn assert_no_escape(&self, id: i64) {
+        assert!(!self.dir.join("escape.txt").exists() && !self.home.join("escape.txt").exists());
+        assert!(!self.dir.join("worktrees").join(id.to_string()).join("escape.txt").exists());
+    }
+}
+
+/// What the scripted sessions run in the shell: one file in the worktree, two escapes.
+const SHELL_STEP: &str = "echo ran > bash.txt; echo x > ../../escape.txt; echo x > \"$HOME/escape.txt\"; exit 0";
+
+/// The names of the tools the transcript shows the CLI calling.
+fn tools_called(d: &Daemon, id: i64) -> (Vec<String>, Value) {
+    let tr = d.json(&["transcript", &id.to_string()]);
+    let called = tr["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["type"] == "assistant")
+        .flat_map(|e| e["tool_calls"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c["name"].as_str().map(str::to_string))
+        .collect();
+    (called, tr)
+}
+
+#[test]
+fn real_claude_code_edits_its_sandboxed_worktree_and_owl_reads_its_stream() {
+    let Some(x) = setup("claude") else { return };
+    let (port, seen) = fake_anthropic(x.dir.join("worktrees"));
     let base_url = format!("http://127.0.0.1:{port}");
-    let d = Daemon::start(
-        &dir,
-        &[
-            ("PATH", path.as_str()),
-            ("HOME", home.to_str().unwrap()),
-            ("ANTHROPIC_BASE_URL", base_url.as_str()),
-            ("ANTHROPIC_API_KEY", "sk-ant-test-granted"),
-            ("DISABLE_AUTOUPDATER", "1"),
-            ("DISABLE_TELEMETRY", "1"),
-        ],
-    );
-    let id =
-        add(&d, &["--cli", "claude", "--repo", repo.to_str().unwrap(), "--allow-host", &format!("127.0.0.1:{port}"), "Add a NOTES.md"]);
-    let t = wait_for(&format!("task {id} to finish"), Duration::from_secs(120), || {
-        let t = d.task(id);
-        matches!(t["status"].as_str(), Some("succeeded" | "failed" | "timed_out" | "cancelled")).then_some(t)
-    });
-    let log = d.ok(&["logs", &id.to_string()]);
-    assert_eq!(t["status"], "succeeded", "{t}\n{log}");
+    let d = x.daemon(&[
+        ("ANTHROPIC_BASE_URL", base_url.as_str()),
+        ("ANTHROPIC_API_KEY", "sk-ant-test-granted"),
+        ("DISABLE_AUTOUPDATER", "1"),
+        ("DISABLE_TELEMETRY", "1"),
+    ]);
+    let (id, t) = x.run(&d, "claude", port, "Add a NOTES.md");
     assert_eq!(t["result"], "Added NOTES.md and bash.txt.", "the final answer from the result line: {t}");
     // The CLI's edits, committed by owl on the task's branch.
     let branch = format!("owl/task-{id}");
-    assert_eq!(git(&repo, &["show", &format!("{branch}:NOTES.md")]), "written by claude");
-    assert_eq!(git(&repo, &["show", &format!("{branch}:bash.txt")]), "ran");
-    // The shell it ran was confined: nothing written beside the worktree or in its home.
-    assert!(!dir.join("escape.txt").exists() && !home.join("escape.txt").exists());
-    assert!(!dir.join("worktrees").join(id.to_string()).join("escape.txt").exists());
+    assert_eq!(git(&x.repo, &["show", &format!("{branch}:NOTES.md")]), "written by claude");
+    assert_eq!(git(&x.repo, &["show", &format!("{branch}:bash.txt")]), "ran");
+    x.assert_no_escape(id);
     // Every model call carried the granted key, through the allowlist proxy.
     let reqs = seen.lock().unwrap().clone();
     assert!(reqs.iter().filter(|(_, b)| b["tools"].as_array().is_some_and(|t| !t.is_empty())).count() >= 3, "{}", reqs.len());
     assert!(reqs.iter().all(|(k, _)| k == "sk-ant-test-granted"));
     // The stream-json the CLI wrote became the transcript and the usage.
-    let tr = d.json(&["transcript", &id.to_string()]);
-    let entries = tr["entries"].as_array().expect("entries");
-    let called: Vec<&str> = entries
-        .iter()
-        .filter(|e| e["type"] == "assistant")
-        .flat_map(|e| e["tool_calls"].as_array().into_iter().flatten())
-        .filter_map(|c| c["name"].as_str())
-        .collect();
-    assert!(called.contains(&"Write") && called.contains(&"Bash"), "{tr}");
-    assert!(entries.iter().any(|e| e["type"] == "tool" && e["name"] == "Bash"), "{tr}");
+    let (called, tr) = tools_called(&d, id);
+    assert!(called.iter().any(|c| c == "Write") && called.iter().any(|c| c == "Bash"), "{tr}");
+    assert!(tr["entries"].as_array().unwrap().iter().any(|e| e["type"] == "tool" && e["name"] == "Bash"), "{tr}");
     assert!(t["usage"]["input_tokens"].as_u64().unwrap_or(0) >= 300, "{}", t["usage"]);
     assert!(t["usage"]["output_tokens"].as_u64().unwrap_or(0) >= 60, "{}", t["usage"]);
+}
+
+/// An OpenAI Responses API on loopback, for Codex. The session: run the shell step with the
+/// command tool Codex offers, then answer.
+fn fake_responses() -> (u16, Seen) {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/v1/responses",
+                axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                    let s = s.clone();
+                    async move {
+                        use axum::response::IntoResponse;
+                        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                        let key = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                        s.lock().unwrap().push((key, body.clone()));
+                        let answered = body["input"].as_array().into_iter().flatten().any(|i| i["type"] == "function_call_output");
+                        let tools: Vec<&str> = body["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
+                        let item = if answered {
+                            json!({"type": "message", "role": "assistant", "id": "msg_2", "content": [{"type": "output_text", "text": "Ran the step."}]})
+                        } else if tools.contains(&"exec_command") {
+                            json!({"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "exec_command",
+                                "arguments": json!({"cmd": SHELL_STEP}).to_string()})
+                        } else if tools.contains(&"shell") {
+                            json!({"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "shell",
+                                "arguments": json!({"command": ["bash", "-lc", SHELL_STEP]}).to_string()})
+                        } else {
+                            json!({"type": "message", "role": "assistant", "id": "msg_1", "content": [{"type": "output_text",
+                                "text": format!("no command tool among {tools:?}")}]})
+                        };
+                        let usage = json!({"input_tokens": 100, "input_tokens_details": {"cached_tokens": 40}, "output_tokens": 20,
+                            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 120});
+                        let mut sse = String::new();
+                        for data in [
+                            json!({"type": "response.created", "response": {"id": "resp_1"}}),
+                            json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+                            json!({"type": "response.completed", "response": {"id": "resp_1", "usage": usage}}),
+                        ] {
+                            sse.push_str(&format!("event: {}\ndata: {data}\n\n", data["type"].as_str().unwrap()));
+                        }
+                        ([("content-type", "text/event-stream")], sse).into_response()
+                    }
+                }),
+            );
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap().port()).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    (rx.recv().unwrap(), seen)
+}
+
+#[test]
+fn real_codex_runs_commands_in_its_sandboxed_worktree_and_owl_reads_its_events() {
+    let Some(x) = setup("codex") else { return };
+    let (port, seen) = fake_responses();
+    // Codex finds its model API in its own config file, under the home the daemon gives it.
+    let codex_home = x.home.join(".codex");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    std::fs::write(
+        codex_home.join("config.toml"),
+        format!(
+            "model = \"gpt-test\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\nname = \"fake\"\n\
+             base_url = \"http://127.0.0.1:{port}/v1\"\nenv_key = \"OPENAI_API_KEY\"\nwire_api = \"responses\"\n\
+             supports_websockets = false\n"
+        ),
+    )
+    .unwrap();
+    let d = x.daemon(&[("OPENAI_API_KEY", "sk-openai-test-granted")]);
+    let (id, t) = x.run(&d, "codex", port, "Record that the shell runs");
+    assert_eq!(t["result"], "Ran the step.", "the last agent message: {t}");
+    let branch = format!("owl/task-{id}");
+    assert_eq!(git(&x.repo, &["show", &format!("{branch}:bash.txt")]), "ran");
+    x.assert_no_escape(id);
+    let reqs = seen.lock().unwrap().clone();
+    assert!(reqs.len() >= 2, "{}", reqs.len());
+    assert!(reqs.iter().all(|(k, _)| k == "Bearer sk-openai-test-granted"));
+    let (called, tr) = tools_called(&d, id);
+    assert!(called.iter().any(|c| c == "shell"), "the command execution, as a shell call: {tr}");
+    assert!(
+        tr["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "tool" && e["content"].as_str().is_some_and(|c| c.starts_with("exit 0"))),
+        "{tr}"
+    );
+    assert!(t["usage"]["input_tokens"].as_u64().unwrap_or(0) >= 200, "{}", t["usage"]);
+    assert!(t["usage"]["cached_tokens"].as_u64().unwrap_or(0) >= 80, "{}", t["usage"]);
 }
