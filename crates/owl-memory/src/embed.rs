@@ -33,8 +33,24 @@ pub struct BertEmbedder {
 
 /// Longest input, in tokens; longer texts are cut (MiniLM was trained on 256).
 const MAX_TOKENS: usize = 256;
-/// Texts run through the model together, after sorting a batch by length.
-const SLICE: usize = 32;
+/// Most texts run through the model at once.
+const SLICE: usize = 64;
+
+/// Cuts `order` (indices sorted by `len`) into runs of similar length: a run ends at `SLICE`
+/// texts or when the next text is longer than its first by a quarter and 8 tokens, so padding
+/// stays small and a batch of like texts still runs whole.
+fn slices(order: &[usize], len: impl Fn(usize) -> usize) -> Vec<&[usize]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=order.len() {
+        let first = len(order[start]);
+        if i == order.len() || i - start == SLICE || len(order[i]) > first + first / 4 + 8 {
+            out.push(&order[start..i]);
+            start = i;
+        }
+    }
+    out
+}
 
 impl BertEmbedder {
     pub fn load(dir: &Path) -> Result<Self, String> {
@@ -62,14 +78,14 @@ impl BertEmbedder {
     }
 
     /// Embeds `texts` in input order. The texts are tokenised once, sorted by length and run in
-    /// slices of similar length, so a batch mixing a title and a long section pays for padding
-    /// only within its slice, not up to the longest text of the whole batch.
+    /// slices of similar length ([`slices`]), so a batch mixing a title and a long section pays
+    /// for padding only within its slice, not up to the longest text of the whole batch.
     fn run(&self, texts: &[&str]) -> candle_core::Result<Vec<Vec<f32>>> {
         let enc = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(candle_core::Error::wrap)?;
         let mut order: Vec<usize> = (0..enc.len()).collect();
         order.sort_by_key(|&i| enc[i].get_ids().len());
         let mut out = vec![Vec::new(); enc.len()];
-        for slice in order.chunks(SLICE) {
+        for slice in slices(&order, |i| enc[i].get_ids().len()) {
             let width = slice.iter().map(|&i| enc[i].get_ids().len()).max().unwrap_or(0).max(1);
             let mut ids = Vec::with_capacity(slice.len() * width);
             let mut mask = Vec::with_capacity(slice.len() * width);
@@ -283,6 +299,18 @@ mod tests {
         assert!(bad.contains("401") && bad.contains("bad key"), "{bad}");
         let down = HttpEmbedder::new("http://127.0.0.1:1/v1", "m", None).err().unwrap();
         assert!(down.contains("embeddings endpoint http://127.0.0.1:1/v1/embeddings"), "{down}");
+    }
+
+    #[test]
+    fn slices_keep_like_lengths_together_and_cover_every_text_once() {
+        let lens = [10usize, 10, 11, 12, 30, 31, 200];
+        let order: Vec<usize> = (0..lens.len()).collect();
+        let s = slices(&order, |i| lens[i]);
+        assert_eq!(s, vec![&[0, 1, 2, 3][..], &[4, 5][..], &[6][..]]);
+        let many: Vec<usize> = (0..150).collect();
+        let s = slices(&many, |_| 20);
+        assert_eq!(s.iter().map(|x| x.len()).collect::<Vec<_>>(), vec![64, 64, 22], "equal lengths run in full slices");
+        assert!(slices(&[], |_| 0).is_empty());
     }
 
     #[test]
