@@ -1,7 +1,8 @@
-//! The real coding CLIs (Claude Code and Codex, fetched by `scripts/fetch-clis`, pinned) run
-//! by the daemon as coding tasks: sandboxed, each in its own worktree, its network limited to
-//! one allowed host where a local server speaks the model API the CLI uses (Anthropic Messages,
-//! OpenAI Responses; streamed) and plays a scripted session. This checks what a fake CLI
+//! The real coding CLIs (Claude Code, Codex and Gemini CLI, fetched by `scripts/fetch-clis`,
+//! pinned) run by the daemon as coding tasks: sandboxed, each in its own worktree, its network
+//! limited to one allowed host where a local server speaks the model API the CLI uses
+//! (Anthropic Messages, OpenAI Responses, Gemini generateContent; streamed) and plays a
+//! scripted session. This checks what a fake CLI
 //! cannot: that the built-in profile's flags are ones the CLI accepts, that it starts and works
 //! inside the sandbox, and that owl reads the stream it really writes.
 
@@ -338,6 +339,100 @@ fn real_codex_runs_commands_in_its_sandboxed_worktree_and_owl_reads_its_events()
             .any(|e| e["type"] == "tool" && e["content"].as_str().is_some_and(|c| c.starts_with("exit 0"))),
         "{tr}"
     );
+    assert!(t["usage"]["input_tokens"].as_u64().unwrap_or(0) >= 200, "{}", t["usage"]);
+    assert!(t["usage"]["cached_tokens"].as_u64().unwrap_or(0) >= 80, "{}", t["usage"]);
+}
+
+/// The Gemini API (`generateContent`, streamed as SSE) on loopback, for Gemini CLI. The session:
+/// run the shell step with `run_shell_command`, then answer. Calls without tools get a text.
+fn fake_gemini() -> (u16, Seen) {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/v1beta/models/{call}",
+                axum::routing::post(move |axum::extract::Path(call): axum::extract::Path<String>, headers: axum::http::HeaderMap, body: String| {
+                    let s = s.clone();
+                    async move {
+                        use axum::response::IntoResponse;
+                        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                        let key = headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                        s.lock().unwrap().push((key, body.clone()));
+                        if call.ends_with(":countTokens") {
+                            return axum::Json(json!({"totalTokens": 10})).into_response();
+                        }
+                        let tools: Vec<&str> = body["tools"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|t| t["functionDeclarations"].as_array())
+                            .flatten()
+                            .filter_map(|f| f["name"].as_str())
+                            .collect();
+                        let answered = body["contents"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|c| c["parts"].as_array())
+                            .flatten()
+                            .any(|p| p.get("functionResponse").is_some());
+                        let parts = if tools.is_empty() {
+                            json!([{"text": "ok"}])
+                        } else if answered {
+                            json!([{"text": "Ran the step."}])
+                        } else if tools.contains(&"run_shell_command") {
+                            json!([{"functionCall": {"name": "run_shell_command", "args": {"command": SHELL_STEP, "description": "Record that the shell ran"}}}])
+                        } else {
+                            json!([{"text": format!("no shell tool among {tools:?}")}])
+                        };
+                        let chunk = json!({"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+                            "usageMetadata": {"promptTokenCount": 100, "candidatesTokenCount": 20, "totalTokenCount": 120, "cachedContentTokenCount": 40},
+                            "modelVersion": "gemini-test"});
+                        if call.ends_with(":streamGenerateContent") {
+                            ([("content-type", "text/event-stream")], format!("data: {chunk}\r\n\r\n")).into_response()
+                        } else {
+                            axum::Json(chunk).into_response()
+                        }
+                    }
+                }),
+            );
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap().port()).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    (rx.recv().unwrap(), seen)
+}
+
+#[test]
+fn real_gemini_cli_runs_commands_in_its_sandboxed_worktree_and_owl_reads_its_stream() {
+    let Some(x) = setup("gemini") else { return };
+    let (port, seen) = fake_gemini();
+    // API-key auth, and one fixed model (the default "auto" first asks a router model, which
+    // this fake does not play).
+    let settings = x.home.join(".gemini");
+    std::fs::create_dir_all(&settings).unwrap();
+    std::fs::write(
+        settings.join("settings.json"),
+        json!({"security": {"auth": {"selectedType": "gemini-api-key"}}, "model": {"name": "gemini-2.5-pro"}}).to_string(),
+    )
+    .unwrap();
+    let base_url = format!("http://127.0.0.1:{port}");
+    let d = x.daemon(&[("GOOGLE_GEMINI_BASE_URL", base_url.as_str()), ("GEMINI_API_KEY", "gk-test-granted")]);
+    let (id, t) = x.run(&d, "gemini", port, "Record that the shell runs");
+    assert_eq!(t["result"], "Ran the step.", "the assistant's last message: {t}");
+    let branch = format!("owl/task-{id}");
+    assert_eq!(git(&x.repo, &["show", &format!("{branch}:bash.txt")]), "ran");
+    x.assert_no_escape(id);
+    let reqs = seen.lock().unwrap().clone();
+    assert!(reqs.len() >= 2, "{}", reqs.len());
+    assert!(reqs.iter().all(|(k, _)| k == "gk-test-granted"));
+    let (called, tr) = tools_called(&d, id);
+    assert!(called.iter().any(|c| c == "run_shell_command"), "{tr}");
+    assert!(tr["entries"].as_array().unwrap().iter().any(|e| e["type"] == "tool" && e["name"] == "run_shell_command"), "{tr}");
     assert!(t["usage"]["input_tokens"].as_u64().unwrap_or(0) >= 200, "{}", t["usage"]);
     assert!(t["usage"]["cached_tokens"].as_u64().unwrap_or(0) >= 80, "{}", t["usage"]);
 }
