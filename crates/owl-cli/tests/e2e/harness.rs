@@ -173,3 +173,18 @@ pub fn config_path(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     p
 }
+
+/// Serves `app` on a loopback port from a thread of its own, for as long as the test runs;
+/// returns the port.
+pub fn serve(app: axum::Router) -> u16 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap().port()).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}

@@ -6,11 +6,11 @@
 //! cannot: that the built-in profile's flags are ones the CLI accepts, that it starts and works
 //! inside the sandbox, and that owl reads the stream it really writes.
 
+use crate::coding::git;
 use crate::harness::*;
 use crate::sandbox::unavailable;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -84,63 +84,48 @@ fn tool_results(body: &Value) -> usize {
 fn fake_anthropic(worktrees: PathBuf) -> (u16, Seen) {
     let seen: Seen = Arc::default();
     let s = seen.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new().route(
-                "/v1/messages",
-                axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-                    let (s, worktrees) = (s.clone(), worktrees.clone());
-                    async move {
-                        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                        let key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                        s.lock().unwrap().push((key, body.clone()));
-                        if body["tools"].as_array().is_none_or(|t| t.is_empty()) {
-                            return reply(&body, vec![json!({"type": "text", "text": "ok"})], "end_turn");
-                        }
-                        // The worktree, as the CLI's system prompt names its working directory.
-                        let text = body.to_string();
-                        let prefix = format!("{}/", worktrees.display());
-                        let wt = text.find(&prefix).map(|i| {
-                            let id: String = text[i + prefix.len()..].chars().take_while(char::is_ascii_digit).collect();
-                            format!("{prefix}{id}")
-                        });
-                        match (tool_results(&body), wt) {
-                            (0, Some(wt)) => reply(
-                                &body,
-                                vec![
-                                    json!({"type": "text", "text": "I will add the notes."}),
-                                    json!({"type": "tool_use", "id": "toolu_01", "name": "Write",
+    let app = axum::Router::new().route(
+        "/v1/messages",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let (s, worktrees) = (s.clone(), worktrees.clone());
+            async move {
+                let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                s.lock().unwrap().push((key, body.clone()));
+                if body["tools"].as_array().is_none_or(|t| t.is_empty()) {
+                    return reply(&body, vec![json!({"type": "text", "text": "ok"})], "end_turn");
+                }
+                // The worktree, as the CLI's system prompt names its working directory.
+                let text = body.to_string();
+                let prefix = format!("{}/", worktrees.display());
+                let wt = text.find(&prefix).map(|i| {
+                    let id: String = text[i + prefix.len()..].chars().take_while(char::is_ascii_digit).collect();
+                    format!("{prefix}{id}")
+                });
+                match (tool_results(&body), wt) {
+                    (0, Some(wt)) => reply(
+                        &body,
+                        vec![
+                            json!({"type": "text", "text": "I will add the notes."}),
+                            json!({"type": "tool_use", "id": "toolu_01", "name": "Write",
                                         "input": {"file_path": format!("{wt}/NOTES.md"), "content": "written by claude\n"}}),
-                                ],
-                                "tool_use",
-                            ),
-                            (1, _) => reply(
-                                &body,
-                                vec![json!({"type": "tool_use", "id": "toolu_02", "name": "Bash", "input": {
+                        ],
+                        "tool_use",
+                    ),
+                    (1, _) => reply(
+                        &body,
+                        vec![json!({"type": "tool_use", "id": "toolu_02", "name": "Bash", "input": {
                                     "command": SHELL_STEP,
                                     "description": "Record that the shell ran"}})],
-                                "tool_use",
-                            ),
-                            (0, None) => reply(&body, vec![json!({"type": "text", "text": "no worktree in the prompt"})], "end_turn"),
-                            _ => reply(&body, vec![json!({"type": "text", "text": "Added NOTES.md and bash.txt."})], "end_turn"),
-                        }
-                    }
-                }),
-            );
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap().port()).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    (rx.recv().unwrap(), seen)
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+                        "tool_use",
+                    ),
+                    (0, None) => reply(&body, vec![json!({"type": "text", "text": "no worktree in the prompt"})], "end_turn"),
+                    _ => reply(&body, vec![json!({"type": "text", "text": "Added NOTES.md and bash.txt."})], "end_turn"),
+                }
+            }
+        }),
+    );
+    (serve(app), seen)
 }
 
 /// A repository, a daemon whose PATH finds the fetched CLIs, and the daemon's data and home
@@ -255,11 +240,7 @@ fn real_claude_code_edits_its_sandboxed_worktree_and_owl_reads_its_stream() {
 fn fake_responses() -> (u16, Seen) {
     let seen: Seen = Arc::default();
     let s = seen.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new().route(
+    let app = axum::Router::new().route(
                 "/v1/responses",
                 axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
                     let s = s.clone();
@@ -296,12 +277,7 @@ fn fake_responses() -> (u16, Seen) {
                     }
                 }),
             );
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap().port()).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    (rx.recv().unwrap(), seen)
+    (serve(app), seen)
 }
 
 #[test]
@@ -348,11 +324,7 @@ fn real_codex_runs_commands_in_its_sandboxed_worktree_and_owl_reads_its_events()
 fn fake_gemini() -> (u16, Seen) {
     let seen: Seen = Arc::default();
     let s = seen.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new().route(
+    let app = axum::Router::new().route(
                 "/v1beta/models/{call}",
                 axum::routing::post(move |axum::extract::Path(call): axum::extract::Path<String>, headers: axum::http::HeaderMap, body: String| {
                     let s = s.clone();
@@ -399,12 +371,7 @@ fn fake_gemini() -> (u16, Seen) {
                     }
                 }),
             );
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap().port()).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    (rx.recv().unwrap(), seen)
+    (serve(app), seen)
 }
 
 #[test]

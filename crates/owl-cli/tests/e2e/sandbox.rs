@@ -192,11 +192,7 @@ fn fake_model(command: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<ser
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let s = seen.clone();
     let command = command.to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new().route(
+    let app = axum::Router::new().route(
                 "/v1/chat/completions",
                 axum::routing::post(move |body: String| {
                     let s = s.clone();
@@ -217,12 +213,7 @@ fn fake_model(command: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<ser
                     }
                 }),
             );
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    (format!("http://{}/v1", rx.recv().unwrap()), seen)
+    (format!("http://127.0.0.1:{}/v1", serve(app)), seen)
 }
 
 #[test]
