@@ -144,6 +144,17 @@ pub fn check() -> Vec<Capability> {
             (None, true) => "running as root, which ignores RLIMIT_NPROC, and no pids cgroup hierarchy found".into(),
         },
     });
+    out.push(Capability {
+        name: "privilege_drop".into(),
+        available: userns || !root,
+        detail: match (userns, root) {
+            (true, _) => "every sandboxed task runs in a user namespace of its own, holding no privileges outside it".into(),
+            (false, false) => "owl runs as an ordinary user, which holds no privileges to drop".into(),
+            (false, true) => "owl runs as root and user namespaces are not allowed, so a sandboxed task would keep root's \
+                              capabilities: run the daemon as an ordinary user, or allow unprivileged user namespaces"
+                .into(),
+        },
+    });
     out.push(Capability { name: "no_new_privs".into(), available: true, detail: "setuid programs cannot raise privileges".into() });
     out
 }
@@ -213,8 +224,13 @@ pub fn exec(spec: &Spec, argv: &[String]) -> ! {
         } else if !root {
             seccomp_net = !spec.network;
         } else {
-            let what = if spec.network { "a user namespace" } else { "network isolation" };
-            fail(what, e, "Grant network with --allow-net (still needs a user namespace), or run without the sandbox with --no-sandbox.");
+            // Root outside a user namespace would keep its capabilities: refuse, whatever else
+            // could be enforced.
+            fail(
+                "a user namespace (where root's privileges are dropped)",
+                e,
+                "Run the daemon as an ordinary user, allow unprivileged user namespaces, or run the task with --no-sandbox.",
+            );
         }
     }
     if seccomp_net && proxy.is_some() {

@@ -26,20 +26,36 @@ pub struct Daemon {
     pub addr: String,
     pub token: String,
     pub env: Vec<(String, String)>,
+    /// A command the daemon is started through (`owl` and its arguments follow it).
+    pub wrap: Vec<String>,
 }
 
 impl Daemon {
     /// Starts a daemon on `dir` with a free port and waits until it answers.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Daemon {
+        Self::start_wrapped(dir, env, &[])
+    }
+
+    /// Like [`Daemon::start`], through `wrap` (say, `unshare` and its options), which must end
+    /// by executing the program it is given, so that the daemon keeps the child's pid.
+    pub fn start_wrapped(dir: &Path, env: &[(&str, &str)], wrap: &[&str]) -> Daemon {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut d = Daemon { dir: dir.to_path_buf(), child: None, addr: String::new(), token: String::new(), env };
+        let wrap = wrap.iter().map(|w| w.to_string()).collect();
+        let mut d = Daemon { dir: dir.to_path_buf(), child: None, addr: String::new(), token: String::new(), env, wrap };
         d.spawn();
         d
     }
 
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.with_extension("daemon.log")).unwrap();
-        let mut cmd = Command::new(OWL);
+        let mut cmd = match self.wrap.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(OWL);
+                c
+            }
+            None => Command::new(OWL),
+        };
         cmd.args(["--data-dir", self.dir.to_str().unwrap(), "daemon", "--listen", "127.0.0.1:0"])
             .env_remove("OWL_DATA_DIR")
             .env_remove("OWL_CONFIG")

@@ -3,6 +3,7 @@
 //! asks `owl sandbox check` and is skipped, saying why, where this kernel lacks a protection.
 
 use crate::harness::*;
+use std::process::Command;
 use std::time::Duration;
 
 /// None when the sandbox can run here; else the reason the test is skipped.
@@ -114,34 +115,152 @@ fn seccomp_network_isolation_denies_internet_sockets() {
         eprintln!("SKIPPED: this kernel has no seccomp filters");
         return;
     }
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(config_path(&dir), "[sandbox]\nnetwork_isolation = \"seccomp\"\n").unwrap();
     let d = Daemon::start(&dir, &[]);
+    internet_is_denied_and_the_allowlist_fails_closed(&d);
+}
+
+/// Runs its arguments as root in a user namespace of its own in which no further user
+/// namespace can be made: a machine without unprivileged user namespaces, as far as owl can tell.
+const NO_USERNS_ROOT: [&str; 5] = ["unshare", "-Ur", "sh", "-c", "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" \"$@\""];
+
+/// The same, as uid 1000: the helper (still outside) maps uids 0..65536 onto themselves for the
+/// new namespace, which then forbids nested ones and drops to uid 1000 before executing its
+/// arguments, so the process keeps its pid.
+const NO_USERNS_USER: &str = r#"
+import ctypes, os, sys
+r, w = os.pipe()
+helper = os.fork()
+if helper == 0:
+    os.close(w)
+    os.read(r, 1)
+    for f in ("uid_map", "gid_map"):
+        with open(f"/proc/{os.getppid()}/{f}", "w") as m:
+            m.write("0 0 65536")
+    os._exit(0)
+os.close(r)
+if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:
+    sys.exit("unshare: " + os.strerror(ctypes.get_errno()))
+os.write(w, b"x")
+if os.waitpid(helper, 0)[1] != 0:
+    sys.exit("the uid map could not be written")
+with open("/proc/sys/user/max_user_namespaces", "w") as f:
+    f.write("0")
+os.setgroups([])
+os.setresgid(1000, 1000, 1000)
+os.setresuid(1000, 1000, 1000)
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
+/// Whether `wrap` makes a place where no user namespace can be made; says why not otherwise.
+fn no_userns_here(wrap: &[&str]) -> bool {
+    match Command::new(wrap[0]).args(&wrap[1..]).args(["/usr/bin/unshare", "-Ur", "true"]).output() {
+        Ok(out) if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unshare failed") => true,
+        other => {
+            eprintln!("SKIPPED: cannot make a place without user namespaces here: {other:?}");
+            false
+        }
+    }
+}
+
+fn sandbox_check(wrap: &[&str]) -> serde_json::Value {
+    let out = Command::new(wrap[0]).args(&wrap[1..]).args([OWL, "--json", "sandbox", "check"]).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("sandbox check --json: {e}: {out:?}"))
+}
+
+fn capability(check: &serde_json::Value, name: &str) -> serde_json::Value {
+    check["capabilities"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone()
+}
+
+/// Where unprivileged user namespaces are unavailable and owl runs as an ordinary user, the
+/// sandbox falls back by itself to seccomp for the network and keeps Landlock; it says so.
+#[test]
+fn without_user_namespaces_an_ordinary_user_gets_the_seccomp_fallback_by_itself() {
+    require_sandbox!();
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("SKIPPED: making a namespace that maps uid 1000 needs root");
+        return;
+    }
+    let wrap = ["/usr/bin/python3", "-c", NO_USERNS_USER];
+    if !no_userns_here(&wrap) {
+        return;
+    }
+    let check = sandbox_check(&wrap);
+    let net = capability(&check, "network_isolation");
+    assert_eq!(net["available"], true, "{net}");
+    assert!(net["detail"].as_str().unwrap().contains("denied by seccomp"), "{net}");
+    assert_eq!(capability(&check, "privilege_drop")["available"], true, "{check}");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    assert!(Command::new("chown").args(["-R", "1000:1000"]).arg(tmp.path()).status().unwrap().success());
+    let d = Daemon::start_wrapped(&dir, &[("HOME", home.to_str().unwrap())], &wrap);
+    internet_is_denied_and_the_allowlist_fails_closed(&d);
+    // Landlock still holds without the namespaces, for a home the user may otherwise write.
+    let id = add(&d, &["--sandbox", "--shell", "--", "id -u; echo x > ../../escape.txt; echo x > \"$HOME/escape.txt\"; echo end"]);
+    finished(&d, id);
+    let out = log(&d, id);
+    assert!(out.starts_with("1000") && out.contains("end"), "{out}");
+    assert!(!dir.join("escape.txt").exists() && !home.join("escape.txt").exists());
+}
+
+/// Root without user namespaces cannot drop its privileges: sandbox check says so and a
+/// sandboxed task does not run, with the reason; an explicit opt-out still runs.
+#[test]
+fn without_user_namespaces_root_refuses_to_sandbox_and_says_why() {
+    require_sandbox!();
+    if !no_userns_here(&NO_USERNS_ROOT) {
+        return;
+    }
+    let drop = capability(&sandbox_check(&NO_USERNS_ROOT), "privilege_drop");
+    assert_eq!(drop["available"], false, "{drop}");
+    assert!(drop["detail"].as_str().unwrap().contains("run the daemon as an ordinary user"), "{drop}");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = Daemon::start_wrapped(&dir, &[], &NO_USERNS_ROOT);
+    let id = add(&d, &["--sandbox", "--shell", "--", "echo ran"]);
+    assert_eq!(finished(&d, id)["status"], "failed");
+    let out = log(&d, id);
+    assert!(
+        out.contains("a user namespace (where root's privileges are dropped) is required but unavailable") && !out.contains("ran\n"),
+        "{out}"
+    );
+    let id = add(&d, &["--no-sandbox", "--shell", "--", "echo ran"]);
+    assert_eq!(finished(&d, id)["status"], "succeeded");
+}
+
+/// Internet sockets fail (IPv4 and IPv6) while Unix sockets work; `--allow-host` refuses to
+/// run, since its proxy needs a namespace; `--allow-net` keeps the network.
+fn internet_is_denied_and_the_allowlist_fails_closed(d: &Daemon) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
     let probe = format!(
         "bash -c 'echo hi > /dev/tcp/127.0.0.1/{port}' && echo CONNECTED; \
          /usr/bin/python3 -c 'import socket; socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)' 2>&1 | tail -1; \
          /usr/bin/python3 -c 'import socket; socket.socket(socket.AF_UNIX); print(\"unix-ok\")'; \
          ls /sys/class/net | wc -l; echo end"
     );
-    let id = add(&d, &["--sandbox", "--shell", "--", &probe]);
-    finished(&d, id);
-    let out = log(&d, id);
+    let id = add(d, &["--sandbox", "--shell", "--", &probe]);
+    finished(d, id);
+    let out = log(d, id);
     assert!(out.contains("end") && !out.contains("CONNECTED"), "{out}");
     assert!(out.contains("PermissionError"), "an IPv6 UDP socket is refused too: {out}");
     assert!(out.contains("unix-ok"), "{out}");
     assert!(listener.accept().is_err(), "no connection reached the listener");
-    let allow = add(&d, &["--sandbox", "--allow-host", "example.com", "--shell", "--", "echo ran"]);
-    let t = finished(&d, allow);
+    let allow = add(d, &["--sandbox", "--allow-host", "example.com", "--shell", "--", "echo ran"]);
+    let t = finished(d, allow);
     assert_eq!(t["status"], "failed", "the allowlist needs a namespace; it fails closed here");
-    assert!(log(&d, allow).contains("the network allowlist is required but unavailable"), "{}", log(&d, allow));
-    let id = add(&d, &["--sandbox", "--allow-net", "--shell", "--", &probe]);
-    finished(&d, id);
-    assert!(log(&d, id).contains("CONNECTED"), "--allow-net keeps the network");
+    assert!(log(d, allow).contains("the network allowlist is required but unavailable"), "{}", log(d, allow));
+    let id = add(d, &["--sandbox", "--allow-net", "--shell", "--", &probe]);
+    finished(d, id);
+    assert!(log(d, id).contains("CONNECTED"), "--allow-net keeps the network");
 }
 
 #[test]
