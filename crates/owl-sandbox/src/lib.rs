@@ -146,12 +146,12 @@ pub fn check() -> Vec<Capability> {
     });
     out.push(Capability {
         name: "privilege_drop".into(),
-        available: userns || !root,
+        available: true,
         detail: match (userns, root) {
             (true, _) => "every sandboxed task runs in a user namespace of its own, holding no privileges outside it".into(),
             (false, false) => "owl runs as an ordinary user, which holds no privileges to drop".into(),
-            (false, true) => "owl runs as root and user namespaces are not allowed, so a sandboxed task would keep root's \
-                              capabilities: run the daemon as an ordinary user, or allow unprivileged user namespaces"
+            (false, true) => "owl runs as root and user namespaces are not allowed: a sandboxed task gives up every \
+                              capability instead (it keeps uid 0, so it reads what root may read; writes stay confined)"
                 .into(),
         },
     });
@@ -224,13 +224,15 @@ pub fn exec(spec: &Spec, argv: &[String]) -> ! {
         } else if !root {
             seccomp_net = !spec.network;
         } else {
-            // Root outside a user namespace would keep its capabilities: refuse, whatever else
-            // could be enforced.
-            fail(
-                "a user namespace (where root's privileges are dropped)",
-                e,
-                "Run the daemon as an ordinary user, allow unprivileged user namespaces, or run the task with --no-sandbox.",
-            );
+            // Root outside a user namespace: give up root's capabilities for good instead.
+            if let Err(drop) = drop_capabilities() {
+                fail(
+                    "dropping root's privileges",
+                    format!("no user namespace ({e}) and {drop}"),
+                    "Run the daemon as an ordinary user, allow unprivileged user namespaces, or run the task with --no-sandbox.",
+                );
+            }
+            seccomp_net = !spec.network;
         }
     }
     if seccomp_net && proxy.is_some() {
@@ -289,6 +291,30 @@ fn enter_namespaces(network_off: bool) -> Result<(), String> {
     std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1")).map_err(|e| format!("uid_map: {e}"))?;
     std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1")).map_err(|e| format!("gid_map: {e}"))?;
     Ok(())
+}
+
+/// For root where no user namespace can be made: every capability leaves the bounding,
+/// ambient, inheritable, permitted and effective sets, and (locked) securebits stop uid 0 from
+/// getting any back on exec or on a uid change. The process keeps uid 0 but no privilege.
+fn drop_capabilities() -> Result<(), String> {
+    use rustix::thread::{
+        clear_ambient_capability_set, remove_capability_from_bounding_set, set_capabilities, set_capabilities_secure_bits,
+        CapabilitiesSecureBits as Bits, CapabilitySet, CapabilitySets,
+    };
+    for cap in 0..64 {
+        match remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << cap)) {
+            Ok(()) => {}
+            // Past the kernel's last capability.
+            Err(rustix::io::Errno::INVAL) if cap > 0 => break,
+            Err(e) => return Err(format!("the capability bounding set cannot be emptied: {e}")),
+        }
+    }
+    let bits = Bits::NO_ROOT | Bits::NO_ROOT_LOCKED | Bits::NO_SETUID_FIXUP | Bits::NO_SETUID_FIXUP_LOCKED | Bits::KEEP_CAPS_LOCKED;
+    set_capabilities_secure_bits(bits).map_err(|e| format!("securebits cannot be set: {e}"))?;
+    clear_ambient_capability_set().map_err(|e| format!("the ambient capabilities cannot be cleared: {e}"))?;
+    let none = CapabilitySet::empty();
+    set_capabilities(None, CapabilitySets { effective: none, permitted: none, inheritable: none })
+        .map_err(|e| format!("capabilities cannot be dropped: {e}"))
 }
 
 /// A seccomp filter: `socket()` for IPv4, IPv6 and raw packets fails with EACCES, and io_uring

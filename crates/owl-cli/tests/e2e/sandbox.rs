@@ -209,30 +209,42 @@ fn without_user_namespaces_an_ordinary_user_gets_the_seccomp_fallback_by_itself(
     assert!(!dir.join("escape.txt").exists() && !home.join("escape.txt").exists());
 }
 
-/// Root without user namespaces cannot drop its privileges: sandbox check says so and a
-/// sandboxed task does not run, with the reason; an explicit opt-out still runs.
+/// Root where user namespaces are unavailable (a container's default): a sandboxed task gives
+/// up every capability instead, and the seccomp network fallback and Landlock hold as well.
 #[test]
-fn without_user_namespaces_root_refuses_to_sandbox_and_says_why() {
+fn without_user_namespaces_root_gives_up_every_capability() {
     require_sandbox!();
     if !no_userns_here(&NO_USERNS_ROOT) {
         return;
     }
     let drop = capability(&sandbox_check(&NO_USERNS_ROOT), "privilege_drop");
-    assert_eq!(drop["available"], false, "{drop}");
-    assert!(drop["detail"].as_str().unwrap().contains("run the daemon as an ordinary user"), "{drop}");
+    assert_eq!(drop["available"], true, "{drop}");
+    assert!(drop["detail"].as_str().unwrap().contains("gives up every capability"), "{drop}");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     std::fs::create_dir_all(&dir).unwrap();
     let d = Daemon::start_wrapped(&dir, &[], &NO_USERNS_ROOT);
-    let id = add(&d, &["--sandbox", "--shell", "--", "echo ran"]);
-    assert_eq!(finished(&d, id)["status"], "failed");
-    let out = log(&d, id);
-    assert!(
-        out.contains("a user namespace (where root's privileges are dropped) is required but unavailable") && !out.contains("ran\n"),
-        "{out}"
+    let id = add(
+        &d,
+        &[
+            "--sandbox",
+            "--shell",
+            "--",
+            "id -u; grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; echo x > ../../escape.txt; echo end",
+        ],
     );
-    let id = add(&d, &["--no-sandbox", "--shell", "--", "echo ran"]);
     assert_eq!(finished(&d, id)["status"], "succeeded");
+    let out = log(&d, id);
+    assert!(out.starts_with("0\n") && out.contains("end"), "{out}");
+    let caps: Vec<&str> = out.lines().filter(|l| l.starts_with("Cap")).collect();
+    assert_eq!(caps.len(), 5, "{out}");
+    assert!(caps.iter().all(|l| l.ends_with("0000000000000000")), "root keeps no capability: {out}");
+    assert!(!dir.join("escape.txt").exists());
+    internet_is_denied_and_the_allowlist_fails_closed(&d);
+    // The daemon itself keeps its capabilities: it still runs unsandboxed tasks as root.
+    let id = add(&d, &["--no-sandbox", "--shell", "--", "grep '^CapEff' /proc/self/status"]);
+    assert_eq!(finished(&d, id)["status"], "succeeded");
+    assert!(!log(&d, id).contains("0000000000000000"), "{}", log(&d, id));
 }
 
 /// Internet sockets fail (IPv4 and IPv6) while Unix sockets work; `--allow-host` refuses to
