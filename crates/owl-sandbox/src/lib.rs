@@ -363,6 +363,13 @@ fn restrict_files(spec: &Spec, proxy_port: Option<u16>) -> Result<(), String> {
         // Defence in depth on kernels with Landlock network rules: no TCP at all.
         ruleset = ruleset.set_compatibility(CompatLevel::BestEffort).handle_access(AccessNet::from_all(abi)).map_err(|e| e.to_string())?;
     }
+    // Landlock ABI 6: no signals to processes outside the sandbox (the daemon, other tasks,
+    // the user's programs: the same uid would otherwise allow it) and no abstract Unix sockets
+    // bound outside it.
+    ruleset = ruleset
+        .set_compatibility(CompatLevel::BestEffort)
+        .scope(landlock::Scope::Signal | landlock::Scope::AbstractUnixSocket)
+        .map_err(|e| e.to_string())?;
     let devices = ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/urandom", "/dev/random"];
     let status = ruleset
         .create()
