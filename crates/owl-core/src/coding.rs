@@ -58,6 +58,16 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+fn strings_with(base: &[&str], more: &[&str]) -> Vec<String> {
+    base.iter().chain(more).map(|s| s.to_string()).collect()
+}
+
+// The built-in CLIs' arguments, before what differs inside and outside owl's sandbox.
+const CLAUDE: &[&str] = &["claude", "-p", "{prompt}", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits"];
+const CODEX: &[&str] = &["codex", "exec", "--json"];
+const GEMINI: &[&str] = &["gemini", "-p", "{prompt}", "--output-format", "stream-json"];
+const AIDER: &[&str] = &["aider", "--yes-always", "--no-auto-commits", "--no-check-update", "--no-pretty"];
+
 /// The profiles owl knows out of the box; `[cli.NAME]` in the config replaces one by name.
 pub fn builtin_profiles() -> CliProfiles {
     let mut m = BTreeMap::new();
@@ -66,28 +76,8 @@ pub fn builtin_profiles() -> CliProfiles {
         CliProfile {
             // In owl's sandbox: edits and shell commands (tests, builds) without asking, since the
             // sandbox is what confines them. Without it: edits only; commands are refused.
-            command: strings(&[
-                "claude",
-                "-p",
-                "{prompt}",
-                "--output-format",
-                "stream-json",
-                "--verbose",
-                "--permission-mode",
-                "acceptEdits",
-                "--allowedTools",
-                "Bash",
-            ]),
-            unsandboxed_command: Some(strings(&[
-                "claude",
-                "-p",
-                "{prompt}",
-                "--output-format",
-                "stream-json",
-                "--verbose",
-                "--permission-mode",
-                "acceptEdits",
-            ])),
+            command: strings_with(CLAUDE, &["--allowedTools", "Bash"]),
+            unsandboxed_command: Some(strings(CLAUDE)),
             format: CliFormat::ClaudeStreamJson,
             writable: strings(&["~/.claude", "~/.claude.json", "~/.cache/claude"]),
             grant_env: strings(&["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"]),
@@ -102,23 +92,8 @@ pub fn builtin_profiles() -> CliProfiles {
             // Codex's own sandbox (bubblewrap) cannot start inside owl's user namespace; its
             // flag for running inside an outer sandbox is this one. Without owl's sandbox, Codex
             // confines itself to the worktree.
-            command: strings(&[
-                "codex",
-                "exec",
-                "--json",
-                "--dangerously-bypass-approvals-and-sandbox",
-                "--skip-git-repo-check",
-                "{prompt}",
-            ]),
-            unsandboxed_command: Some(strings(&[
-                "codex",
-                "exec",
-                "--json",
-                "--sandbox",
-                "workspace-write",
-                "--skip-git-repo-check",
-                "{prompt}",
-            ])),
+            command: strings_with(CODEX, &["--dangerously-bypass-approvals-and-sandbox", "--skip-git-repo-check", "{prompt}"]),
+            unsandboxed_command: Some(strings_with(CODEX, &["--sandbox", "workspace-write", "--skip-git-repo-check", "{prompt}"])),
             format: CliFormat::CodexJson,
             writable: strings(&["~/.codex"]),
             grant_env: strings(&["OPENAI_API_KEY", "CODEX_API_KEY"]),
@@ -130,16 +105,8 @@ pub fn builtin_profiles() -> CliProfiles {
     m.insert(
         "gemini".into(),
         CliProfile {
-            command: strings(&["gemini", "-p", "{prompt}", "--output-format", "stream-json", "--yolo"]),
-            unsandboxed_command: Some(strings(&[
-                "gemini",
-                "-p",
-                "{prompt}",
-                "--output-format",
-                "stream-json",
-                "--approval-mode",
-                "auto_edit",
-            ])),
+            command: strings_with(GEMINI, &["--yolo"]),
+            unsandboxed_command: Some(strings_with(GEMINI, &["--approval-mode", "auto_edit"])),
             format: CliFormat::GeminiStreamJson,
             writable: strings(&["~/.gemini"]),
             grant_env: strings(&["GEMINI_API_KEY", "GOOGLE_API_KEY"]),
@@ -152,18 +119,9 @@ pub fn builtin_profiles() -> CliProfiles {
     m.insert(
         "aider".into(),
         CliProfile {
-            command: strings(&["aider", "--yes-always", "--no-auto-commits", "--no-check-update", "--no-pretty", "--message", "{prompt}"]),
+            command: strings_with(AIDER, &["--message", "{prompt}"]),
             // --yes-always would also run the shell commands aider suggests.
-            unsandboxed_command: Some(strings(&[
-                "aider",
-                "--yes-always",
-                "--no-auto-commits",
-                "--no-check-update",
-                "--no-pretty",
-                "--no-suggest-shell-commands",
-                "--message",
-                "{prompt}",
-            ])),
+            unsandboxed_command: Some(strings_with(AIDER, &["--no-suggest-shell-commands", "--message", "{prompt}"])),
             format: CliFormat::Raw,
             writable: strings(&["~/.aider", "~/.cache"]),
             grant_env: strings(&["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "DEEPSEEK_API_KEY", "OPENROUTER_API_KEY"]),

@@ -113,6 +113,17 @@ async fn submit_agent(h: &Harness, prompt: &str) -> TaskId {
     h.engine.submit(vec![NewTask::new(spec)]).await.unwrap()[0].id
 }
 
+/// The first approval waiting for a decision, once there is one.
+async fn first_pending(h: &Harness) -> owl_store::Approval {
+    for _ in 0..1000 {
+        if let Some(a) = h.engine.store().list_approvals(true, h.engine.now()).await.unwrap().into_iter().next() {
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no approval was requested");
+}
+
 async fn wait_status(h: &Harness, id: TaskId, want: &[Status]) -> owl_core::Task {
     for _ in 0..1000 {
         let t = h.engine.store().get(id).await.unwrap();
@@ -211,13 +222,7 @@ async fn an_ask_call_waits_for_a_human_and_runs_once_approved_and_not_when_denie
     .await;
     let h = start(&server, agent_settings(PolicyDefault::Ask));
     let id = submit_agent(&h, "deploy").await;
-    let pending = loop {
-        let p = h.engine.store().list_approvals(true, h.engine.now()).await.unwrap();
-        if let Some(a) = p.into_iter().next() {
-            break a;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let pending = first_pending(&h).await;
     assert_eq!((pending.owner, pending.tool.as_str(), pending.call_id.as_str()), (Owner::Task(id), "shell", "c1"));
     assert_eq!(pending.arguments["command"], "echo deployed > deploy.txt");
     let ws = h.dir.path().join("workspaces").join(id.to_string());
@@ -231,13 +236,7 @@ async fn an_ask_call_waits_for_a_human_and_runs_once_approved_and_not_when_denie
     assert!(h.engine.decide_approval(pending.id, true, None).await.is_err(), "decided once");
 
     let id2 = submit_agent(&h, "try again").await;
-    let pending = loop {
-        let p = h.engine.store().list_approvals(true, h.engine.now()).await.unwrap();
-        if let Some(a) = p.into_iter().next() {
-            break a;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let pending = first_pending(&h).await;
     h.engine.decide_approval(pending.id, false, Some("not on prod".into())).await.unwrap();
     wait_status(&h, id2, &[Status::Succeeded]).await;
     assert!(!h.dir.path().join("workspaces").join(id2.to_string()).join("nope.txt").exists());
@@ -251,13 +250,7 @@ async fn a_task_waiting_for_approval_frees_its_worker_and_takes_one_back_before_
     let server = model_server(vec![tool_turn("c1", "shell", json!({"command": "echo yes > approved.txt"})), final_turn("done")]).await;
     let h = start_with_workers(&server, agent_settings(PolicyDefault::Ask), 1);
     let agent = submit_agent(&h, "deploy").await;
-    let pending = loop {
-        let p = h.engine.store().list_approvals(true, h.engine.now()).await.unwrap();
-        if let Some(a) = p.into_iter().next() {
-            break a;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let pending = first_pending(&h).await;
     // The only worker is free while the agent waits: plain tasks run meanwhile.
     let quick = h.engine.submit(vec![NewTask::new(TaskSpec::new(Cmd::Shell("echo quick".into())))]).await.unwrap()[0].id;
     wait_status(&h, quick, &[Status::Succeeded]).await;
