@@ -119,14 +119,12 @@ fn unwrap_into(mut argv: Vec<Word>, out: &mut Vec<Vec<Word>>, depth: u32) -> Res
     if depth > MAX_DEPTH {
         return Err("the command nests too deeply to check".into());
     }
-    // Leading assignments: FOO=bar cmd
-    while argv.first().is_some_and(|w| is_assignment(&w.text)) {
-        argv.remove(0);
-    }
-    // Grouping words of `{ ...; }`, `!` and `time` are not programs.
-    while argv.first().is_some_and(|w| matches!(w.text.as_str(), "{" | "}" | "!" | "time")) {
-        argv.remove(0);
-    }
+    // Leading assignments (FOO=bar cmd) and the grouping words of `{ ...; }`, `!` and `time`
+    // are not programs. Drained at once: removing one by one is quadratic on a long line.
+    let lead = argv.iter().take_while(|w| is_assignment(&w.text)).count();
+    argv.drain(..lead);
+    let lead = argv.iter().take_while(|w| matches!(w.text.as_str(), "{" | "}" | "!" | "time")).count();
+    argv.drain(..lead);
     let Some(first) = argv.first() else { return Ok(()) };
     if first.dynamic {
         out.push(argv);
@@ -253,9 +251,23 @@ fn is_assignment(t: &str) -> bool {
     }
 }
 
+/// How deeply subshells, substitutions and backticks may nest in one command line. The
+/// parser recurses once per level; a model (or a resumed transcript) must not be able to
+/// overflow the daemon's stack with `((((((...`.
+const MAX_NESTING: u32 = 32;
+/// The longest command line the policy reads; a longer one is denied, not parsed.
+pub const MAX_COMMAND_LEN: usize = 64 * 1024;
+
 /// Splits a command string into simple commands (nested substitutions become their own).
 fn parse(src: &str) -> Result<Vec<Vec<Word>>, String> {
-    let mut p = Parser { chars: src.chars().collect(), pos: 0, out: Vec::new() };
+    parse_nested(src, 0)
+}
+
+fn parse_nested(src: &str, nesting: u32) -> Result<Vec<Vec<Word>>, String> {
+    if src.len() > MAX_COMMAND_LEN {
+        return Err(format!("the command is {} bytes long; at most {MAX_COMMAND_LEN} are checked", src.len()));
+    }
+    let mut p = Parser { chars: src.chars().collect(), pos: 0, out: Vec::new(), nesting };
     p.script(None)?;
     Ok(p.out)
 }
@@ -264,11 +276,22 @@ struct Parser {
     chars: Vec<char>,
     pos: usize,
     out: Vec<Vec<Word>>,
+    nesting: u32,
 }
 
 impl Parser {
     fn peek(&self) -> Option<char> {
         self.chars.get(self.pos).copied()
+    }
+    /// Parses a nested script up to `close`, one level deeper.
+    fn nested(&mut self, close: char) -> Result<(), String> {
+        if self.nesting >= MAX_NESTING {
+            return Err(format!("the command nests more than {MAX_NESTING} levels deep"));
+        }
+        self.nesting += 1;
+        let r = self.script(Some(close));
+        self.nesting -= 1;
+        r
     }
     fn peek2(&self) -> Option<char> {
         self.chars.get(self.pos + 1).copied()
@@ -305,7 +328,7 @@ impl Parser {
                         // A subshell: its commands are commands like any other.
                         self.pos += 1;
                         self.finish(&mut cmd);
-                        self.script(Some(')'))?;
+                        self.nested(')')?;
                         continue;
                     }
                     if c == '&' && self.peek2() == Some('>') {
@@ -324,7 +347,7 @@ impl Parser {
                         // Process substitution <(cmd) / >(cmd).
                         self.pos += 2;
                         let saved = std::mem::take(&mut cmd);
-                        self.script(Some(')'))?;
+                        self.nested(')')?;
                         cmd = saved;
                         cmd.push(Word { text: "<(..)".into(), dynamic: true });
                         continue;
@@ -441,7 +464,10 @@ impl Parser {
             }
             let inner: String = self.chars[start..self.pos].iter().collect();
             self.pos += 1;
-            self.out.extend(parse(&inner)?);
+            if self.nesting >= MAX_NESTING {
+                return Err(format!("the command nests more than {MAX_NESTING} levels deep"));
+            }
+            self.out.extend(parse_nested(&inner, self.nesting + 1)?);
             w.text.push_str("`..`");
             w.dynamic = true;
             return Ok(());
@@ -468,7 +494,7 @@ impl Parser {
                     }
                 } else {
                     let saved = std::mem::take(&mut self.out);
-                    self.script(Some(')'))?;
+                    self.nested(')')?;
                     let inner = std::mem::replace(&mut self.out, saved);
                     self.out.extend(inner);
                 }
@@ -511,6 +537,7 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn policy(default: PolicyDefault) -> Policy {
         Policy::new(
@@ -613,5 +640,56 @@ mod tests {
     #[test]
     fn bad_rules_are_reported() {
         assert!(Policy::new(&["ls; rm".into()], &[], PolicyDefault::Ask).unwrap_err().contains("shell_allow"));
+    }
+
+    #[test]
+    fn deep_nesting_is_denied_not_a_stack_overflow() {
+        let p = policy(PolicyDefault::Allow);
+        for (open, close) in [("(", ")"), ("$(", ")"), ("<(", ")"), ("$(echo $(", "))")] {
+            let deep = format!("{}true{}", open.repeat(5_000), close.repeat(5_000));
+            match p.check(&deep) {
+                Verdict::Deny(why) => assert!(why.contains("levels deep"), "{open}: {why}"),
+                v => panic!("{open}: {v:?}"),
+            }
+        }
+        // Backticks nest through escapes: each level is parsed again.
+        let mut cmd = "true".to_string();
+        for _ in 0..200 {
+            cmd = format!("echo `{}`", cmd.replace('\\', "\\\\").replace('`', "\\`"));
+            if cmd.len() > 60_000 {
+                break;
+            }
+        }
+        assert!(denied(p.check(&cmd)), "deep backticks");
+        // `sh -c` inside `sh -c` is bounded by the wrapper depth.
+        let mut cmd = "rm -rf x".to_string();
+        for _ in 0..100 {
+            cmd = format!("sh -c '{}'", cmd.replace('\'', "'\\''"));
+            if cmd.len() > 60_000 {
+                break;
+            }
+        }
+        assert!(denied(p.check(&cmd)));
+        assert!(denied(p.check(&"a".repeat(MAX_COMMAND_LEN + 1))));
+        // Ordinary nesting is still read through.
+        assert!(denied(p.check("echo $( (cat $(rm x)) )")));
+        assert_eq!(p.check("echo $( (cat $(ls)) )"), Verdict::Allow);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Whatever a model writes, the policy answers; it never panics.
+        #[test]
+        fn any_command_line_gets_a_verdict(src in prop_oneof![
+            any::<String>(),
+            "[()$`'\"\\;&|<>{}!#= a-z\n\x00]{0,400}",
+            (1usize..3000).prop_map(|n| format!("{}ls", "sudo env nice ".repeat(n))),
+            (1usize..3000).prop_map(|n| format!("{}ls", "A=1 ".repeat(n))),
+        ]) {
+            for default in [PolicyDefault::Allow, PolicyDefault::Ask, PolicyDefault::Deny] {
+                let _ = policy(default).check(&src);
+            }
+            let _ = Policy::new(std::slice::from_ref(&src), &[], PolicyDefault::Deny);
+        }
     }
 }

@@ -128,7 +128,10 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
             '(' => Tok::LParen,
             ')' => Tok::RParen,
             '=' => return Err(err(start, "`=` is not an operator; compare with `==`".into())),
-            other => return Err(err(start, format!("unexpected `{other}`"))),
+            _ => {
+                let other = src.get(i..).and_then(|r| r.chars().next()).unwrap_or('?');
+                return Err(err(start, format!("unexpected `{other}`")));
+            }
         };
         out.push((tok, start));
         i += 1;
@@ -137,10 +140,18 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
     Ok(out)
 }
 
+/// The longest expression accepted, in bytes: far more than any real condition needs, and
+/// small enough that an error quoting it stays readable.
+pub const MAX_LEN: usize = 1024;
+/// How deeply parentheses, `not` and unary `-` may nest. The parser recurses once per level,
+/// so without a limit a hostile expression could overflow the daemon's stack.
+pub const MAX_NESTING: usize = 32;
+
 struct Parser<'a> {
     toks: Vec<(Tok, usize)>,
     pos: usize,
     src: &'a str,
+    nesting: usize,
 }
 
 impl Parser<'_> {
@@ -152,6 +163,14 @@ impl Parser<'_> {
     }
     fn err(&self, col: usize, m: impl Into<String>) -> ExprError {
         ExprError { column: col, message: m.into(), source: self.src.to_string() }
+    }
+    /// Enters one level of nesting at `col`, refusing to go past [`MAX_NESTING`].
+    fn enter(&mut self, col: usize) -> Result<(), ExprError> {
+        self.nesting += 1;
+        if self.nesting > MAX_NESTING {
+            return Err(self.err(col, format!("the expression nests more than {MAX_NESTING} levels deep; simplify it")));
+        }
+        Ok(())
     }
     fn eat_op(&mut self, ops: &[&'static str]) -> Option<&'static str> {
         if let Tok::Op(o) = self.peek() {
@@ -195,7 +214,9 @@ impl Parser<'_> {
     fn not(&mut self) -> Result<(Node, Ty, usize), ExprError> {
         let col = self.col();
         if self.eat_op(&["not"]).is_some() {
+            self.enter(col)?;
             let (n, t, c) = self.not()?;
+            self.nesting -= 1;
             if t != Ty::Bool {
                 return Err(self.err(c, "`not` needs a true/false value"));
             }
@@ -230,7 +251,9 @@ impl Parser<'_> {
     fn unary(&mut self) -> Result<(Node, Ty, usize), ExprError> {
         let col = self.col();
         if self.eat_op(&["-"]).is_some() {
+            self.enter(col)?;
             let (n, t, c) = self.unary()?;
+            self.nesting -= 1;
             if t != Ty::Num {
                 return Err(self.err(c, "`-` needs a number"));
             }
@@ -255,7 +278,9 @@ impl Parser<'_> {
                 }
             }
             Tok::LParen => {
+                self.enter(col)?;
                 let inner = self.or()?;
+                self.nesting -= 1;
                 if *self.peek() != Tok::RParen {
                     return Err(self.err(self.col(), "expected `)` to close the `(`"));
                 }
@@ -278,7 +303,15 @@ fn name(t: Ty) -> &'static str {
 
 impl Expr {
     pub fn parse(src: &str) -> Result<Expr, ExprError> {
-        let mut p = Parser { toks: lex(src)?, pos: 0, src };
+        if src.len() > MAX_LEN {
+            let head: String = src.chars().take(40).collect();
+            return Err(ExprError {
+                column: 0,
+                message: format!("the expression is {} bytes long; at most {MAX_LEN} are accepted", src.len()),
+                source: format!("{head}…"),
+            });
+        }
+        let mut p = Parser { toks: lex(src)?, pos: 0, src, nesting: 0 };
         let (root, ty, col) = p.or()?;
         if *p.peek() != Tok::End {
             return Err(p.err(p.col(), "unexpected text after the end of the expression; join conditions with `and` or `or`"));

@@ -274,3 +274,27 @@ async fn groups_can_be_limited_and_listed() {
     let (_, v) = call(&api, "GET", "/v1/groups", Some(TOKEN), None).await;
     assert!(v["groups"].as_array().unwrap().iter().any(|g| g["name"] == "gpu" && g["parallel"] == 1), "{v}");
 }
+
+#[tokio::test]
+async fn deep_nesting_is_a_clear_400_not_a_crash() {
+    let api = api();
+    // The reproduction: a condition with 1,000 nested parentheses.
+    let condition = format!("{}1{} > 0", "(".repeat(1000), ")".repeat(1000));
+    let (s, v) =
+        post(&api, "/v1/triggers", json!({"name": "x", "condition": condition, "every": "1m", "task": {"command": ["true"]}})).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("condition")), "{v}");
+    let condition = format!("{}1{} > 0", "(".repeat(100), ")".repeat(100));
+    let (s, v) =
+        post(&api, "/v1/triggers", json!({"name": "x", "condition": condition, "every": "1m", "task": {"command": ["true"]}})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("levels deep"), "{v}");
+    // JSON nested past the limit, in a free-form field and at the top.
+    for body in [format!(r#"{{"shell":"true","input":{}1{}}}"#, "[".repeat(5000), "]".repeat(5000)), "[".repeat(50_000)] {
+        let (s, v) = call(&api, "POST", "/v1/tasks", Some(TOKEN), Some(("application/json", body.into_bytes()))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("levels deep"), "{v}");
+    }
+    // Brackets inside strings are text, not nesting.
+    let (s, v) = post(&api, "/v1/tasks", json!({"shell": format!("echo '{}'", "[".repeat(1000))})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}
