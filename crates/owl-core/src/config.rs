@@ -327,7 +327,7 @@ pub fn looks_secret(name: &str) -> bool {
 }
 
 /// Sections that are maps of named tables.
-const MAP_SECTIONS: &[&str] = &["providers", "agents", "prices"];
+const MAP_SECTIONS: &[&str] = &["providers", "agents", "prices", "cli"];
 
 /// Environment variables that are not settings keys.
 const NON_SETTING_VARS: &[&str] = &["OWL_DATA_DIR", "OWL_CONFIG", "OWL_LOG", "OWL_JSON"];
@@ -356,7 +356,7 @@ impl Settings {
                     (None, _) => {
                         return Err(ConfigError {
                             source_name: name.into(),
-                            message: format!("unknown section `{section}`; known sections are [daemon], [tasks], [api], [scheduler], [sandbox], [git], [memory], [agent], [providers.NAME], [agents.NAME], [prices.MODEL] and [cli.NAME]"),
+                            message: format!("unknown section `{section}`; known sections are {}", known_sections()),
                         })
                     }
                 }
@@ -379,14 +379,36 @@ impl Settings {
                 continue;
             }
             let Some(toml::Value::Table(table)) = merged.get_mut(section) else { continue };
-            let known = Settings::default_keys(section);
-            if !known.contains(&field.to_string()) {
+            if !Settings::section_fields(section).unwrap_or_default().contains(&field) {
                 return Err(unknown_env(&key));
             }
-            table.insert(field.to_string(), env_value(&raw));
-            // Check each override on its own so an error names the variable that caused it.
-            Settings::from_table(merged.clone(), &key)
-                .map_err(|e| ConfigError { source_name: key.clone(), message: format!("{} (for [{section}] {field})", e.message) })?;
+            // A variable is text; the setting's type decides what it means. Try the readings in
+            // order (the default's type first, then by shape, then as text) and keep the first
+            // the settings accept, so `OWL_DAEMON_NODE=42` is a name and `0.9` a number.
+            let like = table.get(field).cloned();
+            let mut first_err = None;
+            let mut accepted = false;
+            for value in env_readings(&raw, like.as_ref()) {
+                let mut trial = merged.clone();
+                if let Some(toml::Value::Table(t)) = trial.get_mut(section) {
+                    t.insert(field.to_string(), value);
+                }
+                // Each override is checked on its own so an error names the variable.
+                match Settings::from_table(trial.clone(), &key) {
+                    Ok(_) => {
+                        merged = trial;
+                        accepted = true;
+                        break;
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            if !accepted {
+                let e = first_err.expect("at least one reading");
+                return Err(ConfigError { source_name: key.clone(), message: format!("{} (for [{section}] {field})", e.message) });
+            }
         }
         Settings::from_table(merged, "environment (OWL_*)")
     }
@@ -396,21 +418,30 @@ impl Settings {
         toml::from_str::<Settings>(&text).map_err(|e| ConfigError { source_name: source_name.into(), message: e.message().to_string() })
     }
 
-    fn default_keys(section: &str) -> Vec<String> {
-        match section {
-            "daemon" => ["listen", "workers", "shutdown_grace", "kill_grace", "lease", "log_format", "log_level", "node"].as_slice(),
-            "tasks" => ["default_timeout", "default_retries", "retry_base", "retry_max", "log_max_bytes", "max_crash_requeues"].as_slice(),
-            "api" => ["token", "max_body_bytes"].as_slice(),
-            "scheduler" => ["default_tz", "misfire_cap", "max_lateness", "history_retention"].as_slice(),
-            "agent" => ["approval_timeout", "tool_output_max_bytes", "shell_timeout", "local_model"].as_slice(),
-            "sandbox" => {
-                ["shell_default", "groups", "writable", "cpu_seconds", "memory_mb", "processes", "file_size_mb", "open_files"].as_slice()
-            }
-            _ => [].as_slice(),
-        }
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    /// The keys of a `[section]` that is one struct (not a table of named entries), read from
+    /// the section's type, so the `OWL_*` variables can never drift from the settings.
+    pub fn section_fields(section: &str) -> Option<&'static [&'static str]> {
+        use crate::fields::field_names;
+        Some(match section {
+            "daemon" => field_names::<DaemonSettings>(),
+            "tasks" => field_names::<TaskSettings>(),
+            "api" => field_names::<ApiSettings>(),
+            "scheduler" => field_names::<SchedulerSettings>(),
+            "agent" => field_names::<crate::agent::AgentDefaults>(),
+            "sandbox" => field_names::<SandboxSettings>(),
+            "git" => field_names::<GitSettings>(),
+            "memory" => field_names::<MemorySettings>(),
+            _ => return None,
+        })
+    }
+
+    /// Every `OWL_*` variable that sets a setting, in file order.
+    pub fn env_vars() -> Vec<String> {
+        crate::fields::field_names::<Settings>()
+            .iter()
+            .filter_map(|section| Some((section, Settings::section_fields(section)?)))
+            .flat_map(|(section, fields)| fields.iter().map(move |f| format!("OWL_{}_{}", section, f).to_ascii_uppercase()))
+            .collect()
     }
 
     /// The effective settings as TOML, with secrets redacted.
@@ -444,6 +475,19 @@ impl Settings {
     }
 }
 
+/// `[daemon], [tasks], …, [providers.NAME], …`, from the settings type.
+fn known_sections() -> String {
+    let names: Vec<String> = crate::fields::field_names::<Settings>()
+        .iter()
+        .map(|s| match *s {
+            "prices" => "[prices.MODEL]".to_string(),
+            s if MAP_SECTIONS.contains(&s) => format!("[{s}.NAME]"),
+            s => format!("[{s}]"),
+        })
+        .collect();
+    names.join(", ")
+}
+
 fn unknown_env(key: &str) -> ConfigError {
     ConfigError {
         source_name: key.into(),
@@ -451,16 +495,31 @@ fn unknown_env(key: &str) -> ConfigError {
     }
 }
 
-/// Environment values are typed by shape: integers and booleans as such, anything else a string.
-fn env_value(raw: &str) -> toml::Value {
-    if let Ok(i) = raw.parse::<i64>() {
-        return toml::Value::Integer(i);
+/// The ways to read an environment value: as the default's type, then by shape (integer,
+/// float, boolean), then as text.
+fn env_readings(raw: &str, like: Option<&toml::Value>) -> Vec<toml::Value> {
+    let as_int = raw.parse::<i64>().ok().map(toml::Value::Integer);
+    let as_float = raw.parse::<f64>().ok().filter(|f| f.is_finite()).map(toml::Value::Float);
+    let as_bool = match raw {
+        "true" => Some(toml::Value::Boolean(true)),
+        "false" => Some(toml::Value::Boolean(false)),
+        _ => None,
+    };
+    let as_text = Some(toml::Value::String(raw.to_string()));
+    let first = match like {
+        Some(toml::Value::Integer(_)) => as_int.clone(),
+        Some(toml::Value::Float(_)) => as_float.clone(),
+        Some(toml::Value::Boolean(_)) => as_bool.clone(),
+        Some(toml::Value::String(_)) => as_text.clone(),
+        _ => None,
+    };
+    let mut out: Vec<toml::Value> = vec![];
+    for v in [first, as_int, as_float, as_bool, as_text].into_iter().flatten() {
+        if !out.contains(&v) {
+            out.push(v);
+        }
     }
-    match raw {
-        "true" => toml::Value::Boolean(true),
-        "false" => toml::Value::Boolean(false),
-        _ => toml::Value::String(raw.to_string()),
-    }
+    out
 }
 
 /// A commented example configuration, written by `owl config init`.
@@ -559,6 +618,7 @@ push_timeout = "5m"
 # grant_env = ["ANTHROPIC_API_KEY"]
 # allow_hosts = ["api.anthropic.com"]
 # memory_mb = 0
+# env = { CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1" }   # more environment for the CLI
 
 [agent]
 # An approval request nobody decides within this time counts as denied.
@@ -570,6 +630,8 @@ shell_timeout = "2m"
 # A GGUF file for the built-in "default" agent when no provider is configured
 # (empty = the gemma-3-270m file that scripts/fetch-models puts in ~/.cache/owl/models, if present).
 local_model = ""
+# One chat turn (the answer to one message) may take this long; then it is stopped.
+chat_timeout = "10m"
 
 # Model providers. kind = "openai" (any Chat Completions API), "anthropic" or "local" (GGUF, in-process).
 # API keys come from the daemon's environment (api_key_env) or the secrets file (api_key_secret),
@@ -609,6 +671,18 @@ local_model = ""
 # shell_default = "ask"             # allow | deny | ask (a human approves with `owl approve`)
 # shell_allow = ["ls", "cat", "git status", "git diff"]
 # shell_deny = ["rm", "git push", "curl"]
+# ask = ["http_fetch"]                # tools whose every call waits for a human's approval
+# max_tokens = 200000                 # input plus output tokens over the whole task
+# max_output_tokens = 2048            # per model call
+# temperature = 0.2
+# must_use_tool = false               # true: the model must call a tool before it may answer
+# sandbox = true                      # shell calls run in the sandbox (workspace writes only, no network)
+# allow_net = false                   # give sandboxed shell calls the network
+# allow_hosts = ["api.github.com"]    # without allow_net: hosts reachable through the allowlist proxy
+# grant_env = ["GITHUB_TOKEN"]        # daemon variables the shell tool may see (secret-looking ones are removed)
+# http_allow_private = false          # let http_fetch reach loopback and private addresses
+# max_subtask_depth = 2               # how deep task_create may nest
+# max_schedules = 3                   # schedules one task may create
 
 # Prices in USD per million tokens, for usage and cost limits.
 #
@@ -678,5 +752,77 @@ mod tests {
         assert!(!s.to_toml_redacted().contains("canary-7f3a"));
         assert!(!format!("{s:?}").contains("canary-7f3a"));
         assert!(s.to_toml_redacted().contains("<redacted>"));
+    }
+
+    #[test]
+    fn every_setting_has_its_variable() {
+        // Each struct section of the settings type has its keys; none is forgotten.
+        for section in crate::fields::field_names::<Settings>() {
+            let fields = Settings::section_fields(section);
+            assert_eq!(fields.is_none(), MAP_SECTIONS.contains(section), "[{section}]: add it to section_fields or MAP_SECTIONS");
+            assert!(fields.is_none_or(|f| !f.is_empty()), "[{section}] has no fields");
+        }
+        // And every variable is accepted: set to its default where that is a plain value,
+        // otherwise at least not refused as unknown.
+        let defaults = toml::Value::try_from(Settings::default()).unwrap();
+        let vars = Settings::env_vars();
+        assert!(vars.contains(&"OWL_MEMORY_ENABLED".to_string()) && vars.contains(&"OWL_GIT_WORKTREE_RETENTION".to_string()));
+        for var in vars {
+            let lower = var.trim_start_matches("OWL_").to_ascii_lowercase();
+            let (section, field) = lower.split_once('_').unwrap();
+            let value = match defaults.get(section).and_then(|t| t.get(field)) {
+                Some(toml::Value::String(s)) => s.clone(),
+                Some(toml::Value::Integer(i)) => i.to_string(),
+                Some(toml::Value::Boolean(b)) => b.to_string(),
+                Some(toml::Value::Float(f)) => f.to_string(),
+                _ => String::new(),
+            };
+            match Settings::load(None, env(&[(&var, &value)])) {
+                Ok(_) => {}
+                Err(e) => {
+                    assert!(!e.message.contains("is not an owl setting"), "{var}: {e}");
+                    assert!(value.is_empty(), "{var}={value} (the default) is refused: {e}");
+                }
+            }
+        }
+        let s = Settings::load(None, env(&[("OWL_MEMORY_ENABLED", "false"), ("OWL_GIT_WORKTREE_RETENTION", "1d")])).unwrap();
+        assert!(!s.memory.enabled);
+        assert_eq!(s.git.worktree_retention, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn the_example_config_shows_every_key() {
+        // `owl config init` writes EXAMPLE_CONFIG; each key of each section appears in it,
+        // set or commented out, under its own section.
+        let mut section = String::new();
+        let mut shown: std::collections::BTreeSet<(String, String)> = Default::default();
+        for line in EXAMPLE_CONFIG.lines() {
+            let l = line.trim_start_matches('#').trim();
+            if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+                section = name.split('.').next().unwrap_or(name).to_string();
+                // `[memory.retention]` shows the key `retention` of `[memory]`.
+                if let Some((_, sub)) = name.split_once('.') {
+                    shown.insert((section.clone(), sub.to_string()));
+                }
+            } else if let Some((key, _)) = l.split_once(" =") {
+                shown.insert((section.clone(), key.trim().to_string()));
+            }
+        }
+        let mut missing = vec![];
+        for section in crate::fields::field_names::<Settings>() {
+            let fields: &[&str] = match *section {
+                "providers" => crate::fields::field_names::<crate::agent::ProviderSettings>(),
+                "agents" => crate::fields::field_names::<crate::agent::AgentSettings>(),
+                "cli" => crate::fields::field_names::<crate::coding::CliProfile>(),
+                "prices" => crate::fields::field_names::<crate::agent::Price>(),
+                s => Settings::section_fields(s).unwrap(),
+            };
+            for f in fields {
+                if !shown.contains(&(section.to_string(), f.to_string())) {
+                    missing.push(format!("[{section}] {f}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "EXAMPLE_CONFIG does not show: {}", missing.join(", "));
     }
 }

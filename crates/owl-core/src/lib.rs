@@ -12,6 +12,7 @@ pub mod deps;
 pub mod duration;
 pub mod event;
 pub mod expr;
+pub mod fields;
 pub mod layout;
 pub mod lifecycle;
 pub mod schedule;
