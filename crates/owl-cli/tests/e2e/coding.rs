@@ -13,7 +13,7 @@ use std::time::Duration;
 macro_rules! require_sandbox {
     () => {
         if let Some(why) = unavailable() {
-            eprintln!("SKIPPED: this kernel lacks a sandbox protection: {why}");
+            crate::harness::skip(format!("this kernel lacks a sandbox protection: {why}"));
             return;
         }
     };
@@ -265,7 +265,7 @@ fn http_server(body: &'static str) -> u16 {
 fn the_network_allowlist_lets_through_only_the_hosts_named() {
     require_sandbox!();
     if Command::new("curl").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: curl is not installed; the allowlist test drives it as a proxy-aware client");
+        crate::harness::skip("curl is not installed; the allowlist test drives it as a proxy-aware client");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

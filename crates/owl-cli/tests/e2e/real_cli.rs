@@ -139,12 +139,12 @@ struct Setup {
 
 fn setup(cli: &str) -> Option<Setup> {
     if let Some(why) = unavailable() {
-        eprintln!("SKIPPED: this kernel lacks a sandbox protection: {why}");
+        crate::harness::skip(format!("this kernel lacks a sandbox protection: {why}"));
         return None;
     }
     let bin = cli_bin_dir();
     if !bin.join(cli).exists() {
-        eprintln!("SKIPPED: {cli} is not installed at {}; run scripts/fetch-clis (needs npm)", bin.display());
+        crate::harness::skip(format!("{cli} is not installed at {}; run scripts/fetch-clis (needs npm)", bin.display()));
         return None;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -23,7 +23,7 @@ pub fn unavailable() -> Option<String> {
 macro_rules! require_sandbox {
     () => {
         if let Some(why) = unavailable() {
-            eprintln!("SKIPPED: this kernel lacks a sandbox protection: {why}");
+            crate::harness::skip(format!("this kernel lacks a sandbox protection: {why}"));
             return;
         }
     };
@@ -82,7 +82,7 @@ fn escapes_are_refused_and_nothing_outside_changes() {
     if owl_sandbox::landlock_abi().unwrap_or(0) >= 6 {
         assert!(!out.contains("SIGNALLED-DAEMON"), "the task could signal the daemon:\n{out}");
     } else {
-        eprintln!("SKIPPED (part): Landlock below ABI 6 cannot scope signals; the daemon is not protected from its tasks' signals here");
+        crate::harness::skip("(part) Landlock below ABI 6 cannot scope signals; the daemon is not protected from its tasks' signals here");
     }
     assert_eq!(std::fs::read_to_string(outside.join("victim.txt")).unwrap(), "original\n");
     assert!(!outside.join("repo/.git/hooks/pre-commit").exists());
@@ -123,7 +123,7 @@ fn no_network_unless_granted() {
 fn seccomp_network_isolation_denies_internet_sockets() {
     require_sandbox!();
     if !std::path::Path::new("/proc/sys/kernel/seccomp/actions_avail").exists() {
-        eprintln!("SKIPPED: this kernel has no seccomp filters");
+        crate::harness::skip("this kernel has no seccomp filters");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -171,7 +171,7 @@ fn no_userns_here(wrap: &[&str]) -> bool {
     match Command::new(wrap[0]).args(&wrap[1..]).args(["/usr/bin/unshare", "-Ur", "true"]).output() {
         Ok(out) if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unshare failed") => true,
         other => {
-            eprintln!("SKIPPED: cannot make a place without user namespaces here: {other:?}");
+            crate::harness::skip(format!("cannot make a place without user namespaces here: {other:?}"));
             false
         }
     }
@@ -192,7 +192,7 @@ fn capability(check: &serde_json::Value, name: &str) -> serde_json::Value {
 fn without_user_namespaces_an_ordinary_user_gets_the_seccomp_fallback_by_itself() {
     require_sandbox!();
     if !nix::unistd::getuid().is_root() {
-        eprintln!("SKIPPED: making a namespace that maps uid 1000 needs root");
+        crate::harness::skip("making a namespace that maps uid 1000 needs root");
         return;
     }
     let wrap = ["/usr/bin/python3", "-c", NO_USERNS_USER];
