@@ -406,7 +406,7 @@ async fn finish_pending_calls(
                 agent: ctx.agent_name.clone(),
                 call_id: call.id.clone(),
                 tool: call.name.clone(),
-                arguments: serde_json::from_str(&journal.rt.redact(&call.arguments.to_string())).unwrap_or(Value::Null),
+                arguments: journal.rt.redact_value(call.arguments.clone()),
                 reason: why,
             };
             let decision = tokio::select! {
@@ -529,18 +529,7 @@ impl Journal<'_> {
         if entries.is_empty() {
             return Ok(());
         }
-        let redacted = entries
-            .into_iter()
-            .map(|e| {
-                let s = e.to_string();
-                let r = self.rt.redact(&s);
-                if r == s {
-                    e
-                } else {
-                    serde_json::from_str(&r).unwrap_or(e)
-                }
-            })
-            .collect();
+        let redacted: Vec<Value> = entries.into_iter().map(|e| self.rt.redact_value(e)).collect();
         // A transient storage error is retried; losing the transcript is not an option.
         let mut delay = Duration::from_millis(50);
         for _ in 0..8 {

@@ -6,6 +6,7 @@ use crate::run::{AgentEnd, Halt, Job};
 use crate::Host;
 use owl_core::agent::{AgentDefaults, AgentSettings, Agents, Price, Prices, ProviderKind, ProviderSettings, Providers};
 use serde::Serialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -256,6 +257,30 @@ impl Runtime {
             }
         }
         out
+    }
+
+    /// Redacts a JSON document by walking it: every string (and object key) is redacted as
+    /// text, and a number whose digits carry a secret becomes the string `<redacted>`.
+    /// Working on the values, never on the serialized text, means a replacement cannot
+    /// break the document, so there is no unredacted fallback to store by mistake.
+    pub fn redact_value(&self, v: Value) -> Value {
+        if self.secrets.is_empty() {
+            return v;
+        }
+        match v {
+            Value::String(s) => Value::String(self.redact(&s)),
+            Value::Number(n) => {
+                let text = n.to_string();
+                if self.secrets.iter().any(|sec| text.contains(sec.as_str())) {
+                    Value::String("<redacted>".into())
+                } else {
+                    Value::Number(n)
+                }
+            }
+            Value::Array(items) => Value::Array(items.into_iter().map(|i| self.redact_value(i)).collect()),
+            Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (self.redact(&k), self.redact_value(v))).collect()),
+            other => other,
+        }
     }
 
     /// Runs (or resumes) one agent job to its end.

@@ -52,6 +52,23 @@ fn init_tracing(settings: &Settings) {
     }
 }
 
+/// Logs every panic with where it happened and its backtrace, through the daemon's log, so
+/// a supervised panic (a runner's or a loop's) leaves the evidence needed to fix it.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        let backtrace = std::backtrace::Backtrace::force_capture();
+        tracing::error!(%thread, %location, panic = %message, %backtrace, "panic");
+    }));
+}
+
 fn node_name(settings: &Settings) -> String {
     if !settings.daemon.node.is_empty() {
         return settings.daemon.node.clone();
@@ -136,6 +153,7 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
     let mut settings = crate::settings::load(&config.0, config.1)?;
     apply_flags(&mut settings, &args)?;
     init_tracing(&settings);
+    install_panic_hook();
     let started_at = owl_core::Timestamp::from_system(std::time::SystemTime::now());
     std::fs::DirBuilder::new()
         .recursive(true)

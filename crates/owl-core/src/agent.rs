@@ -260,6 +260,9 @@ pub struct AgentDefaults {
     pub shell_timeout: Duration,
     /// The GGUF model used for the default agent when no provider is configured.
     pub local_model: String,
+    /// One chat turn (the answer to one message) may take this long.
+    #[serde(with = "serde_human")]
+    pub chat_timeout: Duration,
 }
 
 impl Default for AgentDefaults {
@@ -269,6 +272,7 @@ impl Default for AgentDefaults {
             tool_output_max_bytes: 32 * 1024,
             shell_timeout: Duration::from_secs(120),
             local_model: String::new(),
+            chat_timeout: Duration::from_secs(600),
         }
     }
 }

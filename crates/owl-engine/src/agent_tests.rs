@@ -2,6 +2,7 @@
 //! loopback speaking the wire format, real tools in a real workspace.
 
 use super::*;
+use crate::chats::{ChatEnd, ChatError, ChatUpdate};
 use owl_core::agent::{AgentDefaults, AgentSettings, PolicyDefault, Price, ProviderKind, ProviderSettings};
 use owl_core::task::Status;
 use owl_core::{Command as Cmd, TaskSpec};
@@ -74,6 +75,10 @@ fn start(server: &ModelServer, agent: AgentSettings) -> Harness {
 }
 
 fn start_with_workers(server: &ModelServer, agent: AgentSettings, workers: usize) -> Harness {
+    start_full(server, agent, workers, &BTreeMap::new())
+}
+
+fn start_full(server: &ModelServer, agent: AgentSettings, workers: usize, secrets: &BTreeMap<String, String>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("owl.db"), Durability::Full).unwrap();
     let mut cfg = crate::tests_config();
@@ -103,7 +108,7 @@ fn start_with_workers(server: &ModelServer, agent: AgentSettings, workers: usize
     let mut env = BTreeMap::new();
     env.insert("OWL_TEST_CANARY_KEY".to_string(), CANARY.to_string());
     let defaults = AgentDefaults { approval_timeout: Duration::from_secs(30), ..AgentDefaults::default() };
-    let rt = owl_agent::Runtime::new(providers, agents, prices, defaults, &env, &BTreeMap::new(), None);
+    let rt = owl_agent::Runtime::new(providers, agents, prices, defaults, &env, secrets, None);
     engine.set_agents(Arc::new(rt));
     Harness { engine, dir }
 }
@@ -192,6 +197,46 @@ async fn an_agent_task_uses_tools_and_leaves_a_complete_record_without_its_key()
     assert_eq!((usage[0].key.as_str(), usage[0].calls, usage[0].input), ("worker", 5, 5000));
     // The model saw the tool results (the second request carries the first call's result).
     assert_eq!(reqs[1].1["messages"][3]["role"], "tool");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_that_are_numbers_or_carry_quotes_and_backslashes_are_never_stored() {
+    // Serialized, the second secret reads `pa\"ss\\word-99`, so replacing it in the JSON text
+    // finds nothing; and replacing the first inside a number would break the document.
+    const NUMERIC: &str = "73194628";
+    const QUOTED: &str = r#"pa"ss\word-99"#;
+    let server = model_server(vec![
+        tool_turn("c1", "write_file", json!({"path": "s.txt", "content": format!("{NUMERIC} {QUOTED}\n")})),
+        tool_turn("c2", "shell", json!({"command": "cat s.txt"})),
+        tool_turn("c3", "read_file", json!({"path": "s.txt", "limit": 73194628})),
+        final_turn(&format!("the pin is {NUMERIC} and the password {QUOTED}")),
+    ])
+    .await;
+    std::env::set_var("OWL_TEST_CANARY_KEY", CANARY);
+    let secrets = BTreeMap::from([("pin".to_string(), NUMERIC.to_string()), ("password".to_string(), QUOTED.to_string())]);
+    let h = start_full(&server, agent_settings(PolicyDefault::Deny), 2, &secrets);
+    let mut events = h.engine.subscribe();
+    let id = submit_agent(&h, "Store the credentials").await;
+    let t = wait_status(&h, id, &[Status::Succeeded, Status::Failed]).await;
+    assert_eq!(t.state.status(), Status::Succeeded, "{:?}", t.state);
+    let leaks = |text: &str| {
+        let escaped = serde_json::to_string(QUOTED).unwrap();
+        text.contains(NUMERIC) || text.contains(QUOTED) || text.contains(escaped.trim_matches('"'))
+    };
+    let entries = h.engine.store().transcript(Owner::Task(id), 0).await.unwrap();
+    let transcript = serde_json::to_string(&entries.iter().map(|e| &e.body).collect::<Vec<_>>()).unwrap();
+    assert!(!leaks(&transcript), "a secret is in the transcript: {transcript}");
+    assert!(transcript.contains("<redacted>"), "{transcript}");
+    // The tool output really carried both (the file holds them), so redaction did the work.
+    let file = std::fs::read_to_string(h.dir.path().join("workspaces").join(id.to_string()).join("s.txt")).unwrap();
+    assert!(leaks(&file));
+    let result = h.engine.store().task_result(id).await.unwrap().unwrap();
+    assert!(!leaks(&result) && result.contains("<redacted>"), "{result}");
+    let log = std::fs::read_to_string(h.dir.path().join(format!("logs/{id}.1.log"))).unwrap();
+    assert!(!leaks(&log), "{log}");
+    while let Ok(e) = events.try_recv() {
+        assert!(!leaks(&format!("{e:?}")), "a secret is in an event: {e:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,6 +444,115 @@ async fn a_call_whose_result_was_never_recorded_is_reported_not_rerun() {
     assert!(tool.body["content"].as_str().unwrap().contains("may or may not have taken effect"), "{}", tool.body);
 }
 
+/// Sends one chat message and collects the turn's deltas and end.
+async fn chat_turn(h: &Harness, chat: i64, message: &str) -> (Vec<owl_agent::msg::Delta>, ChatEnd) {
+    let mut rx = h.engine.chat_message(chat, message.into()).await.unwrap();
+    let mut deltas = Vec::new();
+    while let Some(u) = rx.recv().await {
+        match u {
+            ChatUpdate::Delta(d) => deltas.push(d),
+            ChatUpdate::End(end) => return (deltas, end),
+        }
+    }
+    panic!("the turn ended without an end");
+}
+
+async fn next_end(rx: &mut tokio::sync::mpsc::UnboundedReceiver<ChatUpdate>) -> ChatEnd {
+    let wait = async {
+        while let Some(u) = rx.recv().await {
+            if let ChatUpdate::End(e) = u {
+                return e;
+            }
+        }
+        panic!("no end")
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait).await.expect("the turn ended")
+}
+
+/// A model server that answers every request after `delay`.
+async fn slow_model_server(delay: Duration) -> ModelServer {
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let r = requests.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |body: String| {
+            let r = r.clone();
+            async move {
+                r.lock().unwrap().push((String::new(), serde_json::from_str(&body).unwrap_or(Value::Null)));
+                tokio::time::sleep(delay).await;
+                axum::Json(final_turn("late"))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    ModelServer { url: format!("http://{addr}/v1"), requests }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_turns_are_engine_jobs_one_per_chat_with_a_slot_a_timeout_a_cancel_and_a_clean_stop() {
+    let server = slow_model_server(Duration::from_secs(30)).await;
+    let h = start_with_workers(&server, agent_settings(PolicyDefault::Deny), 1);
+    let chat = h.engine.store().create_chat("worker", h.engine.now()).await.unwrap().id;
+    let asked = |n: usize| {
+        let reqs = server.requests.clone();
+        async move {
+            for _ in 0..500 {
+                if reqs.lock().unwrap().len() >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("the model was never asked");
+        }
+    };
+    let mut first = h.engine.chat_message(chat, "one".into()).await.unwrap();
+    asked(1).await;
+    // One turn per chat at a time.
+    assert!(matches!(h.engine.chat_message(chat, "two".into()).await, Err(ChatError::Busy(c)) if c == chat));
+    // The turn holds the only worker slot: a task waits for it.
+    let task = h.engine.submit(vec![NewTask::new(TaskSpec::new(Cmd::Shell("true".into())))]).await.unwrap()[0].id;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.engine.store().get(task).await.unwrap().state.status(), Status::Queued);
+    // Cancelled, it ends with a reason, frees the slot and the chat.
+    h.engine.cancel_chat_turn(chat).await.unwrap();
+    match next_end(&mut first).await {
+        ChatEnd::Failed(why) => assert!(why.contains("cancelled"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    wait_status(&h, task, &[Status::Succeeded]).await;
+    assert!(matches!(h.engine.cancel_chat_turn(chat).await, Err(ChatError::NotRunning(_))));
+    // A turn past [agent] chat_timeout is stopped.
+    let mut cfg = crate::tests_config();
+    cfg.workers = 1;
+    cfg.chat_timeout = Duration::from_millis(300);
+    h.engine.reload(cfg);
+    let mut second = h.engine.chat_message(chat, "three".into()).await.unwrap();
+    match next_end(&mut second).await {
+        ChatEnd::Failed(why) => assert!(why.contains("chat_timeout"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // A turn that panics ends with an error its client sees, and frees the chat.
+    let mut panicked = h.engine.chat_message(chat, "owl-test:panic".into()).await.unwrap();
+    match next_end(&mut panicked).await {
+        ChatEnd::Failed(why) => assert!(why.contains("panicked (injected chat turn panic)"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // Shutdown interrupts a running turn once the grace is over, and refuses new ones.
+    let mut cfg = crate::tests_config();
+    cfg.workers = 1;
+    h.engine.reload(cfg);
+    let mut third = h.engine.chat_message(chat, "four".into()).await.unwrap();
+    asked(3).await;
+    h.engine.shutdown();
+    match next_end(&mut third).await {
+        ChatEnd::Failed(why) => assert!(why.contains("interrupted"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(h.engine.chat_message(chat, "five".into()).await, Err(ChatError::ShuttingDown)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_turns_stream_and_a_resumed_chat_remembers_earlier_turns() {
     let chunk = |delta: Value, finish: Value| json!({"model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
@@ -435,12 +589,11 @@ async fn chat_turns_stream_and_a_resumed_chat_remembers_earlier_turns() {
     let (memory, _) = memory_in(&h.dir.path().join("memory"));
     h.engine.set_memory(Some(memory.clone()));
     let chat = h.engine.store().create_chat("worker", h.engine.now()).await.unwrap();
-    let mut deltas = Vec::new();
-    let end = h.engine.chat_turn(chat.id, "hi".into(), &mut |d| deltas.push(d)).await.unwrap();
-    assert_eq!(end, owl_agent::AgentEnd::Succeeded { answer: "Hello!".into() });
+    let (deltas, end) = chat_turn(&h, chat.id, "hi").await;
+    assert_eq!(end, ChatEnd::Answered("Hello!".into()));
     assert_eq!(deltas, vec![owl_agent::msg::Delta::Text("Hel".into()), owl_agent::msg::Delta::Text("lo!".into())]);
-    let end = h.engine.chat_turn(chat.id, "what did I say?".into(), &mut |_| {}).await.unwrap();
-    assert_eq!(end, owl_agent::AgentEnd::Succeeded { answer: "You said hi.".into() });
+    let (_, end) = chat_turn(&h, chat.id, "what did I say?").await;
+    assert_eq!(end, ChatEnd::Answered("You said hi.".into()));
     let reqs = server.requests.lock().unwrap().clone();
     assert_eq!(reqs[0].1["stream"], true);
     let msgs = reqs[1].1["messages"].as_array().unwrap();
@@ -465,6 +618,7 @@ fn memory_in(dir: &std::path::Path) -> (Arc<owl_memory::Memory>, bool) {
     let loader: owl_memory::Loader = match model.filter(|_| have) {
         Some(m) => owl_memory::bert_loader(m),
         None => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true fetches the embedding model; it is missing");
             eprintln!("note: no embedding model fetched; this test runs on full-text memory alone");
             Box::new(|| Err("no model".to_string()))
         }

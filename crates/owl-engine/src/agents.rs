@@ -101,7 +101,7 @@ impl Host for EngineHost {
                 self.shared.publish(EventKind::AgentStep { task_id, seq: *seq, entry: kind.clone(), summary: line.clone() });
             }
             if let Some(log) = &self.log {
-                let mut g = log.lock().expect("agent log lock poisoned");
+                let mut g = log.lock().unwrap_or_else(|p| p.into_inner());
                 let text = format!("[{seq}] {line}\n");
                 if g.0.write_all(text.as_bytes()).is_ok() {
                     g.1 += text.len() as u64;
@@ -353,7 +353,7 @@ pub(crate) async fn run_agent_task(
         depth: depth_of(&task.spec.labels),
         timeout: task.spec.timeout_ms.map(Duration::from_millis),
         env: std::env::vars().chain(task.spec.env.clone()).collect(),
-        withheld_env: s.withheld_env.read().expect("withheld env lock poisoned").clone(),
+        withheld_env: s.withheld_env.read().unwrap_or_else(|p| p.into_inner()).clone(),
         chat_turn: false,
     };
     let end = rt.run(job, host, halt_rx, None).await;
@@ -411,7 +411,7 @@ async fn tools_used(s: &Shared, id: owl_core::TaskId) -> Vec<String> {
 
 impl Shared {
     pub(crate) fn agents(&self) -> Option<Arc<owl_agent::Runtime>> {
-        self.agents.read().expect("agents lock poisoned").clone()
+        self.agents.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
     pub(crate) fn agent_defaults(&self) -> owl_core::agent::AgentDefaults {
         self.agents().map(|r| r.defaults().clone()).unwrap_or_default()
@@ -421,7 +421,7 @@ impl Shared {
 impl Engine {
     /// Installs (or replaces, on reload) the agent runtime.
     pub fn set_agents(&self, rt: Arc<owl_agent::Runtime>) {
-        *self.shared.agents.write().expect("agents lock poisoned") = Some(rt);
+        *self.shared.agents.write().unwrap_or_else(|p| p.into_inner()) = Some(rt);
     }
 
     pub fn agents(&self) -> Option<Arc<owl_agent::Runtime>> {
@@ -433,46 +433,5 @@ impl Engine {
         let a = self.shared.store.decide_approval(id, approve, reason, self.now()).await?;
         self.shared.publish(EventKind::ApprovalDecided { approval_id: id, task_id: a.owner.task(), approved: approve });
         Ok(a)
-    }
-
-    /// One chat turn: appends the user's message, runs the loop, streams deltas to `sink`.
-    pub async fn chat_turn(
-        &self,
-        chat: i64,
-        message: String,
-        sink: &mut (dyn FnMut(owl_agent::msg::Delta) + Send),
-    ) -> Result<AgentEnd, StoreError> {
-        let info = self.shared.store.get_chat(chat).await?;
-        let Some(rt) = self.shared.agents() else {
-            return Ok(AgentEnd::Failed { reason: "no agents are configured; see `owl config init`".into() });
-        };
-        let title: String = message.lines().next().unwrap_or("").chars().take(60).collect();
-        self.shared.store.touch_chat(chat, Some(title), self.now()).await?;
-        let host: Arc<dyn Host> = Arc::new(EngineHost { shared: self.shared.clone(), log: None });
-        let mem = self.shared.config().memory;
-        let recalled =
-            crate::memory::recall(&self.shared, &info.agent, &message, mem.recall_k, mem.recall_tokens, Some(&format!("chat:{chat}")))
-                .await;
-        let agent = info.agent.clone();
-        let job = Job {
-            owner: CoreOwner::Chat(chat),
-            agent: info.agent,
-            prompt: format!("{}{message}", recalled.block),
-            workspace: self.shared.layout.root().join("chats").join(chat.to_string()),
-            attempt: 1,
-            depth: 0,
-            timeout: None,
-            env: std::env::vars().collect(),
-            withheld_env: self.shared.withheld_env.read().expect("withheld env lock poisoned").clone(),
-            chat_turn: true,
-        };
-        let (_halt_tx, halt_rx) = watch::channel(None);
-        let end = rt.run(job, host, halt_rx, Some(sink)).await;
-        if mem.remember_chats {
-            if let AgentEnd::Succeeded { answer } = &end {
-                crate::memory::remember_chat_turn(&self.shared, chat, &agent, &message, answer, &recalled.texts).await;
-            }
-        }
-        Ok(end)
     }
 }

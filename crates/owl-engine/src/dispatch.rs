@@ -1,7 +1,10 @@
 //! The dispatch loop: the only place that claims work and decides what runs.
 
-use crate::runner::{run_task, RunnerDone};
+use crate::chats::{ChatEnd, ChatError, ChatJob, ChatUpdate};
+use crate::runner::run_task;
+use crate::supervise::{panic_message, supervise_loop};
 use crate::{Command, Shared};
+use owl_agent::Halt;
 use owl_core::EventKind;
 use owl_exec::Stop;
 use owl_store::{Claim, Heartbeat};
@@ -10,7 +13,40 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+/// Chat turns: those holding a worker slot, and those waiting for one (served before new
+/// claims, since a person is waiting on them).
+#[derive(Default)]
+struct Chats {
+    set: JoinSet<ChatEnd>,
+    by_task: HashMap<tokio::task::Id, i64>,
+    running: HashMap<i64, (watch::Sender<Option<Halt>>, mpsc::UnboundedSender<ChatUpdate>)>,
+    waiting: VecDeque<ChatJob>,
+}
+
+impl Chats {
+    fn busy(&self, chat: i64) -> bool {
+        self.running.contains_key(&chat) || self.waiting.iter().any(|j| j.chat == chat)
+    }
+
+    fn start(&mut self, s: &Arc<Shared>, job: ChatJob, timeout: Duration) {
+        let (halt_tx, halt_rx) = watch::channel(None);
+        let chat = job.chat;
+        self.running.insert(chat, (halt_tx, job.updates.clone()));
+        let handle = self.set.spawn(crate::chats::run_chat_turn(s.clone(), job, halt_rx, timeout));
+        self.by_task.insert(handle.id(), chat);
+    }
+}
+
+/// The runners the loop started, owned so that a panic in one is seen (not lost with a dropped
+/// handle): each tokio task id maps to the attempt it runs.
+#[derive(Default)]
+struct Runners {
+    set: JoinSet<()>,
+    attempts: HashMap<tokio::task::Id, (owl_core::TaskId, u32)>,
+}
 
 struct Running {
     attempt: u32,
@@ -48,13 +84,22 @@ impl DispatchLoop {
             Err(e) => tracing::error!(error = %e, "crash recovery failed; will retry on the lease schedule"),
         }
         let (sched_stop_tx, sched_stop_rx) = watch::channel(false);
-        let scheduler = tokio::spawn(scheduler_loop(s.clone(), sched_stop_rx.clone()));
-        let triggers = tokio::spawn(crate::triggers::trigger_loop(s.clone(), sched_stop_rx.clone()));
-        let watches = tokio::spawn(crate::file_watch::watch_loop(s.clone(), sched_stop_rx.clone()));
-        let conditions = tokio::spawn(crate::conditions::condition_loop(s.clone(), sched_stop_rx.clone()));
-        let worktrees = tokio::spawn(crate::git::worktree_loop(s.clone(), sched_stop_rx.clone()));
-        let memories = tokio::spawn(crate::memory::retention_loop(s.clone(), sched_stop_rx));
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<RunnerDone>();
+        // Every long-lived loop is supervised: a panic is logged and the loop restarted.
+        let mut loops = JoinSet::new();
+        macro_rules! supervised {
+            ($name:literal, $f:path) => {{
+                let (s, rx) = (s.clone(), sched_stop_rx.clone());
+                loops.spawn(supervise_loop($name, sched_stop_rx.clone(), move || $f(s.clone(), rx.clone())));
+            }};
+        }
+        supervised!("scheduler", scheduler_loop);
+        supervised!("triggers", crate::triggers::trigger_loop);
+        supervised!("file_watch", crate::file_watch::watch_loop);
+        supervised!("conditions", crate::conditions::condition_loop);
+        supervised!("worktrees", crate::git::worktree_loop);
+        supervised!("memory_retention", crate::memory::retention_loop);
+        let mut runners = Runners::default();
+        let mut chats = Chats::default();
         let mut running: HashMap<owl_core::TaskId, Running> = HashMap::new();
         let mut shutting_down = false;
         let mut shutdown_deadline: Option<Instant> = None;
@@ -79,15 +124,21 @@ impl DispatchLoop {
                     parked.remove(&id);
                 }
             }
+            while !shutting_down && running.len() - parked.len() + chats.running.len() < cfg.workers {
+                let Some(job) = chats.waiting.pop_front() else { break };
+                chats.start(&s, job, cfg.chat_timeout);
+            }
             if !shutting_down && store_backoff.is_none_or(|t| t <= Instant::now()) {
                 store_backoff = None;
-                if let Err(e) = self.fill(&cfg, &mut running, parked.len(), &done_tx, &mut due).await {
+                if let Err(e) =
+                    self.fill(&cfg, &mut running, parked.len() as isize - chats.running.len() as isize, &mut runners, &mut due).await
+                {
                     tracing::error!(error = %e, "dispatch failed; retrying shortly");
                     store_backoff = Some(Instant::now() + STORE_RETRY);
                 }
             }
             s.running.store(running.len() as u64, Ordering::Relaxed);
-            if shutting_down && running.is_empty() {
+            if shutting_down && running.is_empty() && chats.running.is_empty() {
                 break;
             }
             if running.is_empty() {
@@ -117,8 +168,38 @@ impl DispatchLoop {
                             let _ = ready.send(());
                         }
                     }
+                    Some(Command::Chat(job, accepted)) => {
+                        let verdict = if shutting_down {
+                            Err(ChatError::ShuttingDown)
+                        } else if chats.busy(job.chat) {
+                            Err(ChatError::Busy(job.chat))
+                        } else {
+                            Ok(())
+                        };
+                        if verdict.is_ok() {
+                            chats.waiting.push_back(job);
+                        }
+                        let _ = accepted.send(verdict);
+                    }
+                    Some(Command::CancelChat(chat, reply)) => {
+                        let found = if let Some((halt, _)) = chats.running.get(&chat) {
+                            let _ = halt.send(Some(Halt::Cancel(Some("cancelled by request".into()))));
+                            true
+                        } else if let Some(pos) = chats.waiting.iter().position(|j| j.chat == chat) {
+                            if let Some(job) = chats.waiting.remove(pos) {
+                                let _ = job.updates.send(ChatUpdate::End(ChatEnd::Failed("the turn was cancelled before it started".into())));
+                            }
+                            true
+                        } else {
+                            false
+                        };
+                        let _ = reply.send(found);
+                    }
                     Some(Command::Shutdown) | None => {
                         if !shutting_down {
+                            for job in chats.waiting.drain(..) {
+                                let _ = job.updates.send(ChatUpdate::End(ChatEnd::Failed(ChatError::ShuttingDown.to_string())));
+                            }
                             shutting_down = true;
                             let _ = sched_stop_tx.send(true);
                             tracing::info!(running = running.len(), grace = ?cfg.shutdown_grace, "shutting down: no new tasks will start");
@@ -126,10 +207,40 @@ impl DispatchLoop {
                         }
                     }
                 },
-                Some(done) = done_rx.recv() => {
-                    running.remove(&done.id);
-                    parked.remove(&done.id);
-                    resuming.retain(|(id, _)| *id != done.id);
+                Some(joined) = runners.set.join_next_with_id(), if !runners.set.is_empty() => {
+                    let (tokio_id, panic) = match joined {
+                        Ok((tokio_id, ())) => (tokio_id, None),
+                        Err(e) => (e.id(), Some(panic_message(e))),
+                    };
+                    let Some((id, attempt)) = runners.attempts.remove(&tokio_id) else { continue };
+                    match panic {
+                        // The attempt still counts as running until its end is recorded.
+                        Some(why) => {
+                            let cleanup = runners.set.spawn(crate::runner::after_panic(s.clone(), id, attempt, why, cfg.clone()));
+                            runners.attempts.insert(cleanup.id(), (id, attempt));
+                        }
+                        None => {
+                            running.remove(&id);
+                            parked.remove(&id);
+                            resuming.retain(|(r, _)| *r != id);
+                        }
+                    }
+                }
+                Some(joined) = chats.set.join_next_with_id(), if !chats.set.is_empty() => {
+                    let (tokio_id, end) = match joined {
+                        Ok((tokio_id, end)) => (tokio_id, end),
+                        Err(e) => {
+                            let id = e.id();
+                            let why = panic_message(e);
+                            tracing::error!(panic = %why, "a chat turn panicked (this is a bug in owl)");
+                            (id, ChatEnd::Failed(format!("owl's chat turn panicked ({why}); this is a bug in owl, and the daemon's log has the backtrace")))
+                        }
+                    };
+                    let Some(chat) = chats.by_task.remove(&tokio_id) else { continue };
+                    // Freed first, then told: a client that sees the end may send at once.
+                    if let Some((_, updates)) = chats.running.remove(&chat) {
+                        let _ = updates.send(ChatUpdate::End(end));
+                    }
                 }
                 _ = sleep_until(wake_at), if wake_at.is_some() && !shutting_down => {}
                 _ = sleep_until(next_heartbeat), if next_heartbeat.is_some() => {
@@ -142,17 +253,15 @@ impl DispatchLoop {
                     for r in running.values() {
                         let _ = r.stop.send(Some(Stop::Interrupt("the daemon is shutting down".into())));
                     }
+                    for (halt, _) in chats.running.values() {
+                        let _ = halt.send(Some(Halt::Interrupt("the daemon is shutting down".into())));
+                    }
                 }
             }
         }
         s.running.store(0, Ordering::Relaxed);
         let _ = sched_stop_tx.send(true);
-        let _ = scheduler.await;
-        let _ = triggers.await;
-        let _ = watches.await;
-        let _ = conditions.await;
-        let _ = worktrees.await;
-        let _ = memories.await;
+        while loops.join_next().await.is_some() {}
         tracing::info!("dispatch stopped");
     }
 
@@ -162,8 +271,8 @@ impl DispatchLoop {
         &self,
         cfg: &crate::EngineConfig,
         running: &mut HashMap<owl_core::TaskId, Running>,
-        parked: usize,
-        done_tx: &mpsc::UnboundedSender<RunnerDone>,
+        not_counted: isize,
+        runners: &mut Runners,
         due: &mut Option<Instant>,
     ) -> Result<(), owl_store::StoreError> {
         let s = &self.shared;
@@ -173,14 +282,18 @@ impl DispatchLoop {
                 s.publish(EventKind::TaskChanged { task_id: id, status: owl_core::task::Status::Queued });
             }
         }
-        let free = cfg.workers.saturating_sub(running.len() - parked);
+        // Parked tasks hold no worker slot; chat turns hold one each.
+        let busy = (running.len() as isize - not_counted).max(0) as usize;
+        let free = cfg.workers.saturating_sub(busy);
         if free > 0 {
             let claimed = s.store.claim(Claim { node: cfg.node.clone(), now, lease: cfg.lease, limit: free }).await?;
             for task in claimed {
                 tracing::debug!(task = %task.id, attempt = task.attempt, "claimed");
                 let (stop_tx, stop_rx) = watch::channel(None);
                 running.insert(task.id, Running { attempt: task.attempt, stop: stop_tx });
-                tokio::spawn(run_task(s.clone(), task, cfg.clone(), stop_rx, done_tx.clone()));
+                let (id, attempt) = (task.id, task.attempt);
+                let handle = runners.set.spawn(run_task(s.clone(), task, cfg.clone(), stop_rx));
+                runners.attempts.insert(handle.id(), (id, attempt));
             }
         }
         *due = s.store.next_due().await?.map(|t| wake_at(t, s.clock.now()));

@@ -8,6 +8,7 @@
 //! and put them back in the queue without using an attempt.
 
 mod agents;
+pub mod chats;
 mod conditions;
 mod dispatch;
 mod file_watch;
@@ -19,6 +20,7 @@ pub mod scheduler;
 #[cfg(test)]
 mod scheduler_tests;
 mod schedules;
+mod supervise;
 mod triggers;
 
 pub use agents::{CREATED_BY_LABEL, DEPTH_LABEL, PARENT_LABEL};
@@ -52,6 +54,8 @@ pub struct EngineConfig {
     pub cli: owl_core::coding::CliProfiles,
     pub git: owl_core::config::GitSettings,
     pub memory: owl_core::config::MemorySettings,
+    /// How long one chat turn may take (`[agent] chat_timeout`).
+    pub chat_timeout: Duration,
 }
 
 /// Defaults for schedules that do not say, and how long their history is kept.
@@ -101,6 +105,7 @@ impl EngineConfig {
             cli: s.cli.clone(),
             git: s.git.clone(),
             memory: s.memory.clone(),
+            chat_timeout: s.agent.chat_timeout,
         }
     }
 }
@@ -130,6 +135,11 @@ pub(crate) enum Command {
     /// A parked task wants a worker slot again; `ready` fires when it has one. Resuming tasks
     /// get freed slots before new tasks are claimed.
     Resume(TaskId, tokio::sync::oneshot::Sender<()>),
+    /// A chat message: its turn starts when a worker slot is free (before new claims).
+    /// `accepted` is refused while that chat has a turn running or the daemon is stopping.
+    Chat(chats::ChatJob, tokio::sync::oneshot::Sender<Result<(), chats::ChatError>>),
+    /// Cancel a chat's running or waiting turn; the answer says whether there was one.
+    CancelChat(i64, tokio::sync::oneshot::Sender<bool>),
     Shutdown,
 }
 
@@ -187,7 +197,7 @@ impl Shared {
         self.has_task_event_triggers.store(task_events, Ordering::Relaxed);
         names.sort();
         names.dedup();
-        *self.withheld_env.write().expect("withheld env lock poisoned") = names;
+        *self.withheld_env.write().unwrap_or_else(|p| p.into_inner()) = names;
     }
 }
 
@@ -202,7 +212,7 @@ impl Shared {
         }
     }
     pub fn config(&self) -> EngineConfig {
-        self.config.read().expect("config lock poisoned").clone()
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -301,14 +311,14 @@ impl Engine {
 
     /// Live log length of a running attempt; `None` once it has finished.
     pub fn log_progress(&self, id: TaskId, attempt: u32) -> Option<watch::Receiver<u64>> {
-        self.shared.logs.lock().expect("logs lock poisoned").get(&(id, attempt)).cloned()
+        self.shared.logs.lock().unwrap_or_else(|p| p.into_inner()).get(&(id, attempt)).cloned()
     }
 
     /// Applies new settings. The worker limit, grace periods, lease and defaults take effect
     /// at once; the node name is kept.
     pub fn reload(&self, mut config: EngineConfig) {
         {
-            let mut c = self.shared.config.write().expect("config lock poisoned");
+            let mut c = self.shared.config.write().unwrap_or_else(|p| p.into_inner());
             config.node = c.node.clone();
             config.sandbox.exe = c.sandbox.exe.clone();
             config.sandbox.hidden = c.sandbox.hidden.clone();
@@ -366,5 +376,6 @@ pub(crate) fn tests_config() -> EngineConfig {
         cli: Default::default(),
         git: Default::default(),
         memory: Default::default(),
+        chat_timeout: Duration::from_secs(60),
     }
 }

@@ -9,14 +9,14 @@ use std::sync::Arc;
 
 impl Shared {
     pub(crate) fn memory(&self) -> Option<Arc<Memory>> {
-        self.memory.read().expect("memory lock poisoned").clone()
+        self.memory.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
 impl Engine {
     /// Installs long-term memory (`None` turns it off).
     pub fn set_memory(&self, m: Option<Arc<Memory>>) {
-        *self.shared.memory.write().expect("memory lock poisoned") = m;
+        *self.shared.memory.write().unwrap_or_else(|p| p.into_inner()) = m;
     }
 
     pub fn memory(&self) -> Option<Arc<Memory>> {

@@ -8,24 +8,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-pub(crate) struct RunnerDone {
-    pub id: TaskId,
-}
-
-pub(crate) async fn run_task(
-    s: Arc<Shared>,
-    task: ClaimedTask,
-    cfg: EngineConfig,
-    stop: watch::Receiver<Option<Stop>>,
-    done: mpsc::UnboundedSender<RunnerDone>,
-) {
+/// Runs one claimed attempt to its recorded end. The dispatch loop owns the returned future
+/// in a `JoinSet`; if it panics, [`after_panic`] records the end instead.
+pub(crate) async fn run_task(s: Arc<Shared>, task: ClaimedTask, cfg: EngineConfig, stop: watch::Receiver<Option<Stop>>) {
     let id = task.id;
     let attempt = task.attempt;
     // Register the live log before announcing the start, so a follower woken by the start
     // event always finds it.
     let (progress_tx, progress_rx) = watch::channel(0u64);
-    s.logs.lock().expect("logs lock poisoned").insert((id, attempt), progress_rx);
+    s.logs.lock().unwrap_or_else(|p| p.into_inner()).insert((id, attempt), progress_rx);
     s.publish(EventKind::TaskStarted { task_id: id, attempt, node: cfg.node.clone() });
+    // The engine's own tests inject a runner panic through a label.
+    #[cfg(test)]
+    if task.spec.labels.iter().any(|l| l == "owl-test:panic") {
+        panic!("injected runner panic");
+    }
     let workspace = s.layout.workspace(id);
     // A local mkdir takes microseconds; a blocking-pool hop would cost more.
     let made = std::fs::create_dir_all(&workspace);
@@ -60,9 +57,31 @@ pub(crate) async fn run_task(
     if let Some(rec) = git_rec {
         run_outcome = finish_worktree(&s, &task, &cfg, rec, run_outcome).await;
     }
-    s.logs.lock().expect("logs lock poisoned").remove(&(id, attempt));
+    s.logs.lock().unwrap_or_else(|p| p.into_inner()).remove(&(id, attempt));
     finish(&s, id, attempt, run_outcome, exit_code, signal, &cfg).await;
-    let _ = done.send(RunnerDone { id });
+}
+
+/// Ends an attempt whose runner panicked: stops whatever it had started (found by the same
+/// environment markers crash recovery uses), says so in its log and records it as failed, so
+/// the task is never left `running` and its retries apply as after any failure.
+pub(crate) async fn after_panic(s: Arc<Shared>, id: TaskId, attempt: u32, why: String, cfg: EngineConfig) {
+    tracing::error!(task = %id, attempt, panic = %why, "the runner of this attempt panicked; recording it as failed (this is a bug in owl)");
+    s.logs.lock().unwrap_or_else(|p| p.into_inner()).remove(&(id, attempt));
+    let markers = [
+        format!("OWL_DATA_DIR={}", s.layout.root().display()).into_bytes(),
+        format!("OWL_TASK_ID={id}").into_bytes(),
+        format!("OWL_ATTEMPT={attempt}").into_bytes(),
+    ];
+    let killed = tokio::task::spawn_blocking(move || owl_exec::kill_orphans(|vars| markers.iter().all(|m| vars.contains(&m.as_slice()))))
+        .await
+        .unwrap_or(0);
+    if killed > 0 {
+        tracing::warn!(task = %id, attempt, groups = killed, "stopped the processes of the panicked attempt");
+    }
+    let reason = format!("owl's runner for this attempt panicked ({why}); this is a bug in owl, and the daemon's log has the backtrace");
+    append_log_note(&s, id, attempt, &reason);
+    let outcome = RunOutcome::Failed { exit_code: None, signal: None, error: Some(reason) };
+    finish(&s, id, attempt, outcome, None, None, &cfg).await;
 }
 
 /// Adds owl's own line to an attempt's log.
@@ -221,7 +240,7 @@ async fn run_process(
         }
         other => other.to_argv().unwrap_or_default(),
     };
-    let mut env_remove = s.withheld_env.read().expect("withheld env lock poisoned").clone();
+    let mut env_remove = s.withheld_env.read().unwrap_or_else(|p| p.into_inner()).clone();
     let mut refused = None;
     let mut cgroup = None;
     if sandboxed {
@@ -261,7 +280,7 @@ async fn run_process(
         Some(msg) => owl_exec::ProcessOutcome { ended: Ended::SpawnFailed(msg), exit_code: None, signal: None, pid: None },
         None => {
             tracing::debug!(task = %id, attempt, "spawning");
-            let out = owl_exec::run(spec, stop, progress_tx).await;
+            let out = exec(task, spec, stop, progress_tx).await;
             tracing::debug!(task = %id, attempt, "process ended");
             if let Some(c) = &cgroup {
                 owl_sandbox::remove_cgroup(c);
@@ -290,6 +309,25 @@ async fn run_process(
     (run_outcome, outcome.exit_code, outcome.signal)
 }
 
+/// Runs the process through owl-exec. In the engine's own tests a label can make the runner
+/// panic while the process runs, to prove the panic is supervised.
+async fn exec(
+    task: &ClaimedTask,
+    spec: ProcessSpec,
+    stop: watch::Receiver<Option<Stop>>,
+    progress: watch::Sender<u64>,
+) -> owl_exec::ProcessOutcome {
+    #[cfg(test)]
+    if let Some(ms) = task.spec.labels.iter().find_map(|l| l.strip_prefix("owl-test:panic-after-ms=")).and_then(|v| v.parse().ok()) {
+        tokio::select! {
+            o = owl_exec::run(spec, stop, progress) => return o,
+            _ = tokio::time::sleep(Duration::from_millis(ms)) => panic!("injected runner panic while the process runs"),
+        }
+    }
+    let _ = task;
+    owl_exec::run(spec, stop, progress).await
+}
+
 /// Turns a coding CLI's stdout into transcript entries, usage rows and the task's result,
 /// as it streams. Returns the CLI's final report (text, is_error) when it gave one.
 async fn read_cli_stream(
@@ -301,6 +339,7 @@ async fn read_cli_stream(
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
 ) -> Option<(String, bool)> {
     use owl_agent::cli_stream::CliEvent;
+    let redact = s.agents();
     let mut pending: Vec<u8> = Vec::new();
     let mut report = None;
     let mut done = false;
@@ -329,7 +368,11 @@ async fn read_cli_stream(
         let mut entries = Vec::new();
         for ev in events {
             match ev {
-                CliEvent::Entry(v) => entries.push(v),
+                // A coding CLI's output may echo a provider key or a secrets-file value.
+                CliEvent::Entry(v) => entries.push(match &redact {
+                    Some(rt) => rt.redact_value(v),
+                    None => v,
+                }),
                 CliEvent::Usage { model, usage, cost_usd } => {
                     let row = owl_store::UsageRow {
                         owner: owl_core::agent::Owner::Task(id),
@@ -347,6 +390,10 @@ async fn read_cli_stream(
                     }
                 }
                 CliEvent::Result { text, is_error } => {
+                    let text = match &redact {
+                        Some(rt) => rt.redact(&text),
+                        None => text,
+                    };
                     if let Err(e) = s.store.set_task_result(id, &text).await {
                         tracing::warn!(task = %id, error = %e, "cannot record a coding CLI's result");
                     }

@@ -120,6 +120,43 @@ async fn group_limits_bound_concurrency() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_runner_fails_its_task_frees_its_slot_and_never_blocks_shutdown() {
+    let h = start(1);
+    let failed_reason = |t: &owl_core::Task| match &t.state {
+        TaskState::Failed { reason, .. } => reason.clone(),
+        other => panic!("{other:?}"),
+    };
+    // A panic before anything started.
+    let mut spec = shell("true");
+    spec.labels.push("owl-test:panic".into());
+    let early = submit(&h, spec).await;
+    let t = wait_status(&h, early, &[Status::Failed]).await;
+    assert!(failed_reason(&t).contains("runner for this attempt panicked (injected runner panic)"), "{:?}", t.state);
+    // A panic while the process runs: the process is stopped too.
+    let mut spec = shell("echo $$ > pid; exec sleep 30");
+    spec.labels.push("owl-test:panic-after-ms=400".into());
+    let mid = submit(&h, spec).await;
+    let t = wait_status(&h, mid, &[Status::Failed]).await;
+    assert!(failed_reason(&t).contains("while the process runs"), "{:?}", t.state);
+    let pid = std::fs::read_to_string(h.dir.path().join(format!("workspaces/{mid}/pid"))).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    assert!(stat.is_empty() || stat.contains(") Z "), "the panicked attempt's process still runs: {stat}");
+    let log = std::fs::read_to_string(h.dir.path().join(format!("logs/{mid}.1.log"))).unwrap();
+    assert!(log.contains("[owl] owl's runner for this attempt panicked"), "{log}");
+    // The one worker slot is free again, and the daemon keeps working.
+    let next = submit(&h, shell("true")).await;
+    wait_status(&h, next, &[Status::Succeeded]).await;
+    // A panic in flight does not hold up shutdown.
+    let mut spec = shell("sleep 30");
+    spec.labels.push("owl-test:panic-after-ms=150".into());
+    let last = submit(&h, spec).await;
+    wait_status(&h, last, &[Status::Running]).await;
+    h.engine.shutdown();
+    tokio::time::timeout(Duration::from_secs(10), h.handle).await.expect("shutdown finished").unwrap();
+    assert_eq!(h.engine.store().get(last).await.unwrap().state.status(), Status::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_for_the_grace_then_requeues_without_using_an_attempt() {
     let h = start(2);
     let quick = submit(&h, shell("sleep 0.1")).await;

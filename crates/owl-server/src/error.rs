@@ -63,6 +63,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<owl_engine::chats::ChatError> for ApiError {
+    fn from(e: owl_engine::chats::ChatError) -> Self {
+        use owl_engine::chats::ChatError;
+        match e {
+            ChatError::Store(e) => e.into(),
+            ChatError::Busy(_) => ApiError::new(StatusCode::CONFLICT, "chat_busy", e.to_string()),
+            ChatError::NotRunning(_) => ApiError::new(StatusCode::CONFLICT, "no_turn_running", e.to_string()),
+            ChatError::ShuttingDown => ApiError::unavailable(e.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody { error: ErrorDetail { code: self.code.to_string(), message: self.message, field: self.field } };

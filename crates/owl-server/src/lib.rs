@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/chats", get(routes::agents::chats).post(routes::agents::create_chat))
         .route("/chats/{id}", get(routes::agents::chat_transcript))
         .route("/chats/{id}/messages", post(routes::agents::chat_message))
+        .route("/chats/{id}/cancel", post(routes::agents::cancel_chat))
         .route("/memory", get(routes::memory::list).post(routes::memory::add))
         .route("/memory/batch", post(routes::memory::add_batch))
         .route("/memory/search", post(routes::memory::search))

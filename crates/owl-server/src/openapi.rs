@@ -73,6 +73,7 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
         Some("ChatMessage"),
         "EventStream",
     ),
+    ("post", "/v1/chats/{id}/cancel", "Cancel the chat's running turn (409 when none runs)", None, "Any"),
     ("get", "/v1/memory", "Memories, newest first (query: kind=a,b tag since=7d limit before)", None, "Any"),
     ("post", "/v1/memory", "Remember one item (201 created, 200 merged into a near-duplicate)", Some("Any"), "Any"),
     ("post", "/v1/memory/batch", "Remember up to 1000 items at once (an import), embedded in batches", Some("Any"), "Any"),

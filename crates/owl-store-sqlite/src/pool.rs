@@ -18,7 +18,7 @@ impl ReaderPool {
     }
 
     pub fn with<R>(&self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let conn = self.idle.lock().expect("reader pool poisoned").pop();
+        let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match conn {
             Some(c) => c,
             None => {
@@ -32,7 +32,7 @@ impl ReaderPool {
         conn.execute_batch("BEGIN").map_err(crate::backend)?;
         let r = f(&conn);
         let _ = conn.execute_batch("COMMIT");
-        let mut idle = self.idle.lock().expect("reader pool poisoned");
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(conn);
         }

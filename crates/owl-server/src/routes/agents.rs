@@ -8,8 +8,10 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
 use owl_api::*;
 use owl_core::agent::Owner;
+use owl_engine::chats::{ChatEnd, ChatUpdate};
 use owl_store::{Approval, ChatInfo, UsageBy};
 use serde::Deserialize;
+use serde_json::json;
 use std::convert::Infallible;
 
 pub async fn list(State(state): State<AppState>) -> Json<AgentList> {
@@ -204,29 +206,24 @@ pub async fn chat_message(
     if req.message.trim().is_empty() {
         return Err(ApiError::bad_request("message", "the message is empty"));
     }
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<SseEvent>();
-    let engine = state.engine.clone();
-    tokio::spawn(async move {
-        let dtx = tx.clone();
-        let mut sink = move |d: owl_agent::msg::Delta| {
-            let ev = match d {
-                owl_agent::msg::Delta::Text(t) => SseEvent::default().event("delta").data(serde_json::json!({"text": t}).to_string()),
-                owl_agent::msg::Delta::ToolStart { name } => {
-                    SseEvent::default().event("tool").data(serde_json::json!({"name": name}).to_string())
-                }
-            };
-            let _ = dtx.send(ev);
-        };
-        let end = engine.chat_turn(id, req.message, &mut sink).await;
-        let ev = match end {
-            Ok(owl_agent::AgentEnd::Succeeded { answer }) => {
-                SseEvent::default().event("done").data(serde_json::json!({"answer": answer}).to_string())
+    let updates = state.engine.chat_message(id, req.message).await?;
+    let stream = futures_util::stream::unfold(updates, |mut rx| async move {
+        let ev = match rx.recv().await? {
+            ChatUpdate::Delta(owl_agent::msg::Delta::Text(t)) => SseEvent::default().event("delta").data(json!({"text": t}).to_string()),
+            ChatUpdate::Delta(owl_agent::msg::Delta::ToolStart { name }) => {
+                SseEvent::default().event("tool").data(json!({"name": name}).to_string())
             }
-            Ok(other) => SseEvent::default().event("error").data(serde_json::json!({"error": format!("{other:?}")}).to_string()),
-            Err(e) => SseEvent::default().event("error").data(serde_json::json!({"error": e.to_string()}).to_string()),
+            ChatUpdate::End(ChatEnd::Answered(answer)) => SseEvent::default().event("done").data(json!({"answer": answer}).to_string()),
+            ChatUpdate::End(ChatEnd::Failed(error)) => SseEvent::default().event("error").data(json!({"error": error}).to_string()),
         };
-        let _ = tx.send(ev);
+        Some((Ok(ev), rx))
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Cancels the turn a chat is running (or waiting to run).
+pub async fn cancel_chat(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = approval_id(&id)?;
+    state.engine.cancel_chat_turn(id).await?;
+    Ok(Json(json!({"chat": id, "cancelled": true})))
 }
