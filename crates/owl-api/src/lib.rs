@@ -3,8 +3,11 @@
 //! Requests reject unknown fields. Replies are views built from owl-core types by explicit
 //! conversions, so the domain can change without silently changing the wire format.
 
+pub mod memory;
 pub mod schedule;
 pub mod trigger;
+
+pub use memory::*;
 
 use owl_core::task::{Status, DEFAULT_GROUP};
 use owl_core::{Command, GroupInfo, Run, RunOutcome, Task, TaskId, TaskSpec, TaskState, Timestamp, ValidationError};
@@ -546,67 +549,4 @@ mod owl_store_types {
     pub struct ChatMessage {
         pub message: String,
     }
-}
-
-/// `POST /v1/memory/batch`: several items at once (an import).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemoryBatch {
-    pub items: Vec<owl_memory::NewMemory>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MemoryAddedList {
-    pub results: Vec<owl_memory::Added>,
-}
-
-/// `POST /v1/memory/search`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemorySearch {
-    pub text: String,
-    #[serde(default)]
-    pub k: Option<usize>,
-    #[serde(default)]
-    pub kind: Vec<String>,
-    #[serde(default)]
-    pub tag: Vec<String>,
-    #[serde(default)]
-    pub agent: Option<String>,
-    #[serde(default)]
-    pub user: Option<String>,
-    /// Only items created within this long, e.g. `7d`.
-    #[serde(default)]
-    pub since: Option<String>,
-    /// Favour recent items with this half-life, e.g. `30d`.
-    #[serde(default)]
-    pub recency: Option<String>,
-    /// MMR diversity, 0..1 (1 = relevance only).
-    #[serde(default)]
-    pub mmr: Option<f32>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MemorySearchReply {
-    pub hits: Vec<owl_memory::Hit>,
-    /// False when search ran on full-text alone; `note` says why.
-    pub semantic: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MemoryList {
-    pub items: Vec<owl_memory::MemoryItem>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MemoryStats {
-    pub items: u64,
-    pub with_vectors: u64,
-    pub kinds: BTreeMap<String, u64>,
-    pub model: Option<String>,
-    pub semantic: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
 }

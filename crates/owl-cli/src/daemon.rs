@@ -225,7 +225,7 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
     // The index file is saved so the next start loads it instead of rebuilding (a crash only
     // costs that rebuild: the database is the source of truth).
     if let Some(m) = engine.memory() {
-        if let Err(e) = tokio::task::spawn_blocking(move || m.flush()).await.unwrap_or_else(|e| Err(e.to_string())) {
+        if let Err(e) = tokio::task::spawn_blocking(move || m.flush()).await.unwrap_or_else(|e| Err(e.to_string().into())) {
             tracing::warn!(error = %e, "cannot save the memory index; it will be rebuilt at the next start");
         }
     }

@@ -665,7 +665,7 @@ async fn recalled_memories_reach_the_prompt_and_are_never_stored_back() {
         kind: "knowledge".into(),
         ..Default::default()
     });
-    assert!(e.unwrap_err().contains("recalled"));
+    assert!(matches!(e.unwrap_err(), owl_memory::MemoryError::Invalid { field: "text", ref message } if message.contains("recalled")));
 }
 
 /// `[memory.retention]`: conversation memories older than their retention are deleted by the

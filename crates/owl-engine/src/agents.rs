@@ -258,7 +258,7 @@ impl Host for EngineHost {
             filter: owl_memory::Filter { agent: Some(agent.to_string()), ..Default::default() },
             ..Default::default()
         };
-        let hits = crate::memory::blocking(move || m.search(&q)).await?;
+        let hits = crate::memory::blocking(move || m.search(&q)).await.map_err(|e| e.to_string())?;
         if hits.is_empty() {
             return Ok("no memories match".into());
         }
@@ -279,7 +279,7 @@ impl Host for EngineHost {
             agent: Some(agent.to_string()),
             user: None,
         };
-        match crate::memory::blocking(move || m.add(item)).await? {
+        match crate::memory::blocking(move || m.add(item)).await.map_err(|e| e.to_string())? {
             owl_memory::Added::Created { id } => Ok(format!("remembered as memory {id}")),
             owl_memory::Added::Merged { id } => Ok(format!("already known: merged into memory {id}")),
         }

@@ -25,8 +25,12 @@ impl Engine {
 }
 
 /// Runs memory work off the async threads.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| format!("memory work panicked: {e}"))?
+pub async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<String> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| E::from(format!("memory work panicked: {e}")))?
 }
 
 /// What was recalled for a prompt: the block to put before it, and the recalled items' texts

@@ -4,8 +4,10 @@
 
 pub mod db;
 pub mod embed;
+pub mod error;
 pub mod index;
 pub mod memory;
 
 pub use db::{Filter, MemoryItem, NewMemory};
+pub use error::MemoryError;
 pub use memory::{bert_loader, Added, Hit, Loader, Memory, MemoryConfig, Query, RECALL_MARKER};

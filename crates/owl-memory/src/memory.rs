@@ -4,6 +4,7 @@
 
 use crate::db::{content_hash, Filter, MemoryDb, MemoryItem, NewMemory};
 use crate::embed::{dot, Embedder};
+use crate::error::MemoryError;
 use crate::index::VectorIndex;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -232,7 +233,7 @@ impl Memory {
     }
 
     /// Saves the index so the next start loads it instead of rebuilding.
-    pub fn flush(&self) -> Result<(), String> {
+    pub fn flush(&self) -> Result<(), MemoryError> {
         if let Some(ix) = self.index.get().and_then(|o| o.as_ref()) {
             ix.save(self.db.generation()?)?;
         }
@@ -240,12 +241,12 @@ impl Memory {
     }
 
     /// Remembers one thing, unless it is a (near-)duplicate, too long, or recalled text.
-    pub fn add(&self, m: NewMemory) -> Result<Added, String> {
+    pub fn add(&self, m: NewMemory) -> Result<Added, MemoryError> {
         self.add_batch(vec![m]).map(|mut v| v.remove(0))
     }
 
     /// Remembers several, embedding them in one batch.
-    pub fn add_batch(&self, items: Vec<NewMemory>) -> Result<Vec<Added>, String> {
+    pub fn add_batch(&self, items: Vec<NewMemory>) -> Result<Vec<Added>, MemoryError> {
         for m in &items {
             check(m, &self.cfg)?;
         }
@@ -286,7 +287,7 @@ impl Memory {
         Ok(out)
     }
 
-    pub fn delete(&self, id: i64) -> Result<bool, String> {
+    pub fn delete(&self, id: i64) -> Result<bool, MemoryError> {
         let gone = self.db.delete(id)?;
         if gone {
             if let Some(ix) = self.index.get().and_then(|o| o.as_ref()) {
@@ -297,9 +298,9 @@ impl Memory {
     }
 
     /// Rebuilds the vector index from the database (and embeds items that lack a vector).
-    pub fn reindex(&self) -> Result<usize, String> {
+    pub fn reindex(&self) -> Result<usize, MemoryError> {
         let Some(e) = self.embedder() else {
-            return Err(self.semantic_unavailable().unwrap_or_default());
+            return Err(MemoryError::NoModel(self.semantic_unavailable().unwrap_or_else(|| "no embedding model is loaded".into())));
         };
         self.fill_missing(e.as_ref())?;
         let ix = VectorIndex::rebuild(&self.index_path, &self.db, e.model(), e.dim())?;
@@ -310,7 +311,7 @@ impl Memory {
     }
 
     /// Hybrid search: vector and full-text rankings fused by reciprocal rank.
-    pub fn search(&self, q: &Query) -> Result<Vec<Hit>, String> {
+    pub fn search(&self, q: &Query) -> Result<Vec<Hit>, MemoryError> {
         let k = q.k.max(1);
         let pool = self.cfg.candidates.max(k * 4);
         let text = self.db.text_search(&q.text, pool)?;
@@ -409,22 +410,28 @@ impl Memory {
 }
 
 /// Refuses what must not be stored: empty text, text over the size limit, recalled text.
-fn check(m: &NewMemory, cfg: &MemoryConfig) -> Result<(), String> {
+fn check(m: &NewMemory, cfg: &MemoryConfig) -> Result<(), MemoryError> {
     if m.text.trim().is_empty() {
-        return Err("text: is empty; say what to remember".into());
+        return Err(MemoryError::invalid("text", "is empty; say what to remember"));
     }
     if m.kind.trim().is_empty() || m.kind.chars().any(|c| c.is_whitespace()) {
-        return Err(format!("kind: `{}` is not a kind; use one word such as knowledge, preference, task or conversation", m.kind));
+        return Err(MemoryError::invalid(
+            "kind",
+            format!("`{}` is not a kind; use one word such as knowledge, preference, task or conversation", m.kind),
+        ));
     }
     let chars = m.text.chars().count();
     if chars > cfg.max_item_chars {
-        return Err(format!(
-            "text: is {chars} characters; one memory holds at most {} ([memory] max_item_chars); import long documents with `owl memory import`, which splits them",
-            cfg.max_item_chars
+        return Err(MemoryError::invalid(
+            "text",
+            format!(
+                "is {chars} characters; one memory holds at most {} ([memory] max_item_chars); import long documents with `owl memory import`, which splits them",
+                cfg.max_item_chars
+            ),
         ));
     }
     if m.text.contains(RECALL_MARKER) {
-        return Err("text: contains recalled memories; what came out of memory is not stored again".into());
+        return Err(MemoryError::invalid("text", "contains recalled memories; what came out of memory is not stored again"));
     }
     Ok(())
 }

@@ -4,8 +4,8 @@ use crate::cli::MemoryAction;
 use crate::client::Client;
 use crate::output::print_json;
 use anyhow::{bail, Context, Result};
+use owl_api::{Added, MemoryItem, NewMemory};
 use owl_api::{MemoryAddedList, MemoryBatch, MemoryList, MemorySearch, MemorySearchReply, MemoryStats};
-use owl_memory::{Added, MemoryItem, NewMemory};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 

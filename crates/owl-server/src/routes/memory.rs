@@ -7,22 +7,68 @@ use axum::http::StatusCode;
 use axum::Json;
 use owl_api::*;
 use owl_engine::memory::blocking;
-use owl_memory::{Filter, Memory, NewMemory, Query};
+use owl_memory::{Filter, Memory, MemoryError, Query};
 use serde::Deserialize;
 use std::sync::Arc;
 
 fn memory(state: &AppState) -> Result<Arc<Memory>, ApiError> {
-    state.engine.memory().ok_or_else(|| ApiError::unavailable("long-term memory is off ([memory] enabled = false)"))
+    state.engine.memory().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "memory_disabled",
+            "long-term memory is off; set [memory] enabled = true and restart the daemon",
+        )
+    })
 }
 
-/// Memory's own errors name the field first (`text: …`); those are the client's to fix.
-fn mapped(e: String) -> ApiError {
-    match e.split_once(": ") {
-        Some((field @ ("text" | "kind"), msg)) => ApiError::bad_request(field, msg),
-        _ => {
-            tracing::error!(error = %e, "memory operation failed");
+/// Memory's errors by kind: the client's to fix (400), not possible without the model (409),
+/// or owl's own failure (500, logged).
+fn mapped(e: MemoryError) -> ApiError {
+    match e {
+        MemoryError::Invalid { field, message } => ApiError::bad_request(field, message),
+        MemoryError::NoModel(why) => ApiError::new(StatusCode::CONFLICT, "no_model", why),
+        MemoryError::Failed(detail) => {
+            tracing::error!(error = %detail, "memory operation failed");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the memory operation failed; see the daemon's log")
         }
+    }
+}
+
+fn new_memory(n: owl_api::NewMemory) -> owl_memory::NewMemory {
+    owl_memory::NewMemory { text: n.text, kind: n.kind, tags: n.tags, source: n.source, agent: n.agent, user: n.user }
+}
+
+fn added(a: owl_memory::Added) -> owl_api::Added {
+    match a {
+        owl_memory::Added::Created { id } => owl_api::Added::Created { id },
+        owl_memory::Added::Merged { id } => owl_api::Added::Merged { id },
+    }
+}
+
+fn item(m: owl_memory::MemoryItem) -> owl_api::MemoryItem {
+    owl_api::MemoryItem {
+        id: m.id,
+        text: m.text,
+        kind: m.kind,
+        tags: m.tags,
+        source: m.source,
+        agent: m.agent,
+        user: m.user,
+        created_at: m.created_at,
+        accessed_at: m.accessed_at,
+        access_count: m.access_count,
+    }
+}
+
+fn hit(h: owl_memory::Hit) -> owl_api::Hit {
+    owl_api::Hit {
+        item: item(h.item),
+        score: h.score,
+        vector_rank: h.vector_rank,
+        similarity: h.similarity,
+        text_rank: h.text_rank,
+        bm25: h.bm25,
+        recency_boost: h.recency_boost,
     }
 }
 
@@ -46,12 +92,12 @@ fn ago(state: &AppState, field: &str, d: &Option<String>) -> Result<Option<i64>,
 
 pub async fn add(
     State(state): State<AppState>,
-    ApiJson(item): ApiJson<NewMemory>,
-) -> Result<(StatusCode, Json<owl_memory::Added>), ApiError> {
+    ApiJson(new): ApiJson<owl_api::NewMemory>,
+) -> Result<(StatusCode, Json<owl_api::Added>), ApiError> {
     let m = memory(&state)?;
-    let added = blocking(move || m.add(item)).await.map_err(mapped)?;
-    let code = if matches!(added, owl_memory::Added::Created { .. }) { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((code, Json(added)))
+    let result = added(blocking(move || m.add(new_memory(new))).await.map_err(mapped)?);
+    let code = if matches!(result, owl_api::Added::Created { .. }) { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((code, Json(result)))
 }
 
 pub async fn add_batch(State(state): State<AppState>, ApiJson(b): ApiJson<MemoryBatch>) -> Result<Json<MemoryAddedList>, ApiError> {
@@ -59,8 +105,9 @@ pub async fn add_batch(State(state): State<AppState>, ApiJson(b): ApiJson<Memory
     if b.items.len() > 1000 {
         return Err(ApiError::bad_request("items", format!("{} items; send at most 1000 per request", b.items.len())));
     }
-    let results = blocking(move || m.add_batch(b.items)).await.map_err(mapped)?;
-    Ok(Json(MemoryAddedList { results }))
+    let items = b.items.into_iter().map(new_memory).collect();
+    let results = blocking(move || m.add_batch(items)).await.map_err(mapped)?;
+    Ok(Json(MemoryAddedList { results: results.into_iter().map(added).collect() }))
 }
 
 pub async fn search(State(state): State<AppState>, ApiJson(s): ApiJson<MemorySearch>) -> Result<Json<MemorySearchReply>, ApiError> {
@@ -83,7 +130,7 @@ pub async fn search(State(state): State<AppState>, ApiJson(s): ApiJson<MemorySea
         mmr_lambda: s.mmr,
     };
     let (hits, note) = blocking(move || Ok((m.search(&q)?, m.semantic_unavailable()))).await.map_err(mapped)?;
-    Ok(Json(MemorySearchReply { hits, semantic: note.is_none(), note }))
+    Ok(Json(MemorySearchReply { hits: hits.into_iter().map(hit).collect(), semantic: note.is_none(), note }))
 }
 
 #[derive(Deserialize, Default)]
@@ -110,17 +157,17 @@ pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resul
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let before = q.before;
-    let items = blocking(move || m.db().list(&f, limit, before)).await.map_err(mapped)?;
-    Ok(Json(MemoryList { items }))
+    let items = blocking(move || Ok(m.db().list(&f, limit, before)?)).await.map_err(mapped)?;
+    Ok(Json(MemoryList { items: items.into_iter().map(item).collect() }))
 }
 
-pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<owl_memory::MemoryItem>, ApiError> {
+pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<owl_api::MemoryItem>, ApiError> {
     let id = parse_id(&id)?;
     let m = memory(&state)?;
-    blocking(move || m.db().get(id))
+    blocking(move || Ok(m.db().get(id)?))
         .await
         .map_err(mapped)?
-        .map(Json)
+        .map(|m| Json(item(m)))
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("memory {id} does not exist; see `owl memory ls`")))
 }
 
@@ -149,6 +196,6 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<MemoryStats>, A
 
 pub async fn reindex(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let m = memory(&state)?;
-    let n = blocking(move || m.reindex()).await.map_err(|e| ApiError::unavailable(format!("cannot reindex: {e}")))?;
+    let n = blocking(move || m.reindex()).await.map_err(mapped)?;
     Ok(Json(serde_json::json!({"indexed": n})))
 }
