@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One task to submit. Give either `command` (argv) or `shell` (a string for `/bin/sh -c`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitTask {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,13 +151,13 @@ impl SubmitTask {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitBatch {
     pub tasks: Vec<SubmitTask>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Submitted {
     pub id: TaskId,
     /// False when the idempotency key matched an existing task, which is returned instead.
@@ -165,19 +165,19 @@ pub struct Submitted {
     pub status: Status,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchSubmitted {
     pub tasks: Vec<Submitted>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
     #[serde(default)]
     pub reason: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetGroup {
     /// At most this many tasks of the group at once; `null` removes the limit.
@@ -187,7 +187,7 @@ pub struct SetGroup {
 /// Environment variable names that look like credentials; their values are never echoed back.
 pub use owl_core::config::looks_secret;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunView {
     pub attempt: u32,
     pub node: String,
@@ -214,7 +214,7 @@ impl From<Run> for RunView {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskView {
     pub id: TaskId,
     pub status: Status,
@@ -258,7 +258,7 @@ pub struct TaskView {
     pub usage: Option<TaskUsage>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskUsage {
     pub calls: u64,
     pub input_tokens: u64,
@@ -301,19 +301,19 @@ impl From<Task> for TaskView {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskList {
     pub tasks: Vec<TaskView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WaitReply {
     /// True when every task reached a final status before the timeout.
     pub done: bool,
     pub tasks: Vec<TaskView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupView {
     pub name: String,
     pub parallel: Option<u32>,
@@ -327,12 +327,12 @@ impl From<GroupInfo> for GroupView {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupList {
     pub groups: Vec<GroupView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusView {
     pub version: String,
     pub pid: u32,
@@ -348,13 +348,38 @@ pub struct StatusView {
     pub tasks: BTreeMap<Status, u64>,
 }
 
+/// `POST /v1/chats/{id}/cancel`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChatCancelled {
+    pub chat: i64,
+    pub cancelled: bool,
+}
+
+/// `DELETE /v1/memory/{id}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MemoryDeleted {
+    pub deleted: i64,
+}
+
+/// `POST /v1/memory/reindex`: how many items the rebuilt index holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Reindexed {
+    pub indexed: usize,
+}
+
+/// `POST /v1/hooks/{name}`: the task the delivery started.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HookAccepted {
+    pub task_id: TaskId,
+}
+
 /// The body of every error reply: `{"error": {"code": .., "message": .., "field": ..}}`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -438,7 +463,7 @@ pub use owl_store_types::*;
 mod owl_store_types {
     use serde::{Deserialize, Serialize};
 
-    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct AgentView {
         pub name: String,
         pub description: String,
@@ -452,12 +477,12 @@ mod owl_store_types {
         pub problem: Option<String>,
     }
 
-    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct AgentList {
         pub agents: Vec<AgentView>,
     }
 
-    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct TranscriptView {
         pub owner: String,
         pub entries: Vec<TranscriptEntryView>,
@@ -467,7 +492,7 @@ mod owl_store_types {
         pub cost_usd: f64,
     }
 
-    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct TranscriptEntryView {
         pub seq: u64,
         pub attempt: u32,
@@ -476,7 +501,7 @@ mod owl_store_types {
         pub body: serde_json::Value,
     }
 
-    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct ApprovalView {
         pub id: i64,
         /// `task:12` or `chat:3`.
@@ -493,19 +518,19 @@ mod owl_store_types {
         pub decided_at: Option<String>,
     }
 
-    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct ApprovalList {
         pub approvals: Vec<ApprovalView>,
     }
 
-    #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+    #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
     #[serde(deny_unknown_fields)]
     pub struct Decide {
         #[serde(default)]
         pub reason: Option<String>,
     }
 
-    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct UsageReport {
         pub by: String,
         pub since: String,
@@ -513,7 +538,7 @@ mod owl_store_types {
         pub total: UsageRowView,
     }
 
-    #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+    #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct UsageRowView {
         pub key: String,
         pub calls: u64,
@@ -523,14 +548,14 @@ mod owl_store_types {
         pub cost_usd: f64,
     }
 
-    #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+    #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
     #[serde(deny_unknown_fields)]
     pub struct CreateChat {
         #[serde(default)]
         pub agent: Option<String>,
     }
 
-    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct ChatView {
         pub id: i64,
         pub agent: String,
@@ -539,12 +564,12 @@ mod owl_store_types {
         pub updated_at: String,
     }
 
-    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct ChatList {
         pub chats: Vec<ChatView>,
     }
 
-    #[derive(Clone, Debug, Serialize, Deserialize)]
+    #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
     #[serde(deny_unknown_fields)]
     pub struct ChatMessage {
         pub message: String,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// What a client gives to remember something.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewMemory {
     pub text: String,
     /// conversation, knowledge, task, preference, or a kind of your own (one word).
@@ -25,7 +25,7 @@ pub struct NewMemory {
 }
 
 /// One remembered thing.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemoryItem {
     pub id: i64,
     pub text: String,
@@ -41,7 +41,7 @@ pub struct MemoryItem {
 }
 
 /// What remembering did: a new item, or merged into a (near-)duplicate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Added {
     Created { id: i64 },
@@ -49,7 +49,7 @@ pub enum Added {
 }
 
 /// One search hit, with why it ranked where it did.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Hit {
     pub item: MemoryItem,
     pub score: f32,
@@ -63,19 +63,19 @@ pub struct Hit {
 }
 
 /// `POST /v1/memory/batch`: several items at once (an import).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryBatch {
     pub items: Vec<NewMemory>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemoryAddedList {
     pub results: Vec<Added>,
 }
 
 /// `POST /v1/memory/search`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemorySearch {
     pub text: String,
@@ -100,7 +100,7 @@ pub struct MemorySearch {
     pub mmr: Option<f32>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemorySearchReply {
     pub hits: Vec<Hit>,
     /// False when search ran on full-text alone; `note` says why.
@@ -109,12 +109,12 @@ pub struct MemorySearchReply {
     pub note: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemoryList {
     pub items: Vec<MemoryItem>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemoryStats {
     pub items: u64,
     pub with_vectors: u64,

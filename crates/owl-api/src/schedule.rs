@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// A new schedule: exactly one of `cron`, `every` or `at`, and the task to run.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSchedule {
     pub name: String,
@@ -130,7 +130,7 @@ impl CreateSchedule {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScheduleView {
     pub name: String,
     pub state: ScheduleState,
@@ -204,12 +204,12 @@ impl From<Schedule> for ScheduleView {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScheduleList {
     pub schedules: Vec<ScheduleView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FireView {
     pub scheduled_for: Timestamp,
     pub fired_at: Timestamp,
@@ -220,12 +220,12 @@ pub struct FireView {
     pub task_status: Option<Status>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct History {
     pub history: Vec<FireView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunNow {
     pub task_id: TaskId,
 }

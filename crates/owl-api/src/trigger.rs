@@ -6,7 +6,7 @@ use owl_core::{Timestamp, ValidationError};
 use serde::{Deserialize, Serialize};
 
 /// A new trigger: `webhook` with `secret_env`, or `on_task` with at least one filter.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTrigger {
     pub name: String,
@@ -175,7 +175,7 @@ impl CreateTrigger {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TriggerView {
     pub name: String,
     pub enabled: bool,
@@ -252,12 +252,12 @@ impl From<Trigger> for TriggerView {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TriggerList {
     pub triggers: Vec<TriggerView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TriggerFireView {
     pub source: String,
     pub at: Timestamp,
@@ -266,7 +266,7 @@ pub struct TriggerFireView {
     pub task_id: Option<owl_core::TaskId>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TriggerHistory {
     pub history: Vec<TriggerFireView>,
 }

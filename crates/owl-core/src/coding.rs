@@ -264,6 +264,7 @@ pub fn split_template(s: &str) -> Result<Vec<String>, String> {
 }
 
 /// What owl did in git for a repository task: its worktree, branch and commit.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct GitRecord {
     pub repo: String,

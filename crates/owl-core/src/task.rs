@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// A task's id: a positive integer assigned by the store, shown to users as-is (`owl show 12`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TaskId(pub i64);
@@ -27,6 +28,7 @@ impl std::str::FromStr for TaskId {
 }
 
 /// What a task executes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
@@ -84,6 +86,7 @@ pub fn first_line(prompt: &str) -> String {
 }
 
 /// A task that works on a git repository: in its own worktree on branch `owl/task-<id>`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepoRequest {
@@ -138,6 +141,7 @@ pub struct TaskSpec {
 }
 
 /// A task's sandbox choice, recorded as given (an explicit `--no-sandbox` stays visible).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxRequest {
@@ -160,6 +164,7 @@ pub struct SandboxRequest {
 }
 
 /// A file handed to a task: written to `<workspace>/<file>`, its path in `$<env>`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputFile {
@@ -194,6 +199,7 @@ impl TaskSpec {
 }
 
 /// Why a task is waiting.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "on", rename_all = "snake_case")]
 pub enum WaitReason {
@@ -206,6 +212,7 @@ pub enum WaitReason {
 }
 
 /// Where a task is in its life. Each state carries exactly the data that exists in it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum TaskState {
@@ -242,6 +249,7 @@ pub enum TaskState {
 }
 
 /// The status names used in filters, the database and the CLI.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -326,6 +334,7 @@ pub struct Task {
 }
 
 /// How one attempt ended.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum RunOutcome {

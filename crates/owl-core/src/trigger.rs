@@ -5,6 +5,7 @@ use crate::validate::ValidationError;
 use serde::{Deserialize, Serialize};
 
 /// Which finished tasks a task-event trigger reacts to.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskOutcome {
@@ -28,6 +29,7 @@ impl std::str::FromStr for TaskOutcome {
 }
 
 /// A change to a file under a watched path.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FsEvent {
@@ -77,6 +79,7 @@ pub fn watch_matches(events: &[FsEvent], glob: Option<&str>, file: &std::path::P
 }
 
 /// What a trigger reacts to.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum On {
@@ -93,6 +96,7 @@ pub enum On {
 }
 
 /// How a condition is checked.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Probe {
@@ -103,6 +107,7 @@ pub enum Probe {
 }
 
 /// At most `max` fires per `per_ms`; fires beyond it are recorded as rate-limited.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimit {
     pub max: u32,

@@ -14,11 +14,13 @@ pub mod webhook;
 
 pub use error::ApiError;
 
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::Router;
 use owl_engine::Engine;
 use std::sync::Arc;
 use tokio::sync::watch;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -32,53 +34,75 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
 }
 
+/// Every authenticated route, registered with the router and the OpenAPI document at once.
+fn authenticated() -> OpenApiRouter<AppState> {
+    use routes::*;
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(status::status))
+        .routes(routes!(tasks::list, tasks::submit))
+        .routes(routes!(tasks::submit_batch))
+        .routes(routes!(tasks::show))
+        .routes(routes!(tasks::cancel))
+        .routes(routes!(tasks::retry))
+        .routes(routes!(logs::logs))
+        .routes(routes!(tasks::wait))
+        .routes(routes!(groups::list))
+        .routes(routes!(groups::set))
+        .routes(routes!(events::events))
+        .routes(routes!(schedules::list, schedules::create))
+        .routes(routes!(schedules::show, schedules::remove))
+        .routes(routes!(schedules::pause))
+        .routes(routes!(schedules::resume))
+        .routes(routes!(schedules::run_now))
+        .routes(routes!(schedules::history))
+        .routes(routes!(triggers::list, triggers::create))
+        .routes(routes!(triggers::show, triggers::remove))
+        .routes(routes!(triggers::enable))
+        .routes(routes!(triggers::disable))
+        .routes(routes!(triggers::history))
+        .routes(routes!(agents::list))
+        .routes(routes!(agents::transcript))
+        .routes(routes!(agents::usage))
+        .routes(routes!(agents::approvals))
+        .routes(routes!(agents::approve))
+        .routes(routes!(agents::deny))
+        .routes(routes!(agents::chats, agents::create_chat))
+        .routes(routes!(agents::chat_transcript))
+        .routes(routes!(agents::chat_message))
+        .routes(routes!(agents::cancel_chat))
+        .routes(routes!(memory::list, memory::add))
+        .routes(routes!(memory::add_batch))
+        .routes(routes!(memory::search))
+        .routes(routes!(memory::stats))
+        .routes(routes!(memory::reindex))
+        .routes(routes!(memory::show, memory::remove))
+}
+
+/// The routes outside bearer auth: a webhook is authenticated by its HMAC signature instead.
+fn open() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(routes::triggers::receive))
+}
+
+/// The OpenAPI document, generated from the same registrations as the router.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = authenticated().split_for_parts();
+    doc.merge(open().split_for_parts().1);
+    use utoipa::Modify;
+    openapi::Common.modify(&mut doc);
+    doc
+}
+
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/openapi.json", get(openapi::document))
-        .route("/status", get(routes::status::status))
-        .route("/tasks", get(routes::tasks::list).post(routes::tasks::submit))
-        .route("/tasks/batch", post(routes::tasks::submit_batch))
-        .route("/tasks/{id}", get(routes::tasks::show))
-        .route("/tasks/{id}/cancel", post(routes::tasks::cancel))
-        .route("/tasks/{id}/retry", post(routes::tasks::retry))
-        .route("/tasks/{id}/logs", get(routes::logs::logs))
-        .route("/wait", get(routes::tasks::wait))
-        .route("/groups", get(routes::groups::list))
-        .route("/groups/{name}", put(routes::groups::set))
-        .route("/events", get(routes::events::events))
-        .route("/schedules", get(routes::schedules::list).post(routes::schedules::create))
-        .route("/schedules/{name}", get(routes::schedules::show).delete(routes::schedules::remove))
-        .route("/schedules/{name}/pause", post(routes::schedules::pause))
-        .route("/schedules/{name}/resume", post(routes::schedules::resume))
-        .route("/schedules/{name}/run", post(routes::schedules::run_now))
-        .route("/schedules/{name}/history", get(routes::schedules::history))
-        .route("/triggers", get(routes::triggers::list).post(routes::triggers::create))
-        .route("/triggers/{name}", get(routes::triggers::show).delete(routes::triggers::remove))
-        .route("/triggers/{name}/enable", post(routes::triggers::enable))
-        .route("/triggers/{name}/disable", post(routes::triggers::disable))
-        .route("/triggers/{name}/history", get(routes::triggers::history))
-        .route("/agents", get(routes::agents::list))
-        .route("/tasks/{id}/transcript", get(routes::agents::transcript))
-        .route("/usage", get(routes::agents::usage))
-        .route("/approvals", get(routes::agents::approvals))
-        .route("/approvals/{id}/approve", post(routes::agents::approve))
-        .route("/approvals/{id}/deny", post(routes::agents::deny))
-        .route("/chats", get(routes::agents::chats).post(routes::agents::create_chat))
-        .route("/chats/{id}", get(routes::agents::chat_transcript))
-        .route("/chats/{id}/messages", post(routes::agents::chat_message))
-        .route("/chats/{id}/cancel", post(routes::agents::cancel_chat))
-        .route("/memory", get(routes::memory::list).post(routes::memory::add))
-        .route("/memory/batch", post(routes::memory::add_batch))
-        .route("/memory/search", post(routes::memory::search))
-        .route("/memory/stats", get(routes::memory::stats))
-        .route("/memory/reindex", post(routes::memory::reindex))
-        .route("/memory/{id}", get(routes::memory::show).delete(routes::memory::remove))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
-        // After the auth layer: a webhook is authenticated by its HMAC signature instead.
-        .route("/hooks/{name}", post(routes::triggers::receive));
+    let (authed, _) = authenticated().split_for_parts();
+    let (open, _) = open().split_for_parts();
+    let doc = Arc::new(serde_json::to_value(openapi_document()).expect("the document serializes"));
+    let authed = authed
+        .route("/v1/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
-        .nest("/v1", v1)
+        .merge(authed)
+        .merge(open)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes))

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::convert::Infallible;
 
+#[utoipa::path(get, path = "/v1/agents", summary = "The configured agents with model, tools and limits", responses((status = 200, description = "OK", body = AgentList)))]
 pub async fn list(State(state): State<AppState>) -> Json<AgentList> {
     let agents = state.engine.agents().map(|rt| rt.agents()).unwrap_or_default();
     Json(AgentList {
@@ -54,19 +55,22 @@ async fn transcript_of(state: &AppState, owner: Owner) -> Result<Json<Transcript
     }))
 }
 
+#[utoipa::path(get, path = "/v1/tasks/{id}/transcript", summary = "An agent task's transcript: messages, tool calls and results, with tokens and cost", params(("id" = i64, Path, minimum = 1, description = "A task id")), responses((status = 200, description = "OK", body = TranscriptView)))]
 pub async fn transcript(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TranscriptView>, ApiError> {
     let id = parse_id(&id)?;
     state.engine.store().get(id).await?;
     transcript_of(&state, Owner::Task(id)).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     by: Option<String>,
     since: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/usage", summary = "Tokens and cost, grouped", params(UsageQuery), responses((status = 200, description = "OK", body = UsageReport)))]
 pub async fn usage(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<UsageReport>, ApiError> {
     let q: UsageQuery = parse_query(q)?;
     let by = match q.by.as_deref().unwrap_or("agent") {
@@ -121,12 +125,14 @@ fn approval_view(a: Approval) -> ApprovalView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ApprovalQuery {
     all: Option<bool>,
 }
 
+#[utoipa::path(get, path = "/v1/approvals", summary = "Tool calls waiting for a human", params(ApprovalQuery), responses((status = 200, description = "OK", body = ApprovalList)))]
 pub async fn approvals(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<ApprovalList>, ApiError> {
     let q: ApprovalQuery = parse_query(q)?;
     let list = state.engine.store().list_approvals(!q.all.unwrap_or(false), state.engine.now()).await?;
@@ -150,6 +156,7 @@ fn decide_body(body: &[u8]) -> Result<Decide, ApiError> {
         .map_err(|e| ApiError::bad_request("reason", format!("the body must be {{\"reason\": \"..\"}} or empty: {e}")))
 }
 
+#[utoipa::path(post, path = "/v1/approvals/{id}/approve", summary = "Approve a pending tool call (used once, for that exact call)", request_body = Decide, params(("id" = i64, Path, minimum = 1, description = "An approval id")), responses((status = 200, description = "OK", body = ApprovalView)))]
 pub async fn approve(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -159,6 +166,7 @@ pub async fn approve(
     Ok(Json(approval_view(state.engine.decide_approval(approval_id(&id)?, true, reason).await?)))
 }
 
+#[utoipa::path(post, path = "/v1/approvals/{id}/deny", summary = "Deny a pending tool call with a reason", request_body = Decide, params(("id" = i64, Path, minimum = 1, description = "An approval id")), responses((status = 200, description = "OK", body = ApprovalView)))]
 pub async fn deny(State(state): State<AppState>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<ApprovalView>, ApiError> {
     let reason = decide_body(&body)?.reason.or_else(|| Some("denied without a reason".into()));
     Ok(Json(approval_view(state.engine.decide_approval(approval_id(&id)?, false, reason).await?)))
@@ -168,6 +176,7 @@ fn chat_view(c: ChatInfo) -> ChatView {
     ChatView { id: c.id, agent: c.agent, title: c.title, created_at: c.created_at.to_rfc3339(), updated_at: c.updated_at.to_rfc3339() }
 }
 
+#[utoipa::path(post, path = "/v1/chats", summary = "Start a chat with an agent", request_body = CreateChat, responses((status = 201, description = "OK", body = ChatView)))]
 pub async fn create_chat(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateChat>,
@@ -184,16 +193,19 @@ pub async fn create_chat(
     Ok((StatusCode::CREATED, Json(chat_view(c))))
 }
 
+#[utoipa::path(get, path = "/v1/chats", summary = "Chats, most recent first", responses((status = 200, description = "OK", body = ChatList)))]
 pub async fn chats(State(state): State<AppState>) -> Result<Json<ChatList>, ApiError> {
     Ok(Json(ChatList { chats: state.engine.store().list_chats().await?.into_iter().map(chat_view).collect() }))
 }
 
+#[utoipa::path(get, path = "/v1/chats/{id}", summary = "A chat's transcript", params(("id" = i64, Path, minimum = 1, description = "A chat id")), responses((status = 200, description = "OK", body = TranscriptView)))]
 pub async fn chat_transcript(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TranscriptView>, ApiError> {
     let id = approval_id(&id)?;
     state.engine.store().get_chat(id).await?;
     transcript_of(&state, Owner::Chat(id)).await
 }
 
+#[utoipa::path(post, path = "/v1/chats/{id}/messages", summary = "Send a message; the reply streams as SSE: delta, tool, then done or error", request_body = ChatMessage, params(("id" = i64, Path, minimum = 1, description = "A chat id")), responses((status = 200, description = "A stream of server-sent events", body = String, content_type = "text/event-stream")))]
 /// Sends a message; the reply streams as server-sent events: `delta` (text), `tool` (a tool
 /// call starts), then `done` with the answer or `error`.
 pub async fn chat_message(
@@ -221,9 +233,10 @@ pub async fn chat_message(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
+#[utoipa::path(post, path = "/v1/chats/{id}/cancel", summary = "Cancel the chat's running turn (409 when none runs)", params(("id" = i64, Path, minimum = 1, description = "A chat id")), responses((status = 200, description = "OK", body = ChatCancelled)))]
 /// Cancels the turn a chat is running (or waiting to run).
-pub async fn cancel_chat(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn cancel_chat(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ChatCancelled>, ApiError> {
     let id = approval_id(&id)?;
     state.engine.cancel_chat_turn(id).await?;
-    Ok(Json(json!({"chat": id, "cancelled": true})))
+    Ok(Json(ChatCancelled { chat: id, cancelled: true }))
 }

@@ -10,13 +10,15 @@ use std::convert::Infallible;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, utoipa::IntoParams, Default)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events about this task.
     task: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/events", summary = "Server-sent events of task lifecycle changes", params(EventsQuery), responses((status = 200, description = "A stream of server-sent events", body = String, content_type = "text/event-stream")))]
 pub async fn events(
     State(state): State<AppState>,
     RawQuery(q): RawQuery,

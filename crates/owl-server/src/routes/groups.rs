@@ -6,11 +6,13 @@ use axum::extract::{Path, State};
 use axum::Json;
 use owl_api::{GroupList, GroupView, SetGroup};
 
+#[utoipa::path(get, path = "/v1/groups", summary = "Groups with limits and counts", responses((status = 200, description = "OK", body = GroupList)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<GroupList>, ApiError> {
     let groups = state.engine.store().groups().await?;
     Ok(Json(GroupList { groups: groups.into_iter().map(GroupView::from).collect() }))
 }
 
+#[utoipa::path(put, path = "/v1/groups/{name}", summary = "Set a group's parallel limit (null removes it)", request_body = SetGroup, params(("name" = String, Path, description = "A group name")), responses((status = 200, description = "OK", body = GroupView)))]
 pub async fn set(
     State(state): State<AppState>,
     Path(name): Path<String>,

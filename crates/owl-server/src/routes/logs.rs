@@ -11,8 +11,9 @@ use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, utoipa::IntoParams, Default)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// Which attempt (default: the latest).
     attempt: Option<u32>,
@@ -20,6 +21,7 @@ pub struct LogsQuery {
     follow: Option<bool>,
 }
 
+#[utoipa::path(get, path = "/v1/tasks/{id}/logs", summary = "An attempt's output as text; follow=true streams until it ends", params(("id" = i64, Path, minimum = 1, description = "A task id"), LogsQuery), responses((status = 200, description = "The log text", body = String, content_type = "text/plain")))]
 pub async fn logs(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let q: LogsQuery = parse_query(q)?;

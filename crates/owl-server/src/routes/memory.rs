@@ -90,6 +90,7 @@ fn ago(state: &AppState, field: &str, d: &Option<String>) -> Result<Option<i64>,
     }
 }
 
+#[utoipa::path(post, path = "/v1/memory", summary = "Remember one item (201 created, 200 merged into a near-duplicate)", request_body = NewMemory, responses((status = 201, description = "OK", body = Added), (status = 200, description = "OK", body = Added)))]
 pub async fn add(
     State(state): State<AppState>,
     ApiJson(new): ApiJson<owl_api::NewMemory>,
@@ -100,6 +101,7 @@ pub async fn add(
     Ok((code, Json(result)))
 }
 
+#[utoipa::path(post, path = "/v1/memory/batch", summary = "Remember up to 1000 items at once (an import), embedded in batches", request_body = MemoryBatch, responses((status = 200, description = "OK", body = MemoryAddedList)))]
 pub async fn add_batch(State(state): State<AppState>, ApiJson(b): ApiJson<MemoryBatch>) -> Result<Json<MemoryAddedList>, ApiError> {
     let m = memory(&state)?;
     if b.items.len() > 1000 {
@@ -110,6 +112,7 @@ pub async fn add_batch(State(state): State<AppState>, ApiJson(b): ApiJson<Memory
     Ok(Json(MemoryAddedList { results: results.into_iter().map(added).collect() }))
 }
 
+#[utoipa::path(post, path = "/v1/memory/search", summary = "Hybrid search: vectors and full text fused; each hit says its ranks", request_body = MemorySearch, responses((status = 200, description = "OK", body = MemorySearchReply)))]
 pub async fn search(State(state): State<AppState>, ApiJson(s): ApiJson<MemorySearch>) -> Result<Json<MemorySearchReply>, ApiError> {
     let m = memory(&state)?;
     if s.text.trim().is_empty() {
@@ -133,7 +136,8 @@ pub async fn search(State(state): State<AppState>, ApiJson(s): ApiJson<MemorySea
     Ok(Json(MemorySearchReply { hits: hits.into_iter().map(hit).collect(), semantic: note.is_none(), note }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, utoipa::IntoParams, Default)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     kind: Option<String>,
     tag: Option<String>,
@@ -143,6 +147,7 @@ struct ListQuery {
     before: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/v1/memory", summary = "Memories, newest first", params(ListQuery), responses((status = 200, description = "OK", body = MemoryList)))]
 pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<MemoryList>, ApiError> {
     let q: ListQuery = parse_query(q)?;
     let m = memory(&state)?;
@@ -161,6 +166,7 @@ pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resul
     Ok(Json(MemoryList { items: items.into_iter().map(item).collect() }))
 }
 
+#[utoipa::path(get, path = "/v1/memory/{id}", summary = "One memory", params(("id" = i64, Path, minimum = 1, description = "A memory id")), responses((status = 200, description = "OK", body = MemoryItem)))]
 pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<owl_api::MemoryItem>, ApiError> {
     let id = parse_id(&id)?;
     let m = memory(&state)?;
@@ -171,16 +177,18 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("memory {id} does not exist; see `owl memory ls`")))
 }
 
-pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(delete, path = "/v1/memory/{id}", summary = "Forget one memory", params(("id" = i64, Path, minimum = 1, description = "A memory id")), responses((status = 200, description = "OK", body = MemoryDeleted)))]
+pub async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<MemoryDeleted>, ApiError> {
     let id = parse_id(&id)?;
     let m = memory(&state)?;
     if blocking(move || m.delete(id)).await.map_err(mapped)? {
-        Ok(Json(serde_json::json!({"deleted": id})))
+        Ok(Json(MemoryDeleted { deleted: id }))
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("memory {id} does not exist; see `owl memory ls`")))
     }
 }
 
+#[utoipa::path(get, path = "/v1/memory/stats", summary = "Item counts by kind, vectors, the embedding model", responses((status = 200, description = "OK", body = MemoryStats)))]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<MemoryStats>, ApiError> {
     let m = memory(&state)?;
     let r = blocking(move || {
@@ -194,8 +202,9 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<MemoryStats>, A
     Ok(Json(r))
 }
 
-pub async fn reindex(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(post, path = "/v1/memory/reindex", summary = "Rebuild the vector index from the database", responses((status = 200, description = "OK", body = Reindexed)))]
+pub async fn reindex(State(state): State<AppState>) -> Result<Json<Reindexed>, ApiError> {
     let m = memory(&state)?;
     let n = blocking(move || m.reindex()).await.map_err(mapped)?;
-    Ok(Json(serde_json::json!({"indexed": n})))
+    Ok(Json(Reindexed { indexed: n }))
 }

@@ -17,6 +17,7 @@ fn defaults(state: &AppState) -> (ScheduleDefaults, SpecDefaults) {
     )
 }
 
+#[utoipa::path(post, path = "/v1/schedules", summary = "Create a schedule: cron (with tz), every, or at; with misfire and overlap policies", request_body = CreateSchedule, responses((status = 201, description = "OK", body = ScheduleView)))]
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateSchedule>,
@@ -27,11 +28,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(s.into())))
 }
 
+#[utoipa::path(get, path = "/v1/schedules", summary = "List schedules with their health (last and next fire, missed, skipped, late)", responses((status = 200, description = "OK", body = ScheduleList)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<ScheduleList>, ApiError> {
     let all = state.engine.store().list_schedules().await?;
     Ok(Json(ScheduleList { schedules: all.into_iter().map(ScheduleView::from).collect() }))
 }
 
+#[utoipa::path(get, path = "/v1/schedules/{name}", summary = "One schedule with its next slots", params(("name" = String, Path, description = "A schedule name")), responses((status = 200, description = "OK", body = ScheduleView)))]
 pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ScheduleView>, ApiError> {
     let s = state.engine.store().get_schedule(&name).await?;
     let upcoming = match (owl_core::schedule::Compiled::new(s.spec.when.clone()), s.next_fire_at) {
@@ -48,30 +51,36 @@ pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Re
     Ok(Json(view))
 }
 
+#[utoipa::path(post, path = "/v1/schedules/{name}/pause", summary = "Pause a schedule", params(("name" = String, Path, description = "A schedule name")), responses((status = 200, description = "OK", body = ScheduleView)))]
 pub async fn pause(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ScheduleView>, ApiError> {
     Ok(Json(state.engine.pause_schedule(&name).await?.into()))
 }
 
+#[utoipa::path(post, path = "/v1/schedules/{name}/resume", summary = "Resume a schedule from now (slots passed while paused are not run)", params(("name" = String, Path, description = "A schedule name")), responses((status = 200, description = "OK", body = ScheduleView)))]
 pub async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ScheduleView>, ApiError> {
     Ok(Json(state.engine.resume_schedule(&name).await?.into()))
 }
 
+#[utoipa::path(post, path = "/v1/schedules/{name}/run", summary = "Run the schedule's task now, outside its slots", params(("name" = String, Path, description = "A schedule name")), responses((status = 201, description = "OK", body = RunNow)))]
 pub async fn run_now(State(state): State<AppState>, Path(name): Path<String>) -> Result<(StatusCode, Json<RunNow>), ApiError> {
     let id = state.engine.run_schedule_now(&name).await?;
     Ok((StatusCode::CREATED, Json(RunNow { task_id: id })))
 }
 
+#[utoipa::path(delete, path = "/v1/schedules/{name}", summary = "Remove a schedule and its history (its tasks stay)", params(("name" = String, Path, description = "A schedule name")), responses((status = 204, description = "Done")))]
 pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     state.engine.delete_schedule(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, utoipa::IntoParams, Default)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/v1/schedules/{name}/history", summary = "Fires, newest first: slot, fired at, lateness, outcome, reason, task", params(("name" = String, Path, description = "A schedule name"), HistoryQuery), responses((status = 200, description = "OK", body = History)))]
 pub async fn history(State(state): State<AppState>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Result<Json<History>, ApiError> {
     let q: HistoryQuery = parse_query(q)?;
     let limit = q.limit.unwrap_or(100);

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::Json;
 use owl_api::StatusView;
 
+#[utoipa::path(get, path = "/v1/status", summary = "Daemon status and task counts", responses((status = 200, description = "OK", body = StatusView)))]
 pub async fn status(State(state): State<AppState>) -> Result<Json<StatusView>, ApiError> {
     let counts = state.engine.store().counts().await?;
     let st = state.engine.status();

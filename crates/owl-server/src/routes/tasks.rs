@@ -40,6 +40,7 @@ fn view(s: owl_store::Submitted) -> Submitted {
     Submitted { id: s.id, created: s.created, status: s.status }
 }
 
+#[utoipa::path(post, path = "/v1/tasks", summary = "Submit one task (201 created, 200 when the idempotency key matched an existing task)", request_body = SubmitTask, responses((status = 201, description = "OK", body = Submitted), (status = 200, description = "OK", body = Submitted)))]
 pub async fn submit(State(state): State<AppState>, ApiJson(req): ApiJson<SubmitTask>) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     let new = to_new(&state, req, None)?;
     let out = state.engine.submit(vec![new]).await?.remove(0);
@@ -50,6 +51,7 @@ pub async fn submit(State(state): State<AppState>, ApiJson(req): ApiJson<SubmitT
 /// Upper bound on tasks per batch, beside the body size limit.
 pub const MAX_BATCH: usize = 10_000;
 
+#[utoipa::path(post, path = "/v1/tasks/batch", summary = "Submit many tasks atomically; items may depend on each other via after_items", request_body = SubmitBatch, responses((status = 201, description = "OK", body = BatchSubmitted)))]
 pub async fn submit_batch(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SubmitBatch>,
@@ -65,8 +67,9 @@ pub async fn submit_batch(
     Ok((StatusCode::CREATED, Json(BatchSubmitted { tasks: out.into_iter().map(view).collect() })))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, utoipa::IntoParams, Default)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Comma-separated statuses.
     status: Option<String>,
@@ -78,6 +81,7 @@ pub struct ListQuery {
 
 pub const DEFAULT_LIST_LIMIT: u32 = 1000;
 
+#[utoipa::path(get, path = "/v1/tasks", summary = "List tasks, newest first", params(ListQuery), responses((status = 200, description = "OK", body = TaskList)))]
 pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<TaskList>, ApiError> {
     let q: ListQuery = parse_query(q)?;
     let statuses = match q.status.as_deref() {
@@ -93,6 +97,7 @@ pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resul
     Ok(Json(TaskList { tasks: tasks.into_iter().map(TaskView::from).collect() }))
 }
 
+#[utoipa::path(get, path = "/v1/tasks/{id}", summary = "One task with its runs", params(("id" = i64, Path, minimum = 1, description = "A task id")), responses((status = 200, description = "OK", body = TaskView)))]
 pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
     let id = parse_id(&id)?;
     let task = state.engine.store().get(id).await?;
@@ -114,6 +119,7 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     Ok(Json(v))
 }
 
+#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", summary = "Cancel a task (a running one is stopped)", request_body = CancelRequest, params(("id" = i64, Path, minimum = 1, description = "A task id")), responses((status = 200, description = "OK", body = TaskView)))]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -124,14 +130,16 @@ pub async fn cancel(
     Ok(Json(TaskView::from(state.engine.store().get(id).await?)))
 }
 
+#[utoipa::path(post, path = "/v1/tasks/{id}/retry", summary = "Queue a failed, timed out or cancelled task again", params(("id" = i64, Path, minimum = 1, description = "A task id")), responses((status = 200, description = "OK", body = TaskView)))]
 pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
     let id = parse_id(&id)?;
     state.engine.retry(id).await?;
     Ok(Json(TaskView::from(state.engine.store().get(id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// Comma-separated task ids.
     ids: String,
@@ -139,6 +147,7 @@ pub struct WaitQuery {
     timeout: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/wait", summary = "Long-poll until the tasks finish or the timeout passes", params(WaitQuery), responses((status = 200, description = "OK", body = WaitReply)))]
 pub async fn wait(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<WaitReply>, ApiError> {
     let q: WaitQuery = parse_query(q)?;
     let ids: Vec<TaskId> = q.ids.split(',').filter(|s| !s.is_empty()).map(parse_id).collect::<Result<_, _>>()?;

@@ -11,6 +11,7 @@ use owl_core::trigger::On;
 use owl_store::TriggerFired;
 use serde::Deserialize;
 
+#[utoipa::path(post, path = "/v1/triggers", summary = "Create a trigger: webhook, task event, file watch or condition", request_body = CreateTrigger, responses((status = 201, description = "OK", body = TriggerView)))]
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateTrigger>,
@@ -26,34 +27,41 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(t.into())))
 }
 
+#[utoipa::path(get, path = "/v1/triggers", summary = "List triggers", responses((status = 200, description = "OK", body = TriggerList)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<TriggerList>, ApiError> {
     let all = state.engine.store().list_triggers().await?;
     Ok(Json(TriggerList { triggers: all.into_iter().map(TriggerView::from).collect() }))
 }
 
+#[utoipa::path(get, path = "/v1/triggers/{name}", summary = "One trigger", params(("name" = String, Path, description = "A trigger name")), responses((status = 200, description = "OK", body = TriggerView)))]
 pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<TriggerView>, ApiError> {
     Ok(Json(state.engine.store().get_trigger(&name).await?.into()))
 }
 
+#[utoipa::path(post, path = "/v1/triggers/{name}/enable", summary = "Enable a trigger", params(("name" = String, Path, description = "A trigger name")), responses((status = 200, description = "OK", body = TriggerView)))]
 pub async fn enable(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<TriggerView>, ApiError> {
     Ok(Json(state.engine.set_trigger_enabled(&name, true).await?.into()))
 }
 
+#[utoipa::path(post, path = "/v1/triggers/{name}/disable", summary = "Disable a trigger", params(("name" = String, Path, description = "A trigger name")), responses((status = 200, description = "OK", body = TriggerView)))]
 pub async fn disable(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<TriggerView>, ApiError> {
     Ok(Json(state.engine.set_trigger_enabled(&name, false).await?.into()))
 }
 
+#[utoipa::path(delete, path = "/v1/triggers/{name}", summary = "Remove a trigger and its history", params(("name" = String, Path, description = "A trigger name")), responses((status = 204, description = "Done")))]
 pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     state.engine.delete_trigger(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, utoipa::IntoParams, Default)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/v1/triggers/{name}/history", summary = "Events offered to the trigger: fired, rate_limited, refused", params(("name" = String, Path, description = "A trigger name"), HistoryQuery), responses((status = 200, description = "OK", body = TriggerHistory)))]
 pub async fn history(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -68,12 +76,13 @@ pub async fn history(
     Ok(Json(TriggerHistory { history }))
 }
 
+#[utoipa::path(post, path = "/v1/hooks/{name}", summary = "Deliver a webhook; authenticated by its HMAC signature (X-Hub-Signature-256 or Slack's X-Slack-Signature), not the token", params(("name" = String, Path, description = "The webhook trigger")), responses((status = 202, description = "OK", body = owl_api::HookAccepted)))]
 /// `POST /v1/hooks/<name>`: authenticated by its signature, not by the API token.
 pub async fn receive(
     State(state): State<AppState>,
     Path(name): Path<String>,
     req: Request,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<owl_api::HookAccepted>), ApiError> {
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no webhook named `{name}`"));
     let trigger = state.engine.store().get_trigger(&name).await.map_err(|_| not_found())?;
     let On::Webhook { secret_env } = &trigger.spec.on else { return Err(not_found()) };
@@ -90,7 +99,7 @@ pub async fn receive(
     let payload = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("body", "the payload must be UTF-8 text (JSON or form data)"))?;
     match state.engine.fire_webhook(&trigger, &delivery, payload).await? {
-        TriggerFired::Fired(id) => Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"task_id": id})))),
+        TriggerFired::Fired(id) => Ok((StatusCode::ACCEPTED, Json(owl_api::HookAccepted { task_id: id }))),
         TriggerFired::Duplicate => {
             Err(ApiError::new(StatusCode::CONFLICT, "duplicate_delivery", "this delivery was already received; it is not run again"))
         }
