@@ -154,6 +154,7 @@ impl SubmitTask {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitBatch {
+    #[schema(min_items = 1, max_items = 10000)]
     pub tasks: Vec<SubmitTask>,
 }
 
@@ -180,8 +181,19 @@ pub struct CancelRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetGroup {
-    /// At most this many tasks of the group at once; `null` removes the limit.
+    /// At most this many tasks of the group at once; `null` removes the limit. Required, so a
+    /// body that forgets it cannot lift a limit by accident.
+    #[serde(deserialize_with = "required_nullable")]
+    #[schema(required = true, minimum = 1, maximum = 1000000)]
     pub parallel: Option<u32>,
+}
+
+/// The largest group limit accepted (the schema's `maximum` says the same).
+pub const MAX_GROUP_PARALLEL: u32 = 1_000_000;
+
+/// Reads an `Option` field that must be present (`null` is a value, absence an error).
+fn required_nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Option::<T>::deserialize(d)
 }
 
 /// Environment variable names that look like credentials; their values are never echoed back.
@@ -371,6 +383,15 @@ pub struct Reindexed {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HookAccepted {
     pub task_id: TaskId,
+}
+
+/// One server-sent event, as a client reads it: its type and its data (a JSON text).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub data: String,
+    pub id: Option<String>,
+    pub retry: Option<u64>,
 }
 
 /// The body of every error reply: `{"error": {"code": .., "message": .., "field": ..}}`.
@@ -572,6 +593,7 @@ mod owl_store_types {
     #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
     #[serde(deny_unknown_fields)]
     pub struct ChatMessage {
+        #[schema(min_length = 1, pattern = "\\S")]
         pub message: String,
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 /// What a client gives to remember something.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewMemory {
+    #[schema(min_length = 1, pattern = "\\S")]
     pub text: String,
     /// conversation, knowledge, task, preference, or a kind of your own (one word).
     #[serde(default)]
@@ -66,6 +67,7 @@ pub struct Hit {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryBatch {
+    #[schema(max_items = 1000)]
     pub items: Vec<NewMemory>,
 }
 
@@ -78,8 +80,10 @@ pub struct MemoryAddedList {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemorySearch {
+    #[schema(min_length = 1, pattern = "\\S")]
     pub text: String,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub k: Option<usize>,
     #[serde(default)]
     pub kind: Vec<String>,
@@ -91,12 +95,15 @@ pub struct MemorySearch {
     pub user: Option<String>,
     /// Only items created within this long, e.g. `7d`.
     #[serde(default)]
+    #[schema(pattern = "^[1-9][0-9]{0,3}(s|m|h|d)$")]
     pub since: Option<String>,
     /// Favour recent items with this half-life, e.g. `30d`.
     #[serde(default)]
+    #[schema(pattern = "^[1-9][0-9]{0,3}(s|m|h|d)$")]
     pub recency: Option<String>,
     /// MMR diversity, 0..1 (1 = relevance only).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1)]
     pub mmr: Option<f32>,
 }
 

@@ -123,6 +123,10 @@ impl VectorIndex {
         if self.path.as_os_str().is_empty() {
             return Ok(());
         }
+        // Saves share their temporary names and their renames must pair the index with its own
+        // sidecar: two at once (a reindex beside a flush) would steal each other's files.
+        static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = SAVING.lock().unwrap_or_else(|e| e.into_inner());
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         let tmp = self.path.with_extension("usearch.tmp");
         index.save(&tmp.to_string_lossy()).map_err(err)?;
@@ -222,6 +226,24 @@ mod tests {
             db.insert(&m, Some(("m", &unit(i, 8))), 0).unwrap();
         }
         db
+    }
+
+    #[test]
+    fn concurrent_rebuilds_of_one_index_all_succeed() {
+        let t = tempfile::tempdir().unwrap();
+        let db = std::sync::Arc::new(filled(t.path(), 50));
+        let path = t.path().join("memory.usearch");
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (db, path) = (db.clone(), path.clone());
+                std::thread::spawn(move || (0..10).map(|_| VectorIndex::rebuild(&path, &db, "m", 8).map(|ix| ix.len())).collect::<Vec<_>>())
+            })
+            .collect();
+        for h in handles {
+            for r in h.join().unwrap() {
+                assert_eq!(r, Ok(50));
+            }
+        }
     }
 
     #[test]

@@ -72,22 +72,43 @@ pub fn json_depth_exceeds(bytes: &[u8], limit: usize) -> bool {
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let body: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) { b"{}" } else { bytes };
+    // No body, or `null`, is an empty object: the routes whose body is optional take it so.
+    let blank = bytes.iter().all(|b| b.is_ascii_whitespace()) || bytes.trim_ascii() == b"null";
+    let body: &[u8] = if blank { b"{}" } else { bytes };
     if json_depth_exceeds(body, MAX_JSON_DEPTH) {
         return Err(ApiError::bad_request(
             "body",
             format!("the body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; flatten it"),
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request("body", format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("body", "the body must be a JSON object, like {\"field\": value}"));
+    }
+    serde_path_to_error::deserialize(integral(value)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let field = if path == "." || path.is_empty() { "body".to_string() } else { path };
-        let msg =
-            if inner.is_syntax() || inner.is_eof() { format!("the body is not valid JSON: {inner}") } else { format!("{field}: {inner}") };
-        ApiError::bad_request(field, msg)
+        ApiError::bad_request(field.clone(), format!("{field}: {inner}"))
     })
+}
+
+/// In JSON (and JSON Schema) `3.0` is the integer 3; serde's integer types refuse it. Numbers
+/// with no fractional part that fit an integer become integers before typing, so a client
+/// that writes `{"parallel": 4.0}` is understood.
+fn integral(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f >= -(2f64.powi(63)) && f < 2f64.powi(63) => Value::from(f as i64),
+            Some(f) if f.fract() == 0.0 && f >= 0.0 && f < 2f64.powi(64) => Value::from(f as u64),
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(integral).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, integral(v))).collect()),
+        other => other,
+    }
 }
 
 /// Parses a query string into `T`, rejecting unknown parameters.

@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod coding;
 mod crash;
+mod fuzz;
 mod harness;
 mod lifecycle;
 mod memory;

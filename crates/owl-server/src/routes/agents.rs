@@ -66,7 +66,11 @@ pub async fn transcript(State(state): State<AppState>, Path(id): Path<String>) -
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
+    /// Group by agent (the default), provider, model or day.
+    #[param(pattern = "^(agent|provider|model|day)$")]
     by: Option<String>,
+    /// Only usage within this long (default 7d): a number and s, m, h or d.
+    #[param(pattern = "^[1-9][0-9]{0,3}(s|m|h|d)$")]
     since: Option<String>,
 }
 
@@ -149,14 +153,10 @@ fn approval_id(s: &str) -> Result<i64, ApiError> {
 
 /// The body is optional: empty, or `{"reason": ".."}`.
 fn decide_body(body: &[u8]) -> Result<Decide, ApiError> {
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(Decide::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("reason", format!("the body must be {{\"reason\": \"..\"}} or empty: {e}")))
+    crate::extract::parse_json(body)
 }
 
-#[utoipa::path(post, path = "/v1/approvals/{id}/approve", summary = "Approve a pending tool call (used once, for that exact call)", request_body = Decide, params(("id" = i64, Path, minimum = 1, description = "An approval id")), responses((status = 200, description = "OK", body = ApprovalView)))]
+#[utoipa::path(post, path = "/v1/approvals/{id}/approve", summary = "Approve a pending tool call (used once, for that exact call)", request_body = Option<Decide>, params(("id" = i64, Path, minimum = 1, description = "An approval id")), responses((status = 200, description = "OK", body = ApprovalView)))]
 pub async fn approve(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -166,7 +166,7 @@ pub async fn approve(
     Ok(Json(approval_view(state.engine.decide_approval(approval_id(&id)?, true, reason).await?)))
 }
 
-#[utoipa::path(post, path = "/v1/approvals/{id}/deny", summary = "Deny a pending tool call with a reason", request_body = Decide, params(("id" = i64, Path, minimum = 1, description = "An approval id")), responses((status = 200, description = "OK", body = ApprovalView)))]
+#[utoipa::path(post, path = "/v1/approvals/{id}/deny", summary = "Deny a pending tool call with a reason", request_body = Option<Decide>, params(("id" = i64, Path, minimum = 1, description = "An approval id")), responses((status = 200, description = "OK", body = ApprovalView)))]
 pub async fn deny(State(state): State<AppState>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<ApprovalView>, ApiError> {
     let reason = decide_body(&body)?.reason.or_else(|| Some("denied without a reason".into()));
     Ok(Json(approval_view(state.engine.decide_approval(approval_id(&id)?, false, reason).await?)))
@@ -176,7 +176,7 @@ fn chat_view(c: ChatInfo) -> ChatView {
     ChatView { id: c.id, agent: c.agent, title: c.title, created_at: c.created_at.to_rfc3339(), updated_at: c.updated_at.to_rfc3339() }
 }
 
-#[utoipa::path(post, path = "/v1/chats", summary = "Start a chat with an agent", request_body = CreateChat, responses((status = 201, description = "OK", body = ChatView)))]
+#[utoipa::path(post, path = "/v1/chats", summary = "Start a chat with an agent", request_body = Option<CreateChat>, responses((status = 201, description = "OK", body = ChatView)))]
 pub async fn create_chat(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateChat>,
@@ -205,7 +205,7 @@ pub async fn chat_transcript(State(state): State<AppState>, Path(id): Path<Strin
     transcript_of(&state, Owner::Chat(id)).await
 }
 
-#[utoipa::path(post, path = "/v1/chats/{id}/messages", summary = "Send a message; the reply streams as SSE: delta, tool, then done or error", request_body = ChatMessage, params(("id" = i64, Path, minimum = 1, description = "A chat id")), responses((status = 200, description = "A stream of server-sent events", body = String, content_type = "text/event-stream")))]
+#[utoipa::path(post, path = "/v1/chats/{id}/messages", summary = "Send a message; the reply streams as SSE: delta, tool, then done or error", request_body = ChatMessage, params(("id" = i64, Path, minimum = 1, description = "A chat id")), responses((status = 200, description = "A stream of server-sent events", body = owl_api::SseEvent, content_type = "text/event-stream")))]
 /// Sends a message; the reply streams as server-sent events: `delta` (text), `tool` (a tool
 /// call starts), then `done` with the answer or `error`.
 pub async fn chat_message(

@@ -15,10 +15,11 @@ use tokio::sync::broadcast::error::RecvError;
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events about this task.
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
     task: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/events", summary = "Server-sent events of task lifecycle changes", params(EventsQuery), responses((status = 200, description = "A stream of server-sent events", body = String, content_type = "text/event-stream")))]
+#[utoipa::path(get, path = "/v1/events", summary = "Server-sent events of task lifecycle changes", params(EventsQuery), responses((status = 200, description = "A stream of server-sent events", body = owl_api::SseEvent, content_type = "text/event-stream")))]
 pub async fn events(
     State(state): State<AppState>,
     RawQuery(q): RawQuery,

@@ -12,12 +12,15 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<GroupList>, ApiE
     Ok(Json(GroupList { groups: groups.into_iter().map(GroupView::from).collect() }))
 }
 
-#[utoipa::path(put, path = "/v1/groups/{name}", summary = "Set a group's parallel limit (null removes it)", request_body = SetGroup, params(("name" = String, Path, description = "A group name")), responses((status = 200, description = "OK", body = GroupView)))]
+#[utoipa::path(put, path = "/v1/groups/{name}", summary = "Set a group's parallel limit (null removes it)", request_body = SetGroup, params(("name" = String, Path, pattern = "^[A-Za-z0-9._:=-]{1,128}$", description = "A group name")), responses((status = 200, description = "OK", body = GroupView)))]
 pub async fn set(
     State(state): State<AppState>,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<SetGroup>,
 ) -> Result<Json<GroupView>, ApiError> {
+    if req.parallel.is_some_and(|p| p > owl_api::MAX_GROUP_PARALLEL) {
+        return Err(ApiError::bad_request("parallel", format!("must be at most {}", owl_api::MAX_GROUP_PARALLEL)));
+    }
     let g = state.engine.set_group(&name, req.parallel).await?;
     Ok(Json(g.into()))
 }

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// Which attempt (default: the latest).
+    #[param(minimum = 1)]
     attempt: Option<u32>,
     /// Keep the response open and stream output until the attempt ends.
     follow: Option<bool>,

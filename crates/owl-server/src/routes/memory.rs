@@ -122,12 +122,16 @@ pub async fn search(State(state): State<AppState>, ApiJson(s): ApiJson<MemorySea
         Some(r) => Some(owl_core::duration::parse(r).map_err(|e| ApiError::bad_request("recency", e))?.as_millis() as i64),
         None => None,
     };
+    let k = s.k.unwrap_or(5);
+    if !(1..=100).contains(&k) {
+        return Err(ApiError::bad_request("k", "must be between 1 and 100"));
+    }
     if s.mmr.is_some_and(|l| !(0.0..=1.0).contains(&l)) {
         return Err(ApiError::bad_request("mmr", "must be between 0 and 1"));
     }
     let q = Query {
         text: s.text,
-        k: s.k.unwrap_or(5).clamp(1, 100),
+        k,
         filter: Filter { kinds: s.kind, tags: s.tag, agent: s.agent, user: s.user, since: ago(&state, "since", &s.since)?, until: None },
         recency_half_life_ms: recency,
         mmr_lambda: s.mmr,
@@ -139,11 +143,17 @@ pub async fn search(State(state): State<AppState>, ApiJson(s): ApiJson<MemorySea
 #[derive(Deserialize, utoipa::IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Comma-separated kinds.
     kind: Option<String>,
+    /// Comma-separated tags, all required.
     tag: Option<String>,
     agent: Option<String>,
+    /// Only items created within this long: a number and s, m, h or d.
+    #[param(pattern = "^[1-9][0-9]{0,3}(s|m|h|d)$")]
     since: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// Only items with a smaller id (for paging).
     before: Option<i64>,
 }
 
@@ -160,7 +170,10 @@ pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resul
         since: ago(&state, "since", &q.since)?,
         until: None,
     };
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit", "must be between 1 and 1000"));
+    }
     let before = q.before;
     let items = blocking(move || Ok(m.db().list(&f, limit, before)?)).await.map_err(mapped)?;
     Ok(Json(MemoryList { items: items.into_iter().map(item).collect() }))

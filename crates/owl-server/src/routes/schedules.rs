@@ -34,7 +34,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ScheduleList>, A
     Ok(Json(ScheduleList { schedules: all.into_iter().map(ScheduleView::from).collect() }))
 }
 
-#[utoipa::path(get, path = "/v1/schedules/{name}", summary = "One schedule with its next slots", params(("name" = String, Path, description = "A schedule name")), responses((status = 200, description = "OK", body = ScheduleView)))]
+#[utoipa::path(get, path = "/v1/schedules/{name}", summary = "One schedule with its next slots", params(("name" = String, Path, pattern = "^[A-Za-z0-9._:=-]{1,128}$", description = "A schedule name")), responses((status = 200, description = "OK", body = ScheduleView)))]
 pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ScheduleView>, ApiError> {
     let s = state.engine.store().get_schedule(&name).await?;
     let upcoming = match (owl_core::schedule::Compiled::new(s.spec.when.clone()), s.next_fire_at) {
@@ -51,23 +51,23 @@ pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Re
     Ok(Json(view))
 }
 
-#[utoipa::path(post, path = "/v1/schedules/{name}/pause", summary = "Pause a schedule", params(("name" = String, Path, description = "A schedule name")), responses((status = 200, description = "OK", body = ScheduleView)))]
+#[utoipa::path(post, path = "/v1/schedules/{name}/pause", summary = "Pause a schedule", params(("name" = String, Path, pattern = "^[A-Za-z0-9._:=-]{1,128}$", description = "A schedule name")), responses((status = 200, description = "OK", body = ScheduleView)))]
 pub async fn pause(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ScheduleView>, ApiError> {
     Ok(Json(state.engine.pause_schedule(&name).await?.into()))
 }
 
-#[utoipa::path(post, path = "/v1/schedules/{name}/resume", summary = "Resume a schedule from now (slots passed while paused are not run)", params(("name" = String, Path, description = "A schedule name")), responses((status = 200, description = "OK", body = ScheduleView)))]
+#[utoipa::path(post, path = "/v1/schedules/{name}/resume", summary = "Resume a schedule from now (slots passed while paused are not run)", params(("name" = String, Path, pattern = "^[A-Za-z0-9._:=-]{1,128}$", description = "A schedule name")), responses((status = 200, description = "OK", body = ScheduleView)))]
 pub async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ScheduleView>, ApiError> {
     Ok(Json(state.engine.resume_schedule(&name).await?.into()))
 }
 
-#[utoipa::path(post, path = "/v1/schedules/{name}/run", summary = "Run the schedule's task now, outside its slots", params(("name" = String, Path, description = "A schedule name")), responses((status = 201, description = "OK", body = RunNow)))]
+#[utoipa::path(post, path = "/v1/schedules/{name}/run", summary = "Run the schedule's task now, outside its slots", params(("name" = String, Path, pattern = "^[A-Za-z0-9._:=-]{1,128}$", description = "A schedule name")), responses((status = 201, description = "OK", body = RunNow)))]
 pub async fn run_now(State(state): State<AppState>, Path(name): Path<String>) -> Result<(StatusCode, Json<RunNow>), ApiError> {
     let id = state.engine.run_schedule_now(&name).await?;
     Ok((StatusCode::CREATED, Json(RunNow { task_id: id })))
 }
 
-#[utoipa::path(delete, path = "/v1/schedules/{name}", summary = "Remove a schedule and its history (its tasks stay)", params(("name" = String, Path, description = "A schedule name")), responses((status = 204, description = "Done")))]
+#[utoipa::path(delete, path = "/v1/schedules/{name}", summary = "Remove a schedule and its history (its tasks stay)", params(("name" = String, Path, pattern = "^[A-Za-z0-9._:=-]{1,128}$", description = "A schedule name")), responses((status = 204, description = "Done")))]
 pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     state.engine.delete_schedule(&name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -77,10 +77,11 @@ pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> 
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/v1/schedules/{name}/history", summary = "Fires, newest first: slot, fired at, lateness, outcome, reason, task", params(("name" = String, Path, description = "A schedule name"), HistoryQuery), responses((status = 200, description = "OK", body = History)))]
+#[utoipa::path(get, path = "/v1/schedules/{name}/history", summary = "Fires, newest first: slot, fired at, lateness, outcome, reason, task", params(("name" = String, Path, pattern = "^[A-Za-z0-9._:=-]{1,128}$", description = "A schedule name"), HistoryQuery), responses((status = 200, description = "OK", body = History)))]
 pub async fn history(State(state): State<AppState>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Result<Json<History>, ApiError> {
     let q: HistoryQuery = parse_query(q)?;
     let limit = q.limit.unwrap_or(100);

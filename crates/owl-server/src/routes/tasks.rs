@@ -72,10 +72,15 @@ pub async fn submit_batch(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Comma-separated statuses.
+    #[param(
+        pattern = "^$|^(queued|waiting|running|succeeded|failed|timed_out|cancelled)(,(queued|waiting|running|succeeded|failed|timed_out|cancelled))*$"
+    )]
     status: Option<String>,
     group: Option<String>,
     label: Option<String>,
+    #[param(minimum = 1, maximum = 100000)]
     limit: Option<u32>,
+    /// Only tasks with a smaller id (for paging).
     before: Option<i64>,
 }
 
@@ -119,7 +124,7 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     Ok(Json(v))
 }
 
-#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", summary = "Cancel a task (a running one is stopped)", request_body = CancelRequest, params(("id" = i64, Path, minimum = 1, description = "A task id")), responses((status = 200, description = "OK", body = TaskView)))]
+#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", summary = "Cancel a task (a running one is stopped)", request_body = Option<CancelRequest>, params(("id" = i64, Path, minimum = 1, description = "A task id")), responses((status = 200, description = "OK", body = TaskView)))]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -142,8 +147,10 @@ pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Res
 #[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// Comma-separated task ids.
+    #[param(pattern = "^[1-9][0-9]{0,17}(,[1-9][0-9]{0,17}){0,999}$")]
     ids: String,
-    /// How long to wait at most, e.g. `30s` (default 30s, at most 5m).
+    /// How long to wait at most, in seconds: `30s` (the default) up to `300s`.
+    #[param(pattern = "^([1-9]|[1-9][0-9]|[12][0-9][0-9]|300)s$")]
     timeout: Option<String>,
 }
 

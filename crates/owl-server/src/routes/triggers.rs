@@ -33,22 +33,22 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<TriggerList>, Ap
     Ok(Json(TriggerList { triggers: all.into_iter().map(TriggerView::from).collect() }))
 }
 
-#[utoipa::path(get, path = "/v1/triggers/{name}", summary = "One trigger", params(("name" = String, Path, description = "A trigger name")), responses((status = 200, description = "OK", body = TriggerView)))]
+#[utoipa::path(get, path = "/v1/triggers/{name}", summary = "One trigger", params(("name" = String, Path, pattern = "^[A-Za-z0-9._:=-]{1,128}$", description = "A trigger name")), responses((status = 200, description = "OK", body = TriggerView)))]
 pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<TriggerView>, ApiError> {
     Ok(Json(state.engine.store().get_trigger(&name).await?.into()))
 }
 
-#[utoipa::path(post, path = "/v1/triggers/{name}/enable", summary = "Enable a trigger", params(("name" = String, Path, description = "A trigger name")), responses((status = 200, description = "OK", body = TriggerView)))]
+#[utoipa::path(post, path = "/v1/triggers/{name}/enable", summary = "Enable a trigger", params(("name" = String, Path, pattern = "^[A-Za-z0-9._:=-]{1,128}$", description = "A trigger name")), responses((status = 200, description = "OK", body = TriggerView)))]
 pub async fn enable(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<TriggerView>, ApiError> {
     Ok(Json(state.engine.set_trigger_enabled(&name, true).await?.into()))
 }
 
-#[utoipa::path(post, path = "/v1/triggers/{name}/disable", summary = "Disable a trigger", params(("name" = String, Path, description = "A trigger name")), responses((status = 200, description = "OK", body = TriggerView)))]
+#[utoipa::path(post, path = "/v1/triggers/{name}/disable", summary = "Disable a trigger", params(("name" = String, Path, pattern = "^[A-Za-z0-9._:=-]{1,128}$", description = "A trigger name")), responses((status = 200, description = "OK", body = TriggerView)))]
 pub async fn disable(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<TriggerView>, ApiError> {
     Ok(Json(state.engine.set_trigger_enabled(&name, false).await?.into()))
 }
 
-#[utoipa::path(delete, path = "/v1/triggers/{name}", summary = "Remove a trigger and its history", params(("name" = String, Path, description = "A trigger name")), responses((status = 204, description = "Done")))]
+#[utoipa::path(delete, path = "/v1/triggers/{name}", summary = "Remove a trigger and its history", params(("name" = String, Path, pattern = "^[A-Za-z0-9._:=-]{1,128}$", description = "A trigger name")), responses((status = 204, description = "Done")))]
 pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     state.engine.delete_trigger(&name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -58,10 +58,11 @@ pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> 
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/v1/triggers/{name}/history", summary = "Events offered to the trigger: fired, rate_limited, refused", params(("name" = String, Path, description = "A trigger name"), HistoryQuery), responses((status = 200, description = "OK", body = TriggerHistory)))]
+#[utoipa::path(get, path = "/v1/triggers/{name}/history", summary = "Events offered to the trigger: fired, rate_limited, refused", params(("name" = String, Path, pattern = "^[A-Za-z0-9._:=-]{1,128}$", description = "A trigger name"), HistoryQuery), responses((status = 200, description = "OK", body = TriggerHistory)))]
 pub async fn history(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -76,7 +77,7 @@ pub async fn history(
     Ok(Json(TriggerHistory { history }))
 }
 
-#[utoipa::path(post, path = "/v1/hooks/{name}", summary = "Deliver a webhook; authenticated by its HMAC signature (X-Hub-Signature-256 or Slack's X-Slack-Signature), not the token", params(("name" = String, Path, description = "The webhook trigger")), responses((status = 202, description = "OK", body = owl_api::HookAccepted)))]
+#[utoipa::path(post, path = "/v1/hooks/{name}", summary = "Deliver a webhook; authenticated by its HMAC signature (X-Hub-Signature-256 or Slack's X-Slack-Signature), not the token", params(("name" = String, Path, pattern = "^[A-Za-z0-9._:=-]{1,128}$", description = "The webhook trigger")), responses((status = 202, description = "OK", body = owl_api::HookAccepted)))]
 /// `POST /v1/hooks/<name>`: authenticated by its signature, not by the API token.
 pub async fn receive(
     State(state): State<AppState>,
