@@ -67,7 +67,7 @@ pub struct Hit {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryBatch {
-    #[schema(max_items = 1000)]
+    /// At most 1000 items per request.
     pub items: Vec<NewMemory>,
 }
 

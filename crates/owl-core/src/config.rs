@@ -825,4 +825,24 @@ mod tests {
         }
         assert!(missing.is_empty(), "EXAMPLE_CONFIG does not show: {}", missing.join(", "));
     }
+
+    #[test]
+    fn the_readme_configuration_table_shows_every_key() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("### Configuration").expect("a Configuration section");
+        let table = &readme[start..readme[start..].find("\n### ").map_or(readme.len(), |e| start + e)];
+        let mut missing = vec![];
+        for section in crate::fields::field_names::<Settings>() {
+            let Some(fields) = Settings::section_fields(section) else { continue };
+            for f in fields {
+                let full = format!("`{section}.{f}`");
+                let table_form = format!("`[{section}.{f}]`");
+                let grouped = table.lines().any(|l| l.contains(&format!("`{section}.")) && l.contains(&format!("`{f}`")));
+                if !table.contains(&full) && !table.contains(&table_form) && !grouped {
+                    missing.push(format!("{section}.{f}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "README's configuration table does not show: {}", missing.join(", "));
+    }
 }

@@ -69,7 +69,11 @@ pub async fn history(
     RawQuery(q): RawQuery,
 ) -> Result<Json<TriggerHistory>, ApiError> {
     let q: HistoryQuery = parse_query(q)?;
-    let rows = state.engine.store().trigger_history(&name, q.limit.unwrap_or(100).clamp(1, 10_000)).await?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request("limit", "must be between 1 and 10000"));
+    }
+    let rows = state.engine.store().trigger_history(&name, limit).await?;
     let history = rows
         .into_iter()
         .map(|r| TriggerFireView { source: r.source, at: r.at, outcome: r.outcome, reason: r.reason, task_id: r.task_id })
