@@ -1,0 +1,68 @@
+//! Invariants of the source tree no compiler checks (in the manner of rust-analyzer's tidy):
+//! owl-core does no IO, every conformance case runs on every backend, every module says what
+//! it owns.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn owl_core_does_no_io() {
+    let mut files = vec![];
+    rust_files(&root().join("crates/owl-core/src"), &mut files);
+    assert!(files.len() > 10);
+    let banned = ["std::fs", "std::net", "std::process", "std::env", "tokio", "SystemTime::now", "Instant::now", "std::io::stdin"];
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for b in banned {
+            assert!(!text.contains(b), "{} uses {b}: owl-core does no IO (time and text are passed in)", f.display());
+        }
+    }
+}
+
+#[test]
+fn every_conformance_case_is_registered() {
+    let text = std::fs::read_to_string(root().join("crates/owl-store/src/conformance.rs")).unwrap();
+    let (registry, _) = text.split_once("(@cases $make:expr;").expect("the macro's case list");
+    let cases: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub async fn "))
+        .filter(|l| l.contains("(s: DynStore)"))
+        .map(|l| l.split('(').next().unwrap())
+        .collect();
+    assert!(cases.len() > 20);
+    for case in cases {
+        assert!(
+            registry.contains(&format!("{case},")) || registry.contains(&format!("{case}\n")),
+            "conformance case `{case}` is not in conformance_tests!"
+        );
+    }
+}
+
+#[test]
+fn every_module_says_what_it_owns() {
+    let mut files = vec![];
+    for entry in std::fs::read_dir(root().join("crates")).unwrap() {
+        let src = entry.unwrap().path().join("src");
+        if src.is_dir() {
+            rust_files(&src, &mut files);
+        }
+    }
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(text.starts_with("//!"), "{} does not start with a //! line saying what it owns", f.display());
+    }
+}
