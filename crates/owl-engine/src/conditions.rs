@@ -42,20 +42,33 @@ pub async fn facts(s: &Shared) -> HashMap<String, f64> {
     f
 }
 
-async fn check(s: &Shared, probe: &Probe) -> bool {
+/// The longest a shell probe may run (less when the condition is checked more often).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn check(s: &Shared, id: i64, probe: &Probe, every: Duration) -> bool {
     match probe {
         Probe::Expr(src) => match Expr::parse(src) {
             Ok(e) => e.eval(&facts(s).await),
             Err(_) => false,
         },
+        // Through owl-exec like any task: its own process group (a timeout ends all of it,
+        // children included), stdin closed, the withheld secrets removed from its environment,
+        // and its output in logs/condition-<trigger>.log, the last check's, for debugging.
         Probe::Shell(cmd) => {
-            let mut c = tokio::process::Command::new("/bin/sh");
-            c.args(["-c", cmd])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true);
-            matches!(tokio::time::timeout(Duration::from_secs(30), c.status()).await, Ok(Ok(st)) if st.success())
+            let spec = owl_exec::ProcessSpec {
+                argv: vec!["/bin/sh".into(), "-c".into(), cmd.clone()],
+                env: vec![("OWL_DATA_DIR".into(), s.layout.root().display().to_string())],
+                cwd: s.layout.root().to_path_buf(),
+                log_path: s.layout.root().join("logs").join(format!("condition-{id}.log")),
+                log_max_bytes: 64 * 1024,
+                timeout: Some(PROBE_TIMEOUT.min(every.max(Duration::from_secs(1)))),
+                kill_grace: Duration::from_millis(500),
+                env_remove: s.withheld_env.read().unwrap_or_else(|p| p.into_inner()).clone(),
+                stdout_tap: None,
+            };
+            let (_stop_tx, stop_rx) = watch::channel(None);
+            let (progress, _) = watch::channel(0);
+            owl_exec::run(spec, stop_rx, progress).await.success()
         }
     }
 }
@@ -76,7 +89,7 @@ pub(crate) async fn condition_loop(s: Arc<Shared>, mut stop: watch::Receiver<boo
                 continue;
             }
             next.insert(t.id, now + Duration::from_millis(*every_ms));
-            let value = check(&s, probe).await;
+            let value = check(&s, t.id, probe, Duration::from_millis(*every_ms)).await;
             let key = format!("condition:{}", t.id);
             let was = s.store.kv_get(&key).await.ok().flatten().map(|v| v == "true");
             let _ = s.store.kv_set(&key, if value { "true" } else { "false" }).await;

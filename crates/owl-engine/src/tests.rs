@@ -379,6 +379,50 @@ async fn a_condition_fires_on_each_false_to_true_edge_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_probe_runs_through_owl_exec_without_secrets_and_its_children_die_with_its_timeout() {
+    let h = start(2);
+    std::env::set_var("OWL_TEST_PROBE_SECRET", "canary-probe-31");
+    // A webhook's secret is withheld from everything owl runs.
+    let mut hook = condition("hook", owl_core::trigger::Probe::Expr("running > 0".into()), 0, "hook");
+    hook.on = owl_core::trigger::On::Webhook { secret_env: "OWL_TEST_PROBE_SECRET".into() };
+    h.engine.create_trigger(hook).await.unwrap();
+    let dir = h.dir.path().display().to_string();
+    // Records what it sees, leaves a child behind, then outlives its 1 s timeout.
+    let probe = owl_core::trigger::Probe::Shell(format!(
+        "echo \"secret=$OWL_TEST_PROBE_SECRET\" > {dir}/seen; sleep 60 & echo $! > {dir}/child; wait"
+    ));
+    let t = h.engine.create_trigger(condition("slow", probe, 0, "slow")).await.unwrap();
+    let child = wait_for_file(&h.dir.path().join("child")).await;
+    assert_eq!(std::fs::read_to_string(h.dir.path().join("seen")).unwrap(), "secret=\n", "a withheld secret reached the probe");
+    // The timeout (1 s, the check interval) ends the whole group: the child too.
+    let gone = async {
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.trim())).unwrap_or_default();
+            if stat.is_empty() || stat.contains(") Z ") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gone).await.expect("the probe's child was killed with it");
+    assert_eq!(count(&h, "slow").await, 0, "a timed-out probe is false");
+    let log = h.dir.path().join(format!("logs/condition-{}.log", t.id));
+    assert!(log.exists(), "the probe's output is kept");
+}
+
+async fn wait_for_file(p: &std::path::Path) -> String {
+    for _ in 0..500 {
+        if let Ok(s) = std::fs::read_to_string(p) {
+            if !s.is_empty() {
+                return s;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{} never appeared", p.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expression_condition_reads_facts_and_respects_its_cooldown() {
     let h = start(2);
     let expr = owl_core::trigger::Probe::Expr("running >= 1".into());
