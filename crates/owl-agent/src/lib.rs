@@ -14,6 +14,7 @@ pub mod anthropic;
 pub mod cli_stream;
 pub mod confine;
 pub mod host;
+pub mod job;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod msg;
@@ -26,7 +27,8 @@ pub mod sse;
 pub mod tools;
 
 pub use host::{ApprovalDecision, ApprovalRequest, Host, NewAgentSchedule, Owner, UsageRecord};
-pub use run::{AgentEnd, Halt, Job};
+pub use job::{AgentEnd, Halt, Job};
+pub use run::run as run_job;
 pub use runtime::{AgentInfo, Runtime};
 
 pub(crate) fn http_client(timeout: std::time::Duration) -> reqwest::Client {

@@ -4,6 +4,7 @@
 
 use crate::confine::Workspace;
 use crate::host::{ApprovalDecision, ApprovalRequest, Host, Owner, UsageRecord};
+use crate::job::{AgentEnd, Halt, Job};
 use crate::msg::{ChatRequest, Message, Sink, ToolCall, Usage};
 use crate::policy::Policy;
 use crate::provider::call_with_fallback;
@@ -13,43 +14,6 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-
-/// Why a running job must stop early.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Halt {
-    Cancel(Option<String>),
-    /// The daemon is stopping: the job ends where it is and resumes later.
-    Interrupt(String),
-}
-
-/// One piece of agent work.
-pub struct Job {
-    pub owner: Owner,
-    pub agent: String,
-    /// The task's prompt, or the chat's new user message.
-    pub prompt: String,
-    pub workspace: std::path::PathBuf,
-    pub attempt: u32,
-    /// How deep in a chain of subtasks (0 = a person's).
-    pub depth: u32,
-    /// The task's own time limit, if any.
-    pub timeout: Option<Duration>,
-    /// The daemon's environment, the base of shell calls (scrubbed here).
-    pub env: Vec<(String, String)>,
-    /// Variables never passed to tools (webhook secrets, the API token).
-    pub withheld_env: Vec<String>,
-    /// A chat turn: the prompt is appended as a new user message even if a transcript exists.
-    pub chat_turn: bool,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum AgentEnd {
-    Succeeded { answer: String },
-    Failed { reason: String },
-    TimedOut,
-    Cancelled { reason: Option<String> },
-    Interrupted { reason: String },
-}
 
 struct State {
     messages: Vec<Message>,
@@ -82,7 +46,8 @@ const SYSTEM_BASE: &str = "You are an agent run by owl, working unattended on a 
 Use the tools to inspect and change files and run commands; paths are relative to the workspace. \
 When the task is done, reply with your final answer as plain text and no tool call.";
 
-pub(crate) async fn run(
+/// Runs (or resumes) one agent job to its end.
+pub async fn run(
     rt: &Runtime,
     job: Job,
     host: Arc<dyn Host>,

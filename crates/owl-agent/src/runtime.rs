@@ -1,15 +1,11 @@
 //! The configured providers and agents, resolved once from settings and secrets.
 
-use crate::msg::Sink;
 use crate::provider::{Provider, RetryPolicy, Route};
-use crate::run::{AgentEnd, Halt, Job};
-use crate::Host;
 use owl_core::agent::{AgentDefaults, AgentSettings, Agents, Price, Prices, ProviderKind, ProviderSettings, Providers};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tokio::sync::watch;
 
 /// An agent as `owl agents` shows it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -42,16 +38,7 @@ pub struct Runtime {
     pub(crate) sandbox: Option<SandboxBase>,
 }
 
-/// What the daemon knows about sandboxing: the trampoline binary, what stays hidden, limits.
-#[derive(Clone, Debug, Default)]
-pub struct SandboxBase {
-    pub exe: std::path::PathBuf,
-    pub hidden: Vec<std::path::PathBuf>,
-    pub writable: Vec<std::path::PathBuf>,
-    pub limits: owl_sandbox::Limits,
-    /// Deny internet sockets with seccomp instead of a network namespace.
-    pub seccomp_net: bool,
-}
+pub use crate::tools::SandboxBase;
 
 /// Where the built-in default agent's GGUF model is looked for.
 pub fn default_local_model(cache_dir: &std::path::Path) -> std::path::PathBuf {
@@ -281,11 +268,6 @@ impl Runtime {
             Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (self.redact(&k), self.redact_value(v))).collect()),
             other => other,
         }
-    }
-
-    /// Runs (or resumes) one agent job to its end.
-    pub async fn run(&self, job: Job, host: Arc<dyn Host>, halt: watch::Receiver<Option<Halt>>, sink: Option<Sink<'_>>) -> AgentEnd {
-        crate::run::run(self, job, host, halt, sink).await
     }
 }
 

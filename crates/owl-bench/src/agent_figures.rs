@@ -138,7 +138,7 @@ pub async fn run(quick: bool) -> Vec<(String, Value)> {
         chat_turn: false,
     };
     let t0 = Instant::now();
-    let end = rt.run(job, host.clone(), halt, None).await;
+    let end = owl_agent::run_job(&rt, job, host.clone(), halt, None).await;
     let el = t0.elapsed();
     assert!(matches!(end, owl_agent::AgentEnd::Succeeded { .. }), "{end:?}");
     out.push((

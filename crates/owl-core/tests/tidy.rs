@@ -66,3 +66,18 @@ fn every_module_says_what_it_owns() {
         assert!(text.starts_with("//!"), "{} does not start with a //! line saying what it owns", f.display());
     }
 }
+
+#[test]
+fn the_agent_crate_has_no_module_circle() {
+    // job ← runtime, tools ← run: the loop uses the runtime and the tools, never the reverse.
+    let agent = root().join("crates/owl-agent/src");
+    let mut below = vec![agent.join("runtime.rs"), agent.join("job.rs")];
+    rust_files(&agent.join("tools"), &mut below);
+    for f in below {
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(!text.contains("crate::run::") && !text.contains("use crate::run;"), "{} imports the loop (crate::run)", f.display());
+        if !f.ends_with("runtime.rs") {
+            assert!(!text.contains("crate::runtime"), "{} imports the runtime", f.display());
+        }
+    }
+}

@@ -356,7 +356,7 @@ pub(crate) async fn run_agent_task(
         withheld_env: s.withheld_env.read().unwrap_or_else(|p| p.into_inner()).clone(),
         chat_turn: false,
     };
-    let end = rt.run(job, host, halt_rx, None).await;
+    let end = owl_agent::run_job(&rt, job, host, halt_rx, None).await;
     bridge.abort();
     if mem.remember_tasks {
         let (outcome, result) = match &end {

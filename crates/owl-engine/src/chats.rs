@@ -149,7 +149,7 @@ async fn turn(
     let mut sink = move |d: Delta| {
         let _ = tx.send(ChatUpdate::Delta(d));
     };
-    let end = rt.run(job, host, halt, Some(&mut sink)).await;
+    let end = owl_agent::run_job(&rt, job, host, halt, Some(&mut sink)).await;
     if mem.remember_chats {
         if let AgentEnd::Succeeded { answer } = &end {
             crate::memory::remember_chat_turn(s, chat, &agent, &message, answer, &recalled.texts).await;

@@ -34,9 +34,20 @@ pub struct ToolCtx {
     pub env: Vec<(String, String)>,
     pub shell_timeout: Duration,
     /// The sandbox for shell calls (with the agent's `sandbox = true`).
-    pub sandbox: Option<crate::runtime::SandboxBase>,
+    pub sandbox: Option<SandboxBase>,
     pub output_max: usize,
     pub http: HttpLimits,
+}
+
+/// What the daemon knows about sandboxing: the trampoline binary, what stays hidden, limits.
+#[derive(Clone, Debug, Default)]
+pub struct SandboxBase {
+    pub exe: std::path::PathBuf,
+    pub hidden: Vec<std::path::PathBuf>,
+    pub writable: Vec<std::path::PathBuf>,
+    pub limits: owl_sandbox::Limits,
+    /// Deny internet sockets with seccomp instead of a network namespace.
+    pub seccomp_net: bool,
 }
 
 #[derive(Debug, PartialEq)]
