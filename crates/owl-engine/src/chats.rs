@@ -38,6 +38,8 @@ pub enum ChatError {
     NotRunning(i64),
     #[error("the daemon is shutting down; send the message again once it is back")]
     ShuttingDown,
+    #[error("{0}")]
+    NoSuchAgent(String),
 }
 
 /// A turn waiting for (or holding) a worker slot.
@@ -65,6 +67,19 @@ impl Engine {
         self.shared.commands.send(Command::Chat(job, accepted)).map_err(|_| ChatError::ShuttingDown)?;
         answer.await.map_err(|_| ChatError::ShuttingDown)??;
         Ok(rx)
+    }
+
+    /// Starts a chat with `agent` (the first configured agent when none is named).
+    pub async fn create_chat(&self, agent: Option<String>) -> Result<owl_store::ChatInfo, ChatError> {
+        let rt = self.shared.agents().ok_or_else(|| ChatError::NoSuchAgent("no agents are configured; see `owl config init`".into()))?;
+        let agent = match agent {
+            Some(a) => a,
+            None => rt.agents().first().map(|a| a.name.clone()).ok_or_else(|| ChatError::NoSuchAgent("no agents are configured".into()))?,
+        };
+        if rt.agent(&agent).is_none() {
+            return Err(ChatError::NoSuchAgent(format!("there is no agent `{agent}`; see `owl agents`")));
+        }
+        Ok(self.shared.store.create_chat(&agent, self.shared.clock.now()).await?)
     }
 
     /// Cancels the running (or waiting) turn of `chat`.

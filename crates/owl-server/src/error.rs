@@ -71,6 +71,7 @@ impl From<owl_engine::chats::ChatError> for ApiError {
             ChatError::Busy(_) => ApiError::new(StatusCode::CONFLICT, "chat_busy", e.to_string()),
             ChatError::NotRunning(_) => ApiError::new(StatusCode::CONFLICT, "no_turn_running", e.to_string()),
             ChatError::ShuttingDown => ApiError::unavailable(e.to_string()),
+            ChatError::NoSuchAgent(_) => ApiError::bad_request("agent", e.to_string()),
         }
     }
 }

@@ -130,8 +130,7 @@ fn groups(conn: &Connection) -> Result<Vec<GroupInfo>, StoreError> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn submit(&self, batch: Vec<NewTask>, now: Timestamp) -> Result<Vec<Submitted>, StoreError> {
-        crate::submit::precheck(&batch)?;
+    async fn insert_batch(&self, batch: Vec<NewTask>, now: Timestamp) -> Result<Vec<Submitted>, StoreError> {
         self.write(move |c| crate::submit::submit(c, batch, now)).await
     }
     async fn get(&self, id: TaskId) -> Result<Task, StoreError> {
@@ -171,15 +170,7 @@ impl Store for SqliteStore {
     async fn retry(&self, id: TaskId, now: Timestamp) -> Result<Changes, StoreError> {
         self.write(move |c| retry(c, id, now)).await
     }
-    async fn set_group(&self, name: &str, parallel: Option<u32>) -> Result<GroupInfo, StoreError> {
-        owl_core::validate::check_name("name", "group", name)?;
-        if parallel == Some(0) {
-            return Err(owl_core::ValidationError::new(
-                "parallel",
-                "must be at least 1; to hold a group's tasks, cancel them or raise it later",
-            )
-            .into());
-        }
+    async fn store_group(&self, name: &str, parallel: Option<u32>) -> Result<GroupInfo, StoreError> {
         let name = name.to_string();
         self.write(move |c| {
             c.prepare_cached(
@@ -195,8 +186,7 @@ impl Store for SqliteStore {
     async fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
         self.read(groups).await
     }
-    async fn create_schedule(&self, spec: ScheduleSpec, next: Option<Timestamp>, now: Timestamp) -> Result<Schedule, StoreError> {
-        owl_core::schedule::check_schedule_spec(&spec)?;
+    async fn insert_schedule(&self, spec: ScheduleSpec, next: Option<Timestamp>, now: Timestamp) -> Result<Schedule, StoreError> {
         self.write(move |c| crate::schedules::create(c, &spec, next, now)).await
     }
     async fn get_schedule(&self, name: &str) -> Result<Schedule, StoreError> {
@@ -258,12 +248,7 @@ impl Store for SqliteStore {
         })
         .await
     }
-    async fn apply_fires(&self, fires: ApplyFires) -> Result<Vec<(Timestamp, TaskId)>, StoreError> {
-        for d in &fires.decisions {
-            if let FireAction::Fire(t) | FireAction::Manual(t) = &d.action {
-                owl_core::validate::check_spec(t)?;
-            }
-        }
+    async fn record_fires(&self, fires: ApplyFires) -> Result<Vec<(Timestamp, TaskId)>, StoreError> {
         self.write(move |c| crate::schedules::apply(c, &fires)).await
     }
     async fn schedule_history(&self, name: &str, limit: u32) -> Result<Vec<FireRecord>, StoreError> {
@@ -284,8 +269,7 @@ impl Store for SqliteStore {
         })
         .await
     }
-    async fn create_trigger(&self, spec: TriggerSpec, now: Timestamp) -> Result<Trigger, StoreError> {
-        owl_core::trigger::check_trigger_spec(&spec)?;
+    async fn insert_trigger(&self, spec: TriggerSpec, now: Timestamp) -> Result<Trigger, StoreError> {
         self.write(move |c| crate::triggers::create(c, &spec, now)).await
     }
     async fn get_trigger(&self, name: &str) -> Result<Trigger, StoreError> {
@@ -303,10 +287,7 @@ impl Store for SqliteStore {
         let name = name.to_string();
         self.write(move |c| crate::triggers::delete(c, &name)).await
     }
-    async fn fire_trigger(&self, fire: FireTrigger) -> Result<TriggerFired, StoreError> {
-        if let Ok(t) = &fire.task {
-            owl_core::validate::check_spec(t)?;
-        }
+    async fn record_trigger_fire(&self, fire: FireTrigger) -> Result<TriggerFired, StoreError> {
         self.write(move |c| crate::triggers::fire(c, &fire)).await
     }
     async fn trigger_history(&self, name: &str, limit: u32) -> Result<Vec<TriggerFireRecord>, StoreError> {

@@ -1,34 +1,11 @@
 //! Submitting batches: validation, idempotency, dependency resolution, insertion.
 
 use crate::backend;
-use owl_core::deps::{check_batch, insertion_order, DepRef};
+use owl_core::deps::{insertion_order, DepRef};
 use owl_core::task::Status;
-use owl_core::validate::{check_spec, ValidationError};
 use owl_core::{TaskId, Timestamp};
 use owl_store::{NewTask, StoreError, Submitted};
 use rusqlite::{params, Connection, OptionalExtension};
-
-/// Checks that need no database; run before the write is queued so bad input costs no commit.
-pub fn precheck(batch: &[NewTask]) -> Result<(), StoreError> {
-    if batch.is_empty() {
-        return Err(ValidationError::new("tasks", "the batch is empty; submit at least one task").into());
-    }
-    for (i, t) in batch.iter().enumerate() {
-        check_spec(&t.spec).map_err(|e| {
-            if batch.len() > 1 {
-                ValidationError::new(format!("tasks[{i}].{}", e.field), e.message)
-            } else {
-                e
-            }
-        })?;
-    }
-    let refs: Vec<Vec<DepRef>> = batch
-        .iter()
-        .map(|t| t.spec.depends_on.iter().map(|d| DepRef::Existing(*d)).chain(t.batch_deps.iter().map(|i| DepRef::Batch(*i))).collect())
-        .collect();
-    check_batch(&refs).map_err(|e| ValidationError::new("tasks", e.to_string()))?;
-    Ok(())
-}
 
 pub fn submit(conn: &Connection, batch: Vec<NewTask>, now: Timestamp) -> Result<Vec<Submitted>, StoreError> {
     let refs: Vec<Vec<DepRef>> = batch.iter().map(|t| t.batch_deps.iter().map(|i| DepRef::Batch(*i)).collect()).collect();

@@ -5,6 +5,7 @@
 //! suite, which each backend runs against itself.
 
 pub mod conformance;
+pub mod rules;
 mod types;
 
 pub use types::*;
@@ -18,8 +19,13 @@ use owl_core::{GroupInfo, Run, Task, TaskId, Timestamp};
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Inserts a batch atomically: all items are stored, or none. Items whose idempotency key
-    /// already exists return the existing task instead.
-    async fn submit(&self, batch: Vec<NewTask>, now: owl_core::Timestamp) -> Result<Vec<Submitted>, StoreError>;
+    /// already exists return the existing task instead. Checks the batch first ([`rules`]).
+    async fn submit(&self, batch: Vec<NewTask>, now: owl_core::Timestamp) -> Result<Vec<Submitted>, StoreError> {
+        rules::check_submit(&batch)?;
+        self.insert_batch(batch, now).await
+    }
+    /// The backend's part of [`Store::submit`]: the batch is already checked.
+    async fn insert_batch(&self, batch: Vec<NewTask>, now: owl_core::Timestamp) -> Result<Vec<Submitted>, StoreError>;
     async fn get(&self, id: TaskId) -> Result<Task, StoreError>;
     /// Newest first.
     async fn list(&self, filter: TaskFilter) -> Result<Vec<Task>, StoreError>;
@@ -46,14 +52,24 @@ pub trait Store: Send + Sync + 'static {
     /// failed only because of it.
     async fn retry(&self, id: TaskId, now: owl_core::Timestamp) -> Result<Changes, StoreError>;
     /// Sets a group's parallel limit (`None` removes it).
-    async fn set_group(&self, name: &str, parallel: Option<u32>) -> Result<GroupInfo, StoreError>;
+    async fn set_group(&self, name: &str, parallel: Option<u32>) -> Result<GroupInfo, StoreError> {
+        rules::check_group(name, parallel)?;
+        self.store_group(name, parallel).await
+    }
+    /// The backend's part of [`Store::set_group`]: name and limit are already checked.
+    async fn store_group(&self, name: &str, parallel: Option<u32>) -> Result<GroupInfo, StoreError>;
     async fn groups(&self) -> Result<Vec<GroupInfo>, StoreError>;
     async fn counts(&self) -> Result<StatusCounts, StoreError>;
 
     // Schedules.
 
     /// Stores a new schedule; a taken name is a `Conflict`.
-    async fn create_schedule(&self, spec: ScheduleSpec, next_fire_at: Option<Timestamp>, now: Timestamp) -> Result<Schedule, StoreError>;
+    async fn create_schedule(&self, spec: ScheduleSpec, next_fire_at: Option<Timestamp>, now: Timestamp) -> Result<Schedule, StoreError> {
+        owl_core::schedule::check_schedule_spec(&spec)?;
+        self.insert_schedule(spec, next_fire_at, now).await
+    }
+    /// The backend's part of [`Store::create_schedule`]: the spec is already checked.
+    async fn insert_schedule(&self, spec: ScheduleSpec, next_fire_at: Option<Timestamp>, now: Timestamp) -> Result<Schedule, StoreError>;
     async fn get_schedule(&self, name: &str) -> Result<Schedule, StoreError>;
     async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError>;
     /// Pauses, resumes or finishes a schedule, with the next slot to wait for.
@@ -74,7 +90,16 @@ pub trait Store: Send + Sync + 'static {
     async fn next_schedule_due(&self) -> Result<Option<Timestamp>, StoreError>;
     /// Applies one scheduler pass: each slot's fire row is inserted at most once, with its
     /// task in the same transaction, so no slot ever fires twice. Returns the tasks created.
-    async fn apply_fires(&self, fires: ApplyFires) -> Result<Vec<(Timestamp, TaskId)>, StoreError>;
+    async fn apply_fires(&self, fires: ApplyFires) -> Result<Vec<(Timestamp, TaskId)>, StoreError> {
+        for d in &fires.decisions {
+            if let FireAction::Fire(t) | FireAction::Manual(t) = &d.action {
+                owl_core::validate::check_spec(t)?;
+            }
+        }
+        self.record_fires(fires).await
+    }
+    /// The backend's part of [`Store::apply_fires`]: every task spec is already checked.
+    async fn record_fires(&self, fires: ApplyFires) -> Result<Vec<(Timestamp, TaskId)>, StoreError>;
     /// Newest first.
     async fn schedule_history(&self, name: &str, limit: u32) -> Result<Vec<FireRecord>, StoreError>;
     /// Deletes history stamped before `before`: schedule fires, trigger fires (so a webhook
@@ -84,7 +109,12 @@ pub trait Store: Send + Sync + 'static {
 
     // Triggers.
 
-    async fn create_trigger(&self, spec: TriggerSpec, now: Timestamp) -> Result<Trigger, StoreError>;
+    async fn create_trigger(&self, spec: TriggerSpec, now: Timestamp) -> Result<Trigger, StoreError> {
+        owl_core::trigger::check_trigger_spec(&spec)?;
+        self.insert_trigger(spec, now).await
+    }
+    /// The backend's part of [`Store::create_trigger`]: the spec is already checked.
+    async fn insert_trigger(&self, spec: TriggerSpec, now: Timestamp) -> Result<Trigger, StoreError>;
     async fn get_trigger(&self, name: &str) -> Result<Trigger, StoreError>;
     async fn list_triggers(&self) -> Result<Vec<Trigger>, StoreError>;
     async fn set_trigger_enabled(&self, name: &str, enabled: bool, now: Timestamp) -> Result<Trigger, StoreError>;
@@ -92,7 +122,14 @@ pub trait Store: Send + Sync + 'static {
     /// Offers one event to a trigger. In one transaction: a source seen before is a
     /// `Duplicate`; past the rate limit it is recorded as `RateLimited`; otherwise its task is
     /// created.
-    async fn fire_trigger(&self, fire: FireTrigger) -> Result<TriggerFired, StoreError>;
+    async fn fire_trigger(&self, fire: FireTrigger) -> Result<TriggerFired, StoreError> {
+        if let Ok(t) = &fire.task {
+            owl_core::validate::check_spec(t)?;
+        }
+        self.record_trigger_fire(fire).await
+    }
+    /// The backend's part of [`Store::fire_trigger`]: the task spec is already checked.
+    async fn record_trigger_fire(&self, fire: FireTrigger) -> Result<TriggerFired, StoreError>;
     /// Newest first.
     async fn trigger_history(&self, name: &str, limit: u32) -> Result<Vec<TriggerFireRecord>, StoreError>;
     /// Tasks that reached a final status after position `after` of the commit-ordered finish

@@ -8,7 +8,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
 use owl_api::*;
 use owl_core::agent::Owner;
-use owl_engine::chats::{ChatEnd, ChatUpdate};
+use owl_engine::chats::{ChatEnd, ChatError, ChatUpdate};
 use owl_store::{Approval, ChatInfo, UsageBy};
 use serde::Deserialize;
 use serde_json::json;
@@ -181,15 +181,10 @@ pub async fn create_chat(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateChat>,
 ) -> Result<(StatusCode, Json<ChatView>), ApiError> {
-    let rt = state.engine.agents().ok_or_else(|| ApiError::bad_request("agent", "no agents are configured; see `owl config init`"))?;
-    let agent = match req.agent {
-        Some(a) => a,
-        None => rt.agents().first().map(|a| a.name.clone()).ok_or_else(|| ApiError::bad_request("agent", "no agents are configured"))?,
-    };
-    if rt.agent(&agent).is_none() {
-        return Err(ApiError::bad_request("agent", format!("there is no agent `{agent}`; see `owl agents`")));
-    }
-    let c = state.engine.store().create_chat(&agent, state.engine.now()).await?;
+    let c = state.engine.create_chat(req.agent).await.map_err(|e| match e {
+        ChatError::Store(e) => e.into(),
+        other => ApiError::bad_request("agent", other.to_string()),
+    })?;
     Ok((StatusCode::CREATED, Json(chat_view(c))))
 }
 
