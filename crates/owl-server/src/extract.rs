@@ -89,8 +89,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(integral(value)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let field = if path == "." || path.is_empty() { "body".to_string() } else { path };
-        ApiError::bad_request(field.clone(), format!("{field}: {inner}"))
+        let mut field = if path == "." || path.is_empty() { "body".to_string() } else { path };
+        // A missing field is reported at its parent; name the field itself.
+        let text = inner.to_string();
+        if let Some(name) = text.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+            field = if field == "body" { name.to_string() } else { format!("{field}.{name}") };
+        }
+        ApiError::bad_request(field.clone(), format!("{field}: {text}"))
     })
 }
 

@@ -257,6 +257,8 @@ async fn bad_input_gets_a_named_4xx() {
         ("GET", "/v1/tasks?limit=0", None, StatusCode::BAD_REQUEST, "limit"),
         ("GET", "/v1/wait?ids=1&timeout=1h", None, StatusCode::BAD_REQUEST, "timeout"),
         ("PUT", "/v1/groups/g", Some(("application/json", br#"{"parallel":0}"#.to_vec())), StatusCode::BAD_REQUEST, "parallel"),
+        ("PUT", "/v1/groups/g", Some(("application/json", br#"{}"#.to_vec())), StatusCode::BAD_REQUEST, "parallel"),
+        ("PUT", "/v1/groups/g", Some(("application/json", b"[1]".to_vec())), StatusCode::BAD_REQUEST, "JSON object"),
         ("PUT", "/v1/groups/bad%20name", Some(("application/json", br#"{"parallel":1}"#.to_vec())), StatusCode::BAD_REQUEST, "group"),
         ("POST", "/v1/tasks/424242/cancel", None, StatusCode::NOT_FOUND, "does not exist"),
         ("DELETE", "/v1/tasks", None, StatusCode::METHOD_NOT_ALLOWED, "DELETE"),
