@@ -95,11 +95,9 @@ pub struct MemorySearch {
     pub user: Option<String>,
     /// Only items created within this long, e.g. `7d`.
     #[serde(default)]
-    #[schema(pattern = "^[1-9][0-9]{0,3}(s|m|h|d)$")]
     pub since: Option<String>,
     /// Favour recent items with this half-life, e.g. `30d`.
     #[serde(default)]
-    #[schema(pattern = "^[1-9][0-9]{0,3}(s|m|h|d)$")]
     pub recency: Option<String>,
     /// MMR diversity, 0..1 (1 = relevance only).
     #[serde(default)]

@@ -122,6 +122,16 @@ pub fn parse_query<T: DeserializeOwned>(raw: Option<String>) -> Result<T, ApiErr
         .map_err(|e| ApiError::bad_request("query", format!("bad query parameters: {e}")))
 }
 
+/// A task id in a query string, exactly as the document's pattern says: digits, no sign, no
+/// leading zero (a path segment may also be written `#12`; see [`parse_id`]).
+pub fn query_id(field: &str, raw: &str) -> Result<TaskId, ApiError> {
+    let plain = !raw.is_empty() && raw.len() <= 18 && raw.bytes().all(|b| b.is_ascii_digit()) && !raw.starts_with('0');
+    match raw.parse::<i64>() {
+        Ok(n) if plain => Ok(TaskId(n)),
+        _ => Err(ApiError::bad_request(field, format!("`{raw}` is not a task id; ids are positive integers like 12"))),
+    }
+}
+
 pub fn parse_id(raw: &str) -> Result<TaskId, ApiError> {
     raw.parse::<TaskId>().map_err(|m| ApiError::bad_request("id", m))
 }

@@ -36,7 +36,14 @@ pub fn detail(t: &TaskView) -> String {
 pub async fn ls(client: &Client, args: LsArgs, json: bool) -> Result<()> {
     let mut q = vec![format!("limit={}", args.limit)];
     if let Some(s) = args.status {
-        q.push(format!("status={}", enc(&s)));
+        // The API takes the exact names; a person may write `Failed` or `timed-out`.
+        let names = s
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| p.parse::<owl_core::task::Status>().map(|st| st.as_str()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| anyhow::anyhow!("--status: {m}"))?;
+        q.push(format!("status={}", names.join(",")));
     }
     if let Some(g) = args.group {
         q.push(format!("group={}", enc(&g)));

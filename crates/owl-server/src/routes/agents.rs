@@ -69,8 +69,7 @@ pub struct UsageQuery {
     /// Group by agent (the default), provider, model or day.
     #[param(pattern = "^(agent|provider|model|day)$")]
     by: Option<String>,
-    /// Only usage within this long (default 7d): a number and s, m, h or d.
-    #[param(pattern = "^[1-9][0-9]{0,3}(s|m|h|d)$")]
+    /// Only usage within this long (default 7d), e.g. `24h`.
     since: Option<String>,
 }
 

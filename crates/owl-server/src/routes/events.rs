@@ -1,6 +1,6 @@
 //! Server-sent events: the engine's lifecycle events as they happen.
 
-use crate::extract::{parse_id, parse_query};
+use crate::extract::{parse_query, query_id};
 use crate::{ApiError, AppState};
 use axum::extract::{RawQuery, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -25,7 +25,7 @@ pub async fn events(
     RawQuery(q): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let q: EventsQuery = parse_query(q)?;
-    let only = q.task.as_deref().map(parse_id).transpose()?;
+    let only = q.task.as_deref().map(|t| query_id("task", t)).transpose()?;
     let rx = state.engine.subscribe();
     let shutdown = state.shutdown.clone();
     let stream = futures_util::stream::unfold((rx, shutdown), move |(mut rx, mut shutdown)| async move {

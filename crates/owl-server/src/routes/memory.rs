@@ -148,8 +148,7 @@ struct ListQuery {
     /// Comma-separated tags, all required.
     tag: Option<String>,
     agent: Option<String>,
-    /// Only items created within this long: a number and s, m, h or d.
-    #[param(pattern = "^[1-9][0-9]{0,3}(s|m|h|d)$")]
+    /// Only items created within this long, e.g. `7d` or `12h`.
     since: Option<String>,
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,

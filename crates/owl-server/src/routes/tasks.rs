@@ -1,6 +1,6 @@
 //! Tasks: submit (one or a batch), list, show, cancel, retry, wait.
 
-use crate::extract::{parse_id, parse_query, ApiJson};
+use crate::extract::{parse_id, parse_query, query_id, ApiJson};
 use crate::{ApiError, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -91,7 +91,18 @@ pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resul
     let q: ListQuery = parse_query(q)?;
     let statuses = match q.status.as_deref() {
         None | Some("") => vec![],
-        Some(s) => s.split(',').map(|p| p.parse::<Status>().map_err(|m| ApiError::bad_request("status", m))).collect::<Result<_, _>>()?,
+        // Exactly the names the document lists; the CLI normalises what a person types.
+        Some(s) => s
+            .split(',')
+            .map(|p| {
+                Status::ALL.into_iter().find(|st| st.as_str() == p).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "status",
+                        p.parse::<Status>().err().unwrap_or_else(|| format!("write `{p}` in lower case, e.g. timed_out")),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
     };
     let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT);
     if limit == 0 || limit > 100_000 {
@@ -149,15 +160,14 @@ pub struct WaitQuery {
     /// Comma-separated task ids.
     #[param(pattern = "^[1-9][0-9]{0,17}(,[1-9][0-9]{0,17}){0,999}$")]
     ids: String,
-    /// How long to wait at most, in seconds: `30s` (the default) up to `300s`.
-    #[param(pattern = "^([1-9]|[1-9][0-9]|[12][0-9][0-9]|300)s$")]
+    /// How long to wait at most: a duration up to 5m, e.g. `30s` (the default) or `1500ms`.
     timeout: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/wait", summary = "Long-poll until the tasks finish or the timeout passes", params(WaitQuery), responses((status = 200, description = "OK", body = WaitReply)))]
 pub async fn wait(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<WaitReply>, ApiError> {
     let q: WaitQuery = parse_query(q)?;
-    let ids: Vec<TaskId> = q.ids.split(',').filter(|s| !s.is_empty()).map(parse_id).collect::<Result<_, _>>()?;
+    let ids: Vec<TaskId> = q.ids.split(',').map(|s| query_id("ids", s)).collect::<Result<_, _>>()?;
     if ids.is_empty() || ids.len() > 1000 {
         return Err(ApiError::bad_request("ids", "give 1 to 1000 comma-separated task ids"));
     }
