@@ -340,3 +340,37 @@ async fn deep_nesting_is_a_clear_400_not_a_crash() {
     let (s, v) = post(&api, "/v1/tasks", json!({"shell": format!("echo '{}'", "[".repeat(1000))})).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
 }
+
+#[test]
+fn memory_wire_types_say_exactly_what_memory_says() {
+    // The wire mirrors owl-memory's types so owl-api links no model code; the JSON must match.
+    use crate::routes::memory::{added, hit, item, new_memory};
+    let m = owl_memory::MemoryItem {
+        id: 7,
+        text: "t".into(),
+        kind: "knowledge".into(),
+        tags: vec!["a".into()],
+        source: Some("cli".into()),
+        agent: None,
+        user: Some("u".into()),
+        created_at: 1,
+        accessed_at: Some(2),
+        access_count: 3,
+    };
+    assert_eq!(serde_json::to_value(item(m.clone())).unwrap(), serde_json::to_value(&m).unwrap());
+    let h = owl_memory::Hit {
+        item: m,
+        score: 0.5,
+        vector_rank: Some(1),
+        similarity: Some(0.9),
+        text_rank: None,
+        bm25: Some(1.5),
+        recency_boost: None,
+    };
+    assert_eq!(serde_json::to_value(hit(h.clone())).unwrap(), serde_json::to_value(&h).unwrap());
+    for a in [owl_memory::Added::Created { id: 1 }, owl_memory::Added::Merged { id: 2 }] {
+        assert_eq!(serde_json::to_value(added(a.clone())).unwrap(), serde_json::to_value(&a).unwrap());
+    }
+    let wire = owl_api::NewMemory { text: "x".into(), kind: "k".into(), tags: vec![], source: None, agent: Some("a".into()), user: None };
+    assert_eq!(serde_json::to_value(new_memory(wire.clone())).unwrap(), serde_json::to_value(&wire).unwrap());
+}

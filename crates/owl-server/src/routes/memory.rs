@@ -34,18 +34,18 @@ fn mapped(e: MemoryError) -> ApiError {
     }
 }
 
-fn new_memory(n: owl_api::NewMemory) -> owl_memory::NewMemory {
+pub(crate) fn new_memory(n: owl_api::NewMemory) -> owl_memory::NewMemory {
     owl_memory::NewMemory { text: n.text, kind: n.kind, tags: n.tags, source: n.source, agent: n.agent, user: n.user }
 }
 
-fn added(a: owl_memory::Added) -> owl_api::Added {
+pub(crate) fn added(a: owl_memory::Added) -> owl_api::Added {
     match a {
         owl_memory::Added::Created { id } => owl_api::Added::Created { id },
         owl_memory::Added::Merged { id } => owl_api::Added::Merged { id },
     }
 }
 
-fn item(m: owl_memory::MemoryItem) -> owl_api::MemoryItem {
+pub(crate) fn item(m: owl_memory::MemoryItem) -> owl_api::MemoryItem {
     owl_api::MemoryItem {
         id: m.id,
         text: m.text,
@@ -60,7 +60,7 @@ fn item(m: owl_memory::MemoryItem) -> owl_api::MemoryItem {
     }
 }
 
-fn hit(h: owl_memory::Hit) -> owl_api::Hit {
+pub(crate) fn hit(h: owl_memory::Hit) -> owl_api::Hit {
     owl_api::Hit {
         item: item(h.item),
         score: h.score,
