@@ -46,6 +46,8 @@ impl Chats {
 struct Runners {
     set: JoinSet<()>,
     attempts: HashMap<tokio::task::Id, (owl_core::TaskId, u32)>,
+    /// Those that record a panicked attempt's end (a panic there is not retried).
+    cleanups: HashSet<tokio::task::Id>,
 }
 
 struct Running {
@@ -213,13 +215,20 @@ impl DispatchLoop {
                         Err(e) => (e.id(), Some(panic_message(e))),
                     };
                     let Some((id, attempt)) = runners.attempts.remove(&tokio_id) else { continue };
+                    let was_cleanup = runners.cleanups.remove(&tokio_id);
                     match panic {
                         // The attempt still counts as running until its end is recorded.
-                        Some(why) => {
+                        Some(why) if !was_cleanup => {
                             let cleanup = runners.set.spawn(crate::runner::after_panic(s.clone(), id, attempt, why, cfg.clone()));
                             runners.attempts.insert(cleanup.id(), (id, attempt));
+                            runners.cleanups.insert(cleanup.id());
                         }
-                        None => {
+                        // The cleanup itself panicked: give up on it (crash recovery requeues
+                        // the task at the next start) rather than loop.
+                        _ => {
+                            if was_cleanup && panic.is_some() {
+                                tracing::error!(task = %id, attempt, "recording a panicked attempt panicked too; it stays running until the next start");
+                            }
                             running.remove(&id);
                             parked.remove(&id);
                             resuming.retain(|(r, _)| *r != id);

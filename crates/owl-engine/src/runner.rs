@@ -23,6 +23,10 @@ pub(crate) async fn run_task(s: Arc<Shared>, task: ClaimedTask, cfg: EngineConfi
     if task.spec.labels.iter().any(|l| l == "owl-test:panic") {
         panic!("injected runner panic");
     }
+    #[cfg(test)]
+    if task.spec.labels.iter().any(|l| l == "owl-test:panic-twice") {
+        panic!("injected runner panic, and one in its cleanup");
+    }
     let workspace = s.layout.workspace(id);
     // A local mkdir takes microseconds; a blocking-pool hop would cost more.
     let made = std::fs::create_dir_all(&workspace);
@@ -66,6 +70,10 @@ pub(crate) async fn run_task(s: Arc<Shared>, task: ClaimedTask, cfg: EngineConfi
 /// the task is never left `running` and its retries apply as after any failure.
 pub(crate) async fn after_panic(s: Arc<Shared>, id: TaskId, attempt: u32, why: String, cfg: EngineConfig) {
     tracing::error!(task = %id, attempt, panic = %why, "the runner of this attempt panicked; recording it as failed (this is a bug in owl)");
+    #[cfg(test)]
+    if why.contains("and one in its cleanup") {
+        panic!("injected cleanup panic");
+    }
     s.logs.lock().unwrap_or_else(|p| p.into_inner()).remove(&(id, attempt));
     let markers = [
         format!("OWL_DATA_DIR={}", s.layout.root().display()).into_bytes(),

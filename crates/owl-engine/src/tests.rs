@@ -146,6 +146,12 @@ async fn a_panicking_runner_fails_its_task_frees_its_slot_and_never_blocks_shutd
     // The one worker slot is free again, and the daemon keeps working.
     let next = submit(&h, shell("true")).await;
     wait_status(&h, next, &[Status::Succeeded]).await;
+    // Even when recording the panic panics too, the loop neither spins nor loses the slot.
+    let mut spec = shell("true");
+    spec.labels.push("owl-test:panic-twice".into());
+    submit(&h, spec).await;
+    let after = submit(&h, shell("true")).await;
+    wait_status(&h, after, &[Status::Succeeded]).await;
     // A panic in flight does not hold up shutdown.
     let mut spec = shell("sleep 30");
     spec.labels.push("owl-test:panic-after-ms=150".into());
