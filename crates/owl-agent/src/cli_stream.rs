@@ -5,16 +5,17 @@
 //! Lines that are not JSON, or JSON of a kind not known here, are ignored (they stay in the
 //! task's log): CLIs add event kinds over time and a parser must not fail on them.
 
-use crate::msg::Usage;
+use crate::msg::{ToolCall, Usage};
 use owl_core::coding::CliFormat;
+use owl_core::transcript::Entry;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// What one line meant.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CliEvent {
-    /// A transcript entry (`{"type": "assistant" | "tool" | "note", …}`).
-    Entry(Value),
+    /// A transcript entry (an assistant step, a tool result or a note).
+    Entry(Entry),
     /// Tokens (and the cost, when the CLI reports it) of the calls so far.
     Usage { model: String, usage: Usage, cost_usd: Option<f64> },
     /// The CLI's final answer.
@@ -85,23 +86,21 @@ impl CliParser {
         out
     }
 
-    fn call(&mut self, id: String, name: String, arguments: Value) -> Value {
+    fn call(&mut self, id: String, name: String, arguments: Value) -> ToolCall {
         self.calls.insert(id.clone(), name.clone());
-        json!({"id": id, "name": name, "arguments": arguments})
+        ToolCall { id, name, arguments }
     }
 
     fn tool(&self, id: &str, content: String, is_error: bool) -> CliEvent {
         let name = self.calls.get(id).cloned().unwrap_or_else(|| "tool".into());
-        CliEvent::Entry(json!({"type": "tool", "call_id": id, "name": name, "content": content, "is_error": is_error}))
+        CliEvent::Entry(Entry::tool(id, name, content, is_error))
     }
 
     fn claude(&mut self, v: &Value) -> Vec<CliEvent> {
         match v["type"].as_str().unwrap_or("") {
             "system" if v["subtype"] == "init" => {
                 self.model = s(&v["model"]);
-                vec![CliEvent::Entry(
-                    json!({"type": "note", "text": format!("Claude Code session {} on {}", s(&v["session_id"]), self.model)}),
-                )]
+                vec![CliEvent::Entry(Entry::note(format!("Claude Code session {} on {}", s(&v["session_id"]), self.model)))]
             }
             "assistant" => {
                 let msg = &v["message"];
@@ -120,7 +119,7 @@ impl CliParser {
                 if text.is_empty() && calls.is_empty() {
                     return vec![];
                 }
-                vec![CliEvent::Entry(json!({"type": "assistant", "content": text.join("\n"), "tool_calls": calls}))]
+                vec![CliEvent::Entry(Entry::assistant(text.join("\n"), calls))]
             }
             "user" => v["message"]["content"]
                 .as_array()
@@ -157,11 +156,11 @@ impl CliParser {
 
     fn codex(&mut self, v: &Value) -> Vec<CliEvent> {
         match v["type"].as_str().unwrap_or("") {
-            "thread.started" => vec![CliEvent::Entry(json!({"type": "note", "text": format!("Codex thread {}", s(&v["thread_id"]))}))],
+            "thread.started" => vec![CliEvent::Entry(Entry::note(format!("Codex thread {}", s(&v["thread_id"]))))],
             "item.started" => {
                 let item = &v["item"];
                 match self.codex_call(item) {
-                    Some(call) => vec![CliEvent::Entry(json!({"type": "assistant", "content": "", "tool_calls": [call]}))],
+                    Some(call) => vec![CliEvent::Entry(Entry::assistant("", vec![call]))],
                     None => vec![],
                 }
             }
@@ -172,16 +171,16 @@ impl CliParser {
                     "agent_message" => {
                         let text = s(&item["text"]);
                         self.last_message = Some(text.clone());
-                        vec![CliEvent::Entry(json!({"type": "assistant", "content": text}))]
+                        vec![CliEvent::Entry(Entry::assistant(text, vec![]))]
                     }
-                    "reasoning" => vec![CliEvent::Entry(json!({"type": "note", "text": format!("reasoning: {}", s(&item["text"]))}))],
-                    "error" => vec![CliEvent::Entry(json!({"type": "note", "text": format!("error: {}", s(&item["message"]))}))],
+                    "reasoning" => vec![CliEvent::Entry(Entry::note(format!("reasoning: {}", s(&item["text"]))))],
+                    "error" => vec![CliEvent::Entry(Entry::note(format!("error: {}", s(&item["message"]))))],
                     "todo_list" => vec![],
                     _ => {
                         let mut out = vec![];
                         if !self.calls.contains_key(&id) {
                             if let Some(call) = self.codex_call(item) {
-                                out.push(CliEvent::Entry(json!({"type": "assistant", "content": "", "tool_calls": [call]})));
+                                out.push(CliEvent::Entry(Entry::assistant("", vec![call])));
                             }
                         }
                         let failed = item["status"] == "failed" || item["exit_code"].as_i64().is_some_and(|c| c != 0);
@@ -217,18 +216,15 @@ impl CliParser {
             "turn.failed" => {
                 let msg = s(&v["error"]["message"]);
                 self.last_message = None;
-                vec![
-                    CliEvent::Entry(json!({"type": "note", "text": format!("turn failed: {msg}")})),
-                    CliEvent::Result { text: msg, is_error: true },
-                ]
+                vec![CliEvent::Entry(Entry::note(format!("turn failed: {msg}"))), CliEvent::Result { text: msg, is_error: true }]
             }
-            "error" => vec![CliEvent::Entry(json!({"type": "note", "text": format!("error: {}", s(&v["message"]))}))],
+            "error" => vec![CliEvent::Entry(Entry::note(format!("error: {}", s(&v["message"]))))],
             _ => vec![],
         }
     }
 
     /// A Codex item that is an action, as a tool call.
-    fn codex_call(&mut self, item: &Value) -> Option<Value> {
+    fn codex_call(&mut self, item: &Value) -> Option<ToolCall> {
         let id = s(&item["id"]);
         let (name, args) = match item["type"].as_str()? {
             "command_execution" => ("shell".to_string(), json!({"command": item["command"]})),
@@ -248,7 +244,7 @@ impl CliParser {
         }
         let text = std::mem::take(&mut self.text);
         self.last_message = Some(text.clone());
-        vec![CliEvent::Entry(json!({"type": "assistant", "content": text}))]
+        vec![CliEvent::Entry(Entry::assistant(text, vec![]))]
     }
 
     fn gemini(&mut self, v: &Value) -> Vec<CliEvent> {
@@ -262,11 +258,11 @@ impl CliParser {
             "init" => {
                 self.model = s(&v["model"]);
                 let session = v.get("session_id").or(v.get("sessionId")).map(s).unwrap_or_default();
-                out.push(CliEvent::Entry(json!({"type": "note", "text": format!("Gemini CLI session {session} on {}", self.model)})));
+                out.push(CliEvent::Entry(Entry::note(format!("Gemini CLI session {session} on {}", self.model))));
             }
             "tool_use" => {
                 let call = self.call(s(&v["tool_id"]), s(&v["tool_name"]), v["parameters"].clone());
-                out.push(CliEvent::Entry(json!({"type": "assistant", "content": "", "tool_calls": [call]})));
+                out.push(CliEvent::Entry(Entry::assistant("", vec![call])));
             }
             "tool_result" => {
                 let failed = v["status"].as_str().is_some_and(|st| st != "success");
@@ -277,7 +273,7 @@ impl CliParser {
                 };
                 out.push(self.tool(v["tool_id"].as_str().unwrap_or(""), content, failed));
             }
-            "error" => out.push(CliEvent::Entry(json!({"type": "note", "text": format!("{}: {}", s(&v["severity"]), s(&v["message"]))}))),
+            "error" => out.push(CliEvent::Entry(Entry::note(format!("{}: {}", s(&v["severity"]), s(&v["message"]))))),
             "result" => {
                 let st = &v["stats"];
                 let pick = |a: &str, b: &str| st.get(a).or(st.get(b)).map(u).unwrap_or(0);
@@ -314,7 +310,7 @@ mod tests {
     }
 
     fn entries(ev: &[CliEvent]) -> Vec<Value> {
-        ev.iter().filter_map(|e| if let CliEvent::Entry(v) = e { Some(v.clone()) } else { None }).collect()
+        ev.iter().filter_map(|e| if let CliEvent::Entry(v) = e { Some(serde_json::to_value(v).unwrap()) } else { None }).collect()
     }
 
     #[test]

@@ -8,18 +8,33 @@ use serde_json::Value;
 
 pub use owl_core::agent::Owner;
 
-/// One usage record: a model call.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct UsageRecord {
-    pub owner: Owner,
-    pub agent: String,
-    pub provider: String,
-    pub model: String,
-    pub input: u64,
-    pub output: u64,
-    pub cached: u64,
-    pub cost_usd: f64,
+pub use owl_core::transcript::{Entry, TranscriptEntry, UsageRecord};
+
+/// Why the host could not do what the agent runtime asked.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// Not done as asked (a bad argument, a limit, something that does not exist): the
+    /// message is for the model, which can change course. Asking again is pointless.
+    #[error("{0}")]
+    Refused(String),
+    /// The daemon could not do it now (storage trouble, shutting down): worth retrying.
+    #[error("{0}")]
+    Unavailable(String),
 }
+
+impl HostError {
+    pub fn refused(m: impl Into<String>) -> HostError {
+        HostError::Refused(m.into())
+    }
+}
+
+impl From<HostError> for String {
+    fn from(e: HostError) -> String {
+        e.to_string()
+    }
+}
+
+pub type HostResult<T> = Result<T, HostError>;
 
 /// A tool call waiting for a human.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -54,28 +69,28 @@ pub struct NewAgentSchedule {
 #[async_trait]
 pub trait Host: Send + Sync {
     /// Persists transcript entries (already redacted) and returns their positions.
-    async fn append(&self, owner: Owner, attempt: u32, entries: Vec<Value>) -> Result<Vec<u64>, String>;
+    async fn append(&self, owner: Owner, attempt: u32, entries: Vec<Entry>) -> HostResult<Vec<u64>>;
     /// Every entry so far, in order.
-    async fn transcript(&self, owner: Owner) -> Result<Vec<Value>, String>;
-    async fn record_usage(&self, usage: UsageRecord) -> Result<(), String>;
+    async fn transcript(&self, owner: Owner) -> HostResult<Vec<TranscriptEntry>>;
+    async fn record_usage(&self, usage: UsageRecord) -> HostResult<()>;
     /// Asks a human; returns once decided or expired. Asking again for the same call returns
     /// the same request (and its decision, if made), and an approval is used only once.
-    async fn approve(&self, req: ApprovalRequest) -> Result<ApprovalDecision, String>;
+    async fn approve(&self, req: ApprovalRequest) -> HostResult<ApprovalDecision>;
     /// Submits an agent task as a subtask of `parent`.
-    async fn create_task(&self, parent: Owner, agent: &str, prompt: &str, depth: u32) -> Result<TaskId, String>;
+    async fn create_task(&self, parent: Owner, agent: &str, prompt: &str, depth: u32) -> HostResult<TaskId>;
     /// Status and result of a task.
-    async fn task_result(&self, id: TaskId) -> Result<Value, String>;
+    async fn task_result(&self, id: TaskId) -> HostResult<Value>;
     /// Schedules made by this owner so far.
-    async fn schedules_created_by(&self, owner: Owner) -> Result<u32, String>;
-    async fn create_schedule(&self, owner: Owner, s: NewAgentSchedule) -> Result<Value, String>;
+    async fn schedules_created_by(&self, owner: Owner) -> HostResult<u32>;
+    async fn create_schedule(&self, owner: Owner, s: NewAgentSchedule) -> HostResult<Value>;
     /// `pause`, `resume` or `cancel` (delete) a schedule an agent created.
-    async fn manage_schedule(&self, name: &str, action: &str) -> Result<Value, String>;
+    async fn manage_schedule(&self, name: &str, action: &str) -> HostResult<Value>;
     /// Long-term memory search for `agent`: hits as `[recalled memory #id] (kind) text` lines.
-    async fn memory_search(&self, _agent: &str, _query: &str, _k: usize) -> Result<String, String> {
-        Err("long-term memory is not available here".into())
+    async fn memory_search(&self, _agent: &str, _query: &str, _k: usize) -> HostResult<String> {
+        Err(HostError::refused("long-term memory is not available here"))
     }
     /// Remembers `text` for `agent`; says whether it was new or merged into an existing memory.
-    async fn memory_add(&self, _owner: Owner, _agent: &str, _text: &str, _kind: &str, _tags: Vec<String>) -> Result<String, String> {
-        Err("long-term memory is not available here".into())
+    async fn memory_add(&self, _owner: Owner, _agent: &str, _text: &str, _kind: &str, _tags: Vec<String>) -> HostResult<String> {
+        Err(HostError::refused("long-term memory is not available here"))
     }
 }

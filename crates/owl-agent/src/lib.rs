@@ -26,7 +26,9 @@ pub mod runtime;
 pub mod sse;
 pub mod tools;
 
-pub use host::{ApprovalDecision, ApprovalRequest, Host, NewAgentSchedule, Owner, UsageRecord};
+pub use host::{
+    ApprovalDecision, ApprovalRequest, Entry, Host, HostError, HostResult, NewAgentSchedule, Owner, TranscriptEntry, UsageRecord,
+};
 pub use job::{AgentEnd, Halt, Job};
 pub use run::run as run_job;
 pub use runtime::{AgentInfo, Runtime};

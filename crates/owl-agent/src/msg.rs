@@ -3,15 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// One tool call the model asked for.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ToolCall {
-    /// The provider's id for the call (generated when the provider gives none).
-    pub id: String,
-    pub name: String,
-    /// The arguments as the model wrote them; parsed and validated by the tool.
-    pub arguments: Value,
-}
+pub use owl_core::transcript::{ToolCall, Usage};
 
 /// One message of a conversation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,26 +37,6 @@ pub struct ToolSpec {
     pub description: String,
     /// JSON Schema of the arguments object.
     pub parameters: Value,
-}
-
-/// Tokens of one call.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    pub input: u64,
-    pub output: u64,
-    /// Input tokens served from the provider's prompt cache (included in `input`).
-    pub cached: u64,
-}
-
-impl Usage {
-    pub fn total(&self) -> u64 {
-        self.input + self.output
-    }
-    pub fn add(&mut self, o: Usage) {
-        self.input += o.input;
-        self.output += o.output;
-        self.cached += o.cached;
-    }
 }
 
 #[derive(Clone, Debug)]

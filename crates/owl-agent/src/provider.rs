@@ -64,13 +64,8 @@ pub struct Route {
     pub retry: RetryPolicy,
 }
 
-/// What happened on the way to an answer, for the transcript.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Attempt {
-    pub provider: String,
-    pub model: String,
-    pub error: String,
-}
+/// One failed try of a route.
+pub use owl_core::transcript::ProviderFailure as Attempt;
 
 /// Tries each route in order, each with its retries; the first answer wins.
 /// Returns the answer, the route that gave it, and the failures before it.

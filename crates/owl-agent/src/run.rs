@@ -3,14 +3,14 @@
 //! transcript; a tool call whose result was never recorded is not run again blindly.
 
 use crate::confine::Workspace;
-use crate::host::{ApprovalDecision, ApprovalRequest, Host, Owner, UsageRecord};
+use crate::host::{ApprovalDecision, ApprovalRequest, Host, HostError, Owner, UsageRecord};
 use crate::job::{AgentEnd, Halt, Job};
 use crate::msg::{ChatRequest, Message, Sink, ToolCall, Usage};
 use crate::policy::Policy;
 use crate::provider::call_with_fallback;
 use crate::runtime::Runtime;
 use crate::tools::{self, HttpLimits, ToolCtx, ToolOutcome};
-use serde_json::{json, Value};
+use owl_core::transcript::{Entry, Reply, TranscriptEntry};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -24,21 +24,15 @@ struct State {
     started_ms: Option<i64>,
 }
 
-fn entry_to_message(e: &Value) -> Option<Message> {
-    let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-    Some(match e["type"].as_str()? {
-        "system" => Message::System { content: s("content") },
-        "user" => Message::User { content: s("content") },
-        "assistant" => {
-            Message::Assistant { content: s("content"), tool_calls: serde_json::from_value(e["tool_calls"].clone()).unwrap_or_default() }
+fn entry_to_message(e: &Entry) -> Option<Message> {
+    Some(match e {
+        Entry::System { content } => Message::System { content: content.clone() },
+        Entry::User { content, .. } => Message::User { content: content.clone() },
+        Entry::Assistant(r) => Message::Assistant { content: r.content.clone(), tool_calls: r.tool_calls.clone() },
+        Entry::Tool { call_id, name, content, is_error, .. } => {
+            Message::Tool { call_id: call_id.clone(), name: name.clone(), content: content.clone(), is_error: *is_error }
         }
-        "tool" => Message::Tool {
-            call_id: s("call_id"),
-            name: s("name"),
-            content: s("content"),
-            is_error: e["is_error"].as_bool().unwrap_or(false),
-        },
-        _ => return None,
+        Entry::Note { .. } => return None,
     })
 }
 
@@ -113,19 +107,17 @@ pub async fn run(
         Err(e) => return AgentEnd::Failed { reason: format!("cannot read the transcript: {e}") },
     };
     let mut st = State { messages: vec![], steps: 0, usage: Usage::default(), cost: 0.0, used_tool: false, started_ms: None };
-    for e in &entries {
-        st.started_ms.get_or_insert(e["at"].as_i64().unwrap_or(0));
-        if e["type"] == "assistant" && e["chat_turn"].as_bool() != Some(true) {
-            st.steps += 1;
+    for TranscriptEntry { at, body, .. } in &entries {
+        st.started_ms.get_or_insert(at.millis());
+        match body {
+            Entry::Assistant(r) if !r.chat_turn => st.steps += 1,
+            Entry::Tool { .. } => st.used_tool = true,
+            _ => {}
         }
-        if e["type"] == "tool" {
-            st.used_tool = true;
-        }
-        if let Ok(u) = serde_json::from_value::<Usage>(e["usage"].clone()) {
-            st.usage.add(u);
-        }
-        st.cost += e["cost_usd"].as_f64().unwrap_or(0.0);
-        if let Some(m) = entry_to_message(e) {
+        let (usage, cost) = body.spend();
+        st.usage.add(usage);
+        st.cost += cost;
+        if let Some(m) = entry_to_message(body) {
             st.messages.push(m);
         }
     }
@@ -140,10 +132,10 @@ pub async fn run(
             Some(p) => format!("{SYSTEM_BASE}\n\n{p}"),
             None => SYSTEM_BASE.to_string(),
         };
-        fresh.push(json!({"type": "system", "content": system}));
-        fresh.push(json!({"type": "user", "content": job.prompt}));
+        fresh.push(Entry::system(system));
+        fresh.push(Entry::user(job.prompt.clone()));
     } else if job.chat_turn {
-        fresh.push(json!({"type": "user", "content": job.prompt}));
+        fresh.push(Entry::user(job.prompt.clone()));
     } else {
         // Resuming: a call whose result never made it to the transcript may or may not
         // have run. Say so to the model instead of running it again blindly.
@@ -154,18 +146,20 @@ pub async fn run(
                 .filter_map(|m| if let Message::Tool { call_id, .. } = m { Some(call_id.as_str()) } else { None })
                 .collect();
             let pending: Vec<ToolCall> = tool_calls.iter().filter(|c| !answered.contains(&c.id.as_str())).cloned().collect();
-            let pending_json = json!(pending);
-            fresh.push(json!({"type": "note", "text": format!("resumed in attempt {}", job.attempt), "pending_calls": pending_json}));
+            fresh.push(Entry::Note {
+                text: format!("resumed in attempt {}", job.attempt),
+                pending_calls: pending.clone(),
+                failures: vec![],
+            });
             for c in pending {
                 if needs_asking(&ctx, &c) {
                     // Waiting for a human when the daemon stopped: ask again (same request).
                     continue;
                 }
-                fresh.push(json!({"type": "tool", "call_id": c.id, "name": c.name, "is_error": true,
-                    "content": "interrupted: the daemon stopped before this call's result was recorded; it may or may not have taken effect. Check before repeating it."}));
+                fresh.push(Entry::tool(c.id, c.name, "interrupted: the daemon stopped before this call's result was recorded; it may or may not have taken effect. Check before repeating it.", true));
             }
         } else {
-            fresh.push(json!({"type": "note", "text": format!("resumed in attempt {}", job.attempt)}));
+            fresh.push(Entry::note(format!("resumed in attempt {}", job.attempt)));
         }
     }
     for e in &fresh {
@@ -215,7 +209,7 @@ pub async fn run(
             }
         }
         if job.timeout.is_some_and(|t| begun.elapsed() >= t) {
-            let _ = journal.append(vec![json!({"type": "note", "text": "the task's timeout was reached"})]).await;
+            let _ = journal.append(vec![Entry::note("the task's timeout was reached")]).await;
             return AgentEnd::TimedOut;
         }
         let require_tool = agent.must_use_tool && !st.used_tool;
@@ -230,7 +224,7 @@ pub async fn run(
                 None => "This is your last step: give your final answer now with what you have.".to_string(),
             };
             st.messages.push(Message::User { content: nudge.clone() });
-            if let Err(e) = journal.append(vec![json!({"type": "user", "content": nudge, "nudge": true})]).await {
+            if let Err(e) = journal.append(vec![Entry::User { content: nudge, nudge: true }]).await {
                 return AgentEnd::Failed { reason: e };
             }
         }
@@ -258,7 +252,7 @@ pub async fn run(
             r = call => r,
             h = wait_halt(&mut halt) => return halted(h),
             _ = sleep_max(deadline) => {
-                let _ = journal.append(vec![json!({"type": "note", "text": "the task's timeout was reached during a model call"})]).await;
+                let _ = journal.append(vec![Entry::note("the task's timeout was reached during a model call")]).await;
                 return AgentEnd::TimedOut;
             }
         };
@@ -268,7 +262,7 @@ pub async fn run(
             Ok(r) => r,
             Err((e, failures)) => {
                 let _ = journal
-                    .append(vec![json!({"type": "note", "text": "every provider failed", "failures": failures_json(&failures)})])
+                    .append(vec![Entry::Note { text: "every provider failed".into(), pending_calls: vec![], failures: failures.clone() }])
                     .await;
                 return journal.fail(format!("the model call failed: {e}")).await;
             }
@@ -283,17 +277,18 @@ pub async fn run(
             .unwrap_or(0.0);
         st.usage.add(resp.usage);
         st.cost += cost;
-        let mut entry = json!({
-            "type": "assistant", "content": resp.content, "tool_calls": resp.tool_calls,
-            "usage": resp.usage, "cost_usd": cost, "provider": route.provider.name(), "model": model,
-            "ms": ms, "stop_reason": resp.stop_reason,
+        let entry = Entry::Assistant(Reply {
+            content: resp.content.clone(),
+            tool_calls: resp.tool_calls.clone(),
+            usage: Some(resp.usage),
+            cost_usd: cost,
+            provider: Some(route.provider.name().into()),
+            model: Some(model.clone()),
+            ms: Some(ms),
+            stop_reason: Some(resp.stop_reason.clone()),
+            chat_turn: job.chat_turn,
+            failed_before: failures.clone(),
         });
-        if job.chat_turn {
-            entry["chat_turn"] = json!(true);
-        }
-        if !failures.is_empty() {
-            entry["failed_before"] = failures_json(&failures);
-        }
         if let Err(e) = journal.append(vec![entry]).await {
             return AgentEnd::Failed { reason: e };
         }
@@ -303,9 +298,7 @@ pub async fn run(
                 agent: job.agent.clone(),
                 provider: route.provider.name().into(),
                 model: model.clone(),
-                input: resp.usage.input,
-                output: resp.usage.output,
-                cached: resp.usage.cached,
+                usage: resp.usage,
                 cost_usd: cost,
             })
             .await;
@@ -314,7 +307,7 @@ pub async fn run(
             if require_tool {
                 let nudge = "Use one of the tools before you answer.";
                 st.messages.push(Message::User { content: nudge.into() });
-                if let Err(e) = journal.append(vec![json!({"type": "user", "content": nudge})]).await {
+                if let Err(e) = journal.append(vec![Entry::user(nudge)]).await {
                     return AgentEnd::Failed { reason: e };
                 }
                 continue;
@@ -363,9 +356,7 @@ async fn finish_pending_calls(
         };
         if let ToolOutcome::NeedsApproval(why) = &outcome {
             let why = why.clone();
-            let _ = journal
-                .append(vec![json!({"type": "note", "text": format!("waiting for approval of {} call {}: {why}", call.name, call.id)})])
-                .await;
+            let _ = journal.append(vec![Entry::note(format!("waiting for approval of {} call {}: {why}", call.name, call.id))]).await;
             let req = ApprovalRequest {
                 owner: ctx.owner,
                 agent: ctx.agent_name.clone(),
@@ -397,7 +388,8 @@ async fn finish_pending_calls(
         st.used_tool = true;
         let content = journal.rt.redact(&content);
         st.messages.push(Message::Tool { call_id: call.id.clone(), name: call.name.clone(), content: content.clone(), is_error });
-        let e = json!({"type": "tool", "call_id": call.id, "name": call.name, "content": content, "is_error": is_error, "ms": t0.elapsed().as_millis() as u64});
+        let e =
+            Entry::Tool { call_id: call.id.clone(), name: call.name.clone(), content, is_error, ms: Some(t0.elapsed().as_millis() as u64) };
         if let Err(e) = journal.append(vec![e]).await {
             return Some(AgentEnd::Failed { reason: e });
         }
@@ -418,10 +410,6 @@ async fn run_call(ctx: &ToolCtx, call: &ToolCall, approved: bool) -> ToolOutcome
         return ToolOutcome::NeedsApproval(format!("every {} call needs approval (agents.{}.ask)", call.name, ctx.agent_name));
     }
     tools::call(ctx, &call.name, &call.arguments, approved).await
-}
-
-fn failures_json(f: &[crate::provider::Attempt]) -> Value {
-    json!(f.iter().map(|a| json!({"provider": a.provider, "model": a.model, "error": a.error})).collect::<Vec<_>>())
 }
 
 fn halted(h: Halt) -> AgentEnd {
@@ -490,17 +478,18 @@ struct Journal<'a> {
 }
 
 impl Journal<'_> {
-    async fn append(&self, entries: Vec<Value>) -> Result<(), String> {
+    async fn append(&self, entries: Vec<Entry>) -> Result<(), String> {
         if entries.is_empty() {
             return Ok(());
         }
-        let redacted: Vec<Value> = entries.into_iter().map(|e| self.rt.redact_value(e)).collect();
+        let redacted: Vec<Entry> = entries.into_iter().map(|e| self.rt.redact_entry(e)).collect();
         // A transient storage error is retried; losing the transcript is not an option.
         let mut delay = Duration::from_millis(50);
         for _ in 0..8 {
             match self.host.append(self.owner, self.attempt, Vec::clone(&redacted)).await {
                 Ok(_) => return Ok(()),
-                Err(e) => {
+                Err(HostError::Refused(e)) => return Err(format!("the transcript refused an entry: {e}")),
+                Err(HostError::Unavailable(e)) => {
                     tracing::warn!(error = %e, "cannot record a transcript entry; retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
@@ -511,7 +500,7 @@ impl Journal<'_> {
     }
 
     async fn fail(&self, reason: String) -> AgentEnd {
-        let _ = self.append(vec![json!({"type": "note", "text": reason})]).await;
+        let _ = self.append(vec![Entry::note(reason.clone())]).await;
         AgentEnd::Failed { reason }
     }
 }

@@ -246,10 +246,20 @@ impl Runtime {
         out
     }
 
-    /// Redacts a JSON document by walking it: every string (and object key) is redacted as
-    /// text, and a number whose digits carry a secret becomes the string `<redacted>`.
-    /// Working on the values, never on the serialized text, means a replacement cannot
-    /// break the document, so there is no unredacted fallback to store by mistake.
+    /// Redacts a transcript entry by walking its typed fields: every string is redacted as
+    /// text, and inside tool arguments a number whose digits carry a secret becomes the
+    /// string `<redacted>`. Working on the values, never on the serialized text, means a
+    /// replacement cannot break the entry, so there is no unredacted fallback to store.
+    pub fn redact_entry(&self, mut e: owl_core::transcript::Entry) -> owl_core::transcript::Entry {
+        if self.secrets.is_empty() {
+            return e;
+        }
+        e.rewrite_strings(&mut |s| *s = self.redact(s), &mut |v| *v = self.redact_value(std::mem::take(v)));
+        e
+    }
+
+    /// Redacts a JSON value: every string (keys too) as [`Runtime::redact`] does, and a
+    /// number whose digits carry a secret becomes the string `<redacted>`.
     pub fn redact_value(&self, v: Value) -> Value {
         if self.secrets.is_empty() {
             return v;

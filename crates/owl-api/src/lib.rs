@@ -142,6 +142,7 @@ impl SubmitTask {
             inputs: vec![],
             sandbox: self.sandbox,
             repo: self.repo,
+            origin: None,
         };
         owl_core::validate::check_spec(&spec).map_err(|e| match e.field.as_str() {
             "max_attempts" => ValidationError::new("retries", format!("must be at most {}", owl_core::validate::MAX_ATTEMPTS_LIMIT - 1)),
@@ -249,6 +250,9 @@ pub struct TaskView {
     pub depends_on: Vec<TaskId>,
     pub idempotency_key: Option<String>,
     pub cwd: Option<String>,
+    /// What made the task (a schedule, a trigger, an agent); absent for a person's or a client's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<owl_core::task::Origin>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -301,6 +305,7 @@ impl From<Task> for TaskView {
             depends_on: t.spec.depends_on,
             idempotency_key: t.spec.idempotency_key,
             cwd: t.spec.cwd,
+            origin: t.spec.origin,
             created_at: t.created_at,
             updated_at: t.updated_at,
             runs: None,
@@ -519,7 +524,7 @@ mod owl_store_types {
         pub attempt: u32,
         pub at: String,
         #[serde(flatten)]
-        pub body: serde_json::Value,
+        pub body: owl_core::transcript::Entry,
     }
 
     #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]

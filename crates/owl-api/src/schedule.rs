@@ -124,6 +124,7 @@ impl CreateSchedule {
             jitter_ms: self.jitter.as_deref().map(|v| dur("jitter", v)).transpose()?.unwrap_or_default().as_millis() as u64,
             end_at: self.until.as_deref().map(|v| instant("until", v)).transpose()?,
             max_runs: self.max_runs,
+            created_by: None,
         };
         owl_core::schedule::check_schedule_spec(&spec)?;
         Ok(spec)

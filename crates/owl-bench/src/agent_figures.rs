@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use owl_agent::msg::{ChatRequest, ChatResponse, Message, Sink, ToolCall, Usage};
 use owl_agent::provider::{Provider, ProviderError};
-use owl_agent::{ApprovalDecision, ApprovalRequest, Host, NewAgentSchedule, Owner, UsageRecord};
+use owl_agent::{ApprovalDecision, ApprovalRequest, Entry, Host, NewAgentSchedule, Owner, TranscriptEntry, UsageRecord};
 use owl_core::agent::{AgentDefaults, AgentSettings, PolicyDefault, ProviderKind, ProviderSettings};
 use owl_core::TaskId;
 use serde_json::{json, Value};
@@ -49,41 +49,42 @@ impl Provider for Instant_ {
 /// A host that keeps the transcript in memory: the loop's CPU cost alone.
 #[derive(Default)]
 struct MemHost {
-    entries: Mutex<Vec<Value>>,
+    entries: Mutex<Vec<TranscriptEntry>>,
 }
 
 #[async_trait]
 impl Host for MemHost {
-    async fn append(&self, _o: Owner, _a: u32, entries: Vec<Value>) -> Result<Vec<u64>, String> {
+    async fn append(&self, _o: Owner, a: u32, entries: Vec<Entry>) -> owl_agent::HostResult<Vec<u64>> {
         let mut e = self.entries.lock().unwrap();
         let start = e.len() as u64;
         let n = entries.len() as u64;
-        e.extend(entries);
+        let at = owl_core::Timestamp::from_millis(0);
+        e.extend(entries.into_iter().enumerate().map(|(i, body)| TranscriptEntry { seq: start + 1 + i as u64, attempt: a, at, body }));
         Ok((start + 1..=start + n).collect())
     }
-    async fn transcript(&self, _o: Owner) -> Result<Vec<Value>, String> {
+    async fn transcript(&self, _o: Owner) -> owl_agent::HostResult<Vec<TranscriptEntry>> {
         Ok(self.entries.lock().unwrap().clone())
     }
-    async fn record_usage(&self, _u: UsageRecord) -> Result<(), String> {
+    async fn record_usage(&self, _u: UsageRecord) -> owl_agent::HostResult<()> {
         Ok(())
     }
-    async fn approve(&self, _r: ApprovalRequest) -> Result<ApprovalDecision, String> {
+    async fn approve(&self, _r: ApprovalRequest) -> owl_agent::HostResult<ApprovalDecision> {
         Ok(ApprovalDecision::Approved)
     }
-    async fn create_task(&self, _p: Owner, _a: &str, _pr: &str, _d: u32) -> Result<TaskId, String> {
-        Err("not in the benchmark".into())
+    async fn create_task(&self, _p: Owner, _a: &str, _pr: &str, _d: u32) -> owl_agent::HostResult<TaskId> {
+        Err(owl_agent::HostError::refused("not in the benchmark"))
     }
-    async fn task_result(&self, _id: TaskId) -> Result<Value, String> {
-        Err("not in the benchmark".into())
+    async fn task_result(&self, _id: TaskId) -> owl_agent::HostResult<Value> {
+        Err(owl_agent::HostError::refused("not in the benchmark"))
     }
-    async fn schedules_created_by(&self, _o: Owner) -> Result<u32, String> {
+    async fn schedules_created_by(&self, _o: Owner) -> owl_agent::HostResult<u32> {
         Ok(0)
     }
-    async fn create_schedule(&self, _o: Owner, _s: NewAgentSchedule) -> Result<Value, String> {
-        Err("not in the benchmark".into())
+    async fn create_schedule(&self, _o: Owner, _s: NewAgentSchedule) -> owl_agent::HostResult<Value> {
+        Err(owl_agent::HostError::refused("not in the benchmark"))
     }
-    async fn manage_schedule(&self, _n: &str, _a: &str) -> Result<Value, String> {
-        Err("not in the benchmark".into())
+    async fn manage_schedule(&self, _n: &str, _a: &str) -> owl_agent::HostResult<Value> {
+        Err(owl_agent::HostError::refused("not in the benchmark"))
     }
 }
 

@@ -24,6 +24,7 @@ fn spec(name: String, when: When) -> ScheduleSpec {
         jitter_ms: 0,
         end_at: None,
         max_runs: None,
+        created_by: None,
     }
 }
 

@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod schedule;
 pub mod task;
 pub mod time;
+pub mod transcript;
 pub mod trigger;
 pub mod validate;
 

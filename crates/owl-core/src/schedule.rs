@@ -225,6 +225,10 @@ pub struct ScheduleSpec {
     pub jitter_ms: u64,
     pub end_at: Option<Timestamp>,
     pub max_runs: Option<u64>,
+    /// The agent task or chat that made the schedule (`schedule_create`); `None` is a person.
+    /// Agents may manage only schedules agents made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<crate::agent::Owner>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

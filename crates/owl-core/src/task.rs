@@ -149,6 +149,45 @@ pub struct TaskSpec {
     /// Work in a git worktree of this repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo: Option<RepoRequest>,
+    /// What made the task; `None` is a person or a client of the API. Set by owl, never
+    /// taken from a request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// What made a task (other than a person or a client).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// A schedule's fire for the slot `slot`.
+    Schedule { name: String, slot: crate::Timestamp },
+    /// A trigger's fire; `depth` counts the trigger-made tasks in the chain that led here.
+    Trigger { name: String, depth: u32 },
+    /// An agent's `task_create`: a subtask of `parent` (an agent task or a chat), `depth`
+    /// levels below the work a person submitted.
+    Agent { parent: crate::agent::Owner, depth: u32 },
+}
+
+impl Origin {
+    /// How deep below a person's work an agent-made task sits (0 for anything else).
+    pub fn agent_depth(origin: Option<&Origin>) -> u32 {
+        match origin {
+            Some(Origin::Agent { depth, .. }) => *depth,
+            _ => 0,
+        }
+    }
+
+    /// One line for people: `schedule nightly (slot 2026-12-01T02:00:00Z)`, `trigger on-push`,
+    /// `agent subtask of task:12 (depth 1)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Origin::Schedule { name, slot } => format!("schedule {name} (slot {})", slot.to_rfc3339()),
+            Origin::Trigger { name, depth } if *depth > 1 => format!("trigger {name} (chain depth {depth})"),
+            Origin::Trigger { name, .. } => format!("trigger {name}"),
+            Origin::Agent { parent, depth } => format!("agent subtask of {} (depth {depth})", parent.key()),
+        }
+    }
 }
 
 /// A task's sandbox choice, recorded as given (an explicit `--no-sandbox` stays visible).
@@ -205,6 +244,7 @@ impl TaskSpec {
             inputs: vec![],
             sandbox: None,
             repo: None,
+            origin: None,
         }
     }
 }

@@ -162,7 +162,7 @@ async fn an_agent_task_uses_tools_and_leaves_a_complete_record_without_its_key()
     let result = h.engine.store().task_result(id).await.unwrap().unwrap();
     assert!(result.starts_with("Wrote todo.md.") && !result.contains(CANARY), "{result}");
 
-    let entries = h.engine.store().transcript(Owner::Task(id), 0).await.unwrap();
+    let entries = rows(h.engine.store().transcript(Owner::Task(id), 0).await.unwrap());
     let kinds: Vec<&str> = entries.iter().map(|e| e.body["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["system", "user", "assistant", "tool", "assistant", "tool", "assistant", "tool", "assistant", "tool", "assistant"]);
     let tool = |i: usize| &entries[i].body;
@@ -223,7 +223,7 @@ async fn secrets_that_are_numbers_or_carry_quotes_and_backslashes_are_never_stor
         let escaped = serde_json::to_string(QUOTED).unwrap();
         text.contains(NUMERIC) || text.contains(QUOTED) || text.contains(escaped.trim_matches('"'))
     };
-    let entries = h.engine.store().transcript(Owner::Task(id), 0).await.unwrap();
+    let entries = rows(h.engine.store().transcript(Owner::Task(id), 0).await.unwrap());
     let transcript = serde_json::to_string(&entries.iter().map(|e| &e.body).collect::<Vec<_>>()).unwrap();
     assert!(!leaks(&transcript), "a secret is in the transcript: {transcript}");
     assert!(transcript.contains("<redacted>"), "{transcript}");
@@ -285,7 +285,7 @@ async fn an_ask_call_waits_for_a_human_and_runs_once_approved_and_not_when_denie
     h.engine.decide_approval(pending.id, false, Some("not on prod".into())).await.unwrap();
     wait_status(&h, id2, &[Status::Succeeded]).await;
     assert!(!h.dir.path().join("workspaces").join(id2.to_string()).join("nope.txt").exists());
-    let entries = h.engine.store().transcript(Owner::Task(id2), 0).await.unwrap();
+    let entries = rows(h.engine.store().transcript(Owner::Task(id2), 0).await.unwrap());
     let denied = entries.iter().find(|e| e.body["type"] == "tool").unwrap();
     assert!(denied.body["content"].as_str().unwrap().contains("not on prod"), "{}", denied.body);
 }
@@ -394,7 +394,7 @@ async fn a_stopped_agent_task_resumes_from_its_transcript_without_redoing_record
     assert_eq!(b.store().task_result(id).await.unwrap().as_deref(), Some("finished after the restart"));
     let ws = dir.path().join("workspaces").join(id.to_string());
     assert_eq!(std::fs::read_to_string(ws.join("a.txt")).unwrap(), "once\n");
-    let entries = b.store().transcript(Owner::Task(id), 0).await.unwrap();
+    let entries = rows(b.store().transcript(Owner::Task(id), 0).await.unwrap());
     assert!(entries.iter().any(|e| e.body["type"] == "note" && e.body["text"] == "resumed in attempt 2"), "{entries:?}");
     assert_eq!(entries.iter().filter(|e| e.body["type"] == "tool").count(), 1, "the recorded step is not redone");
     // The resumed call carried the whole conversation, with the recorded tool result.
@@ -420,9 +420,9 @@ async fn a_call_whose_result_was_never_recorded_is_reported_not_rerun() {
             Owner::Task(id),
             1,
             vec![
-                json!({"type": "system", "content": "s"}),
-                json!({"type": "user", "content": "write b.txt"}),
-                json!({"type": "assistant", "content": "", "tool_calls": [{"id": "c9", "name": "write_file", "arguments": {"path": "b.txt", "content": "x"}}]}),
+                owl_core::transcript::Entry::system("s"),
+                owl_core::transcript::Entry::user("write b.txt"),
+                serde_json::from_value(json!({"type": "assistant", "content": "", "tool_calls": [{"id": "c9", "name": "write_file", "arguments": {"path": "b.txt", "content": "x"}}]})).unwrap(),
             ],
             now,
         )
@@ -438,7 +438,7 @@ async fn a_call_whose_result_was_never_recorded_is_reported_not_rerun() {
     }
     assert_eq!(b.store().get(id).await.unwrap().state.status(), Status::Succeeded);
     assert!(!dir.path().join("workspaces").join(id.to_string()).join("b.txt").exists(), "the unrecorded call was not run again");
-    let entries = b.store().transcript(Owner::Task(id), 0).await.unwrap();
+    let entries = rows(b.store().transcript(Owner::Task(id), 0).await.unwrap());
     let tool = entries.iter().find(|e| e.body["type"] == "tool").unwrap();
     assert_eq!(tool.body["call_id"], "c9");
     assert!(tool.body["content"].as_str().unwrap().contains("may or may not have taken effect"), "{}", tool.body);
@@ -695,4 +695,14 @@ async fn memories_past_their_kind_retention_are_deleted() {
     assert!(memory.db().get(gone).unwrap().is_none(), "the old conversation item is deleted");
     assert!(memory.db().get(kept_kind).unwrap().is_some(), "kinds without a retention stay");
     assert!(memory.db().get(fresh).unwrap().is_some(), "recent items stay");
+}
+
+/// Transcript rows as JSON, the form every reader of the stored transcript sees.
+#[derive(Debug)]
+struct Row {
+    body: serde_json::Value,
+}
+
+fn rows(entries: Vec<owl_store::TranscriptEntry>) -> Vec<Row> {
+    entries.into_iter().map(|e| Row { body: serde_json::to_value(&e.body).unwrap() }).collect()
 }

@@ -3,21 +3,20 @@
 
 use crate::{Engine, Shared};
 use async_trait::async_trait;
-use owl_agent::{AgentEnd, ApprovalDecision, ApprovalRequest, Halt, Host, Job, NewAgentSchedule, Owner, UsageRecord};
+use owl_agent::{
+    AgentEnd, ApprovalDecision, ApprovalRequest, Entry, Halt, Host, HostError, HostResult, Job, NewAgentSchedule, Owner, TranscriptEntry,
+    UsageRecord,
+};
 use owl_core::agent::Owner as CoreOwner;
 use owl_core::schedule::{Misfire, Overlap, ScheduleSpec, When};
+use owl_core::task::Origin;
 use owl_core::{Command, Event, EventKind, RunOutcome, TaskId, TaskSpec};
-use owl_store::{Approval, ApprovalStatus, ClaimedTask, NewApproval, NewTask, StoreError, UsageRow};
+use owl_store::{Approval, ApprovalStatus, ClaimedTask, NewApproval, NewTask, StoreError};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
-
-/// Labels that record where an agent's subtask or schedule came from.
-pub const DEPTH_LABEL: &str = "owl:depth=";
-pub const PARENT_LABEL: &str = "owl:parent=";
-pub const CREATED_BY_LABEL: &str = "owl:created-by=";
 
 pub(crate) struct EngineHost {
     pub shared: Arc<Shared>,
@@ -25,45 +24,11 @@ pub(crate) struct EngineHost {
     pub log: Option<Mutex<(std::fs::File, u64, watch::Sender<u64>)>>,
 }
 
-pub(crate) fn summary(e: &Value) -> String {
-    let cut = |s: &str| -> String {
-        let one = s.replace('\n', " ");
-        if one.chars().count() > 160 {
-            format!("{}…", one.chars().take(160).collect::<String>())
-        } else {
-            one
-        }
-    };
-    match e["type"].as_str().unwrap_or("") {
-        "assistant" => {
-            let calls: Vec<String> = e["tool_calls"]
-                .as_array()
-                .map(|a| a.iter().map(|c| format!("{}({})", c["name"].as_str().unwrap_or("?"), cut(&c["arguments"].to_string()))).collect())
-                .unwrap_or_default();
-            if calls.is_empty() {
-                format!("assistant: {}", cut(e["content"].as_str().unwrap_or("")))
-            } else {
-                format!("assistant calls {}", calls.join(", "))
-            }
-        }
-        "tool" => format!(
-            "{} {}: {}",
-            e["name"].as_str().unwrap_or("tool"),
-            if e["is_error"].as_bool() == Some(true) { "error" } else { "ok" },
-            cut(e["content"].as_str().unwrap_or(""))
-        ),
-        "user" => format!("user: {}", cut(e["content"].as_str().unwrap_or(""))),
-        "system" => "system prompt set".into(),
-        "note" => format!("note: {}", cut(e["text"].as_str().unwrap_or(""))),
-        other => other.to_string(),
-    }
-}
-
 impl EngineHost {
     /// Waits until approval `id` is no longer pending (decided, or expired at its deadline).
-    async fn decision(&self, id: i64, events: &mut broadcast::Receiver<Event>) -> Result<Approval, String> {
+    async fn decision(&self, id: i64, events: &mut broadcast::Receiver<Event>) -> HostResult<Approval> {
         loop {
-            let a = self.shared.store.get_approval(id).await.map_err(|e| e.to_string())?;
+            let a = self.shared.store.get_approval(id).await.map_err(host_err)?;
             if a.status != ApprovalStatus::Pending {
                 return Ok(a);
             }
@@ -92,10 +57,10 @@ impl EngineHost {
 
 #[async_trait]
 impl Host for EngineHost {
-    async fn append(&self, owner: Owner, attempt: u32, entries: Vec<Value>) -> Result<Vec<u64>, String> {
+    async fn append(&self, owner: Owner, attempt: u32, entries: Vec<Entry>) -> HostResult<Vec<u64>> {
         let now = self.shared.clock.now();
-        let lines: Vec<(String, String)> = entries.iter().map(|e| (e["type"].as_str().unwrap_or("").to_string(), summary(e))).collect();
-        let seqs = self.shared.store.append_transcript(owner, attempt, entries, now).await.map_err(|e| e.to_string())?;
+        let lines: Vec<(String, String)> = entries.iter().map(|e| (e.kind().to_string(), e.summary())).collect();
+        let seqs = self.shared.store.append_transcript(owner, attempt, entries, now).await.map_err(host_err)?;
         for (seq, (kind, line)) in seqs.iter().zip(&lines) {
             if let CoreOwner::Task(task_id) = owner {
                 self.shared.publish(EventKind::AgentStep { task_id, seq: *seq, entry: kind.clone(), summary: line.clone() });
@@ -113,34 +78,15 @@ impl Host for EngineHost {
         Ok(seqs)
     }
 
-    async fn transcript(&self, owner: Owner) -> Result<Vec<Value>, String> {
-        let entries = self.shared.store.transcript(owner, 0).await.map_err(|e| e.to_string())?;
-        Ok(entries
-            .into_iter()
-            .map(|e| {
-                let mut b = e.body;
-                b["at"] = json!(e.at.millis());
-                b
-            })
-            .collect())
+    async fn transcript(&self, owner: Owner) -> HostResult<Vec<TranscriptEntry>> {
+        self.shared.store.transcript(owner, 0).await.map_err(host_err)
     }
 
-    async fn record_usage(&self, u: UsageRecord) -> Result<(), String> {
-        let row = UsageRow {
-            owner: u.owner,
-            agent: u.agent,
-            provider: u.provider,
-            model: u.model,
-            input: u.input,
-            output: u.output,
-            cached: u.cached,
-            cost_usd: u.cost_usd,
-            at: self.shared.clock.now(),
-        };
-        self.shared.store.record_usage(row).await.map_err(|e| e.to_string())
+    async fn record_usage(&self, u: UsageRecord) -> HostResult<()> {
+        self.shared.store.record_usage(u, self.shared.clock.now()).await.map_err(host_err)
     }
 
-    async fn approve(&self, req: ApprovalRequest) -> Result<ApprovalDecision, String> {
+    async fn approve(&self, req: ApprovalRequest) -> HostResult<ApprovalDecision> {
         let timeout = self.shared.agent_defaults().approval_timeout;
         let now = self.shared.clock.now();
         let mut events = self.shared.events.subscribe();
@@ -160,7 +106,7 @@ impl Host for EngineHost {
                 now,
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(host_err)?;
         // While a person decides, the task's worker slot runs other work; it takes a slot
         // back before the call runs.
         let parked = match (a.status, a.owner.task()) {
@@ -181,7 +127,7 @@ impl Host for EngineHost {
         match a.status {
             ApprovalStatus::Approved => {
                 // Used once: if two runs raced for it, only one gets to run the call.
-                if self.shared.store.consume_approval(a.id, self.shared.clock.now()).await.map_err(|e| e.to_string())? {
+                if self.shared.store.consume_approval(a.id, self.shared.clock.now()).await.map_err(host_err)? {
                     Ok(ApprovalDecision::Approved)
                 } else {
                     Ok(ApprovalDecision::Denied { reason: format!("approval {} was already used", a.id) })
@@ -199,40 +145,38 @@ impl Host for EngineHost {
         }
     }
 
-    async fn create_task(&self, parent: Owner, agent: &str, prompt: &str, depth: u32) -> Result<TaskId, String> {
+    async fn create_task(&self, parent: Owner, agent: &str, prompt: &str, depth: u32) -> HostResult<TaskId> {
         let mut spec = TaskSpec::new(Command::Agent { agent: agent.into(), prompt: prompt.into() });
-        spec.labels = vec![format!("{DEPTH_LABEL}{depth}"), format!("{PARENT_LABEL}{}", parent.key())];
-        owl_core::validate::check_spec(&spec).map_err(|e| e.to_string())?;
-        let out = Engine { shared: self.shared.clone() }.submit(vec![NewTask::new(spec)]).await.map_err(|e| e.to_string())?;
+        spec.origin = Some(Origin::Agent { parent, depth });
+        owl_core::validate::check_spec(&spec).map_err(host_err)?;
+        let out = Engine { shared: self.shared.clone() }.submit(vec![NewTask::new(spec)]).await.map_err(host_err)?;
         Ok(out[0].id)
     }
 
-    async fn task_result(&self, id: TaskId) -> Result<Value, String> {
-        let t = self.shared.store.get(id).await.map_err(|e| e.to_string())?;
-        let result = self.shared.store.task_result(id).await.map_err(|e| e.to_string())?;
+    async fn task_result(&self, id: TaskId) -> HostResult<Value> {
+        let t = self.shared.store.get(id).await.map_err(host_err)?;
+        let result = self.shared.store.task_result(id).await.map_err(host_err)?;
         Ok(json!({"task_id": id, "status": t.state.status(), "result": result}))
     }
 
-    async fn schedules_created_by(&self, owner: Owner) -> Result<u32, String> {
-        let label = format!("{CREATED_BY_LABEL}{}", owner.key());
-        let all = self.shared.store.list_schedules().await.map_err(|e| e.to_string())?;
-        Ok(all.iter().filter(|s| s.spec.template.labels.contains(&label)).count() as u32)
+    async fn schedules_created_by(&self, owner: Owner) -> HostResult<u32> {
+        let all = self.shared.store.list_schedules().await.map_err(host_err)?;
+        Ok(all.iter().filter(|s| s.spec.created_by == Some(owner)).count() as u32)
     }
 
-    async fn create_schedule(&self, owner: Owner, s: NewAgentSchedule) -> Result<Value, String> {
+    async fn create_schedule(&self, owner: Owner, s: NewAgentSchedule) -> HostResult<Value> {
         let cfg = self.shared.config();
         let now = self.shared.clock.now();
         let when = match (s.cron, s.every, s.at) {
             (Some(expr), None, None) => When::Cron { expr, tz: cfg.schedules.tz.clone() },
             (None, Some(every), None) => {
-                let d = owl_core::duration::parse(&every)?;
+                let d = owl_core::duration::parse(&every).map_err(HostError::Refused)?;
                 When::Every { every_ms: d.as_millis() as u64, anchor: now }
             }
-            (None, None, Some(at)) => When::Once { at: owl_core::Timestamp::parse_rfc3339(&at)? },
-            _ => return Err("give exactly one of cron, every or at".into()),
+            (None, None, Some(at)) => When::Once { at: owl_core::Timestamp::parse_rfc3339(&at).map_err(HostError::Refused)? },
+            _ => return Err(HostError::refused("give exactly one of cron, every or at")),
         };
-        let mut template = TaskSpec::new(Command::Agent { agent: s.agent, prompt: s.prompt });
-        template.labels = vec![format!("{CREATED_BY_LABEL}{}", owner.key()), "owl:by-agent".into()];
+        let template = TaskSpec::new(Command::Agent { agent: s.agent, prompt: s.prompt });
         let spec = ScheduleSpec {
             name: s.name,
             when,
@@ -244,21 +188,22 @@ impl Host for EngineHost {
             jitter_ms: 0,
             end_at: None,
             max_runs: s.max_runs.map(u64::from),
+            created_by: Some(owner),
         };
-        owl_core::validate::check_name("name", "schedule", &spec.name).map_err(|e| e.to_string())?;
-        let made = Engine { shared: self.shared.clone() }.create_schedule(spec).await.map_err(|e| e.to_string())?;
+        owl_core::validate::check_name("name", "schedule", &spec.name).map_err(host_err)?;
+        let made = Engine { shared: self.shared.clone() }.create_schedule(spec).await.map_err(host_err)?;
         Ok(json!({"schedule": made.spec.name, "next_fire_at": made.next_fire_at.map(|t| t.to_rfc3339())}))
     }
 
-    async fn memory_search(&self, agent: &str, query: &str, k: usize) -> Result<String, String> {
-        let m = self.shared.memory().ok_or("long-term memory is off ([memory] enabled = false)")?;
+    async fn memory_search(&self, agent: &str, query: &str, k: usize) -> HostResult<String> {
+        let m = self.shared.memory().ok_or(HostError::refused("long-term memory is off ([memory] enabled = false)"))?;
         let q = owl_memory::Query {
             text: query.to_string(),
             k,
             filter: owl_memory::Filter { agent: Some(agent.to_string()), ..Default::default() },
             ..Default::default()
         };
-        let hits = crate::memory::blocking(move || m.search(&q)).await.map_err(|e| e.to_string())?;
+        let hits = crate::memory::blocking(move || m.search(&q)).await.map_err(memory_err)?;
         if hits.is_empty() {
             return Ok("no memories match".into());
         }
@@ -269,8 +214,8 @@ impl Host for EngineHost {
             .join("\n"))
     }
 
-    async fn memory_add(&self, owner: Owner, agent: &str, text: &str, kind: &str, tags: Vec<String>) -> Result<String, String> {
-        let m = self.shared.memory().ok_or("long-term memory is off ([memory] enabled = false)")?;
+    async fn memory_add(&self, owner: Owner, agent: &str, text: &str, kind: &str, tags: Vec<String>) -> HostResult<String> {
+        let m = self.shared.memory().ok_or(HostError::refused("long-term memory is off ([memory] enabled = false)"))?;
         let item = owl_memory::NewMemory {
             text: text.to_string(),
             kind: kind.to_string(),
@@ -279,31 +224,43 @@ impl Host for EngineHost {
             agent: Some(agent.to_string()),
             user: None,
         };
-        match crate::memory::blocking(move || m.add(item)).await.map_err(|e| e.to_string())? {
+        match crate::memory::blocking(move || m.add(item)).await.map_err(memory_err)? {
             owl_memory::Added::Created { id } => Ok(format!("remembered as memory {id}")),
             owl_memory::Added::Merged { id } => Ok(format!("already known: merged into memory {id}")),
         }
     }
 
-    async fn manage_schedule(&self, name: &str, action: &str) -> Result<Value, String> {
+    async fn manage_schedule(&self, name: &str, action: &str) -> HostResult<Value> {
         let engine = Engine { shared: self.shared.clone() };
-        let s = self.shared.store.get_schedule(name).await.map_err(|e| e.to_string())?;
-        if !s.spec.template.labels.iter().any(|l| l == "owl:by-agent") {
-            return Err(format!("schedule `{name}` was made by a person; agents may only manage schedules agents created"));
+        let s = self.shared.store.get_schedule(name).await.map_err(host_err)?;
+        if s.spec.created_by.is_none() {
+            return Err(HostError::Refused(format!(
+                "schedule `{name}` was made by a person; agents may only manage schedules agents created"
+            )));
         }
         match action {
             "pause" => engine.pause_schedule(name).await.map(|_| json!({"schedule": name, "state": "paused"})),
             "resume" => engine.resume_schedule(name).await.map(|_| json!({"schedule": name, "state": "active"})),
             "cancel" => engine.delete_schedule(name).await.map(|_| json!({"schedule": name, "state": "deleted"})),
-            _ => return Err(format!("unknown action `{action}`")),
+            _ => return Err(HostError::Refused(format!("unknown action `{action}`"))),
         }
-        .map_err(|e| e.to_string())
+        .map_err(host_err)
     }
 }
 
-/// The subtask depth recorded on a task (0 when a person submitted it).
-fn depth_of(labels: &[String]) -> u32 {
-    labels.iter().find_map(|l| l.strip_prefix(DEPTH_LABEL)).and_then(|d| d.parse().ok()).unwrap_or(0)
+/// A store error as the agent runtime sees it: storage trouble may pass, the rest will not.
+fn host_err(e: impl Into<StoreError>) -> HostError {
+    match e.into() {
+        StoreError::Backend(m) => HostError::Unavailable(m),
+        other => HostError::Refused(other.to_string()),
+    }
+}
+
+fn memory_err(e: owl_memory::MemoryError) -> HostError {
+    match e {
+        owl_memory::MemoryError::Failed(m) => HostError::Unavailable(m),
+        other => HostError::Refused(other.to_string()),
+    }
 }
 
 /// Runs one claimed agent task to its outcome.
@@ -350,7 +307,7 @@ pub(crate) async fn run_agent_task(
         prompt: format!("{}{prompt}", recalled.block),
         workspace: workdir,
         attempt: task.attempt,
-        depth: depth_of(&task.spec.labels),
+        depth: Origin::agent_depth(task.spec.origin.as_ref()),
         timeout: task.spec.timeout_ms.map(Duration::from_millis),
         env: std::env::vars().chain(task.spec.env.clone()).collect(),
         withheld_env: s.withheld_env.read().unwrap_or_else(|p| p.into_inner()).clone(),
@@ -398,11 +355,9 @@ pub(crate) async fn run_agent_task(
 async fn tools_used(s: &Shared, id: owl_core::TaskId) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for e in s.store.transcript(CoreOwner::Task(id), 0).await.unwrap_or_default() {
-        for c in e.body["tool_calls"].as_array().into_iter().flatten() {
-            if let Some(n) = c["name"].as_str() {
-                if !out.iter().any(|x| x == n) {
-                    out.push(n.to_string());
-                }
+        for c in e.body.tool_calls() {
+            if !out.contains(&c.name) {
+                out.push(c.name.clone());
             }
         }
     }

@@ -23,7 +23,6 @@ mod schedules;
 mod supervise;
 mod triggers;
 
-pub use agents::{CREATED_BY_LABEL, DEPTH_LABEL, PARENT_LABEL};
 pub use dispatch::DispatchLoop;
 
 use owl_core::layout::DataLayout;

@@ -378,22 +378,19 @@ async fn read_cli_stream(
             match ev {
                 // A coding CLI's output may echo a provider key or a secrets-file value.
                 CliEvent::Entry(v) => entries.push(match &redact {
-                    Some(rt) => rt.redact_value(v),
+                    Some(rt) => rt.redact_entry(v),
                     None => v,
                 }),
                 CliEvent::Usage { model, usage, cost_usd } => {
-                    let row = owl_store::UsageRow {
+                    let record = owl_store::UsageRecord {
                         owner: owl_core::agent::Owner::Task(id),
                         agent: format!("cli:{cli}"),
                         provider: cli.clone(),
                         model,
-                        input: usage.input,
-                        output: usage.output,
-                        cached: usage.cached,
+                        usage,
                         cost_usd: cost_usd.unwrap_or(0.0),
-                        at: s.clock.now(),
                     };
-                    if let Err(e) = s.store.record_usage(row).await {
+                    if let Err(e) = s.store.record_usage(record, s.clock.now()).await {
                         tracing::warn!(task = %id, error = %e, "cannot record a coding CLI's usage");
                     }
                 }
@@ -410,8 +407,7 @@ async fn read_cli_stream(
             }
         }
         if !entries.is_empty() {
-            let kinds: Vec<(String, String)> =
-                entries.iter().map(|e| (e["type"].as_str().unwrap_or("").to_string(), crate::agents::summary(e))).collect();
+            let kinds: Vec<(String, String)> = entries.iter().map(|e| (e.kind().to_string(), e.summary())).collect();
             match s.store.append_transcript(owl_core::agent::Owner::Task(id), attempt, entries, s.clock.now()).await {
                 Ok(seqs) => {
                     for (seq, (entry, summary)) in seqs.into_iter().zip(kinds) {

@@ -27,6 +27,7 @@ pub fn task_for(schedule: &Schedule, slot: Timestamp, jitter: f64) -> TaskSpec {
     if !t.labels.contains(&label) {
         t.labels.push(label);
     }
+    t.origin = Some(owl_core::task::Origin::Schedule { name: schedule.spec.name.clone(), slot });
     t.env.insert("OWL_SCHEDULE".into(), schedule.spec.name.clone());
     t.env.insert("OWL_SCHEDULED_FOR".into(), slot.to_rfc3339());
     if schedule.spec.jitter_ms > 0 {

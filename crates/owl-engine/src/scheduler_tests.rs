@@ -33,6 +33,7 @@ fn minutely(name: &str, misfire: Misfire, overlap: Overlap) -> ScheduleSpec {
         jitter_ms: 0,
         end_at: None,
         max_runs: None,
+        created_by: None,
     }
 }
 

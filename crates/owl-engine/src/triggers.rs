@@ -28,6 +28,7 @@ pub(crate) fn task_for(trigger: &Trigger, depth: u32) -> TaskSpec {
     if !t.labels.contains(&label) {
         t.labels.push(label);
     }
+    t.origin = Some(owl_core::task::Origin::Trigger { name: trigger.spec.name.clone(), depth });
     t.env.insert("OWL_TRIGGER".into(), trigger.spec.name.clone());
     t.env.insert(CHAIN_DEPTH_ENV.into(), depth.to_string());
     t

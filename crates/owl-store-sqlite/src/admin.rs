@@ -359,13 +359,7 @@ impl Store for SqliteStore {
         })
         .await
     }
-    async fn append_transcript(
-        &self,
-        owner: Owner,
-        attempt: u32,
-        entries: Vec<serde_json::Value>,
-        now: Timestamp,
-    ) -> Result<Vec<u64>, StoreError> {
+    async fn append_transcript(&self, owner: Owner, attempt: u32, entries: Vec<Entry>, now: Timestamp) -> Result<Vec<u64>, StoreError> {
         self.append_transcript_impl(owner, attempt, entries, now).await
     }
     async fn transcript(&self, owner: Owner, after: u64) -> Result<Vec<TranscriptEntry>, StoreError> {
@@ -377,8 +371,8 @@ impl Store for SqliteStore {
     async fn task_result(&self, id: TaskId) -> Result<Option<String>, StoreError> {
         self.task_result_impl(id).await
     }
-    async fn record_usage(&self, usage: UsageRow) -> Result<(), StoreError> {
-        self.record_usage_impl(usage).await
+    async fn record_usage(&self, usage: UsageRecord, at: Timestamp) -> Result<(), StoreError> {
+        self.record_usage_impl(usage, at).await
     }
     async fn owner_usage(&self, owner: Owner) -> Result<UsageSummary, StoreError> {
         self.owner_usage_impl(owner).await

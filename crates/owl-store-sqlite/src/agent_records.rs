@@ -63,7 +63,7 @@ impl SqliteStore {
         &self,
         owner: Owner,
         attempt: u32,
-        entries: Vec<serde_json::Value>,
+        entries: Vec<Entry>,
         now: Timestamp,
     ) -> Result<Vec<u64>, StoreError> {
         let key = owner.key();
@@ -78,7 +78,8 @@ impl SqliteStore {
             let mut out = Vec::with_capacity(entries.len());
             for (i, e) in entries.iter().enumerate() {
                 let seq = last + 1 + i as i64;
-                stmt.execute(params![key, seq, attempt, now.millis(), e.to_string()]).map_err(backend)?;
+                let body = serde_json::to_string(e).expect("transcript entries serialize");
+                stmt.execute(params![key, seq, attempt, now.millis(), body]).map_err(backend)?;
                 out.push(seq as u64);
             }
             Ok(out)
@@ -98,7 +99,7 @@ impl SqliteStore {
                         seq: r.get::<_, i64>(0)? as u64,
                         attempt: r.get(1)?,
                         at: Timestamp::from_millis(r.get(2)?),
-                        body: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(serde_json::Value::Null),
+                        body: Entry::from_stored(&r.get::<_, String>(3)?),
                     })
                 })
                 .map_err(backend)?;
@@ -188,13 +189,23 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn record_usage_impl(&self, u: UsageRow) -> Result<(), StoreError> {
+    pub(crate) async fn record_usage_impl(&self, u: UsageRecord, at: Timestamp) -> Result<(), StoreError> {
         self.write(move |c| {
             c.prepare_cached(
                 "INSERT INTO usage (owner, agent, provider, model, input, output, cached, cost_usd, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .map_err(backend)?
-            .execute(params![u.owner.key(), u.agent, u.provider, u.model, u.input as i64, u.output as i64, u.cached as i64, u.cost_usd, u.at.millis()])
+            .execute(params![
+                u.owner.key(),
+                u.agent,
+                u.provider,
+                u.model,
+                u.usage.input as i64,
+                u.usage.output as i64,
+                u.usage.cached as i64,
+                u.cost_usd,
+                at.millis()
+            ])
             .map(|_| ())
             .map_err(backend)
         })

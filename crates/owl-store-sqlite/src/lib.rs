@@ -190,6 +190,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn migration_7_turns_owl_labels_into_a_typed_origin_and_maker() {
+        use owl_core::agent::Owner;
+        use owl_core::task::Origin;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let id = {
+            let s: Arc<dyn owl_store::Store> = Arc::new(SqliteStore::open(&path, Durability::Full).unwrap());
+            let mut made = owl_store::conformance::schedule_spec("agent-made");
+            made.template.labels = vec!["owl:created-by=chat:3".into(), "owl:by-agent".into(), "mine".into()];
+            s.create_schedule(made, None, owl_core::Timestamp(1)).await.unwrap();
+            s.create_schedule(owl_store::conformance::schedule_spec("by-hand"), None, owl_core::Timestamp(1)).await.unwrap();
+            let mut t = owl_store::conformance::spec("echo");
+            t.labels = vec!["owl:depth=2".into(), "keep".into(), "owl:parent=task:15".into()];
+            s.submit(vec![owl_store::NewTask::new(t)], owl_core::Timestamp(1)).await.unwrap()[0].id
+        };
+        // Back to what version 6 wrote.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE tasks DROP COLUMN origin; DELETE FROM schema_migrations WHERE version = 7; \
+             UPDATE schedules SET spec = json_remove(spec, '$.created_by');",
+        )
+        .unwrap();
+        drop(conn);
+        let s: Arc<dyn owl_store::Store> = Arc::new(SqliteStore::open(&path, Durability::Full).unwrap());
+        let t = s.get(id).await.unwrap();
+        assert_eq!(t.spec.origin, Some(Origin::Agent { parent: Owner::Task(owl_core::TaskId(15)), depth: 2 }));
+        assert_eq!(t.spec.labels, vec!["keep".to_string()]);
+        let made = s.get_schedule("agent-made").await.unwrap();
+        assert_eq!(made.spec.created_by, Some(Owner::Chat(3)));
+        assert_eq!(made.spec.template.labels, vec!["mine".to_string()]);
+        assert_eq!(s.get_schedule("by-hand").await.unwrap().spec.created_by, None);
+    }
+
+    #[tokio::test]
     async fn a_database_from_a_newer_owl_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");

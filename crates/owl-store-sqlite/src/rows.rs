@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 pub const TASK_COLUMNS: &str = "id, created_at, updated_at, command, env, cwd, priority, grp, run_at, timeout_ms, max_attempts, \
      idempotency_key, labels, status, due_at, deps_pending, attempts, failures, interruptions, node, started_at, lease_until, \
-     cancel_requested, finished_at, exit_code, signal, reason, inputs, sandbox, repo";
+     cancel_requested, finished_at, exit_code, signal, reason, inputs, sandbox, repo, origin";
 
 /// A task row before its dependencies are attached.
 pub struct TaskRow {
@@ -48,6 +48,10 @@ pub fn task_row(r: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
         },
         repo: match r.get::<_, Option<String>>(29)? {
             Some(j) => Some(json(&j, "repo")?),
+            None => None,
+        },
+        origin: match r.get::<_, Option<String>>(30)? {
+            Some(j) => Some(json(&j, "origin")?),
             None => None,
         },
     };

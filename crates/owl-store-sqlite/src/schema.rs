@@ -230,6 +230,37 @@ CREATE TABLE task_git (
 CREATE INDEX usage_by_owner ON usage(owner);
 "#,
     ),
+    (
+        7,
+        "a task's origin and a schedule's maker as typed data, not owl:* labels",
+        r#"
+ALTER TABLE tasks ADD COLUMN origin TEXT;        -- JSON of owl_core::task::Origin; NULL = a person or a client
+-- Agent subtasks recorded their parent and depth in labels (owl:parent=task:12, owl:depth=1).
+UPDATE tasks SET origin = (
+    SELECT json_object(
+        'kind', 'agent',
+        'parent', json_object(
+            'kind', substr(p.value, 12, instr(substr(p.value, 12), ':') - 1),
+            'id', CAST(substr(p.value, 12 + instr(substr(p.value, 12), ':')) AS INTEGER)),
+        'depth', CAST(substr(d.value, 11) AS INTEGER))
+    FROM json_each(tasks.labels) AS p, json_each(tasks.labels) AS d
+    WHERE p.value LIKE 'owl:parent=%' AND d.value LIKE 'owl:depth=%')
+WHERE EXISTS (SELECT 1 FROM json_each(tasks.labels) WHERE value LIKE 'owl:parent=%');
+-- Schedules an agent made carried owl:created-by=task:12 in their template's labels.
+UPDATE schedules SET spec = json_set(spec, '$.created_by', (
+    SELECT json_object(
+        'kind', substr(c.value, 16, instr(substr(c.value, 16), ':') - 1),
+        'id', CAST(substr(c.value, 16 + instr(substr(c.value, 16), ':')) AS INTEGER))
+    FROM json_each(json_extract(schedules.spec, '$.template.labels')) AS c
+    WHERE c.value LIKE 'owl:created-by=%'))
+WHERE EXISTS (SELECT 1 FROM json_each(json_extract(schedules.spec, '$.template.labels')) WHERE value LIKE 'owl:created-by=%');
+UPDATE tasks SET labels = (SELECT json_group_array(value) FROM json_each(tasks.labels) WHERE value NOT LIKE 'owl:%')
+    WHERE EXISTS (SELECT 1 FROM json_each(tasks.labels) WHERE value LIKE 'owl:%');
+UPDATE schedules SET spec = json_set(spec, '$.template.labels',
+        (SELECT json_group_array(value) FROM json_each(json_extract(schedules.spec, '$.template.labels')) WHERE value NOT LIKE 'owl:%'))
+    WHERE EXISTS (SELECT 1 FROM json_each(json_extract(schedules.spec, '$.template.labels')) WHERE value LIKE 'owl:%');
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {

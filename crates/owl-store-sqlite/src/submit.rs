@@ -60,8 +60,8 @@ pub fn submit(conn: &Connection, batch: Vec<NewTask>, now: Timestamp) -> Result<
         let s = &t.spec;
         conn.prepare_cached(
             "INSERT INTO tasks (created_at, updated_at, command, env, cwd, priority, grp, run_at, timeout_ms, max_attempts, \
-             idempotency_key, labels, status, due_at, deps_pending, finished_at, reason, blocked_by, inputs, sandbox, repo) \
-             VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+             idempotency_key, labels, status, due_at, deps_pending, finished_at, reason, blocked_by, inputs, sandbox, repo, origin) \
+             VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
         )
         .map_err(backend)?
         .execute(params![
@@ -85,6 +85,7 @@ pub fn submit(conn: &Connection, batch: Vec<NewTask>, now: Timestamp) -> Result<
             (!s.inputs.is_empty()).then(|| serde_json::to_string(&s.inputs).expect("inputs serialize")),
             s.sandbox.as_ref().map(|b| serde_json::to_string(b).expect("sandbox serializes")),
             s.repo.as_ref().map(|r| serde_json::to_string(r).expect("repo serializes")),
+            s.origin.as_ref().map(|o| serde_json::to_string(o).expect("origin serializes")),
         ])
         .map_err(backend)?;
         let id = TaskId(conn.last_insert_rowid());

@@ -48,6 +48,7 @@ macro_rules! conformance_tests {
             list_filters_by_status_group_label_and_pages,
             concurrent_submits_are_all_stored,
             schedules_are_created_listed_and_names_are_unique,
+            a_task_keeps_its_origin_and_a_schedule_its_maker,
             a_slot_fires_once_even_when_a_pass_is_replayed,
             a_queued_slot_is_claimed_once,
             history_shows_every_slot_with_its_task_status,

@@ -146,19 +146,14 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- Agent records ----
 
-    /// Appends entries (JSON objects) to an owner's transcript; returns their positions.
-    async fn append_transcript(
-        &self,
-        owner: Owner,
-        attempt: u32,
-        entries: Vec<serde_json::Value>,
-        now: Timestamp,
-    ) -> Result<Vec<u64>, StoreError>;
+    /// Appends entries to an owner's transcript; returns their positions.
+    async fn append_transcript(&self, owner: Owner, attempt: u32, entries: Vec<Entry>, now: Timestamp) -> Result<Vec<u64>, StoreError>;
     /// Entries after position `after`, in order.
     async fn transcript(&self, owner: Owner, after: u64) -> Result<Vec<TranscriptEntry>, StoreError>;
     async fn set_task_result(&self, id: TaskId, result: &str) -> Result<(), StoreError>;
     async fn task_result(&self, id: TaskId) -> Result<Option<String>, StoreError>;
-    async fn record_usage(&self, usage: UsageRow) -> Result<(), StoreError>;
+    /// Records one model call's usage, stamped `at`.
+    async fn record_usage(&self, usage: UsageRecord, at: Timestamp) -> Result<(), StoreError>;
     /// Everything one task or chat used (`key` is the owner's).
     async fn owner_usage(&self, owner: Owner) -> Result<UsageSummary, StoreError>;
     /// Records (replacing) what owl did in git for a repository task.

@@ -210,29 +210,7 @@ pub enum StoreError {
 
 pub use owl_core::agent::Owner;
 
-/// One transcript entry: a JSON object (a message, a tool call's result, a note).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TranscriptEntry {
-    /// Position in the owner's transcript, from 1.
-    pub seq: u64,
-    pub attempt: u32,
-    pub at: Timestamp,
-    pub body: serde_json::Value,
-}
-
-/// One model call's usage.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct UsageRow {
-    pub owner: Owner,
-    pub agent: String,
-    pub provider: String,
-    pub model: String,
-    pub input: u64,
-    pub output: u64,
-    pub cached: u64,
-    pub cost_usd: f64,
-    pub at: Timestamp,
-}
+pub use owl_core::transcript::{Entry, TranscriptEntry, Usage, UsageRecord};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

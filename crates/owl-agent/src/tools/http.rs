@@ -176,32 +176,32 @@ mod fetch_tests {
     struct NoHost;
     #[async_trait::async_trait]
     impl crate::Host for NoHost {
-        async fn append(&self, _: Owner, _: u32, _: Vec<Value>) -> Result<Vec<u64>, String> {
+        async fn append(&self, _: Owner, _: u32, _: Vec<crate::Entry>) -> crate::HostResult<Vec<u64>> {
             Ok(vec![])
         }
-        async fn transcript(&self, _: Owner) -> Result<Vec<Value>, String> {
+        async fn transcript(&self, _: Owner) -> crate::HostResult<Vec<crate::TranscriptEntry>> {
             Ok(vec![])
         }
-        async fn record_usage(&self, _: crate::UsageRecord) -> Result<(), String> {
+        async fn record_usage(&self, _: crate::UsageRecord) -> crate::HostResult<()> {
             Ok(())
         }
-        async fn approve(&self, _: crate::ApprovalRequest) -> Result<crate::ApprovalDecision, String> {
-            Err("none".into())
+        async fn approve(&self, _: crate::ApprovalRequest) -> crate::HostResult<crate::ApprovalDecision> {
+            Err(crate::HostError::refused("none"))
         }
-        async fn create_task(&self, _: Owner, _: &str, _: &str, _: u32) -> Result<owl_core::TaskId, String> {
-            Err("none".into())
+        async fn create_task(&self, _: Owner, _: &str, _: &str, _: u32) -> crate::HostResult<owl_core::TaskId> {
+            Err(crate::HostError::refused("none"))
         }
-        async fn task_result(&self, _: owl_core::TaskId) -> Result<Value, String> {
-            Err("none".into())
+        async fn task_result(&self, _: owl_core::TaskId) -> crate::HostResult<Value> {
+            Err(crate::HostError::refused("none"))
         }
-        async fn schedules_created_by(&self, _: Owner) -> Result<u32, String> {
+        async fn schedules_created_by(&self, _: Owner) -> crate::HostResult<u32> {
             Ok(0)
         }
-        async fn create_schedule(&self, _: Owner, _: crate::NewAgentSchedule) -> Result<Value, String> {
-            Err("none".into())
+        async fn create_schedule(&self, _: Owner, _: crate::NewAgentSchedule) -> crate::HostResult<Value> {
+            Err(crate::HostError::refused("none"))
         }
-        async fn manage_schedule(&self, _: &str, _: &str) -> Result<Value, String> {
-            Err("none".into())
+        async fn manage_schedule(&self, _: &str, _: &str) -> crate::HostResult<Value> {
+            Err(crate::HostError::refused("none"))
         }
     }
 

@@ -203,24 +203,24 @@ pub async fn call(ctx: &ToolCtx, name: &str, arguments: &Value, approved: bool) 
         "http_fetch" => http::fetch(ctx, arguments).await,
         "task_create" => task_create(ctx, arguments).await,
         "task_result" => match args::<TaskResultArgs>(name, arguments) {
-            Ok(a) => ctx.host.task_result(TaskId(a.id)).await.map(|v| v.to_string()),
+            Ok(a) => ctx.host.task_result(TaskId(a.id)).await.map(|v| v.to_string()).map_err(String::from),
             Err(e) => Err(e),
         },
         "schedule_create" => schedule_create(ctx, arguments).await,
         "memory_search" => match args::<MemorySearchArgs>(name, arguments) {
-            Ok(a) => ctx.host.memory_search(&ctx.agent_name, &a.query, a.k.unwrap_or(5).clamp(1, 20)).await,
+            Ok(a) => ctx.host.memory_search(&ctx.agent_name, &a.query, a.k.unwrap_or(5).clamp(1, 20)).await.map_err(String::from),
             Err(e) => Err(e),
         },
         "memory_add" => match args::<MemoryAddArgs>(name, arguments) {
             Ok(a) => {
                 let kind = a.kind.unwrap_or_else(|| "knowledge".into());
-                ctx.host.memory_add(ctx.owner, &ctx.agent_name, &a.text, &kind, a.tags).await
+                ctx.host.memory_add(ctx.owner, &ctx.agent_name, &a.text, &kind, a.tags).await.map_err(String::from)
             }
             Err(e) => Err(e),
         },
         "schedule_manage" => match args::<ScheduleManageArgs>(name, arguments) {
             Ok(a) if matches!(a.action.as_str(), "pause" | "resume" | "cancel") => {
-                ctx.host.manage_schedule(&a.name, &a.action).await.map(|v| v.to_string())
+                ctx.host.manage_schedule(&a.name, &a.action).await.map(|v| v.to_string()).map_err(String::from)
             }
             Ok(a) => Err(format!("action `{}` is not one of pause, resume, cancel", a.action)),
             Err(e) => Err(e),

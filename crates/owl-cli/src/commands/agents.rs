@@ -48,47 +48,43 @@ fn indent(s: &str) -> String {
 }
 
 pub fn print_transcript(t: &TranscriptView, full: bool) {
+    use owl_core::transcript::Entry;
     for e in &t.entries {
-        let b = &e.body;
         let head = format!("[{}] {}", e.seq, &e.at[11..19.min(e.at.len())]);
-        match b["type"].as_str().unwrap_or("") {
-            "system" => {
-                println!("{head} system\n{}", indent(&first_lines(b["content"].as_str().unwrap_or(""), if full { usize::MAX } else { 3 })))
+        match &e.body {
+            Entry::System { content } => {
+                println!("{head} system\n{}", indent(&first_lines(content, if full { usize::MAX } else { 3 })))
             }
-            "user" => println!("{head} user\n{}", indent(b["content"].as_str().unwrap_or(""))),
-            "assistant" => {
-                let u = &b["usage"];
+            Entry::User { content, .. } => println!("{head} user\n{}", indent(content)),
+            Entry::Assistant(r) => {
+                let u = r.usage.unwrap_or_default();
                 println!(
                     "{head} assistant  ({} via {}, {} in / {} out tokens, ${:.6}, {} ms)",
-                    b["model"].as_str().unwrap_or("?"),
-                    b["provider"].as_str().unwrap_or("?"),
-                    u["input"].as_u64().unwrap_or(0),
-                    u["output"].as_u64().unwrap_or(0),
-                    b["cost_usd"].as_f64().unwrap_or(0.0),
-                    b["ms"].as_u64().unwrap_or(0)
+                    r.model.as_deref().unwrap_or("?"),
+                    r.provider.as_deref().unwrap_or("?"),
+                    u.input,
+                    u.output,
+                    r.cost_usd,
+                    r.ms.unwrap_or(0)
                 );
-                if let Some(c) = b["content"].as_str().filter(|c| !c.is_empty()) {
-                    println!("{}", indent(c));
+                if !r.content.is_empty() {
+                    println!("{}", indent(&r.content));
                 }
-                for c in b["tool_calls"].as_array().into_iter().flatten() {
-                    println!("    → {}({})  [{}]", c["name"].as_str().unwrap_or("?"), c["arguments"], c["id"].as_str().unwrap_or(""));
+                for c in &r.tool_calls {
+                    println!("    → {}({})  [{}]", c.name, c.arguments, c.id);
                 }
             }
-            "tool" => {
-                let mark = if b["is_error"].as_bool() == Some(true) { "error" } else { "ok" };
-                let content = b["content"].as_str().unwrap_or("");
+            Entry::Tool { name, content, is_error, ms, .. } => {
+                let mark = if *is_error { "error" } else { "ok" };
                 println!(
-                    "{head} {} {mark}  ({} ms)\n{}",
-                    b["name"].as_str().unwrap_or("tool"),
-                    b["ms"].as_u64().unwrap_or(0),
+                    "{head} {name} {mark}  ({} ms)\n{}",
+                    ms.unwrap_or(0),
                     indent(&if full { content.to_string() } else { first_lines(content, 8) })
                 );
             }
-            "note" => println!("{head} note: {}", b["text"].as_str().unwrap_or("")),
-            other => println!("{head} {other}: {b}"),
+            Entry::Note { text, .. } => println!("{head} note: {text}"),
         }
     }
-    println!("total: {} input + {} output tokens, ${:.6}", t.input_tokens, t.output_tokens, t.cost_usd);
 }
 
 pub async fn transcript(client: &Client, id: &str, full: bool, json: bool) -> Result<()> {

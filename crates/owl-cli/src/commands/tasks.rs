@@ -95,6 +95,9 @@ pub async fn show(client: &Client, id: &str, json: bool) -> Result<()> {
     println!("task {}  {}  ({})", t.id, t.status, detail(&t));
     println!("  command    {}", t.display);
     println!("  group      {}   priority {}", t.group, t.priority);
+    if let Some(o) = &t.origin {
+        println!("  made by    {}", o.describe());
+    }
     if !t.labels.is_empty() {
         println!("  labels     {}", t.labels.join(", "));
     }

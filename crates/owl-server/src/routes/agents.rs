@@ -39,9 +39,10 @@ async fn transcript_of(state: &AppState, owner: Owner) -> Result<Json<Transcript
     let entries = state.engine.store().transcript(owner, 0).await?;
     let (mut input, mut output, mut cost) = (0, 0, 0.0);
     for e in &entries {
-        input += e.body["usage"]["input"].as_u64().unwrap_or(0);
-        output += e.body["usage"]["output"].as_u64().unwrap_or(0);
-        cost += e.body["cost_usd"].as_f64().unwrap_or(0.0);
+        let (usage, c) = e.body.spend();
+        input += usage.input;
+        output += usage.output;
+        cost += c;
     }
     Ok(Json(TranscriptView {
         owner: owner.key(),

@@ -41,17 +41,18 @@ pub async fn repository_tasks_keep_their_git_record_until_retention(s: DynStore)
     rec.removed = true;
     s.set_task_git(id, rec).await.unwrap();
     assert!(s.worktrees_to_remove(Timestamp(i64::MAX / 2)).await.unwrap().is_empty(), "a removed worktree is not listed again");
-    s.record_usage(UsageRow {
-        owner: Owner::Task(id),
-        agent: "cli:claude".into(),
-        provider: "claude".into(),
-        model: "m".into(),
-        input: 10,
-        output: 5,
-        cached: 2,
-        cost_usd: 0.5,
-        at: end,
-    })
+    let usage = Usage { input: 10, output: 5, cached: 2 };
+    s.record_usage(
+        UsageRecord {
+            owner: Owner::Task(id),
+            agent: "cli:claude".into(),
+            provider: "claude".into(),
+            model: "m".into(),
+            usage,
+            cost_usd: 0.5,
+        },
+        end,
+    )
     .await
     .unwrap();
     let u = s.owner_usage(Owner::Task(id)).await.unwrap();
@@ -63,13 +64,14 @@ pub async fn transcripts_append_in_order_per_owner(s: DynStore) {
     let id = add(&s, spec("x")).await;
     let a = Owner::Task(id);
     let b = Owner::Chat(1);
-    let seqs =
-        s.append_transcript(a, 1, vec![serde_json::json!({"type": "user"}), serde_json::json!({"type": "assistant"})], T0).await.unwrap();
+    let seqs = s.append_transcript(a, 1, vec![Entry::user("go"), Entry::assistant("ok", vec![])], T0).await.unwrap();
     assert_eq!(seqs, vec![1, 2]);
-    assert_eq!(s.append_transcript(b, 1, vec![serde_json::json!({"n": 1})], T0).await.unwrap(), vec![1], "each owner counts from 1");
-    assert_eq!(s.append_transcript(a, 2, vec![serde_json::json!({"type": "tool"})], T0).await.unwrap(), vec![3]);
+    assert_eq!(s.append_transcript(b, 1, vec![Entry::note("n")], T0).await.unwrap(), vec![1], "each owner counts from 1");
+    let tool = Entry::tool("c1", "shell", "a \"quoted\" \\ line\n", true);
+    assert_eq!(s.append_transcript(a, 2, vec![tool.clone()], T0).await.unwrap(), vec![3]);
     let all = s.transcript(a, 0).await.unwrap();
-    assert_eq!(all.iter().map(|e| e.body["type"].as_str().unwrap()).collect::<Vec<_>>(), vec!["user", "assistant", "tool"]);
+    assert_eq!(all.iter().map(|e| e.body.kind()).collect::<Vec<_>>(), vec!["user", "assistant", "tool"]);
+    assert_eq!(all[2].body, tool, "an entry reads back as it was written");
     assert_eq!(all[2].attempt, 2);
     assert_eq!(s.transcript(a, 2).await.unwrap().len(), 1);
     assert_eq!(s.task_result(id).await.unwrap(), None);
@@ -115,21 +117,18 @@ pub async fn an_approval_is_bound_to_its_call_decided_once_and_used_once(s: DynS
 }
 
 pub async fn usage_sums_by_agent_and_model(s: DynStore) {
-    let row = |agent: &str, model: &str, input: u64, cost: f64, at: Timestamp| UsageRow {
-        owner: Owner::Chat(1),
-        agent: agent.into(),
-        provider: "p".into(),
-        model: model.into(),
-        input,
-        output: 10,
-        cached: 1,
-        cost_usd: cost,
-        at,
+    let row = |agent: &str, model: &str, input: u64, cost: f64, at: Timestamp| {
+        let usage = Usage { input, output: 10, cached: 1 };
+        (UsageRecord { owner: Owner::Chat(1), agent: agent.into(), provider: "p".into(), model: model.into(), usage, cost_usd: cost }, at)
     };
-    s.record_usage(row("a", "m1", 100, 0.5, T0)).await.unwrap();
-    s.record_usage(row("a", "m2", 50, 0.25, T0)).await.unwrap();
-    s.record_usage(row("b", "m1", 7, 0.0, T0)).await.unwrap();
-    s.record_usage(row("b", "m1", 1000, 9.0, T0.minus(Duration::from_secs(3600)))).await.unwrap();
+    for (u, at) in [
+        row("a", "m1", 100, 0.5, T0),
+        row("a", "m2", 50, 0.25, T0),
+        row("b", "m1", 7, 0.0, T0),
+        row("b", "m1", 1000, 9.0, T0.minus(Duration::from_secs(3600))),
+    ] {
+        s.record_usage(u, at).await.unwrap();
+    }
     let by_agent = s.usage_summary(T0, UsageBy::Agent).await.unwrap();
     assert_eq!(by_agent.len(), 2);
     assert_eq!((by_agent[0].key.as_str(), by_agent[0].calls, by_agent[0].input, by_agent[0].output), ("a", 2, 150, 20));

@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn schedule_spec(name: &str) -> owl_core::schedule::ScheduleSpec {
+pub fn schedule_spec(name: &str) -> owl_core::schedule::ScheduleSpec {
     owl_core::schedule::ScheduleSpec {
         name: name.into(),
         when: owl_core::schedule::When::Every { every_ms: 60_000, anchor: T0 },
@@ -14,11 +14,34 @@ fn schedule_spec(name: &str) -> owl_core::schedule::ScheduleSpec {
         jitter_ms: 0,
         end_at: None,
         max_runs: None,
+        created_by: None,
     }
 }
 
 fn fire(slot: Timestamp) -> FireDecision {
     FireDecision { slot, action: FireAction::Fire(spec("echo tick")) }
+}
+
+pub async fn a_task_keeps_its_origin_and_a_schedule_its_maker(s: DynStore) {
+    use owl_core::agent::Owner;
+    use owl_core::task::Origin;
+    let origins = [
+        Origin::Agent { parent: Owner::Chat(3), depth: 2 },
+        Origin::Schedule { name: "nightly".into(), slot: T0 },
+        Origin::Trigger { name: "on-push".into(), depth: 1 },
+    ];
+    for o in origins {
+        let mut t = spec("echo");
+        t.origin = Some(o.clone());
+        let id = s.submit(vec![NewTask::new(t)], T0).await.unwrap()[0].id;
+        assert_eq!(s.get(id).await.unwrap().spec.origin, Some(o));
+    }
+    let plain = s.submit(vec![NewTask::new(spec("echo"))], T0).await.unwrap()[0].id;
+    assert_eq!(s.get(plain).await.unwrap().spec.origin, None);
+    let mut made = schedule_spec("agent-made");
+    made.created_by = Some(Owner::Task(TaskId(7)));
+    s.create_schedule(made, None, T0).await.unwrap();
+    assert_eq!(s.get_schedule("agent-made").await.unwrap().spec.created_by, Some(Owner::Task(TaskId(7))));
 }
 
 pub async fn schedules_are_created_listed_and_names_are_unique(s: DynStore) {
