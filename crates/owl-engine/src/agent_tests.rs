@@ -6,6 +6,7 @@ use crate::chats::{ChatEnd, ChatError, ChatUpdate};
 use owl_core::agent::{AgentDefaults, AgentSettings, PolicyDefault, Price, ProviderKind, ProviderSettings};
 use owl_core::task::Status;
 use owl_core::{Command as Cmd, TaskSpec};
+use owl_store::prelude::*;
 use owl_store::{ApprovalStatus, Owner, UsageBy};
 use owl_store_sqlite::{Durability, SqliteStore};
 use serde_json::{json, Value};

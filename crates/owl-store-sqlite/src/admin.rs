@@ -129,7 +129,7 @@ fn groups(conn: &Connection) -> Result<Vec<GroupInfo>, StoreError> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl QueueStore for SqliteStore {
     async fn insert_batch(&self, batch: Vec<NewTask>, now: Timestamp) -> Result<Vec<Submitted>, StoreError> {
         self.write(move |c| crate::submit::submit(c, batch, now)).await
     }
@@ -186,6 +186,22 @@ impl Store for SqliteStore {
     async fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
         self.read(groups).await
     }
+    async fn counts(&self) -> Result<StatusCounts, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT status, count(*) FROM tasks GROUP BY status").map_err(backend)?;
+            let mut out = StatusCounts::default();
+            for r in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(backend)? {
+                let (s, n) = r.map_err(backend)?;
+                out.0.insert(parse_status(&s)?, n as u64);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for SqliteStore {
     async fn insert_schedule(&self, spec: ScheduleSpec, next: Option<Timestamp>, now: Timestamp) -> Result<Schedule, StoreError> {
         self.write(move |c| crate::schedules::create(c, &spec, next, now)).await
     }
@@ -269,6 +285,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+#[async_trait]
+impl TriggerStore for SqliteStore {
     async fn insert_trigger(&self, spec: TriggerSpec, now: Timestamp) -> Result<Trigger, StoreError> {
         self.write(move |c| crate::triggers::create(c, &spec, now)).await
     }
@@ -359,6 +379,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+#[async_trait]
+impl AgentStore for SqliteStore {
     async fn append_transcript(&self, owner: Owner, attempt: u32, entries: Vec<Entry>, now: Timestamp) -> Result<Vec<u64>, StoreError> {
         self.append_transcript_impl(owner, attempt, entries, now).await
     }
@@ -415,17 +439,5 @@ impl Store for SqliteStore {
     }
     async fn touch_chat(&self, id: i64, title: Option<String>, now: Timestamp) -> Result<(), StoreError> {
         self.touch_chat_impl(id, title, now).await
-    }
-    async fn counts(&self) -> Result<StatusCounts, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT status, count(*) FROM tasks GROUP BY status").map_err(backend)?;
-            let mut out = StatusCounts::default();
-            for r in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(backend)? {
-                let (s, n) = r.map_err(backend)?;
-                out.0.insert(parse_status(&s)?, n as u64);
-            }
-            Ok(out)
-        })
-        .await
     }
 }

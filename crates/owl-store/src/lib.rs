@@ -1,6 +1,10 @@
 //! owl-store: the storage contract every backend implements.
 //!
-//! The engine talks only to [`Store`]; the binary picks the backend. The contract's behaviour
+//! The engine talks only to [`Store`]; the binary picks the backend. The contract is split by
+//! area, one trait each: [`QueueStore`] (tasks, attempts, groups), [`ScheduleStore`],
+//! [`TriggerStore`] (triggers and the facts they read) and [`AgentStore`] (transcripts,
+//! usage, approvals, chats); [`Store`] is all four, implemented for any type that has them.
+//! `use owl_store::prelude::*` brings the four into scope. The contract's behaviour
 //! (fencing, dependency cascades, group limits, idempotency) is pinned by the [`conformance`]
 //! suite, which each backend runs against itself.
 
@@ -15,9 +19,20 @@ use owl_core::schedule::{Schedule, ScheduleSpec, ScheduleState};
 use owl_core::trigger::{Trigger, TriggerSpec};
 use owl_core::{GroupInfo, Run, Task, TaskId, Timestamp};
 
-/// Durable task storage. All writes are acknowledged only once durable.
+/// Every area of the contract: what the engine holds as `Arc<dyn Store>`.
+pub trait Store: QueueStore + ScheduleStore + TriggerStore + AgentStore {}
+
+impl<T: QueueStore + ScheduleStore + TriggerStore + AgentStore> Store for T {}
+
+/// The store's traits, to call its methods on an `Arc<dyn Store>`.
+pub mod prelude {
+    pub use crate::{AgentStore, QueueStore, ScheduleStore, Store, TriggerStore};
+}
+
+/// The queue: tasks, their attempts, dependencies and groups. All writes are acknowledged
+/// only once durable.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait QueueStore: Send + Sync + 'static {
     /// Inserts a batch atomically: all items are stored, or none. Items whose idempotency key
     /// already exists return the existing task instead. Checks the batch first ([`rules`]).
     async fn submit(&self, batch: Vec<NewTask>, now: owl_core::Timestamp) -> Result<Vec<Submitted>, StoreError> {
@@ -60,9 +75,11 @@ pub trait Store: Send + Sync + 'static {
     async fn store_group(&self, name: &str, parallel: Option<u32>) -> Result<GroupInfo, StoreError>;
     async fn groups(&self) -> Result<Vec<GroupInfo>, StoreError>;
     async fn counts(&self) -> Result<StatusCounts, StoreError>;
+}
 
-    // Schedules.
-
+/// Schedules, their fires (one per slot) and their history.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync + 'static {
     /// Stores a new schedule; a taken name is a `Conflict`.
     async fn create_schedule(&self, spec: ScheduleSpec, next_fire_at: Option<Timestamp>, now: Timestamp) -> Result<Schedule, StoreError> {
         owl_core::schedule::check_schedule_spec(&spec)?;
@@ -106,9 +123,11 @@ pub trait Store: Send + Sync + 'static {
     /// delivery id older than that could fire again) and the finished-task log the trigger walk
     /// reads. Returns how many rows went.
     async fn prune_history(&self, before: Timestamp) -> Result<u64, StoreError>;
+}
 
-    // Triggers.
-
+/// Triggers, their fires, and what they read: the finish log, failure counts and cursors.
+#[async_trait]
+pub trait TriggerStore: Send + Sync + 'static {
     async fn create_trigger(&self, spec: TriggerSpec, now: Timestamp) -> Result<Trigger, StoreError> {
         owl_core::trigger::check_trigger_spec(&spec)?;
         self.insert_trigger(spec, now).await
@@ -143,9 +162,12 @@ pub trait Store: Send + Sync + 'static {
     async fn failures_since(&self, since: Timestamp) -> Result<u64, StoreError>;
     async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn kv_set(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
 
-    // ---- Agent records ----
-
+/// Agent records: transcripts, results, usage, git records of repository tasks, approvals
+/// and chats.
+#[async_trait]
+pub trait AgentStore: Send + Sync + 'static {
     /// Appends entries to an owner's transcript; returns their positions.
     async fn append_transcript(&self, owner: Owner, attempt: u32, entries: Vec<Entry>, now: Timestamp) -> Result<Vec<u64>, StoreError>;
     /// Entries after position `after`, in order.
