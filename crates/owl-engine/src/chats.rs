@@ -3,7 +3,7 @@
 //! worker slot, ended by `[agent] chat_timeout`, cancellable, and interrupted on shutdown. A
 //! panicking turn ends with an error its client sees, and never wedges the loop.
 
-use crate::agents::EngineHost;
+use crate::host::EngineHost;
 use crate::{Command, Engine, Shared};
 use owl_agent::msg::Delta;
 use owl_agent::{AgentEnd, Halt, Host, Job};

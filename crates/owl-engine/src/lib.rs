@@ -13,6 +13,7 @@ mod conditions;
 mod dispatch;
 mod file_watch;
 pub mod git;
+mod host;
 pub mod memory;
 mod runner;
 pub mod sandboxing;

@@ -1,0 +1,71 @@
+//! Replies shared by every area: the daemon's status, small acknowledgements, server-sent
+//! events and the error body.
+
+use owl_core::task::Status;
+use owl_core::{TaskId, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatusView {
+    pub version: String,
+    pub pid: u32,
+    pub node: String,
+    pub listen: String,
+    pub data_dir: String,
+    pub started_at: Timestamp,
+    pub uptime_ms: u64,
+    pub workers: usize,
+    pub running: u64,
+    pub shutting_down: bool,
+    /// Task counts by status.
+    pub tasks: BTreeMap<Status, u64>,
+}
+
+/// `POST /v1/chats/{id}/cancel`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChatCancelled {
+    pub chat: i64,
+    pub cancelled: bool,
+}
+
+/// `DELETE /v1/memory/{id}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MemoryDeleted {
+    pub deleted: i64,
+}
+
+/// `POST /v1/memory/reindex`: how many items the rebuilt index holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Reindexed {
+    pub indexed: usize,
+}
+
+/// `POST /v1/hooks/{name}`: the task the delivery started.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HookAccepted {
+    pub task_id: TaskId,
+}
+
+/// One server-sent event, as a client reads it: its type and its data (a JSON text).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub data: String,
+    pub id: Option<String>,
+    pub retry: Option<u64>,
+}
+
+/// The body of every error reply: `{"error": {"code": .., "message": .., "field": ..}}`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}

@@ -1,0 +1,108 @@
+//! Arguments of the config, memory and sandbox commands.
+
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigAction {
+    /// Print the effective configuration (defaults, file, OWL_* variables), secrets redacted.
+    Show,
+    /// Write a commented example config file.
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the paths owl uses.
+    Path,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MemoryAction {
+    /// Remember something.
+    Add {
+        text: String,
+        /// conversation, knowledge, task, preference, or your own.
+        #[arg(long, default_value = "knowledge")]
+        kind: String,
+        /// A tag (repeatable).
+        #[arg(long)]
+        tag: Vec<String>,
+        /// Only for this agent (default: every agent).
+        #[arg(long)]
+        agent: Option<String>,
+        /// About this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Where it came from.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Find memories by meaning and words.
+    Search {
+        query: String,
+        #[arg(short, default_value_t = 5)]
+        k: usize,
+        /// Only these kinds (repeatable).
+        #[arg(long)]
+        kind: Vec<String>,
+        /// Only items with this tag (repeatable: all of them).
+        #[arg(long)]
+        tag: Vec<String>,
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only items about this user (and those about anyone).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only items created within this long, e.g. 7d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Favour recent items, with this half-life (e.g. 30d).
+        #[arg(long)]
+        recency: Option<String>,
+        /// Diversity (MMR), 0..1; 1 is relevance alone.
+        #[arg(long)]
+        mmr: Option<f32>,
+        /// Show why each hit ranked where it did.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// List memories, newest first.
+    Ls {
+        #[arg(long)]
+        kind: Vec<String>,
+        #[arg(long)]
+        tag: Vec<String>,
+        /// Created within this long, e.g. 7d.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One memory in full.
+    Show { id: String },
+    /// Forget a memory.
+    Rm { id: String },
+    /// Import Markdown, text or JSONL files (long documents are split into chunks).
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The kind of imported items (JSONL lines may say their own).
+        #[arg(long, default_value = "knowledge")]
+        kind: String,
+        #[arg(long)]
+        tag: Vec<String>,
+    },
+    /// Every memory as JSONL on stdout (what `import` reads back).
+    Export,
+    /// Counts by kind, vectors, the embedding model.
+    Stats,
+    /// Rebuild the vector index from the database.
+    Reindex,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SandboxAction {
+    /// What isolation this machine supports, and what is enforced for which tasks.
+    Check,
+}

@@ -1,0 +1,160 @@
+//! The command line, as clap types: the top level here, each area's arguments in its module.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+mod admin;
+mod schedule;
+mod task;
+mod trigger;
+
+pub use admin::*;
+pub use schedule::*;
+pub use task::*;
+pub use trigger::*;
+
+#[derive(Parser, Debug)]
+#[command(name = "owl", version, about = "owl: an always-on runtime for tasks and agents", propagate_version = true)]
+pub struct Cli {
+    /// Data directory (database, logs, workspaces, token). Default: $XDG_DATA_HOME/owl or ~/.local/share/owl.
+    #[arg(long, global = true, env = "OWL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file. Default: $XDG_CONFIG_HOME/owl/config.toml or ~/.config/owl/config.toml.
+    #[arg(long, global = true, env = "OWL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon in the foreground (systemd-friendly).
+    Daemon(DaemonArgs),
+    /// Queue a task; prints its id.
+    Add(AddArgs),
+    /// List tasks, newest first.
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Show one task with its runs.
+    Show { id: String },
+    /// Print an attempt's output; -f follows it live.
+    Logs(LogsArgs),
+    /// Wait until tasks finish; exits 0 only if all succeeded.
+    Wait(WaitArgs),
+    /// Cancel tasks (running ones are stopped).
+    Cancel {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Queue failed, timed out or cancelled tasks again.
+    Retry {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// List groups, or set a group's parallel limit.
+    Groups {
+        #[command(subcommand)]
+        action: Option<GroupsAction>,
+    },
+    /// Daemon status and task counts.
+    Status,
+    /// Show or create the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Schedules: cron, intervals and one-time runs.
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
+    /// Triggers: webhooks and task-event chains.
+    Trigger {
+        #[command(subcommand)]
+        action: TriggerAction,
+    },
+    /// Cron tools.
+    Cron {
+        #[command(subcommand)]
+        action: CronAction,
+    },
+    /// The configured agents, with model, tools and limits.
+    Agents,
+    /// Long-term memory: add, search, list, import, export.
+    Memory {
+        #[command(subcommand)]
+        action: MemoryAction,
+    },
+    /// The sandbox: what this machine can enforce.
+    Sandbox {
+        #[command(subcommand)]
+        action: SandboxAction,
+    },
+    /// An agent task's transcript: every message, tool call and result, with tokens and cost.
+    Transcript {
+        id: String,
+        /// Show tool results in full instead of their first lines.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Chat with an agent interactively (streamed); the conversation is stored.
+    Chat {
+        /// The agent (default: the first configured).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Continue a stored chat by id.
+        #[arg(long, value_name = "ID", conflicts_with = "list")]
+        resume: Option<i64>,
+        /// List stored chats.
+        #[arg(long)]
+        list: bool,
+        /// Send this one message and exit instead of reading from the terminal.
+        #[arg(long, short)]
+        message: Option<String>,
+    },
+    /// Tool calls waiting for a human's decision.
+    Approvals {
+        /// Include decided, expired and used requests.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approve a pending tool call (used once, for that exact call).
+    Approve { id: String },
+    /// Deny a pending tool call.
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Tokens and cost of model calls.
+    Usage {
+        /// Group by agent, provider, model or day.
+        #[arg(long, default_value = "agent")]
+        by: String,
+        /// Window, e.g. 7d.
+        #[arg(long, default_value = "30d")]
+        since: String,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// API address; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// `text` or `json`.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Tasks running at once (0 = CPU cores).
+    #[arg(long)]
+    pub workers: Option<u32>,
+}
