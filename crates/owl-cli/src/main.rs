@@ -77,7 +77,10 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         Command::Trigger { action } => commands::trigger::run(&client, action, json).await?,
         Command::Agents => commands::agents::agents(&client, json).await?,
         Command::Transcript { id, full } => commands::agents::transcript(&client, &id, full, json).await?,
-        Command::Chat { agent, resume, list, message } => commands::agents::chat(&client, agent, resume, list, message, json).await?,
+        Command::Chat { cancel: Some(id), .. } => commands::agents::cancel_chat(&client, id, json).await?,
+        Command::Chat { agent, resume, list, message, cancel: None } => {
+            commands::agents::chat(&client, agent, resume, list, message, json).await?
+        }
         Command::Approvals { all } => commands::agents::approvals(&client, all, json).await?,
         Command::Approve { id } => commands::agents::decide(&client, &id, true, None, json).await?,
         Command::Deny { id, reason } => commands::agents::decide(&client, &id, false, reason, json).await?,

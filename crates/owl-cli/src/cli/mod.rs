@@ -118,6 +118,9 @@ pub enum Command {
         /// Send this one message and exit instead of reading from the terminal.
         #[arg(long, short)]
         message: Option<String>,
+        /// Stop the turn chat ID is running (the conversation stays; its next message starts a new turn).
+        #[arg(long, value_name = "ID", conflicts_with_all = ["list", "resume", "message", "agent"])]
+        cancel: Option<i64>,
     },
     /// Tool calls waiting for a human's decision.
     Approvals {

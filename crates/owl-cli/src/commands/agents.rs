@@ -196,6 +196,16 @@ async fn send(client: &Client, chat: i64, message: &str, json: bool) -> Result<S
     Ok(answer)
 }
 
+pub async fn cancel_chat(client: &Client, id: i64, json: bool) -> Result<()> {
+    let r: owl_api::ChatCancelled = client.post(&format!("/v1/chats/{id}/cancel"), &serde_json::json!({})).await?;
+    if json {
+        print_json(&r);
+    } else {
+        println!("chat {id}: the running turn was cancelled");
+    }
+    Ok(())
+}
+
 pub async fn chat(
     client: &Client,
     agent: Option<String>,

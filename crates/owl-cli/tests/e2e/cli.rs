@@ -104,6 +104,7 @@ fn bad_cli_input_is_explained() {
         (&["cancel", "4242"], "does not exist"),
         (&["logs", "4242"], "does not exist"),
         (&["groups", "set", "g", "--parallel", "0"], "at least 1"),
+        (&["chat", "--cancel", "4242"], "4242"),
     ];
     for (args, needle) in cases {
         let out = d.owl(args);
