@@ -38,7 +38,45 @@ pub struct Policy {
     allow: Vec<Vec<String>>,
     deny: Vec<Vec<String>>,
     default: PolicyDefault,
+    /// With `PolicyDefault::Sandboxed`: the sandbox gives the calls the network.
+    net: bool,
 }
+
+/// Programs that reach the network: under `sandboxed` they are asked unless the agent has it.
+const NEEDS_NET: &[&str] =
+    &["curl", "wget", "ssh", "scp", "sftp", "rsync", "nc", "ncat", "netcat", "telnet", "ftp", "socat", "dig", "nslookup", "ping"];
+/// Programs and subcommands that install software or need privileges the sandbox withholds:
+/// under `sandboxed` they are always asked.
+const NEEDS_MORE: &[&[&str]] = &[
+    &["sudo"],
+    &["su"],
+    &["doas"],
+    &["mount"],
+    &["umount"],
+    &["chroot"],
+    &["docker"],
+    &["podman"],
+    &["systemctl"],
+    &["apt"],
+    &["apt-get"],
+    &["dnf"],
+    &["yum"],
+    &["brew"],
+    &["pip", "install"],
+    &["pip3", "install"],
+    &["npm", "install"],
+    &["npm", "i"],
+    &["npx"],
+    &["yarn", "add"],
+    &["pnpm", "add"],
+    &["cargo", "install"],
+    &["gem", "install"],
+    &["go", "install"],
+    &["git", "push"],
+    &["git", "pull"],
+    &["git", "fetch"],
+    &["git", "clone"],
+];
 
 impl Policy {
     pub fn new(allow: &[String], deny: &[String], default: PolicyDefault) -> Result<Policy, String> {
@@ -53,7 +91,18 @@ impl Policy {
                 })
                 .collect()
         };
-        Ok(Policy { allow: rules(allow, "allow")?, deny: rules(deny, "deny")?, default })
+        Ok(Policy { allow: rules(allow, "allow")?, deny: rules(deny, "deny")?, default, net: false })
+    }
+
+    /// The policy as it applies to calls that do (`Some(net)`, with or without the network)
+    /// or do not (`None`) run in the sandbox: `sandboxed` without a sandbox is `ask`.
+    pub fn for_calls(mut self, sandbox: Option<bool>) -> Policy {
+        match (self.default, sandbox) {
+            (PolicyDefault::Sandboxed, None) => self.default = PolicyDefault::Ask,
+            (PolicyDefault::Sandboxed, Some(net)) => self.net = net,
+            _ => {}
+        }
+        self
     }
 
     /// The verdict on a whole command string.
@@ -95,6 +144,17 @@ impl Policy {
                 PolicyDefault::Deny => return Verdict::Deny(format!("`{shown}` matches no allow rule and the default is deny")),
                 PolicyDefault::Ask => {
                     ask.get_or_insert(format!("`{shown}` matches no allow rule"));
+                }
+                PolicyDefault::Sandboxed => {
+                    let program = argv[0].text.rsplit('/').next().unwrap_or(&argv[0].text);
+                    if !self.net && NEEDS_NET.contains(&program) {
+                        ask.get_or_insert(format!("`{shown}` needs the network, which the sandbox does not give this agent"));
+                    } else if let Some(r) = NEEDS_MORE.iter().find(|r| {
+                        let rule: Vec<String> = r.iter().map(|w| w.to_string()).collect();
+                        matches(&rule, argv)
+                    }) {
+                        ask.get_or_insert(format!("`{shown}`: `{}` needs more than the sandbox gives", r.join(" ")));
+                    }
                 }
             }
         }

@@ -21,6 +21,8 @@ struct State {
     usage: Usage,
     cost: f64,
     used_tool: bool,
+    /// Told once to use a tool before answering (with `must_use_tool`).
+    tool_nudged: bool,
     started_ms: Option<i64>,
 }
 
@@ -72,8 +74,9 @@ pub async fn run(
             };
         }
     }
+    let sandboxed = (agent.sandbox && rt.sandbox.is_some()).then_some(agent.allow_net || !agent.allow_hosts.is_empty());
     let policy = match Policy::new(&agent.shell_allow, &agent.shell_deny, agent.shell_default) {
-        Ok(p) => p,
+        Ok(p) => p.for_calls(sandboxed),
         Err(e) => return AgentEnd::Failed { reason: format!("agents.{}: {e}", job.agent) },
     };
     if let Err(e) = std::fs::create_dir_all(&job.workspace) {
@@ -106,7 +109,8 @@ pub async fn run(
         Ok(e) => e,
         Err(e) => return AgentEnd::Failed { reason: format!("cannot read the transcript: {e}") },
     };
-    let mut st = State { messages: vec![], steps: 0, usage: Usage::default(), cost: 0.0, used_tool: false, started_ms: None };
+    let mut st =
+        State { messages: vec![], steps: 0, usage: Usage::default(), cost: 0.0, used_tool: false, tool_nudged: false, started_ms: None };
     for TranscriptEntry { at, body, .. } in &entries {
         st.started_ms.get_or_insert(at.millis());
         match body {
@@ -212,7 +216,7 @@ pub async fn run(
             let _ = journal.append(vec![Entry::note("the task's timeout was reached")]).await;
             return AgentEnd::TimedOut;
         }
-        let require_tool = agent.must_use_tool && !st.used_tool;
+        let require_tool = agent.must_use_tool && !st.used_tool && !job.chat_turn;
         // A model that repeats the very same call, or is at its last step, is asked to answer
         // with what it has instead of looping until the limit.
         let last_step = st.steps + 1 == agent.max_steps;
@@ -305,9 +309,21 @@ pub async fn run(
         st.messages.push(Message::Assistant { content: resp.content.clone(), tool_calls: resp.tool_calls.clone() });
         if resp.tool_calls.is_empty() {
             if require_tool {
+                // Asked once; an agent that must use a tool and still answers without one did
+                // nothing, and that is not a success.
+                if st.tool_nudged {
+                    return journal
+                        .fail(format!(
+                            "the agent answered without calling any tool, so it did nothing (agents.{}.must_use_tool); its answer was: {}",
+                            job.agent,
+                            owl_core::task::first_line(&rt.redact(&resp.content))
+                        ))
+                        .await;
+                }
+                st.tool_nudged = true;
                 let nudge = "Use one of the tools before you answer.";
                 st.messages.push(Message::User { content: nudge.into() });
-                if let Err(e) = journal.append(vec![Entry::user(nudge)]).await {
+                if let Err(e) = journal.append(vec![Entry::User { content: nudge.into(), nudge: true }]).await {
                     return AgentEnd::Failed { reason: e };
                 }
                 continue;

@@ -81,6 +81,12 @@ impl Runtime {
             if let Some(first) = providers.keys().next().cloned() {
                 let mut a = AgentSettings::new(first);
                 a.description = "The built-in default agent".into();
+                // Unattended: the sandbox confines its shell calls, so those run without a
+                // person unless they need more than the sandbox gives.
+                a.shell_default = owl_core::agent::PolicyDefault::Sandboxed;
+                // A task handed to it is work in its workspace: an answer without a tool
+                // call did nothing (see run.rs).
+                a.must_use_tool = true;
                 agents.insert("default".into(), a);
             }
         }

@@ -107,6 +107,10 @@ pub enum PolicyDefault {
     /// Park the call until a human approves or denies it.
     #[default]
     Ask,
+    /// Run it when the call runs in the sandbox, unless the program needs more than the
+    /// sandbox gives (the network without `allow_net`, installing software, privileges);
+    /// those are asked. Without a sandbox this is `ask`. The built-in default agent's policy.
+    Sandboxed,
 }
 
 /// One agent: a role with its model, prompt, tools and limits.

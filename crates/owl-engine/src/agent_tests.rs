@@ -707,3 +707,20 @@ struct Row {
 fn rows(entries: Vec<owl_store::TranscriptEntry>) -> Vec<Row> {
     entries.into_iter().map(|e| Row { body: serde_json::to_value(&e.body).unwrap() }).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_must_use_a_tool_and_never_does_fails_instead_of_succeeding() {
+    let server = model_server(vec![final_turn("hello world"), final_turn("hello world, again")]).await;
+    let mut a = agent_settings(PolicyDefault::Deny);
+    a.must_use_tool = true;
+    let h = start(&server, a);
+    let id = submit_agent(&h, "Create a file named hello.txt containing the word owl").await;
+    let t = wait_status(&h, id, &[Status::Succeeded, Status::Failed]).await;
+    let owl_core::TaskState::Failed { reason, .. } = &t.state else { panic!("{:?}", t.state) };
+    let reason = reason.clone();
+    assert!(reason.contains("without calling any tool, so it did nothing"), "{reason}");
+    assert!(reason.contains("hello world, again"), "the answer is shown: {reason}");
+    assert_eq!(server.requests.lock().unwrap().len(), 2, "told once, then stopped");
+    let entries = rows(h.engine.store().transcript(Owner::Task(id), 0).await.unwrap());
+    assert!(entries.iter().any(|e| e.body["nudge"] == true), "the reminder is marked as owl's: {entries:?}");
+}

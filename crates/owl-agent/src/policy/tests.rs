@@ -156,3 +156,23 @@ proptest! {
         let _ = Policy::new(std::slice::from_ref(&src), &[], PolicyDefault::Deny);
     }
 }
+
+#[test]
+fn sandboxed_runs_what_the_sandbox_confines_and_asks_for_more() {
+    let p = Policy::new(&[], &["rm -rf".into()], PolicyDefault::Sandboxed).unwrap();
+    let in_sandbox = p.clone().for_calls(Some(false));
+    for c in ["ls -la", "cat notes.txt | wc -l", "echo owl > hello.txt", "python3 -c 'print(1)'", "mv a.txt b.txt", "git status"] {
+        assert_eq!(in_sandbox.check(c), Verdict::Allow, "{c}");
+    }
+    for c in ["curl https://example.com", "ls && wget x", "pip install requests", "git push origin main", "npx something", "$CMD x"] {
+        assert!(matches!(in_sandbox.check(c), Verdict::Ask(_)), "{c}: {:?}", in_sandbox.check(c));
+    }
+    assert!(denied(in_sandbox.check("rm -rf /")), "deny rules still deny");
+    // With the network, network programs run; installing still asks.
+    let with_net = p.clone().for_calls(Some(true));
+    assert_eq!(with_net.check("curl https://example.com"), Verdict::Allow);
+    assert!(matches!(with_net.check("pip install x"), Verdict::Ask(_)));
+    // Without a sandbox, `sandboxed` is `ask`.
+    let bare = p.for_calls(None);
+    assert!(matches!(bare.check("ls"), Verdict::Ask(_)));
+}

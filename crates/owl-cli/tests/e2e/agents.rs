@@ -70,3 +70,47 @@ max_output_tokens = 96
     let text = d.ok(&["transcript", &id.to_string()]);
     assert!(text.contains(first["name"].as_str().unwrap()), "{text}");
 }
+
+/// The newcomer's first run: no configuration at all, the built-in default agent on the local
+/// model. Its shell calls run in the sandbox without waiting for a person, and a task is
+/// never a success unless the agent did something.
+#[cfg(feature = "local")]
+#[test]
+fn the_default_agent_works_unattended_with_no_configuration() {
+    model_path();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let files = tmp.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("notes.txt"), "the meeting is on tuesday\n").unwrap();
+    let d = Daemon::start(&dir, &[]);
+    let agents = d.json(&["agents"]);
+    assert_eq!(agents["agents"][0]["name"], "default", "{agents}");
+    assert!(agents["agents"][0]["problem"].is_null(), "{agents}");
+    let cwd = files.to_str().unwrap();
+    let write = add(&d, &["--agent", "default", "--cwd", cwd, "Create a file named hello.txt containing the word owl"]);
+    let shell = add(&d, &["--agent", "default", "--cwd", cwd, "Run the shell command `cat notes.txt` and tell me what day the meeting is"]);
+    for id in [write, shell] {
+        let t = wait_for(&format!("agent task {id} to finish"), Duration::from_secs(300), || {
+            let t = d.task(id);
+            matches!(t["status"].as_str(), Some("succeeded" | "failed")).then_some(t)
+        });
+        let tr = d.json(&["transcript", &id.to_string()]);
+        let tools = tr["entries"].as_array().unwrap().iter().filter(|e| e["type"] == "tool").count();
+        if t["status"] == "succeeded" {
+            assert!(tools > 0, "a success without any tool call: {tr}");
+        } else {
+            let reason = t["state"]["reason"].as_str().unwrap_or_default();
+            assert!(!reason.contains("approval"), "nothing waited for a person: {t}");
+        }
+    }
+    let approvals = d.json(&["approvals", "--all"]);
+    assert_eq!(approvals["approvals"].as_array().unwrap().len(), 0, "no call asked for approval: {approvals}");
+    // Every shell call ran (in the sandbox) instead of being parked.
+    for id in [write, shell] {
+        let tr = d.json(&["transcript", &id.to_string()]);
+        for e in tr["entries"].as_array().unwrap().iter().filter(|e| e["type"] == "tool" && e["name"] == "shell") {
+            assert!(!e["content"].as_str().unwrap_or_default().contains("needs approval"), "{e}");
+        }
+    }
+}
