@@ -60,6 +60,16 @@ impl Runtime {
         // A sensible default agent: on the first configured provider, else on a local model.
         if agents.is_empty() {
             if providers.is_empty() {
+                // `[agent] default_model` (checked with the config) names a hosted model.
+                let hosted =
+                    owl_core::agent::default_model_provider(&defaults.default_model, env.get("OPENAI_BASE_URL").map(String::as_str))
+                        .ok()
+                        .flatten();
+                if let Some((name, p)) = hosted {
+                    providers.insert(name, p);
+                }
+            }
+            if providers.is_empty() {
                 if let Some(path) = local_model.filter(|p| p.is_file()) {
                     providers.insert(
                         "local".into(),

@@ -265,6 +265,10 @@ pub struct AgentDefaults {
     pub shell_timeout: Duration,
     /// The GGUF model used for the default agent when no provider is configured.
     pub local_model: String,
+    /// Point the built-in default agent at a hosted model instead of the local one, when no
+    /// provider is configured: `openai:MODEL` (key in `OPENAI_API_KEY`, base URL from
+    /// `OPENAI_BASE_URL` when set) or `anthropic:MODEL` (key in `ANTHROPIC_API_KEY`).
+    pub default_model: String,
     /// One chat turn (the answer to one message) may take this long.
     #[serde(with = "serde_human")]
     pub chat_timeout: Duration,
@@ -277,6 +281,7 @@ impl Default for AgentDefaults {
             tool_output_max_bytes: 32 * 1024,
             shell_timeout: Duration::from_secs(120),
             local_model: String::new(),
+            default_model: String::new(),
             chat_timeout: Duration::from_secs(600),
         }
     }
@@ -303,6 +308,39 @@ pub const TOOL_NAMES: &[&str] = &[
 
 /// The tools an agent gets when its config lists none.
 pub const DEFAULT_TOOLS: &[&str] = &["shell", "read_file", "write_file", "edit_file", "list_dir", "grep", "memory_search", "memory_add"];
+
+/// The provider `[agent] default_model` names (`openai:gpt-4o-mini`), with its name; `None`
+/// when it is empty. `base_url` is `OPENAI_BASE_URL` from the daemon's environment, if set.
+pub fn default_model_provider(spec: &str, openai_base_url: Option<&str>) -> Result<Option<(String, ProviderSettings)>, String> {
+    if spec.trim().is_empty() {
+        return Ok(None);
+    }
+    let (kind, model) = spec
+        .split_once(':')
+        .filter(|(_, m)| !m.trim().is_empty())
+        .ok_or_else(|| format!("`{spec}` must be `openai:MODEL` or `anthropic:MODEL`, e.g. openai:gpt-4o-mini"))?;
+    let (kind, key, base) = match kind.trim() {
+        "openai" => (ProviderKind::Openai, "OPENAI_API_KEY", openai_base_url.map(str::to_string)),
+        "anthropic" => (ProviderKind::Anthropic, "ANTHROPIC_API_KEY", None),
+        other => return Err(format!("`{other}` is not a hosted provider kind; use openai or anthropic (e.g. openai:gpt-4o-mini)")),
+    };
+    let name = if kind == ProviderKind::Openai { "openai" } else { "anthropic" };
+    Ok(Some((
+        name.to_string(),
+        ProviderSettings {
+            kind,
+            base_url: base,
+            api_key_env: Some(key.into()),
+            api_key_secret: None,
+            model: Some(model.trim().to_string()),
+            timeout: Duration::from_secs(120),
+            max_retries: 2,
+            model_path: None,
+            threads: 0,
+            context: 0,
+        },
+    )))
+}
 
 /// Checks agents and providers against each other; errors name the config key.
 pub fn check(providers: &Providers, agents: &Agents) -> Result<(), (String, String)> {

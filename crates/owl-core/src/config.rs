@@ -468,6 +468,9 @@ impl Settings {
             return bad("scheduler.misfire_cap", "must be at least 1");
         }
         crate::agent::check(&self.providers, &self.agents).map_err(|(field, message)| ConfigError { source_name: field, message })?;
+        if let Err(m) = crate::agent::default_model_provider(&self.agent.default_model, None) {
+            return bad("agent.default_model", &m);
+        }
         if self.tasks.retry_base.is_zero() || self.tasks.retry_max < self.tasks.retry_base {
             return bad("tasks.retry_base", "must be more than 0 and no larger than tasks.retry_max");
         }

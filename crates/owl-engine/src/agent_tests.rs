@@ -115,7 +115,11 @@ fn start_full(server: &ModelServer, agent: AgentSettings, workers: usize, secret
 }
 
 async fn submit_agent(h: &Harness, prompt: &str) -> TaskId {
-    let spec = TaskSpec::new(Cmd::Agent { agent: "worker".into(), prompt: prompt.into() });
+    submit_agent_to(h, "worker", prompt).await
+}
+
+async fn submit_agent_to(h: &Harness, agent: &str, prompt: &str) -> TaskId {
+    let spec = TaskSpec::new(Cmd::Agent { agent: agent.into(), prompt: prompt.into() });
     h.engine.submit(vec![NewTask::new(spec)]).await.unwrap()[0].id
 }
 
@@ -723,4 +727,30 @@ async fn a_task_that_must_use_a_tool_and_never_does_fails_instead_of_succeeding(
     assert_eq!(server.requests.lock().unwrap().len(), 2, "told once, then stopped");
     let entries = rows(h.engine.store().transcript(Owner::Task(id), 0).await.unwrap());
     assert!(entries.iter().any(|e| e.body["nudge"] == true), "the reminder is marked as owl's: {entries:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_setting_points_the_default_agent_at_a_hosted_model() {
+    let server =
+        model_server(vec![tool_turn("c1", "write_file", json!({"path": "hello.txt", "content": "owl"})), final_turn("Created hello.txt.")])
+            .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("owl.db"), Durability::Full).unwrap();
+    let (engine, dispatch) = Engine::new(Arc::new(store), DataLayout::new(dir.path()), crate::tests_config(), Arc::new(SystemClock));
+    tokio::spawn(dispatch.run(true));
+    let env: BTreeMap<String, String> =
+        [("OPENAI_API_KEY".to_string(), CANARY.to_string()), ("OPENAI_BASE_URL".to_string(), server.url.clone())].into();
+    let defaults = AgentDefaults { default_model: "openai:m".into(), ..AgentDefaults::default() };
+    let rt = owl_agent::Runtime::new(BTreeMap::new(), BTreeMap::new(), BTreeMap::new(), defaults, &env, &BTreeMap::new(), None);
+    assert_eq!(rt.agents().iter().map(|a| a.name.clone()).collect::<Vec<_>>(), vec!["default".to_string()]);
+    engine.set_agents(Arc::new(rt));
+    let h = Harness { engine, dir };
+    let id = submit_agent_to(&h, "default", "Create a file named hello.txt containing the word owl").await;
+    let t = wait_status(&h, id, &[Status::Succeeded, Status::Failed]).await;
+    assert_eq!(t.state.status(), Status::Succeeded, "{:?}", t.state);
+    let ws = h.dir.path().join("workspaces").join(id.to_string());
+    assert_eq!(std::fs::read_to_string(ws.join("hello.txt")).unwrap(), "owl");
+    let reqs = server.requests.lock().unwrap().clone();
+    assert_eq!(reqs[0].1["model"], "m", "the request names the model from the setting");
+    assert!(reqs[0].0.contains(CANARY), "the key came from OPENAI_API_KEY");
 }

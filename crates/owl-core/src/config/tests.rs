@@ -48,6 +48,11 @@ fn bad_values_are_named() {
     let e = Settings::load(None, env(&[("OWL_DAEMON_WORKERS", "many")])).unwrap_err();
     assert_eq!(e.source_name, "OWL_DAEMON_WORKERS");
     assert!(e.message.contains("[daemon] workers"), "{e}");
+    let e = Settings::load(None, env(&[("OWL_AGENT_DEFAULT_MODEL", "gpt-4o")])).unwrap().check().unwrap_err();
+    assert_eq!(e.source_name, "agent.default_model");
+    assert!(e.message.contains("openai:MODEL"), "{e}");
+    let s = Settings::load(None, env(&[("OWL_AGENT_DEFAULT_MODEL", "anthropic:claude-haiku-4-5")])).unwrap();
+    assert_eq!(s.agent.default_model, "anthropic:claude-haiku-4-5");
 }
 
 #[test]
