@@ -149,7 +149,7 @@ pub async fn json_body(provider: &str, resp: reqwest::Response) -> Result<serde_
 
 /// Maps a transport error.
 pub fn transport_error(provider: &str, e: reqwest::Error) -> ProviderError {
-    let message = format!("{provider}: {}", strip_url(&e));
+    let message = format!("{provider}: {}", describe(&e));
     if e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() {
         ProviderError::Retryable { message, retry_after: None }
     } else {
@@ -157,18 +157,66 @@ pub fn transport_error(provider: &str, e: reqwest::Error) -> ProviderError {
     }
 }
 
-/// reqwest errors print the URL, which may carry a key in its query for some gateways.
-fn strip_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(u) = e.url() {
-        s = s.replace(u.as_str(), "(url)");
+/// What went wrong, where and why, in words: `cannot connect to http://127.0.0.1:9/: Connection
+/// refused (os error 111)`. The address is the URL's scheme, host and port only: some gateways
+/// carry a key in the path or query, which never goes into a message.
+pub fn describe(e: &reqwest::Error) -> String {
+    let place = e
+        .url()
+        .map(|u| format!("{}://{}{}/", u.scheme(), u.host_str().unwrap_or("?"), u.port().map(|p| format!(":{p}")).unwrap_or_default()))
+        .unwrap_or_else(|| "the provider".into());
+    let what = if e.is_connect() {
+        format!("cannot connect to {place}")
+    } else if e.is_timeout() {
+        format!("no answer from {place} in time (the provider's timeout)")
+    } else if e.is_body() || e.is_decode() {
+        format!("the reply from {place} broke off or could not be read")
+    } else if e.is_status() {
+        format!("{place} answered {}", e.status().map(|s| s.to_string()).unwrap_or_default())
+    } else {
+        format!("the request to {place} failed")
+    };
+    // The underlying causes (DNS, refused, TLS...), innermost last, without reqwest's own words.
+    let mut causes: Vec<String> = Vec::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        let text = c.to_string();
+        let text = match e.url() {
+            Some(u) => text.replace(u.as_str(), "(url)"),
+            None => text,
+        };
+        if !text.is_empty() && !causes.iter().any(|k| k.contains(&text) || text.contains(k.as_str())) {
+            causes.push(text);
+        } else if let Some(last) = causes.last_mut() {
+            if text.len() > last.len() && text.contains(last.as_str()) {
+                *last = text;
+            }
+        }
+        src = c.source();
     }
-    s
+    match causes.last() {
+        Some(c) => format!("{what}: {c}"),
+        None => what,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_provider_is_named_with_its_address_and_cause() {
+        // A port nothing listens on: the real connect error, as a newcomer would meet it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let e = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/v1/chat/completions?key=sk-secret")).send().await.unwrap_err();
+        let m = describe(&e);
+        assert!(m.starts_with(&format!("cannot connect to http://127.0.0.1:{port}/")), "{m}");
+        assert!(m.to_lowercase().contains("refused"), "the cause is said: {m}");
+        assert!(!m.contains("sk-secret") && !m.contains("(url)"), "{m}");
+        let e = reqwest::Client::new().get("http://owl-no-such-host.invalid/v1").send().await.unwrap_err();
+        let m = describe(&e);
+        assert!(m.starts_with("cannot connect to http://owl-no-such-host.invalid/"), "{m}");
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {
