@@ -29,11 +29,19 @@ fn main() {
     let data_dir = paths::data_dir(cli.data_dir.clone());
     let config = paths::config_file(cli.config.clone());
     let json = cli.json;
-    let code = match cli.command {
+    let Some(command) = cli.command else {
+        print!("{}", intro());
+        std::process::exit(0);
+    };
+    let code = match command {
         Command::Sandbox { action: cli::SandboxAction::Check } => report(commands::sandbox::check(json).map(|_| 0), json),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "owl", &mut std::io::stdout());
             0
+        }
+        Command::Doctor => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            report(rt.block_on(commands::doctor::run(config, &data_dir, json)), json)
         }
         Command::Config { action } => report(commands::config::run(action, config, &data_dir, json).map(|_| 0), json),
         Command::Cron { action: cli::CronAction::Next(a) } => report(
@@ -86,11 +94,36 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         Command::Deny { id, reason } => commands::agents::decide(&client, &id, false, reason, json).await?,
         Command::Usage { by, since } => commands::agents::usage(&client, &by, &since, json).await?,
         Command::Memory { action } => commands::memory::run(&client, action, json).await?,
-        Command::Daemon(_) | Command::Config { .. } | Command::Completions { .. } | Command::Cron { .. } | Command::Sandbox { .. } => {
+        Command::Daemon(_)
+        | Command::Config { .. }
+        | Command::Completions { .. }
+        | Command::Cron { .. }
+        | Command::Sandbox { .. }
+        | Command::Doctor => {
             unreachable!("handled in main")
         }
     }
     Ok(0)
+}
+
+/// What `owl` alone prints: what it is, and the commands to start with.
+fn intro() -> String {
+    format!(
+        "owl {}: an always-on runtime for tasks and agents that work while you sleep.
+
+Start here:
+  owl daemon                                   start the daemon (scripts/start also fetches the local models)
+  owl add --agent default \"Tidy notes.md\"      hand the built-in agent a task in its own workspace
+  owl add -- ./backup.sh --full                queue a command: run, retried, logged
+  owl ls                                       what is queued, running and done (owl show ID, owl logs ID -f)
+  owl schedule add nightly --cron \"0 2 * * *\" --agent default \"Summarise today's logs\"
+                                               run it every night; read the result in the morning
+  owl doctor                                   check the set-up and say how to fix what is wrong
+
+`owl help` lists every command; `owl help COMMAND` explains one.
+",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 fn report(r: anyhow::Result<i32>, json: bool) -> i32 {

@@ -25,8 +25,9 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Without a command, owl says what it is and the commands to start with.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 // Parsed once per process: the size of a variant does not matter.
@@ -92,6 +93,8 @@ pub enum Command {
         #[command(subcommand)]
         action: MemoryAction,
     },
+    /// Check the set-up (config, daemon, models, providers, sandbox, disk) and say how to fix each problem.
+    Doctor,
     /// The sandbox: what this machine can enforce.
     Sandbox {
         #[command(subcommand)]

@@ -3,6 +3,7 @@
 pub mod add;
 pub mod agents;
 pub mod config;
+pub mod doctor;
 pub mod groups;
 pub mod logs;
 pub mod memory;

@@ -243,3 +243,57 @@ fn logs_and_the_daemon_speak_json_when_asked() {
     }
     assert!(text.contains("owl daemon ready") && text.contains("owl daemon stopped"), "{text}");
 }
+
+#[test]
+fn owl_alone_says_where_to_start_and_doctor_checks_the_set_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let out = owl_in(&dir, &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for c in ["owl daemon", "owl add --agent default", "owl ls", "owl schedule add", "owl doctor"] {
+        assert!(text.contains(c), "{c}: {text}");
+    }
+    // The intro's schedule line is a command that really parses: it gets as far as the
+    // missing daemon (exit 3), not a usage error (exit 2).
+    let parsed = owl_in(&dir, &["schedule", "add", "nightly", "--cron", "0 2 * * *", "--agent", "default", "Summarise today's logs"]);
+    assert_eq!(parsed.status.code(), Some(3), "{}", String::from_utf8_lossy(&parsed.stderr));
+
+    // No daemon yet: a warning that says how to start one, not a failure.
+    let doc = |args: &[&str]| -> (i32, serde_json::Value) {
+        let mut a = vec!["--json", "doctor"];
+        a.extend_from_slice(args);
+        let out = owl_in(&dir, &a);
+        (out.status.code().unwrap(), serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}")))
+    };
+    let by_name = |v: &serde_json::Value, n: &str| v["checks"].as_array().unwrap().iter().find(|c| c["name"] == n).cloned().unwrap();
+    let (code, v) = doc(&[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(by_name(&v, "daemon")["level"], "warn", "{v}");
+    assert!(by_name(&v, "daemon")["fix"].as_str().unwrap().contains("owl daemon"), "{v}");
+    for n in ["config", "sandbox", "disk"] {
+        assert_ne!(by_name(&v, n)["level"], "fail", "{n}: {v}");
+    }
+    let d = Daemon::start(&dir, &[]);
+    let (_, v) = doc(&[]);
+    assert_eq!(by_name(&v, "daemon")["level"], "ok", "{v}");
+    drop(d);
+
+    // A provider that cannot be reached fails, with its address and the cause, and the exit code says so.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        config_path(&dir),
+        format!("[providers.gateway]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\n\n[agents.a]\nprovider = \"gateway\"\nmodel = \"m\"\n"),
+    )
+    .unwrap();
+    let (code, v) = doc(&[]);
+    assert_eq!(code, 1, "{v}");
+    let p = by_name(&v, "provider gateway");
+    assert_eq!(p["level"], "fail", "{v}");
+    assert!(p["detail"].as_str().unwrap().contains(&format!("cannot connect to http://127.0.0.1:{port}/")), "{p}");
+    // A broken config is named.
+    std::fs::write(config_path(&dir), "[daemon]\nworkers = \"many\"\n").unwrap();
+    let (code, v) = doc(&[]);
+    assert_eq!(code, 1);
+    assert_eq!(by_name(&v, "config")["level"], "fail", "{v}");
+}
