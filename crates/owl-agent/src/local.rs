@@ -14,31 +14,76 @@ pub struct Local {
     path: std::path::PathBuf,
     threads: u32,
     context: u32,
-    /// Loaded on first use, so an idle daemon does not hold the weights.
-    model: tokio::sync::OnceCell<Arc<owl_llama::LocalModel>>,
+    keep_alive: std::time::Duration,
+    /// Loaded on first use, so an idle daemon does not hold the weights, and unloaded again
+    /// after `keep_alive` without a call.
+    slot: Arc<Slot>,
+}
+
+#[derive(Default)]
+struct Slot {
+    /// The model and when it was last used.
+    loaded: tokio::sync::Mutex<Option<(Arc<owl_llama::LocalModel>, std::time::Instant)>>,
 }
 
 impl Local {
-    pub fn new(name: &str, path: &str, threads: u32, context: u32) -> Result<Local, String> {
+    pub fn new(name: &str, path: &str, threads: u32, context: u32, keep_alive: std::time::Duration) -> Result<Local, String> {
         let p = std::path::Path::new(path);
         if !p.is_file() {
             return Err(format!("[providers.{name}] model_path: {path} does not exist (scripts/fetch-models fetches gemma-3-270m)"));
         }
         let model_name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(Local { name: name.into(), model_name, path: p.to_path_buf(), threads, context, model: tokio::sync::OnceCell::new() })
+        Ok(Local { name: name.into(), model_name, path: p.to_path_buf(), threads, context, keep_alive, slot: Arc::default() })
+    }
+
+    /// Whether the weights are in memory now.
+    pub async fn is_loaded(&self) -> bool {
+        self.slot.loaded.lock().await.is_some()
     }
 
     async fn model(&self) -> Result<Arc<owl_llama::LocalModel>, ProviderError> {
-        self.model
-            .get_or_try_init(|| async {
-                let (path, threads, context, name) = (self.path.clone(), self.threads, self.context, self.name.clone());
-                tokio::task::spawn_blocking(move || owl_llama::LocalModel::load(&path, threads, context).map(Arc::new))
-                    .await
-                    .map_err(|e| ProviderError::Fatal(format!("{name}: loading failed: {e}")))?
-                    .map_err(|e| ProviderError::Fatal(format!("[providers.{name}] {e}")))
-            })
+        let mut g = self.slot.loaded.lock().await;
+        if let Some((m, used)) = g.as_mut() {
+            *used = std::time::Instant::now();
+            return Ok(m.clone());
+        }
+        let (path, threads, context, name) = (self.path.clone(), self.threads, self.context, self.name.clone());
+        let m = tokio::task::spawn_blocking(move || owl_llama::LocalModel::load(&path, threads, context).map(Arc::new))
             .await
-            .cloned()
+            .map_err(|e| ProviderError::Fatal(format!("{name}: loading failed: {e}")))?
+            .map_err(|e| ProviderError::Fatal(format!("[providers.{name}] {e}")))?;
+        *g = Some((m.clone(), std::time::Instant::now()));
+        if !self.keep_alive.is_zero() {
+            tokio::spawn(unload_when_idle(Arc::downgrade(&self.slot), self.keep_alive, self.name.clone()));
+        }
+        Ok(m)
+    }
+
+    /// Marks the end of a call: the keep-alive counts from here.
+    async fn used(&self) {
+        if let Some((_, used)) = self.slot.loaded.lock().await.as_mut() {
+            *used = std::time::Instant::now();
+        }
+    }
+}
+
+/// Drops the model once nobody has used it for `keep_alive` (a call in progress holds its own
+/// reference, so the weights go only when that call is done too). Ends with the provider.
+async fn unload_when_idle(slot: std::sync::Weak<Slot>, keep_alive: std::time::Duration, name: String) {
+    let tick = keep_alive.min(std::time::Duration::from_secs(30)).max(std::time::Duration::from_millis(50));
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(slot) = slot.upgrade() else { return };
+        let mut g = slot.loaded.lock().await;
+        match g.as_ref() {
+            None => return,
+            Some((m, used)) if used.elapsed() >= keep_alive && Arc::strong_count(m) == 1 => {
+                *g = None;
+                tracing::info!(provider = %name, idle_s = keep_alive.as_secs(), "local model unloaded after its keep-alive");
+                return;
+            }
+            Some(_) => {}
+        }
     }
 }
 
@@ -161,10 +206,10 @@ impl Provider for Local {
                 sink(Delta::Text(p));
             }
         }
-        let g = job
-            .await
-            .map_err(|e| ProviderError::Fatal(format!("{}: the model thread failed: {e}", self.name)))?
-            .map_err(ProviderError::Fatal)?;
+        let g = job.await;
+        self.used().await;
+        let g =
+            g.map_err(|e| ProviderError::Fatal(format!("{}: the model thread failed: {e}", self.name)))?.map_err(ProviderError::Fatal)?;
         let usage = Usage { input: g.prompt_tokens, output: g.completion_tokens, cached: 0 };
         if g.truncated {
             return Err(ProviderError::Fatal(format!(

@@ -84,6 +84,7 @@ impl Runtime {
                             model_path: Some(path.display().to_string()),
                             threads: 0,
                             context: 8192,
+                            keep_alive: std::time::Duration::from_secs(300),
                         },
                     );
                 }
@@ -300,7 +301,7 @@ impl Runtime {
 #[cfg(feature = "local")]
 fn local_provider(name: &str, p: &ProviderSettings) -> Result<Arc<dyn Provider>, String> {
     let path = p.model_path.as_deref().ok_or_else(|| format!("[providers.{name}] model_path is missing"))?;
-    Ok(Arc::new(crate::local::Local::new(name, path, p.threads, p.context)?))
+    Ok(Arc::new(crate::local::Local::new(name, path, p.threads, p.context, p.keep_alive)?))
 }
 
 #[cfg(not(feature = "local"))]

@@ -18,7 +18,10 @@ pub fn model_path() -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gemma_emits_a_well_formed_tool_call_under_the_grammar_then_answers() {
-    let p = owl_agent::local::Local::new("local", model_path().to_str().unwrap(), 2, 4096).unwrap();
+    // A short keep-alive, to see the model unloaded when idle and loaded again on demand.
+    let keep_alive = std::time::Duration::from_millis(300);
+    let p = owl_agent::local::Local::new("local", model_path().to_str().unwrap(), 2, 4096, keep_alive).unwrap();
+    assert!(!p.is_loaded().await, "nothing is loaded before the first call");
     let mut req = ChatRequest {
         model: String::new(),
         messages: vec![
@@ -56,4 +59,13 @@ async fn gemma_emits_a_well_formed_tool_call_under_the_grammar_then_answers() {
         .unwrap();
     assert!(out2.tool_calls.len() == 1 || !out2.content.is_empty(), "{out2:?}");
     assert!(serde_json::from_str::<serde_json::Value>(&streamed).is_ok(), "the streamed text is the constrained JSON: {streamed}");
+    assert!(p.is_loaded().await);
+    let t0 = std::time::Instant::now();
+    while p.is_loaded().await {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5), "the idle model was never unloaded");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(t0.elapsed() >= std::time::Duration::from_millis(200), "unloaded only after the keep-alive");
+    let again = p.chat(&req, &mut |_| {}).await.unwrap();
+    assert!(again.tool_calls.len() == 1 || !again.content.is_empty(), "loaded again on demand: {again:?}");
 }

@@ -103,6 +103,7 @@ fn runtime(steps: usize) -> owl_agent::Runtime {
             model_path: None,
             threads: 0,
             context: 0,
+            keep_alive: Duration::from_secs(300),
         },
     );
     let mut a = AgentSettings::new("instant");

@@ -83,9 +83,18 @@ pub struct ProviderSettings {
     /// CPU threads for the local model; 0 = all cores (kind = "local").
     #[serde(default)]
     pub threads: u32,
-    /// Context window in tokens for the local model (kind = "local").
+    /// Largest context window in tokens for the local model (kind = "local"); each call
+    /// gets only what its conversation and reply need, up to this.
     #[serde(default = "default_context")]
     pub context: u32,
+    /// A local model unused this long is unloaded, and loaded again on the next call
+    /// (kind = "local"; like Ollama's keep-alive). `0s` keeps it loaded.
+    #[serde(default = "default_keep_alive", with = "serde_human")]
+    pub keep_alive: Duration,
+}
+
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(300)
 }
 
 fn default_request_timeout() -> Duration {
@@ -338,6 +347,7 @@ pub fn default_model_provider(spec: &str, openai_base_url: Option<&str>) -> Resu
             model_path: None,
             threads: 0,
             context: 0,
+            keep_alive: default_keep_alive(),
         },
     )))
 }

@@ -100,6 +100,7 @@ fn start_full(server: &ModelServer, agent: AgentSettings, workers: usize, secret
             model_path: None,
             threads: 0,
             context: 0,
+            keep_alive: Duration::from_secs(300),
         },
     );
     let mut agents = BTreeMap::new();

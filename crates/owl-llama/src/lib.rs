@@ -137,14 +137,19 @@ impl LocalModel {
                 self.context
             ));
         }
+        // Each call's context holds what this conversation and its reply need, not the
+        // largest window: the KV cache is most of a loaded model's memory.
+        let n_ctx = (tokens.len() as u32 + max_tokens).div_ceil(256).saturating_mul(256).clamp(512, self.context);
+        let n_batch = n_ctx.min(512);
         let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(self.context))
-            .with_n_batch(self.context.min(2048))
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_batch)
             .with_n_threads(self.threads)
             .with_n_threads_batch(self.threads);
         let mut ctx = self.model.new_context(backend, params).map_err(|e| format!("cannot create a context: {e}"))?;
         // The prompt goes in chunks of the batch size; only its last token needs logits.
-        let chunk = self.context.min(2048) as usize;
+        let chunk = n_batch as usize;
         let mut batch = LlamaBatch::new(chunk, 1);
         for (ci, part) in tokens.chunks(chunk).enumerate() {
             batch.clear();
