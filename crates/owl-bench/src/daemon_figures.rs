@@ -1,4 +1,5 @@
-//! Figures of the real `owl daemon` process: start to ready, idle memory and CPU.
+//! Figures of the real `owl daemon` process: start to ready, idle memory and CPU, and the
+//! footprint with both local models loaded (`owl-bench footprint`).
 
 use crate::{percentile, round2};
 use serde_json::{json, Value};
@@ -8,14 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn owl_binary() -> PathBuf {
+pub fn owl_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let owl = exe.with_file_name("owl");
     assert!(owl.exists(), "build the owl binary next to owl-bench first: cargo build --release -p owl-cli -p owl-bench");
     owl
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -29,7 +30,7 @@ fn healthy(port: u16) -> bool {
     matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
 }
 
-fn start(dir: &Path, port: u16) -> (Child, Duration) {
+pub fn start(dir: &Path, port: u16) -> (Child, Duration) {
     let t = Instant::now();
     let child = Command::new(owl_binary())
         .args(["--data-dir", dir.to_str().unwrap(), "daemon", "--listen", &format!("127.0.0.1:{port}")])
@@ -61,12 +62,59 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap()
+}
+
+/// The daemon with no configuration (the default agent on the local model, memory on the
+/// local embedder): RSS idle, after one agent task and a memory search (both models loaded),
+/// and the peak (VmHWM).
+pub fn footprint() -> Vec<(String, Value)> {
+    let dir = crate::temp_dir();
+    let port = free_port();
+    let (c, _) = start(&dir, port);
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = rss_kb(c.id());
+    let owl = |args: &[&str]| -> String {
+        let out = Command::new(owl_binary())
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(args)
+            .env("XDG_CONFIG_HOME", dir.join("xdg"))
+            .output()
+            .expect("run owl");
+        assert!(out.status.success(), "owl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let t0 = Instant::now();
+    let id = owl(&["add", "--agent", "default", "List the files in the workspace"]);
+    let _ = Command::new(owl_binary()).arg("--data-dir").arg(&dir).args(["wait", &id, "--timeout", "300s"]).output();
+    let task_s = t0.elapsed().as_secs_f64();
+    let status = owl(&["--json", "show", &id]);
+    let status: Value = serde_json::from_str(&status).unwrap_or_default();
+    let _ = owl(&["memory", "search", "files in the workspace"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let loaded = rss_kb(c.id());
+    let peak = status_kb(c.id(), "VmHWM:");
+    stop(c);
+    vec![(
+        "footprint_local_models".into(),
+        json!({
+            "idle_rss_mb": round2(idle as f64 / 1024.0),
+            "loaded_rss_mb": round2(loaded as f64 / 1024.0),
+            "peak_rss_mb": round2(peak as f64 / 1024.0),
+            "agent_task_s": round2(task_s),
+            "agent_task_status": status["status"],
+        }),
+    )]
 }
 
 fn clock_ticks_per_s() -> f64 {

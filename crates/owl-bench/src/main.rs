@@ -2,6 +2,8 @@
 //!
 //! `owl-bench [--quick] [--skip-idle]` for the queue and daemon figures;
 //! `owl-bench scheduler [--quick]` for the scheduler figures (about 90 s);
+//! `owl-bench eval` for the default agent's evaluation (16 first tasks, local model);
+//! `owl-bench footprint` for the daemon's memory with both local models loaded;
 //! `owl-bench memory [--quick]` for the memory index at 100,000 items and the embedder;
 //! `owl-bench agent [--quick]` for the agent loop and (with `--features local`) the local model. Build both binaries in release first
 //! (`cargo build --release -p owl-cli -p owl-bench`): the daemon figures start the real `owl`
@@ -9,6 +11,7 @@
 
 mod agent_figures;
 mod daemon_figures;
+mod eval_figures;
 mod memory_figures;
 mod queue_figures;
 mod scheduler_figures;
@@ -68,6 +71,14 @@ fn main() {
                 out.insert(k, v);
             }
         });
+    } else if args.get(1).map(String::as_str) == Some("eval") {
+        for (k, v) in eval_figures::run() {
+            out.insert(k, v);
+        }
+    } else if args.get(1).map(String::as_str) == Some("footprint") {
+        for (k, v) in daemon_figures::footprint() {
+            out.insert(k, v);
+        }
     } else if args.get(1).map(String::as_str) == Some("scheduler") {
         rt.block_on(async {
             for (k, v) in scheduler_figures::run(quick).await {
