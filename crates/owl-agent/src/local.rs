@@ -124,7 +124,10 @@ pub fn grammar(tools: &[ToolSpec], require_tool: bool) -> String {
         rules.push("answer ::= \"{\" ws \"\\\"answer\\\"\" ws \":\" ws text ws \"}\"".into());
         alts.push("answer".into());
     }
-    let mut g = format!("root ::= {}\n", alts.join(" | "));
+    // Small models like to wrap JSON in a markdown fence and to break lines; both are
+    // admitted (and stripped when the reply is read), so the grammar rarely has to overrule
+    // the token the model prefers, which is both faster and closer to what it knows.
+    let mut g = format!("root ::= fence? ( {} ) close?\nfence ::= \"```json\\n\" | \"```\\n\"\nclose ::= \"\\n```\"\n", alts.join(" | "));
     g.push_str(&rules.join("\n"));
     g.push_str(
         r#"
@@ -136,10 +139,17 @@ text ::= "\"" char char* "\""
 char ::= [^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] )
 integer ::= "-"? [0-9] [0-9]*
 boolean ::= "true" | "false"
-ws ::= " "?
+ws ::= ( "\n" [ ]{0,4} | " " )?
 "#,
     );
     g
+}
+
+/// The JSON inside an optional markdown fence.
+pub fn unfence(text: &str) -> &str {
+    let t = text.trim();
+    let t = t.strip_prefix("```json").or_else(|| t.strip_prefix("```")).unwrap_or(t);
+    t.strip_suffix("```").unwrap_or(t).trim()
 }
 
 /// The conversation as chat-template turns. Tool calls and results become text, and the
@@ -177,7 +187,11 @@ fn turns(req: &ChatRequest) -> Vec<(String, String)> {
             intro.push_str(&format!("- {}: {} Arguments: {}\n", t.name, t.description, t.parameters["properties"]));
         }
         intro.push_str(
-            "\nReply with one JSON object: {\"tool\": NAME, \"arguments\": {...}} to use a tool, or {\"answer\": TEXT} when you are done.",
+            "\nReply with one JSON object: {\"tool\": NAME, \"arguments\": {...}} to use a tool, or {\"answer\": TEXT} when you are done. \
+             Pick the tool that does exactly what is asked. For example, to create notes.txt containing hi: \
+             {\"tool\": \"write_file\", \"arguments\": {\"path\": \"notes.txt\", \"content\": \"hi\"}}; \
+             to see a file: {\"tool\": \"read_file\", \"arguments\": {\"path\": \"notes.txt\"}}; \
+             to run a command: {\"tool\": \"shell\", \"arguments\": {\"command\": \"ls\"}}.",
         );
     }
     if let Some((_, first)) = out.iter_mut().find(|(r, _)| r == "user") {
@@ -217,7 +231,7 @@ impl Provider for Local {
                 self.name
             )));
         }
-        let v: Value = serde_json::from_str(g.text.trim())
+        let v: Value = serde_json::from_str(unfence(&g.text))
             .map_err(|e| ProviderError::Fatal(format!("{}: the constrained reply is not JSON ({e}): {}", self.name, g.text)))?;
         let mut out = ChatResponse { usage, model: self.model_name.clone(), ..Default::default() };
         if let Some(tool) = v["tool"].as_str() {
@@ -246,7 +260,9 @@ mod tests {
         assert!(g.contains(r#"call0 ::= "{" ws "\"tool\"" ws ":" ws "\"read_file\"""#), "{g}");
         assert!(g.contains(r#"args0 ::= "{" ws "\"path\"" ws ":" ws string ws "}""#), "{g}");
         assert!(g.contains(r#"args1 ::= "{}""#), "{g}");
-        assert!(g.starts_with("root ::= call0 | call1\n"), "a required tool call leaves no answer branch: {g}");
-        assert!(grammar(&tools, false).starts_with("root ::= call0 | call1 | answer\n"));
+        assert!(g.starts_with("root ::= fence? ( call0 | call1 ) close?\n"), "a required tool call leaves no answer branch: {g}");
+        assert!(grammar(&tools, false).starts_with("root ::= fence? ( call0 | call1 | answer ) close?\n"));
+        assert_eq!(unfence("```json\n{\"answer\": \"x\"}\n```"), "{\"answer\": \"x\"}");
+        assert_eq!(unfence(" {\"a\": 1} "), "{\"a\": 1}");
     }
 }

@@ -140,7 +140,9 @@ impl LocalModel {
         // Each call's context holds what this conversation and its reply need, not the
         // largest window: the KV cache is most of a loaded model's memory.
         let n_ctx = (tokens.len() as u32 + max_tokens).div_ceil(256).saturating_mul(256).clamp(512, self.context);
-        let n_batch = n_ctx.min(512);
+        // The batch bounds the logits buffer llama.cpp reserves (vocabulary × batch × 4 bytes:
+        // 512 MB for gemma's 262k tokens at 512); 64 keeps it at 64 MB for a little prompt speed.
+        let n_batch = n_ctx.min(64);
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(n_batch)
