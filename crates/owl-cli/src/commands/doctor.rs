@@ -257,7 +257,7 @@ fn disk(data_dir: &Path) -> Check {
     while !at.exists() && at.pop() {}
     match nix::sys::statvfs::statvfs(&at) {
         Ok(v) => {
-            let free = v.blocks_available() as u64 * v.fragment_size() as u64;
+            let free = v.blocks_available() * v.fragment_size();
             let gib = free as f64 / (1u64 << 30) as f64;
             let detail = format!("{gib:.1} GiB free for {}", data_dir.display());
             if free < 1 << 30 {
