@@ -187,11 +187,7 @@ fn turns(req: &ChatRequest) -> Vec<(String, String)> {
             intro.push_str(&format!("- {}: {} Arguments: {}\n", t.name, t.description, t.parameters["properties"]));
         }
         intro.push_str(
-            "\nReply with one JSON object: {\"tool\": NAME, \"arguments\": {...}} to use a tool, or {\"answer\": TEXT} when you are done. \
-             Pick the tool that does exactly what is asked. For example, to create notes.txt containing hi: \
-             {\"tool\": \"write_file\", \"arguments\": {\"path\": \"notes.txt\", \"content\": \"hi\"}}; \
-             to see a file: {\"tool\": \"read_file\", \"arguments\": {\"path\": \"notes.txt\"}}; \
-             to run a command: {\"tool\": \"shell\", \"arguments\": {\"command\": \"ls\"}}.",
+            "\nReply with one JSON object: {\"tool\": NAME, \"arguments\": {...}} to use a tool, or {\"answer\": TEXT} when you are done.",
         );
     }
     if let Some((_, first)) = out.iter_mut().find(|(r, _)| r == "user") {
