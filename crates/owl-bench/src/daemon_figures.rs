@@ -16,6 +16,13 @@ pub fn owl_binary() -> PathBuf {
     owl
 }
 
+/// Runs the owl CLI against the daemon of `dir`: whether it succeeded, and its stdout.
+pub fn owl_cli(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out =
+        Command::new(owl_binary()).arg("--data-dir").arg(dir).args(args).env("XDG_CONFIG_HOME", dir.join("xdg")).output().expect("run owl");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -84,15 +91,9 @@ pub fn footprint() -> Vec<(String, Value)> {
     std::thread::sleep(Duration::from_secs(1));
     let idle = rss_kb(c.id());
     let owl = |args: &[&str]| -> String {
-        let out = Command::new(owl_binary())
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(args)
-            .env("XDG_CONFIG_HOME", dir.join("xdg"))
-            .output()
-            .expect("run owl");
-        assert!(out.status.success(), "owl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        let (ok, out) = owl_cli(&dir, args);
+        assert!(ok, "owl {args:?} failed");
+        out
     };
     let t0 = Instant::now();
     let id = owl(&["add", "--agent", "default", "List the files in the workspace"]);

@@ -146,16 +146,7 @@ pub fn run() -> Vec<(String, Value)> {
     let dir = crate::temp_dir();
     let port = crate::daemon_figures::free_port();
     let (c, _) = crate::daemon_figures::start(&dir, port);
-    let owl = |args: &[&str]| -> (bool, String) {
-        let out = Command::new(crate::daemon_figures::owl_binary())
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(args)
-            .env("XDG_CONFIG_HOME", dir.join("xdg"))
-            .output()
-            .expect("run owl");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
+    let owl = |args: &[&str]| crate::daemon_figures::owl_cli(&dir, args);
     let mut rows = Vec::new();
     let mut passed = 0;
     let total_t = Instant::now();
