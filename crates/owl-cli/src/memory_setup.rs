@@ -22,7 +22,14 @@ pub fn open(s: &MemorySettings, data_dir: &Path) -> Result<Option<Arc<Memory>>> 
     }
     type Made = Result<Arc<dyn Embedder>, String>;
     let loader: Box<dyn Fn() -> Made + Send + Sync> = match s.embeddings.as_str() {
-        "local" => owl_memory::bert_loader(model_dir(s)),
+        "local" => {
+            let precision = match s.precision.as_str() {
+                "f32" => owl_memory::embed::Precision::F32,
+                "int8" => owl_memory::embed::Precision::Int8,
+                other => bail!("[memory] precision = {other:?} is not known: use \"f32\" or \"int8\""),
+            };
+            owl_memory::bert_loader(model_dir(s), precision)
+        }
         "http" => {
             let Some(url) = s.endpoint.clone() else { bail!("[memory] embeddings = \"http\" needs endpoint = \"http://host:port/v1\"") };
             let Some(model) = s.embedding_model.clone() else { bail!("[memory] embeddings = \"http\" needs embedding_model") };
@@ -38,4 +45,19 @@ pub fn open(s: &MemorySettings, data_dir: &Path) -> Result<Option<Arc<Memory>>> 
     let cfg = MemoryConfig { dedup_threshold: s.dedup_threshold, max_item_chars: s.max_item_chars, ..Default::default() };
     let m = Memory::open(data_dir, cfg, loader).map_err(anyhow::Error::msg)?;
     Ok(Some(Arc::new(m)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_precision_is_refused_by_name_and_int8_opens() {
+        let t = tempfile::tempdir().unwrap();
+        let bad = MemorySettings { precision: "int4".into(), ..Default::default() };
+        let e = open(&bad, t.path()).err().expect("int4 is refused").to_string();
+        assert!(e.contains("[memory] precision = \"int4\"") && e.contains("\"int8\""), "{e}");
+        let good = MemorySettings { precision: "int8".into(), ..Default::default() };
+        assert!(open(&good, t.path()).unwrap().is_some());
+    }
 }

@@ -77,6 +77,9 @@ pub struct MemorySettings {
     /// `local` (candle, in-process), `http` (an OpenAI-compatible /v1/embeddings endpoint) or
     /// `none` (full-text search only).
     pub embeddings: String,
+    /// With `embeddings = "local"`: `f32` (the default) or `int8` (quantized matrices: a
+    /// quarter of the memory; see BENCHMARKS.md for its speed and accuracy).
+    pub precision: String,
     /// With `embeddings = "http"`: the base URL (e.g. http://127.0.0.1:11434/v1), the model and
     /// the environment variable holding the key (if any).
     pub endpoint: Option<String>,
@@ -102,6 +105,7 @@ impl Default for MemorySettings {
             enabled: true,
             model_dir: None,
             embeddings: "local".into(),
+            precision: "f32".into(),
             endpoint: None,
             embedding_model: None,
             api_key_env: None,

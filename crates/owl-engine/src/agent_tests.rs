@@ -622,7 +622,7 @@ fn memory_in(dir: &std::path::Path) -> (Arc<owl_memory::Memory>, bool) {
     let model = std::env::var("HOME").ok().map(|h| owl_memory::embed::default_model_dir(&std::path::Path::new(&h).join(".cache")));
     let have = model.as_ref().is_some_and(|m| m.join("model.safetensors").exists());
     let loader: owl_memory::Loader = match model.filter(|_| have) {
-        Some(m) => owl_memory::bert_loader(m),
+        Some(m) => owl_memory::bert_loader(m, owl_memory::embed::Precision::F32),
         None => {
             assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true fetches the embedding model; it is missing");
             eprintln!("note: no embedding model fetched; this test runs on full-text memory alone");

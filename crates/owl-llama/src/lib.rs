@@ -6,9 +6,10 @@
 //! grammar so that even a small model emits well-formed JSON.
 //!
 //! Constrained decoding samples first and consults the grammar only about the chosen token;
-//! only when the grammar rejects it are all candidates masked and the token sampled again.
-//! Checking one token instead of a 262k vocabulary is what makes it nearly as fast as free
-//! decoding, and with greedy decoding the output is the same token for token.
+//! when the grammar rejects it, only the likeliest few hundred candidates are masked and the
+//! token sampled again from them (the whole vocabulary only if the grammar admits none of those).
+//! Checking one token, or a few hundred, instead of a 262k vocabulary is what makes it nearly as
+//! fast as free decoding, and with greedy decoding the output is the same token for token.
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -18,6 +19,7 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+use llama_cpp_2::token::LlamaToken;
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
@@ -197,9 +199,19 @@ impl LocalModel {
                 let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 1.0, 0.0)], false);
                 g.apply(&mut one);
                 if !one.data[0].logit().is_finite() {
-                    // Rejected: mask every candidate, then sample again from what is left.
-                    let mut all = ctx.token_data_array_ith(last_idx);
-                    g.apply(&mut all);
+                    // Rejected: ask the grammar about the most likely candidates first, and
+                    // about the whole vocabulary only when it admits none of them. Every token
+                    // left out has a lower logit than each one asked about, so the best
+                    // admitted token is the same either way (greedy output does not change).
+                    let mut top = LlamaTokenDataArray::new(top_candidates(ctx.get_logits_ith(last_idx), RETRY_CANDIDATES), false);
+                    g.apply(&mut top);
+                    let mut all = if top.data.iter().any(|d| d.logit().is_finite()) {
+                        top
+                    } else {
+                        let mut all = ctx.token_data_array_ith(last_idx);
+                        g.apply(&mut all);
+                        all
+                    };
                     all.apply_sampler(&mut sampler);
                     token = all.selected_token().ok_or("the grammar admits no token here")?;
                     sampler.accept(token);
@@ -244,6 +256,22 @@ impl LocalModel {
             truncated,
         })
     }
+}
+
+/// How many of the likeliest tokens the grammar is asked about after it rejects the sampled one.
+/// Sampling keeps at most 40 (top-k), so 512 leaves room for the grammar to rule many out.
+const RETRY_CANDIDATES: usize = 512;
+
+/// The `n` tokens with the highest logits, best first.
+fn top_candidates(logits: &[f32], n: usize) -> Vec<LlamaTokenData> {
+    let mut all: Vec<(f32, i32)> = logits.iter().enumerate().map(|(i, l)| (*l, i as i32)).collect();
+    let by_logit = |a: &(f32, i32), b: &(f32, i32)| b.0.total_cmp(&a.0);
+    if all.len() > n {
+        all.select_nth_unstable_by(n, by_logit);
+        all.truncate(n);
+    }
+    all.sort_unstable_by(by_logit);
+    all.into_iter().map(|(l, i)| LlamaTokenData::new(LlamaToken::new(i), l, 0.0)).collect()
 }
 
 fn fastrand_seed() -> u32 {

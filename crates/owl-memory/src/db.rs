@@ -194,29 +194,46 @@ impl MemoryDb {
 
     /// Stores an item and (when given) its vector in one transaction.
     pub fn insert(&self, m: &NewMemory, vector: Option<(&str, &[f32])>, now: i64) -> Result<i64, String> {
+        Ok(self.insert_many(&[(m, vector)], now)?[0])
+    }
+
+    /// Stores many items (each with its vector, when given) in one transaction: one commit
+    /// instead of one per item. Returns their ids in order.
+    pub fn insert_many(&self, items: &[(&NewMemory, Option<(&str, &[f32])>)], now: i64) -> Result<Vec<i64>, String> {
         let mut c = self.c();
         let tx = c.transaction().map_err(err)?;
-        tx.execute(
-            "INSERT INTO memories (text, kind, tags, source, agent, user, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                m.text,
-                m.kind,
-                serde_json::to_string(&m.tags).expect("tags serialize"),
-                m.source,
-                m.agent,
-                m.user,
-                content_hash(&m.text),
-                now
-            ],
-        )
-        .map_err(err)?;
-        let id = tx.last_insert_rowid();
-        if let Some((model, v)) = vector {
-            tx.execute("INSERT INTO vectors (memory_id, model, vec) VALUES (?1, ?2, ?3)", params![id, model, to_blob(v)]).map_err(err)?;
+        let mut ids = Vec::with_capacity(items.len());
+        {
+            let mut item = tx
+                .prepare_cached(
+                    "INSERT INTO memories (text, kind, tags, source, agent, user, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(err)?;
+            let mut vec = tx.prepare_cached("INSERT INTO vectors (memory_id, model, vec) VALUES (?1, ?2, ?3)").map_err(err)?;
+            for (m, vector) in items {
+                item.execute(params![
+                    m.text,
+                    m.kind,
+                    serde_json::to_string(&m.tags).expect("tags serialize"),
+                    m.source,
+                    m.agent,
+                    m.user,
+                    content_hash(&m.text),
+                    now
+                ])
+                .map_err(err)?;
+                let id = tx.last_insert_rowid();
+                if let Some((model, v)) = vector {
+                    vec.execute(params![id, model, to_blob(v)]).map_err(err)?;
+                }
+                ids.push(id);
+            }
         }
-        Self::bump(&tx).map_err(err)?;
+        if !items.is_empty() {
+            Self::bump(&tx).map_err(err)?;
+        }
         tx.commit().map_err(err)?;
-        Ok(id)
+        Ok(ids)
     }
 
     /// Merges new tags and a newer source into an existing item (a near-duplicate was added).

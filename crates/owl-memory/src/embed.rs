@@ -1,9 +1,9 @@
 //! Sentence embeddings computed in-process: a sentence-transformers BERT model (all-MiniLM-L6-v2
 //! by default) run with candle, mean-pooled and L2-normalised, so a dot product is the cosine.
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+pub use crate::bert::Precision;
+use crate::bert::{mean_pooled, Bert, Config};
+use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationParams};
 
@@ -24,7 +24,8 @@ pub fn default_model_dir(cache_dir: &Path) -> PathBuf {
 /// `model.safetensors`.
 pub struct BertEmbedder {
     name: String,
-    model: BertModel,
+    model: Bert,
+    precision: Precision,
     tokenizer: Tokenizer,
     dim: usize,
     pad_id: u32,
@@ -53,17 +54,18 @@ fn slices(order: &[usize], len: impl Fn(usize) -> usize) -> Vec<&[usize]> {
 }
 
 impl BertEmbedder {
+    /// Loads the model in `dir` with f32 matrices (the default: see [`Precision`]).
     pub fn load(dir: &Path) -> Result<Self, String> {
+        Self::load_with(dir, Precision::F32)
+    }
+
+    pub fn load_with(dir: &Path, precision: Precision) -> Result<Self, String> {
         let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("cannot read {}: {e}", dir.join(f).display()));
         let config: Config = serde_json::from_slice(&read("config.json")?).map_err(|e| format!("{}/config.json: {e}", dir.display()))?;
-        let dim = serde_json::from_slice::<serde_json::Value>(&read("config.json")?)
-            .ok()
-            .and_then(|v| v["hidden_size"].as_u64())
-            .ok_or_else(|| format!("{}/config.json has no hidden_size", dir.display()))? as usize;
+        let dim = config.hidden_size;
         let device = Device::Cpu;
-        let vb = VarBuilder::from_buffered_safetensors(read("model.safetensors")?, DType::F32, &device)
-            .map_err(|e| format!("{}/model.safetensors: {e}", dir.display()))?;
-        let model = BertModel::load(vb, &config).map_err(|e| format!("{}: not a BERT model: {e}", dir.display()))?;
+        let model = Bert::load(&config, &dir.join("model.safetensors"), precision)
+            .map_err(|e| format!("{}/model.safetensors: not a BERT model owl can run: {e}", dir.display()))?;
         let mut tokenizer =
             Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| format!("{}/tokenizer.json: {e}", dir.display()))?;
         // Padding is done here per length-sorted slice (see `run`), not by the tokenizer.
@@ -74,7 +76,7 @@ impl BertEmbedder {
         // Masked out of attention and the mean, so its value only has to be a valid token.
         let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
         let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "bert".into());
-        Ok(BertEmbedder { name, model, tokenizer, dim, pad_id, device })
+        Ok(BertEmbedder { name, model, precision, tokenizer, dim, pad_id, device })
     }
 
     /// Embeds `texts` in input order. The texts are tokenised once, sorted by length and run in
@@ -107,14 +109,12 @@ impl BertEmbedder {
 
     /// The model over one padded slice: mean over the real tokens, then unit length.
     fn pooled(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
-        let types = ids.zeros_like()?;
-        let out = self.model.forward(ids, &types, Some(mask))?;
-        let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let summed = out.broadcast_mul(&m)?.sum(1)?;
-        let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?;
-        let mean = summed.broadcast_div(&counts)?;
-        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-        mean.broadcast_div(&norm)?.to_vec2::<f32>()
+        mean_pooled(&self.model.forward(ids, mask)?, mask)
+    }
+
+    /// How the model's matrices are stored.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 }
 
@@ -346,5 +346,58 @@ mod tests {
             let one = m.embed(&[t.as_str()]).unwrap();
             assert!(dot(&one[0], &batch[i]) > 0.9999, "text {i} got another text's vector");
         }
+    }
+
+    /// The sentences the int8 model is held to: notes, commands, questions, code, non-English.
+    pub(crate) const PRECISION_SET: &[&str] = &[
+        "The user prefers short answers without emoji.",
+        "Deploys happen on Tuesdays after the standup.",
+        "The staging database lives on db-2 and is rebuilt every night at 03:00 UTC.",
+        "How do I rotate the API key for the billing service?",
+        "cargo nextest run --workspace --all-features",
+        "fn main() { println!(\"hello\"); }",
+        "Remember that Alice owns the payments backlog and Bob the mobile app.",
+        "The backup job failed again because the disk on the build host was full.",
+        "Der Server startet jeden Morgen um sechs Uhr neu.",
+        "ok",
+        "Summarise yesterday's failed tasks and suggest which to retry first, with reasons.",
+        "A long note that goes on for a while about the design of the queue: tasks are claimed with a lease, renewed by heartbeats, and rescued by a sweep when the lease runs out, so a crash never loses work.",
+    ];
+
+    #[test]
+    fn the_encoder_matches_candle_transformers_bert_and_int8_stays_within_a_cosine_of_0_99() {
+        let Some(f32m) = model() else { return };
+        let dir = default_model_dir(&Path::new(&std::env::var("HOME").unwrap()).join(".cache"));
+        let int8 = BertEmbedder::load_with(&dir, Precision::Int8).unwrap();
+        assert_eq!((int8.precision(), f32m.precision()), (Precision::Int8, Precision::F32));
+        // The reference: candle-transformers' BERT on the same weights, pooled the same way.
+        let config: candle_transformers::models::bert::Config =
+            serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        let vb = candle_nn::VarBuilder::from_buffered_safetensors(
+            std::fs::read(dir.join("model.safetensors")).unwrap(),
+            candle_core::DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let reference = candle_transformers::models::bert::BertModel::load(vb, &config).unwrap();
+        let enc = f32m.tokenizer.encode_batch(PRECISION_SET.to_vec(), true).unwrap();
+        let ours = f32m.embed(PRECISION_SET).unwrap();
+        let quant = int8.embed(PRECISION_SET).unwrap();
+        let mut worst = 1.0f32;
+        for (i, e) in enc.iter().enumerate() {
+            let n = e.get_ids().len();
+            let ids = Tensor::from_vec(e.get_ids().to_vec(), (1, n), &Device::Cpu).unwrap();
+            let mask = ids.ones_like().unwrap();
+            let out = reference.forward(&ids, &ids.zeros_like().unwrap(), Some(&mask)).unwrap();
+            let want = mean_pooled(&out, &mask).unwrap().remove(0);
+            assert!(dot(&want, &ours[i]) > 0.99999, "f32 text {i}: {} against the reference", dot(&want, &ours[i]));
+            let cos = dot(&ours[i], &quant[i]);
+            // A text of a few tokens is the mean of few rows, so rounding shows most there.
+            if n >= 8 {
+                worst = worst.min(cos);
+            }
+            assert!(cos >= 0.98, "int8 text {i} ({n} tokens): cosine {cos} to f32");
+        }
+        assert!(worst >= 0.99, "int8 against f32: worst cosine {worst} on texts of 8 tokens or more");
     }
 }

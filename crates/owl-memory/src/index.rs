@@ -106,13 +106,9 @@ impl VectorIndex {
         let generation = db.generation()?;
         let vectors = db.vectors(model)?;
         let index = Index::new(&options(dim)).map_err(err)?;
-        index.reserve(vectors.len().max(16)).map_err(err)?;
-        for (id, v) in &vectors {
-            if v.len() == dim {
-                index.add(*id as u64, v).map_err(err)?;
-            }
-        }
         let me = VectorIndex { index: RwLock::new(index), path: path.to_path_buf(), model: model.into(), dim };
+        let fitting: Vec<(i64, &[f32])> = vectors.iter().filter(|(_, v)| v.len() == dim).map(|(id, v)| (*id, v.as_slice())).collect();
+        me.add_many(&fitting)?;
         me.save(generation)?;
         Ok(me)
     }
@@ -166,6 +162,37 @@ impl VectorIndex {
             index.remove(id as u64).map_err(err)?;
         }
         index.add(id as u64, v).map_err(err)
+    }
+
+    /// Adds (or replaces) many vectors at once, on every core: usearch lets threads insert
+    /// into one graph concurrently once its capacity is reserved.
+    pub fn add_many(&self, items: &[(i64, &[f32])]) -> Result<(), String> {
+        if let Some((_, v)) = items.iter().find(|(_, v)| v.len() != self.dim) {
+            return Err(err(format!("a vector of {} dimensions does not fit an index of {}", v.len(), self.dim)));
+        }
+        let index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let needed = index.size() + items.len() + 1;
+        if needed >= index.capacity() {
+            index.reserve(needed.max(index.capacity() * 2).max(16)).map_err(err)?;
+        }
+        for (id, _) in items {
+            if index.contains(*id as u64) {
+                index.remove(*id as u64).map_err(err)?;
+            }
+        }
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(items.len().div_ceil(256)).max(1);
+        if threads == 1 {
+            return items.iter().try_for_each(|(id, v)| index.add(*id as u64, v).map_err(err));
+        }
+        let index = &*index;
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    s.spawn(move || items.iter().skip(t).step_by(threads).try_for_each(|(id, v)| index.add(*id as u64, v).map_err(err)))
+                })
+                .collect();
+            workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|_| Err(err("an index worker panicked"))))
+        })
     }
 
     pub fn remove(&self, id: i64) -> Result<(), String> {
@@ -300,6 +327,22 @@ mod tests {
             hits += approx.iter().filter(|a| exact.contains(a)).count();
         }
         assert!(hits as f64 / 500.0 >= 0.9, "recall@10 {}", hits as f64 / 500.0);
+        // The same vectors added at once, on every core, are found the same way.
+        let many = VectorIndex::in_memory(32, 10).unwrap();
+        let vs: Vec<(i64, Vec<f32>)> = (0..2000).map(|i| (i, unit(i as u64, 32))).collect();
+        let refs: Vec<(i64, &[f32])> = vs.iter().map(|(i, v)| (*i, v.as_slice())).collect();
+        many.add_many(&refs).unwrap();
+        many.add_many(&refs[..10]).unwrap();
+        assert_eq!(many.len(), 2000, "adding an id again replaces it");
+        let mut hits = 0;
+        for qi in 0..50u64 {
+            let q = unit(10_000 + qi, 32);
+            let approx: Vec<i64> = many.search(&q, 10).unwrap().into_iter().map(|x| x.0).collect();
+            let exact: Vec<i64> = ix.exact_search(&q, 10).unwrap().into_iter().map(|x| x.0).collect();
+            hits += approx.iter().filter(|a| exact.contains(a)).count();
+        }
+        assert!(hits as f64 / 500.0 >= 0.9, "recall@10 after add_many {}", hits as f64 / 500.0);
+        assert!(many.add_many(&[(1, &[0.0; 8][..])]).is_err(), "a vector of the wrong size is refused");
         ix.remove(5).unwrap();
         assert!(ix.search(&unit(5, 32), 1).unwrap()[0].0 != 5, "a removed item is not found");
     }

@@ -2,6 +2,7 @@
 //! sentence-transformers BERT model), searched through a vector index and SQLite full-text
 //! search, and the two rankings are fused.
 
+mod bert;
 pub mod db;
 pub mod embed;
 pub mod error;

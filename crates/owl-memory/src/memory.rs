@@ -100,7 +100,7 @@ pub type Loader = Box<dyn Fn() -> Result<Arc<dyn Embedder>, String> + Send + Syn
 
 /// A loader for the BERT model in `dir`: loaded once, on first use, with the load's error kept
 /// (and said clearly when the directory has no model).
-pub fn bert_loader(dir: PathBuf) -> Loader {
+pub fn bert_loader(dir: PathBuf, precision: crate::embed::Precision) -> Loader {
     let once: OnceLock<Result<Arc<dyn Embedder>, String>> = OnceLock::new();
     Box::new(move || {
         once.get_or_init(|| {
@@ -110,7 +110,7 @@ pub fn bert_loader(dir: PathBuf) -> Loader {
                     dir.display()
                 ));
             }
-            crate::embed::BertEmbedder::load(&dir).map(|e| Arc::new(e) as Arc<dyn Embedder>)
+            crate::embed::BertEmbedder::load_with(&dir, precision).map(|e| Arc::new(e) as Arc<dyn Embedder>)
         })
         .clone()
     })

@@ -21,7 +21,7 @@ fn model_dir() -> Option<PathBuf> {
 
 fn open(dir: &std::path::Path, model: Option<PathBuf>) -> Memory {
     let loader: owl_memory::Loader = match model {
-        Some(m) => owl_memory::bert_loader(m),
+        Some(m) => owl_memory::bert_loader(m, owl_memory::embed::Precision::F32),
         None => Box::new(|| Err("no model configured".to_string())),
     };
     Memory::open(dir, MemoryConfig::default(), loader).unwrap()
