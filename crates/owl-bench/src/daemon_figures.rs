@@ -84,8 +84,21 @@ fn status_kb(pid: u32, field: &str) -> u64 {
 /// The daemon with no configuration (the default agent on the local model, memory on the
 /// local embedder): RSS idle, after one agent task and a memory search (both models loaded),
 /// and the peak (VmHWM).
+/// The daemon's memory as the local models load, once with the f32 embedder (the default) and
+/// once with `[memory] precision = "int8"`.
 pub fn footprint() -> Vec<(String, Value)> {
+    vec![
+        ("footprint_local_models".into(), footprint_with(None)),
+        ("footprint_local_models_int8_embedder".into(), footprint_with(Some("[memory]\nprecision = \"int8\"\n"))),
+    ]
+}
+
+fn footprint_with(config: Option<&str>) -> Value {
     let dir = crate::temp_dir();
+    if let Some(c) = config {
+        std::fs::create_dir_all(dir.join("xdg/owl")).expect("config dir");
+        std::fs::write(dir.join("xdg/owl/config.toml"), c).expect("config");
+    }
     let port = free_port();
     let (c, _) = start(&dir, port);
     std::thread::sleep(Duration::from_secs(1));
@@ -95,6 +108,12 @@ pub fn footprint() -> Vec<(String, Value)> {
         assert!(ok, "owl {args:?} failed");
         out
     };
+    // The embedder first (a memory and a search), then the agent's model.
+    let _ = owl(&["memory", "add", "The build host is called tern."]);
+    let _ = owl(&["memory", "search", "what is the build host called"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let embedder = rss_kb(c.id());
+    let embedder_peak = status_kb(c.id(), "VmHWM:");
     let t0 = Instant::now();
     let id = owl(&["add", "--agent", "default", "List the files in the workspace"]);
     let _ = Command::new(owl_binary()).arg("--data-dir").arg(&dir).args(["wait", &id, "--timeout", "300s"]).output();
@@ -106,16 +125,15 @@ pub fn footprint() -> Vec<(String, Value)> {
     let loaded = rss_kb(c.id());
     let peak = status_kb(c.id(), "VmHWM:");
     stop(c);
-    vec![(
-        "footprint_local_models".into(),
-        json!({
-            "idle_rss_mb": round2(idle as f64 / 1024.0),
-            "loaded_rss_mb": round2(loaded as f64 / 1024.0),
-            "peak_rss_mb": round2(peak as f64 / 1024.0),
-            "agent_task_s": round2(task_s),
-            "agent_task_status": status["status"],
-        }),
-    )]
+    json!({
+        "idle_rss_mb": round2(idle as f64 / 1024.0),
+        "embedder_loaded_rss_mb": round2(embedder as f64 / 1024.0),
+        "embedder_loaded_peak_rss_mb": round2(embedder_peak as f64 / 1024.0),
+        "loaded_rss_mb": round2(loaded as f64 / 1024.0),
+        "peak_rss_mb": round2(peak as f64 / 1024.0),
+        "agent_task_s": round2(task_s),
+        "agent_task_status": status["status"],
+    })
 }
 
 fn clock_ticks_per_s() -> f64 {
