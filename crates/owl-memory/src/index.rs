@@ -343,14 +343,19 @@ mod tests {
         for i in 0..2000 {
             ix.add(i, &unit(i as u64, 32)).unwrap();
         }
-        let mut hits = 0;
-        for qi in 0..50u64 {
-            let q = unit(10_000 + qi, 32);
-            let approx: Vec<i64> = ix.search(&q, 10).unwrap().into_iter().map(|x| x.0).collect();
-            let exact: Vec<i64> = ix.exact_search(&q, 10).unwrap().into_iter().map(|x| x.0).collect();
-            hits += approx.iter().filter(|a| exact.contains(a)).count();
-        }
-        assert!(hits as f64 / 500.0 >= 0.9, "recall@10 {}", hits as f64 / 500.0);
+        // recall@10 of `approx` over 50 queries, against exact search on `ix`.
+        let recall = |approx: &VectorIndex| {
+            let mut hits = 0;
+            for qi in 0..50u64 {
+                let q = unit(10_000 + qi, 32);
+                let found: Vec<i64> = approx.search(&q, 10).unwrap().into_iter().map(|x| x.0).collect();
+                let exact: Vec<i64> = ix.exact_search(&q, 10).unwrap().into_iter().map(|x| x.0).collect();
+                hits += found.iter().filter(|a| exact.contains(a)).count();
+            }
+            hits as f64 / 500.0
+        };
+        let r = recall(&ix);
+        assert!(r >= 0.9, "recall@10 {r}");
         // The same vectors added at once, on every core, are found the same way.
         let many = VectorIndex::in_memory(32, 10).unwrap();
         let vs: Vec<(i64, Vec<f32>)> = (0..2000).map(|i| (i, unit(i as u64, 32))).collect();
@@ -358,14 +363,8 @@ mod tests {
         many.add_many(&refs).unwrap();
         many.add_many(&refs[..10]).unwrap();
         assert_eq!(many.len(), 2000, "adding an id again replaces it");
-        let mut hits = 0;
-        for qi in 0..50u64 {
-            let q = unit(10_000 + qi, 32);
-            let approx: Vec<i64> = many.search(&q, 10).unwrap().into_iter().map(|x| x.0).collect();
-            let exact: Vec<i64> = ix.exact_search(&q, 10).unwrap().into_iter().map(|x| x.0).collect();
-            hits += approx.iter().filter(|a| exact.contains(a)).count();
-        }
-        assert!(hits as f64 / 500.0 >= 0.9, "recall@10 after add_many {}", hits as f64 / 500.0);
+        let r = recall(&many);
+        assert!(r >= 0.9, "recall@10 after add_many {r}");
         assert!(many.add_many(&[(1, &[0.0; 8][..])]).is_err(), "a vector of the wrong size is refused");
         ix.remove(5).unwrap();
         assert!(ix.search(&unit(5, 32), 1).unwrap()[0].0 != 5, "a removed item is not found");
