@@ -17,6 +17,7 @@ pub mod host;
 pub mod job;
 #[cfg(feature = "local")]
 pub mod local;
+pub mod local_prompt;
 pub mod msg;
 pub mod openai;
 pub mod policy;

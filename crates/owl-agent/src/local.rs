@@ -2,7 +2,7 @@
 //! decoding so that every reply is one well-formed JSON object: a tool call whose arguments
 //! carry exactly the tool's required fields with their types, or a final answer.
 
-use crate::msg::{ChatRequest, ChatResponse, Delta, Message, Sink, ToolCall, ToolSpec, Usage};
+use crate::msg::{ChatRequest, ChatResponse, Delta, Sink, ToolCall, ToolSpec, Usage};
 use crate::provider::{Provider, ProviderError};
 use async_trait::async_trait;
 use serde_json::Value;
@@ -152,50 +152,6 @@ pub fn unfence(text: &str) -> &str {
     t.strip_suffix("```").unwrap_or(t).trim()
 }
 
-/// The conversation as chat-template turns. Tool calls and results become text, and the
-/// tools and reply format are explained in the first turn.
-fn turns(req: &ChatRequest) -> Vec<(String, String)> {
-    let mut system = String::new();
-    let mut out: Vec<(String, String)> = Vec::new();
-    let push = |out: &mut Vec<(String, String)>, role: &str, text: String| match out.last_mut() {
-        Some((r, t)) if r == role => {
-            t.push_str("\n\n");
-            t.push_str(&text);
-        }
-        _ => out.push((role.to_string(), text)),
-    };
-    for m in &req.messages {
-        match m {
-            Message::System { content } => system.push_str(content),
-            Message::User { content } => push(&mut out, "user", content.clone()),
-            Message::Assistant { content, tool_calls } => {
-                let text = match tool_calls.first() {
-                    Some(c) => serde_json::json!({"tool": c.name, "arguments": c.arguments}).to_string(),
-                    None => serde_json::json!({"answer": content}).to_string(),
-                };
-                push(&mut out, "assistant", text);
-            }
-            Message::Tool { name, content, is_error, .. } => {
-                push(&mut out, "user", format!("Result of {name}{}:\n{content}", if *is_error { " (error)" } else { "" }))
-            }
-        }
-    }
-    let mut intro = system;
-    if !req.tools.is_empty() {
-        intro.push_str("\n\nTools:\n");
-        for t in &req.tools {
-            intro.push_str(&format!("- {}: {} Arguments: {}\n", t.name, t.description, t.parameters["properties"]));
-        }
-        intro.push_str(
-            "\nReply with one JSON object: {\"tool\": NAME, \"arguments\": {...}} to use a tool, or {\"answer\": TEXT} when you are done.",
-        );
-    }
-    if let Some((_, first)) = out.iter_mut().find(|(r, _)| r == "user") {
-        *first = format!("{}\n\n{first}", intro.trim());
-    }
-    out
-}
-
 #[async_trait]
 impl Provider for Local {
     fn name(&self) -> &str {
@@ -204,8 +160,12 @@ impl Provider for Local {
 
     async fn chat(&self, req: &ChatRequest, sink: Sink<'_>) -> Result<ChatResponse, ProviderError> {
         let model = self.model().await?;
-        let prompt = model.chat_prompt(&turns(req)).map_err(ProviderError::Fatal)?;
-        let grammar = if req.forbid_tools { grammar(&[], false) } else { grammar(&req.tools, req.require_tool) };
+        // A small model follows worked examples better than chat instructions (local_prompt.rs);
+        // the first call of a task may use only the tool of the example that fits it best.
+        let (text, first_tools) = crate::local_prompt::render(req, crate::run::SYSTEM_BASE);
+        let prompt = model.plain_prompt(&text);
+        let tools: Vec<ToolSpec> = req.tools.iter().filter(|t| first_tools.is_empty() || first_tools.contains(&t.name)).cloned().collect();
+        let grammar = if req.forbid_tools { grammar(&[], false) } else { grammar(&tools, req.require_tool) };
         let (max, temp) = (req.max_output_tokens, req.temperature.unwrap_or(0.0));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let job =

@@ -38,7 +38,7 @@ fn entry_to_message(e: &Entry) -> Option<Message> {
     })
 }
 
-const SYSTEM_BASE: &str = "You are an agent run by owl, working unattended on a task in your own workspace directory. \
+pub(crate) const SYSTEM_BASE: &str = "You are an agent run by owl, working unattended on a task in your own workspace directory. \
 Use the tools to inspect and change files and run commands; paths are relative to the workspace. \
 When the task is done, reply with your final answer as plain text and no tool call.";
 

@@ -90,7 +90,7 @@ impl Runtime {
                 }
             }
             if let Some(first) = providers.keys().next().cloned() {
-                let mut a = AgentSettings::new(first);
+                let mut a = AgentSettings::new(first.clone());
                 a.description = "The built-in default agent".into();
                 // Unattended: the sandbox confines its shell calls, so those run without a
                 // person unless they need more than the sandbox gives.
@@ -98,6 +98,11 @@ impl Runtime {
                 // A task handed to it is work in its workspace: an answer without a tool
                 // call did nothing (see run.rs).
                 a.must_use_tool = true;
+                if providers[&first].kind == ProviderKind::Local {
+                    // A tool call or an answer is a line or two; a small model that loops
+                    // should not spend minutes before the reply is cut.
+                    a.max_output_tokens = 512;
+                }
                 agents.insert("default".into(), a);
             }
         }

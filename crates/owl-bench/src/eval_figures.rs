@@ -170,11 +170,20 @@ pub fn run() -> Vec<(String, Value)> {
             .filter(|e| e["type"] == "tool")
             .map(|e| format!("{}{}", e["name"].as_str().unwrap_or("?"), if e["is_error"] == true { "!" } else { "" }))
             .collect();
+        // The calls as made (name and arguments), to see why a case failed.
+        let calls: Vec<String> = tr["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["type"] == "assistant")
+            .flat_map(|e| e["tool_calls"].as_array().cloned().unwrap_or_default())
+            .map(|c| format!("{} {}", c["name"].as_str().unwrap_or("?"), c["arguments"]).chars().take(120).collect())
+            .collect();
         let done = (case.check)(&ws, &t);
         passed += done as usize;
         rows.push(json!({
             "task": case.name, "passed": done, "seconds": round2(secs), "status": t["status"],
-            "tools": tools, "result": t["result"].as_str().map(|r| r.chars().take(160).collect::<String>()),
+            "tools": tools, "calls": calls, "result": t["result"].as_str().map(|r| r.chars().take(160).collect::<String>()),
             "reason": t["state"]["reason"],
         }));
     }

@@ -632,6 +632,12 @@ fn memory_in(dir: &std::path::Path) -> (Arc<owl_memory::Memory>, bool) {
     (Arc::new(owl_memory::Memory::open(dir, owl_memory::MemoryConfig::default(), loader).unwrap()), have)
 }
 
+/// The local model's prompt finds recalled memories by the marker the engine writes.
+#[test]
+fn the_local_prompt_knows_the_recall_marker() {
+    assert_eq!(owl_agent::local_prompt::RECALL_MARKER, owl_memory::RECALL_MARKER);
+}
+
 /// The snowball case: an agent that is handed a memory and repeats it in its answers, task
 /// after task, leaves task memories behind but never a copy of what it recalled, so memory
 /// does not grow with its own echo.

@@ -112,6 +112,16 @@ impl LocalModel {
         self.model.apply_chat_template(&tmpl, &chat, true).map_err(|e| format!("cannot apply the chat template: {e}"))
     }
 
+    /// A plain-text prompt (no chat turns) with the model's start token, for few-shot completion.
+    pub fn plain_prompt(&self, text: &str) -> String {
+        let vocab = self.model.vocab();
+        if !vocab.should_add_bos() {
+            return text.to_string();
+        }
+        let bos = vocab.token_to_piece(vocab.bos(), true, None);
+        format!("{}{text}", String::from_utf8_lossy(&bos))
+    }
+
     /// Generates up to `max_tokens` after `prompt`. With a grammar (GBNF, root rule `root`),
     /// every token is constrained by it. `temperature` 0 decodes greedily. Each decoded
     /// piece goes to `on_piece` as it is produced.
