@@ -39,9 +39,9 @@ pub const EXAMPLES: &[Example] = &[
         answer: "Created notes/ideas.txt.",
     },
     Example {
-        task: "Create a file settings.json containing a JSON object whose port is 8080",
-        steps: &[("write_file", r#"{"path": "settings.json", "content": "{\"port\": 8080}"}"#, "wrote 14 bytes to settings.json")],
-        answer: "Created settings.json with port 8080.",
+        task: "Create a file city.json containing a JSON object whose city is Paris",
+        steps: &[("write_file", r#"{"path": "city.json", "content": "{\"city\": \"Paris\"}"}"#, "wrote 18 bytes to city.json")],
+        answer: "Created city.json with the city Paris.",
     },
     Example {
         task: "Append the line call mom to the end of tasks.txt",
@@ -156,7 +156,7 @@ pub const EXAMPLES: &[Example] = &[
     Example {
         task: "Look in your memory for my cat's name and write it to cat.txt",
         steps: &[
-            ("memory_search", r#"{"query": "cat name"}"#, "1. my cat is called Tom"),
+            ("memory_search", r#"{"query": "cat name"}"#, "my cat is called Tom"),
             ("write_file", r#"{"path": "cat.txt", "content": "Tom"}"#, "wrote 3 bytes to cat.txt"),
         ],
         answer: "Your cat is called Tom; I wrote it to cat.txt.",
@@ -275,9 +275,17 @@ fn clip(s: &str) -> String {
     format!("{} [...]", &s[..end])
 }
 
-/// A compact tool result: a shell call's exit line and output, without the section markers.
+/// A compact tool result: a shell call's exit line and output without the section markers,
+/// and memory matches as their texts (summaries of earlier tasks left out, as in recall).
 fn result_text(content: &str, is_error: bool) -> String {
-    let c = content.replace("--- stdout ---\n", "").replace("--- stderr ---\n", "");
+    let mut c = content.replace("--- stdout ---\n", "").replace("--- stderr ---\n", "");
+    if c.contains(RECALL_MARKER) {
+        let (facts, rest) = split_recalled(&c);
+        c = if facts.is_empty() { "no matching memory".to_string() } else { facts.join("\n") };
+        if !rest.is_empty() {
+            c = format!("{rest}\n{c}");
+        }
+    }
     let c = clip(&c);
     if is_error {
         format!("Error: {c}")
@@ -417,6 +425,8 @@ mod tests {
         let (facts, task) = split_recalled(text);
         assert_eq!(facts, vec!["the hint is blue heron".to_string()]);
         assert_eq!(task, "Write the hint to hint.txt");
+        let found = "[recalled memory #3] (knowledge) the hint is blue heron\n[recalled memory #4] (task) Rename a.txt: done";
+        assert_eq!(result_text(found, false), "the hint is blue heron");
     }
 
     #[test]

@@ -155,10 +155,14 @@ impl LocalModel {
         // The batch bounds the logits buffer llama.cpp reserves (vocabulary × batch × 4 bytes:
         // 512 MB for gemma's 262k tokens at 512); 64 keeps it at 64 MB for a little prompt speed.
         let n_batch = n_ctx.min(64);
+        // The compute buffer is sized for the physical batch (its logits alone are vocabulary
+        // × ubatch × 4 bytes), so the prompt goes through 16 tokens at a time; and layers with
+        // a sliding window keep only their window, not the whole context.
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(n_batch)
-            .with_n_ubatch(n_batch)
+            .with_n_ubatch(n_batch.min(16))
+            .with_swa_full(false)
             .with_n_threads(self.threads)
             .with_n_threads_batch(self.threads);
         let mut ctx = self.model.new_context(backend, params).map_err(|e| format!("cannot create a context: {e}"))?;
