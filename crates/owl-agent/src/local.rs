@@ -161,11 +161,15 @@ impl Provider for Local {
     async fn chat(&self, req: &ChatRequest, sink: Sink<'_>) -> Result<ChatResponse, ProviderError> {
         let model = self.model().await?;
         // A small model follows worked examples better than chat instructions (local_prompt.rs);
-        // the first call of a task may use only the tool of the example that fits it best.
-        let (text, first_tools) = crate::local_prompt::render(req, crate::run::SYSTEM_BASE);
+        // while the task follows the example that fits it best, the next call is that
+        // example's next one.
+        let (text, next) = crate::local_prompt::render(req, crate::run::SYSTEM_BASE);
         let prompt = model.plain_prompt(&text);
-        let tools: Vec<ToolSpec> = req.tools.iter().filter(|t| first_tools.is_empty() || first_tools.contains(&t.name)).cloned().collect();
-        let grammar = if req.forbid_tools { grammar(&[], false) } else { grammar(&tools, req.require_tool) };
+        let grammar = match next {
+            _ if req.forbid_tools => grammar(&[], false),
+            Some(t) => grammar(&req.tools.iter().filter(|s| s.name == t).cloned().collect::<Vec<_>>(), true),
+            None => grammar(&req.tools, req.require_tool),
+        };
         let (max, temp) = (req.max_output_tokens, req.temperature.unwrap_or(0.0));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let job =

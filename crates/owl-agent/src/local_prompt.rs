@@ -162,7 +162,8 @@ pub const EXAMPLES: &[Example] = &[
         answer: "Your cat is called Tom; I wrote it to cat.txt.",
     },
     Example {
-        task: "Write hi into the file /etc/motd",
+        // Few words shared with other tasks, so its path is not shown (and copied) elsewhere.
+        task: "Save hi in /etc/motd",
         steps: &[(
             "write_file",
             r#"{"path": "/etc/motd", "content": "hi"}"#,
@@ -325,9 +326,11 @@ fn example_text(e: &Example) -> String {
 
 /// The whole prompt for `req`, ending where the model writes its next JSON line. `base` is the
 /// generic system prompt, left out here (the examples say the same); what an agent's own
-/// `system_prompt` adds is kept. Returns the prompt and the tools the first call may use
-/// (empty: any).
-pub fn render(req: &ChatRequest, base: &str) -> (String, Vec<String>) {
+/// `system_prompt` adds is kept. Returns the prompt and the one tool the next reply must call,
+/// if any: the closest example is the plan, so while the task has made fewer calls than that
+/// example, the next call is the example's next one (the first only when the agent must use a
+/// tool; never right after a failed call, which the model may retry its own way).
+pub fn render(req: &ChatRequest, base: &str) -> (String, Option<String>) {
     let mut system = String::new();
     let mut task = String::new();
     for m in &req.messages {
@@ -377,12 +380,14 @@ pub fn render(req: &ChatRequest, base: &str) -> (String, Vec<String>) {
             Message::Tool { content, is_error, .. } => out.push_str(&format!("Result: {}\n", result_text(content, *is_error))),
         }
     }
-    let first_call = !req.messages.iter().any(|m| matches!(m, Message::Assistant { .. }));
-    let allowed = match chosen.first() {
-        Some(e) if first_call && req.require_tool => vec![e.steps[0].0.to_string()],
-        _ => vec![],
+    let calls = req.messages.iter().filter(|m| matches!(m, Message::Assistant { tool_calls, .. } if !tool_calls.is_empty())).count();
+    let failed = matches!(req.messages.last(), Some(Message::Tool { is_error: true, .. }));
+    let matched = chosen.first().filter(|e| !words(e.task).is_disjoint(&words(&task)));
+    let next = match matched {
+        Some(e) if calls < e.steps.len() && !failed && (calls > 0 || req.require_tool) => Some(e.steps[calls].0.to_string()),
+        _ => None,
     };
-    (out, allowed)
+    (out, next)
 }
 
 #[cfg(test)]
@@ -420,6 +425,41 @@ mod tests {
     }
 
     #[test]
+    fn a_two_call_example_sets_the_next_call_unless_the_last_one_failed() {
+        let call = |id: &str, name: &str| Message::Assistant {
+            content: String::new(),
+            tool_calls: vec![crate::msg::ToolCall { id: id.into(), name: name.into(), arguments: serde_json::json!({"query": "hint"}) }],
+        };
+        let result = |id: &str, is_error: bool| Message::Tool {
+            call_id: id.into(),
+            name: "memory_search".into(),
+            content: "the hint is heron".into(),
+            is_error,
+        };
+        let mut req = ChatRequest {
+            model: String::new(),
+            messages: vec![Message::User { content: "Look in your memory for the door code and write it to code.txt".into() }],
+            tools: all_tools(),
+            max_output_tokens: 100,
+            temperature: None,
+            require_tool: true,
+            forbid_tools: false,
+            stream: false,
+        };
+        assert_eq!(render(&req, "").1.as_deref(), Some("memory_search"));
+        req.require_tool = false;
+        assert_eq!(render(&req, "").1, None, "the first call is set only when a tool must be used");
+        req.messages.extend([call("1", "memory_search"), result("1", false)]);
+        assert_eq!(render(&req, "").1.as_deref(), Some("write_file"));
+        req.messages.pop();
+        req.messages.push(result("1", true));
+        assert_eq!(render(&req, "").1, None, "after a failed call the model chooses");
+        // A task that shares no word with any example gets no plan.
+        let other = ChatRequest { messages: vec![Message::User { content: "zzz qqq".into() }], require_tool: true, ..req };
+        assert_eq!(render(&other, "").1, None);
+    }
+
+    #[test]
     fn recalled_facts_precede_the_task_and_earlier_tasks_are_left_out() {
         let text = "Memories that may be relevant (from earlier work). Cite one.\n[recalled memory #3] (knowledge) the hint is blue heron\n[recalled memory #4] (task) Rename a.txt: done\n\nWrite the hint to hint.txt";
         let (facts, task) = split_recalled(text);
@@ -444,10 +484,10 @@ mod tests {
             forbid_tools: false,
             stream: false,
         };
-        let (p, allowed) = render(&req, "BASE");
+        let (p, next) = render(&req, "BASE");
         assert!(p.contains("extra rule\n") && !p.contains("BASE"), "{p}");
         assert!(p.ends_with("Task: Rename a.txt to b.txt\n"), "{p}");
-        assert_eq!(allowed, vec!["shell".to_string()]);
+        assert_eq!(next.as_deref(), Some("shell"));
         req.messages.push(Message::Assistant {
             content: String::new(),
             tool_calls: vec![crate::msg::ToolCall {
@@ -462,9 +502,9 @@ mod tests {
             content: "exit code 0\n--- stdout ---\n--- stderr ---\n".into(),
             is_error: false,
         });
-        let (p, allowed) = render(&req, "BASE");
+        let (p, next) = render(&req, "BASE");
         assert!(p.ends_with("Task: Rename a.txt to b.txt\n{\"tool\": \"shell\", \"arguments\": {\"command\": \"mv a.txt b.txt\"}}\nResult: exit code 0\n"), "{p}");
-        assert!(allowed.is_empty(), "after the first call any tool may follow");
+        assert_eq!(next, None, "the rename example has one call; then the model answers or calls what it likes");
         let line = call_line(&req.tools, "edit_file", &serde_json::json!({"new": "b", "old": "a", "path": "f"}));
         assert_eq!(line, r#"{"tool": "edit_file", "arguments": {"path": "f", "old": "a", "new": "b"}}"#, "in the grammar's order");
     }
