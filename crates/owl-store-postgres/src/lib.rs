@@ -1,0 +1,247 @@
+//! owl-store-postgres: the PostgreSQL backend of [`owl_store::Store`], for several owl daemons
+//! sharing one database.
+//!
+//! **No transaction outlives a statement batch.** Every store call is one short transaction on
+//! a pooled connection, committed before the call returns; nothing is held while a task runs.
+//! Rows that decide a rule are locked for the transaction (the task being completed, the
+//! schedule whose slots are applied, the trigger being fired, the dependencies of a task being
+//! submitted), so two nodes never both act on one fact. Claims use `FOR UPDATE SKIP LOCKED`.
+//! A transaction that loses a deadlock or a serialization check is run again from the start.
+//!
+//! **The finish log is in commit order.** A sequence hands out numbers when rows are written,
+//! not when they commit, so a cursor could pass a number whose transaction commits a moment
+//! later. Writers of `task_finishes` first take one advisory lock held to their commit, so
+//! numbers are handed out in the order the transactions commit.
+
+mod queue;
+mod records;
+mod rows;
+mod schedules;
+mod schema;
+pub mod testing;
+mod triggers;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use owl_store::StoreError;
+use std::str::FromStr;
+use std::time::Duration;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+pub use schema::MIGRATIONS;
+
+/// What opening does about the schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Migrate {
+    /// Apply every pending migration (`owl migrate`, and a daemon on an empty database).
+    Apply,
+    /// Refuse a schema that is older or newer than this owl's: other nodes may still run the
+    /// version the database is at, so upgrading it is an explicit step.
+    Check,
+}
+
+/// A store on one PostgreSQL database.
+pub struct PgStore {
+    pool: Pool,
+    /// The URL with any password removed, for messages.
+    shown: String,
+}
+
+pub(crate) type Tx<'a> = deadpool_postgres::Transaction<'a>;
+pub(crate) type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// Why a transaction stopped: a rule of the store, or a conflict with a concurrent transaction
+/// that makes running it again the right answer.
+pub(crate) enum Fail {
+    Store(StoreError),
+    Retry(String),
+}
+
+pub(crate) type R<T> = Result<T, Fail>;
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let code = e.code().map(|c| c.code().to_string());
+        match code.as_deref() {
+            // serialization_failure, deadlock_detected
+            Some("40001") | Some("40P01") => Fail::Retry(describe(&e)),
+            _ => Fail::Store(StoreError::Backend(describe(&e))),
+        }
+    }
+}
+
+impl Fail {
+    fn into_store(self) -> StoreError {
+        match self {
+            Fail::Store(e) => e,
+            Fail::Retry(m) => StoreError::Backend(format!("gave up after repeated conflicts with other nodes: {m}")),
+        }
+    }
+}
+
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// How many times a transaction that lost a conflict is run again.
+const RETRIES: u32 = 10;
+
+/// Runs `$body` in a transaction on a pooled connection and commits it; a transaction that
+/// lost a deadlock or serialization check runs again. `$body` names the transaction `$t` and
+/// evaluates to `R<T>`.
+macro_rules! tx {
+    ($store:expr, $iso:expr, |$t:ident| $body:expr) => {{
+        let mut tries = 0u32;
+        loop {
+            let r: $crate::R<_> = async {
+                let mut client = $store.client().await?;
+                let $t = client.build_transaction().isolation_level($iso).start().await?;
+                let v = $body?;
+                $t.commit().await?;
+                Ok(v)
+            }
+            .await;
+            match r {
+                Ok(v) => break Ok(v),
+                Err($crate::Fail::Retry(why)) if tries < $crate::RETRIES => {
+                    tries += 1;
+                    tracing::debug!(%why, tries, "transaction conflicted with another node; running it again");
+                    tokio::time::sleep(std::time::Duration::from_millis(2u64 << tries.min(6))).await;
+                }
+                Err(f) => break Err(f.into_store()),
+            }
+        }
+    }};
+}
+
+/// A write: READ COMMITTED, with the row locks each operation takes.
+macro_rules! in_write {
+    ($store:expr, |$t:ident| $body:expr) => {
+        $crate::tx!($store, tokio_postgres::IsolationLevel::ReadCommitted, |$t| $body)
+    };
+}
+
+/// A read of several statements that must see one snapshot.
+macro_rules! in_read {
+    ($store:expr, |$t:ident| $body:expr) => {
+        $crate::tx!($store, tokio_postgres::IsolationLevel::RepeatableRead, |$t| $body)
+    };
+}
+
+pub(crate) use {in_read, in_write, tx};
+
+/// Options of [`PgStore::open`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Connections in the pool.
+    pub pool_size: usize,
+    pub migrate: Migrate,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { pool_size: 8, migrate: Migrate::Check }
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:password@host:port/db?...`), checks or applies the
+    /// schema, and returns the store.
+    pub async fn open(url: &str, opts: Options) -> Result<PgStore, StoreError> {
+        let mut cfg = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("the store URL `{}` is not a PostgreSQL URL: {e}", redact(url))))?;
+        if cfg.get_application_name().is_none() {
+            cfg.application_name("owl");
+        }
+        // owl never idles inside a transaction; one that does (a stuck client) must not hold
+        // locks and the xmin horizon for long.
+        let options = format!("{} -c idle_in_transaction_session_timeout=60000", cfg.get_options().unwrap_or(""));
+        cfg.options(options.trim());
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(Duration::from_secs(10));
+        }
+        let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(mgr)
+            .max_size(opts.pool_size.max(1))
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
+        let store = PgStore { pool, shown: redact(url) };
+        schema::migrate(&store, opts.migrate).await?;
+        Ok(store)
+    }
+
+    /// The schema version the database is at (0 when owl never wrote to it), and the newest
+    /// this owl knows.
+    pub async fn schema_version(&self) -> Result<(i64, i64), StoreError> {
+        Ok((schema::current(self).await?, schema::newest()))
+    }
+
+    /// The URL without its password.
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+
+    pub(crate) async fn client(&self) -> R<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| {
+            let msg = match e {
+                deadpool_postgres::PoolError::Backend(e) => describe(&e),
+                other => other.to_string(),
+            };
+            Fail::Store(StoreError::Backend(format!("cannot connect to PostgreSQL at {}: {msg}", self.shown)))
+        })
+    }
+}
+
+/// `url` with the password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some((a, h)) => (a, h),
+        None => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+// Short forms of the statements every module runs, with statements cached per connection.
+
+pub(crate) async fn query(t: &Tx<'_>, sql: &str, p: &[Param<'_>]) -> R<Vec<Row>> {
+    let st = t.prepare_cached(sql).await?;
+    Ok(t.query(&st, p).await?)
+}
+
+pub(crate) async fn query_opt(t: &Tx<'_>, sql: &str, p: &[Param<'_>]) -> R<Option<Row>> {
+    let st = t.prepare_cached(sql).await?;
+    Ok(t.query_opt(&st, p).await?)
+}
+
+pub(crate) async fn query_one(t: &Tx<'_>, sql: &str, p: &[Param<'_>]) -> R<Row> {
+    let st = t.prepare_cached(sql).await?;
+    Ok(t.query_one(&st, p).await?)
+}
+
+pub(crate) async fn exec(t: &Tx<'_>, sql: &str, p: &[Param<'_>]) -> R<u64> {
+    let st = t.prepare_cached(sql).await?;
+    Ok(t.execute(&st, p).await?)
+}
+
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> Fail {
+    Fail::Store(StoreError::Backend(format!("corrupt {what} in the database: {e}")))
+}
+
+#[cfg(test)]
+mod tests;

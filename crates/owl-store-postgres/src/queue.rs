@@ -1,0 +1,629 @@
+//! The queue: submitting, state transitions with their cascades, the run path (promote,
+//! claim, heartbeat, complete, rescue) and operator actions (cancel, retry, groups, lists).
+
+use crate::rows::{attach, load, parse_status, status_of, task_row, TASK_COLUMNS};
+use crate::{exec, in_read, in_write, query, query_one, query_opt, Fail, Param, PgStore, Tx, R};
+use async_trait::async_trait;
+use owl_core::deps::{insertion_order, DepRef};
+use owl_core::lifecycle::{after_crash, after_run, RetryPolicy};
+use owl_core::task::Status;
+use owl_core::{GroupInfo, Run, RunOutcome, Task, TaskId, TaskState, Timestamp, WaitReason};
+use owl_store::*;
+use std::collections::HashMap;
+use tokio_postgres::types::ToSql;
+
+/// Held by every transaction that appends to the finish log, until it commits: numbers are
+/// then handed out in commit order, so a cursor never passes a finish committed late.
+const FINISH_LOCK: i64 = 0x6f77_6c5f_6669_6e69; // "owl_fini"
+/// Held by claims while some group has a parallel limit: the running count of a group is then
+/// read and raised by one claimer at a time across every node.
+const GROUP_CLAIM_LOCK: i64 = 0x6f77_6c5f_6772_7570; // "owl_grup"
+
+fn verb(s: Status) -> &'static str {
+    match s {
+        Status::Cancelled => "was cancelled",
+        Status::TimedOut => "timed out",
+        _ => "failed",
+    }
+}
+
+pub(crate) async fn submit(t: &Tx<'_>, batch: &[NewTask], now: Timestamp) -> R<Vec<Submitted>> {
+    let refs: Vec<Vec<DepRef>> = batch.iter().map(|t| t.batch_deps.iter().map(|i| DepRef::Batch(*i)).collect()).collect();
+    let order = insertion_order(&refs);
+    let mut out: Vec<Option<Submitted>> = vec![None; batch.len()];
+    for i in order {
+        let item = &batch[i];
+        if let Some(key) = &item.spec.idempotency_key {
+            if let Some(r) = query_opt(t, "SELECT id, status FROM tasks WHERE idempotency_key = $1", &[key]).await? {
+                out[i] = Some(Submitted { id: TaskId(r.get(0)), created: false, status: parse_status(r.get(1))? });
+                continue;
+            }
+        }
+        let mut deps: Vec<TaskId> = item.spec.depends_on.clone();
+        deps.extend(item.batch_deps.iter().map(|j| out[*j].as_ref().expect("insertion order puts dependencies first").id));
+        deps.sort();
+        deps.dedup();
+        let mut pending = 0i64;
+        let mut dead: Option<(TaskId, Status)> = None;
+        for d in &deps {
+            // FOR SHARE: a dependency finishing now waits for this insert (or we see its end),
+            // so its release or failure cascade cannot miss the new dependent.
+            match status_of(t, *d, "FOR SHARE").await? {
+                None => return Err(StoreError::UnknownDependency { item: Some(i), id: *d }.into()),
+                Some(Status::Succeeded) => {}
+                Some(s) if s.is_terminal() => {
+                    pending += 1;
+                    dead.get_or_insert((*d, s));
+                }
+                Some(_) => pending += 1,
+            }
+        }
+        let due_at = item.spec.run_at.unwrap_or(now).max(now);
+        let (status, reason, finished, blocked_by) = match dead {
+            Some((d, s)) => {
+                (Status::Failed, Some(format!("dependency task {d} {} before this task was submitted", verb(s))), Some(now.0), Some(d.0))
+            }
+            None if pending > 0 || due_at > now => (Status::Waiting, None, None, None),
+            None => (Status::Queued, None, None, None),
+        };
+        let s = &item.spec;
+        let to_json = |v: &dyn erased::Json| v.json();
+        let labels = serde_json::to_value(&s.labels).expect("labels serialize");
+        let inputs = (!s.inputs.is_empty()).then(|| to_json(&s.inputs));
+        let st = t
+            .prepare_cached(
+                "INSERT INTO tasks (created_at, updated_at, command, env, cwd, priority, grp, run_at, timeout_ms, max_attempts, \
+                 idempotency_key, labels, status, due_at, deps_pending, finished_at, reason, blocked_by, inputs, sandbox, repo, origin) \
+                 VALUES ($1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) RETURNING id",
+            )
+            .await?;
+        let row = t
+            .query_one(
+                &st,
+                &[
+                    &now.0,
+                    &to_json(&s.command),
+                    &to_json(&s.env),
+                    &s.cwd,
+                    &s.priority,
+                    &s.group,
+                    &s.run_at.map(|t| t.0),
+                    &s.timeout_ms.map(|v| v as i64),
+                    &(s.max_attempts as i64),
+                    &s.idempotency_key,
+                    &labels,
+                    &status.as_str(),
+                    &due_at.0,
+                    &pending,
+                    &finished,
+                    &reason,
+                    &blocked_by,
+                    &inputs,
+                    &s.sandbox.as_ref().map(|b| to_json(b)),
+                    &s.repo.as_ref().map(|r| to_json(r)),
+                    &s.origin.as_ref().map(|o| to_json(o)),
+                ],
+            )
+            .await
+            .map_err(|e| match e.code() {
+                // Another node inserted the same idempotency key a moment ago: run again and
+                // return its task.
+                Some(c) if *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => Fail::Retry(crate::describe(&e)),
+                _ => Fail::from(e),
+            })?;
+        let id = TaskId(row.get(0));
+        if status == Status::Failed {
+            record_finish(t, id, now).await?;
+        }
+        for d in &deps {
+            exec(t, "INSERT INTO task_deps (task_id, dep_id) VALUES ($1, $2)", &[&id.0, &d.0]).await?;
+        }
+        out[i] = Some(Submitted { id, created: true, status });
+    }
+    Ok(out.into_iter().map(|s| s.expect("every item was handled")).collect())
+}
+
+/// Serializing the JSON columns without naming each type.
+mod erased {
+    pub trait Json {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).expect("task fields serialize")
+        }
+    }
+}
+
+/// Writes `state` onto task `id`. Lease columns are kept for display; the status decides.
+pub(crate) async fn set_state(t: &Tx<'_>, id: TaskId, state: &TaskState, now: Timestamp) -> R<()> {
+    let (status, due_at, finished_at, reason, exit_code, signal): (
+        Status,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<i32>,
+        Option<i32>,
+    ) = match state {
+        TaskState::Queued => (Status::Queued, Some(now.0), None, None, None, None),
+        TaskState::Waiting { reason: WaitReason::Time { until } | WaitReason::Retry { until, .. } } => {
+            (Status::Waiting, Some(until.0), None, None, None, None)
+        }
+        TaskState::Waiting { reason: WaitReason::Dependencies { .. } } => (Status::Waiting, None, None, None, None, None),
+        TaskState::Running { .. } => return Err(StoreError::Backend("set_state cannot start a task; claim does".into()).into()),
+        TaskState::Succeeded { finished_at, .. } => (Status::Succeeded, None, Some(finished_at.0), None, None, None),
+        TaskState::Failed { finished_at, reason, exit_code, signal } => {
+            (Status::Failed, None, Some(finished_at.0), Some(reason.clone()), *exit_code, *signal)
+        }
+        TaskState::TimedOut { finished_at, .. } => (Status::TimedOut, None, Some(finished_at.0), None, None, None),
+        TaskState::Cancelled { finished_at, reason } => (Status::Cancelled, None, Some(finished_at.0), reason.clone(), None, None),
+    };
+    exec(
+        t,
+        "UPDATE tasks SET status = $2, updated_at = $3, due_at = coalesce($4, due_at), finished_at = $5, reason = $6, \
+         exit_code = coalesce($7, exit_code), signal = coalesce($8, signal), cancel_requested = false WHERE id = $1",
+        &[&id.0, &status.as_str(), &now.0, &due_at, &finished_at, &reason, &exit_code, &signal],
+    )
+    .await?;
+    if status.is_terminal() {
+        record_finish(t, id, now).await?;
+    }
+    Ok(())
+}
+
+/// Appends a finish to the commit-ordered log that completion cursors follow.
+pub(crate) async fn record_finish(t: &Tx<'_>, id: TaskId, now: Timestamp) -> R<()> {
+    exec(t, "SELECT pg_advisory_xact_lock($1)", &[&FINISH_LOCK]).await?;
+    exec(t, "INSERT INTO task_finishes (task_id, at) VALUES ($1, $2)", &[&id.0, &now.0]).await?;
+    Ok(())
+}
+
+async fn end_run(t: &Tx<'_>, id: TaskId, attempt: u32, outcome: &RunOutcome, code: Option<i32>, sig: Option<i32>, now: Timestamp) -> R<()> {
+    let json = serde_json::to_string(outcome).expect("outcome serializes");
+    exec(
+        t,
+        "UPDATE runs SET ended_at = $3, exit_code = $4, signal = $5, outcome = $6 WHERE task_id = $1 AND attempt = $2",
+        &[&id.0, &(attempt as i64), &now.0, &code, &sig, &json],
+    )
+    .await?;
+    Ok(())
+}
+
+/// After `id` succeeded: each waiting dependent has one dependency fewer; those with none
+/// left become queued (or stay waiting for their start time).
+async fn release_dependents(t: &Tx<'_>, id: TaskId, now: Timestamp, changes: &mut Changes) -> R<()> {
+    let rows = query(
+        t,
+        "UPDATE tasks SET deps_pending = deps_pending - 1, updated_at = $2 \
+         WHERE status = 'waiting' AND deps_pending > 0 AND id IN (SELECT task_id FROM task_deps WHERE dep_id = $1) \
+         RETURNING id, deps_pending, due_at",
+        &[&id.0, &now.0],
+    )
+    .await?;
+    let mut ready: Vec<i64> = rows.iter().filter(|r| r.get::<_, i64>(1) == 0 && r.get::<_, i64>(2) <= now.0).map(|r| r.get(0)).collect();
+    ready.sort();
+    for dep in ready {
+        exec(t, "UPDATE tasks SET status = 'queued' WHERE id = $1", &[&dep]).await?;
+        changes.0.push((TaskId(dep), Status::Queued));
+    }
+    Ok(())
+}
+
+/// After `id` failed, timed out or was cancelled: every task that waits on it, directly or
+/// through others, fails with a reason naming the dependency that failed it.
+async fn fail_dependents(t: &Tx<'_>, id: TaskId, how: Status, now: Timestamp, changes: &mut Changes) -> R<()> {
+    let mut frontier = vec![(id, how)];
+    while let Some((failed, how)) = frontier.pop() {
+        let reason = format!("dependency task {failed} {}", verb(how));
+        let rows = query(
+            t,
+            "UPDATE tasks SET status = 'failed', updated_at = $2, finished_at = $2, reason = $3, blocked_by = $1 \
+             WHERE status IN ('waiting', 'queued') AND id IN (SELECT task_id FROM task_deps WHERE dep_id = $1) RETURNING id",
+            &[&failed.0, &now.0, &reason],
+        )
+        .await?;
+        let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        ids.sort();
+        for d in ids {
+            record_finish(t, TaskId(d), now).await?;
+            changes.0.push((TaskId(d), Status::Failed));
+            frontier.push((TaskId(d), Status::Failed));
+        }
+    }
+    Ok(())
+}
+
+/// Recounts the unmet dependencies of `id` and returns (pending, a dependency that is dead).
+async fn count_pending(t: &Tx<'_>, id: TaskId) -> R<(i64, Option<(TaskId, Status)>)> {
+    let rows = query(
+        t,
+        "SELECT d.dep_id, t.status FROM task_deps d JOIN tasks t ON t.id = d.dep_id WHERE d.task_id = $1 ORDER BY d.dep_id FOR SHARE OF t",
+        &[&id.0],
+    )
+    .await?;
+    let mut pending = 0;
+    let mut dead = None;
+    for r in &rows {
+        let s = parse_status(r.get(1))?;
+        if s != Status::Succeeded {
+            pending += 1;
+            if s.is_terminal() && dead.is_none() {
+                dead = Some((TaskId(r.get(0)), s));
+            }
+        }
+    }
+    Ok((pending, dead))
+}
+
+/// After `id` was queued again by `owl retry`: tasks that failed only because of it wait again.
+async fn revive_dependents(t: &Tx<'_>, id: TaskId, now: Timestamp, changes: &mut Changes) -> R<()> {
+    let mut frontier = vec![id];
+    while let Some(revived) = frontier.pop() {
+        let rows =
+            query(t, "SELECT id FROM tasks WHERE blocked_by = $1 AND status = 'failed' ORDER BY id FOR UPDATE", &[&revived.0]).await?;
+        for b in rows.iter().map(|r| TaskId(r.get(0))) {
+            let (pending, _) = count_pending(t, b).await?;
+            exec(
+                t,
+                "UPDATE tasks SET status = 'waiting', deps_pending = $2, updated_at = $3, due_at = $3, finished_at = NULL, reason = NULL, \
+                 blocked_by = NULL, exit_code = NULL, signal = NULL WHERE id = $1",
+                &[&b.0, &pending, &now.0],
+            )
+            .await?;
+            changes.0.push((b, Status::Waiting));
+            frontier.push(b);
+        }
+    }
+    Ok(())
+}
+
+/// How far past the first candidate a claim scans to find tasks of groups with room.
+const CLAIM_SCAN: i64 = 512;
+
+async fn claim(t: &Tx<'_>, c: &Claim) -> R<Vec<ClaimedTask>> {
+    if c.limit == 0 {
+        return Ok(vec![]);
+    }
+    let lease_until = c.now.plus(c.lease).0;
+    let limits: HashMap<String, i64> =
+        query(t, "SELECT name, parallel FROM groups WHERE parallel IS NOT NULL", &[]).await?.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let claimed: Vec<(i64, i32, i64)> = if limits.is_empty() {
+        // The common case, one statement: lock the best queued rows no other claimer holds and
+        // start them.
+        query(
+            t,
+            "WITH c AS (SELECT id FROM tasks WHERE status = 'queued' ORDER BY priority DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             UPDATE tasks SET status = 'running', attempts = tasks.attempts + 1, node = $2, started_at = $3, lease_until = $4, \
+             cancel_requested = false, updated_at = $3 FROM c WHERE tasks.id = c.id RETURNING tasks.id, tasks.priority, tasks.attempts",
+            &[&(c.limit as i64), &c.node, &c.now.0, &lease_until],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+    } else {
+        exec(t, "SELECT pg_advisory_xact_lock($1)", &[&GROUP_CLAIM_LOCK]).await?;
+        let mut running: HashMap<String, i64> = query(t, "SELECT grp, count(*) FROM tasks WHERE status = 'running' GROUP BY grp", &[])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let candidates = query(
+            t,
+            "SELECT id, grp FROM tasks WHERE status = 'queued' ORDER BY priority DESC, id LIMIT $1",
+            &[&(c.limit as i64 + CLAIM_SCAN)],
+        )
+        .await?;
+        let mut out = vec![];
+        for r in &candidates {
+            if out.len() >= c.limit {
+                break;
+            }
+            let (id, grp): (i64, String) = (r.get(0), r.get(1));
+            if let Some(limit) = limits.get(&grp) {
+                let n = running.entry(grp).or_insert(0);
+                if *n >= *limit {
+                    continue;
+                }
+                *n += 1;
+            }
+            // A task cancelled since the scan is no longer queued and is passed over.
+            if let Some(r) = query_opt(
+                t,
+                "UPDATE tasks SET status = 'running', attempts = attempts + 1, node = $2, started_at = $3, lease_until = $4, \
+                 cancel_requested = false, updated_at = $3 WHERE id = $1 AND status = 'queued' RETURNING id, priority, attempts",
+                &[&id, &c.node, &c.now.0, &lease_until],
+            )
+            .await?
+            {
+                out.push((r.get(0), r.get(1), r.get(2)));
+            }
+        }
+        out
+    };
+    let mut claimed = claimed;
+    claimed.sort_by_key(|(id, prio, _)| (-(*prio as i64), *id));
+    let mut out = Vec::with_capacity(claimed.len());
+    for (id, _, attempt) in claimed {
+        exec(t, "INSERT INTO runs (task_id, attempt, node, started_at) VALUES ($1, $2, $3, $4)", &[&id, &attempt, &c.node, &c.now.0])
+            .await?;
+        let task = load(t, TaskId(id)).await?;
+        out.push(ClaimedTask { id: TaskId(id), attempt: attempt as u32, spec: task.spec });
+    }
+    Ok(out)
+}
+
+async fn heartbeat(t: &Tx<'_>, b: &Heartbeat) -> R<HeartbeatReply> {
+    let mut reply = HeartbeatReply::default();
+    for (id, attempt) in &b.leases {
+        let r = query_opt(
+            t,
+            "UPDATE tasks SET lease_until = $4 WHERE id = $1 AND attempts = $2 AND node = $3 AND status = 'running' RETURNING cancel_requested",
+            &[&id.0, &(*attempt as i64), &b.node, &b.lease_until.0],
+        )
+        .await?;
+        match r.map(|r| r.get::<_, bool>(0)) {
+            None => reply.lost.push(*id),
+            Some(true) => reply.cancel_requested.push(*id),
+            Some(false) => {}
+        }
+    }
+    Ok(reply)
+}
+
+async fn complete(t: &Tx<'_>, c: &Completion) -> R<Changes> {
+    let row = query_opt(t, "SELECT status, attempts, failures, max_attempts FROM tasks WHERE id = $1 FOR UPDATE", &[&c.id.0])
+        .await?
+        .ok_or(StoreError::NotFound(c.id))?;
+    let status = parse_status(row.get(0))?;
+    let attempts = row.get::<_, i64>(1) as u32;
+    let (failures, max_attempts) = (row.get::<_, i64>(2) as u32, row.get::<_, i64>(3) as u32);
+    if status != Status::Running || attempts != c.attempt {
+        return Err(StoreError::StaleAttempt { id: c.id, attempt: c.attempt, current: attempts, status }.into());
+    }
+    let (state, failures) = after_run(&c.outcome, c.attempt, failures, max_attempts, &c.policy, c.now, c.jitter);
+    end_run(t, c.id, c.attempt, &c.outcome, c.exit_code, c.signal, c.now).await?;
+    exec(t, "UPDATE tasks SET failures = $2 WHERE id = $1", &[&c.id.0, &(failures as i64)]).await?;
+    if matches!(c.outcome, RunOutcome::Failed { .. } | RunOutcome::TimedOut) {
+        exec(t, "UPDATE tasks SET exit_code = $2, signal = $3 WHERE id = $1", &[&c.id.0, &c.exit_code, &c.signal]).await?;
+    }
+    set_state(t, c.id, &state, c.now).await?;
+    let mut changes = Changes(vec![(c.id, state.status())]);
+    match state.status() {
+        Status::Succeeded => release_dependents(t, c.id, c.now, &mut changes).await?,
+        s @ (Status::Failed | Status::TimedOut | Status::Cancelled) => fail_dependents(t, c.id, s, c.now, &mut changes).await?,
+        _ => {}
+    }
+    Ok(changes)
+}
+
+async fn rescue(t: &Tx<'_>, now: Timestamp, all: bool, policy: &RetryPolicy) -> R<Changes> {
+    let rows = query(
+        t,
+        "SELECT id, attempts, interruptions FROM tasks WHERE status = 'running' AND ($2 OR lease_until < $1) ORDER BY id FOR UPDATE SKIP LOCKED",
+        &[&now.0, &all],
+    )
+    .await?;
+    let mut changes = Changes::default();
+    for r in &rows {
+        let id = TaskId(r.get(0));
+        let (attempt, interruptions) = (r.get::<_, i64>(1) as u32, r.get::<_, i64>(2) as u32);
+        let reason = if all {
+            "the daemon stopped before this attempt finished (recovered at restart)".to_string()
+        } else {
+            "the lease expired: the node running this attempt stopped renewing it".to_string()
+        };
+        end_run(t, id, attempt, &RunOutcome::Interrupted { reason }, None, None, now).await?;
+        exec(t, "UPDATE tasks SET interruptions = interruptions + 1 WHERE id = $1", &[&id.0]).await?;
+        let state = after_crash(interruptions, policy, now);
+        set_state(t, id, &state, now).await?;
+        changes.0.push((id, state.status()));
+        if let TaskState::Failed { .. } = state {
+            fail_dependents(t, id, Status::Failed, now, &mut changes).await?;
+        }
+    }
+    Ok(changes)
+}
+
+fn past(s: Status) -> &'static str {
+    match s {
+        Status::Succeeded => "succeeded",
+        Status::Failed => "failed",
+        Status::TimedOut => "timed out",
+        Status::Cancelled => "was cancelled",
+        _ => "is active",
+    }
+}
+
+async fn cancel(t: &Tx<'_>, id: TaskId, reason: &Option<String>, now: Timestamp) -> R<CancelReply> {
+    let status = status_of(t, id, "FOR UPDATE").await?.ok_or(StoreError::NotFound(id))?;
+    match status {
+        Status::Queued | Status::Waiting => {
+            set_state(t, id, &TaskState::Cancelled { finished_at: now, reason: reason.clone() }, now).await?;
+            let mut changes = Changes(vec![(id, Status::Cancelled)]);
+            fail_dependents(t, id, Status::Cancelled, now, &mut changes).await?;
+            Ok(CancelReply::Cancelled(changes))
+        }
+        Status::Running => {
+            exec(t, "UPDATE tasks SET cancel_requested = true, reason = $2, updated_at = $3 WHERE id = $1", &[&id.0, reason, &now.0])
+                .await?;
+            Ok(CancelReply::Requested)
+        }
+        s => {
+            Err(StoreError::Conflict(format!("task {id} already {}; only queued, waiting or running tasks can be cancelled", past(s)))
+                .into())
+        }
+    }
+}
+
+async fn retry(t: &Tx<'_>, id: TaskId, now: Timestamp) -> R<Changes> {
+    let status = status_of(t, id, "FOR UPDATE").await?.ok_or(StoreError::NotFound(id))?;
+    if !matches!(status, Status::Failed | Status::TimedOut | Status::Cancelled) {
+        return Err(StoreError::Conflict(format!(
+            "task {id} is {status}; only failed, timed out or cancelled tasks can be retried (submit a new task to run it again)"
+        ))
+        .into());
+    }
+    let (pending, dead) = count_pending(t, id).await?;
+    if let Some((d, s)) = dead {
+        return Err(StoreError::Conflict(format!("task {id} depends on task {d}, which is {s}; retry task {d} first")).into());
+    }
+    let new_status = if pending > 0 { Status::Waiting } else { Status::Queued };
+    // The attempt count stays: it is the fencing token, and a retried task's new attempt must
+    // not share a number with one that ran before.
+    exec(
+        t,
+        "UPDATE tasks SET status = $2, deps_pending = $3, failures = 0, interruptions = 0, finished_at = NULL, reason = NULL, \
+         exit_code = NULL, signal = NULL, blocked_by = NULL, cancel_requested = false, due_at = $4, updated_at = $4 WHERE id = $1",
+        &[&id.0, &new_status.as_str(), &pending, &now.0],
+    )
+    .await?;
+    let mut changes = Changes(vec![(id, new_status)]);
+    revive_dependents(t, id, now, &mut changes).await?;
+    Ok(changes)
+}
+
+async fn list(t: &Tx<'_>, f: &TaskFilter) -> R<Vec<Task>> {
+    let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE true");
+    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = vec![];
+    let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
+        args.push(v);
+        *sql += &clause.replace("$?", &format!("${}", args.len()));
+    };
+    if !f.statuses.is_empty() {
+        arg(&mut sql, " AND status = ANY($?)", Box::new(f.statuses.iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>()));
+    }
+    if let Some(g) = &f.group {
+        arg(&mut sql, " AND grp = $?", Box::new(g.clone()));
+    }
+    if let Some(l) = &f.label {
+        arg(&mut sql, " AND labels @> $?", Box::new(serde_json::json!([l])));
+    }
+    if !f.ids.is_empty() {
+        arg(&mut sql, " AND id = ANY($?)", Box::new(f.ids.iter().map(|i| i.0).collect::<Vec<i64>>()));
+    }
+    if let Some(b) = f.before {
+        arg(&mut sql, " AND id < $?", Box::new(b.0));
+    }
+    sql += " ORDER BY id DESC";
+    if let Some(n) = f.limit {
+        arg(&mut sql, " LIMIT $?", Box::new(n as i64));
+    }
+    let params: Vec<Param<'_>> = args.iter().map(|a| a.as_ref() as Param<'_>).collect();
+    let rows = t.query(&sql, &params).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(attach(t, task_row(r)?).await?);
+    }
+    Ok(out)
+}
+
+async fn groups(t: &Tx<'_>) -> R<Vec<GroupInfo>> {
+    let rows = query(
+        t,
+        "SELECT n.name, g.parallel, \
+           (SELECT count(*) FROM tasks WHERE grp = n.name AND status = 'running'), \
+           (SELECT count(*) FROM tasks WHERE grp = n.name AND status = 'queued') \
+         FROM (SELECT name FROM groups UNION SELECT 'default' UNION SELECT DISTINCT grp FROM tasks WHERE status IN ('queued','waiting','running')) n \
+         LEFT JOIN groups g ON g.name = n.name ORDER BY n.name",
+        &[],
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| GroupInfo {
+            name: r.get(0),
+            parallel: r.get::<_, Option<i64>>(1).map(|p| p as u32),
+            running: r.get::<_, i64>(2) as u64,
+            queued: r.get::<_, i64>(3) as u64,
+        })
+        .collect())
+}
+
+#[async_trait]
+impl QueueStore for PgStore {
+    async fn insert_batch(&self, batch: Vec<NewTask>, now: Timestamp) -> Result<Vec<Submitted>, StoreError> {
+        in_write!(self, |t| submit(&t, &batch, now).await)
+    }
+    async fn get(&self, id: TaskId) -> Result<Task, StoreError> {
+        in_read!(self, |t| load(&t, id).await)
+    }
+    async fn list(&self, filter: TaskFilter) -> Result<Vec<Task>, StoreError> {
+        in_read!(self, |t| list(&t, &filter).await)
+    }
+    async fn runs(&self, id: TaskId) -> Result<Vec<Run>, StoreError> {
+        in_read!(self, |t| async {
+            status_of(&t, id, "").await?.ok_or(StoreError::NotFound(id))?;
+            crate::rows::runs(&t, id).await
+        }
+        .await)
+    }
+    async fn promote_due(&self, now: Timestamp) -> Result<Vec<TaskId>, StoreError> {
+        in_write!(self, |t| {
+            async {
+            let rows = query(
+                &t,
+                "UPDATE tasks SET status = 'queued', updated_at = $1 WHERE status = 'waiting' AND deps_pending = 0 AND due_at <= $1 RETURNING id",
+                &[&now.0],
+            )
+            .await?;
+            let mut ids: Vec<TaskId> = rows.iter().map(|r| TaskId(r.get(0))).collect();
+            ids.sort();
+            R::Ok(ids)
+        }
+        .await
+        })
+    }
+    async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        in_read!(self, |t| async {
+            let r = query_one(&t, "SELECT min(due_at) FROM tasks WHERE status = 'waiting' AND deps_pending = 0", &[]).await?;
+            R::Ok(r.get::<_, Option<i64>>(0).map(Timestamp))
+        }
+        .await)
+    }
+    async fn claim(&self, c: Claim) -> Result<Vec<ClaimedTask>, StoreError> {
+        in_write!(self, |t| claim(&t, &c).await)
+    }
+    async fn heartbeat(&self, beat: Heartbeat) -> Result<HeartbeatReply, StoreError> {
+        in_write!(self, |t| heartbeat(&t, &beat).await)
+    }
+    async fn complete(&self, c: Completion) -> Result<Changes, StoreError> {
+        in_write!(self, |t| complete(&t, &c).await)
+    }
+    async fn rescue(&self, now: Timestamp, all: bool, policy: RetryPolicy) -> Result<Changes, StoreError> {
+        in_write!(self, |t| rescue(&t, now, all, &policy).await)
+    }
+    async fn cancel(&self, id: TaskId, reason: Option<String>, now: Timestamp) -> Result<CancelReply, StoreError> {
+        in_write!(self, |t| cancel(&t, id, &reason, now).await)
+    }
+    async fn retry(&self, id: TaskId, now: Timestamp) -> Result<Changes, StoreError> {
+        in_write!(self, |t| retry(&t, id, now).await)
+    }
+    async fn store_group(&self, name: &str, parallel: Option<u32>) -> Result<GroupInfo, StoreError> {
+        let parallel = parallel.map(|p| p as i64);
+        in_write!(self, |t| async {
+            exec(
+                &t,
+                "INSERT INTO groups (name, parallel) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET parallel = excluded.parallel",
+                &[&name, &parallel],
+            )
+            .await?;
+            let all = groups(&t).await?;
+            all.into_iter().find(|g| g.name == name).ok_or_else(|| Fail::Store(StoreError::Backend("group vanished".into())))
+        }
+        .await)
+    }
+    async fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
+        in_read!(self, |t| groups(&t).await)
+    }
+    async fn counts(&self) -> Result<StatusCounts, StoreError> {
+        in_read!(self, |t| async {
+            let mut out = StatusCounts::default();
+            for r in query(&t, "SELECT status, count(*) FROM tasks GROUP BY status", &[]).await? {
+                out.0.insert(parse_status(r.get(0))?, r.get::<_, i64>(1) as u64);
+            }
+            R::Ok(out)
+        }
+        .await)
+    }
+}
