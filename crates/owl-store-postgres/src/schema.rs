@@ -215,6 +215,10 @@ pub fn newest() -> i64 {
 }
 
 pub(crate) async fn migrate(store: &PgStore, mode: Migrate) -> Result<(), StoreError> {
+    migrate_list(store, mode, MIGRATIONS).await
+}
+
+pub(crate) async fn migrate_list(store: &PgStore, mode: Migrate, migrations: &[(i64, &str, &str)]) -> Result<(), StoreError> {
     crate::in_write!(store, |t| {
         async {
         exec(&t, "SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK]).await?;
@@ -223,7 +227,7 @@ pub(crate) async fn migrate(store: &PgStore, mode: Migrate) -> Result<(), StoreE
         )
         .await?;
         let current: i64 = query_one(&t, "SELECT coalesce(max(version), 0)::BIGINT FROM schema_migrations", &[]).await?.get(0);
-        let newest = newest();
+        let newest = migrations.last().map(|m| m.0).unwrap_or(0);
         if current > newest {
             return Err(Fail::Store(StoreError::Backend(format!(
                 "the database at {} is at schema version {current}, written by a newer owl (this one knows up to {newest}); upgrade owl on this node",
@@ -237,7 +241,7 @@ pub(crate) async fn migrate(store: &PgStore, mode: Migrate) -> Result<(), StoreE
             ))));
         }
         let now = owl_core::Timestamp::from_system(std::time::SystemTime::now()).millis();
-        for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        for (version, name, sql) in migrations.iter().filter(|m| m.0 > current) {
             t.batch_execute(sql).await.map_err(|e| {
                 Fail::Store(StoreError::Backend(format!("migration {version} ({name}) failed: {}", crate::describe(&e))))
             })?;
