@@ -32,6 +32,13 @@ fn apply_flags(settings: &mut Settings, args: &DaemonArgs) -> Result<()> {
     if let Some(w) = args.workers {
         settings.daemon.workers = w;
     }
+    if let Some(url) = &args.store {
+        settings.store.url = Some(owl_core::config::Secret::new(url.clone()));
+    }
+    if let Some(n) = &args.node {
+        settings.daemon.node = n.clone();
+    }
+    settings.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(f) = &args.log_format {
         settings.daemon.log_format = match f.as_str() {
             "text" => LogFormat::Text,
@@ -166,8 +173,7 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
         Some(t) if !t.expose().is_empty() => t.expose().to_string(),
         _ => ensure_token(&layout.token_file())?,
     };
-    let store = SqliteStore::open(&layout.database(), Durability::Full)
-        .with_context(|| format!("cannot open the database {}", layout.database().display()))?;
+    let (store, single_node) = open_store(&settings, &layout).await?;
     let listener = tokio::net::TcpListener::bind(&settings.daemon.listen).await.with_context(|| {
         format!(
             "cannot listen on {}; pick another address with --listen or [daemon] listen (port 0 picks a free one)",
@@ -181,7 +187,7 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
     // data (database, token) or config (secrets).
     engine_config.sandbox.exe = std::env::current_exe().ok();
     engine_config.sandbox.hidden = vec![layout.root().to_path_buf(), config.0.clone(), crate::agents_setup::secrets_file(&config.0)];
-    let (engine, dispatch) = Engine::new(Arc::new(store), layout.clone(), engine_config, Arc::new(SystemClock));
+    let (engine, dispatch) = Engine::new(store, layout.clone(), engine_config, Arc::new(SystemClock));
     engine.set_agents(crate::agents_setup::build(&settings, &config.0, sandbox_base(&engine))?);
     engine.set_memory(crate::memory_setup::open(&settings.memory, layout.root())?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -194,7 +200,10 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
         shutdown: stop_rx,
     };
     let mut server = tokio::spawn(owl_server::serve(listener, state));
-    let mut dispatch = tokio::spawn(dispatch.run(true));
+    // Alone on its SQLite file (the data dir's lock proves it), the daemon requeues whatever
+    // an earlier run left running; on a shared database other nodes hold live leases, so only
+    // expired ones are requeued.
+    let mut dispatch = tokio::spawn(dispatch.run(single_node));
     let info = DaemonInfo { pid: std::process::id(), listen: addr.clone(), started_at, version: env!("CARGO_PKG_VERSION").into() };
     write_atomically(&layout.daemon_file(), serde_json::to_string_pretty(&info)?.as_bytes())?;
     tracing::info!(listen = %addr, data_dir = %data_dir.display(), node = %node, workers = engine.config().workers, "owl daemon ready");
@@ -231,6 +240,45 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
     }
     let _ = std::fs::remove_file(layout.daemon_file());
     tracing::info!("owl daemon stopped");
+    Ok(())
+}
+
+/// The store `[store] url` names (PostgreSQL, shared with other daemons), or SQLite in the
+/// data dir; and whether this daemon is the only one using it.
+async fn open_store(settings: &Settings, layout: &DataLayout) -> Result<(Arc<dyn owl_store::Store>, bool)> {
+    match settings.store.url.as_ref().map(|u| u.expose().to_string()).filter(|u| !u.is_empty()) {
+        Some(url) => {
+            let opts = owl_store_postgres::Options { pool_size: settings.store.pool_size, migrate: owl_store_postgres::Migrate::Check };
+            let store = owl_store_postgres::PgStore::open(&url, opts).await.context("cannot open the PostgreSQL store (store.url)")?;
+            tracing::info!(store = store.url(), "using the shared PostgreSQL store");
+            Ok((Arc::new(store), false))
+        }
+        None => {
+            let store = SqliteStore::open(&layout.database(), Durability::Full)
+                .with_context(|| format!("cannot open the database {}", layout.database().display()))?;
+            Ok((Arc::new(store), true))
+        }
+    }
+}
+
+/// `owl migrate`: applies pending migrations to the PostgreSQL store.
+pub async fn migrate(config: (PathBuf, bool), store: Option<String>, json: bool) -> Result<()> {
+    let settings = crate::settings::load(&config.0, config.1)?;
+    let Some(url) = store.or_else(|| settings.store.url.as_ref().map(|u| u.expose().to_string())).filter(|u| !u.is_empty()) else {
+        bail!("owl migrate needs a PostgreSQL store: pass --store postgres://... or set [store] url (SQLite data dirs migrate themselves at start)");
+    };
+    let apply = owl_store_postgres::Options { pool_size: 1, migrate: owl_store_postgres::Migrate::Apply };
+    // The version before, to report what the migration did.
+    let before = owl_store_postgres::schema_version_of(&url).await.unwrap_or(0);
+    let store = owl_store_postgres::PgStore::open(&url, apply).await.context("cannot migrate the PostgreSQL store")?;
+    let (now, newest) = store.schema_version().await?;
+    if json {
+        println!("{}", serde_json::json!({"store": store.url(), "from": before, "to": now, "newest": newest}));
+    } else if before == now {
+        println!("{} is up to date (schema version {now})", store.url());
+    } else {
+        println!("{}: schema version {before} -> {now}", store.url());
+    }
     Ok(())
 }
 

@@ -43,6 +43,10 @@ fn main() {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
             report(rt.block_on(commands::doctor::run(config, &data_dir, json)), json)
         }
+        Command::Migrate { store } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            report(rt.block_on(daemon::migrate(config, store, json)).map(|_| 0), json)
+        }
         Command::Config { action } => report(commands::config::run(action, config, &data_dir, json).map(|_| 0), json),
         Command::Cron { action: cli::CronAction::Next(a) } => report(
             settings::load(&config.0, config.1).and_then(|s| commands::schedule::cron_next(a, &s.scheduler.default_tz, json)).map(|_| 0),
@@ -97,6 +101,7 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         Command::Daemon(_)
         | Command::Config { .. }
         | Command::Completions { .. }
+        | Command::Migrate { .. }
         | Command::Cron { .. }
         | Command::Sandbox { .. }
         | Command::Doctor => {

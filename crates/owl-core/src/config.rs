@@ -45,6 +45,8 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub daemon: DaemonSettings,
+    /// Where the queue lives: SQLite in the data dir, or a PostgreSQL shared by several daemons.
+    pub store: StoreSettings,
     pub tasks: TaskSettings,
     pub api: ApiSettings,
     pub scheduler: SchedulerSettings,
@@ -135,6 +137,24 @@ mod serde_human_map {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Duration>, D::Error> {
         let raw = BTreeMap::<String, String>::deserialize(d)?;
         raw.into_iter().map(|(k, v)| crate::duration::parse(&v).map(|d| (k, d)).map_err(serde::de::Error::custom)).collect()
+    }
+}
+
+/// `[store]`: the queue's database.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `postgres://user:password@host:port/db`: share one PostgreSQL with other daemons. None:
+    /// SQLite in the data dir (one daemon).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// PostgreSQL connections this daemon keeps open.
+    pub pool_size: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings { url: None, pool_size: 8 }
     }
 }
 
@@ -430,6 +450,7 @@ impl Settings {
             "daemon" => field_names::<DaemonSettings>(),
             "tasks" => field_names::<TaskSettings>(),
             "api" => field_names::<ApiSettings>(),
+            "store" => field_names::<StoreSettings>(),
             "scheduler" => field_names::<SchedulerSettings>(),
             "agent" => field_names::<crate::agent::AgentDefaults>(),
             "sandbox" => field_names::<SandboxSettings>(),
@@ -464,6 +485,18 @@ impl Settings {
         }
         if self.api.max_body_bytes < 1024 {
             return bad("api.max_body_bytes", "must be at least 1024");
+        }
+        if let Some(url) = &self.store.url {
+            let u = url.expose();
+            if !(u.is_empty() || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                return bad(
+                    "store.url",
+                    "must be a PostgreSQL URL (postgres://user:password@host:port/db), or left out for SQLite in the data dir",
+                );
+            }
+        }
+        if self.store.pool_size == 0 || self.store.pool_size > 1000 {
+            return bad("store.pool_size", "must be between 1 and 1000");
         }
         if crate::schedule::parse_tz("scheduler.default_tz", &self.scheduler.default_tz).is_err() {
             return bad("scheduler.default_tz", "is not a known IANA time zone, e.g. UTC or Europe/Berlin");

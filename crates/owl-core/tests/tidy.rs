@@ -1,6 +1,6 @@
 //! Invariants of the source tree no compiler checks (in the manner of rust-analyzer's tidy):
-//! owl-core does no IO, every conformance case runs on every backend, every module says what
-//! it owns.
+//! owl-core does no IO, every conformance case is registered and every backend runs them all,
+//! every module says what it owns.
 
 use std::path::{Path, PathBuf};
 
@@ -51,6 +51,25 @@ fn every_conformance_case_is_registered() {
         assert!(
             registry.contains(&format!("{case},")) || registry.contains(&format!("{case}\n")),
             "conformance case `{case}` is not in conformance_tests!"
+        );
+    }
+}
+
+#[test]
+fn every_store_backend_runs_the_conformance_suite() {
+    let backends: Vec<PathBuf> = std::fs::read_dir(root().join("crates"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("owl-store-"))
+        .collect();
+    assert!(backends.len() >= 2, "{backends:?}");
+    for b in backends {
+        let mut files = vec![];
+        rust_files(&b.join("src"), &mut files);
+        assert!(
+            files.iter().any(|f| std::fs::read_to_string(f).unwrap().contains("owl_store::conformance_tests!(")),
+            "{} does not run owl_store::conformance_tests!",
+            b.display()
         );
     }
 }

@@ -75,6 +75,12 @@ impl DispatchLoop {
         let s = self.shared.clone();
         // Before any task starts: which of the daemon's variables tasks must not see.
         s.refresh_withheld_env().await;
+        if !rescue_all {
+            // On a shared store this node's earlier run may have been declared dead and its
+            // tasks rescued elsewhere; whatever it left running must stop before this one
+            // claims, so no task runs twice at once.
+            self.kill_leftovers_of_this_data_dir();
+        }
         match s.store.rescue(s.clock.now(), rescue_all, s.config().retry).await {
             Ok(changes) => {
                 if !changes.0.is_empty() {
@@ -106,6 +112,10 @@ impl DispatchLoop {
         let mut shutting_down = false;
         let mut shutdown_deadline: Option<Instant> = None;
         let mut next_heartbeat: Option<Instant> = None;
+        // On a store shared with other nodes, a node that died leaves leases nobody renews:
+        // every node sweeps for expired ones, so its tasks run again within the lease and a
+        // half.
+        let mut next_sweep: Option<Instant> = (!rescue_all).then(|| Instant::now() + s.config().lease / 2);
         let mut store_backoff: Option<Instant> = None;
         let mut due: Option<Instant> = Some(Instant::now());
         // Running tasks that wait on a person and hold no worker slot, and parked tasks that
@@ -256,6 +266,12 @@ impl DispatchLoop {
                     next_heartbeat = Some(Instant::now() + cfg.lease / 3);
                     self.heartbeat(&cfg, &running).await;
                 }
+                _ = sleep_until(next_sweep), if next_sweep.is_some() && !shutting_down => {
+                    next_sweep = Some(Instant::now() + cfg.lease / 2);
+                    if self.sweep_expired_leases().await {
+                        due = Some(Instant::now());
+                    }
+                }
                 _ = sleep_until(shutdown_deadline), if shutdown_deadline.is_some() => {
                     shutdown_deadline = None;
                     tracing::warn!(running = running.len(), "shutdown grace ended: stopping running tasks and requeueing them");
@@ -329,6 +345,35 @@ impl DispatchLoop {
         });
         if killed > 0 {
             tracing::warn!(groups = killed, "stopped process groups left running by the crashed daemon");
+        }
+    }
+
+    /// Stops every process group that carries this data dir's marker: run before any task of
+    /// this daemon started, they are all left from an earlier run of it.
+    fn kill_leftovers_of_this_data_dir(&self) {
+        let dir = format!("OWL_DATA_DIR={}", self.shared.layout.root().display()).into_bytes();
+        let killed = owl_exec::kill_orphans(|vars| vars.contains(&dir.as_slice()) && vars.iter().any(|v| v.starts_with(b"OWL_TASK_ID=")));
+        if killed > 0 {
+            tracing::warn!(groups = killed, "stopped process groups an earlier run of this daemon left running");
+        }
+    }
+
+    /// Requeues the attempts whose lease expired (their node stopped renewing it); true when
+    /// there were any.
+    async fn sweep_expired_leases(&self) -> bool {
+        let s = &self.shared;
+        match s.store.rescue(s.clock.now(), false, s.config().retry).await {
+            Ok(changes) if changes.0.is_empty() => false,
+            Ok(changes) => {
+                tracing::warn!(tasks = changes.0.len(), "requeued attempts whose node stopped renewing their lease");
+                self.kill_orphans(&changes).await;
+                s.publish_changes(&changes);
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the sweep for expired leases failed; trying again later");
+                false
+            }
         }
     }
 

@@ -157,6 +157,13 @@ impl PgStore {
     /// Connects to `url` (`postgres://user:password@host:port/db?...`), checks or applies the
     /// schema, and returns the store.
     pub async fn open(url: &str, opts: Options) -> Result<PgStore, StoreError> {
+        let store = PgStore::connect(url, opts.pool_size)?;
+        schema::migrate(&store, opts.migrate).await?;
+        Ok(store)
+    }
+
+    /// The store without touching its schema; connections are made on first use.
+    fn connect(url: &str, pool_size: usize) -> Result<PgStore, StoreError> {
         let mut cfg = tokio_postgres::Config::from_str(url)
             .map_err(|e| StoreError::Backend(format!("the store URL `{}` is not a PostgreSQL URL: {e}", redact(url))))?;
         if cfg.get_application_name().is_none() {
@@ -171,15 +178,13 @@ impl PgStore {
         }
         let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(mgr)
-            .max_size(opts.pool_size.max(1))
+            .max_size(pool_size.max(1))
             .wait_timeout(Some(Duration::from_secs(30)))
             .create_timeout(Some(Duration::from_secs(10)))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
-        let store = PgStore { pool, shown: redact(url) };
-        schema::migrate(&store, opts.migrate).await?;
-        Ok(store)
+        Ok(PgStore { pool, shown: redact(url) })
     }
 
     /// The schema version the database is at (0 when owl never wrote to it), and the newest
@@ -202,6 +207,11 @@ impl PgStore {
             Fail::Store(StoreError::Backend(format!("cannot connect to PostgreSQL at {}: {msg}", self.shown)))
         })
     }
+}
+
+/// The schema version of the database at `url`, changing nothing (0 when owl never wrote to it).
+pub async fn schema_version_of(url: &str) -> Result<i64, StoreError> {
+    schema::current(&PgStore::connect(url, 1)?).await
 }
 
 /// `url` with the password replaced by `***`.

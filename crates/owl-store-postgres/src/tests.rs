@@ -1,3 +1,6 @@
+//! The conformance suite on PostgreSQL, and what only several nodes on one database can show:
+//! claims, group limits, the finish log and schedule slots under concurrency; schema versions.
+
 use super::*;
 use owl_core::lifecycle::RetryPolicy;
 use owl_core::task::Status;

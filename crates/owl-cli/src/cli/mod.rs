@@ -148,6 +148,12 @@ pub enum Command {
         #[arg(long, default_value = "30d")]
         since: String,
     },
+    /// Bring a PostgreSQL store's schema up to date (after upgrading owl on every node).
+    Migrate {
+        /// The database (default: `[store] url` or OWL_STORE_URL).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
 }
@@ -163,4 +169,11 @@ pub struct DaemonArgs {
     /// Tasks running at once (0 = CPU cores).
     #[arg(long)]
     pub workers: Option<u32>,
+    /// Share this PostgreSQL (postgres://user:password@host:port/db) with other daemons
+    /// instead of SQLite in the data dir; also `[store] url` or OWL_STORE_URL.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// This daemon's name among the nodes (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
 }

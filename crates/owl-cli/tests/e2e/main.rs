@@ -12,5 +12,6 @@ mod lifecycle;
 mod memory;
 mod real_cli;
 mod sandbox;
+mod scale_out;
 mod schedules;
 mod triggers;
