@@ -22,6 +22,30 @@ pub struct StatusView {
     pub tasks: BTreeMap<Status, u64>,
 }
 
+/// `GET /v1/nodes`: every daemon that uses this store.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeList {
+    pub nodes: Vec<NodeView>,
+    /// The node that answered.
+    pub this: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeView {
+    pub node: String,
+    /// `alive` while it reports within a lease; `lost` after (its tasks are rescued by the others).
+    pub status: String,
+    pub version: String,
+    pub pid: u32,
+    pub started_at: Timestamp,
+    pub last_seen: Timestamp,
+    /// Milliseconds since its last report, by the answering node's clock.
+    pub seen_ms_ago: u64,
+    pub workers: u32,
+    /// Tasks running with a lease this node holds.
+    pub running: u64,
+}
+
 /// `POST /v1/chats/{id}/cancel`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChatCancelled {

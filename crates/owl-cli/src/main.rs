@@ -85,6 +85,7 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         Command::Retry { ids } => commands::tasks::retry(&client, &ids, json).await?,
         Command::Groups { action } => commands::groups::run(&client, action, json).await?,
         Command::Status => commands::tasks::status(&client, json).await?,
+        Command::Nodes => commands::tasks::nodes(&client, json).await?,
         Command::Schedule { action } => commands::schedule::run(&client, action, json).await?,
         Command::Trigger { action } => commands::trigger::run(&client, action, json).await?,
         Command::Agents => commands::agents::agents(&client, json).await?,

@@ -116,6 +116,10 @@ impl DispatchLoop {
         // every node sweeps for expired ones, so its tasks run again within the lease and a
         // half.
         let mut next_sweep: Option<Instant> = (!rescue_all).then(|| Instant::now() + s.config().lease / 2);
+        // Every third of a lease the node says it is alive (`owl nodes`), whether or not it runs
+        // anything.
+        let started_at = s.clock.now();
+        let mut next_node_beat = Some(Instant::now());
         let mut store_backoff: Option<Instant> = None;
         let mut due: Option<Instant> = Some(Instant::now());
         // Running tasks that wait on a person and hold no worker slot, and parked tasks that
@@ -265,6 +269,20 @@ impl DispatchLoop {
                 _ = sleep_until(next_heartbeat), if next_heartbeat.is_some() => {
                     next_heartbeat = Some(Instant::now() + cfg.lease / 3);
                     self.heartbeat(&cfg, &running).await;
+                }
+                _ = sleep_until(next_node_beat), if next_node_beat.is_some() => {
+                    next_node_beat = Some(Instant::now() + cfg.lease / 3);
+                    let beat = owl_store::NodeBeat {
+                        node: cfg.node.clone(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        pid: std::process::id(),
+                        started_at,
+                        workers: cfg.workers as u32,
+                        now: s.clock.now(),
+                    };
+                    if let Err(e) = s.store.beat_node(beat).await {
+                        tracing::warn!(error = %e, "cannot record this node's heartbeat");
+                    }
                 }
                 _ = sleep_until(next_sweep), if next_sweep.is_some() && !shutting_down => {
                     next_sweep = Some(Instant::now() + cfg.lease / 2);

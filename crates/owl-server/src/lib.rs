@@ -39,6 +39,7 @@ fn authenticated() -> OpenApiRouter<AppState> {
     use routes::*;
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(status::status))
+        .routes(routes!(status::nodes))
         .routes(routes!(tasks::list, tasks::submit))
         .routes(routes!(tasks::submit_batch))
         .routes(routes!(tasks::show))

@@ -616,6 +616,45 @@ impl QueueStore for PgStore {
     async fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
         in_read!(self, |t| groups(&t).await)
     }
+    async fn beat_node(&self, b: NodeBeat) -> Result<(), StoreError> {
+        in_write!(self, |t| async {
+            exec(
+                &t,
+                "INSERT INTO nodes (name, version, pid, started_at, last_seen, workers) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (name) DO UPDATE SET version = excluded.version, pid = excluded.pid, started_at = excluded.started_at, \
+                 last_seen = excluded.last_seen, workers = excluded.workers",
+                &[&b.node, &b.version, &(b.pid as i64), &b.started_at.0, &b.now.0, &(b.workers as i64)],
+            )
+            .await?;
+            R::Ok(())
+        }
+        .await)
+    }
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        in_read!(self, |t| async {
+            let rows = query(
+                &t,
+                "SELECT n.name, n.version, n.pid, n.started_at, n.last_seen, n.workers, \
+                 (SELECT count(*) FROM tasks t WHERE t.status = 'running' AND t.node = n.name) FROM nodes n ORDER BY n.name",
+                &[],
+            )
+            .await?;
+            R::Ok(
+                rows.iter()
+                    .map(|r| NodeInfo {
+                        node: r.get(0),
+                        version: r.get(1),
+                        pid: r.get::<_, i64>(2) as u32,
+                        started_at: Timestamp(r.get(3)),
+                        last_seen: Timestamp(r.get(4)),
+                        workers: r.get::<_, i64>(5) as u32,
+                        running: r.get::<_, i64>(6) as u64,
+                    })
+                    .collect(),
+            )
+        }
+        .await)
+    }
     async fn counts(&self) -> Result<StatusCounts, StoreError> {
         in_read!(self, |t| async {
             let mut out = StatusCounts::default();

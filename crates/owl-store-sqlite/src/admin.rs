@@ -186,6 +186,45 @@ impl QueueStore for SqliteStore {
     async fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
         self.read(groups).await
     }
+    async fn beat_node(&self, b: NodeBeat) -> Result<(), StoreError> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO nodes (name, version, pid, started_at, last_seen, workers) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT(name) DO UPDATE SET version = excluded.version, pid = excluded.pid, started_at = excluded.started_at, \
+                 last_seen = excluded.last_seen, workers = excluded.workers",
+            )
+            .map_err(backend)?
+            .execute(params![b.node, b.version, b.pid, b.started_at.0, b.now.0, b.workers])
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT n.name, n.version, n.pid, n.started_at, n.last_seen, n.workers, \
+                     (SELECT count(*) FROM tasks t WHERE t.status = 'running' AND t.node = n.name) FROM nodes n ORDER BY n.name",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(NodeInfo {
+                        node: r.get(0)?,
+                        version: r.get(1)?,
+                        pid: r.get(2)?,
+                        started_at: Timestamp(r.get(3)?),
+                        last_seen: Timestamp(r.get(4)?),
+                        workers: r.get(5)?,
+                        running: r.get::<_, i64>(6)? as u64,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
     async fn counts(&self) -> Result<StatusCounts, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT status, count(*) FROM tasks GROUP BY status").map_err(backend)?;

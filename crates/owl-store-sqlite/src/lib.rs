@@ -208,7 +208,7 @@ mod tests {
         // Back to what version 6 wrote.
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
-            "ALTER TABLE tasks DROP COLUMN origin; DELETE FROM schema_migrations WHERE version = 7; \
+            "ALTER TABLE tasks DROP COLUMN origin; DROP TABLE nodes; DELETE FROM schema_migrations WHERE version >= 7; \
              UPDATE schedules SET spec = json_remove(spec, '$.created_by');",
         )
         .unwrap();

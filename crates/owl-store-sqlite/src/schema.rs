@@ -261,6 +261,20 @@ UPDATE schedules SET spec = json_set(spec, '$.template.labels',
     WHERE EXISTS (SELECT 1 FROM json_each(json_extract(schedules.spec, '$.template.labels')) WHERE value LIKE 'owl:%');
 "#,
     ),
+    (
+        8,
+        "the nodes that use this store and their last reports",
+        r#"
+CREATE TABLE nodes (
+    name       TEXT PRIMARY KEY,
+    version    TEXT    NOT NULL,
+    pid        INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL,
+    workers    INTEGER NOT NULL
+);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -47,6 +47,7 @@ macro_rules! conformance_tests {
             runs_record_every_attempt,
             list_filters_by_status_group_label_and_pages,
             concurrent_submits_are_all_stored,
+            nodes_keep_their_last_report_and_count_their_running_tasks,
             schedules_are_created_listed_and_names_are_unique,
             a_task_keeps_its_origin_and_a_schedule_its_maker,
             a_slot_fires_once_even_when_a_pass_is_replayed,

@@ -75,6 +75,10 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn store_group(&self, name: &str, parallel: Option<u32>) -> Result<GroupInfo, StoreError>;
     async fn groups(&self) -> Result<Vec<GroupInfo>, StoreError>;
     async fn counts(&self) -> Result<StatusCounts, StoreError>;
+    /// Records a node's report of itself (creating the node at its first).
+    async fn beat_node(&self, beat: NodeBeat) -> Result<(), StoreError>;
+    /// Every node that ever reported, by name, with the tasks each is running.
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError>;
 }
 
 /// Schedules, their fires (one per slot) and their history.

@@ -101,6 +101,30 @@ pub enum CancelReply {
     Requested,
 }
 
+/// One daemon's report of itself, sent every third of a lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeBeat {
+    pub node: String,
+    pub version: String,
+    pub pid: u32,
+    pub started_at: Timestamp,
+    pub workers: u32,
+    pub now: Timestamp,
+}
+
+/// A daemon as the store knows it: its last report, and the attempts it holds leases on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub node: String,
+    pub version: String,
+    pub pid: u32,
+    pub started_at: Timestamp,
+    pub last_seen: Timestamp,
+    pub workers: u32,
+    /// Tasks running with a lease held by this node.
+    pub running: u64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StatusCounts(pub BTreeMap<Status, u64>);
 

@@ -66,6 +66,8 @@ pub enum Command {
     },
     /// Daemon status and task counts.
     Status,
+    /// Every daemon sharing this store: last heartbeat, running tasks, version.
+    Nodes,
     /// Show or create the configuration.
     Config {
         #[command(subcommand)]

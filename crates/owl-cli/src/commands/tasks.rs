@@ -223,3 +223,28 @@ pub async fn status(client: &Client, json: bool) -> Result<()> {
     println!("  tasks      {}", if counts.is_empty() { "none".into() } else { counts.join(", ") });
     Ok(())
 }
+
+pub async fn nodes(client: &Client, json: bool) -> Result<()> {
+    let list: owl_api::NodeList = client.get("/v1/nodes").await?;
+    if json {
+        print_json(&list);
+        return Ok(());
+    }
+    let rows = list
+        .nodes
+        .iter()
+        .map(|n| {
+            let name = if n.node == list.this { format!("{} (this)", n.node) } else { n.node.clone() };
+            vec![
+                name,
+                n.status.clone(),
+                format!("{} ago", owl_core::duration::format(std::time::Duration::from_millis(n.seen_ms_ago / 1000 * 1000))),
+                format!("{}/{}", n.running, n.workers),
+                n.version.clone(),
+                n.pid.to_string(),
+            ]
+        })
+        .collect();
+    table(&["NODE", "STATUS", "LAST SEEN", "RUNNING", "VERSION", "PID"], rows);
+    Ok(())
+}

@@ -1,5 +1,6 @@
 //! Several daemons on one PostgreSQL: one queue, each task run once, a dead node's task run
-//! again elsewhere once its lease expires, and its leftovers stopped when it comes back.
+//! again elsewhere once its lease expires, `owl nodes` saying it is lost, and its leftovers
+//! stopped when it comes back.
 
 use crate::harness::*;
 use std::collections::BTreeMap;
@@ -38,6 +39,11 @@ fn two_daemons_share_one_postgres_queue_and_a_dead_nodes_task_runs_again() {
     let nodes: std::collections::BTreeSet<String> =
         ids.iter().flat_map(|id| runs(&a, *id)).map(|r| r["node"].as_str().unwrap().to_string()).collect();
     assert_eq!(nodes.len(), 2, "both nodes ran tasks: {nodes:?}");
+    let listed = a.json(&["nodes"]);
+    let names: Vec<&str> = listed["nodes"].as_array().unwrap().iter().map(|n| n["node"].as_str().unwrap()).collect();
+    assert_eq!(names, ["web-1", "web-2"], "{listed}");
+    assert!(listed["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "alive"), "{listed}");
+    assert_eq!(listed["this"], "web-1");
 
     // A task whose node dies mid-run runs again on the other node after the lease.
     let marker = tmp.path().join("first-attempt");
@@ -56,6 +62,13 @@ fn two_daemons_share_one_postgres_queue_and_a_dead_nodes_task_runs_again() {
     assert!(r[0]["outcome"].to_string().contains("lease expired"), "{}", r[0]);
     assert_ne!(r[1]["node"], running_on.as_str());
     assert_eq!(alive.ok(&["logs", &id.to_string()]).trim(), "second");
+    // Its last report is at most a third of a lease older than its last lease renewal.
+    wait_for("the dead node to be listed as lost", Duration::from_secs(5), || {
+        let listed = alive.json(&["nodes"]);
+        let gone = listed["nodes"].as_array().unwrap().iter().find(|n| n["node"] == running_on.as_str()).cloned().unwrap();
+        (gone["status"] == "lost").then_some(())
+    });
+    assert!(alive.ok(&["nodes"]).contains("lost"));
 
     // The dead node comes back: the `sleep 60` it left behind is stopped before it claims.
     let leftover = || {

@@ -3,7 +3,7 @@
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::Json;
-use owl_api::StatusView;
+use owl_api::{NodeList, NodeView, StatusView};
 
 #[utoipa::path(get, path = "/v1/status", summary = "Daemon status and task counts", responses((status = 200, description = "OK", body = StatusView)))]
 pub async fn status(State(state): State<AppState>) -> Result<Json<StatusView>, ApiError> {
@@ -22,5 +22,32 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<StatusView>, A
         running: st.running,
         shutting_down: st.shutting_down,
         tasks: counts.0,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/nodes", summary = "Every daemon using this store: last heartbeat, running tasks, version", responses((status = 200, description = "OK", body = NodeList)))]
+pub async fn nodes(State(state): State<AppState>) -> Result<Json<NodeList>, ApiError> {
+    let nodes = state.engine.store().nodes().await?;
+    let now = state.engine.now();
+    let lease = state.engine.config().lease;
+    Ok(Json(NodeList {
+        this: state.engine.status().node,
+        nodes: nodes
+            .into_iter()
+            .map(|n| {
+                let ago = now.since(n.last_seen);
+                NodeView {
+                    status: if ago <= lease { "alive" } else { "lost" }.into(),
+                    seen_ms_ago: ago.as_millis() as u64,
+                    node: n.node,
+                    version: n.version,
+                    pid: n.pid,
+                    started_at: n.started_at,
+                    last_seen: n.last_seen,
+                    workers: n.workers,
+                    running: n.running,
+                }
+            })
+            .collect(),
     }))
 }

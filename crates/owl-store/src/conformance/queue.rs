@@ -338,3 +338,20 @@ pub async fn concurrent_submits_are_all_stored(s: DynStore) {
     assert_eq!(all.len(), 16 * 21);
     assert_eq!(s.list(TaskFilter { limit: Some(10_000), ..Default::default() }).await.unwrap().len(), 16 * 21);
 }
+
+pub async fn nodes_keep_their_last_report_and_count_their_running_tasks(s: DynStore) {
+    let beat =
+        |node: &str, at: Timestamp| NodeBeat { node: node.into(), version: "1.2.3".into(), pid: 42, started_at: T0, workers: 4, now: at };
+    assert!(s.nodes().await.unwrap().is_empty());
+    s.beat_node(beat("n1", T0)).await.unwrap();
+    s.beat_node(beat("n2", T0)).await.unwrap();
+    let id = add(&s, spec("echo")).await;
+    assert_eq!(claim(&s, T0, 5).await[0].id, id);
+    let later = T0.plus(Duration::from_secs(10));
+    s.beat_node(NodeBeat { pid: 43, ..beat("n1", later) }).await.unwrap();
+    let nodes = s.nodes().await.unwrap();
+    assert_eq!(nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>(), ["n1", "n2"]);
+    assert_eq!((nodes[0].last_seen, nodes[0].pid, nodes[0].running, nodes[0].workers), (later, 43, 1, 4));
+    assert_eq!((nodes[1].last_seen, nodes[1].running), (T0, 0));
+    assert_eq!(nodes[0].version, "1.2.3");
+}
