@@ -60,6 +60,9 @@ pub struct DispatchLoop {
     commands: mpsc::UnboundedReceiver<Command>,
 }
 
+/// How often a node with a free worker looks for work on a shared store (±20 %).
+const POLL: Duration = Duration::from_millis(500);
+
 /// How long to wait before trying again after the store failed.
 const STORE_RETRY: Duration = Duration::from_millis(500);
 
@@ -162,7 +165,11 @@ impl DispatchLoop {
             } else if next_heartbeat.is_none() {
                 next_heartbeat = Some(Instant::now() + cfg.lease / 3);
             }
-            let wake_at = [due, store_backoff].into_iter().flatten().min();
+            // On a shared store other nodes add tasks this one hears nothing of: with a free
+            // worker it looks for work about every half second, jittered so nodes spread out.
+            let poll = (!rescue_all && running.len() - parked.len() + chats.running.len() < cfg.workers)
+                .then(|| Instant::now() + POLL.mul_f64(0.8 + 0.4 * fastrand::f64()));
+            let wake_at = [due, store_backoff, poll].into_iter().flatten().min();
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Wake) => {}

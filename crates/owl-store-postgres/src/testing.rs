@@ -48,6 +48,43 @@ fn ready(bin: &Path, dir: &Path) -> bool {
         && dir.join("postmaster.pid").exists()
 }
 
+/// Makes `data` a cluster directory (as the `postgres` user when running as root).
+fn init(bin: &Path, base: &Path, data: &Path) -> Result<(), String> {
+    if nix::unistd::geteuid().is_root() {
+        // The server refuses to run as root; its files belong to the postgres user.
+        let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(base).status();
+    }
+    if data.join("PG_VERSION").exists() {
+        return Ok(());
+    }
+    let d = data.to_str().expect("temp paths are UTF-8");
+    let out = run_as_owner(&bin.join("initdb"), &["-D", d, "-U", "owl", "--auth=trust", "-E", "UTF8", "--no-sync"])?;
+    if !out.status.success() {
+        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(())
+}
+
+/// `pg_ctl start|restart` on a loopback port, waiting until the server accepts connections.
+fn pg_ctl(bin: &Path, base: &Path, data: &Path, port: u16, action: &str) -> Result<(), String> {
+    let d = data.to_str().expect("temp paths are UTF-8");
+    let log = base.join("server.log");
+    let opts = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c full_page_writes=off");
+    let out = run_as_owner(
+        &bin.join("pg_ctl"),
+        &["-D", d, "-l", log.to_str().expect("UTF-8"), "-o", &opts, "-m", "fast", "-w", "-t", "60", action],
+    )?;
+    if !out.status.success() {
+        let tail = std::fs::read_to_string(&log).unwrap_or_default();
+        return Err(format!(
+            "pg_ctl {action} failed: {}{}\n{tail}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
 /// The URL of a PostgreSQL server for tests, starting the throwaway cluster when needed.
 pub fn server_url() -> Result<String, String> {
     if let Ok(url) = std::env::var("OWL_TEST_PG_URL") {
@@ -63,30 +100,43 @@ pub fn server_url() -> Result<String, String> {
     if ready(&bin, &data) {
         return Ok(url);
     }
-    if nix::unistd::geteuid().is_root() {
-        // The server refuses to run as root; its files belong to the postgres user.
-        let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&base).status();
-    }
-    if !data.join("PG_VERSION").exists() {
-        let d = data.to_str().expect("temp paths are UTF-8");
-        let out = run_as_owner(&bin.join("initdb"), &["-D", d, "-U", "owl", "--auth=trust", "-E", "UTF8", "--no-sync"])?;
-        if !out.status.success() {
-            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
-        }
-    }
-    let d = data.to_str().expect("temp paths are UTF-8");
-    let log = base.join("server.log");
-    let opts = format!("-p {PORT} -k {d} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c full_page_writes=off");
-    let out = run_as_owner(&bin.join("pg_ctl"), &["-D", d, "-l", log.to_str().expect("UTF-8"), "-o", &opts, "-w", "-t", "60", "start"])?;
-    if !out.status.success() {
-        let tail = std::fs::read_to_string(&log).unwrap_or_default();
-        return Err(format!(
-            "pg_ctl start failed: {}{}\n{tail}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    init(&bin, &base, &data)?;
+    pg_ctl(&bin, &base, &data, PORT, "start")?;
     Ok(url)
+}
+
+/// A cluster of one's own, for a test that restarts the database: stopped and removed on drop.
+pub struct Cluster {
+    pub url: String,
+    bin: PathBuf,
+    base: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    pub fn start() -> Result<Cluster, String> {
+        let bin = bin_dir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        let base = std::env::temp_dir().join(format!("owl-test-cluster-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
+        let c = Cluster { url: format!("postgres://owl@127.0.0.1:{port}/postgres"), bin, base, port };
+        init(&c.bin, &c.base, &c.base.join("data"))?;
+        pg_ctl(&c.bin, &c.base, &c.base.join("data"), port, "start")?;
+        Ok(c)
+    }
+
+    /// Stops the server (fast: open sessions are ended) and starts it again.
+    pub fn restart(&self) -> Result<(), String> {
+        pg_ctl(&self.bin, &self.base, &self.base.join("data"), self.port, "restart")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let d = self.base.join("data");
+        let _ = run_as_owner(&self.bin.join("pg_ctl"), &["-D", d.to_str().unwrap_or_default(), "-m", "immediate", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
 }
 
 /// A fresh, empty schema on the test server, and a connection string whose sessions use it.

@@ -45,6 +45,17 @@ fn two_daemons_share_one_postgres_queue_and_a_dead_nodes_task_runs_again() {
     assert!(listed["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "alive"), "{listed}");
     assert_eq!(listed["this"], "web-1");
 
+    // A task written by some other node (here, straight into the store) is found by polling:
+    // neither daemon is told of it.
+    let direct = rt.block_on(async {
+        use owl_store::prelude::*;
+        let store = owl_store_postgres::PgStore::open(&url, Default::default()).await.unwrap();
+        let spec = owl_core::TaskSpec::new(owl_core::Command::Shell("echo found".into()));
+        store.submit(vec![owl_store::NewTask::new(spec)], owl_core::Timestamp::from_system(std::time::SystemTime::now())).await.unwrap()[0]
+            .id
+    });
+    wait_for("a daemon to find the task by polling", Duration::from_secs(5), || (a.task(direct.0)["status"] == "succeeded").then_some(()));
+
     // A task whose node dies mid-run runs again on the other node after the lease.
     let marker = tmp.path().join("first-attempt");
     let slow = format!("if [ -e {m} ]; then echo second; else touch {m}; sleep 60; fi", m = marker.display());
@@ -120,4 +131,97 @@ fn migrate_reports_the_version_and_a_bad_store_url_is_named() {
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("store.url") && err.contains("PostgreSQL URL"), "{err}");
+}
+
+fn submit_batch(d: &Daemon, rt: &tokio::runtime::Runtime, n: usize) -> Vec<i64> {
+    let tasks: Vec<serde_json::Value> = (0..n).map(|_| serde_json::json!({"shell": "sleep 0.1"})).collect();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(d.url("/v1/tasks/batch"))
+            .bearer_auth(&d.token)
+            .json(&serde_json::json!({ "tasks": tasks }))
+            .send()
+            .await
+            .expect("submit");
+        assert_eq!(r.status(), 201);
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect()
+    })
+}
+
+/// Three daemons on one database while one is SIGKILLed mid-run, one is SIGSTOPped past its
+/// lease (its late completions must be refused), and the database restarts: every task
+/// succeeds exactly once, and a per-second schedule fires each second exactly once across the
+/// nodes for the whole run.
+#[test]
+fn three_daemons_survive_a_kill_a_freeze_and_a_database_restart() {
+    use owl_store::prelude::*;
+    let total = std::env::var("OWL_CHAOS_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000usize);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let cluster = owl_store_postgres::testing::Cluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = cluster.url.clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<Daemon> = (1..=3).map(|i| node(&tmp.path().join(format!("n{i}")), &url, &format!("n{i}"))).collect();
+    nodes[0].ok(&["schedule", "add", "tick", "--cron", "* * * * * *", "--overlap", "allow", "--shell", "--", "true"]);
+    let store = rt.block_on(owl_store_postgres::PgStore::open(&url, Default::default())).unwrap();
+    let running_on =
+        |name: &str| -> u64 { rt.block_on(store.nodes()).unwrap().into_iter().find(|n| n.node == name).map(|n| n.running).unwrap_or(0) };
+
+    let mut ids = vec![];
+    let batches = 10;
+    for b in 0..batches {
+        ids.extend(submit_batch(&nodes[b % 3], &rt, total / batches));
+        match b {
+            3 => {
+                // n2 dies mid-run and comes back.
+                wait_for("n2 to run something", Duration::from_secs(20), || (running_on("n2") > 0).then_some(()));
+                nodes[1].kill9();
+                std::thread::sleep(Duration::from_millis(300));
+                nodes[1].restart();
+            }
+            6 => {
+                // n3 freezes past its lease: the others rescue its attempts, and when it thaws
+                // its completions of them are refused.
+                wait_for("n3 to run something", Duration::from_secs(20), || (running_on("n3") > 0).then_some(()));
+                nodes[2].signal(nix::sys::signal::Signal::SIGSTOP);
+                std::thread::sleep(Duration::from_millis(3500));
+                nodes[2].signal(nix::sys::signal::Signal::SIGCONT);
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+    // The database restarts under load.
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.restart().unwrap();
+    let ids: Vec<owl_core::TaskId> = ids.into_iter().map(owl_core::TaskId).collect();
+    wait_for("every task to succeed", Duration::from_secs(240), || {
+        let filter = owl_store::TaskFilter { ids: ids.clone(), statuses: vec![owl_core::task::Status::Succeeded], ..Default::default() };
+        (rt.block_on(store.list(filter)).ok()?.len() == ids.len()).then_some(())
+    });
+    nodes[0].ok(&["schedule", "pause", "tick"]);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let mut refused_late = 0;
+    for id in &ids {
+        let t = rt.block_on(store.get(*id)).unwrap();
+        assert_eq!(t.state.status(), owl_core::task::Status::Succeeded, "{t:?}");
+        let runs = rt.block_on(store.runs(*id)).unwrap();
+        let wins = runs.iter().filter(|r| r.outcome == Some(owl_core::RunOutcome::Succeeded)).count();
+        assert_eq!(wins, 1, "task {id} succeeded once: {runs:?}");
+        refused_late +=
+            runs.iter().filter(|r| r.node == "n3" && matches!(r.outcome, Some(owl_core::RunOutcome::Interrupted { .. }))).count();
+    }
+    assert!(refused_late > 0, "n3 held leases when it froze; those attempts were rescued and its late completions refused");
+
+    let history = rt.block_on(store.schedule_history("tick", 100_000)).unwrap();
+    let mut slots: Vec<i64> = history.iter().map(|f| f.scheduled_for.0).collect();
+    slots.sort();
+    assert!(slots.len() >= 10, "{history:?}");
+    for w in slots.windows(2) {
+        assert_eq!(w[1] - w[0], 1000, "every second has exactly one fire: a gap or a duplicate between {} and {}", w[0], w[1]);
+    }
+    let fired: Vec<_> = history.iter().filter(|f| f.outcome == "fired").collect();
+    let tasks = rt.block_on(store.list(owl_store::TaskFilter { label: Some("schedule:tick".into()), ..Default::default() })).unwrap();
+    assert_eq!(fired.len(), tasks.len(), "one task per fired slot");
+    assert_eq!(fired.len(), history.len(), "no slot was missed: {:?}", history.iter().filter(|f| f.outcome != "fired").collect::<Vec<_>>());
 }
