@@ -173,7 +173,8 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
         Some(t) if !t.expose().is_empty() => t.expose().to_string(),
         _ => ensure_token(&layout.token_file())?,
     };
-    let (store, single_node) = open_store(&settings, &layout).await?;
+    let (store, pg) = open_store(&settings, &layout).await?;
+    let single_node = pg.is_none();
     let listener = tokio::net::TcpListener::bind(&settings.daemon.listen).await.with_context(|| {
         format!(
             "cannot listen on {}; pick another address with --listen or [daemon] listen (port 0 picks a free one)",
@@ -187,7 +188,11 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
     // data (database, token) or config (secrets).
     engine_config.sandbox.exe = std::env::current_exe().ok();
     engine_config.sandbox.hidden = vec![layout.root().to_path_buf(), config.0.clone(), crate::agents_setup::secrets_file(&config.0)];
-    let (engine, dispatch) = Engine::new(store, layout.clone(), engine_config, Arc::new(SystemClock));
+    let clock: Arc<dyn owl_engine::Clock> = match &pg {
+        Some(pg) => db_clock(pg.clone()).await,
+        None => Arc::new(SystemClock),
+    };
+    let (engine, dispatch) = Engine::new(store, layout.clone(), engine_config, clock);
     engine.set_agents(crate::agents_setup::build(&settings, &config.0, sandbox_base(&engine))?);
     engine.set_memory(crate::memory_setup::open(&settings.memory, layout.root())?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -244,20 +249,55 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
 }
 
 /// The store `[store] url` names (PostgreSQL, shared with other daemons), or SQLite in the
-/// data dir; and whether this daemon is the only one using it.
-async fn open_store(settings: &Settings, layout: &DataLayout) -> Result<(Arc<dyn owl_store::Store>, bool)> {
+/// data dir; the PostgreSQL store again when it is one (this daemon is then not alone on it).
+async fn open_store(
+    settings: &Settings,
+    layout: &DataLayout,
+) -> Result<(Arc<dyn owl_store::Store>, Option<Arc<owl_store_postgres::PgStore>>)> {
     match settings.store.url.as_ref().map(|u| u.expose().to_string()).filter(|u| !u.is_empty()) {
         Some(url) => {
             let opts = owl_store_postgres::Options { pool_size: settings.store.pool_size, migrate: owl_store_postgres::Migrate::Check };
             let store = owl_store_postgres::PgStore::open(&url, opts).await.context("cannot open the PostgreSQL store (store.url)")?;
             tracing::info!(store = store.url(), "using the shared PostgreSQL store");
-            Ok((Arc::new(store), false))
+            let store = Arc::new(store);
+            Ok((store.clone(), Some(store)))
         }
         None => {
             let store = SqliteStore::open(&layout.database(), Durability::Full)
                 .with_context(|| format!("cannot open the database {}", layout.database().display()))?;
-            Ok((Arc::new(store), true))
+            Ok((Arc::new(store), None))
         }
+    }
+}
+
+/// How often a node measures its clock against the database's.
+const CLOCK_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// On a shared store every node keeps time by the database's clock (its own, corrected by the
+/// offset measured now and every half minute), so skewed nodes agree on slots and leases.
+async fn db_clock(pg: Arc<owl_store_postgres::PgStore>) -> Arc<dyn owl_engine::Clock> {
+    let clock = Arc::new(owl_engine::OffsetClock::new(Arc::new(SystemClock)));
+    measure_clock(&pg, &clock).await;
+    let (pg2, clock2) = (pg.clone(), clock.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(CLOCK_CHECK).await;
+            measure_clock(&pg2, &clock2).await;
+        }
+    });
+    clock
+}
+
+async fn measure_clock(pg: &owl_store_postgres::PgStore, clock: &Arc<owl_engine::OffsetClock>) {
+    let base = clock.clone();
+    match pg.clock_offset(&move || base.base_now().0).await {
+        Ok((offset, rtt)) => {
+            if offset.abs() > 1000 {
+                tracing::warn!(offset_ms = offset, rtt_ms = rtt, "this node's clock is off the database's; owl keeps time by the database's");
+            }
+            clock.set_offset(offset);
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot compare this node's clock with the database's; keeping the last offset"),
     }
 }
 

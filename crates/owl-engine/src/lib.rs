@@ -123,6 +123,43 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock corrected by an offset measured against a reference (the shared database's clock),
+/// so nodes whose own clocks disagree still agree on what is due and when a lease ends.
+pub struct OffsetClock {
+    base: Arc<dyn Clock>,
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl OffsetClock {
+    pub fn new(base: Arc<dyn Clock>) -> Self {
+        OffsetClock { base, offset_ms: std::sync::atomic::AtomicI64::new(0) }
+    }
+
+    /// The base clock, uncorrected: what a measurement compares with the reference.
+    pub fn base_now(&self) -> Timestamp {
+        self.base.now()
+    }
+
+    /// Adopts a new offset (reference minus base, in ms). Changes under 20 ms are noise of the
+    /// measurement and are ignored, so time does not wobble back and forth.
+    pub fn set_offset(&self, ms: i64) {
+        let old = self.offset_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if (ms - old).abs() >= 20 {
+            self.offset_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.base.now().0.saturating_add(self.offset_ms()))
+    }
+}
+
 /// Commands the dispatch loop consumes.
 #[derive(Debug)]
 pub(crate) enum Command {

@@ -511,3 +511,21 @@ async fn a_disabled_trigger_does_not_fire_for_tasks_that_finished_while_it_was_o
     assert_eq!(count(&h, "follow").await, 1, "only the task that finished while enabled");
     assert_eq!(fired[0].spec.env.get("OWL_TRIGGER_TASK"), Some(&on.to_string()));
 }
+
+#[test]
+fn an_offset_clock_follows_its_reference_and_ignores_measurement_noise() {
+    struct Fixed;
+    impl Clock for Fixed {
+        fn now(&self) -> Timestamp {
+            Timestamp(1_000_000)
+        }
+    }
+    let c = crate::OffsetClock::new(Arc::new(Fixed));
+    assert_eq!(c.now(), Timestamp(1_000_000));
+    c.set_offset(-60_000);
+    assert_eq!(c.now(), Timestamp(940_000));
+    c.set_offset(-60_010);
+    assert_eq!(c.now(), Timestamp(940_000), "a 10 ms change is noise");
+    c.set_offset(-59_000);
+    assert_eq!((c.now(), c.base_now()), (Timestamp(941_000), Timestamp(1_000_000)));
+}

@@ -193,6 +193,28 @@ impl PgStore {
         Ok((schema::current(self).await?, schema::newest()))
     }
 
+    /// How far the database server's clock is ahead of `local` (milliseconds since the epoch),
+    /// and the round trip of the best of three measurements.
+    pub async fn clock_offset(&self, local: &(dyn Fn() -> i64 + Send + Sync)) -> Result<(i64, u64), StoreError> {
+        let client = self.client().await.map_err(Fail::into_store)?;
+        let st = client
+            .prepare_cached("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT")
+            .await
+            .map_err(|e| StoreError::Backend(describe(&e)))?;
+        let mut best: Option<(i64, u64)> = None;
+        for _ in 0..3 {
+            let t0 = local();
+            let db: i64 = client.query_one(&st, &[]).await.map_err(|e| StoreError::Backend(describe(&e)))?.get(0);
+            let t1 = local();
+            let rtt = (t1 - t0).max(0) as u64;
+            let offset = db - (t0 + t1) / 2;
+            if best.is_none_or(|(_, r)| rtt < r) {
+                best = Some((offset, rtt));
+            }
+        }
+        Ok(best.expect("three measurements"))
+    }
+
     /// The URL without its password.
     pub fn url(&self) -> &str {
         &self.shown

@@ -243,3 +243,13 @@ async fn a_bad_url_and_an_unreachable_server_are_named() {
     assert!(err.contains("cannot connect") && err.contains("127.0.0.1:1") && !err.contains("hunter2"), "{err}");
     assert_eq!(redact("postgres://u:secret@h:5/db"), "postgres://u:***@h:5/db");
 }
+
+/// A node whose clock runs a minute ahead learns the database's time within a round trip.
+#[tokio::test]
+async fn a_skewed_node_measures_its_offset_from_the_database_clock() {
+    let s = testing::fresh_store().await;
+    let ahead = || Timestamp::from_system(std::time::SystemTime::now()).0 + 60_000;
+    let (offset, rtt) = s.clock_offset(&ahead).await.unwrap();
+    assert!(rtt < 1000, "{rtt}");
+    assert!((offset + 60_000).abs() <= rtt as i64 + 50, "offset {offset} rtt {rtt}");
+}
