@@ -20,6 +20,18 @@ pub struct StatusView {
     pub shutting_down: bool,
     /// Task counts by status.
     pub tasks: BTreeMap<Status, u64>,
+    /// The queue's database: `sqlite` or `postgres`, where, and the facts an operator watches.
+    pub store: StoreView,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoreView {
+    pub backend: String,
+    pub location: String,
+    pub schema_version: i64,
+    /// e.g. `database_bytes`; on PostgreSQL also `dead_tuples`, `tasks_dead_tuples` and
+    /// `oldest_transaction_seconds`.
+    pub facts: BTreeMap<String, i64>,
 }
 
 /// `GET /v1/nodes`: every daemon that uses this store.

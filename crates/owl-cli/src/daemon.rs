@@ -293,7 +293,11 @@ async fn measure_clock(pg: &owl_store_postgres::PgStore, clock: &Arc<owl_engine:
     match pg.clock_offset(&move || base.base_now().0).await {
         Ok((offset, rtt)) => {
             if offset.abs() > 1000 {
-                tracing::warn!(offset_ms = offset, rtt_ms = rtt, "this node's clock is off the database's; owl keeps time by the database's");
+                tracing::warn!(
+                    offset_ms = offset,
+                    rtt_ms = rtt,
+                    "this node's clock is off the database's; owl keeps time by the database's"
+                );
             }
             clock.set_offset(offset);
         }

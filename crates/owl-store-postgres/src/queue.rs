@@ -655,6 +655,36 @@ impl QueueStore for PgStore {
         }
         .await)
     }
+    async fn health(&self) -> Result<StoreHealth, StoreError> {
+        in_read!(self, |t| {
+            async {
+            let r = query_one(
+                &t,
+                "SELECT pg_database_size(current_database()), \
+                   (SELECT coalesce(sum(n_dead_tup), 0)::BIGINT FROM pg_stat_user_tables WHERE schemaname = current_schema()), \
+                   (SELECT coalesce(max(n_dead_tup), 0)::BIGINT FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = 'tasks'), \
+                   (SELECT coalesce(extract(epoch FROM now() - min(xact_start)), 0)::BIGINT FROM pg_stat_activity \
+                      WHERE datname = current_database() AND state <> 'idle' AND pid <> pg_backend_pid()), \
+                   (SELECT coalesce(max(version), 0)::BIGINT FROM schema_migrations)",
+                &[],
+            )
+            .await?;
+            R::Ok(StoreHealth {
+                backend: "postgres".into(),
+                location: self.url().to_string(),
+                schema_version: r.get(4),
+                facts: [
+                    ("database_bytes".to_string(), r.get::<_, i64>(0)),
+                    ("dead_tuples".to_string(), r.get(1)),
+                    ("tasks_dead_tuples".to_string(), r.get(2)),
+                    ("oldest_transaction_seconds".to_string(), r.get(3)),
+                ]
+                .into(),
+            })
+        }
+        .await
+        })
+    }
     async fn counts(&self) -> Result<StatusCounts, StoreError> {
         in_read!(self, |t| async {
             let mut out = StatusCounts::default();

@@ -225,6 +225,21 @@ impl QueueStore for SqliteStore {
         })
         .await
     }
+    async fn health(&self) -> Result<StoreHealth, StoreError> {
+        let location = self.path().display().to_string();
+        self.read(move |c| {
+            let one = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).map_err(backend);
+            let bytes = one("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")?;
+            let free = one("SELECT freelist_count * page_size FROM pragma_freelist_count(), pragma_page_size()")?;
+            Ok(StoreHealth {
+                backend: "sqlite".into(),
+                location,
+                schema_version: one("SELECT coalesce(max(version), 0) FROM schema_migrations")?,
+                facts: [("database_bytes".to_string(), bytes), ("free_bytes".to_string(), free)].into(),
+            })
+        })
+        .await
+    }
     async fn counts(&self) -> Result<StatusCounts, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT status, count(*) FROM tasks GROUP BY status").map_err(backend)?;

@@ -79,6 +79,8 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn beat_node(&self, beat: NodeBeat) -> Result<(), StoreError>;
     /// Every node that ever reported, by name, with the tasks each is running.
     async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError>;
+    /// Which backend this is and the facts an operator watches.
+    async fn health(&self) -> Result<StoreHealth, StoreError>;
 }
 
 /// Schedules, their fires (one per slot) and their history.

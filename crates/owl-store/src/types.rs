@@ -125,6 +125,19 @@ pub struct NodeInfo {
     pub running: u64,
 }
 
+/// What the backend says about itself for `owl status`: which it is, where, and facts an
+/// operator watches (sizes, for PostgreSQL dead tuples and the oldest open transaction).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoreHealth {
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    /// The database file, or the URL without its password.
+    pub location: String,
+    pub schema_version: i64,
+    /// Named numbers, e.g. `database_bytes`, `dead_tuples`, `oldest_transaction_seconds`.
+    pub facts: BTreeMap<String, i64>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StatusCounts(pub BTreeMap<Status, u64>);
 

@@ -221,6 +221,8 @@ pub async fn status(client: &Client, json: bool) -> Result<()> {
     println!("  workers    {} running of {}{}", s.running, s.workers, if s.shutting_down { " (shutting down)" } else { "" });
     let counts: Vec<String> = s.tasks.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!("  tasks      {}", if counts.is_empty() { "none".into() } else { counts.join(", ") });
+    let facts: Vec<String> = s.store.facts.iter().map(|(k, v)| format!("{} {v}", k.replace('_', " "))).collect();
+    println!("  store      {} {} (schema {}): {}", s.store.backend, s.store.location, s.store.schema_version, facts.join(", "));
     Ok(())
 }
 

@@ -44,6 +44,10 @@ fn two_daemons_share_one_postgres_queue_and_a_dead_nodes_task_runs_again() {
     assert_eq!(names, ["web-1", "web-2"], "{listed}");
     assert!(listed["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "alive"), "{listed}");
     assert_eq!(listed["this"], "web-1");
+    let st = a.json(&["status"]);
+    assert_eq!(st["store"]["backend"], "postgres", "{st}");
+    assert!(st["store"]["facts"]["dead_tuples"].is_i64() && st["store"]["facts"]["oldest_transaction_seconds"].is_i64(), "{st}");
+    assert!(a.ok(&["status"]).contains("store      postgres postgres://owl@127.0.0.1"));
 
     // A task written by some other node (here, straight into the store) is found by polling:
     // neither daemon is told of it.

@@ -3,11 +3,12 @@
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::Json;
-use owl_api::{NodeList, NodeView, StatusView};
+use owl_api::{NodeList, NodeView, StatusView, StoreView};
 
 #[utoipa::path(get, path = "/v1/status", summary = "Daemon status and task counts", responses((status = 200, description = "OK", body = StatusView)))]
 pub async fn status(State(state): State<AppState>) -> Result<Json<StatusView>, ApiError> {
     let counts = state.engine.store().counts().await?;
+    let h = state.engine.store().health().await?;
     let st = state.engine.status();
     let now = state.engine.now();
     Ok(Json(StatusView {
@@ -22,6 +23,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<StatusView>, A
         running: st.running,
         shutting_down: st.shutting_down,
         tasks: counts.0,
+        store: StoreView { backend: h.backend, location: h.location, schema_version: h.schema_version, facts: h.facts },
     }))
 }
 

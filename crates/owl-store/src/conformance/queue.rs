@@ -354,4 +354,7 @@ pub async fn nodes_keep_their_last_report_and_count_their_running_tasks(s: DynSt
     assert_eq!((nodes[0].last_seen, nodes[0].pid, nodes[0].running, nodes[0].workers), (later, 43, 1, 4));
     assert_eq!((nodes[1].last_seen, nodes[1].running), (T0, 0));
     assert_eq!(nodes[0].version, "1.2.3");
+    let h = s.health().await.unwrap();
+    assert!(["sqlite", "postgres"].contains(&h.backend.as_str()), "{h:?}");
+    assert!(h.schema_version > 0 && h.facts.get("database_bytes").is_some_and(|b| *b > 0), "{h:?}");
 }
