@@ -91,8 +91,10 @@ pub(crate) async fn condition_loop(s: Arc<Shared>, mut stop: watch::Receiver<boo
             next.insert(t.id, now + Duration::from_millis(*every_ms));
             let value = check(&s, t.id, probe, Duration::from_millis(*every_ms)).await;
             let key = format!("condition:{}", t.id);
-            let was = s.store.kv_get(&key).await.ok().flatten().map(|v| v == "true");
-            let _ = s.store.kv_set(&key, if value { "true" } else { "false" }).await;
+            // One atomic swap: where several nodes share the store, only the one whose swap
+            // turned false into true saw the edge, so an edge fires once.
+            let Ok(was) = s.store.kv_swap(&key, if value { "true" } else { "false" }).await else { continue };
+            let was = was.map(|v| v == "true");
             // A condition first seen true (no stored value) counts as an edge only after the
             // trigger was created: a brand-new trigger on an already-true condition fires once.
             if !value || was == Some(true) {

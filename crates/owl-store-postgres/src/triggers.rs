@@ -201,6 +201,18 @@ impl TriggerStore for PgStore {
     async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError> {
         in_read!(self, |t| async { R::Ok(query_opt(&t, "SELECT value FROM kv WHERE key = $1", &[&key]).await?.map(|r| r.get(0))) }.await)
     }
+    async fn kv_swap(&self, key: &str, value: &str) -> Result<Option<String>, StoreError> {
+        in_write!(self, |t| async {
+            // Swappers of one key take turns (the row may not exist yet, so a row lock is not
+            // enough), and each reads what the one before it wrote.
+            exec(&t, "SELECT pg_advisory_xact_lock(hashtextextended('owl.kv:' || $1, 0))", &[&key]).await?;
+            let old: Option<String> = query_opt(&t, "SELECT value FROM kv WHERE key = $1", &[&key]).await?.map(|r| r.get(0));
+            exec(&t, "INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", &[&key, &value])
+                .await?;
+            R::Ok(old)
+        }
+        .await)
+    }
     async fn kv_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
         in_write!(self, |t| async {
             exec(&t, "INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", &[&key, &value])

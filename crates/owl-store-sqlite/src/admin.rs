@@ -422,6 +422,24 @@ impl TriggerStore for SqliteStore {
         })
         .await
     }
+    async fn kv_swap(&self, key: &str, value: &str) -> Result<Option<String>, StoreError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        // The single writer makes the read and the write one step.
+        self.write(move |c| {
+            let old: Option<String> = c
+                .prepare_cached("SELECT value FROM kv WHERE key = ?1")
+                .map_err(backend)?
+                .query_row([&key], |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            c.prepare_cached("INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+                .map_err(backend)?
+                .execute(params![key, value])
+                .map_err(backend)?;
+            Ok(old)
+        })
+        .await
+    }
     async fn kv_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let (key, value) = (key.to_string(), value.to_string());
         self.write(move |c| {

@@ -168,6 +168,9 @@ pub trait TriggerStore: Send + Sync + 'static {
     async fn failures_since(&self, since: Timestamp) -> Result<u64, StoreError>;
     async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn kv_set(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Sets `key` and returns the value it had, atomically: of nodes swapping one key at once,
+    /// each sees the value the one before it wrote (a condition's edge is seen by one node).
+    async fn kv_swap(&self, key: &str, value: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// Agent records: transcripts, results, usage, git records of repository tasks, approvals

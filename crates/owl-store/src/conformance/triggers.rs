@@ -76,4 +76,20 @@ pub async fn finished_tasks_are_walked_in_order_by_cursor(s: DynStore) {
     s.kv_set("cursor", "1").await.unwrap();
     s.kv_set("cursor", "2").await.unwrap();
     assert_eq!(s.kv_get("cursor").await.unwrap().as_deref(), Some("2"));
+    assert_eq!(s.kv_swap("edge", "true").await.unwrap(), None);
+    // Of swaps racing on one key, exactly one sees the value before them all.
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.kv_swap("edge", "false").await.unwrap() })
+        })
+        .collect();
+    let mut saw_true = 0;
+    for r in racers {
+        if r.await.unwrap().as_deref() == Some("true") {
+            saw_true += 1;
+        }
+    }
+    assert_eq!(saw_true, 1);
+    assert_eq!(s.kv_get("edge").await.unwrap().as_deref(), Some("false"));
 }
