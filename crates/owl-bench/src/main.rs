@@ -2,6 +2,7 @@
 //!
 //! `owl-bench [--quick] [--skip-idle]` for the queue and daemon figures;
 //! `owl-bench scheduler [--quick]` for the scheduler figures (about 90 s);
+//! `owl-bench scaleout [--quick]` for SQLite beside PostgreSQL and 1 to 3 nodes on one database;
 //! `owl-bench eval` for the default agent's evaluation (16 first tasks, local model);
 //! `owl-bench footprint` for the daemon's memory with both local models loaded;
 //! `owl-bench memory [--quick]` for the memory index at 100,000 items and the embedder;
@@ -14,6 +15,7 @@ mod daemon_figures;
 mod eval_figures;
 mod memory_figures;
 mod queue_figures;
+mod scaleout_figures;
 mod scheduler_figures;
 
 use serde_json::{json, Map, Value};
@@ -79,6 +81,12 @@ fn main() {
         for (k, v) in daemon_figures::footprint() {
             out.insert(k, v);
         }
+    } else if args.get(1).map(String::as_str) == Some("scaleout") {
+        rt.block_on(async {
+            for (k, v) in scaleout_figures::run(quick).await {
+                out.insert(k, v);
+            }
+        });
     } else if args.get(1).map(String::as_str) == Some("scheduler") {
         rt.block_on(async {
             for (k, v) in scheduler_figures::run(quick).await {

@@ -1,4 +1,5 @@
-//! The scheduler under a simulated clock, over the real SQLite store.
+//! The scheduler under a simulated clock, over the real SQLite store and the real PostgreSQL
+//! store (where a racing pass comes from a second node with its own connections).
 
 use crate::scheduler::Scheduler;
 use owl_core::lifecycle::RetryPolicy;
@@ -19,6 +20,48 @@ fn t0() -> Timestamp {
 fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
     // NORMAL keeps a simulated day quick; durability is not what these tests are about.
     Arc::new(SqliteStore::open(&dir.path().join("owl.db"), Durability::Normal).unwrap())
+}
+
+/// Which store a test runs on: both backends pass the same simulated schedules.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh store, and a second handle on the same database: another node's (SQLite: the same).
+async fn stores(b: Backend) -> (Arc<dyn Store>, Arc<dyn Store>, Option<tempfile::TempDir>) {
+    match b {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let s = store(&dir);
+            (s.clone(), s, Some(dir))
+        }
+        Backend::Postgres => {
+            let url = owl_store_postgres::testing::fresh_schema().await.unwrap();
+            let open = || async {
+                let opts = owl_store_postgres::Options { pool_size: 4, migrate: owl_store_postgres::Migrate::Apply };
+                Arc::new(owl_store_postgres::PgStore::open(&url, opts).await.unwrap()) as Arc<dyn Store>
+            };
+            (open().await, open().await, None)
+        }
+    }
+}
+
+/// One test per backend, `sqlite` and `postgres`, in a module named after the case.
+macro_rules! on_both {
+    ($case:ident) => {
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$case(super::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$case(super::Backend::Postgres).await
+            }
+        }
+    };
 }
 
 fn minutely(name: &str, misfire: Misfire, overlap: Overlap) -> ScheduleSpec {
@@ -53,10 +96,9 @@ async fn fired_slots(s: &Arc<dyn Store>, name: &str) -> Vec<Timestamp> {
     v
 }
 
-#[tokio::test]
-async fn a_minutely_schedule_fires_exactly_1440_times_in_a_simulated_day_across_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+on_both!(a_minutely_schedule_fires_exactly_1440_times_in_a_simulated_day_across_restarts);
+async fn a_minutely_schedule_fires_exactly_1440_times_in_a_simulated_day_across_restarts(b: Backend) {
+    let (s, _other, _dir) = stores(b).await;
     create(&s, minutely("m", Misfire::Skip, Overlap::Allow), t0()).await;
     let end = t0().plus(Duration::from_secs(86_400));
     let mut rng = fastrand::Rng::with_seed(7);
@@ -85,7 +127,7 @@ async fn a_minutely_schedule_fires_exactly_1440_times_in_a_simulated_day_across_
         }
         if rng.u8(0..25) == 0 {
             // Two schedulers racing over the same store (a stale pass must be refused).
-            let mut other = Scheduler::new(s.clone());
+            let mut other = Scheduler::new(_other.clone());
             let (mut ja, mut jb) = (no_jitter(), no_jitter());
             let (a, b) = tokio::join!(sched.tick(now, &mut ja), other.tick(now, &mut jb));
             a.unwrap();
@@ -104,10 +146,9 @@ async fn a_minutely_schedule_fires_exactly_1440_times_in_a_simulated_day_across_
     assert_eq!((sch.fired, sch.missed, sch.skipped), (1440, 0, 0));
 }
 
-#[tokio::test]
-async fn a_clock_stepped_backwards_never_fires_a_slot_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+on_both!(a_clock_stepped_backwards_never_fires_a_slot_twice);
+async fn a_clock_stepped_backwards_never_fires_a_slot_twice(b: Backend) {
+    let (s, _other, _dir) = stores(b).await;
     create(&s, minutely("b", Misfire::Skip, Overlap::Allow), t0()).await;
     let mut sched = Scheduler::new(s.clone());
     let mut j = no_jitter();
@@ -124,11 +165,10 @@ async fn a_clock_stepped_backwards_never_fires_a_slot_twice() {
     assert_eq!(fired_slots(&s, "b").await.len(), 31, "and the next new slot still fires");
 }
 
-#[tokio::test]
-async fn each_misfire_policy_after_three_hours_down() {
+on_both!(each_misfire_policy_after_three_hours_down);
+async fn each_misfire_policy_after_three_hours_down(b: Backend) {
     for (policy, expected) in [(Misfire::Skip, 0usize), (Misfire::Once, 1), (Misfire::All, 50)] {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(&dir);
+        let (s, _other, _dir) = stores(b).await;
         let name = format!("{policy:?}").to_lowercase();
         create(&s, minutely(&name, policy, Overlap::Allow), t0()).await;
         let mut sched = Scheduler::new(s.clone());
@@ -155,9 +195,8 @@ async fn each_misfire_policy_after_three_hours_down() {
 
 /// Simulates tasks that each run `job` seconds, for `minutes` minutes of a 60 s schedule,
 /// one second at a time. Returns (fires, peak concurrency).
-async fn overlap_run(policy: Overlap, job: u64, minutes: u64) -> (usize, usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+async fn overlap_run(b: Backend, policy: Overlap, job: u64, minutes: u64) -> (usize, usize) {
+    let (s, _other, _dir) = stores(b).await;
     let mut spec = minutely("o", Misfire::Skip, policy);
     spec.when = When::Every { every_ms: 60_000, anchor: t0() };
     create(&s, spec, t0().minus(Duration::from_millis(1))).await;
@@ -196,23 +235,22 @@ async fn complete(s: &Arc<dyn Store>, id: owl_core::TaskId, attempt: u32, outcom
         .unwrap();
 }
 
-#[tokio::test]
-async fn each_overlap_policy_with_a_150s_job_on_a_60s_schedule() {
+on_both!(each_overlap_policy_with_a_150s_job_on_a_60s_schedule);
+async fn each_overlap_policy_with_a_150s_job_on_a_60s_schedule(b: Backend) {
     // Slots at 0, 60, ..., 600 s: 11 slots in 10 minutes.
-    let (fires, peak) = overlap_run(Overlap::Allow, 150, 10).await;
+    let (fires, peak) = overlap_run(b, Overlap::Allow, 150, 10).await;
     assert_eq!((fires, peak), (11, 3), "allow: every slot runs, up to three at once");
-    let (fires, peak) = overlap_run(Overlap::Skip, 150, 10).await;
+    let (fires, peak) = overlap_run(b, Overlap::Skip, 150, 10).await;
     assert_eq!((fires, peak), (4, 1), "skip: 0, 180, 360, 540");
-    let (fires, peak) = overlap_run(Overlap::Queue, 150, 10).await;
+    let (fires, peak) = overlap_run(b, Overlap::Queue, 150, 10).await;
     assert_eq!((fires, peak), (5, 1), "queue: 0, then buffered 60 at 150, 180 at 300, 360 at 450, 480 at 600");
-    let (fires, peak) = overlap_run(Overlap::Replace, 150, 10).await;
+    let (fires, peak) = overlap_run(b, Overlap::Replace, 150, 10).await;
     assert_eq!((fires, peak), (11, 1), "replace: every slot runs, cancelling the previous one");
 }
 
-#[tokio::test]
-async fn end_dates_max_runs_and_one_time_schedules_finish() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+on_both!(end_dates_max_runs_and_one_time_schedules_finish);
+async fn end_dates_max_runs_and_one_time_schedules_finish(b: Backend) {
+    let (s, _other, _dir) = stores(b).await;
     let mut capped = minutely("capped", Misfire::Skip, Overlap::Allow);
     capped.max_runs = Some(3);
     create(&s, capped, t0()).await;
@@ -238,10 +276,9 @@ async fn end_dates_max_runs_and_one_time_schedules_finish() {
     assert_eq!(s.next_schedule_due().await.unwrap(), None, "nothing left to wake for");
 }
 
-#[tokio::test]
-async fn fired_tasks_carry_the_schedule_and_jitter_delays_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+on_both!(fired_tasks_carry_the_schedule_and_jitter_delays_them);
+async fn fired_tasks_carry_the_schedule_and_jitter_delays_them(b: Backend) {
+    let (s, _other, _dir) = stores(b).await;
     let mut spec = minutely("j", Misfire::Skip, Overlap::Allow);
     spec.jitter_ms = 10_000;
     create(&s, spec, t0()).await;

@@ -10,8 +10,10 @@
 //!
 //! **The finish log is in commit order.** A sequence hands out numbers when rows are written,
 //! not when they commit, so a cursor could pass a number whose transaction commits a moment
-//! later. Writers of `task_finishes` first take one advisory lock held to their commit, so
-//! numbers are handed out in the order the transactions commit.
+//! later. So writers leave a finish's position empty, and readers number the committed rows
+//! that have none, one reader at a time (an advisory lock held to the reader's commit): a row
+//! committed late gets a position after every one read before it, and completions on
+//! different nodes never wait for each other.
 
 mod queue;
 mod records;

@@ -12,8 +12,8 @@ use owl_store::*;
 use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 
-/// Held by every transaction that appends to the finish log, until it commits: numbers are
-/// then handed out in commit order, so a cursor never passes a finish committed late.
+/// Held by a reader while it numbers the finish log's new rows, until it commits: readers take
+/// turns, so each numbers only rows committed before it and after every row numbered before.
 const FINISH_LOCK: i64 = 0x6f77_6c5f_6669_6e69; // "owl_fini"
 /// Held by claims while some group has a parallel limit: the running count of a group is then
 /// read and raised by one claimer at a time across every node.
@@ -28,6 +28,10 @@ fn verb(s: Status) -> &'static str {
 }
 
 pub(crate) async fn submit(t: &Tx<'_>, batch: &[NewTask], now: Timestamp) -> R<Vec<Submitted>> {
+    let plain = |i: &NewTask| i.batch_deps.is_empty() && i.spec.depends_on.is_empty() && i.spec.idempotency_key.is_none();
+    if batch.len() > 1 && batch.iter().all(plain) {
+        return submit_plain(t, batch, now).await;
+    }
     let refs: Vec<Vec<DepRef>> = batch.iter().map(|t| t.batch_deps.iter().map(|i| DepRef::Batch(*i)).collect()).collect();
     let order = insertion_order(&refs);
     let mut out: Vec<Option<Submitted>> = vec![None; batch.len()];
@@ -123,6 +127,56 @@ pub(crate) async fn submit(t: &Tx<'_>, batch: &[NewTask], now: Timestamp) -> R<V
     Ok(out.into_iter().map(|s| s.expect("every item was handled")).collect())
 }
 
+/// A batch of tasks that depend on nothing and carry no idempotency key: one statement for all
+/// of them, with ids taken from the table's sequence first so each item knows its own.
+async fn submit_plain(t: &Tx<'_>, batch: &[NewTask], now: Timestamp) -> R<Vec<Submitted>> {
+    let mut ids: Vec<i64> =
+        query(t, "SELECT nextval(pg_get_serial_sequence('tasks', 'id')) FROM generate_series(1, $1::BIGINT)", &[&(batch.len() as i64)])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    ids.sort();
+    let json = |v: &dyn erased::Json| v.json();
+    let specs: Vec<&owl_core::TaskSpec> = batch.iter().map(|i| &i.spec).collect();
+    let due: Vec<i64> = specs.iter().map(|s| s.run_at.unwrap_or(now).max(now).0).collect();
+    let status: Vec<Status> = due.iter().map(|d| if *d > now.0 { Status::Waiting } else { Status::Queued }).collect();
+    let cols = (
+        specs.iter().map(|s| json(&s.command)).collect::<Vec<_>>(),
+        specs.iter().map(|s| json(&s.env)).collect::<Vec<_>>(),
+        specs.iter().map(|s| s.cwd.clone()).collect::<Vec<_>>(),
+        specs.iter().map(|s| s.priority).collect::<Vec<_>>(),
+        specs.iter().map(|s| s.group.clone()).collect::<Vec<_>>(),
+        specs.iter().map(|s| s.run_at.map(|t| t.0)).collect::<Vec<_>>(),
+        specs.iter().map(|s| s.timeout_ms.map(|v| v as i64)).collect::<Vec<_>>(),
+        specs.iter().map(|s| s.max_attempts as i64).collect::<Vec<_>>(),
+        specs.iter().map(|s| serde_json::to_value(&s.labels).expect("labels serialize")).collect::<Vec<_>>(),
+        status.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+    );
+    let more = (
+        specs.iter().map(|s| (!s.inputs.is_empty()).then(|| json(&s.inputs))).collect::<Vec<_>>(),
+        specs.iter().map(|s| s.sandbox.as_ref().map(|b| json(b))).collect::<Vec<_>>(),
+        specs.iter().map(|s| s.repo.as_ref().map(|r| json(r))).collect::<Vec<_>>(),
+        specs.iter().map(|s| s.origin.as_ref().map(|o| json(o))).collect::<Vec<_>>(),
+    );
+    exec(
+        t,
+        "INSERT INTO tasks (id, created_at, updated_at, command, env, cwd, priority, grp, run_at, timeout_ms, max_attempts, \
+         labels, status, due_at, inputs, sandbox, repo, origin) \
+         SELECT u.id, $1::BIGINT, $1::BIGINT, u.command, u.env, u.cwd, u.priority, u.grp, u.run_at, u.timeout_ms, u.max_attempts, \
+           u.labels, u.status, u.due_at, u.inputs, u.sandbox, u.repo, u.origin \
+         FROM unnest($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::INTEGER[], $7::TEXT[], $8::BIGINT[], $9::BIGINT[], \
+           $10::BIGINT[], $11::JSONB[], $12::TEXT[], $13::BIGINT[], $14::TEXT[], $15::TEXT[], $16::TEXT[], $17::TEXT[]) \
+           AS u(id, command, env, cwd, priority, grp, run_at, timeout_ms, max_attempts, labels, status, due_at, inputs, sandbox, repo, origin)",
+        &[
+            &now.0, &ids, &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6, &cols.7, &cols.8, &cols.9, &due, &more.0, &more.1,
+            &more.2, &more.3,
+        ],
+    )
+    .await?;
+    Ok(ids.into_iter().zip(status).map(|(id, status)| Submitted { id: TaskId(id), created: true, status }).collect())
+}
+
 /// Serializing the JSON columns without naming each type.
 mod erased {
     pub trait Json {
@@ -135,16 +189,12 @@ mod erased {
     }
 }
 
-/// Writes `state` onto task `id`. Lease columns are kept for display; the status decides.
-pub(crate) async fn set_state(t: &Tx<'_>, id: TaskId, state: &TaskState, now: Timestamp) -> R<()> {
-    let (status, due_at, finished_at, reason, exit_code, signal): (
-        Status,
-        Option<i64>,
-        Option<i64>,
-        Option<String>,
-        Option<i32>,
-        Option<i32>,
-    ) = match state {
+/// The columns a state occupies in the `tasks` row: status, due_at, finished_at, reason,
+/// exit_code, signal.
+type StateColumns = (Status, Option<i64>, Option<i64>, Option<String>, Option<i32>, Option<i32>);
+
+fn state_columns(state: &TaskState, now: Timestamp) -> R<StateColumns> {
+    Ok(match state {
         TaskState::Queued => (Status::Queued, Some(now.0), None, None, None, None),
         TaskState::Waiting { reason: WaitReason::Time { until } | WaitReason::Retry { until, .. } } => {
             (Status::Waiting, Some(until.0), None, None, None, None)
@@ -157,7 +207,12 @@ pub(crate) async fn set_state(t: &Tx<'_>, id: TaskId, state: &TaskState, now: Ti
         }
         TaskState::TimedOut { finished_at, .. } => (Status::TimedOut, None, Some(finished_at.0), None, None, None),
         TaskState::Cancelled { finished_at, reason } => (Status::Cancelled, None, Some(finished_at.0), reason.clone(), None, None),
-    };
+    })
+}
+
+/// Writes `state` onto task `id`. Lease columns are kept for display; the status decides.
+pub(crate) async fn set_state(t: &Tx<'_>, id: TaskId, state: &TaskState, now: Timestamp) -> R<()> {
+    let (status, due_at, finished_at, reason, exit_code, signal) = state_columns(state, now)?;
     exec(
         t,
         "UPDATE tasks SET status = $2, updated_at = $3, due_at = coalesce($4, due_at), finished_at = $5, reason = $6, \
@@ -171,10 +226,28 @@ pub(crate) async fn set_state(t: &Tx<'_>, id: TaskId, state: &TaskState, now: Ti
     Ok(())
 }
 
-/// Appends a finish to the commit-ordered log that completion cursors follow.
+/// Appends a finish to the log that completion cursors follow; its position comes later, from
+/// [`sequence_finishes`].
 pub(crate) async fn record_finish(t: &Tx<'_>, id: TaskId, now: Timestamp) -> R<()> {
-    exec(t, "SELECT pg_advisory_xact_lock($1)", &[&FINISH_LOCK]).await?;
     exec(t, "INSERT INTO task_finishes (task_id, at) VALUES ($1, $2)", &[&id.0, &now.0]).await?;
+    Ok(())
+}
+
+/// Gives the committed finishes that have none their positions, in the order they were
+/// written. A sequence hands out numbers when a row is written, not when it commits, so
+/// numbering at write time could let a cursor pass a number whose transaction commits a moment
+/// later; numbering here, one reader at a time, only ever numbers rows already committed, each
+/// after every row numbered before it. Writers take no lock for it.
+pub(crate) async fn sequence_finishes(t: &Tx<'_>) -> R<()> {
+    exec(t, "SELECT pg_advisory_xact_lock($1)", &[&FINISH_LOCK]).await?;
+    exec(
+        t,
+        "WITH n AS (SELECT id, nextval('task_finish_seq') AS seq FROM \
+           (SELECT id FROM task_finishes WHERE seq IS NULL ORDER BY id LIMIT 10000) q) \
+         UPDATE task_finishes f SET seq = n.seq FROM n WHERE f.id = n.id",
+        &[],
+    )
+    .await?;
     Ok(())
 }
 
@@ -343,14 +416,37 @@ async fn claim(t: &Tx<'_>, c: &Claim) -> R<Vec<ClaimedTask>> {
     };
     let mut claimed = claimed;
     claimed.sort_by_key(|(id, prio, _)| (-(*prio as i64), *id));
-    let mut out = Vec::with_capacity(claimed.len());
-    for (id, _, attempt) in claimed {
-        exec(t, "INSERT INTO runs (task_id, attempt, node, started_at) VALUES ($1, $2, $3, $4)", &[&id, &attempt, &c.node, &c.now.0])
-            .await?;
-        let task = load(t, TaskId(id)).await?;
-        out.push(ClaimedTask { id: TaskId(id), attempt: attempt as u32, spec: task.spec });
+    if claimed.is_empty() {
+        return Ok(vec![]);
     }
-    Ok(out)
+    // Three statements however many were claimed: their run rows, their specs, their
+    // dependency lists.
+    let ids: Vec<i64> = claimed.iter().map(|c| c.0).collect();
+    let attempts: Vec<i64> = claimed.iter().map(|c| c.2).collect();
+    exec(
+        t,
+        "INSERT INTO runs (task_id, attempt, node, started_at) SELECT u.id, u.attempt, $3, $4 FROM unnest($1::BIGINT[], $2::BIGINT[]) AS u(id, attempt)",
+        &[&ids, &attempts, &c.node, &c.now.0],
+    )
+    .await?;
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ANY($1)");
+    let mut specs: HashMap<i64, owl_core::TaskSpec> = HashMap::new();
+    for r in query(t, &sql, &[&ids]).await? {
+        let task = task_row(&r)?;
+        specs.insert(task.id.0, task.spec);
+    }
+    for r in query(t, "SELECT task_id, dep_id FROM task_deps WHERE task_id = ANY($1) ORDER BY task_id, dep_id", &[&ids]).await? {
+        if let Some(spec) = specs.get_mut(&r.get::<_, i64>(0)) {
+            spec.depends_on.push(TaskId(r.get(1)));
+        }
+    }
+    claimed
+        .into_iter()
+        .map(|(id, _, attempt)| {
+            let spec = specs.remove(&id).ok_or_else(|| StoreError::Backend(format!("claimed task {id} vanished")))?;
+            Ok(ClaimedTask { id: TaskId(id), attempt: attempt as u32, spec })
+        })
+        .collect()
 }
 
 async fn heartbeat(t: &Tx<'_>, b: &Heartbeat) -> R<HeartbeatReply> {
@@ -382,12 +478,37 @@ async fn complete(t: &Tx<'_>, c: &Completion) -> R<Changes> {
         return Err(StoreError::StaleAttempt { id: c.id, attempt: c.attempt, current: attempts, status }.into());
     }
     let (state, failures) = after_run(&c.outcome, c.attempt, failures, max_attempts, &c.policy, c.now, c.jitter);
-    end_run(t, c.id, c.attempt, &c.outcome, c.exit_code, c.signal, c.now).await?;
-    exec(t, "UPDATE tasks SET failures = $2 WHERE id = $1", &[&c.id.0, &(failures as i64)]).await?;
-    if matches!(c.outcome, RunOutcome::Failed { .. } | RunOutcome::TimedOut) {
-        exec(t, "UPDATE tasks SET exit_code = $2, signal = $3 WHERE id = $1", &[&c.id.0, &c.exit_code, &c.signal]).await?;
-    }
-    set_state(t, c.id, &state, c.now).await?;
+    // One statement ends the run, writes the new state (a failed attempt's exit code stays on
+    // the task even when it will be retried) and appends a final status to the finish log.
+    let (st, due_at, finished_at, reason, exit_code, signal) = state_columns(&state, c.now)?;
+    let failed_run = matches!(c.outcome, RunOutcome::Failed { .. } | RunOutcome::TimedOut);
+    let outcome = serde_json::to_string(&c.outcome).expect("outcome serializes");
+    exec(
+        t,
+        "WITH r AS (UPDATE runs SET ended_at = $2, exit_code = $9, signal = $10, outcome = $11 WHERE task_id = $1 AND attempt = $12), \
+              f AS (INSERT INTO task_finishes (task_id, at) SELECT $1, $2 WHERE $15) \
+         UPDATE tasks SET failures = $13, status = $3, updated_at = $2, due_at = coalesce($4, due_at), finished_at = $5, reason = $6, \
+           exit_code = coalesce($7, CASE WHEN $14 THEN $9 ELSE exit_code END), \
+           signal = coalesce($8, CASE WHEN $14 THEN $10 ELSE signal END), cancel_requested = false WHERE id = $1",
+        &[
+            &c.id.0,
+            &c.now.0,
+            &st.as_str(),
+            &due_at,
+            &finished_at,
+            &reason,
+            &exit_code,
+            &signal,
+            &c.exit_code,
+            &c.signal,
+            &outcome,
+            &(c.attempt as i64),
+            &(failures as i64),
+            &failed_run,
+            &st.is_terminal(),
+        ],
+    )
+    .await?;
     let mut changes = Changes(vec![(c.id, state.status())]);
     match state.status() {
         Status::Succeeded => release_dependents(t, c.id, c.now, &mut changes).await?,

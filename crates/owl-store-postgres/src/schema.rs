@@ -109,11 +109,17 @@ CREATE TABLE schedule_fires (
 );
 CREATE INDEX schedule_fires_by_time ON schedule_fires (fired_at);
 
+-- Every transition to a final status. `seq`, the position consumers follow by cursor, is
+-- handed out by readers, one at a time, to rows already committed: so positions are in commit
+-- order, and a finish committed late still gets a position after every one already read.
 CREATE TABLE task_finishes (
-    seq     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    seq     BIGINT UNIQUE,
     task_id BIGINT NOT NULL,
     at      BIGINT NOT NULL
 );
+CREATE SEQUENCE task_finish_seq;
+CREATE INDEX task_finishes_unsequenced ON task_finishes (id) WHERE seq IS NULL;
 CREATE INDEX task_finishes_by_time ON task_finishes (at);
 
 CREATE TABLE triggers (

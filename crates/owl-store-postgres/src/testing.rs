@@ -66,10 +66,12 @@ fn init(bin: &Path, base: &Path, data: &Path) -> Result<(), String> {
 }
 
 /// `pg_ctl start|restart` on a loopback port, waiting until the server accepts connections.
-fn pg_ctl(bin: &Path, base: &Path, data: &Path, port: u16, action: &str) -> Result<(), String> {
+fn pg_ctl(bin: &Path, base: &Path, data: &Path, port: u16, action: &str, durable: bool) -> Result<(), String> {
     let d = data.to_str().expect("temp paths are UTF-8");
     let log = base.join("server.log");
-    let opts = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c full_page_writes=off");
+    // Tests do not need to survive a power cut; a benchmark measures what a real server does.
+    let sync = if durable { "" } else { " -c fsync=off -c full_page_writes=off" };
+    let opts = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1 -c max_connections=300{sync}");
     let out = run_as_owner(
         &bin.join("pg_ctl"),
         &["-D", d, "-l", log.to_str().expect("UTF-8"), "-o", &opts, "-m", "fast", "-w", "-t", "60", action],
@@ -101,7 +103,7 @@ pub fn server_url() -> Result<String, String> {
         return Ok(url);
     }
     init(&bin, &base, &data)?;
-    pg_ctl(&bin, &base, &data, PORT, "start")?;
+    pg_ctl(&bin, &base, &data, PORT, "start", false)?;
     Ok(url)
 }
 
@@ -111,23 +113,29 @@ pub struct Cluster {
     bin: PathBuf,
     base: PathBuf,
     port: u16,
+    durable: bool,
 }
 
 impl Cluster {
     pub fn start() -> Result<Cluster, String> {
+        Cluster::start_durable(false)
+    }
+
+    /// `durable`: fsync and full-page writes on, as a production server runs (for benchmarks).
+    pub fn start_durable(durable: bool) -> Result<Cluster, String> {
         let bin = bin_dir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
         let base = std::env::temp_dir().join(format!("owl-test-cluster-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
-        let c = Cluster { url: format!("postgres://owl@127.0.0.1:{port}/postgres"), bin, base, port };
+        let c = Cluster { url: format!("postgres://owl@127.0.0.1:{port}/postgres"), bin, base, port, durable };
         init(&c.bin, &c.base, &c.base.join("data"))?;
-        pg_ctl(&c.bin, &c.base, &c.base.join("data"), port, "start")?;
+        pg_ctl(&c.bin, &c.base, &c.base.join("data"), port, "start", durable)?;
         Ok(c)
     }
 
     /// Stops the server (fast: open sessions are ended) and starts it again.
     pub fn restart(&self) -> Result<(), String> {
-        pg_ctl(&self.bin, &self.base, &self.base.join("data"), self.port, "restart")
+        pg_ctl(&self.bin, &self.base, &self.base.join("data"), self.port, "restart", self.durable)
     }
 }
 
@@ -141,16 +149,21 @@ impl Drop for Cluster {
 
 /// A fresh, empty schema on the test server, and a connection string whose sessions use it.
 pub async fn fresh_schema() -> Result<String, String> {
-    static N: AtomicU32 = AtomicU32::new(0);
     let url = tokio::task::spawn_blocking(server_url).await.map_err(|e| e.to_string())??;
+    schema_on(&url).await
+}
+
+/// A fresh, empty schema on the server at `url`, and a connection string whose sessions use it.
+pub async fn schema_on(url: &str) -> Result<String, String> {
+    static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
     let schema = format!("t{}_{}_{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| format!("cannot connect to {url}: {e}"))?;
     let task = tokio::spawn(conn);
     client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.map_err(|e| format!("CREATE SCHEMA: {e}"))?;
     drop(client);
     let _ = task.await;
-    Ok(with_search_path(&url, &schema))
+    Ok(with_search_path(url, &schema))
 }
 
 /// `url` with its sessions' `search_path` set to `schema`.

@@ -163,7 +163,8 @@ impl TriggerStore for PgStore {
         })
     }
     async fn finished_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, Task)>, StoreError> {
-        in_read!(self, |t| async {
+        in_write!(self, |t| async {
+            crate::queue::sequence_finishes(&t).await?;
             let pos = query(&t, "SELECT seq, task_id FROM task_finishes WHERE seq > $1 ORDER BY seq LIMIT $2", &[&after, &(limit as i64)])
                 .await?;
             let mut out = Vec::with_capacity(pos.len());
@@ -179,7 +180,8 @@ impl TriggerStore for PgStore {
         .await)
     }
     async fn last_finish_before(&self, before: Timestamp) -> Result<i64, StoreError> {
-        in_read!(self, |t| async {
+        in_write!(self, |t| async {
+            crate::queue::sequence_finishes(&t).await?;
             let r = query_one(&t, "SELECT coalesce(max(seq), 0)::BIGINT FROM task_finishes WHERE at < $1", &[&before.0]).await?;
             R::Ok(r.get::<_, i64>(0))
         }

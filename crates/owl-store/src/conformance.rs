@@ -27,6 +27,7 @@ macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@cases $make;
             submit_then_get_round_trips_the_spec,
+            a_batch_round_trips_every_field_of_each_item,
             idempotency_key_returns_the_existing_task,
             a_batch_with_an_unknown_dependency_stores_nothing,
             batch_items_can_depend_on_each_other,

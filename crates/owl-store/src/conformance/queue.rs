@@ -20,6 +20,28 @@ pub async fn submit_then_get_round_trips_the_spec(s: DynStore) {
     assert!(matches!(s.get(TaskId(999_999)).await, Err(StoreError::NotFound(_))));
 }
 
+pub async fn a_batch_round_trips_every_field_of_each_item(s: DynStore) {
+    let mut rich = spec("echo rich");
+    rich.env.insert("B".into(), "2".into());
+    rich.cwd = Some("/tmp".into());
+    rich.group = "g".into();
+    rich.labels = vec!["x".into(), "y".into()];
+    rich.priority = -3;
+    rich.max_attempts = 4;
+    rich.run_at = Some(T0.plus(Duration::from_secs(60)));
+    rich.inputs = vec![owl_core::task::InputFile { env: "IN".into(), file: "in.json".into(), content: "{}".into() }];
+    rich.sandbox = Some(owl_core::task::SandboxRequest { enabled: Some(true), allow_net: true, ..Default::default() });
+    rich.origin = Some(owl_core::task::Origin::Trigger { name: "t".into(), depth: 2 });
+    let batch = vec![NewTask::new(spec("echo plain")), NewTask::new(rich.clone()), NewTask::new(spec("echo last"))];
+    let r = s.submit(batch.clone(), T0).await.unwrap();
+    assert_eq!(r.iter().map(|x| x.status).collect::<Vec<_>>(), [Status::Queued, Status::Waiting, Status::Queued]);
+    assert!(r[0].id < r[1].id && r[1].id < r[2].id, "ids follow the batch order: {r:?}");
+    for (item, sub) in batch.iter().zip(&r) {
+        assert_eq!(s.get(sub.id).await.unwrap().spec, item.spec);
+    }
+    assert_eq!(claim(&s, T0, 10).await.iter().map(|c| c.id).collect::<Vec<_>>(), [r[0].id, r[2].id]);
+}
+
 pub async fn idempotency_key_returns_the_existing_task(s: DynStore) {
     let mut sp = spec("echo once");
     sp.idempotency_key = Some("k-1".into());
