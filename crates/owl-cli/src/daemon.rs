@@ -305,25 +305,117 @@ async fn measure_clock(pg: &owl_store_postgres::PgStore, clock: &Arc<owl_engine:
     }
 }
 
-/// `owl migrate`: applies pending migrations to the PostgreSQL store.
-pub async fn migrate(config: (PathBuf, bool), store: Option<String>, json: bool) -> Result<()> {
+/// `owl migrate`: applies pending migrations to the PostgreSQL store, and with `--from` copies
+/// a SQLite data dir's live work into it.
+pub async fn migrate(config: (PathBuf, bool), store: Option<String>, from: Option<PathBuf>, json: bool) -> Result<()> {
     let settings = crate::settings::load(&config.0, config.1)?;
     let Some(url) = store.or_else(|| settings.store.url.as_ref().map(|u| u.expose().to_string())).filter(|u| !u.is_empty()) else {
         bail!("owl migrate needs a PostgreSQL store: pass --store postgres://... or set [store] url (SQLite data dirs migrate themselves at start)");
     };
-    let apply = owl_store_postgres::Options { pool_size: 1, migrate: owl_store_postgres::Migrate::Apply };
     // The version before, to report what the migration did.
     let before = owl_store_postgres::schema_version_of(&url).await.unwrap_or(0);
+    let apply = owl_store_postgres::Options { pool_size: 2, migrate: owl_store_postgres::Migrate::Apply };
     let store = owl_store_postgres::PgStore::open(&url, apply).await.context("cannot migrate the PostgreSQL store")?;
     let (now, newest) = store.schema_version().await?;
+    let copied = match &from {
+        Some(dir) => Some(copy_from_sqlite(dir, &store).await?),
+        None => None,
+    };
     if json {
-        println!("{}", serde_json::json!({"store": store.url(), "from": before, "to": now, "newest": newest}));
-    } else if before == now {
+        let mut v = serde_json::json!({"store": store.url(), "from": before, "to": now, "newest": newest});
+        if let Some(c) = &copied {
+            v["copied"] = serde_json::to_value(c)?;
+        }
+        println!("{v}");
+        return Ok(());
+    }
+    if before == now {
         println!("{} is up to date (schema version {now})", store.url());
     } else {
         println!("{}: schema version {before} -> {now}", store.url());
     }
+    if let Some(c) = copied {
+        println!(
+            "copied from {}: {} tasks, {} groups, {} schedules, {} triggers (finished tasks, logs and memory stay in the data dir)",
+            from.as_deref().unwrap_or(Path::new("")).display(),
+            c.tasks,
+            c.groups,
+            c.schedules,
+            c.triggers
+        );
+    }
     Ok(())
+}
+
+#[derive(Serialize, Debug, Default)]
+struct Copied {
+    tasks: usize,
+    groups: usize,
+    schedules: usize,
+    triggers: usize,
+}
+
+/// Copies what is still to happen in a SQLite data dir: queued, waiting and running tasks (as
+/// new tasks with the same specs and dependencies among them; attempt counts start over),
+/// group limits, schedules (with their next slot and state) and triggers. Refuses a data dir
+/// whose daemon runs and a PostgreSQL store that already holds tasks or schedules.
+async fn copy_from_sqlite(dir: &Path, pg: &owl_store_postgres::PgStore) -> Result<Copied> {
+    use owl_core::task::Status;
+    use owl_store::prelude::*;
+    let layout = DataLayout::new(dir);
+    if !layout.database().exists() {
+        bail!("--from {}: there is no owl database in that data dir ({} is missing)", dir.display(), layout.database().display());
+    }
+    // Holding the data dir's lock for the copy proves no daemon is using it.
+    let _lock = lock_data_dir(&layout).map_err(|e| anyhow::anyhow!("--from {}: {e:#}", dir.display()))?;
+    let counts = pg.counts().await?;
+    if counts.0.values().sum::<u64>() > 0 || !pg.list_schedules().await?.is_empty() {
+        bail!("--from copies into an empty store, and {} already holds tasks or schedules", pg.url());
+    }
+    let sqlite = SqliteStore::open(&layout.database(), Durability::Full)
+        .with_context(|| format!("cannot open the database {}", layout.database().display()))?;
+    let now = owl_core::Timestamp::from_system(std::time::SystemTime::now());
+    let mut copied = Copied::default();
+    for g in sqlite.groups().await? {
+        if let Some(p) = g.parallel {
+            pg.set_group(&g.name, Some(p)).await?;
+            copied.groups += 1;
+        }
+    }
+    let mut live = sqlite
+        .list(owl_store::TaskFilter { statuses: vec![Status::Queued, Status::Waiting, Status::Running], ..Default::default() })
+        .await?;
+    live.sort_by_key(|t| t.id);
+    let position: std::collections::HashMap<owl_core::TaskId, usize> = live.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
+    let mut batch = Vec::with_capacity(live.len());
+    for t in &live {
+        let mut spec = t.spec.clone();
+        let mut item = owl_store::NewTask::new(spec.clone());
+        // Dependencies on other live tasks come along; finished ones have succeeded (a task
+        // whose dependency failed is finished itself).
+        item.batch_deps = spec.depends_on.iter().filter_map(|d| position.get(d).copied()).collect();
+        spec.depends_on.clear();
+        item.spec = spec;
+        batch.push(item);
+    }
+    if !batch.is_empty() {
+        copied.tasks = pg.submit(batch, now).await?.len();
+    }
+    for s in sqlite.list_schedules().await? {
+        let created = pg.create_schedule(s.spec.clone(), s.next_fire_at, now).await?;
+        if s.state != created.state {
+            pg.set_schedule_state(&s.spec.name, s.state, s.next_fire_at, now).await?;
+        }
+        copied.schedules += 1;
+    }
+    for t in sqlite.list_triggers().await? {
+        pg.create_trigger(t.spec.clone(), now).await?;
+        if !t.enabled {
+            pg.set_trigger_enabled(&t.spec.name, false, now).await?;
+        }
+        copied.triggers += 1;
+    }
+    Ok(copied)
 }
 
 fn begin_stop(engine: &Engine, stopping: &mut bool, why: &str) {

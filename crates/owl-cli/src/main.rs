@@ -43,9 +43,9 @@ fn main() {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
             report(rt.block_on(commands::doctor::run(config, &data_dir, json)), json)
         }
-        Command::Migrate { store } => {
+        Command::Migrate { store, from } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-            report(rt.block_on(daemon::migrate(config, store, json)).map(|_| 0), json)
+            report(rt.block_on(daemon::migrate(config, store, from, json)).map(|_| 0), json)
         }
         Command::Config { action } => report(commands::config::run(action, config, &data_dir, json).map(|_| 0), json),
         Command::Cron { action: cli::CronAction::Next(a) } => report(

@@ -155,6 +155,10 @@ pub enum Command {
         /// The database (default: `[store] url` or OWL_STORE_URL).
         #[arg(long, value_name = "URL")]
         store: Option<String>,
+        /// Also copy this SQLite data dir's unfinished tasks, groups, schedules and triggers
+        /// into the (empty) PostgreSQL store. Stop its daemon first.
+        #[arg(long, value_name = "DATA_DIR")]
+        from: Option<std::path::PathBuf>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },

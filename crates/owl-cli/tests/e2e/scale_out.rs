@@ -229,3 +229,45 @@ fn three_daemons_survive_a_kill_a_freeze_and_a_database_restart() {
     assert_eq!(fired.len(), tasks.len(), "one task per fired slot");
     assert_eq!(fired.len(), history.len(), "no slot was missed: {:?}", history.iter().filter(|f| f.outcome != "fired").collect::<Vec<_>>());
 }
+
+/// `owl migrate --from` moves a single daemon's live work to PostgreSQL: unfinished tasks with
+/// their dependencies, group limits, schedules in their state, triggers; never from a data dir
+/// whose daemon runs, never into a store that already holds work.
+#[test]
+fn migrate_from_copies_a_sqlite_data_dirs_live_work_into_postgres() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = rt.block_on(owl_store_postgres::testing::fresh_schema()).unwrap_or_else(|e| panic!("{e}"));
+    let tmp = tempfile::tempdir().unwrap();
+    let solo = tmp.path().join("solo");
+    let mut d = Daemon::start(&solo, &[]);
+    d.ok(&["groups", "set", "narrow", "--parallel", "1"]);
+    let later = add(&d, &["--in", "2h", "--group", "narrow", "--shell", "--", "echo later"]);
+    add(&d, &["--after", &later.to_string(), "--shell", "--", "echo after"]);
+    let done = add(&d, &["--shell", "--", "true"]);
+    d.wait_status(done, "succeeded");
+    d.ok(&["schedule", "add", "nightly", "--cron", "0 3 * * *", "--shell", "--", "echo nightly"]);
+    d.ok(&["schedule", "pause", "nightly"]);
+    d.ok(&["trigger", "add", "deploy", "--on-task-failed", "--group", "narrow", "--", "echo deploy"]);
+    let from = solo.to_str().unwrap();
+    let busy = owl_in(tmp.path(), &["migrate", "--store", &url, "--from", from]);
+    assert!(!busy.status.success() && String::from_utf8_lossy(&busy.stderr).contains("another owl daemon"), "{busy:?}");
+    d.signal_and_wait(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
+
+    let out = owl_in(tmp.path(), &["--json", "migrate", "--store", &url, "--from", from]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["copied"], serde_json::json!({"tasks": 2, "groups": 1, "schedules": 1, "triggers": 1}), "{v}");
+    let again = owl_in(tmp.path(), &["migrate", "--store", &url, "--from", from]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("empty store"), "{again:?}");
+
+    let p = node(&tmp.path().join("p"), &url, "p1");
+    let tasks = p.json(&["ls"])["tasks"].as_array().unwrap().clone();
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    let (first, second) = (&tasks[1], &tasks[0]);
+    assert_eq!((first["display"].as_str().unwrap(), first["status"].as_str().unwrap()), ("echo later", "waiting"));
+    assert_eq!(first["group"], "narrow");
+    assert_eq!(second["depends_on"], serde_json::json!([first["id"]]), "{second}");
+    assert_eq!(p.json(&["schedule", "show", "nightly"])["state"], "paused");
+    assert!(p.ok(&["trigger", "ls"]).contains("deploy"));
+    assert!(p.ok(&["groups"]).contains("narrow"));
+}
