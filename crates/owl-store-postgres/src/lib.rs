@@ -21,6 +21,7 @@ mod rows;
 mod schedules;
 mod schema;
 pub mod testing;
+mod tls;
 mod triggers;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -90,7 +91,16 @@ impl Fail {
 pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+        None => {
+            // The cause (a refused connection, an untrusted certificate) is in the sources.
+            let mut msg = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                msg = format!("{msg}: {c}");
+                cause = c.source();
+            }
+            msg
+        }
     }
 }
 
@@ -166,8 +176,14 @@ impl PgStore {
 
     /// The store without touching its schema; connections are made on first use.
     fn connect(url: &str, pool_size: usize) -> Result<PgStore, StoreError> {
-        let mut cfg = tokio_postgres::Config::from_str(url)
+        let (pg_url, root_cert) = tls::split_url(url);
+        let mut cfg = tokio_postgres::Config::from_str(&pg_url)
             .map_err(|e| StoreError::Backend(format!("the store URL `{}` is not a PostgreSQL URL: {e}", redact(url))))?;
+        if !tls::names_sslmode(&pg_url) {
+            // Plain TCP unless the URL asks for TLS (sslmode=require): a verified connection
+            // needs the server's CA, which a default cannot know.
+            cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        }
         if cfg.get_application_name().is_none() {
             cfg.application_name("owl");
         }
@@ -178,7 +194,11 @@ impl PgStore {
         if cfg.get_connect_timeout().is_none() {
             cfg.connect_timeout(Duration::from_secs(10));
         }
-        let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let recycling = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let mgr = match cfg.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => Manager::from_config(cfg, NoTls, recycling),
+            _ => Manager::from_config(cfg, tls::connector(root_cert.as_deref())?, recycling),
+        };
         let pool = Pool::builder(mgr)
             .max_size(pool_size.max(1))
             .wait_timeout(Some(Duration::from_secs(30)))

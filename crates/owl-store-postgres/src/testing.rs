@@ -71,7 +71,12 @@ fn pg_ctl(bin: &Path, base: &Path, data: &Path, port: u16, action: &str, durable
     let log = base.join("server.log");
     // Tests do not need to survive a power cut; a benchmark measures what a real server does.
     let sync = if durable { "" } else { " -c fsync=off -c full_page_writes=off" };
-    let opts = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1 -c max_connections=300{sync}");
+    let tls = if base.join("server.pem").exists() {
+        format!(" -c ssl=on -c ssl_cert_file={b}/server.pem -c ssl_key_file={b}/server.key", b = base.display())
+    } else {
+        String::new()
+    };
+    let opts = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1 -c max_connections=300{sync}{tls}");
     let out = run_as_owner(
         &bin.join("pg_ctl"),
         &["-D", d, "-l", log.to_str().expect("UTF-8"), "-o", &opts, "-m", "fast", "-w", "-t", "60", action],
@@ -123,11 +128,26 @@ impl Cluster {
 
     /// `durable`: fsync and full-page writes on, as a production server runs (for benchmarks).
     pub fn start_durable(durable: bool) -> Result<Cluster, String> {
+        Cluster::start_with(durable, false)
+    }
+
+    /// A cluster that also speaks TLS, with a server certificate for 127.0.0.1 signed by a CA
+    /// made for it (openssl); returns the CA's PEM file too.
+    pub fn start_tls() -> Result<(Cluster, PathBuf), String> {
+        let c = Cluster::start_with(false, true)?;
+        let ca = c.base.join("ca.pem");
+        Ok((c, ca))
+    }
+
+    fn start_with(durable: bool, tls: bool) -> Result<Cluster, String> {
         let bin = bin_dir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
         let base = std::env::temp_dir().join(format!("owl-test-cluster-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
         let c = Cluster { url: format!("postgres://owl@127.0.0.1:{port}/postgres"), bin, base, port, durable };
+        if tls {
+            make_certs(&c.base)?;
+        }
         init(&c.bin, &c.base, &c.base.join("data"))?;
         pg_ctl(&c.bin, &c.base, &c.base.join("data"), port, "start", durable)?;
         Ok(c)
@@ -137,6 +157,24 @@ impl Cluster {
     pub fn restart(&self) -> Result<(), String> {
         pg_ctl(&self.bin, &self.base, &self.base.join("data"), self.port, "restart", self.durable)
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 it signed, in `dir` (ca.pem, server.pem,
+/// server.key with mode 0600, as the server requires).
+fn make_certs(dir: &Path) -> Result<(), String> {
+    let sh = |script: &str| -> Result<(), String> {
+        let out = Command::new("sh").arg("-c").arg(script).current_dir(dir).output().map_err(|e| format!("cannot run openssl: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("making test certificates failed: {}", String::from_utf8_lossy(&out.stderr)))
+        }
+    };
+    sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=owl test CA' 2>/dev/null \
+        && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' 2>/dev/null \
+        && printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' > ext.cnf \
+        && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf 2>/dev/null \
+        && chmod 600 server.key")
 }
 
 impl Drop for Cluster {

@@ -253,3 +253,26 @@ async fn a_skewed_node_measures_its_offset_from_the_database_clock() {
     assert!(rtt < 1000, "{rtt}");
     assert!((offset + 60_000).abs() <= rtt as i64 + 50, "offset {offset} rtt {rtt}");
 }
+
+async fn uses_tls(s: &PgStore) -> bool {
+    let c = s.client().await.map_err(Fail::into_store).unwrap();
+    c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0)
+}
+
+/// `sslmode=require` connects over TLS and verifies the server against the CA in
+/// `sslrootcert`; without that CA the connection is refused; without `sslmode`, plain TCP.
+#[tokio::test]
+async fn tls_is_verified_against_the_given_ca_and_plain_tcp_is_the_default() {
+    let (cluster, ca) = tokio::task::spawn_blocking(testing::Cluster::start_tls).await.unwrap().unwrap();
+    let opts = || Options { pool_size: 1, migrate: Migrate::Apply };
+    let url = format!("{}?sslmode=verify-full&sslrootcert={}", cluster.url, ca.display());
+    let s = PgStore::open(&url, opts()).await.unwrap();
+    assert!(uses_tls(&s).await);
+    assert!(s.url().contains("sslrootcert"), "the URL shown keeps what was given: {}", s.url());
+    let unknown = PgStore::open(&format!("{}?sslmode=require", cluster.url), opts()).await.err().unwrap().to_string();
+    assert!(unknown.contains("cannot connect") && unknown.to_lowercase().contains("certificate"), "{unknown}");
+    let plain = PgStore::open(&cluster.url, opts()).await.unwrap();
+    assert!(!uses_tls(&plain).await);
+    let missing = PgStore::open(&format!("{}?sslmode=require&sslrootcert=/nonexistent.pem", cluster.url), opts()).await.err().unwrap();
+    assert!(missing.to_string().contains("sslrootcert=/nonexistent.pem"), "{missing}");
+}
