@@ -115,6 +115,7 @@ impl DispatchLoop {
         let mut shutting_down = false;
         let mut shutdown_deadline: Option<Instant> = None;
         let mut next_heartbeat: Option<Instant> = None;
+        let mut last_beat = Instant::now();
         // On a store shared with other nodes, a node that died leaves leases nobody renews:
         // every node sweeps for expired ones, so its tasks run again within the lease and a
         // half.
@@ -149,6 +150,14 @@ impl DispatchLoop {
             }
             if !shutting_down && store_backoff.is_none_or(|t| t <= Instant::now()) {
                 store_backoff = None;
+                // A node that was frozen (SIGSTOP, a stalled VM) past a heartbeat may have lost
+                // its leases to other nodes: it learns so, and stops those runs, before it
+                // claims anything new.
+                if !running.is_empty() && last_beat.elapsed() > cfg.lease / 2 {
+                    self.heartbeat(&cfg, &running).await;
+                    last_beat = Instant::now();
+                    next_heartbeat = Some(last_beat + cfg.lease / 3);
+                }
                 if let Err(e) =
                     self.fill(&cfg, &mut running, parked.len() as isize - chats.running.len() as isize, &mut runners, &mut due).await
                 {
@@ -164,6 +173,7 @@ impl DispatchLoop {
                 next_heartbeat = None;
             } else if next_heartbeat.is_none() {
                 next_heartbeat = Some(Instant::now() + cfg.lease / 3);
+                last_beat = Instant::now();
             }
             // On a shared store other nodes add tasks this one hears nothing of: with a free
             // worker it looks for work about every half second, jittered so nodes spread out.
@@ -276,6 +286,7 @@ impl DispatchLoop {
                 _ = sleep_until(next_heartbeat), if next_heartbeat.is_some() => {
                     next_heartbeat = Some(Instant::now() + cfg.lease / 3);
                     self.heartbeat(&cfg, &running).await;
+                    last_beat = Instant::now();
                 }
                 _ = sleep_until(next_node_beat), if next_node_beat.is_some() => {
                     next_node_beat = Some(Instant::now() + cfg.lease / 3);
