@@ -20,7 +20,9 @@ async fn postgres(cluster: &testing::Cluster, nodes: usize) -> Vec<Arc<dyn Store
     let url = testing::schema_on(&cluster.url).await.expect("schema");
     let mut out: Vec<Arc<dyn Store>> = vec![];
     for _ in 0..nodes {
-        out.push(Arc::new(PgStore::open(&url, Options { pool_size: 8, migrate: Migrate::Apply }).await.expect("open PostgreSQL")));
+        out.push(Arc::new(
+            PgStore::open(&url, Options { pool_size: 8, migrate: Migrate::Apply, ..Default::default() }).await.expect("open PostgreSQL"),
+        ));
     }
     out
 }

@@ -193,6 +193,10 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
         None => Arc::new(SystemClock),
     };
     let (engine, dispatch) = Engine::new(store, layout.clone(), engine_config, clock);
+    if let (Some(pg), true) = (&pg, settings.store.notify) {
+        let e = engine.clone();
+        pg.listen(move || e.wake());
+    }
     engine.set_agents(crate::agents_setup::build(&settings, &config.0, sandbox_base(&engine))?);
     engine.set_memory(crate::memory_setup::open(&settings.memory, layout.root())?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -256,7 +260,11 @@ async fn open_store(
 ) -> Result<(Arc<dyn owl_store::Store>, Option<Arc<owl_store_postgres::PgStore>>)> {
     match settings.store.url.as_ref().map(|u| u.expose().to_string()).filter(|u| !u.is_empty()) {
         Some(url) => {
-            let opts = owl_store_postgres::Options { pool_size: settings.store.pool_size, migrate: owl_store_postgres::Migrate::Check };
+            let opts = owl_store_postgres::Options {
+                pool_size: settings.store.pool_size,
+                migrate: owl_store_postgres::Migrate::Check,
+                notify: settings.store.notify,
+            };
             let store = owl_store_postgres::PgStore::open(&url, opts).await.context("cannot open the PostgreSQL store (store.url)")?;
             tracing::info!(store = store.url(), "using the shared PostgreSQL store");
             let store = Arc::new(store);
@@ -314,7 +322,7 @@ pub async fn migrate(config: (PathBuf, bool), store: Option<String>, from: Optio
     };
     // The version before, to report what the migration did.
     let before = owl_store_postgres::schema_version_of(&url).await.unwrap_or(0);
-    let apply = owl_store_postgres::Options { pool_size: 2, migrate: owl_store_postgres::Migrate::Apply };
+    let apply = owl_store_postgres::Options { pool_size: 2, migrate: owl_store_postgres::Migrate::Apply, ..Default::default() };
     let store = owl_store_postgres::PgStore::open(&url, apply).await.context("cannot migrate the PostgreSQL store")?;
     let (now, newest) = store.schema_version().await?;
     let copied = match &from {

@@ -150,11 +150,14 @@ pub struct StoreSettings {
     pub url: Option<Secret>,
     /// PostgreSQL connections this daemon keeps open.
     pub pool_size: usize,
+    /// Send and listen for a NOTIFY hint when tasks become claimable, so other nodes start
+    /// them at once rather than at their next poll; off for PgBouncer in transaction mode.
+    pub notify: bool,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings { url: None, pool_size: 8 }
+        StoreSettings { url: None, pool_size: 8, notify: true }
     }
 }
 

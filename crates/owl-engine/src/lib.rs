@@ -269,6 +269,12 @@ pub struct EngineStatus {
 }
 
 impl Engine {
+    /// Makes the dispatch loop look for work now (a hint from another node that tasks are
+    /// waiting; the loop's own polling finds them anyway).
+    pub fn wake(&self) {
+        let _ = self.shared.commands.send(Command::Wake);
+    }
+
     /// Builds the engine and its dispatch loop; run the loop with [`DispatchLoop::run`].
     pub fn new(store: Arc<dyn Store>, layout: DataLayout, config: EngineConfig, clock: Arc<dyn Clock>) -> (Engine, DispatchLoop) {
         let (tx, rx) = mpsc::unbounded_channel();

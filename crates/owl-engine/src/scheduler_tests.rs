@@ -40,7 +40,7 @@ async fn stores(b: Backend) -> (Arc<dyn Store>, Arc<dyn Store>, Option<tempfile:
         Backend::Postgres => {
             let url = owl_store_postgres::testing::fresh_schema().await.unwrap();
             let open = || async {
-                let opts = owl_store_postgres::Options { pool_size: 4, migrate: owl_store_postgres::Migrate::Apply };
+                let opts = owl_store_postgres::Options { pool_size: 4, migrate: owl_store_postgres::Migrate::Apply, ..Default::default() };
                 Arc::new(owl_store_postgres::PgStore::open(&url, opts).await.unwrap()) as Arc<dyn Store>
             };
             (open().await, open().await, None)

@@ -48,7 +48,16 @@ pub struct PgStore {
     pool: Pool,
     /// The URL with any password removed, for messages.
     shown: String,
+    /// How to open the listening connection of [`PgStore::listen`].
+    cfg: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    /// Send the `owl_work` hint when work becomes claimable.
+    pub(crate) notify: bool,
 }
+
+/// The channel of the wake-up hint (followed by `.` and the schema): a payload-less NOTIFY
+/// when tasks become claimable.
+pub const WORK_CHANNEL: &str = "owl_work";
 
 pub(crate) type Tx<'a> = deadpool_postgres::Transaction<'a>;
 pub(crate) type Param<'a> = &'a (dyn ToSql + Sync);
@@ -157,11 +166,15 @@ pub struct Options {
     /// Connections in the pool.
     pub pool_size: usize,
     pub migrate: Migrate,
+    /// Send a payload-less `NOTIFY owl_work` when tasks become claimable, so listening nodes
+    /// start them at once instead of at their next poll. Off for PgBouncer in transaction
+    /// mode, which cannot carry LISTEN; NOTIFY also takes a global lock at commit.
+    pub notify: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { pool_size: 8, migrate: Migrate::Check }
+        Options { pool_size: 8, migrate: Migrate::Check, notify: true }
     }
 }
 
@@ -169,7 +182,8 @@ impl PgStore {
     /// Connects to `url` (`postgres://user:password@host:port/db?...`), checks or applies the
     /// schema, and returns the store.
     pub async fn open(url: &str, opts: Options) -> Result<PgStore, StoreError> {
-        let store = PgStore::connect(url, opts.pool_size)?;
+        let mut store = PgStore::connect(url, opts.pool_size)?;
+        store.notify = opts.notify;
         schema::migrate(&store, opts.migrate).await?;
         Ok(store)
     }
@@ -195,9 +209,13 @@ impl PgStore {
             cfg.connect_timeout(Duration::from_secs(10));
         }
         let recycling = ManagerConfig { recycling_method: RecyclingMethod::Fast };
-        let mgr = match cfg.get_ssl_mode() {
-            tokio_postgres::config::SslMode::Disable => Manager::from_config(cfg, NoTls, recycling),
-            _ => Manager::from_config(cfg, tls::connector(root_cert.as_deref())?, recycling),
+        let tls = match cfg.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => None,
+            _ => Some(tls::connector(root_cert.as_deref())?),
+        };
+        let mgr = match &tls {
+            None => Manager::from_config(cfg.clone(), NoTls, recycling),
+            Some(t) => Manager::from_config(cfg.clone(), t.clone(), recycling),
         };
         let pool = Pool::builder(mgr)
             .max_size(pool_size.max(1))
@@ -206,7 +224,7 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
-        Ok(PgStore { pool, shown: redact(url) })
+        Ok(PgStore { pool, shown: redact(url), cfg, tls, notify: false })
     }
 
     /// The schema version the database is at (0 when owl never wrote to it), and the newest
@@ -237,6 +255,27 @@ impl PgStore {
         Ok(best.expect("three measurements"))
     }
 
+    /// Listens for the `owl_work` hint on a connection of its own, reconnecting when it drops;
+    /// `wake` runs for each hint (bursts arrive as one or a few). The hint is only a hint:
+    /// polling is what guarantees that work is found.
+    pub fn listen(&self, wake: impl Fn() + Send + Sync + 'static) -> tokio::task::JoinHandle<()> {
+        let (cfg, tls, shown) = (self.cfg.clone(), self.tls.clone(), self.shown.clone());
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                let r = match &tls {
+                    None => listen_once(&cfg, NoTls, &wake).await,
+                    Some(t) => listen_once(&cfg, t.clone(), &wake).await,
+                };
+                if let Err(e) = r {
+                    tracing::debug!(store = %shown, error = %e, "the wake-up listener lost its connection; polling covers the gap");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        })
+    }
+
     /// The URL without its password.
     pub fn url(&self) -> &str {
         &self.shown
@@ -251,6 +290,41 @@ impl PgStore {
             Fail::Store(StoreError::Backend(format!("cannot connect to PostgreSQL at {}: {msg}", self.shown)))
         })
     }
+}
+
+async fn listen_once<T>(cfg: &tokio_postgres::Config, tls: T, wake: &(impl Fn() + Send + Sync)) -> Result<(), String>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    use futures_util::StreamExt;
+    let (client, mut conn) = cfg.connect(tls).await.map_err(|e| describe(&e))?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    // One channel per schema: clusters in other schemas of the database do not wake this one.
+    let channel: String =
+        client.query_one(&format!("SELECT '{WORK_CHANNEL}.' || current_schema()"), &[]).await.map_err(|e| describe(&e))?.get(0);
+    client.batch_execute(&format!("LISTEN \"{}\"", channel.replace('"', "\"\""))).await.map_err(|e| describe(&e))?;
+    while rx.recv().await.is_some() {
+        // Coalesce a burst into one wake.
+        while rx.try_recv().is_ok() {}
+        wake();
+    }
+    driver.abort();
+    Err("the listening connection closed".into())
 }
 
 /// The schema version of the database at `url`, changing nothing (0 when owl never wrote to it).

@@ -661,10 +661,30 @@ async fn groups(t: &Tx<'_>) -> R<Vec<GroupInfo>> {
         .collect())
 }
 
+fn queued(changes: &Changes) -> bool {
+    changes.0.iter().any(|(_, s)| *s == Status::Queued)
+}
+
+impl PgStore {
+    /// The wake-up hint, sent when the transaction commits (PostgreSQL folds repeats within one
+    /// transaction into one); nothing when hints are off or nothing became claimable.
+    async fn hint(&self, t: &Tx<'_>, claimable: bool) -> R<()> {
+        if self.notify && claimable {
+            exec(t, "SELECT pg_notify($1 || '.' || current_schema(), '')", &[&crate::WORK_CHANNEL]).await?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl QueueStore for PgStore {
     async fn insert_batch(&self, batch: Vec<NewTask>, now: Timestamp) -> Result<Vec<Submitted>, StoreError> {
-        in_write!(self, |t| submit(&t, &batch, now).await)
+        in_write!(self, |t| async {
+            let out = submit(&t, &batch, now).await?;
+            self.hint(&t, out.iter().any(|s| s.created && s.status == Status::Queued)).await?;
+            R::Ok(out)
+        }
+        .await)
     }
     async fn get(&self, id: TaskId) -> Result<Task, StoreError> {
         in_read!(self, |t| load(&t, id).await)
@@ -709,16 +729,31 @@ impl QueueStore for PgStore {
         in_write!(self, |t| heartbeat(&t, &beat).await)
     }
     async fn complete(&self, c: Completion) -> Result<Changes, StoreError> {
-        in_write!(self, |t| complete(&t, &c).await)
+        in_write!(self, |t| async {
+            let changes = complete(&t, &c).await?;
+            self.hint(&t, queued(&changes)).await?;
+            R::Ok(changes)
+        }
+        .await)
     }
     async fn rescue(&self, now: Timestamp, all: bool, policy: RetryPolicy) -> Result<Changes, StoreError> {
-        in_write!(self, |t| rescue(&t, now, all, &policy).await)
+        in_write!(self, |t| async {
+            let changes = rescue(&t, now, all, &policy).await?;
+            self.hint(&t, queued(&changes)).await?;
+            R::Ok(changes)
+        }
+        .await)
     }
     async fn cancel(&self, id: TaskId, reason: Option<String>, now: Timestamp) -> Result<CancelReply, StoreError> {
         in_write!(self, |t| cancel(&t, id, &reason, now).await)
     }
     async fn retry(&self, id: TaskId, now: Timestamp) -> Result<Changes, StoreError> {
-        in_write!(self, |t| retry(&t, id, now).await)
+        in_write!(self, |t| async {
+            let changes = retry(&t, id, now).await?;
+            self.hint(&t, queued(&changes)).await?;
+            R::Ok(changes)
+        }
+        .await)
     }
     async fn store_group(&self, name: &str, parallel: Option<u32>) -> Result<GroupInfo, StoreError> {
         let parallel = parallel.map(|p| p as i64);

@@ -213,5 +213,7 @@ pub fn with_search_path(url: &str, schema: &str) -> String {
 /// A store on a fresh schema of the test server, with migrations applied.
 pub async fn fresh_store() -> PgStore {
     let url = fresh_schema().await.unwrap_or_else(|e| panic!("no PostgreSQL for the test: {e}"));
-    PgStore::open(&url, Options { pool_size: 4, migrate: Migrate::Apply }).await.unwrap_or_else(|e| panic!("open {url}: {e}"))
+    PgStore::open(&url, Options { pool_size: 4, migrate: Migrate::Apply, ..Default::default() })
+        .await
+        .unwrap_or_else(|e| panic!("open {url}: {e}"))
 }

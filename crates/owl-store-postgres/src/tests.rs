@@ -26,7 +26,7 @@ async fn nodes(n: usize) -> Vec<Arc<PgStore>> {
     let url = testing::fresh_schema().await.unwrap();
     let mut out = vec![];
     for _ in 0..n {
-        out.push(Arc::new(PgStore::open(&url, Options { pool_size: 4, migrate: Migrate::Apply }).await.unwrap()));
+        out.push(Arc::new(PgStore::open(&url, Options { pool_size: 4, migrate: Migrate::Apply, ..Default::default() }).await.unwrap()));
     }
     out
 }
@@ -264,7 +264,7 @@ async fn uses_tls(s: &PgStore) -> bool {
 #[tokio::test]
 async fn tls_is_verified_against_the_given_ca_and_plain_tcp_is_the_default() {
     let (cluster, ca) = tokio::task::spawn_blocking(testing::Cluster::start_tls).await.unwrap().unwrap();
-    let opts = || Options { pool_size: 1, migrate: Migrate::Apply };
+    let opts = || Options { pool_size: 1, migrate: Migrate::Apply, ..Default::default() };
     let url = format!("{}?sslmode=verify-full&sslrootcert={}", cluster.url, ca.display());
     let s = PgStore::open(&url, opts()).await.unwrap();
     assert!(uses_tls(&s).await);
@@ -275,4 +275,47 @@ async fn tls_is_verified_against_the_given_ca_and_plain_tcp_is_the_default() {
     assert!(!uses_tls(&plain).await);
     let missing = PgStore::open(&format!("{}?sslmode=require&sslrootcert=/nonexistent.pem", cluster.url), opts()).await.err().unwrap();
     assert!(missing.to_string().contains("sslrootcert=/nonexistent.pem"), "{missing}");
+}
+
+/// A node listening for the hint hears of work another node queued; a store with hints off
+/// sends none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listening_nodes_hear_of_new_work_and_hints_can_be_turned_off() {
+    use std::sync::atomic::AtomicUsize;
+    let url = testing::fresh_schema().await.unwrap();
+    let open = |notify| PgStore::open(&url, Options { pool_size: 2, migrate: Migrate::Apply, notify });
+    let (listener, quiet, loud) = (open(true).await.unwrap(), open(false).await.unwrap(), open(true).await.unwrap());
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let w = wakes.clone();
+    let _task = listener.listen(move || {
+        w.fetch_add(1, Ordering::SeqCst);
+    });
+    let heard_within = |ms: u64, since: usize| {
+        let wakes = wakes.clone();
+        async move {
+            for _ in 0..ms / 10 {
+                if wakes.load(Ordering::SeqCst) > since {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        }
+    };
+    // LISTEN is in place once a hint sent after it arrives; send until one does.
+    let mut first = false;
+    for _ in 0..50 {
+        submit_many(&loud, 1, "default").await;
+        if heard_within(200, 0).await {
+            first = true;
+            break;
+        }
+    }
+    assert!(first, "a listening node hears of queued work");
+    tokio::time::sleep(Duration::from_millis(300)).await; // stragglers of the loop above
+    let before = wakes.load(Ordering::SeqCst);
+    submit_many(&quiet, 5, "default").await;
+    assert!(!heard_within(700, before).await, "hints off: nothing is sent");
+    submit_many(&loud, 10, "default").await;
+    assert!(heard_within(5000, before).await, "the hint for a batch");
 }
