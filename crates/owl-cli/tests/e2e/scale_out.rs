@@ -77,6 +77,10 @@ fn two_daemons_share_one_postgres_queue_and_a_dead_nodes_task_runs_again() {
     assert!(r[0]["outcome"].to_string().contains("lease expired"), "{}", r[0]);
     assert_ne!(r[1]["node"], running_on.as_str());
     assert_eq!(alive.ok(&["logs", &id.to_string()]).trim(), "second");
+    // The first attempt's log is on the dead node: the survivor says where, not an empty log.
+    let elsewhere = alive.owl(&["logs", &id.to_string(), "--attempt", "1"]);
+    assert!(!elsewhere.status.success(), "{elsewhere:?}");
+    assert!(String::from_utf8_lossy(&elsewhere.stderr).contains(&format!("ran on node {running_on}")), "{elsewhere:?}");
     // Its last report is at most a third of a lease older than its last lease renewal.
     wait_for("the dead node to be listed as lost", Duration::from_secs(5), || {
         let listed = alive.json(&["nodes"]);

@@ -53,6 +53,20 @@ pub async fn logs(State(state): State<AppState>, Path(id): Path<String>, RawQuer
         },
     };
     let path = state.engine.layout().log_file(id, attempt);
+    if !path.exists() {
+        // On a shared store the attempt may have run on another node, which keeps its log.
+        let this = state.engine.status().node;
+        if let Some(run) = state.engine.store().runs(id).await?.into_iter().find(|r| r.attempt == attempt && r.node != this) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "log_elsewhere",
+                format!(
+                    "attempt {attempt} of task {id} ran on node {}, which keeps its log; read it there (`owl logs {id}` against that node's data dir, or GET /v1/tasks/{id}/logs on its API)",
+                    run.node
+                ),
+            ));
+        }
+    }
     let progress = if follow { state.engine.log_progress(id, attempt) } else { None };
     let stream = futures_util::stream::unfold(
         Follow { path, file: None, progress, shutdown: state.shutdown.clone(), buf: vec![0u8; 64 * 1024] },
