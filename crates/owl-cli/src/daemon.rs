@@ -377,16 +377,30 @@ async fn copy_from_sqlite(dir: &Path, pg: &owl_store_postgres::PgStore) -> Resul
     // Holding the data dir's lock for the copy proves no daemon is using it.
     let _lock = lock_data_dir(&layout).map_err(|e| anyhow::anyhow!("--from {}: {e:#}", dir.display()))?;
     let counts = pg.counts().await?;
-    if counts.0.values().sum::<u64>() > 0 || !pg.list_schedules().await?.is_empty() {
-        bail!("--from copies into an empty store, and {} already holds tasks or schedules", pg.url());
+    if counts.0.values().sum::<u64>() > 0 || !pg.list_schedules().await?.is_empty() || !pg.list_triggers().await?.is_empty() {
+        bail!("--from copies into an empty store, and {} already holds tasks, schedules or triggers", pg.url());
     }
+    // Its daemon is gone, but processes it started may outlive it: stopped, so no task runs
+    // twice once another node takes it.
+    let marker = format!("OWL_DATA_DIR={}", layout.root().display()).into_bytes();
+    owl_exec::kill_orphans(|vars| vars.contains(&marker.as_slice()) && vars.iter().any(|v| v.starts_with(b"OWL_TASK_ID=")));
     let sqlite = SqliteStore::open(&layout.database(), Durability::Full)
         .with_context(|| format!("cannot open the database {}", layout.database().display()))?;
     let now = owl_core::Timestamp::from_system(std::time::SystemTime::now());
     let mut copied = Copied::default();
+    let partial = |e: owl_store::StoreError, c: &Copied| {
+        anyhow::anyhow!(
+            "the copy stopped part-way ({e}); copied so far: {} groups, {} tasks, {} schedules, {} triggers. \
+             To start over, empty the PostgreSQL store (drop and recreate its database or schema) and run owl migrate --from again",
+            c.groups,
+            c.tasks,
+            c.schedules,
+            c.triggers
+        )
+    };
     for g in sqlite.groups().await? {
         if let Some(p) = g.parallel {
-            pg.set_group(&g.name, Some(p)).await?;
+            pg.set_group(&g.name, Some(p)).await.map_err(|e| partial(e, &copied))?;
             copied.groups += 1;
         }
     }
@@ -407,19 +421,19 @@ async fn copy_from_sqlite(dir: &Path, pg: &owl_store_postgres::PgStore) -> Resul
         batch.push(item);
     }
     if !batch.is_empty() {
-        copied.tasks = pg.submit(batch, now).await?.len();
+        copied.tasks = pg.submit(batch, now).await.map_err(|e| partial(e, &copied))?.len();
     }
     for s in sqlite.list_schedules().await? {
-        let created = pg.create_schedule(s.spec.clone(), s.next_fire_at, now).await?;
+        let created = pg.create_schedule(s.spec.clone(), s.next_fire_at, now).await.map_err(|e| partial(e, &copied))?;
         if s.state != created.state {
-            pg.set_schedule_state(&s.spec.name, s.state, s.next_fire_at, now).await?;
+            pg.set_schedule_state(&s.spec.name, s.state, s.next_fire_at, now).await.map_err(|e| partial(e, &copied))?;
         }
         copied.schedules += 1;
     }
     for t in sqlite.list_triggers().await? {
-        pg.create_trigger(t.spec.clone(), now).await?;
+        pg.create_trigger(t.spec.clone(), now).await.map_err(|e| partial(e, &copied))?;
         if !t.enabled {
-            pg.set_trigger_enabled(&t.spec.name, false, now).await?;
+            pg.set_trigger_enabled(&t.spec.name, false, now).await.map_err(|e| partial(e, &copied))?;
         }
         copied.triggers += 1;
     }

@@ -153,12 +153,18 @@ impl DispatchLoop {
                 // A node that was frozen (SIGSTOP, a stalled VM) past a heartbeat may have lost
                 // its leases to other nodes: it learns so, and stops those runs, before it
                 // claims anything new.
+                let mut beat_ok = true;
                 if !running.is_empty() && last_beat.elapsed() > cfg.lease / 2 {
-                    self.heartbeat(&cfg, &running).await;
-                    last_beat = Instant::now();
-                    next_heartbeat = Some(last_beat + cfg.lease / 3);
+                    beat_ok = self.heartbeat(&cfg, &running).await;
+                    if beat_ok {
+                        last_beat = Instant::now();
+                    }
+                    next_heartbeat = Some(Instant::now() + cfg.lease / 3);
                 }
-                if let Err(e) =
+                if !beat_ok {
+                    // Not knowing which leases it still holds, the node takes nothing new.
+                    store_backoff = Some(Instant::now() + STORE_RETRY);
+                } else if let Err(e) =
                     self.fill(&cfg, &mut running, parked.len() as isize - chats.running.len() as isize, &mut runners, &mut due).await
                 {
                     tracing::error!(error = %e, "dispatch failed; retrying shortly");
@@ -285,8 +291,9 @@ impl DispatchLoop {
                 _ = sleep_until(wake_at), if wake_at.is_some() && !shutting_down => {}
                 _ = sleep_until(next_heartbeat), if next_heartbeat.is_some() => {
                     next_heartbeat = Some(Instant::now() + cfg.lease / 3);
-                    self.heartbeat(&cfg, &running).await;
-                    last_beat = Instant::now();
+                    if self.heartbeat(&cfg, &running).await {
+                        last_beat = Instant::now();
+                    }
                 }
                 _ = sleep_until(next_node_beat), if next_node_beat.is_some() => {
                     next_node_beat = Some(Instant::now() + cfg.lease / 3);
@@ -413,7 +420,8 @@ impl DispatchLoop {
         }
     }
 
-    async fn heartbeat(&self, cfg: &crate::EngineConfig, running: &HashMap<owl_core::TaskId, Running>) {
+    /// Renews this node's leases; false when the store could not be reached.
+    async fn heartbeat(&self, cfg: &crate::EngineConfig, running: &HashMap<owl_core::TaskId, Running>) -> bool {
         let s = &self.shared;
         let beat = Heartbeat {
             node: cfg.node.clone(),
@@ -441,8 +449,12 @@ impl DispatchLoop {
                     }
                 }
             }
-            Err(e) => tracing::error!(error = %e, "heartbeat failed; leases may expire"),
+            Err(e) => {
+                tracing::error!(error = %e, "heartbeat failed; leases may expire");
+                return false;
+            }
         }
+        true
     }
 }
 

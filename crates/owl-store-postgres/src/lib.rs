@@ -99,7 +99,16 @@ impl Fail {
 
 pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        Some(db) => {
+            let mut msg = format!("{}: {}", db.code().code(), db.message());
+            if let Some(d) = db.detail() {
+                msg = format!("{msg} ({d})");
+            }
+            if let Some(h) = db.hint() {
+                msg = format!("{msg}; {h}");
+            }
+            msg
+        }
         None => {
             // The cause (a refused connection, an untrusted certificate) is in the sources.
             let mut msg = e.to_string();
@@ -332,16 +341,29 @@ pub async fn schema_version_of(url: &str) -> Result<i64, StoreError> {
     schema::current(&PgStore::connect(url, 1)?).await
 }
 
-/// `url` with the password replaced by `***`.
+/// `url` with the password replaced by `***`, in the user part and in a `password=` parameter.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some((a, h)) => (a, h),
-        None => return url.to_string(),
+    let (main, query) = match url.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (url, None),
     };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
+    let main = match main.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((auth, host)) => match auth.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => main.to_string(),
+            },
+            None => main.to_string(),
+        },
+        // A key=value connection string.
+        None => main.split(' ').map(|kv| if kv.starts_with("password=") { "password=***" } else { kv }).collect::<Vec<_>>().join(" "),
+    };
+    match query {
+        None => main,
+        Some(q) => {
+            let q: Vec<&str> = q.split('&').map(|kv| if kv.starts_with("password=") { "password=***" } else { kv }).collect();
+            format!("{main}?{}", q.join("&"))
+        }
     }
 }
 

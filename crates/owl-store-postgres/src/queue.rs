@@ -112,7 +112,12 @@ pub(crate) async fn submit(t: &Tx<'_>, batch: &[NewTask], now: Timestamp) -> R<V
             .map_err(|e| match e.code() {
                 // Another node inserted the same idempotency key a moment ago: run again and
                 // return its task.
-                Some(c) if *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => Fail::Retry(crate::describe(&e)),
+                Some(c)
+                    if *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+                        && e.as_db_error().and_then(|d| d.constraint()) == Some("tasks_idempotency_key_key") =>
+                {
+                    Fail::Retry(crate::describe(&e))
+                }
                 _ => Fail::from(e),
             })?;
         let id = TaskId(row.get(0));
@@ -521,7 +526,8 @@ async fn complete(t: &Tx<'_>, c: &Completion) -> R<Changes> {
 async fn rescue(t: &Tx<'_>, now: Timestamp, all: bool, policy: &RetryPolicy) -> R<Changes> {
     let rows = query(
         t,
-        "SELECT id, attempts, interruptions FROM tasks WHERE status = 'running' AND ($2 OR lease_until < $1) ORDER BY id FOR UPDATE SKIP LOCKED",
+        "SELECT id, attempts, interruptions, cancel_requested, reason FROM tasks \
+         WHERE status = 'running' AND ($2 OR lease_until < $1) ORDER BY id FOR UPDATE SKIP LOCKED",
         &[&now.0, &all],
     )
     .await?;
@@ -529,6 +535,15 @@ async fn rescue(t: &Tx<'_>, now: Timestamp, all: bool, policy: &RetryPolicy) -> 
     for r in &rows {
         let id = TaskId(r.get(0));
         let (attempt, interruptions) = (r.get::<_, i64>(1) as u32, r.get::<_, i64>(2) as u32);
+        if r.get::<_, bool>(3) {
+            // Someone asked to cancel it while its node was gone: it ends here.
+            let reason: Option<String> = r.get(4);
+            end_run(t, id, attempt, &RunOutcome::Cancelled { reason: reason.clone() }, None, None, now).await?;
+            set_state(t, id, &TaskState::Cancelled { finished_at: now, reason }, now).await?;
+            changes.0.push((id, Status::Cancelled));
+            fail_dependents(t, id, Status::Cancelled, now, &mut changes).await?;
+            continue;
+        }
         let reason = if all {
             "the daemon stopped before this attempt finished (recovered at restart)".to_string()
         } else {
@@ -668,7 +683,7 @@ fn queued(changes: &Changes) -> bool {
 impl PgStore {
     /// The wake-up hint, sent when the transaction commits (PostgreSQL folds repeats within one
     /// transaction into one); nothing when hints are off or nothing became claimable.
-    async fn hint(&self, t: &Tx<'_>, claimable: bool) -> R<()> {
+    pub(crate) async fn hint(&self, t: &Tx<'_>, claimable: bool) -> R<()> {
         if self.notify && claimable {
             exec(t, "SELECT pg_notify($1 || '.' || current_schema(), '')", &[&crate::WORK_CHANNEL]).await?;
         }

@@ -266,7 +266,12 @@ impl ScheduleStore for PgStore {
         .await)
     }
     async fn record_fires(&self, fires: ApplyFires) -> Result<Vec<(Timestamp, TaskId)>, StoreError> {
-        in_write!(self, |t| apply(&t, &fires).await)
+        in_write!(self, |t| async {
+            let created = apply(&t, &fires).await?;
+            self.hint(&t, !created.is_empty()).await?;
+            R::Ok(created)
+        }
+        .await)
     }
     async fn schedule_history(&self, name: &str, limit: u32) -> Result<Vec<FireRecord>, StoreError> {
         in_read!(self, |t| history(&t, name, limit).await)

@@ -242,6 +242,10 @@ async fn a_bad_url_and_an_unreachable_server_are_named() {
     let err = PgStore::open("postgres://owl:hunter2@127.0.0.1:1/x", Options::default()).await.err().unwrap().to_string();
     assert!(err.contains("cannot connect") && err.contains("127.0.0.1:1") && !err.contains("hunter2"), "{err}");
     assert_eq!(redact("postgres://u:secret@h:5/db"), "postgres://u:***@h:5/db");
+    assert_eq!(redact("postgres://h/db?user=owl&password=secret&sslmode=require"), "postgres://h/db?user=owl&password=***&sslmode=require");
+    assert_eq!(redact("host=h user=owl password=secret"), "host=h user=owl password=***");
+    let err = PgStore::open("postgres://127.0.0.1:1/x?user=owl&password=hunter2", Options::default()).await.err().unwrap().to_string();
+    assert!(!err.contains("hunter2"), "{err}");
 }
 
 /// A node whose clock runs a minute ahead learns the database's time within a round trip.

@@ -135,7 +135,12 @@ impl TriggerStore for PgStore {
         .await)
     }
     async fn record_trigger_fire(&self, f: FireTrigger) -> Result<TriggerFired, StoreError> {
-        in_write!(self, |t| fire(&t, &f).await)
+        in_write!(self, |t| async {
+            let fired = fire(&t, &f).await?;
+            self.hint(&t, matches!(fired, TriggerFired::Fired(_))).await?;
+            R::Ok(fired)
+        }
+        .await)
     }
     async fn trigger_history(&self, name: &str, limit: u32) -> Result<Vec<TriggerFireRecord>, StoreError> {
         in_read!(self, |t| {
@@ -182,7 +187,16 @@ impl TriggerStore for PgStore {
     async fn last_finish_before(&self, before: Timestamp) -> Result<i64, StoreError> {
         in_write!(self, |t| async {
             crate::queue::sequence_finishes(&t).await?;
-            let r = query_one(&t, "SELECT coalesce(max(seq), 0)::BIGINT FROM task_finishes WHERE at < $1", &[&before.0]).await?;
+            // Positions follow commit order while `at` is each completing node's clock, so a
+            // finish stamped later may hold a lower position: start before the first finish
+            // stamped at or after `before` (the consumer filters by time and dedups by source).
+            let r = query_one(
+                &t,
+                "SELECT coalesce((SELECT min(seq) FROM task_finishes WHERE at >= $1 AND seq IS NOT NULL) - 1, \
+                   (SELECT coalesce(max(seq), 0) FROM task_finishes))::BIGINT",
+                &[&before.0],
+            )
+            .await?;
             R::Ok(r.get::<_, i64>(0))
         }
         .await)

@@ -391,7 +391,9 @@ impl TriggerStore for SqliteStore {
     }
     async fn last_finish_before(&self, before: Timestamp) -> Result<i64, StoreError> {
         self.read(move |c| {
-            c.prepare_cached("SELECT coalesce(max(seq), 0) FROM task_finishes WHERE at < ?1")
+            c.prepare_cached(
+                "SELECT coalesce((SELECT min(seq) FROM task_finishes WHERE at >= ?1) - 1, (SELECT coalesce(max(seq), 0) FROM task_finishes))",
+            )
                 .map_err(backend)?
                 .query_row([before.0], |r| r.get(0))
                 .map_err(backend)

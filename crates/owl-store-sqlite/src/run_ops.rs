@@ -144,16 +144,26 @@ pub fn complete(conn: &Connection, c: &Completion) -> Result<Changes, StoreError
 }
 
 pub fn rescue(conn: &Connection, now: Timestamp, all: bool, policy: &RetryPolicy) -> Result<Changes, StoreError> {
-    let rows: Vec<(i64, u32, u32)> = conn
-        .prepare_cached("SELECT id, attempts, interruptions FROM tasks WHERE status = 'running' AND (?2 OR lease_until < ?1) ORDER BY id")
+    let rows: Vec<(i64, u32, u32, bool, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT id, attempts, interruptions, cancel_requested, reason FROM tasks WHERE status = 'running' AND (?2 OR lease_until < ?1) ORDER BY id",
+        )
         .map_err(backend)?
-        .query_map(params![now.0, all], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map(params![now.0, all], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0, r.get(4)?)))
         .map_err(backend)?
         .collect::<Result<_, _>>()
         .map_err(backend)?;
     let mut changes = Changes::default();
-    for (id, attempt, interruptions) in rows {
+    for (id, attempt, interruptions, cancel, cancel_reason) in rows {
         let id = TaskId(id);
+        if cancel {
+            // Someone asked to cancel it before its run ended: it ends here.
+            end_run(conn, id, attempt, &RunOutcome::Cancelled { reason: cancel_reason.clone() }, None, None, now)?;
+            set_state(conn, id, &TaskState::Cancelled { finished_at: now, reason: cancel_reason }, now)?;
+            changes.0.push((id, Status::Cancelled));
+            fail_dependents(conn, id, Status::Cancelled, now, &mut changes)?;
+            continue;
+        }
         let reason = if all {
             "the daemon stopped before this attempt finished (recovered at restart)".to_string()
         } else {

@@ -42,6 +42,7 @@ macro_rules! conformance_tests {
             a_stale_completion_is_refused,
             failures_retry_with_backoff_until_attempts_run_out,
             rescue_requeues_without_using_an_attempt,
+            a_cancel_requested_of_a_lost_attempt_is_honoured_at_rescue,
             crash_rescues_are_capped,
             heartbeat_extends_leases_and_reports_lost_ones,
             retry_revives_dependents_that_failed_because_of_it,

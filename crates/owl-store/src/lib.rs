@@ -161,8 +161,11 @@ pub trait TriggerStore: Send + Sync + 'static {
     /// log, oldest first, with their positions. A task finishing again (after `retry`)
     /// appears again.
     async fn finished_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, Task)>, StoreError>;
-    /// The last position of the finish log among finishes stamped before `before` (0 when
-    /// none): where a consumer that only cares about later finishes can start.
+    /// A position of the finish log before every finish stamped at or after `before` (the last
+    /// position when there is none, 0 for an empty log): where a consumer that only cares
+    /// about later finishes can start. Finishes are stamped by the clock of whoever completed
+    /// them but logged in commit order, so some before that position may be later-stamped and
+    /// some after it earlier-stamped; the consumer filters by time.
     async fn last_finish_before(&self, before: Timestamp) -> Result<i64, StoreError>;
     /// Tasks that failed or timed out since `since` (a fact for conditions).
     async fn failures_since(&self, since: Timestamp) -> Result<u64, StoreError>;

@@ -254,6 +254,23 @@ pub async fn rescue_requeues_without_using_an_attempt(s: DynStore) {
     assert!(matches!(runs[0].outcome, Some(RunOutcome::Interrupted { .. })));
 }
 
+/// A cancel requested while the task's node was gone is honoured when the task is rescued: it
+/// ends cancelled (with its dependents failed), and never runs again.
+pub async fn a_cancel_requested_of_a_lost_attempt_is_honoured_at_rescue(s: DynStore) {
+    let a = add(&s, spec("a")).await;
+    let mut after = spec("after");
+    after.depends_on = vec![a];
+    let b = add(&s, after).await;
+    claim(&s, T0, 1).await;
+    assert_eq!(s.cancel(a, Some("not needed".into()), T0).await.unwrap(), CancelReply::Requested);
+    let ch = s.rescue(T0.plus(LEASE).plus(Duration::from_secs(1)), false, RetryPolicy::default()).await.unwrap();
+    assert_eq!(ch.status_of(a), Some(Status::Cancelled), "{ch:?}");
+    assert_eq!(ch.status_of(b), Some(Status::Failed), "{ch:?}");
+    assert!(matches!(s.get(a).await.unwrap().state, TaskState::Cancelled { reason: Some(ref r), .. } if r == "not needed"));
+    assert!(matches!(s.runs(a).await.unwrap()[0].outcome, Some(RunOutcome::Cancelled { .. })));
+    assert!(claim(&s, T0.plus(Duration::from_secs(60)), 5).await.is_empty());
+}
+
 pub async fn crash_rescues_are_capped(s: DynStore) {
     let a = add(&s, spec("poison")).await;
     let policy = RetryPolicy { max_crash_requeues: 2, ..Default::default() };
