@@ -4,6 +4,7 @@
 
 use owl_memory::embed::{default_model_dir, BertEmbedder, Embedder, Precision};
 use owl_memory::index::VectorIndex;
+use owl_memory::MemoryStore as _;
 use owl_memory::{Memory, MemoryConfig, NewMemory, Query};
 use serde_json::{json, Value};
 use std::sync::Arc;

@@ -198,7 +198,8 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
         pg.listen(move || e.wake());
     }
     engine.set_agents(crate::agents_setup::build(&settings, &config.0, sandbox_base(&engine))?);
-    engine.set_memory(crate::memory_setup::open(&settings.memory, layout.root())?);
+    let shared_memory = pg.as_ref().and(settings.store.url.as_ref()).map(|u| u.expose().to_string());
+    engine.set_memory(crate::memory_setup::open(&settings.memory, layout.root(), shared_memory.as_deref())?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = owl_server::AppState {
         engine: engine.clone(),

@@ -1,5 +1,6 @@
-//! Long-term memory for the daemon: `memory.db` and `memory.usearch` in the data dir, with the
-//! embedder `[memory]` asks for, loaded on first use.
+//! Long-term memory for the daemon: `memory.db` and `memory.usearch` in the data dir (or the
+//! items in the shared PostgreSQL and only the index here), with the embedder `[memory]` asks
+//! for, loaded on first use.
 
 use anyhow::{bail, Result};
 use owl_core::config::MemorySettings;
@@ -16,7 +17,9 @@ pub fn model_dir(s: &MemorySettings) -> std::path::PathBuf {
     }
 }
 
-pub fn open(s: &MemorySettings, data_dir: &Path) -> Result<Option<Arc<Memory>>> {
+/// The memory: in the data dir, or, with `shared` (the `[store] url` of a PostgreSQL the
+/// daemon shares with other nodes), in that database, with only the vector index kept here.
+pub fn open(s: &MemorySettings, data_dir: &Path, shared: Option<&str>) -> Result<Option<Arc<Memory>>> {
     if !s.enabled {
         return Ok(None);
     }
@@ -43,7 +46,13 @@ pub fn open(s: &MemorySettings, data_dir: &Path) -> Result<Option<Arc<Memory>>> 
         other => bail!("[memory] embeddings = \"{other}\" is not one of local, http, none"),
     };
     let cfg = MemoryConfig { dedup_threshold: s.dedup_threshold, max_item_chars: s.max_item_chars, ..Default::default() };
-    let m = Memory::open(data_dir, cfg, loader).map_err(anyhow::Error::msg)?;
+    let m = match shared {
+        Some(url) => {
+            let db = owl_memory::pg::PgMemory::open(url).map_err(|e| anyhow::anyhow!("the shared memory in PostgreSQL: {e}"))?;
+            Memory::with_store(data_dir, Box::new(db), true, cfg, loader)
+        }
+        None => Memory::open(data_dir, cfg, loader).map_err(anyhow::Error::msg)?,
+    };
     Ok(Some(Arc::new(m)))
 }
 
@@ -55,9 +64,9 @@ mod tests {
     fn an_unknown_precision_is_refused_by_name_and_int8_opens() {
         let t = tempfile::tempdir().unwrap();
         let bad = MemorySettings { precision: "int4".into(), ..Default::default() };
-        let e = open(&bad, t.path()).err().expect("int4 is refused").to_string();
+        let e = open(&bad, t.path(), None).err().expect("int4 is refused").to_string();
         assert!(e.contains("[memory] precision = \"int4\"") && e.contains("\"int8\""), "{e}");
         let good = MemorySettings { precision: "int8".into(), ..Default::default() };
-        assert!(open(&good, t.path()).unwrap().is_some());
+        assert!(open(&good, t.path(), None).unwrap().is_some());
     }
 }

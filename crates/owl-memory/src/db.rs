@@ -175,14 +175,6 @@ impl MemoryDb {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Bumped on every change that affects the vector index; the index file records the
-    /// generation it was built at, and a mismatch means rebuild.
-    pub fn generation(&self) -> Result<u64, String> {
-        let v: Option<String> =
-            self.c().query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| r.get(0)).optional().map_err(err)?;
-        Ok(v.and_then(|s| s.parse().ok()).unwrap_or(0))
-    }
-
     fn bump(c: &Connection) -> rusqlite::Result<()> {
         c.execute(
             "INSERT INTO meta(key, value) VALUES ('generation', '1') \
@@ -191,15 +183,61 @@ impl MemoryDb {
         )
         .map(|_| ())
     }
+}
 
+/// The memory's database: items, vectors, the embedding cache and full-text search. SQLite
+/// beside the data dir ([`MemoryDb`]) for one daemon; PostgreSQL (feature `postgres`) for nodes
+/// that share one memory.
+pub trait MemoryStore: Send + Sync {
+    /// Bumped on every change that affects the vector index; an index built at another
+    /// generation is stale.
+    fn generation(&self) -> Result<u64, String>;
     /// Stores an item and (when given) its vector in one transaction.
-    pub fn insert(&self, m: &NewMemory, vector: Option<(&str, &[f32])>, now: i64) -> Result<i64, String> {
+    fn insert(&self, m: &NewMemory, vector: Option<(&str, &[f32])>, now: i64) -> Result<i64, String> {
         Ok(self.insert_many(&[(m, vector)], now)?[0])
+    }
+    /// Stores many items (each with its vector, when given) in one transaction. Returns their
+    /// ids in order.
+    fn insert_many(&self, items: &[(&NewMemory, Option<(&str, &[f32])>)], now: i64) -> Result<Vec<i64>, String>;
+    /// Merges new tags into an existing item (a near-duplicate was added).
+    fn merge_into(&self, id: i64, tags: &[String], now: i64) -> Result<(), String>;
+    fn get(&self, id: i64) -> Result<Option<MemoryItem>, String>;
+    fn get_many(&self, ids: &[i64]) -> Result<Vec<MemoryItem>, String>;
+    /// The first item with exactly this (normalised) text, kind and scope.
+    fn find_exact(&self, m: &NewMemory) -> Result<Option<i64>, String>;
+    fn delete(&self, id: i64) -> Result<bool, String>;
+    /// Deletes items of `kind` created before `before`; returns how many.
+    fn expire(&self, kind: &str, before: i64) -> Result<u64, String>;
+    /// Newest first, filtered, after `before_id` (paging), at most `limit`.
+    fn list(&self, f: &Filter, limit: usize, before_id: Option<i64>) -> Result<Vec<MemoryItem>, String>;
+    /// Full-text ranking: ids best first, with scores.
+    fn text_search(&self, query: &str, limit: usize) -> Result<Vec<(i64, f64)>, String>;
+    /// Every stored vector of `model`, for rebuilding the index.
+    fn vectors(&self, model: &str) -> Result<Vec<(i64, Vec<f32>)>, String>;
+    fn vector_of(&self, id: i64, model: &str) -> Result<Option<Vec<f32>>, String>;
+    /// Items with no vector of `model`.
+    fn missing_vectors(&self, model: &str, limit: usize) -> Result<Vec<(i64, String)>, String>;
+    fn set_vector(&self, id: i64, model: &str, v: &[f32]) -> Result<(), String>;
+    fn cached_embedding(&self, hash: &str, model: &str) -> Result<Option<Vec<f32>>, String>;
+    fn cache_embedding(&self, hash: &str, model: &str, v: &[f32]) -> Result<(), String>;
+    /// Records that items were handed out by a search.
+    fn touch(&self, ids: &[i64], now: i64) -> Result<(), String>;
+    /// (items, items with a vector of `model`, items by kind).
+    fn stats(&self, model: &str) -> Result<(u64, u64, Vec<(String, u64)>), String>;
+}
+
+impl MemoryStore for MemoryDb {
+    /// Bumped on every change that affects the vector index; the index file records the
+    /// generation it was built at, and a mismatch means rebuild.
+    fn generation(&self) -> Result<u64, String> {
+        let v: Option<String> =
+            self.c().query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| r.get(0)).optional().map_err(err)?;
+        Ok(v.and_then(|s| s.parse().ok()).unwrap_or(0))
     }
 
     /// Stores many items (each with its vector, when given) in one transaction: one commit
     /// instead of one per item. Returns their ids in order.
-    pub fn insert_many(&self, items: &[(&NewMemory, Option<(&str, &[f32])>)], now: i64) -> Result<Vec<i64>, String> {
+    fn insert_many(&self, items: &[(&NewMemory, Option<(&str, &[f32])>)], now: i64) -> Result<Vec<i64>, String> {
         let mut c = self.c();
         let tx = c.transaction().map_err(err)?;
         let mut ids = Vec::with_capacity(items.len());
@@ -237,7 +275,7 @@ impl MemoryDb {
     }
 
     /// Merges new tags and a newer source into an existing item (a near-duplicate was added).
-    pub fn merge_into(&self, id: i64, tags: &[String], now: i64) -> Result<(), String> {
+    fn merge_into(&self, id: i64, tags: &[String], now: i64) -> Result<(), String> {
         let c = self.c();
         let old: String = c.query_row("SELECT tags FROM memories WHERE id = ?1", [id], |r| r.get(0)).map_err(err)?;
         let mut all: Vec<String> = serde_json::from_str(&old).unwrap_or_default();
@@ -254,11 +292,11 @@ impl MemoryDb {
         Ok(())
     }
 
-    pub fn get(&self, id: i64) -> Result<Option<MemoryItem>, String> {
+    fn get(&self, id: i64) -> Result<Option<MemoryItem>, String> {
         self.c().query_row(&format!("SELECT {COLUMNS} FROM memories WHERE id = ?1"), [id], row).optional().map_err(err)
     }
 
-    pub fn get_many(&self, ids: &[i64]) -> Result<Vec<MemoryItem>, String> {
+    fn get_many(&self, ids: &[i64]) -> Result<Vec<MemoryItem>, String> {
         let c = self.c();
         let mut st = c.prepare_cached(&format!("SELECT {COLUMNS} FROM memories WHERE id = ?1")).map_err(err)?;
         let mut out = Vec::with_capacity(ids.len());
@@ -271,7 +309,7 @@ impl MemoryDb {
     }
 
     /// The first item with exactly this (normalised) text, kind and scope.
-    pub fn find_exact(&self, m: &NewMemory) -> Result<Option<i64>, String> {
+    fn find_exact(&self, m: &NewMemory) -> Result<Option<i64>, String> {
         self.c()
             .query_row(
                 "SELECT id FROM memories WHERE hash = ?1 AND kind = ?2 AND agent IS ?3 AND user IS ?4 ORDER BY id LIMIT 1",
@@ -282,7 +320,7 @@ impl MemoryDb {
             .map_err(err)
     }
 
-    pub fn delete(&self, id: i64) -> Result<bool, String> {
+    fn delete(&self, id: i64) -> Result<bool, String> {
         let mut c = self.c();
         let tx = c.transaction().map_err(err)?;
         let n = tx.execute("DELETE FROM memories WHERE id = ?1", [id]).map_err(err)?;
@@ -294,7 +332,7 @@ impl MemoryDb {
     }
 
     /// Deletes items of `kind` created before `before`; returns how many.
-    pub fn expire(&self, kind: &str, before: i64) -> Result<u64, String> {
+    fn expire(&self, kind: &str, before: i64) -> Result<u64, String> {
         let mut c = self.c();
         let tx = c.transaction().map_err(err)?;
         let n = tx.execute("DELETE FROM memories WHERE kind = ?1 AND created_at < ?2", params![kind, before]).map_err(err)?;
@@ -306,7 +344,7 @@ impl MemoryDb {
     }
 
     /// Newest first, filtered, after `before_id` (paging), at most `limit`.
-    pub fn list(&self, f: &Filter, limit: usize, before_id: Option<i64>) -> Result<Vec<MemoryItem>, String> {
+    fn list(&self, f: &Filter, limit: usize, before_id: Option<i64>) -> Result<Vec<MemoryItem>, String> {
         let c = self.c();
         let mut st = c.prepare_cached(&format!("SELECT {COLUMNS} FROM memories WHERE id < ?1 ORDER BY id DESC")).map_err(err)?;
         let rows = st.query_map([before_id.unwrap_or(i64::MAX)], row).map_err(err)?;
@@ -324,7 +362,7 @@ impl MemoryDb {
     }
 
     /// Full-text BM25 ranking: ids best first (SQLite's bm25 is lower-is-better), with scores.
-    pub fn text_search(&self, query: &str, limit: usize) -> Result<Vec<(i64, f64)>, String> {
+    fn text_search(&self, query: &str, limit: usize) -> Result<Vec<(i64, f64)>, String> {
         let q = fts_query(query);
         if q.is_empty() {
             return Ok(vec![]);
@@ -338,14 +376,14 @@ impl MemoryDb {
     }
 
     /// Every stored vector of `model`, for rebuilding the index.
-    pub fn vectors(&self, model: &str) -> Result<Vec<(i64, Vec<f32>)>, String> {
+    fn vectors(&self, model: &str) -> Result<Vec<(i64, Vec<f32>)>, String> {
         let c = self.c();
         let mut st = c.prepare("SELECT memory_id, vec FROM vectors WHERE model = ?1 ORDER BY memory_id").map_err(err)?;
         let rows = st.query_map([model], |r| Ok((r.get::<_, i64>(0)?, from_blob(&r.get::<_, Vec<u8>>(1)?)))).map_err(err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(err)
     }
 
-    pub fn vector_of(&self, id: i64, model: &str) -> Result<Option<Vec<f32>>, String> {
+    fn vector_of(&self, id: i64, model: &str) -> Result<Option<Vec<f32>>, String> {
         self.c()
             .query_row("SELECT vec FROM vectors WHERE memory_id = ?1 AND model = ?2", params![id, model], |r| r.get::<_, Vec<u8>>(0))
             .optional()
@@ -354,7 +392,7 @@ impl MemoryDb {
     }
 
     /// Items with no vector of `model` (added while no model was available, or under another).
-    pub fn missing_vectors(&self, model: &str, limit: usize) -> Result<Vec<(i64, String)>, String> {
+    fn missing_vectors(&self, model: &str, limit: usize) -> Result<Vec<(i64, String)>, String> {
         let c = self.c();
         let mut st = c
             .prepare("SELECT m.id, m.text FROM memories m LEFT JOIN vectors v ON v.memory_id = m.id AND v.model = ?1 WHERE v.memory_id IS NULL ORDER BY m.id LIMIT ?2")
@@ -363,7 +401,7 @@ impl MemoryDb {
         rows.collect::<Result<Vec<_>, _>>().map_err(err)
     }
 
-    pub fn set_vector(&self, id: i64, model: &str, v: &[f32]) -> Result<(), String> {
+    fn set_vector(&self, id: i64, model: &str, v: &[f32]) -> Result<(), String> {
         let mut c = self.c();
         let tx = c.transaction().map_err(err)?;
         tx.execute(
@@ -375,7 +413,7 @@ impl MemoryDb {
         tx.commit().map_err(err)
     }
 
-    pub fn cached_embedding(&self, hash: &str, model: &str) -> Result<Option<Vec<f32>>, String> {
+    fn cached_embedding(&self, hash: &str, model: &str) -> Result<Option<Vec<f32>>, String> {
         self.c()
             .query_row("SELECT vec FROM embed_cache WHERE hash = ?1 AND model = ?2", params![hash, model], |r| r.get::<_, Vec<u8>>(0))
             .optional()
@@ -383,7 +421,7 @@ impl MemoryDb {
             .map_err(err)
     }
 
-    pub fn cache_embedding(&self, hash: &str, model: &str, v: &[f32]) -> Result<(), String> {
+    fn cache_embedding(&self, hash: &str, model: &str, v: &[f32]) -> Result<(), String> {
         self.c()
             .execute("INSERT OR REPLACE INTO embed_cache (hash, model, vec) VALUES (?1, ?2, ?3)", params![hash, model, to_blob(v)])
             .map(|_| ())
@@ -391,7 +429,7 @@ impl MemoryDb {
     }
 
     /// Records that items were handed out by a search.
-    pub fn touch(&self, ids: &[i64], now: i64) -> Result<(), String> {
+    fn touch(&self, ids: &[i64], now: i64) -> Result<(), String> {
         let mut c = self.c();
         let tx = c.transaction().map_err(err)?;
         for id in ids {
@@ -402,7 +440,7 @@ impl MemoryDb {
     }
 
     /// (items, items with a vector of `model`, items by kind).
-    pub fn stats(&self, model: &str) -> Result<(u64, u64, Vec<(String, u64)>), String> {
+    fn stats(&self, model: &str) -> Result<(u64, u64, Vec<(String, u64)>), String> {
         let c = self.c();
         let total: i64 = c.query_row("SELECT count(*) FROM memories", [], |r| r.get(0)).map_err(err)?;
         let vec: i64 = c.query_row("SELECT count(*) FROM vectors WHERE model = ?1", [model], |r| r.get(0)).map_err(err)?;
@@ -434,7 +472,19 @@ mod tests {
     #[test]
     fn items_round_trip_are_searchable_and_deletable() {
         let t = tempfile::tempdir().unwrap();
-        let db = MemoryDb::open(&t.path().join("memory.db")).unwrap();
+        round_trip(&MemoryDb::open(&t.path().join("memory.db")).unwrap());
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn items_round_trip_are_searchable_and_deletable_on_postgres() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let url = rt.block_on(owl_store_postgres::testing::fresh_schema()).unwrap();
+        round_trip(&crate::pg::PgMemory::open(&url).unwrap());
+    }
+
+    /// What every memory store does.
+    pub(crate) fn round_trip(db: &dyn MemoryStore) {
         let g0 = db.generation().unwrap();
         let a = db
             .insert(

@@ -7,7 +7,7 @@
 //! says it is current and the file's checksum matches (usearch is never handed a file that
 //! could be torn or corrupt); otherwise it is rebuilt from the stored vectors.
 
-use crate::db::MemoryDb;
+use crate::db::MemoryStore;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -92,7 +92,7 @@ impl VectorIndex {
     }
 
     /// Loads the index at `path` if it matches the database, else rebuilds it from `db`.
-    pub fn open(path: &Path, db: &MemoryDb, model: &str, dim: usize) -> Result<(Self, Opened), String> {
+    pub fn open(path: &Path, db: &dyn MemoryStore, model: &str, dim: usize) -> Result<(Self, Opened), String> {
         let generation = db.generation()?;
         let current = std::fs::read(sidecar_path(path))
             .ok()
@@ -111,7 +111,7 @@ impl VectorIndex {
     }
 
     /// Builds the index from every stored vector of `model` and saves it.
-    pub fn rebuild(path: &Path, db: &MemoryDb, model: &str, dim: usize) -> Result<Self, String> {
+    pub fn rebuild(path: &Path, db: &dyn MemoryStore, model: &str, dim: usize) -> Result<Self, String> {
         let generation = db.generation()?;
         let vectors = db.vectors(model)?;
         let index = Index::new(&options(dim)).map_err(err)?;
@@ -120,6 +120,19 @@ impl VectorIndex {
         me.add_many(&fitting)?;
         me.save(generation)?;
         Ok(me)
+    }
+
+    /// Replaces the graph with one built from every stored vector of the index's model, in
+    /// place (searches wait only for the swap): for a database other nodes change too.
+    pub fn refill(&self, db: &dyn MemoryStore) -> Result<usize, String> {
+        let vectors = db.vectors(&self.model)?;
+        let fresh = VectorIndex::in_memory(self.dim, vectors.len())?;
+        let fitting: Vec<(i64, &[f32])> = vectors.iter().filter(|(_, v)| v.len() == self.dim).map(|(id, v)| (*id, v.as_slice())).collect();
+        fresh.add_many(&fitting)?;
+        let graph = fresh.index.into_inner().unwrap_or_else(|e| e.into_inner());
+        let n = graph.size();
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = graph;
+        Ok(n)
     }
 
     /// Writes the index and its sidecar (the sidecar last, each through a rename), recording
@@ -246,7 +259,7 @@ impl VectorIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::NewMemory;
+    use crate::db::{MemoryDb, NewMemory};
 
     fn unit(seed: u64, dim: usize) -> Vec<f32> {
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -279,7 +292,9 @@ mod tests {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let (db, path) = (db.clone(), path.clone());
-                std::thread::spawn(move || (0..10).map(|_| VectorIndex::rebuild(&path, &db, "m", 8).map(|ix| ix.len())).collect::<Vec<_>>())
+                std::thread::spawn(move || {
+                    (0..10).map(|_| VectorIndex::rebuild(&path, db.as_ref(), "m", 8).map(|ix| ix.len())).collect::<Vec<_>>()
+                })
             })
             .collect();
         for h in handles {

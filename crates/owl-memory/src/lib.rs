@@ -8,7 +8,9 @@ pub mod embed;
 pub mod error;
 pub mod index;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod pg;
 
-pub use db::{Filter, MemoryItem, NewMemory};
+pub use db::{Filter, MemoryItem, MemoryStore, NewMemory};
 pub use error::MemoryError;
 pub use memory::{bert_loader, Added, Hit, Loader, Memory, MemoryConfig, Query, RECALL_MARKER};

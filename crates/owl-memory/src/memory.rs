@@ -2,7 +2,7 @@
 //! Adding dedups; searching fuses vector and full-text rankings by reciprocal rank fusion,
 //! with optional recency weighting and MMR diversity, and can explain each hit's place.
 
-use crate::db::{content_hash, Filter, MemoryDb, MemoryItem, NewMemory};
+use crate::db::{content_hash, Filter, MemoryDb, MemoryItem, MemoryStore, NewMemory};
 use crate::embed::{dot, Embedder};
 use crate::error::MemoryError;
 use crate::index::VectorIndex;
@@ -117,7 +117,11 @@ pub fn bert_loader(dir: PathBuf, precision: crate::embed::Precision) -> Loader {
 }
 
 pub struct Memory {
-    db: MemoryDb,
+    db: Box<dyn MemoryStore>,
+    /// Other nodes change the database too: the index follows the database's generation.
+    shared: bool,
+    /// The generation the index reflects (shared databases only).
+    synced: std::sync::atomic::AtomicU64,
     cfg: MemoryConfig,
     index_path: PathBuf,
     loader: Loader,
@@ -137,8 +141,16 @@ impl Memory {
     /// Opens `memory.db` and `memory.usearch` in `dir`; `loader` makes the embedder on first use.
     pub fn open(dir: &Path, cfg: MemoryConfig, loader: Loader) -> Result<Self, String> {
         let db = MemoryDb::open(&dir.join("memory.db"))?;
-        Ok(Memory {
+        Ok(Memory::with_store(dir, Box::new(db), false, cfg, loader))
+    }
+
+    /// A memory on `db`; `shared` when other nodes write to it too, so the vector index (a
+    /// cache in `dir`) is brought up to date whenever the database's generation moved.
+    pub fn with_store(dir: &Path, db: Box<dyn MemoryStore>, shared: bool, cfg: MemoryConfig, loader: Loader) -> Self {
+        Memory {
             db,
+            shared,
+            synced: std::sync::atomic::AtomicU64::new(u64::MAX),
             cfg,
             index_path: dir.join("memory.usearch"),
             loader,
@@ -146,11 +158,28 @@ impl Memory {
             index: OnceLock::new(),
             warned: Mutex::new(false),
             adding: Mutex::new(()),
-        })
+        }
     }
 
-    pub fn db(&self) -> &MemoryDb {
-        &self.db
+    pub fn db(&self) -> &dyn MemoryStore {
+        self.db.as_ref()
+    }
+
+    /// The index, brought up to date first when other nodes share the database and changed it.
+    fn current_index(&self) -> Option<&VectorIndex> {
+        let ix = self.index()?;
+        if self.shared {
+            use std::sync::atomic::Ordering;
+            match self.db.generation() {
+                Ok(g) if g != self.synced.load(Ordering::SeqCst) => match ix.refill(self.db.as_ref()) {
+                    Ok(_) => self.synced.store(g, Ordering::SeqCst),
+                    Err(e) => tracing::warn!(error = %e, "cannot bring the memory index up to date; searching the one held"),
+                },
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the memory's generation; searching the index held"),
+            }
+        }
+        Some(ix)
     }
 
     /// The embedder, loaded on first use; `None` (said once, in the log) when it cannot load.
@@ -186,7 +215,7 @@ impl Memory {
                 if let Err(err) = self.fill_missing(e.as_ref()) {
                     tracing::warn!(error = %err, "cannot embed items that have no vector yet");
                 }
-                match VectorIndex::open(&self.index_path, &self.db, e.model(), e.dim()) {
+                match VectorIndex::open(&self.index_path, self.db.as_ref(), e.model(), e.dim()) {
                     Ok((ix, how)) => {
                         tracing::debug!(?how, items = ix.len(), "memory index ready");
                         Some(ix)
@@ -258,7 +287,7 @@ impl Memory {
             None => vec![None; items.len()],
         };
         let _g = self.adding.lock().unwrap_or_else(|e| e.into_inner());
-        let index = self.index();
+        let index = self.current_index();
         let model = self.embedder().map(|e| e.model().to_string()).unwrap_or_default();
         let mut out = Vec::with_capacity(items.len());
         for (m, v) in items.into_iter().zip(vectors) {
@@ -303,7 +332,7 @@ impl Memory {
             return Err(MemoryError::NoModel(self.semantic_unavailable().unwrap_or_else(|| "no embedding model is loaded".into())));
         };
         self.fill_missing(e.as_ref())?;
-        let ix = VectorIndex::rebuild(&self.index_path, &self.db, e.model(), e.dim())?;
+        let ix = VectorIndex::rebuild(&self.index_path, self.db.as_ref(), e.model(), e.dim())?;
         let n = ix.len();
         // An index already in use is kept; the rebuilt file is what the next start loads.
         let _ = self.index.set(Some(ix));
@@ -317,7 +346,7 @@ impl Memory {
         let text = self.db.text_search(&q.text, pool)?;
         let mut qvec = None;
         let mut vector = Vec::new();
-        if let (Some(e), Some(ix)) = (self.embedder(), self.index()) {
+        if let (Some(e), Some(ix)) = (self.embedder(), self.current_index()) {
             let v = self.embed_cached(e.as_ref(), &[q.text.as_str()])?.remove(0);
             vector = ix.search(&v, pool)?;
             qvec = Some(v);

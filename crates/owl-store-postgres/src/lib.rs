@@ -336,6 +336,27 @@ where
     Err("the listening connection closed".into())
 }
 
+/// One connection of its own to the database at `url` (same URL handling and TLS as a store),
+/// driven on the current runtime: for a caller that keeps a single session, such as the
+/// shared memory.
+pub async fn connect_one(url: &str) -> Result<tokio_postgres::Client, StoreError> {
+    let store = PgStore::connect(url, 1)?;
+    let shown = store.shown.clone();
+    let fail = |e: tokio_postgres::Error| StoreError::Backend(format!("cannot connect to PostgreSQL at {shown}: {}", describe(&e)));
+    match &store.tls {
+        None => {
+            let (client, conn) = store.cfg.connect(NoTls).await.map_err(fail)?;
+            tokio::spawn(conn);
+            Ok(client)
+        }
+        Some(t) => {
+            let (client, conn) = store.cfg.connect(t.clone()).await.map_err(fail)?;
+            tokio::spawn(conn);
+            Ok(client)
+        }
+    }
+}
+
 /// The schema version of the database at `url`, changing nothing (0 when owl never wrote to it).
 pub async fn schema_version_of(url: &str) -> Result<i64, StoreError> {
     schema::current(&PgStore::connect(url, 1)?).await

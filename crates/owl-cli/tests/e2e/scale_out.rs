@@ -1,4 +1,4 @@
-//! Several daemons on one PostgreSQL: one queue, each task run once, a dead node's task run
+//! Several daemons on one PostgreSQL: one queue and one memory, each task run once, a dead node's task run
 //! again elsewhere once its lease expires, `owl nodes` saying it is lost, and its leftovers
 //! stopped when it comes back.
 
@@ -44,6 +44,10 @@ fn two_daemons_share_one_postgres_queue_and_a_dead_nodes_task_runs_again() {
     assert_eq!(names, ["web-1", "web-2"], "{listed}");
     assert!(listed["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "alive"), "{listed}");
     assert_eq!(listed["this"], "web-1");
+    // One memory for both nodes: what one remembers, the other finds.
+    a.ok(&["memory", "add", "The release train leaves every Thursday at noon", "--kind", "knowledge"]);
+    let found = b.json(&["memory", "search", "when does the release train leave?", "-k", "1"]);
+    assert_eq!(found["hits"][0]["item"]["text"], "The release train leaves every Thursday at noon", "{found}");
     let st = a.json(&["status"]);
     assert_eq!(st["store"]["backend"], "postgres", "{st}");
     assert!(st["store"]["facts"]["dead_tuples"].is_i64() && st["store"]["facts"]["oldest_transaction_seconds"].is_i64(), "{st}");
