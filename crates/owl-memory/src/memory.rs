@@ -122,6 +122,8 @@ pub struct Memory {
     shared: bool,
     /// The generation the index reflects (shared databases only).
     synced: std::sync::atomic::AtomicU64,
+    /// Times the index was rebuilt because other nodes changed the database.
+    refills: std::sync::atomic::AtomicU64,
     cfg: MemoryConfig,
     index_path: PathBuf,
     loader: Loader,
@@ -151,6 +153,7 @@ impl Memory {
             db,
             shared,
             synced: std::sync::atomic::AtomicU64::new(u64::MAX),
+            refills: std::sync::atomic::AtomicU64::new(0),
             cfg,
             index_path: dir.join("memory.usearch"),
             loader,
@@ -172,7 +175,10 @@ impl Memory {
             use std::sync::atomic::Ordering;
             match self.db.generation() {
                 Ok(g) if g != self.synced.load(Ordering::SeqCst) => match ix.refill(self.db.as_ref()) {
-                    Ok(_) => self.synced.store(g, Ordering::SeqCst),
+                    Ok(_) => {
+                        self.synced.store(g, Ordering::SeqCst);
+                        self.refills.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(e) => tracing::warn!(error = %e, "cannot bring the memory index up to date; searching the one held"),
                 },
                 Ok(_) => {}
@@ -307,9 +313,11 @@ impl Memory {
                     continue;
                 }
             }
+            let before = self.shared_generation();
             let id = self.db.insert(&m, v.as_deref().map(|v| (model.as_str(), v)), now_ms())?;
             if let (Some(ix), Some(v)) = (index, &v) {
                 ix.add(id, v)?;
+                self.after_own_change(before);
             }
             out.push(Added::Created { id });
         }
@@ -317,13 +325,42 @@ impl Memory {
     }
 
     pub fn delete(&self, id: i64) -> Result<bool, MemoryError> {
+        let before = self.shared_generation();
         let gone = self.db.delete(id)?;
         if gone {
             if let Some(ix) = self.index.get().and_then(|o| o.as_ref()) {
                 let _ = ix.remove(id);
+                self.after_own_change(before);
             }
         }
         Ok(gone)
+    }
+
+    /// How many times the index was rebuilt to catch up with a shared database.
+    pub fn index_refills(&self) -> u64 {
+        self.refills.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// On a shared store, the generation just before a change of this node's own.
+    fn shared_generation(&self) -> Option<u64> {
+        if self.shared {
+            self.db.generation().ok()
+        } else {
+            None
+        }
+    }
+
+    /// After a change of this node's own that the index already holds: when it was the only
+    /// change since the index was in step (the generation moved by one), the index is still
+    /// in step, and the next search need not rebuild it.
+    fn after_own_change(&self, before: Option<u64>) {
+        use std::sync::atomic::Ordering;
+        let Some(before) = before else { return };
+        if let Ok(now) = self.db.generation() {
+            if now == before + 1 && self.synced.load(Ordering::SeqCst) == before {
+                self.synced.store(now, Ordering::SeqCst);
+            }
+        }
     }
 
     /// Rebuilds the vector index from the database (and embeds items that lack a vector).

@@ -519,6 +519,13 @@ mod tests {
             .id();
         let hits = b.search(&Query { text: "where is the staging database".into(), k: 3, ..Default::default() }).unwrap();
         assert_eq!(hits.first().map(|h| h.item.id), Some(id), "{hits:?}");
+        // A node's own adds keep its index in step: no rebuild for them.
+        let a_refills = a.index_refills();
+        let mine = a.add(NewMemory { text: "Backups run at 02:00".into(), kind: "knowledge".into(), ..Default::default() }).unwrap().id();
+        assert_eq!(a.search(&Query { text: "when do backups run".into(), k: 1, ..Default::default() }).unwrap()[0].item.id, mine);
+        if a.embedder().is_some() {
+            assert_eq!(a.index_refills(), a_refills, "its own add needs no rebuild");
+        }
         if b.embedder().is_some() {
             let by_meaning = b.search(&Query { text: "which machine hosts the test DB".into(), k: 3, ..Default::default() }).unwrap();
             assert!(
