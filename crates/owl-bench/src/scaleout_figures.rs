@@ -17,21 +17,24 @@ fn sqlite() -> Arc<dyn Store> {
 
 /// A fresh schema, and `nodes` stores on it (one pool each, as separate daemons have).
 async fn postgres(cluster: &testing::Cluster, nodes: usize) -> Vec<Arc<dyn Store>> {
+    postgres_with(cluster, nodes, false).await
+}
+
+/// `notify`: the wake-up hint on, or off (the default).
+async fn postgres_with(cluster: &testing::Cluster, nodes: usize, notify: bool) -> Vec<Arc<dyn Store>> {
     let url = testing::schema_on(&cluster.url).await.expect("schema");
     let mut out: Vec<Arc<dyn Store>> = vec![];
     for _ in 0..nodes {
-        out.push(Arc::new(
-            PgStore::open(&url, Options { pool_size: 8, migrate: Migrate::Apply, ..Default::default() }).await.expect("open PostgreSQL"),
-        ));
+        let opts = Options { pool_size: 8, migrate: Migrate::Apply, notify };
+        out.push(Arc::new(PgStore::open(&url, opts).await.expect("open PostgreSQL")));
     }
     out
 }
-
 pub async fn run(quick: bool) -> Vec<(String, Value)> {
     let scale = if quick { 1 } else { 4 };
     let cluster = tokio::task::spawn_blocking(|| testing::Cluster::start_durable(true)).await.unwrap().expect("a PostgreSQL cluster");
     let mut out = vec![];
-    let mut pair = |name: &str, sqlite: f64, pg: f64| {
+    let pair = |out: &mut Vec<(String, Value)>, name: &str, sqlite: f64, pg: f64| {
         out.push((
             name.to_string(),
             json!({"sqlite": round2(sqlite), "postgres": round2(pg), "postgres_over_sqlite": round2(pg / sqlite)}),
@@ -39,21 +42,27 @@ pub async fn run(quick: bool) -> Vec<(String, Value)> {
     };
     let one = |v: Vec<Arc<dyn Store>>| v.into_iter().next().expect("a store");
     pair(
+        &mut out,
         "enqueue_single_sequential_per_s",
         enqueue_sequential(sqlite(), 250 * scale).await,
         enqueue_sequential(one(postgres(&cluster, 1).await), 250 * scale).await,
     );
     pair(
+        &mut out,
         "enqueue_single_concurrent64_per_s",
         enqueue_concurrent(sqlite(), 64, 40 * scale).await,
         enqueue_concurrent(one(postgres(&cluster, 1).await), 64, 40 * scale).await,
     );
+    let hinted = enqueue_concurrent(one(postgres_with(&cluster, 1, true).await), 64, 40 * scale).await;
+    out.push(("enqueue_single_concurrent64_notify_on_per_s".into(), json!({"postgres": round2(hinted)})));
     pair(
+        &mut out,
         "enqueue_batched100_per_s",
         enqueue_batched(sqlite(), 25 * scale, 100).await,
         enqueue_batched(one(postgres(&cluster, 1).await), 25 * scale, 100).await,
     );
     pair(
+        &mut out,
         "claim_complete_per_s",
         claim_complete(sqlite(), 2500 * scale, 32).await,
         claim_complete(one(postgres(&cluster, 1).await), 2500 * scale, 32).await,

@@ -151,13 +151,15 @@ pub struct StoreSettings {
     /// PostgreSQL connections this daemon keeps open.
     pub pool_size: usize,
     /// Send and listen for a NOTIFY hint when tasks become claimable, so other nodes start
-    /// them at once rather than at their next poll; off for PgBouncer in transaction mode.
+    /// them at once rather than at their next poll (about half a second). Off by default: it
+    /// costs every committing submit a global lock, and PgBouncer in transaction mode cannot
+    /// carry it.
     pub notify: bool,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings { url: None, pool_size: 8, notify: true }
+        StoreSettings { url: None, pool_size: 8, notify: false }
     }
 }
 

@@ -176,14 +176,15 @@ pub struct Options {
     pub pool_size: usize,
     pub migrate: Migrate,
     /// Send a payload-less `NOTIFY owl_work` when tasks become claimable, so listening nodes
-    /// start them at once instead of at their next poll. Off for PgBouncer in transaction
-    /// mode, which cannot carry LISTEN; NOTIFY also takes a global lock at commit.
+    /// start them at once instead of at their next poll. Off by default: NOTIFY takes a global
+    /// lock at commit (it halves concurrent single-task submits, BENCHMARKS.md), and PgBouncer
+    /// in transaction mode cannot carry LISTEN.
     pub notify: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { pool_size: 8, migrate: Migrate::Check, notify: true }
+        Options { pool_size: 8, migrate: Migrate::Check, notify: false }
     }
 }
 
