@@ -145,8 +145,9 @@ fn migrate_reports_the_version_and_a_bad_store_url_is_named() {
     assert!(err.contains("store.url") && err.contains("PostgreSQL URL"), "{err}");
 }
 
-fn submit_batch(d: &Daemon, rt: &tokio::runtime::Runtime, n: usize) -> Vec<i64> {
-    let tasks: Vec<serde_json::Value> = (0..n).map(|_| serde_json::json!({"shell": "sleep 0.1"})).collect();
+fn submit_batch(d: &Daemon, rt: &tokio::runtime::Runtime, n: usize, ledger: &std::path::Path) -> Vec<i64> {
+    let shell = format!("echo $OWL_TASK_ID >> {}; sleep 0.1", ledger.display());
+    let tasks: Vec<serde_json::Value> = (0..n).map(|_| serde_json::json!({ "shell": shell })).collect();
     rt.block_on(async {
         let r = reqwest::Client::new()
             .post(d.url("/v1/tasks/batch"))
@@ -173,6 +174,7 @@ fn three_daemons_survive_a_kill_a_freeze_and_a_database_restart() {
     let cluster = owl_store_postgres::testing::Cluster::start().unwrap_or_else(|e| panic!("{e}"));
     let url = cluster.url.clone();
     let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
     let mut nodes: Vec<Daemon> = (1..=3).map(|i| node(&tmp.path().join(format!("n{i}")), &url, &format!("n{i}"))).collect();
     nodes[0].ok(&["schedule", "add", "tick", "--cron", "* * * * * *", "--overlap", "allow", "--shell", "--", "true"]);
     let store = rt.block_on(owl_store_postgres::PgStore::open(&url, Default::default())).unwrap();
@@ -182,7 +184,7 @@ fn three_daemons_survive_a_kill_a_freeze_and_a_database_restart() {
     let mut ids = vec![];
     let batches = 10;
     for b in 0..batches {
-        ids.extend(submit_batch(&nodes[b % 3], &rt, total / batches));
+        ids.extend(submit_batch(&nodes[b % 3], &rt, total / batches, &ledger));
         match b {
             3 => {
                 // n2 dies mid-run and comes back.
@@ -224,6 +226,12 @@ fn three_daemons_survive_a_kill_a_freeze_and_a_database_restart() {
             runs.iter().filter(|r| r.node == "n3" && matches!(r.outcome, Some(owl_core::RunOutcome::Interrupted { .. }))).count();
     }
     assert!(refused_late > 0, "n3 held leases when it froze; those attempts were rescued and its late completions refused");
+    // Every task ran (at least once: a kill between a process's end and its completion's
+    // commit runs it again, as documented); the database says each succeeded once.
+    let ran: std::collections::BTreeSet<i64> =
+        std::fs::read_to_string(&ledger).unwrap().lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let missing: Vec<_> = ids.iter().filter(|id| !ran.contains(&id.0)).collect();
+    assert!(missing.is_empty(), "no ledger entry is missing: {missing:?}");
 
     let history = rt.block_on(store.schedule_history("tick", 100_000)).unwrap();
     let mut slots: Vec<i64> = history.iter().map(|f| f.scheduled_for.0).collect();
