@@ -19,14 +19,6 @@ const FINISH_LOCK: i64 = 0x6f77_6c5f_6669_6e69; // "owl_fini"
 /// read and raised by one claimer at a time across every node.
 const GROUP_CLAIM_LOCK: i64 = 0x6f77_6c5f_6772_7570; // "owl_grup"
 
-fn verb(s: Status) -> &'static str {
-    match s {
-        Status::Cancelled => "was cancelled",
-        Status::TimedOut => "timed out",
-        _ => "failed",
-    }
-}
-
 pub(crate) async fn submit(t: &Tx<'_>, batch: &[NewTask], now: Timestamp) -> R<Vec<Submitted>> {
     let plain = |i: &NewTask| i.batch_deps.is_empty() && i.spec.depends_on.is_empty() && i.spec.idempotency_key.is_none();
     if batch.len() > 1 && batch.iter().all(plain) {
@@ -64,9 +56,12 @@ pub(crate) async fn submit(t: &Tx<'_>, batch: &[NewTask], now: Timestamp) -> R<V
         }
         let due_at = item.spec.run_at.unwrap_or(now).max(now);
         let (status, reason, finished, blocked_by) = match dead {
-            Some((d, s)) => {
-                (Status::Failed, Some(format!("dependency task {d} {} before this task was submitted", verb(s))), Some(now.0), Some(d.0))
-            }
+            Some((d, s)) => (
+                Status::Failed,
+                Some(format!("{} before this task was submitted", owl_store::rules::dependency_failed(d, s))),
+                Some(now.0),
+                Some(d.0),
+            ),
             None if pending > 0 || due_at > now => (Status::Waiting, None, None, None),
             None => (Status::Queued, None, None, None),
         };
@@ -292,7 +287,7 @@ async fn release_dependents(t: &Tx<'_>, id: TaskId, now: Timestamp, changes: &mu
 async fn fail_dependents(t: &Tx<'_>, id: TaskId, how: Status, now: Timestamp, changes: &mut Changes) -> R<()> {
     let mut frontier = vec![(id, how)];
     while let Some((failed, how)) = frontier.pop() {
-        let reason = format!("dependency task {failed} {}", verb(how));
+        let reason = owl_store::rules::dependency_failed(failed, how);
         let rows = query(
             t,
             "UPDATE tasks SET status = 'failed', updated_at = $2, finished_at = $2, reason = $3, blocked_by = $1 \
@@ -561,16 +556,6 @@ async fn rescue(t: &Tx<'_>, now: Timestamp, all: bool, policy: &RetryPolicy) -> 
     Ok(changes)
 }
 
-fn past(s: Status) -> &'static str {
-    match s {
-        Status::Succeeded => "succeeded",
-        Status::Failed => "failed",
-        Status::TimedOut => "timed out",
-        Status::Cancelled => "was cancelled",
-        _ => "is active",
-    }
-}
-
 async fn cancel(t: &Tx<'_>, id: TaskId, reason: &Option<String>, now: Timestamp) -> R<CancelReply> {
     let status = status_of(t, id, "FOR UPDATE").await?.ok_or(StoreError::NotFound(id))?;
     match status {
@@ -585,24 +570,18 @@ async fn cancel(t: &Tx<'_>, id: TaskId, reason: &Option<String>, now: Timestamp)
                 .await?;
             Ok(CancelReply::Requested)
         }
-        s => {
-            Err(StoreError::Conflict(format!("task {id} already {}; only queued, waiting or running tasks can be cancelled", past(s)))
-                .into())
-        }
+        s => Err(owl_store::rules::cannot_cancel(id, s).into()),
     }
 }
 
 async fn retry(t: &Tx<'_>, id: TaskId, now: Timestamp) -> R<Changes> {
     let status = status_of(t, id, "FOR UPDATE").await?.ok_or(StoreError::NotFound(id))?;
     if !matches!(status, Status::Failed | Status::TimedOut | Status::Cancelled) {
-        return Err(StoreError::Conflict(format!(
-            "task {id} is {status}; only failed, timed out or cancelled tasks can be retried (submit a new task to run it again)"
-        ))
-        .into());
+        return Err(owl_store::rules::cannot_retry(id, status).into());
     }
     let (pending, dead) = count_pending(t, id).await?;
     if let Some((d, s)) = dead {
-        return Err(StoreError::Conflict(format!("task {id} depends on task {d}, which is {s}; retry task {d} first")).into());
+        return Err(owl_store::rules::retry_dependency_first(id, d, s).into());
     }
     let new_status = if pending > 0 { Status::Waiting } else { Status::Queued };
     // The attempt count stays: it is the fencing token, and a retried task's new attempt must

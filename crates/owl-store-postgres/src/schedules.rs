@@ -67,11 +67,7 @@ async fn create(t: &Tx<'_>, spec: &ScheduleSpec, next: Option<Timestamp>, now: T
     .await?;
     match r {
         Some(r) => by_id(t, r.get(0), "").await,
-        None => Err(StoreError::Conflict(format!(
-            "a schedule named `{}` already exists; remove it with `owl schedule rm {}` or choose another name",
-            spec.name, spec.name
-        ))
-        .into()),
+        None => Err(owl_store::rules::name_taken("schedule", &spec.name).into()),
     }
 }
 

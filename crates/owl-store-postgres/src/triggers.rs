@@ -93,11 +93,7 @@ impl TriggerStore for PgStore {
             )
             .await?;
             if inserted.is_none() {
-                return Err(StoreError::Conflict(format!(
-                    "a trigger named `{}` already exists; remove it with `owl trigger rm {}` or choose another name",
-                    spec.name, spec.name
-                ))
-                .into());
+                return Err(owl_store::rules::name_taken("trigger", &spec.name).into());
             }
             get(&t, &spec.name, "").await
         }

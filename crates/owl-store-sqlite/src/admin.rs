@@ -30,30 +30,18 @@ fn cancel(conn: &Connection, id: TaskId, reason: Option<String>, now: Timestamp)
                 .map_err(backend)?;
             Ok(CancelReply::Requested)
         }
-        s => Err(StoreError::Conflict(format!("task {id} already {}; only queued, waiting or running tasks can be cancelled", past(s)))),
-    }
-}
-
-fn past(s: Status) -> &'static str {
-    match s {
-        Status::Succeeded => "succeeded",
-        Status::Failed => "failed",
-        Status::TimedOut => "timed out",
-        Status::Cancelled => "was cancelled",
-        _ => "is active",
+        s => Err(owl_store::rules::cannot_cancel(id, s)),
     }
 }
 
 fn retry(conn: &Connection, id: TaskId, now: Timestamp) -> Result<Changes, StoreError> {
     let status = crate::rows::status_of(conn, id)?.ok_or(StoreError::NotFound(id))?;
     if !matches!(status, Status::Failed | Status::TimedOut | Status::Cancelled) {
-        return Err(StoreError::Conflict(format!(
-            "task {id} is {status}; only failed, timed out or cancelled tasks can be retried (submit a new task to run it again)"
-        )));
+        return Err(owl_store::rules::cannot_retry(id, status));
     }
     let (pending, dead) = count_pending(conn, id)?;
     if let Some((d, s)) = dead {
-        return Err(StoreError::Conflict(format!("task {id} depends on task {d}, which is {s}; retry task {d} first")));
+        return Err(owl_store::rules::retry_dependency_first(id, d, s));
     }
     let new_status = if pending > 0 { Status::Waiting } else { Status::Queued };
     conn.prepare_cached(

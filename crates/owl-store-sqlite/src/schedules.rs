@@ -68,10 +68,7 @@ pub fn create(conn: &Connection, spec: &ScheduleSpec, next: Option<Timestamp>, n
         .optional()
         .map_err(backend)?;
     if taken.is_some() {
-        return Err(StoreError::Conflict(format!(
-            "a schedule named `{}` already exists; remove it with `owl schedule rm {}` or choose another name",
-            spec.name, spec.name
-        )));
+        return Err(owl_store::rules::name_taken("schedule", &spec.name));
     }
     let state = if next.is_some() { ScheduleState::Active } else { ScheduleState::Finished };
     conn.prepare_cached("INSERT INTO schedules (name, spec, state, next_fire_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)")

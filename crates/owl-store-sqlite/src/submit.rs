@@ -44,16 +44,12 @@ pub fn submit(conn: &Connection, batch: Vec<NewTask>, now: Timestamp) -> Result<
         }
         let due_at = t.spec.run_at.unwrap_or(now).max(now);
         let (status, reason, finished, blocked_by) = match dead {
-            Some((d, s)) => {
-                let verb = if s == Status::Cancelled {
-                    "was cancelled"
-                } else if s == Status::TimedOut {
-                    "timed out"
-                } else {
-                    "failed"
-                };
-                (Status::Failed, Some(format!("dependency task {d} {verb} before this task was submitted")), Some(now.0), Some(d.0))
-            }
+            Some((d, s)) => (
+                Status::Failed,
+                Some(format!("{} before this task was submitted", owl_store::rules::dependency_failed(d, s))),
+                Some(now.0),
+                Some(d.0),
+            ),
             None if pending > 0 || due_at > now => (Status::Waiting, None, None, None),
             None => (Status::Queued, None, None, None),
         };

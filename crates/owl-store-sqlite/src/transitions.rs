@@ -116,12 +116,7 @@ pub fn release_dependents(conn: &Connection, id: TaskId, now: Timestamp, changes
 pub fn fail_dependents(conn: &Connection, id: TaskId, how: Status, now: Timestamp, changes: &mut Changes) -> Result<(), StoreError> {
     let mut frontier = vec![(id, how)];
     while let Some((failed, how)) = frontier.pop() {
-        let verb = match how {
-            Status::Cancelled => "was cancelled",
-            Status::TimedOut => "timed out",
-            _ => "failed",
-        };
-        let reason = format!("dependency task {failed} {verb}");
+        let reason = owl_store::rules::dependency_failed(failed, how);
         let mut stmt = conn
             .prepare_cached(
                 "UPDATE tasks SET status = 'failed', updated_at = ?2, finished_at = ?2, reason = ?3, blocked_by = ?1 \

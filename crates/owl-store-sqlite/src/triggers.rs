@@ -40,10 +40,7 @@ pub fn list(conn: &Connection) -> Result<Vec<Trigger>, StoreError> {
 
 pub fn create(conn: &Connection, spec: &TriggerSpec, now: Timestamp) -> Result<Trigger, StoreError> {
     if get(conn, &spec.name).is_ok() {
-        return Err(StoreError::Conflict(format!(
-            "a trigger named `{}` already exists; remove it with `owl trigger rm {}` or choose another name",
-            spec.name, spec.name
-        )));
+        return Err(owl_store::rules::name_taken("trigger", &spec.name));
     }
     conn.prepare_cached("INSERT INTO triggers (name, spec, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)")
         .map_err(backend)?

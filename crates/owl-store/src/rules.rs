@@ -5,7 +5,9 @@
 
 use crate::{NewTask, StoreError};
 use owl_core::deps::{check_batch, DepRef};
+use owl_core::task::Status;
 use owl_core::validate::{check_spec, ValidationError};
+use owl_core::TaskId;
 
 /// A batch to submit: not empty, every spec valid, its dependencies acyclic. Needs no
 /// database, so bad input costs no commit.
@@ -37,4 +39,50 @@ pub fn check_group(name: &str, parallel: Option<u32>) -> Result<(), StoreError> 
         return Err(ValidationError::new("parallel", "must be at least 1; to hold a group's tasks, cancel them or raise it later").into());
     }
     Ok(())
+}
+
+// The refusals and reasons every backend gives, worded once so the backends cannot drift.
+
+/// How a dependency ended, as a dependent's failure reason says it: "failed", "timed out",
+/// "was cancelled".
+pub fn ended(s: Status) -> &'static str {
+    match s {
+        Status::Cancelled => "was cancelled",
+        Status::TimedOut => "timed out",
+        _ => "failed",
+    }
+}
+
+/// The reason of a task failed by its dependency `dep`, which ended as `how`.
+pub fn dependency_failed(dep: TaskId, how: Status) -> String {
+    format!("dependency task {dep} {}", ended(how))
+}
+
+/// A cancel of a task that already ended.
+pub fn cannot_cancel(id: TaskId, s: Status) -> StoreError {
+    let past = match s {
+        Status::Succeeded => "succeeded",
+        Status::Failed => "failed",
+        Status::TimedOut => "timed out",
+        Status::Cancelled => "was cancelled",
+        _ => "is active",
+    };
+    StoreError::Conflict(format!("task {id} already {past}; only queued, waiting or running tasks can be cancelled"))
+}
+
+/// A retry of a task that has not ended badly.
+pub fn cannot_retry(id: TaskId, s: Status) -> StoreError {
+    StoreError::Conflict(format!(
+        "task {id} is {s}; only failed, timed out or cancelled tasks can be retried (submit a new task to run it again)"
+    ))
+}
+
+/// A retry of a task whose dependency `dep` ended badly too.
+pub fn retry_dependency_first(id: TaskId, dep: TaskId, s: Status) -> StoreError {
+    StoreError::Conflict(format!("task {id} depends on task {dep}, which is {s}; retry task {dep} first"))
+}
+
+/// A new schedule or trigger (`what`) whose name is taken.
+pub fn name_taken(what: &str, name: &str) -> StoreError {
+    StoreError::Conflict(format!("a {what} named `{name}` already exists; remove it with `owl {what} rm {name}` or choose another name"))
 }
