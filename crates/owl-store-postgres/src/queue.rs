@@ -39,32 +39,16 @@ pub(crate) async fn submit(t: &Tx<'_>, batch: &[NewTask], now: Timestamp) -> R<V
         deps.extend(item.batch_deps.iter().map(|j| out[*j].as_ref().expect("insertion order puts dependencies first").id));
         deps.sort();
         deps.dedup();
-        let mut pending = 0i64;
-        let mut dead: Option<(TaskId, Status)> = None;
+        let mut statuses = Vec::with_capacity(deps.len());
         for d in &deps {
             // FOR SHARE: a dependency finishing now waits for this insert (or we see its end),
             // so its release or failure cascade cannot miss the new dependent.
-            match status_of(t, *d, "FOR SHARE").await? {
-                None => return Err(StoreError::UnknownDependency { item: Some(i), id: *d }.into()),
-                Some(Status::Succeeded) => {}
-                Some(s) if s.is_terminal() => {
-                    pending += 1;
-                    dead.get_or_insert((*d, s));
-                }
-                Some(_) => pending += 1,
-            }
+            let s = status_of(t, *d, "FOR SHARE").await?.ok_or(StoreError::UnknownDependency { item: Some(i), id: *d })?;
+            statuses.push((*d, s));
         }
-        let due_at = item.spec.run_at.unwrap_or(now).max(now);
-        let (status, reason, finished, blocked_by) = match dead {
-            Some((d, s)) => (
-                Status::Failed,
-                Some(format!("{} before this task was submitted", owl_store::rules::dependency_failed(d, s))),
-                Some(now.0),
-                Some(d.0),
-            ),
-            None if pending > 0 || due_at > now => (Status::Waiting, None, None, None),
-            None => (Status::Queued, None, None, None),
-        };
+        let init = owl_store::rules::initial_state(&statuses, item.spec.run_at, now);
+        let (status, pending, due_at) = (init.status, init.pending, init.due_at);
+        let (reason, finished, blocked_by) = (init.reason, init.finished_at.map(|f| f.0), init.blocked_by.map(|b| b.0));
         let s = &item.spec;
         let to_json = |v: &dyn erased::Json| v.json();
         let labels = serde_json::to_value(&s.labels).expect("labels serialize");

@@ -29,30 +29,14 @@ pub fn submit(conn: &Connection, batch: Vec<NewTask>, now: Timestamp) -> Result<
         deps.extend(t.batch_deps.iter().map(|j| out[*j].as_ref().expect("insertion order puts dependencies first").id));
         deps.sort();
         deps.dedup();
-        let mut pending = 0i64;
-        let mut dead: Option<(TaskId, Status)> = None;
+        let mut statuses = Vec::with_capacity(deps.len());
         for d in &deps {
-            match crate::rows::status_of(conn, *d)? {
-                None => return Err(StoreError::UnknownDependency { item: Some(i), id: *d }),
-                Some(Status::Succeeded) => {}
-                Some(s) if s.is_terminal() => {
-                    pending += 1;
-                    dead.get_or_insert((*d, s));
-                }
-                Some(_) => pending += 1,
-            }
+            let s = crate::rows::status_of(conn, *d)?.ok_or(StoreError::UnknownDependency { item: Some(i), id: *d })?;
+            statuses.push((*d, s));
         }
-        let due_at = t.spec.run_at.unwrap_or(now).max(now);
-        let (status, reason, finished, blocked_by) = match dead {
-            Some((d, s)) => (
-                Status::Failed,
-                Some(format!("{} before this task was submitted", owl_store::rules::dependency_failed(d, s))),
-                Some(now.0),
-                Some(d.0),
-            ),
-            None if pending > 0 || due_at > now => (Status::Waiting, None, None, None),
-            None => (Status::Queued, None, None, None),
-        };
+        let init = owl_store::rules::initial_state(&statuses, t.spec.run_at, now);
+        let (status, pending, due_at) = (init.status, init.pending, init.due_at);
+        let (reason, finished, blocked_by) = (init.reason, init.finished_at.map(|f| f.0), init.blocked_by.map(|b| b.0));
         let s = &t.spec;
         conn.prepare_cached(
             "INSERT INTO tasks (created_at, updated_at, command, env, cwd, priority, grp, run_at, timeout_ms, max_attempts, \

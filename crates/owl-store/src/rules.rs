@@ -86,3 +86,36 @@ pub fn retry_dependency_first(id: TaskId, dep: TaskId, s: Status) -> StoreError 
 pub fn name_taken(what: &str, name: &str) -> StoreError {
     StoreError::Conflict(format!("a {what} named `{name}` already exists; remove it with `owl {what} rm {name}` or choose another name"))
 }
+
+/// Where a new task starts, from its dependencies' statuses: failed at once when one of them
+/// already ended badly (naming it), waiting while any is unfinished or its start time is to
+/// come, queued otherwise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Initial {
+    pub status: Status,
+    /// Dependencies not yet succeeded.
+    pub pending: i64,
+    pub reason: Option<String>,
+    pub finished_at: Option<owl_core::Timestamp>,
+    /// The dependency whose end failed this task.
+    pub blocked_by: Option<TaskId>,
+    pub due_at: owl_core::Timestamp,
+}
+
+pub fn initial_state(deps: &[(TaskId, Status)], run_at: Option<owl_core::Timestamp>, now: owl_core::Timestamp) -> Initial {
+    let pending = deps.iter().filter(|(_, s)| *s != Status::Succeeded).count() as i64;
+    let dead = deps.iter().find(|(_, s)| *s != Status::Succeeded && s.is_terminal());
+    let due_at = run_at.unwrap_or(now).max(now);
+    let base = Initial { status: Status::Queued, pending, reason: None, finished_at: None, blocked_by: None, due_at };
+    match dead {
+        Some((d, s)) => Initial {
+            status: Status::Failed,
+            reason: Some(format!("{} before this task was submitted", dependency_failed(*d, *s))),
+            finished_at: Some(now),
+            blocked_by: Some(*d),
+            ..base
+        },
+        None if pending > 0 || due_at > now => Initial { status: Status::Waiting, ..base },
+        None => base,
+    }
+}

@@ -13,19 +13,7 @@ fn env_num(name: &str, default: u64) -> u64 {
 }
 
 fn submit_batch(d: &Daemon, rt: &tokio::runtime::Runtime, ledger: &str, n: usize) -> Vec<i64> {
-    let tasks: Vec<serde_json::Value> = (0..n).map(|_| serde_json::json!({"shell": format!("echo $OWL_TASK_ID >> {ledger}")})).collect();
-    rt.block_on(async {
-        let r = reqwest::Client::new()
-            .post(d.url("/v1/tasks/batch"))
-            .bearer_auth(&d.token)
-            .json(&serde_json::json!({ "tasks": tasks }))
-            .send()
-            .await
-            .expect("submit");
-        assert_eq!(r.status(), 201);
-        let v: serde_json::Value = r.json().await.unwrap();
-        v["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect()
-    })
+    submit_shell_batch(d, rt, &format!("echo $OWL_TASK_ID >> {ledger}"), n)
 }
 
 #[test]

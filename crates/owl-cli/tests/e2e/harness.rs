@@ -172,6 +172,23 @@ pub fn owl_in(dir: &Path, args: &[&str]) -> Output {
         .expect("run owl")
 }
 
+/// Submits `n` copies of a shell task in one batch through the API; returns their ids.
+pub fn submit_shell_batch(d: &Daemon, rt: &tokio::runtime::Runtime, shell: &str, n: usize) -> Vec<i64> {
+    let tasks: Vec<serde_json::Value> = (0..n).map(|_| serde_json::json!({ "shell": shell })).collect();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(d.url("/v1/tasks/batch"))
+            .bearer_auth(&d.token)
+            .json(&serde_json::json!({ "tasks": tasks }))
+            .send()
+            .await
+            .expect("submit");
+        assert_eq!(r.status(), 201);
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect()
+    })
+}
+
 pub fn add(d: &Daemon, args: &[&str]) -> i64 {
     let mut a = vec!["add"];
     a.extend_from_slice(args);

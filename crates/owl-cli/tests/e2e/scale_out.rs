@@ -146,20 +146,7 @@ fn migrate_reports_the_version_and_a_bad_store_url_is_named() {
 }
 
 fn submit_batch(d: &Daemon, rt: &tokio::runtime::Runtime, n: usize, ledger: &std::path::Path) -> Vec<i64> {
-    let shell = format!("echo $OWL_TASK_ID >> {}; sleep 0.1", ledger.display());
-    let tasks: Vec<serde_json::Value> = (0..n).map(|_| serde_json::json!({ "shell": shell })).collect();
-    rt.block_on(async {
-        let r = reqwest::Client::new()
-            .post(d.url("/v1/tasks/batch"))
-            .bearer_auth(&d.token)
-            .json(&serde_json::json!({ "tasks": tasks }))
-            .send()
-            .await
-            .expect("submit");
-        assert_eq!(r.status(), 201);
-        let v: serde_json::Value = r.json().await.unwrap();
-        v["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect()
-    })
+    submit_shell_batch(d, rt, &format!("echo $OWL_TASK_ID >> {}; sleep 0.1", ledger.display()), n)
 }
 
 /// Three daemons on one database while one is SIGKILLed mid-run, one is SIGSTOPped past its
