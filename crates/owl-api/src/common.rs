@@ -105,3 +105,26 @@ pub struct ErrorDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
+
+/// One check of `/v1/health/live` or `/v1/health/ready`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CheckView {
+    pub name: String,
+    pub ok: bool,
+    /// Why not, or what was found.
+    pub reason: String,
+}
+
+/// `ok` when every check passes (HTTP 200), else `fail` (HTTP 503).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HealthView {
+    pub status: String,
+    pub checks: Vec<CheckView>,
+}
+
+impl HealthView {
+    pub fn of(checks: Vec<CheckView>) -> Self {
+        let status = if checks.iter().all(|c| c.ok) { "ok" } else { "fail" };
+        HealthView { status: status.into(), checks }
+    }
+}

@@ -158,6 +158,18 @@ pub struct ScheduleView {
     pub missed: u64,
     pub skipped: u64,
     pub late: u64,
+    /// Fires that came within a second of their slot.
+    pub on_time: u64,
+    /// When a run last succeeded, and how long that run took.
+    pub last_success_at: Option<Timestamp>,
+    pub last_success_ms: Option<u64>,
+    /// The status of the latest run's task.
+    pub last_status: Option<Status>,
+    /// By when it should have succeeded again: the first slot after the last success, plus
+    /// `[health] schedule_grace` and that run's duration. None while paused or finished.
+    pub success_due_by: Option<Timestamp>,
+    /// Past `success_due_by` with no success since: something needs a look.
+    pub overdue: bool,
     pub created_at: Timestamp,
     /// In `show`: the next few slots.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -199,6 +211,12 @@ impl From<Schedule> for ScheduleView {
             missed: s.missed,
             skipped: s.skipped,
             late: s.late,
+            on_time: s.fired.saturating_sub(s.late),
+            last_success_at: s.last_success_at,
+            last_success_ms: s.last_success_ms,
+            last_status: None,
+            success_due_by: None,
+            overdue: false,
             created_at: s.created_at,
             upcoming: vec![],
         }

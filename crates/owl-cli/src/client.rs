@@ -70,6 +70,14 @@ impl Client {
         }
     }
 
+    /// A GET whose error statuses carry a body worth reading (the health probes answer 503).
+    pub async fn get_any<T: DeserializeOwned>(&self, path: &str) -> Result<(reqwest::StatusCode, T)> {
+        let resp =
+            self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.map_err(|e| self.map_send_error(e))?;
+        let status = resp.status();
+        Ok((status, resp.json().await?))
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         Ok(self.request(reqwest::Method::GET, path, None::<&()>).await?.json().await?)
     }

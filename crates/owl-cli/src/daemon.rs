@@ -217,6 +217,16 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
     let info = DaemonInfo { pid: std::process::id(), listen: addr.clone(), started_at, version: env!("CARGO_PKG_VERSION").into() };
     write_atomically(&layout.daemon_file(), serde_json::to_string_pretty(&info)?.as_bytes())?;
     tracing::info!(listen = %addr, data_dir = %data_dir.display(), node = %node, workers = engine.config().workers, "owl daemon ready");
+    // Under systemd (Type=notify): ready now, and watchdog pings only while every loop is live,
+    // so a stalled daemon is restarted by systemd.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "cannot tell the service manager the daemon is ready (NOTIFY_SOCKET)");
+    }
+    if let Some(every) = sd_notify::watchdog_enabled() {
+        tokio::spawn(watchdog(engine.clone(), every));
+    }
+    let mut fatal = engine.fatal();
+    let mut fatal_reason: Option<String> = None;
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -235,6 +245,12 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
                 break;
             }
             _ = &mut dispatch => break,
+            Ok(()) = fatal.changed(), if fatal_reason.is_none() => {
+                if let Some(why) = fatal.borrow().clone() {
+                    fatal_reason = Some(why);
+                    begin_stop(&engine, &mut stopping, "an unrecoverable loop failure");
+                }
+            }
         }
     }
     let _ = stop_tx.send(true);
@@ -250,7 +266,28 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
     }
     let _ = std::fs::remove_file(layout.daemon_file());
     tracing::info!("owl daemon stopped");
-    Ok(())
+    match fatal_reason {
+        // Non-zero, so systemd (Restart=on-failure) starts a fresh daemon.
+        Some(why) => Err(anyhow::anyhow!("{why}")),
+        None => Ok(()),
+    }
+}
+
+/// Pings systemd's watchdog at half its interval while every loop is live; stops pinging (and
+/// says why, once) while one is stalled or down.
+async fn watchdog(engine: owl_engine::Engine, every: std::time::Duration) {
+    let mut quiet = false;
+    loop {
+        tokio::time::sleep(every / 2).await;
+        let bad: Vec<String> = engine.loops().into_iter().filter(|l| !l.ok).map(|l| format!("{}: {}", l.name, l.reason)).collect();
+        if bad.is_empty() {
+            quiet = false;
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        } else if !quiet {
+            quiet = true;
+            tracing::error!(loops = %bad.join("; "), "withholding the watchdog ping: a loop is not live");
+        }
+    }
 }
 
 /// The store `[store] url` names (PostgreSQL, shared with other daemons), or SQLite in the

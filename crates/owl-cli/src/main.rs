@@ -86,6 +86,7 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         Command::Groups { action } => commands::groups::run(&client, action, json).await?,
         Command::Status => commands::tasks::status(&client, json).await?,
         Command::Nodes => commands::tasks::nodes(&client, json).await?,
+        Command::Health => return commands::tasks::health(&client, json).await,
         Command::Schedule { action } => commands::schedule::run(&client, action, json).await?,
         Command::Trigger { action } => commands::trigger::run(&client, action, json).await?,
         Command::Agents => commands::agents::agents(&client, json).await?,

@@ -66,6 +66,8 @@ pub struct Settings {
     pub git: GitSettings,
     /// Long-term memory.
     pub memory: MemorySettings,
+    /// Liveness, readiness, metrics access and schedule health.
+    pub health: HealthSettings,
 }
 
 /// `[memory]`: local embeddings, dedup, recall into agent prompts, retention.
@@ -225,6 +227,39 @@ impl Default for SandboxSettings {
             file_size_mb: 1024,
             open_files: 1024,
             network_isolation: NetworkIsolation::Namespace,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// A loop busy on one pass longer than this is stalled: liveness fails and it is restarted.
+    #[serde(with = "serde_human")]
+    pub loop_stall: Duration,
+    /// Restarts of one loop allowed within an hour; past them the daemon exits non-zero.
+    pub loop_restarts: u32,
+    /// `/metrics` answers clients on loopback without the token.
+    pub metrics_open_on_loopback: bool,
+    /// Readiness fails, and no new task starts, while the data dir's disk has less free space.
+    pub min_free_disk_mb: u64,
+    /// Readiness fails while the machine has less memory available.
+    pub min_free_memory_mb: u64,
+    /// A schedule is flagged when its first slot after its last success is this long past
+    /// (plus that run's duration) without a new success.
+    #[serde(with = "serde_human")]
+    pub schedule_grace: Duration,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings {
+            loop_stall: Duration::from_secs(300),
+            loop_restarts: 5,
+            metrics_open_on_loopback: false,
+            min_free_disk_mb: 256,
+            min_free_memory_mb: 64,
+            schedule_grace: Duration::from_secs(1800),
         }
     }
 }
@@ -461,6 +496,7 @@ impl Settings {
             "sandbox" => field_names::<SandboxSettings>(),
             "git" => field_names::<GitSettings>(),
             "memory" => field_names::<MemorySettings>(),
+            "health" => field_names::<HealthSettings>(),
             _ => return None,
         })
     }

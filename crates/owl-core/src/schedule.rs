@@ -267,8 +267,23 @@ pub struct Schedule {
     pub skipped: u64,
     /// Fires that happened, but later than one second after their slot.
     pub late: u64,
+    /// When a run of this schedule last succeeded, and how long that run took.
+    pub last_success_at: Option<Timestamp>,
+    pub last_success_ms: Option<u64>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// By when an active schedule should have succeeded again: its first slot after its last
+/// success (or after its creation, if it never succeeded), plus `grace` and the last successful
+/// run's duration. `None` for a paused or finished schedule, which owes nothing.
+pub fn success_due_by(s: &Schedule, compiled: &Compiled, grace: std::time::Duration) -> Option<Timestamp> {
+    if s.state != ScheduleState::Active {
+        return None;
+    }
+    let since = s.last_success_at.unwrap_or(s.created_at);
+    let slot = compiled.next_after(since)?;
+    Some(slot.plus(grace).plus(std::time::Duration::from_millis(s.last_success_ms.unwrap_or(0))))
 }
 
 /// Schedule names: like group names.

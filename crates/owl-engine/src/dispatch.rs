@@ -65,6 +65,8 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// How long to wait before trying again after the store failed.
 const STORE_RETRY: Duration = Duration::from_millis(500);
+/// While the disk is too full to start work, how often the loop looks again.
+const DISK_RECHECK: Duration = Duration::from_secs(2);
 
 impl DispatchLoop {
     pub(crate) fn new(shared: Arc<Shared>, commands: mpsc::UnboundedReceiver<Command>) -> Self {
@@ -100,7 +102,8 @@ impl DispatchLoop {
         macro_rules! supervised {
             ($name:literal, $f:path) => {{
                 let (s, rx) = (s.clone(), sched_stop_rx.clone());
-                loops.spawn(supervise_loop($name, sched_stop_rx.clone(), move || $f(s.clone(), rx.clone())));
+                let sup = s.clone();
+                loops.spawn(supervise_loop($name, sup, sched_stop_rx.clone(), move || $f(s.clone(), rx.clone())));
             }};
         }
         supervised!("scheduler", scheduler_loop);
@@ -132,6 +135,7 @@ impl DispatchLoop {
         let mut resuming: VecDeque<(owl_core::TaskId, oneshot::Sender<()>)> = VecDeque::new();
 
         loop {
+            s.loops.busy("dispatch");
             let cfg = s.config();
             // Freed slots go to parked tasks that were approved before any new task is claimed.
             while let Some((id, ready)) = resuming.pop_front() {
@@ -186,6 +190,7 @@ impl DispatchLoop {
             let poll = (!rescue_all && running.len() - parked.len() + chats.running.len() < cfg.workers)
                 .then(|| Instant::now() + POLL.mul_f64(0.8 + 0.4 * fastrand::f64()));
             let wake_at = [due, store_backoff, poll].into_iter().flatten().min();
+            s.loops.idle("dispatch");
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Wake) => {}
@@ -353,7 +358,15 @@ impl DispatchLoop {
         // Parked tasks hold no worker slot; chat turns hold one each.
         let busy = (running.len() as isize - not_counted).max(0) as usize;
         let free = cfg.workers.saturating_sub(busy);
-        if free > 0 {
+        // Low disk: new work waits (readiness says why) rather than failing for want of space.
+        let low = if free > 0 { crate::health::disk_low(s) } else { None };
+        if low.is_some() != s.disk_low.swap(low.is_some(), Ordering::Relaxed) {
+            match &low {
+                Some(why) => tracing::warn!("{why}"),
+                None => tracing::info!("disk space is back above [health] min_free_disk_mb; starting tasks again"),
+            }
+        }
+        if free > 0 && low.is_none() {
             let claimed = s.store.claim(Claim { node: cfg.node.clone(), now, lease: cfg.lease, limit: free }).await?;
             for task in claimed {
                 tracing::debug!(task = %task.id, attempt = task.attempt, "claimed");
@@ -365,6 +378,10 @@ impl DispatchLoop {
             }
         }
         *due = s.store.next_due().await?.map(|t| wake_at(t, s.clock.now()));
+        if low.is_some() {
+            // Look again soon: freed space sends no wake-up.
+            *due = Some(due.map_or(Instant::now() + DISK_RECHECK, |d| d.min(Instant::now() + DISK_RECHECK)));
+        }
         Ok(())
     }
 
@@ -476,10 +493,12 @@ async fn sleep_until(at: Option<Instant>) {
 /// slot is buffered by `overlap = queue`) when a task finishes. Stops when `stop` flips.
 async fn scheduler_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut scheduler = crate::scheduler::Scheduler::new(s.store.clone());
+    scheduler.metrics = s.metrics.clone();
     let mut events = s.events.subscribe();
     let mut last_prune: Option<Instant> = None;
     let mut jitter = || fastrand::f64();
     loop {
+        s.loops.busy("scheduler");
         let now = s.clock.now();
         let mut failed = false;
         match scheduler.tick(now, &mut jitter).await {
@@ -529,6 +548,7 @@ async fn scheduler_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 Err(e) => tracing::warn!(error = %e, "pruning history failed"),
             }
         }
+        s.loops.idle("scheduler");
         loop {
             tokio::select! {
                 _ = sleep_until(wake) => break,

@@ -13,8 +13,10 @@ mod conditions;
 mod dispatch;
 mod file_watch;
 pub mod git;
+pub mod health;
 mod host;
 pub mod memory;
+pub mod metrics;
 mod runner;
 pub mod sandboxing;
 pub mod scheduler;
@@ -56,6 +58,7 @@ pub struct EngineConfig {
     pub memory: owl_core::config::MemorySettings,
     /// How long one chat turn may take (`[agent] chat_timeout`).
     pub chat_timeout: Duration,
+    pub health: owl_core::config::HealthSettings,
 }
 
 /// Defaults for schedules that do not say, and how long their history is kept.
@@ -106,6 +109,7 @@ impl EngineConfig {
             git: s.git.clone(),
             memory: s.memory.clone(),
             chat_timeout: s.agent.chat_timeout,
+            health: s.health.clone(),
         }
     }
 }
@@ -210,6 +214,13 @@ pub(crate) struct Shared {
     pub agents: RwLock<Option<Arc<owl_agent::Runtime>>>,
     /// Long-term memory; `None` when disabled or not installed.
     pub memory: RwLock<Option<Arc<owl_memory::Memory>>>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub loops: health::Loops,
+    /// Whether the last look found the data dir's disk below `[health] min_free_disk_mb`.
+    pub disk_low: AtomicBool,
+    /// Set when a loop used up its restart budget: the daemon must exit so its supervisor
+    /// (systemd) starts a fresh one.
+    pub fatal: watch::Sender<Option<String>>,
 }
 
 /// Always withheld from tasks: a token in the environment would let any task drive the API.
@@ -298,6 +309,10 @@ impl Engine {
             has_task_event_triggers: AtomicBool::new(true),
             agents: RwLock::new(None),
             memory: RwLock::new(None),
+            metrics: Arc::new(metrics::Metrics::new()),
+            loops: health::Loops::default(),
+            disk_low: AtomicBool::new(false),
+            fatal: watch::channel(None).0,
         });
         (Engine { shared: shared.clone() }, DispatchLoop::new(shared, rx))
     }
@@ -314,13 +329,26 @@ impl Engine {
     pub fn config(&self) -> EngineConfig {
         self.shared.config()
     }
+    /// Each loop's liveness, judged against the configured stall limit.
+    pub fn loops(&self) -> Vec<health::LoopHealth> {
+        self.shared.loops.check(self.shared.config().health.loop_stall)
+    }
+    /// Becomes `Some(why)` when the daemon can no longer heal itself and must exit.
+    pub fn fatal(&self) -> watch::Receiver<Option<String>> {
+        self.shared.fatal.subscribe()
+    }
+    pub fn metrics(&self) -> &Arc<metrics::Metrics> {
+        &self.shared.metrics
+    }
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.shared.events.subscribe()
     }
 
     pub async fn submit(&self, batch: Vec<NewTask>) -> Result<Vec<Submitted>, StoreError> {
+        let sources: Vec<&'static str> = batch.iter().map(|t| metrics::source_of(&t.spec)).collect();
         let out = self.shared.store.submit(batch, self.now()).await?;
-        for s in out.iter().filter(|s| s.created) {
+        for (s, source) in out.iter().zip(sources).filter(|(s, _)| s.created) {
+            self.shared.metrics.enqueued_from(source);
             self.shared.publish(EventKind::TaskSubmitted { task_id: s.id, status: s.status });
         }
         let _ = self.shared.commands.send(Command::Wake);
@@ -420,5 +448,6 @@ pub(crate) fn tests_config() -> EngineConfig {
         git: Default::default(),
         memory: Default::default(),
         chat_timeout: Duration::from_secs(60),
+        health: Default::default(),
     }
 }

@@ -18,6 +18,8 @@ pub(crate) async fn run_task(s: Arc<Shared>, task: ClaimedTask, cfg: EngineConfi
     let (progress_tx, progress_rx) = watch::channel(0u64);
     s.logs.lock().unwrap_or_else(|p| p.into_inner()).insert((id, attempt), progress_rx);
     s.publish(EventKind::TaskStarted { task_id: id, attempt, node: cfg.node.clone() });
+    let started = std::time::Instant::now();
+    s.metrics.started(&task.spec, s.clock.now().since(task.queued_since));
     // The engine's own tests inject a runner panic through a label.
     #[cfg(test)]
     if task.spec.labels.iter().any(|l| l == "owl-test:panic") {
@@ -62,6 +64,7 @@ pub(crate) async fn run_task(s: Arc<Shared>, task: ClaimedTask, cfg: EngineConfi
         run_outcome = finish_worktree(&s, &task, &cfg, rec, run_outcome).await;
     }
     s.logs.lock().unwrap_or_else(|p| p.into_inner()).remove(&(id, attempt));
+    s.metrics.run_ended(&task.spec, &run_outcome, started.elapsed());
     finish(&s, id, attempt, run_outcome, exit_code, signal, &cfg).await;
 }
 
@@ -390,6 +393,7 @@ async fn read_cli_stream(
                         usage,
                         cost_usd: cost_usd.unwrap_or(0.0),
                     };
+                    s.metrics.usage(&record);
                     if let Err(e) = s.store.record_usage(record, s.clock.now()).await {
                         tracing::warn!(task = %id, error = %e, "cannot record a coding CLI's usage");
                     }
@@ -408,6 +412,7 @@ async fn read_cli_stream(
         }
         if !entries.is_empty() {
             let kinds: Vec<(String, String)> = entries.iter().map(|e| (e.kind().to_string(), e.summary())).collect();
+            s.metrics.entries(&entries);
             match s.store.append_transcript(owl_core::agent::Owner::Task(id), attempt, entries, s.clock.now()).await {
                 Ok(seqs) => {
                     for (seq, (entry, summary)) in seqs.into_iter().zip(kinds) {

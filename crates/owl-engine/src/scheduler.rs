@@ -41,11 +41,13 @@ pub struct Scheduler {
     compiled: HashMap<i64, (owl_core::schedule::When, Compiled)>,
     /// How many schedule passes are applied at once (they share group commits).
     pub concurrency: usize,
+    /// Where fires, misses and skips are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Scheduler {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Scheduler { store, compiled: HashMap::new(), concurrency: 256 }
+        Scheduler { store, compiled: HashMap::new(), concurrency: 256, metrics: Default::default() }
     }
 
     fn compiled(&mut self, s: &Schedule) -> Option<Compiled> {
@@ -86,13 +88,15 @@ impl Scheduler {
             let Some(compiled) = self.compiled(s) else { continue };
             let (pass, cancel) = plan_pass(s, &compiled, now, s.last_task_id.is_some_and(|t| active.get(&t) == Some(&true)), jitter);
             report.cancel.extend(cancel);
-            passes.push((s.spec.name.clone(), pass));
+            let count = |f: fn(&FireAction) -> bool| pass.decisions.iter().filter(|d| f(&d.action)).count() as u64;
+            let passed = (count(|a| matches!(a, FireAction::Missed(_))), count(|a| matches!(a, FireAction::Skipped(_))));
+            passes.push((s.spec.name.clone(), (pass, passed)));
         }
         let store = self.store.clone();
-        let results: Vec<(String, Result<Vec<(Timestamp, TaskId)>, StoreError>)> = futures_util::stream::iter(passes)
-            .map(|(name, pass)| {
+        let results: Vec<(String, Result<(Vec<(Timestamp, TaskId)>, (u64, u64)), StoreError>)> = futures_util::stream::iter(passes)
+            .map(|(name, (pass, passed))| {
                 let store = store.clone();
-                async move { (name, store.apply_fires(pass).await) }
+                async move { (name, store.apply_fires(pass).await.map(|created| (created, passed))) }
             })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
@@ -106,7 +110,15 @@ impl Scheduler {
         );
         for (name, r) in results {
             match r {
-                Ok(created) => report.created.extend(created.into_iter().map(|(slot, id)| (name.clone(), slot, id))),
+                Ok((created, (missed, skipped))) => {
+                    for (slot, _) in &created {
+                        self.metrics.fired(&name, now.since(*slot));
+                        self.metrics.enqueued_from("schedule");
+                    }
+                    self.metrics.slot_passed(&name, "missed", missed);
+                    self.metrics.slot_passed(&name, "skipped_overlap", skipped);
+                    report.created.extend(created.into_iter().map(|(slot, id)| (name.clone(), slot, id)))
+                }
                 // Another pass advanced it first: nothing to do, by design.
                 Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e),

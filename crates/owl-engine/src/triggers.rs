@@ -36,6 +36,7 @@ pub(crate) fn task_for(trigger: &Trigger, depth: u32) -> TaskSpec {
 
 pub(crate) fn announce(s: &Shared, r: &TriggerFired) {
     if let TriggerFired::Fired(id) = r {
+        s.metrics.enqueued_from("trigger");
         s.publish(EventKind::TaskSubmitted { task_id: *id, status: owl_core::task::Status::Queued });
         let _ = s.commands.send(Command::Wake);
     }
@@ -107,6 +108,7 @@ pub(crate) async fn trigger_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>
     // With no task-event trigger, one walk clears the cursor; later finishes cost nothing.
     let mut idle_walked = false;
     loop {
+        s.loops.busy("triggers");
         let listening = s.has_task_event_triggers.load(std::sync::atomic::Ordering::Relaxed);
         if listening || !idle_walked {
             match walk(&s).await {
@@ -114,6 +116,7 @@ pub(crate) async fn trigger_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>
                 Err(e) => tracing::error!(error = %e, "trigger pass failed; retrying on the next event"),
             }
         }
+        s.loops.idle("triggers");
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {

@@ -6,6 +6,12 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    check_token(&state, &req)?;
+    Ok(next.run(req).await)
+}
+
+/// Whether `req` carries the API's bearer token.
+pub fn check_token(state: &AppState, req: &Request) -> Result<(), ApiError> {
     let presented = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -16,7 +22,7 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
         None => {
             Err(ApiError::unauthorized("missing bearer token: send `Authorization: Bearer <token>` (the token is in <data-dir>/token)"))
         }
-        Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => Ok(next.run(req).await),
+        Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => Ok(()),
         Some(_) => Err(ApiError::unauthorized("wrong bearer token: use the one in <data-dir>/token")),
     }
 }

@@ -1,6 +1,7 @@
 //! owl-server: the HTTP API under `/v1`.
 //!
-//! Every route except `/healthz` needs the bearer token. Bodies are size-limited JSON with
+//! Every route except `/healthz`, the health probes and webhook receivers needs the bearer
+//! token (`/metrics` may be opened to loopback clients). Bodies are size-limited JSON with
 //! unknown fields rejected; every error is `{"error":{"code","message","field"}}` with a 4xx
 //! for anything a client sent, and a 5xx only for failures of owl itself (logged, never
 //! detailed in the reply). The router is a plain function so tests can drive it in-process.
@@ -79,9 +80,15 @@ fn authenticated() -> OpenApiRouter<AppState> {
         .routes(routes!(memory::show, memory::remove))
 }
 
-/// The routes outside bearer auth: a webhook is authenticated by its HMAC signature instead.
+/// The routes outside bearer auth: a webhook is authenticated by its HMAC signature instead,
+/// the health probes answer anyone, and `/metrics` checks the token itself (loopback clients
+/// may be let in without it).
 fn open() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(routes::triggers::receive))
+    OpenApiRouter::new()
+        .routes(routes!(routes::triggers::receive))
+        .routes(routes!(routes::health::live))
+        .routes(routes!(routes::health::ready))
+        .routes(routes!(routes::health::metrics))
 }
 
 /// The OpenAPI document, generated from the same registrations as the router.
@@ -114,7 +121,7 @@ pub fn router(state: AppState) -> Router {
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     let mut stop = state.shutdown.clone();
     let app = router(state);
-    axum::serve(listener, app)
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
         })

@@ -23,7 +23,7 @@ use utoipa::{Modify, ToSchema};
 pub struct ApiDoc;
 
 /// The routes that need no token (a webhook's signature is its authentication).
-pub const OPEN_PATHS: &[&str] = &["/healthz", "/v1/hooks/{name}"];
+pub const OPEN_PATHS: &[&str] = &["/healthz", "/v1/hooks/{name}", "/v1/health/live", "/v1/health/ready"];
 
 /// Error replies every operation may give, with when.
 const ERRORS: &[(&str, &str)] = &[

@@ -344,19 +344,19 @@ async fn claim(t: &Tx<'_>, c: &Claim) -> R<Vec<ClaimedTask>> {
     let lease_until = c.now.plus(c.lease).0;
     let limits: HashMap<String, i64> =
         query(t, "SELECT name, parallel FROM groups WHERE parallel IS NOT NULL", &[]).await?.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let claimed: Vec<(i64, i32, i64)> = if limits.is_empty() {
+    let claimed: Vec<(i64, i32, i64, i64)> = if limits.is_empty() {
         // The common case, one statement: lock the best queued rows no other claimer holds and
         // start them.
         query(
             t,
-            "WITH c AS (SELECT id FROM tasks WHERE status = 'queued' ORDER BY priority DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+            "WITH c AS (SELECT id, updated_at FROM tasks WHERE status = 'queued' ORDER BY priority DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED) \
              UPDATE tasks SET status = 'running', attempts = tasks.attempts + 1, node = $2, started_at = $3, lease_until = $4, \
-             cancel_requested = false, updated_at = $3 FROM c WHERE tasks.id = c.id RETURNING tasks.id, tasks.priority, tasks.attempts",
+             cancel_requested = false, updated_at = $3 FROM c WHERE tasks.id = c.id RETURNING tasks.id, tasks.priority, tasks.attempts, c.updated_at",
             &[&(c.limit as i64), &c.node, &c.now.0, &lease_until],
         )
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect()
     } else {
         exec(t, "SELECT pg_advisory_xact_lock($1)", &[&GROUP_CLAIM_LOCK]).await?;
@@ -367,7 +367,7 @@ async fn claim(t: &Tx<'_>, c: &Claim) -> R<Vec<ClaimedTask>> {
             .collect();
         let candidates = query(
             t,
-            "SELECT id, grp FROM tasks WHERE status = 'queued' ORDER BY priority DESC, id LIMIT $1",
+            "SELECT id, grp, updated_at FROM tasks WHERE status = 'queued' ORDER BY priority DESC, id LIMIT $1",
             &[&(c.limit as i64 + CLAIM_SCAN)],
         )
         .await?;
@@ -376,7 +376,7 @@ async fn claim(t: &Tx<'_>, c: &Claim) -> R<Vec<ClaimedTask>> {
             if out.len() >= c.limit {
                 break;
             }
-            let (id, grp): (i64, String) = (r.get(0), r.get(1));
+            let (id, grp, queued_since): (i64, String, i64) = (r.get(0), r.get(1), r.get(2));
             if let Some(limit) = limits.get(&grp) {
                 let n = running.entry(grp).or_insert(0);
                 if *n >= *limit {
@@ -393,13 +393,13 @@ async fn claim(t: &Tx<'_>, c: &Claim) -> R<Vec<ClaimedTask>> {
             )
             .await?
             {
-                out.push((r.get(0), r.get(1), r.get(2)));
+                out.push((r.get(0), r.get(1), r.get(2), queued_since));
             }
         }
         out
     };
     let mut claimed = claimed;
-    claimed.sort_by_key(|(id, prio, _)| (-(*prio as i64), *id));
+    claimed.sort_by_key(|(id, prio, _, _)| (-(*prio as i64), *id));
     if claimed.is_empty() {
         return Ok(vec![]);
     }
@@ -426,9 +426,9 @@ async fn claim(t: &Tx<'_>, c: &Claim) -> R<Vec<ClaimedTask>> {
     }
     claimed
         .into_iter()
-        .map(|(id, _, attempt)| {
+        .map(|(id, _, attempt, queued_since)| {
             let spec = specs.remove(&id).ok_or_else(|| StoreError::Backend(format!("claimed task {id} vanished")))?;
-            Ok(ClaimedTask { id: TaskId(id), attempt: attempt as u32, spec })
+            Ok(ClaimedTask { id: TaskId(id), attempt: attempt as u32, spec, queued_since: Timestamp(queued_since) })
         })
         .collect()
 }
@@ -495,7 +495,18 @@ async fn complete(t: &Tx<'_>, c: &Completion) -> R<Changes> {
     .await?;
     let mut changes = Changes(vec![(c.id, state.status())]);
     match state.status() {
-        Status::Succeeded => release_dependents(t, c.id, c.now, &mut changes).await?,
+        Status::Succeeded => {
+            // A schedule's run: its last success, for schedule health.
+            exec(
+                t,
+                "UPDATE schedules SET last_success_at = $2, last_success_ms = $2 - coalesce(t.started_at, $2) \
+                 FROM (SELECT started_at, origin::jsonb AS o FROM tasks WHERE id = $1 AND origin IS NOT NULL) AS t \
+                 WHERE t.o ->> 'kind' = 'schedule' AND schedules.name = t.o ->> 'name'",
+                &[&c.id.0, &c.now.0],
+            )
+            .await?;
+            release_dependents(t, c.id, c.now, &mut changes).await?
+        }
         s @ (Status::Failed | Status::TimedOut | Status::Cancelled) => fail_dependents(t, c.id, s, c.now, &mut changes).await?,
         _ => {}
     }

@@ -10,7 +10,7 @@ use owl_store::{ApplyFires, FireAction, FireRecord, NewTask, ScheduleStore, Stor
 use tokio_postgres::Row;
 
 const COLUMNS: &str =
-    "id, spec, state, next_fire_at, pending_slot, last_task_id, last_fire_at, fired, missed, skipped, late, created_at, updated_at";
+    "id, spec, state, next_fire_at, pending_slot, last_task_id, last_fire_at, fired, missed, skipped, late, created_at, updated_at, last_success_at, last_success_ms";
 
 fn row(r: &Row) -> R<Schedule> {
     let spec: ScheduleSpec = serde_json::from_str(r.get(1)).map_err(|e| crate::corrupt("schedule", e))?;
@@ -34,6 +34,8 @@ fn row(r: &Row) -> R<Schedule> {
         late: r.get::<_, i64>(10) as u64,
         created_at: Timestamp(r.get(11)),
         updated_at: Timestamp(r.get(12)),
+        last_success_at: ts(13),
+        last_success_ms: r.get::<_, Option<i64>>(14).map(|v| v.max(0) as u64),
     })
 }
 
@@ -76,11 +78,7 @@ async fn apply(t: &Tx<'_>, a: &ApplyFires) -> R<Vec<(Timestamp, TaskId)>> {
     if s.next_fire_at != a.expected_next {
         return Err(StoreError::Conflict(format!("schedule `{}` was advanced by another pass", s.spec.name)).into());
     }
-    // A pass planned before a pause must not fire after it; a manual run-now still may.
-    let scheduled = a.decisions.iter().any(|d| !matches!(d.action, FireAction::Manual(_)));
-    if s.state != ScheduleState::Active && scheduled {
-        return Err(StoreError::Conflict(format!("schedule `{}` is {}", s.spec.name, s.state.as_str())).into());
-    }
+    owl_store::rules::check_pass(&s.spec.name, s.state, &a.decisions)?;
     let mut created = vec![];
     let (mut fired, mut missed, mut skipped, mut late) = (0i64, 0i64, 0i64, 0i64);
     let mut last_task = s.last_task_id;

@@ -226,6 +226,19 @@ CREATE TABLE nodes (
 );
 "#,
     ),
+    (
+        3,
+        "each schedule's last success",
+        r#"
+ALTER TABLE schedules ADD COLUMN last_success_at BIGINT;
+ALTER TABLE schedules ADD COLUMN last_success_ms BIGINT;
+UPDATE schedules SET last_success_at = s.finished_at, last_success_ms = s.finished_at - s.started_at
+FROM (SELECT DISTINCT ON (f.schedule_id) f.schedule_id, t.finished_at, t.started_at
+      FROM schedule_fires f JOIN tasks t ON t.id = f.task_id
+      WHERE t.status = 'succeeded' ORDER BY f.schedule_id, t.finished_at DESC) AS s
+WHERE schedules.id = s.schedule_id;
+"#,
+    ),
 ];
 
 /// One key for the advisory lock that makes concurrent migrations of one database take turns.

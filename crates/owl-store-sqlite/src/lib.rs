@@ -190,6 +190,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn migration_9_finds_each_schedules_last_success_in_its_history() {
+        use owl_store::{ApplyFires, Claim, Completion, FireAction, FireDecision};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let t = |s: i64| owl_core::Timestamp(1_800_000_000_000 + s * 1000);
+        {
+            let s: Arc<dyn owl_store::Store> = Arc::new(SqliteStore::open(&path, Durability::Full).unwrap());
+            let sch = s.create_schedule(owl_store::conformance::schedule_spec("nightly"), Some(t(60)), t(0)).await.unwrap();
+            s.create_schedule(owl_store::conformance::schedule_spec("never"), Some(t(60)), t(0)).await.unwrap();
+            let pass = ApplyFires {
+                schedule_id: sch.id,
+                expected_next: Some(t(60)),
+                decisions: vec![FireDecision { slot: t(60), action: FireAction::Fire(owl_store::conformance::spec("echo")) }],
+                next_fire_at: Some(t(120)),
+                finished: false,
+                pending_slot: None,
+                now: t(60),
+            };
+            s.apply_fires(pass).await.unwrap();
+            let c = s.claim(Claim { node: "n".into(), now: t(61), lease: std::time::Duration::from_secs(30), limit: 1 }).await.unwrap();
+            let done = Completion {
+                id: c[0].id,
+                attempt: c[0].attempt,
+                outcome: owl_core::RunOutcome::Succeeded,
+                exit_code: Some(0),
+                signal: None,
+                now: t(65),
+                policy: Default::default(),
+                jitter: 0.0,
+            };
+            s.complete(done).await.unwrap();
+        }
+        // Back to what version 8 wrote.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE schedules DROP COLUMN last_success_at; ALTER TABLE schedules DROP COLUMN last_success_ms; \
+             DELETE FROM schema_migrations WHERE version >= 9;",
+        )
+        .unwrap();
+        drop(conn);
+        let s: Arc<dyn owl_store::Store> = Arc::new(SqliteStore::open(&path, Durability::Full).unwrap());
+        let n = s.get_schedule("nightly").await.unwrap();
+        assert_eq!((n.last_success_at, n.last_success_ms), (Some(t(65)), Some(4000)));
+        assert_eq!(s.get_schedule("never").await.unwrap().last_success_at, None);
+    }
+
+    #[tokio::test]
     async fn migration_7_turns_owl_labels_into_a_typed_origin_and_maker() {
         use owl_core::agent::Owner;
         use owl_core::task::Origin;
@@ -209,6 +256,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "ALTER TABLE tasks DROP COLUMN origin; DROP TABLE nodes; DELETE FROM schema_migrations WHERE version >= 7; \
+             ALTER TABLE schedules DROP COLUMN last_success_at; ALTER TABLE schedules DROP COLUMN last_success_ms; \
              UPDATE schedules SET spec = json_remove(spec, '$.created_by');",
         )
         .unwrap();

@@ -52,16 +52,16 @@ pub fn claim(conn: &Connection, c: &Claim) -> Result<Vec<ClaimedTask>, StoreErro
             running.insert(g, n);
         }
     }
-    let candidates: Vec<(i64, String)> = conn
-        .prepare_cached("SELECT id, grp FROM tasks WHERE status = 'queued' ORDER BY priority DESC, id LIMIT ?1")
+    let candidates: Vec<(i64, String, i64)> = conn
+        .prepare_cached("SELECT id, grp, updated_at FROM tasks WHERE status = 'queued' ORDER BY priority DESC, id LIMIT ?1")
         .map_err(backend)?
-        .query_map([(c.limit + CLAIM_SCAN) as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([(c.limit + CLAIM_SCAN) as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .map_err(backend)?
         .collect::<Result<_, _>>()
         .map_err(backend)?;
     let lease_until = c.now.plus(c.lease);
     let mut out = Vec::with_capacity(c.limit);
-    for (id, grp) in candidates {
+    for (id, grp, queued_since) in candidates {
         if out.len() >= c.limit {
             break;
         }
@@ -85,7 +85,7 @@ pub fn claim(conn: &Connection, c: &Claim) -> Result<Vec<ClaimedTask>, StoreErro
             .execute(params![id, attempt, c.node, c.now.0])
             .map_err(backend)?;
         let task = crate::rows::load(conn, TaskId(id))?;
-        out.push(ClaimedTask { id: TaskId(id), attempt, spec: task.spec });
+        out.push(ClaimedTask { id: TaskId(id), attempt, spec: task.spec, queued_since: owl_core::Timestamp(queued_since) });
     }
     Ok(out)
 }
@@ -136,7 +136,18 @@ pub fn complete(conn: &Connection, c: &Completion) -> Result<Changes, StoreError
     set_state(conn, c.id, &state, c.now)?;
     let mut changes = Changes(vec![(c.id, state.status())]);
     match state.status() {
-        Status::Succeeded => release_dependents(conn, c.id, c.now, &mut changes)?,
+        Status::Succeeded => {
+            // A schedule's run: its last success, for schedule health.
+            conn.prepare_cached(
+                "UPDATE schedules SET last_success_at = ?2, last_success_ms = ?2 - coalesce(t.started_at, ?2) \
+                 FROM (SELECT started_at, origin FROM tasks WHERE id = ?1) AS t \
+                 WHERE t.origin IS NOT NULL AND json_extract(t.origin, '$.kind') = 'schedule' AND schedules.name = json_extract(t.origin, '$.name')",
+            )
+            .map_err(backend)?
+            .execute(params![c.id.0, c.now.0])
+            .map_err(backend)?;
+            release_dependents(conn, c.id, c.now, &mut changes)?
+        }
         s @ (Status::Failed | Status::TimedOut | Status::Cancelled) => fail_dependents(conn, c.id, s, c.now, &mut changes)?,
         _ => {}
     }

@@ -7,7 +7,7 @@ use owl_store::{ApplyFires, FireAction, FireRecord, NewTask, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const COLUMNS: &str =
-    "id, spec, state, next_fire_at, pending_slot, last_task_id, last_fire_at, fired, missed, skipped, late, created_at, updated_at";
+    "id, spec, state, next_fire_at, pending_slot, last_task_id, last_fire_at, fired, missed, skipped, late, created_at, updated_at, last_success_at, last_success_ms";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Schedule> {
     let spec: String = r.get(1)?;
@@ -33,6 +33,8 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Schedule> {
         late: r.get::<_, i64>(10)? as u64,
         created_at: Timestamp(r.get(11)?),
         updated_at: Timestamp(r.get(12)?),
+        last_success_at: ts(13)?,
+        last_success_ms: r.get::<_, Option<i64>>(14)?.map(|v| v.max(0) as u64),
     })
 }
 
@@ -105,11 +107,7 @@ pub fn apply(conn: &Connection, a: &ApplyFires) -> Result<Vec<(Timestamp, TaskId
     if s.next_fire_at != a.expected_next {
         return Err(StoreError::Conflict(format!("schedule `{}` was advanced by another pass", s.spec.name)));
     }
-    // A pass planned before a pause must not fire after it; a manual run-now still may.
-    let scheduled = a.decisions.iter().any(|d| !matches!(d.action, FireAction::Manual(_)));
-    if s.state != ScheduleState::Active && scheduled {
-        return Err(StoreError::Conflict(format!("schedule `{}` is {}", s.spec.name, s.state.as_str())));
-    }
+    owl_store::rules::check_pass(&s.spec.name, s.state, &a.decisions)?;
     let mut created = vec![];
     let (mut fired, mut missed, mut skipped, mut late) = (0i64, 0i64, 0i64, 0i64);
     let mut last_task = s.last_task_id;

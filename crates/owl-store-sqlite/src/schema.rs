@@ -275,6 +275,19 @@ CREATE TABLE nodes (
 );
 "#,
     ),
+    (
+        9,
+        "each schedule's last success",
+        r#"
+ALTER TABLE schedules ADD COLUMN last_success_at INTEGER;
+ALTER TABLE schedules ADD COLUMN last_success_ms INTEGER;
+UPDATE schedules SET
+    last_success_at = (SELECT max(t.finished_at) FROM schedule_fires f JOIN tasks t ON t.id = f.task_id
+                       WHERE f.schedule_id = schedules.id AND t.status = 'succeeded'),
+    last_success_ms = (SELECT t.finished_at - t.started_at FROM schedule_fires f JOIN tasks t ON t.id = f.task_id
+                       WHERE f.schedule_id = schedules.id AND t.status = 'succeeded' ORDER BY t.finished_at DESC LIMIT 1);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {

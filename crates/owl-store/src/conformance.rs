@@ -55,6 +55,8 @@ macro_rules! conformance_tests {
             a_slot_fires_once_even_when_a_pass_is_replayed,
             a_queued_slot_is_claimed_once,
             history_shows_every_slot_with_its_task_status,
+            a_schedule_remembers_its_last_success,
+            a_claim_says_since_when_the_task_was_queued,
             a_trigger_source_fires_once_within_its_rate_limit,
             finished_tasks_are_walked_in_order_by_cursor,
             task_inputs_round_trip,
@@ -103,4 +105,19 @@ fn fail(id: TaskId, attempt: u32, now: Timestamp) -> Completion {
 
 async fn status(s: &DynStore, id: TaskId) -> Status {
     s.get(id).await.unwrap().state.status()
+}
+
+pub async fn a_claim_says_since_when_the_task_was_queued(s: DynStore) {
+    let ready = add(&s, spec("echo now")).await;
+    let mut later = spec("echo later");
+    later.run_at = Some(T0.plus(Duration::from_secs(100)));
+    let delayed = add(&s, later).await;
+    let c = claim(&s, T0.plus(Duration::from_secs(5)), 5);
+    let c = c.await;
+    assert_eq!(c.len(), 1);
+    assert_eq!((c[0].id, c[0].queued_since), (ready, T0), "a task submitted ready is queued from its submit");
+    let due = T0.plus(Duration::from_secs(120));
+    s.promote_due(due).await.unwrap();
+    let c = claim(&s, due.plus(Duration::from_secs(3)), 5).await;
+    assert_eq!((c[0].id, c[0].queued_since), (delayed, due), "a delayed task is queued from when it was made due");
 }

@@ -119,3 +119,15 @@ pub fn initial_state(deps: &[(TaskId, Status)], run_at: Option<owl_core::Timesta
         None => base,
     }
 }
+
+/// Whether a schedule pass may be applied to a schedule in `state`: one planned before a pause
+/// must not fire (or buffer a slot) after it. A manual run-now still may, and so may records
+/// of slots that passed without a run (missed, or skipped while paused).
+pub fn check_pass(name: &str, state: owl_core::schedule::ScheduleState, decisions: &[crate::FireDecision]) -> Result<(), StoreError> {
+    use crate::FireAction;
+    let starts = decisions.iter().any(|d| matches!(d.action, FireAction::Fire(_) | FireAction::Queued));
+    if state != owl_core::schedule::ScheduleState::Active && starts {
+        return Err(StoreError::Conflict(format!("schedule `{name}` is {}", state.as_str())));
+    }
+    Ok(())
+}

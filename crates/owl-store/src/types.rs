@@ -54,6 +54,9 @@ pub struct ClaimedTask {
     /// The fencing token: completions must carry it.
     pub attempt: u32,
     pub spec: TaskSpec,
+    /// When the task last became queued (submitted ready, made due, its dependencies done,
+    /// or requeued): the start of its queue wait.
+    pub queued_since: owl_core::Timestamp,
 }
 
 #[derive(Clone, Debug)]

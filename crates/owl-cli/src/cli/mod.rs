@@ -68,6 +68,8 @@ pub enum Command {
     Status,
     /// Every daemon sharing this store: last heartbeat, running tasks, version.
     Nodes,
+    /// Liveness and readiness, each check with its reason; exits 1 when any fails.
+    Health,
     /// Show or create the configuration.
     Config {
         #[command(subcommand)]

@@ -62,7 +62,19 @@ fn print_view(v: &ScheduleView) {
     if let Some(t) = v.last_fire_at {
         println!("  last fire  {t} ({}), task {}", relative(t, now()), v.last_task_id.map(|i| i.to_string()).unwrap_or_default());
     }
-    println!("  health     {} fired, {} late, {} missed, {} skipped", v.fired, v.late, v.missed, v.skipped);
+    println!("  fires      {} on time, {} late, {} missed, {} skipped", v.on_time, v.late, v.missed, v.skipped);
+    match v.last_success_at {
+        Some(t) => println!(
+            "  last ok    {t} ({}), ran {}",
+            relative(t, now()),
+            owl_core::duration::format(std::time::Duration::from_millis(v.last_success_ms.unwrap_or(0)))
+        ),
+        None => println!("  last ok    never"),
+    }
+    if let Some(s) = v.last_status {
+        println!("  last run   {s}");
+    }
+    println!("  health     {}", health_word(v));
     if let Some(p) = v.pending_slot {
         println!("  waiting    slot {p} runs when the active run ends");
     }
@@ -103,13 +115,19 @@ pub async fn run(client: &Client, action: ScheduleAction, json: bool) -> Result<
                             v.state.as_str().to_string(),
                             truncate(&v.describe, 40),
                             when_next(v),
-                            v.last_fire_at.map(|t| relative(t, now())).unwrap_or_else(|| "never".into()),
-                            format!("{}/{}/{}/{}", v.fired, v.late, v.missed, v.skipped),
+                            match (v.last_fire_at, v.last_status) {
+                                (Some(t), Some(s)) => format!("{} {s}", relative(t, now())),
+                                (Some(t), None) => relative(t, now()),
+                                _ => "never".into(),
+                            },
+                            v.last_success_at.map(|t| relative(t, now())).unwrap_or_else(|| "never".into()),
+                            if v.overdue { "OVERDUE".into() } else { "ok".into() },
+                            format!("{}/{}/{}/{}", v.on_time, v.late, v.missed, v.skipped),
                             truncate(&v.display, 40),
                         ]
                     })
                     .collect();
-                table(&["NAME", "STATE", "WHEN", "NEXT", "LAST", "FIRED/LATE/MISSED/SKIPPED", "COMMAND"], rows);
+                table(&["NAME", "STATE", "WHEN", "NEXT", "LAST RUN", "LAST OK", "HEALTH", "ON TIME/LATE/MISSED/SKIPPED", "COMMAND"], rows);
             }
         }
         ScheduleAction::Show { name } => {
@@ -197,4 +215,14 @@ pub fn cron_next(a: CronNextArgs, default_tz: &str, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One phrase for a schedule's health.
+fn health_word(v: &ScheduleView) -> String {
+    match (v.overdue, v.success_due_by) {
+        (true, Some(d)) => format!("OVERDUE: no success since it was due by {d} ({})", relative(d, now())),
+        (true, None) => "OVERDUE".into(),
+        (false, Some(d)) => format!("ok (next success due by {d})"),
+        (false, None) => "ok".into(),
+    }
 }

@@ -250,3 +250,23 @@ pub async fn nodes(client: &Client, json: bool) -> Result<()> {
     table(&["NODE", "STATUS", "LAST SEEN", "RUNNING", "VERSION", "PID"], rows);
     Ok(())
 }
+
+/// `owl health`: liveness, then readiness; exit code 1 when any check fails.
+pub async fn health(client: &Client, json: bool) -> Result<i32> {
+    let (_, live): (_, owl_api::HealthView) = client.get_any("/v1/health/live").await?;
+    let (_, ready): (_, owl_api::HealthView) = client.get_any("/v1/health/ready").await?;
+    let ok = live.status == "ok" && ready.status == "ok";
+    if json {
+        print_json(&serde_json::json!({"status": if ok { "ok" } else { "fail" }, "live": live, "ready": ready}));
+    } else {
+        let mut rows = vec![];
+        for (probe, view) in [("live", &live), ("ready", &ready)] {
+            for c in &view.checks {
+                rows.push(vec![probe.to_string(), c.name.clone(), if c.ok { "ok".into() } else { "FAIL".into() }, c.reason.clone()]);
+            }
+        }
+        table(&["PROBE", "CHECK", "STATUS", "REASON"], rows);
+        println!("{}", if ok { "healthy" } else { "unhealthy: see the failing checks above" });
+    }
+    Ok(if ok { 0 } else { 1 })
+}

@@ -39,7 +39,9 @@ fn the_schema_driven_fuzzer_finds_nothing() {
         .expect("schemathesis runs");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "schemathesis found failures:\n{text}");
-    assert!(text.contains("Tested: 4") && text.contains("generated"), "{text}");
+    // Every documented operation was exercised.
+    let tested: usize = text.split("Tested: ").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+    assert!(tested >= 52 && text.contains("generated"), "{text}");
     // And the daemon is still there, serving.
     assert!(d.owl(&["status"]).status.success(), "the daemon died under the fuzzer");
 }

@@ -10,6 +10,7 @@ mod fuzz;
 mod harness;
 mod lifecycle;
 mod memory;
+mod observability;
 mod real_cli;
 mod sandbox;
 mod scale_out;

@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod events;
 pub mod groups;
+pub mod health;
 pub mod logs;
 pub mod memory;
 pub mod schedules;

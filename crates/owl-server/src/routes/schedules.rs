@@ -31,7 +31,23 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/schedules", summary = "List schedules with their health (last and next fire, missed, skipped, late)", responses((status = 200, description = "OK", body = ScheduleList)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<ScheduleList>, ApiError> {
     let all = state.engine.store().list_schedules().await?;
-    Ok(Json(ScheduleList { schedules: all.into_iter().map(ScheduleView::from).collect() }))
+    Ok(Json(ScheduleList { schedules: views(&state, all).await? }))
+}
+
+/// Views with each schedule's health filled in.
+async fn views(state: &AppState, list: Vec<owl_core::schedule::Schedule>) -> Result<Vec<ScheduleView>, ApiError> {
+    let health = state.engine.schedule_health(&list).await?;
+    Ok(list
+        .into_iter()
+        .zip(health)
+        .map(|(s, h)| {
+            let mut v = ScheduleView::from(s);
+            v.last_status = h.last_status;
+            v.success_due_by = h.success_due_by;
+            v.overdue = h.overdue;
+            v
+        })
+        .collect())
 }
 
 #[utoipa::path(get, path = "/v1/schedules/{name}", summary = "One schedule with its next slots", params(("name" = String, Path, pattern = "^[A-Za-z0-9._:=-]{1,128}$", description = "A schedule name")), responses((status = 200, description = "OK", body = ScheduleView)))]
@@ -46,7 +62,7 @@ pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Re
         }
         _ => vec![],
     };
-    let mut view = ScheduleView::from(s);
+    let mut view = views(&state, vec![s]).await?.remove(0);
     view.upcoming = upcoming;
     Ok(Json(view))
 }

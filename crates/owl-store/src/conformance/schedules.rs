@@ -170,3 +170,56 @@ pub async fn history_shows_every_slot_with_its_task_status(s: DynStore) {
     assert_eq!(sch.state, owl_core::schedule::ScheduleState::Finished);
     assert_eq!(s.prune_history(t3.plus(Duration::from_secs(6))).await.unwrap(), 3);
 }
+
+pub async fn a_schedule_remembers_its_last_success(s: DynStore) {
+    use owl_core::task::Origin;
+    let slot = T0.plus(Duration::from_secs(60));
+    let sch = s.create_schedule(schedule_spec("nightly"), Some(slot), T0).await.unwrap();
+    s.create_schedule(schedule_spec("other"), Some(slot), T0).await.unwrap();
+    assert_eq!((sch.last_success_at, sch.last_success_ms), (None, None));
+    let run = |slot: Timestamp, name: &str| {
+        let mut t = spec("echo tick");
+        t.origin = Some(Origin::Schedule { name: name.into(), slot });
+        t
+    };
+    let mut next = slot;
+    let mut fire_and_end = |outcome: RunOutcome, started: Timestamp, ended: Timestamp| {
+        let s = s.clone();
+        let this = next;
+        next = next.plus(Duration::from_secs(60));
+        let (id, following) = (sch.id, next);
+        let task = run(this, "nightly");
+        async move {
+            let pass = ApplyFires {
+                schedule_id: id,
+                expected_next: Some(this),
+                decisions: vec![FireDecision { slot: this, action: FireAction::Fire(task) }],
+                next_fire_at: Some(following),
+                finished: false,
+                pending_slot: None,
+                now: this,
+            };
+            s.apply_fires(pass).await.unwrap();
+            let c = claim(&s, started, 1).await.remove(0);
+            s.complete(done(c.id, c.attempt, outcome, ended)).await.unwrap();
+            s.get_schedule("nightly").await.unwrap()
+        }
+    };
+    let t1 = slot.plus(Duration::from_secs(1));
+    let after = fire_and_end(RunOutcome::Succeeded, t1, t1.plus(Duration::from_secs(30))).await;
+    assert_eq!(after.last_success_at, Some(t1.plus(Duration::from_secs(30))));
+    assert_eq!(after.last_success_ms, Some(30_000), "how long the successful run took");
+    let t2 = t1.plus(Duration::from_secs(60));
+    let failed = RunOutcome::Failed { exit_code: Some(1), signal: None, error: None };
+    let after = fire_and_end(failed, t2, t2.plus(Duration::from_secs(5))).await;
+    assert_eq!(after.last_success_at, Some(t1.plus(Duration::from_secs(30))), "a failed run leaves the last success as it was");
+    let other = s.get_schedule("other").await.unwrap();
+    assert_eq!(other.last_success_at, None, "another schedule's runs do not count");
+    // A task that only claims the schedule's name in a label is not its run.
+    let mut plain = spec("echo");
+    plain.labels.push("schedule:other".into());
+    add(&s, plain).await;
+    let c = claim(&s, t2.plus(Duration::from_secs(10)), 1).await.remove(0);
+    s.complete(done(c.id, c.attempt, RunOutcome::Succeeded, t2.plus(Duration::from_secs(11)))).await.unwrap();
+    assert_eq!(s.get_schedule("other").await.unwrap().last_success_at, None);
+}
