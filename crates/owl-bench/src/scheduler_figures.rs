@@ -1,5 +1,6 @@
 //! Scheduler figures: fire lateness with 10,000 schedules (1,000 of them due in the same
-//! second), time for an edit to take effect, and idle CPU with 10,000 schedules.
+//! second), time for an edit to take effect, idle CPU with 10,000 schedules, and the time of a
+//! metrics scrape with them.
 
 use crate::{percentile, round2};
 use owl_core::schedule::{Misfire, Overlap, ScheduleSpec, When};
@@ -113,6 +114,20 @@ pub async fn run(quick: bool) -> Vec<(String, Value)> {
     out.push(("fire_lateness_ms_all".into(), stats(&all)));
     out.push((format!("fire_lateness_ms_{}_spread_over_the_minute", total - burst), stats(&spread_only)));
     out.push((format!("fire_lateness_ms_{burst}_in_one_second"), stats(&in_burst)));
+
+    // A Prometheus scrape of this daemon: every schedule's gauges and its latest run's status.
+    let mut scrapes = vec![];
+    let mut bytes = 0;
+    for _ in 0..20 {
+        let t = Instant::now();
+        bytes = engine.scrape_metrics(false).await.unwrap().len();
+        scrapes.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    scrapes.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    out.push((
+        format!("metrics_scrape_ms_with_{total}_schedules"),
+        json!({"p50": round2(percentile(&scrapes, 0.5)), "max": round2(scrapes[scrapes.len() - 1]), "bytes": bytes}),
+    ));
 
     // An edit: a new schedule due 50 ms after it is created, among all the others.
     let mut edits = vec![];
