@@ -311,6 +311,7 @@ async fn open_store(
         None => {
             let store = SqliteStore::open(&layout.database(), Durability::Full)
                 .with_context(|| format!("cannot open the database {}", layout.database().display()))?;
+            store.set_wal_limit(settings.store.wal_checkpoint_mb.saturating_mul(1024 * 1024));
             Ok((Arc::new(store), None))
         }
     }

@@ -157,11 +157,13 @@ pub struct StoreSettings {
     /// costs every committing submit a global lock, and PgBouncer in transaction mode cannot
     /// carry it.
     pub notify: bool,
+    /// SQLite: the write-ahead log is checkpointed and truncated once it grows past this.
+    pub wal_checkpoint_mb: u64,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings { url: None, pool_size: 8, notify: false }
+        StoreSettings { url: None, pool_size: 8, notify: false, wal_checkpoint_mb: 64 }
     }
 }
 

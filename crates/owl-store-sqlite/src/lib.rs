@@ -45,7 +45,12 @@ pub struct SqliteStore {
     writer: mpsc::Sender<WriteJob>,
     readers: Arc<pool::ReaderPool>,
     path: PathBuf,
+    /// Past this many bytes the write-ahead log is checkpointed and truncated.
+    wal_limit: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// The default `[store] wal_checkpoint_mb`.
+pub const WAL_LIMIT: u64 = 64 * 1024 * 1024;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
@@ -61,11 +66,20 @@ impl SqliteStore {
         .map_err(backend)?;
         schema::migrate(&conn)?;
         let (tx, rx) = mpsc::channel::<WriteJob>();
+        let wal_limit = Arc::new(std::sync::atomic::AtomicU64::new(WAL_LIMIT));
+        let wal = Wal { path: wal_path(path), limit: wal_limit.clone(), checked: std::time::Instant::now() };
         std::thread::Builder::new()
             .name("owl-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, wal))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteStore { writer: tx, readers: Arc::new(pool::ReaderPool::new(path.to_path_buf())), path: path.to_path_buf() })
+        Ok(SqliteStore { writer: tx, readers: Arc::new(pool::ReaderPool::new(path.to_path_buf())), path: path.to_path_buf(), wal_limit })
+    }
+
+    /// Checkpoints and truncates the write-ahead log once it grows past `bytes` (SQLite's own
+    /// checkpoints reuse the file but never shrink it, and a reader holding a snapshot lets it
+    /// grow without bound).
+    pub fn set_wal_limit(&self, bytes: u64) {
+        self.wal_limit.store(bytes.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn path(&self) -> &Path {
@@ -103,7 +117,40 @@ impl SqliteStore {
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
+fn wal_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push("-wal");
+    PathBuf::from(s)
+}
+
+/// What the writer needs to keep the write-ahead log small.
+struct Wal {
+    path: PathBuf,
+    limit: Arc<std::sync::atomic::AtomicU64>,
+    checked: std::time::Instant,
+}
+
+impl Wal {
+    /// At most once a second, between transactions: truncate the log if it is past its limit.
+    fn maybe_checkpoint(&mut self, conn: &Connection) {
+        if self.checked.elapsed() < std::time::Duration::from_secs(1) {
+            return;
+        }
+        self.checked = std::time::Instant::now();
+        let limit = self.limit.load(std::sync::atomic::Ordering::Relaxed);
+        let Ok(size) = std::fs::metadata(&self.path).map(|m| m.len()) else { return };
+        if size <= limit {
+            return;
+        }
+        match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+            Ok(0) => tracing::info!(wal_bytes = size, limit, "checkpointed and truncated the database's write-ahead log"),
+            Ok(_) => tracing::warn!(wal_bytes = size, "the write-ahead log could not be truncated yet: a reader holds an old snapshot"),
+            Err(e) => tracing::warn!(error = %e, "checkpointing the write-ahead log failed"),
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, mut wal: Wal) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -145,6 +192,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
                 Err(e) => Err(StoreError::Backend(e.to_string())),
             });
         }
+        wal.maybe_checkpoint(&conn);
     }
 }
 
@@ -187,6 +235,36 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         let n: i64 = conn.query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
         assert_eq!(n as usize, MIGRATIONS.len());
+    }
+
+    #[tokio::test]
+    async fn the_write_ahead_log_is_truncated_once_past_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(&path, Durability::Full).unwrap();
+        store.set_wal_limit(1024 * 1024);
+        let s: Arc<dyn owl_store::Store> = Arc::new(store);
+        let mut big = owl_store::conformance::spec("echo");
+        big.env.insert("PAYLOAD".into(), "x".repeat(60_000));
+        for _ in 0..40 {
+            s.submit(vec![owl_store::NewTask::new(big.clone())], owl_core::Timestamp(1)).await.unwrap();
+        }
+        let wal = wal_path(&path);
+        assert!(std::fs::metadata(&wal).unwrap().len() > 1024 * 1024, "the log grew past the limit");
+        // The next commit a second later checks it.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        s.submit(vec![owl_store::NewTask::new(owl_store::conformance::spec("echo"))], owl_core::Timestamp(1)).await.unwrap();
+        // Right after that commit's reply, so replies never wait on it.
+        let mut size = u64::MAX;
+        for _ in 0..100 {
+            size = std::fs::metadata(&wal).unwrap().len();
+            if size == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(size, 0, "truncated");
+        assert_eq!(s.counts().await.unwrap().get(owl_core::task::Status::Queued), 41, "nothing lost");
     }
 
     #[tokio::test]
