@@ -62,6 +62,94 @@ pub struct Route {
     pub provider: Arc<dyn Provider>,
     pub model: String,
     pub retry: RetryPolicy,
+    /// The provider's circuit breaker, shared by every route to it.
+    pub breaker: Arc<Breaker>,
+}
+
+/// A provider that keeps failing is skipped for a while: after `trip_after` failed calls in a
+/// row (each after its retries), calls to it are not made for `cooldown` (doubling, up to ten
+/// times, while trial calls keep failing); the agent's fallbacks answer meanwhile. One success
+/// closes it.
+pub struct Breaker {
+    state: std::sync::Mutex<BreakerState>,
+    trip_after: u32,
+    cooldown: Duration,
+}
+
+#[derive(Default)]
+struct BreakerState {
+    failures: u32,
+    trips: u32,
+    open_until: Option<std::time::Instant>,
+    last_error: Option<String>,
+}
+
+/// A breaker as readiness reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BreakerStatus {
+    /// Calls are being skipped for this long yet.
+    pub open_for: Option<Duration>,
+    pub failures: u32,
+    pub last_error: Option<String>,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker::new(5, Duration::from_secs(60))
+    }
+}
+
+impl Breaker {
+    pub fn new(trip_after: u32, cooldown: Duration) -> Self {
+        Breaker { state: Default::default(), trip_after: trip_after.max(1), cooldown }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why the provider is skipped now, if it is. Once the cool-down ends one trial call may go.
+    pub fn refuses(&self, provider: &str) -> Option<String> {
+        let mut s = self.lock();
+        let until = s.open_until?;
+        let now = std::time::Instant::now();
+        if now >= until {
+            // Half open: this call is the trial; the others wait for its outcome.
+            s.open_until = Some(now + self.cooldown);
+            return None;
+        }
+        Some(format!(
+            "{provider}: skipped for {} more after {} failed calls in a row (last: {})",
+            owl_core::duration::format(Duration::from_secs((until - now).as_secs().max(1))),
+            s.failures,
+            s.last_error.as_deref().unwrap_or("unknown")
+        ))
+    }
+
+    pub fn succeeded(&self) {
+        *self.lock() = BreakerState::default();
+    }
+
+    pub fn failed(&self, error: &str) {
+        let mut s = self.lock();
+        s.failures += 1;
+        s.last_error = Some(error.chars().take(200).collect());
+        if s.failures >= self.trip_after {
+            let factor = 1u32 << s.trips.min(10);
+            s.trips += 1;
+            s.open_until = Some(std::time::Instant::now() + (self.cooldown * factor).min(self.cooldown * 10));
+        }
+    }
+
+    pub fn status(&self) -> BreakerStatus {
+        let s = self.lock();
+        let now = std::time::Instant::now();
+        BreakerStatus {
+            open_for: s.open_until.filter(|u| *u > now).map(|u| u - now),
+            failures: s.failures,
+            last_error: s.last_error.clone(),
+        }
+    }
 }
 
 /// One failed try of a route.
@@ -78,11 +166,19 @@ pub async fn call_with_fallback(
     let mut failures = Vec::new();
     let mut last = ProviderError::Fatal("no provider configured".into());
     for (i, route) in routes.iter().enumerate() {
+        if let Some(why) = route.breaker.refuses(route.provider.name()) {
+            failures.push(Attempt { provider: route.provider.name().into(), model: route.model.clone(), error: why.clone() });
+            last = ProviderError::Retryable { message: why, retry_after: None };
+            continue;
+        }
         req.model.clone_from(&route.model);
         let mut n = 0;
         loop {
             match route.provider.chat(req, &mut *sink).await {
-                Ok(r) => return Ok((r, i, failures)),
+                Ok(r) => {
+                    route.breaker.succeeded();
+                    return Ok((r, i, failures));
+                }
                 Err(e) => {
                     failures.push(Attempt { provider: route.provider.name().into(), model: route.model.clone(), error: e.to_string() });
                     let retry_after = match &e {
@@ -97,7 +193,14 @@ pub async fn call_with_fallback(
                             tracing::warn!(provider = route.provider.name(), retry = n, delay_ms = d.as_millis() as u64, error = %last, "model call failed; retrying");
                             tokio::time::sleep(d).await;
                         }
-                        _ => break,
+                        _ => {
+                            // Only what says the provider itself is in trouble (down, overloaded,
+                            // rate-limited): a refused request is the request's fault.
+                            if last.is_retryable() {
+                                route.breaker.failed(&last.to_string());
+                            }
+                            break;
+                        }
                     }
                 }
             }

@@ -36,6 +36,8 @@ pub struct Runtime {
     pub(crate) key_vars: Vec<String>,
     /// How shell calls are sandboxed; `None` where no sandbox can be started.
     pub(crate) sandbox: Option<SandboxBase>,
+    /// Each provider's circuit breaker, made at its first use.
+    pub(crate) breakers: std::sync::Mutex<BTreeMap<String, Arc<crate::provider::Breaker>>>,
 }
 
 pub use crate::tools::SandboxBase;
@@ -116,6 +118,7 @@ impl Runtime {
             secrets: secrets.values().filter(|v| v.len() >= 4).cloned().collect(),
             key_vars: vec![],
             sandbox: None,
+            breakers: Default::default(),
         };
         for (name, p) in &providers {
             let key = match (&p.api_key_env, &p.api_key_secret) {
@@ -163,6 +166,30 @@ impl Runtime {
         // Longest first, so a secret that contains another is redacted whole.
         rt.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         rt
+    }
+
+    /// Each configured provider: `None` when usable, else why not (a missing key, or its
+    /// circuit open after repeated failures). The `bool` says whether it counts against
+    /// readiness: an open circuit does, a provider that was never usable does not.
+    pub fn provider_health(&self) -> Vec<(String, bool, Option<String>)> {
+        let breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(String, bool, Option<String>)> =
+            self.broken.iter().map(|(n, why)| (n.clone(), true, Some(why.clone()))).collect();
+        for name in self.providers.keys() {
+            let open = breakers.get(name).and_then(|b| {
+                let st = b.status();
+                st.open_for.map(|d| {
+                    format!(
+                        "skipped for {} more after {} failed calls in a row (last: {})",
+                        owl_core::duration::format(std::time::Duration::from_secs(d.as_secs().max(1))),
+                        st.failures,
+                        st.last_error.unwrap_or_default()
+                    )
+                })
+            });
+            out.push((name.clone(), open.is_none(), open));
+        }
+        out
     }
 
     /// Replaces a provider (tests and benchmarks use an in-process one).
@@ -245,7 +272,8 @@ impl Runtime {
             let settings = self.provider_settings.get(&p);
             let model = model.filter(|m| !m.is_empty()).or_else(|| settings.and_then(|s| s.model.clone())).unwrap_or_default();
             let retry = RetryPolicy { max_retries: settings.map(|s| s.max_retries).unwrap_or(4), ..RetryPolicy::default() };
-            out.push(Route { provider: provider.clone(), model, retry });
+            let breaker = self.breakers.lock().unwrap_or_else(|e| e.into_inner()).entry(p.clone()).or_default().clone();
+            out.push(Route { provider: provider.clone(), model, retry, breaker });
         }
         if out.is_empty() {
             return Err(problems.join("; "));

@@ -304,6 +304,7 @@ async fn rate_limits_honour_retry_after_and_server_errors_are_retried() {
         provider: openai(&f.url),
         model: "m-1".into(),
         retry: RetryPolicy { max_retries: 3, base: Duration::from_millis(10), max_delay: Duration::from_secs(5) },
+        breaker: Default::default(),
     };
     let (out, idx, failures) = call_with_fallback(&[route], &mut req(false), &mut |_| {}).await.unwrap();
     assert_eq!((out.content.as_str(), idx, failures.len()), ("finally", 0, 2));
@@ -318,8 +319,13 @@ async fn the_fallback_chain_answers_when_the_first_provider_fails() {
     let a = fake(vec![Reply { status: 401, headers: vec![], body: "{}".into(), sse: false }]).await;
     let b = fake(vec![ok_json(json!({"model": "claude-x", "content": [{"type": "text", "text": "from b"}], "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}))]).await;
     let routes = vec![
-        Route { provider: openai(&a.url), model: "m-1".into(), retry: RetryPolicy { max_retries: 3, ..RetryPolicy::default() } },
-        Route { provider: anthropic(&b.url), model: "claude-x".into(), retry: RetryPolicy::default() },
+        Route {
+            provider: openai(&a.url),
+            model: "m-1".into(),
+            retry: RetryPolicy { max_retries: 3, ..RetryPolicy::default() },
+            breaker: Default::default(),
+        },
+        Route { provider: anthropic(&b.url), model: "claude-x".into(), retry: RetryPolicy::default(), breaker: Default::default() },
     ];
     let (out, idx, failures) = call_with_fallback(&routes, &mut req(false), &mut |_| {}).await.unwrap();
     assert_eq!((out.content.as_str(), idx), ("from b", 1));
@@ -327,7 +333,44 @@ async fn the_fallback_chain_answers_when_the_first_provider_fails() {
     assert_eq!(b.seen.lock().unwrap().requests[0].1["model"], "claude-x");
     // Every provider failing returns the last error with the whole history.
     let c = fake(vec![Reply { status: 400, headers: vec![], body: "{}".into(), sse: false }]).await;
-    let routes = vec![Route { provider: openai(&c.url), model: "m".into(), retry: RetryPolicy::default() }];
+    let routes = vec![Route { provider: openai(&c.url), model: "m".into(), retry: RetryPolicy::default(), breaker: Default::default() }];
     let (e, hist) = call_with_fallback(&routes, &mut req(false), &mut |_| {}).await.unwrap_err();
     assert!(!e.is_retryable() && hist.len() == 1);
+}
+
+#[tokio::test]
+async fn a_provider_that_keeps_failing_is_skipped_until_its_cool_down_ends() {
+    let down = || Reply { status: 503, headers: vec![], body: "overloaded".into(), sse: false };
+    let a = fake((0..20).map(|_| down()).collect()).await;
+    let b = fake((0..20).map(|_| answer("from b")).collect()).await;
+    let breaker = Arc::new(owl_agent::provider::Breaker::new(2, Duration::from_millis(400)));
+    let no_retry = RetryPolicy { max_retries: 0, ..RetryPolicy::default() };
+    let routes = vec![
+        Route { provider: openai(&a.url), model: "m".into(), retry: no_retry, breaker: breaker.clone() },
+        Route { provider: openai(&b.url), model: "m".into(), retry: no_retry, breaker: Default::default() },
+    ];
+    for _ in 0..2 {
+        let (out, idx, _) = call_with_fallback(&routes, &mut req(false), &mut |_| {}).await.unwrap();
+        assert_eq!((out.content.as_str(), idx), ("from b", 1));
+    }
+    assert_eq!(a.seen.lock().unwrap().requests.len(), 2);
+    assert!(breaker.status().open_for.is_some(), "two failures in a row open it");
+    // Open: the failing provider is not called at all; the fallback answers.
+    for _ in 0..3 {
+        let (_, idx, failures) = call_with_fallback(&routes, &mut req(false), &mut |_| {}).await.unwrap();
+        assert_eq!(idx, 1);
+        assert!(failures[0].error.contains("skipped for") && failures[0].error.contains("overloaded"), "{failures:?}");
+    }
+    assert_eq!(a.seen.lock().unwrap().requests.len(), 2, "no calls while open");
+    // After the cool-down one trial call goes; it fails again, so it reopens for longer.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    call_with_fallback(&routes, &mut req(false), &mut |_| {}).await.unwrap();
+    assert_eq!(a.seen.lock().unwrap().requests.len(), 3, "one trial");
+    let open = breaker.status().open_for.unwrap();
+    assert!(open > Duration::from_millis(450), "doubled: {open:?}");
+    call_with_fallback(&routes, &mut req(false), &mut |_| {}).await.unwrap();
+    assert_eq!(a.seen.lock().unwrap().requests.len(), 3);
+    // A success closes it.
+    breaker.succeeded();
+    assert_eq!(breaker.status(), owl_agent::provider::BreakerStatus { open_for: None, failures: 0, last_error: None });
 }

@@ -204,6 +204,17 @@ impl crate::Engine {
             Some(free) => Check { name: "memory", ok: true, reason: format!("{free} MiB available") },
             None => Check { name: "memory", ok: true, reason: "available memory unknown (no /proc/meminfo)".into() },
         });
+        if let Some(rt) = s.agents() {
+            let providers = rt.provider_health();
+            let open: Vec<String> =
+                providers.iter().filter(|p| !p.1).map(|p| format!("{}: {}", p.0, p.2.clone().unwrap_or_default())).collect();
+            out.push(if open.is_empty() {
+                let usable = providers.iter().filter(|p| p.2.is_none()).count();
+                Check { name: "providers", ok: true, reason: format!("{usable} of {} providers usable", providers.len()) }
+            } else {
+                Check { name: "providers", ok: false, reason: open.join("; ") }
+            });
+        }
         let loops = self.loops();
         let bad: Vec<String> = loops.iter().filter(|l| !l.ok).map(|l| format!("{}: {}", l.name, l.reason)).collect();
         out.push(if bad.is_empty() {
