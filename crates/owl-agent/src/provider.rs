@@ -81,6 +81,8 @@ struct BreakerState {
     failures: u32,
     trips: u32,
     open_until: Option<std::time::Instant>,
+    /// A trial call is out after a cool-down; its outcome decides.
+    trial: bool,
     last_error: Option<String>,
 }
 
@@ -113,9 +115,10 @@ impl Breaker {
         let mut s = self.lock();
         let until = s.open_until?;
         let now = std::time::Instant::now();
-        if now >= until {
+        if now >= until && !s.trial {
             // Half open: this call is the trial; the others wait for its outcome.
             s.open_until = Some(now + self.cooldown);
+            s.trial = true;
             return None;
         }
         Some(format!(
@@ -130,13 +133,17 @@ impl Breaker {
         *self.lock() = BreakerState::default();
     }
 
+    /// A call failed in a way that says the provider is in trouble. Calls that were already in
+    /// flight when it opened do not push it further out; only the trial's failure does.
     pub fn failed(&self, error: &str) {
         let mut s = self.lock();
         s.failures += 1;
         s.last_error = Some(error.chars().take(200).collect());
-        if s.failures >= self.trip_after {
-            let factor = 1u32 << s.trips.min(10);
+        let trip = if s.trial { true } else { s.open_until.is_none() && s.failures >= self.trip_after };
+        if trip {
+            s.trial = false;
             s.trips += 1;
+            let factor = 1u32 << (s.trips - 1).min(4);
             s.open_until = Some(std::time::Instant::now() + (self.cooldown * factor).min(self.cooldown * 10));
         }
     }
@@ -195,9 +202,12 @@ pub async fn call_with_fallback(
                         }
                         _ => {
                             // Only what says the provider itself is in trouble (down, overloaded,
-                            // rate-limited): a refused request is the request's fault.
+                            // rate-limited) counts; a refused request is the request's fault, and
+                            // an answer at all shows the provider is up.
                             if last.is_retryable() {
                                 route.breaker.failed(&last.to_string());
+                            } else {
+                                route.breaker.succeeded();
                             }
                             break;
                         }

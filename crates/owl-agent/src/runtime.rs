@@ -168,9 +168,9 @@ impl Runtime {
         rt
     }
 
-    /// Each configured provider: `None` when usable, else why not (a missing key, or its
-    /// circuit open after repeated failures). The `bool` says whether it counts against
-    /// readiness: an open circuit does, a provider that was never usable does not.
+    /// Each configured provider: (name, ok for readiness, why it is not usable). An open
+    /// circuit is not ok; a provider that was never usable (a missing key) is listed with its
+    /// reason but does not fail readiness. Reasons are redacted.
     pub fn provider_health(&self) -> Vec<(String, bool, Option<String>)> {
         let breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<(String, bool, Option<String>)> =
@@ -183,7 +183,7 @@ impl Runtime {
                         "skipped for {} more after {} failed calls in a row (last: {})",
                         owl_core::duration::format(std::time::Duration::from_secs(d.as_secs().max(1))),
                         st.failures,
-                        st.last_error.unwrap_or_default()
+                        self.redact(&st.last_error.unwrap_or_default())
                     )
                 })
             });

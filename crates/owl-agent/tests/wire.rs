@@ -370,6 +370,23 @@ async fn a_provider_that_keeps_failing_is_skipped_until_its_cool_down_ends() {
     assert!(open > Duration::from_millis(450), "doubled: {open:?}");
     call_with_fallback(&routes, &mut req(false), &mut |_| {}).await.unwrap();
     assert_eq!(a.seen.lock().unwrap().requests.len(), 3);
+    // Calls that were in flight when it opened do not push it further out.
+    let b = owl_agent::provider::Breaker::new(2, Duration::from_secs(60));
+    b.failed("down");
+    b.failed("down");
+    let first = b.status().open_for.unwrap();
+    for _ in 0..10 {
+        b.failed("in flight");
+    }
+    assert!(b.status().open_for.unwrap() <= first, "still about a minute, not ten");
+    // A trial that gets any answer (even a refusal) shows the provider is up.
+    let refuse = fake(vec![Reply { status: 400, headers: vec![], body: "{}".into(), sse: false }]).await;
+    let trial = Arc::new(owl_agent::provider::Breaker::new(1, Duration::from_millis(50)));
+    trial.failed("down");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let one = vec![Route { provider: openai(&refuse.url), model: "m".into(), retry: RetryPolicy::default(), breaker: trial.clone() }];
+    assert!(call_with_fallback(&one, &mut req(false), &mut |_| {}).await.is_err());
+    assert_eq!(trial.status().open_for, None, "closed by the answer");
     // A success closes it.
     breaker.succeeded();
     assert_eq!(breaker.status(), owl_agent::provider::BreakerStatus { open_for: None, failures: 0, last_error: None });

@@ -523,6 +523,12 @@ impl Settings {
         if self.daemon.lease < Duration::from_secs(1) {
             return bad("daemon.lease", "must be at least 1s so heartbeats can keep up");
         }
+        if self.health.loop_stall < Duration::from_secs(1) {
+            return bad("health.loop_stall", "must be at least 1s: a shorter limit aborts loops in the middle of ordinary work");
+        }
+        if self.store.wal_checkpoint_mb == 0 {
+            return bad("store.wal_checkpoint_mb", "must be at least 1 (MiB)");
+        }
         if self.tasks.log_max_bytes < 1024 {
             return bad("tasks.log_max_bytes", "must be at least 1024");
         }

@@ -295,12 +295,14 @@ impl DispatchLoop {
                 }
                 _ = sleep_until(wake_at), if wake_at.is_some() && !shutting_down => {}
                 _ = sleep_until(next_heartbeat), if next_heartbeat.is_some() => {
+                    s.loops.busy("dispatch");
                     next_heartbeat = Some(Instant::now() + cfg.lease / 3);
                     if self.heartbeat(&cfg, &running).await {
                         last_beat = Instant::now();
                     }
                 }
                 _ = sleep_until(next_node_beat), if next_node_beat.is_some() => {
+                    s.loops.busy("dispatch");
                     next_node_beat = Some(Instant::now() + cfg.lease / 3);
                     let beat = owl_store::NodeBeat {
                         node: cfg.node.clone(),
@@ -315,6 +317,7 @@ impl DispatchLoop {
                     }
                 }
                 _ = sleep_until(next_sweep), if next_sweep.is_some() && !shutting_down => {
+                    s.loops.busy("dispatch");
                     next_sweep = Some(Instant::now() + cfg.lease / 2);
                     if self.sweep_expired_leases().await {
                         due = Some(Instant::now());
@@ -360,7 +363,7 @@ impl DispatchLoop {
         let free = cfg.workers.saturating_sub(busy);
         // Low disk: new work waits (readiness says why) rather than failing for want of space.
         let low = if free > 0 { crate::health::disk_low(s) } else { None };
-        if low.is_some() != s.disk_low.swap(low.is_some(), Ordering::Relaxed) {
+        if free > 0 && low.is_some() != s.disk_low.swap(low.is_some(), Ordering::Relaxed) {
             match &low {
                 Some(why) => tracing::warn!("{why}"),
                 None => tracing::info!("disk space is back above [health] min_free_disk_mb; starting tasks again"),
@@ -539,6 +542,8 @@ async fn scheduler_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 (Some(Instant::now() + STORE_RETRY), false)
             }
         };
+        // Pruning may take long on a big history; it is housekeeping, not a stalled pass.
+        s.loops.idle("scheduler");
         if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
             last_prune = Some(Instant::now());
             let keep = s.config().schedules.history_retention;

@@ -164,14 +164,16 @@ pub fn free_memory_mb() -> Option<u64> {
     Some(kb / 1024)
 }
 
+/// How long a readiness answer is reused.
+const READY_CACHE: Duration = Duration::from_secs(1);
+
 /// Why new work must wait for disk space, if it must.
 pub(crate) fn disk_low(s: &crate::Shared) -> Option<String> {
     let min = s.config().health.min_free_disk_mb;
     let free = free_disk_mb(s.layout.root())?;
     (free < min).then(|| {
         format!(
-            "only {free} MiB free on the disk of {} (below [health] min_free_disk_mb = {min}); new tasks wait until space is freed",
-            s.layout.root().display()
+            "only {free} MiB free on the data dir's disk (below [health] min_free_disk_mb = {min}); new tasks wait until space is freed"
         )
     })
 }
@@ -180,6 +182,18 @@ impl crate::Engine {
     /// Whether the daemon can take work: the store takes a write, the data dir's disk and the
     /// machine's memory have headroom, and every loop is live.
     pub async fn readiness(&self) -> Vec<Check> {
+        let s = &self.shared;
+        if let Some((at, checks)) = s.ready_cache.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if at.elapsed() < READY_CACHE {
+                return checks.clone();
+            }
+        }
+        let checks = self.check_readiness().await;
+        *s.ready_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), checks.clone()));
+        checks
+    }
+
+    async fn check_readiness(&self) -> Vec<Check> {
         let s = &self.shared;
         let cfg = s.config();
         let mut out = vec![];

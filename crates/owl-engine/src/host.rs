@@ -60,7 +60,7 @@ impl Host for EngineHost {
     async fn append(&self, owner: Owner, attempt: u32, entries: Vec<Entry>) -> HostResult<Vec<u64>> {
         let now = self.shared.clock.now();
         let lines: Vec<(String, String)> = entries.iter().map(|e| (e.kind().to_string(), e.summary())).collect();
-        self.shared.metrics.entries(&entries);
+        self.shared.metrics.entries(&entries, |t| owl_agent::tools::spec(t).is_some());
         let seqs = self.shared.store.append_transcript(owner, attempt, entries, now).await.map_err(host_err)?;
         for (seq, (kind, line)) in seqs.iter().zip(&lines) {
             if let CoreOwner::Task(task_id) = owner {

@@ -218,13 +218,17 @@ pub(crate) struct Shared {
     pub loops: health::Loops,
     /// Whether the last look found the data dir's disk below `[health] min_free_disk_mb`.
     pub disk_low: AtomicBool,
+    /// The last readiness answer and when it was made: probes answer from it for a moment, so
+    /// a flood of unauthenticated probes cannot flood the store with writes.
+    pub ready_cache: Mutex<Option<(std::time::Instant, Vec<health::Check>)>>,
     /// Set when a loop used up its restart budget: the daemon must exit so its supervisor
     /// (systemd) starts a fresh one.
     pub fatal: watch::Sender<Option<String>>,
 }
 
-/// Always withheld from tasks: a token in the environment would let any task drive the API.
-pub const ALWAYS_WITHHELD: &[&str] = &["OWL_API_TOKEN"];
+/// Always withheld from tasks: a token in the environment would let any task drive the API,
+/// and systemd's notification socket would let one feed the daemon's watchdog.
+pub const ALWAYS_WITHHELD: &[&str] = &["OWL_API_TOKEN", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
 
 impl Shared {
     /// Re-reads what the engine caches about triggers: which environment variables tasks must
@@ -312,6 +316,7 @@ impl Engine {
             metrics: Arc::new(metrics::Metrics::new()),
             loops: health::Loops::default(),
             disk_low: AtomicBool::new(false),
+            ready_cache: Mutex::new(None),
             fatal: watch::channel(None).0,
         });
         (Engine { shared: shared.clone() }, DispatchLoop::new(shared, rx))

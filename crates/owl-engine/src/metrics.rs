@@ -262,20 +262,25 @@ impl Metrics {
         }
     }
 
-    /// Tool results and provider failures in transcript entries.
-    pub(crate) fn entries(&self, entries: &[Entry]) {
+    /// Tool results and failed model calls in transcript entries. `known` keeps the label
+    /// set bounded: a tool name it refuses (one a model made up) is counted as `unknown`.
+    pub(crate) fn entries(&self, entries: &[Entry], known: fn(&str) -> bool) {
+        let failed = |f: &owl_core::transcript::ProviderFailure| {
+            // A provider skipped by its circuit breaker was not called.
+            if !f.error.contains(": skipped for ") {
+                let labels = LlmLabels { provider: f.provider.clone(), model: f.model.clone(), outcome: "error" };
+                self.llm_requests.get_or_create(&labels).inc();
+            }
+        };
         for e in entries {
             match e {
                 Entry::Tool { name, is_error, .. } => {
                     let outcome = if *is_error { "error" } else { "ok" };
-                    self.tool_calls.get_or_create(&ToolLabels { tool: name.clone(), outcome }).inc();
+                    let tool = if known(name) { name.clone() } else { "unknown".into() };
+                    self.tool_calls.get_or_create(&ToolLabels { tool, outcome }).inc();
                 }
-                Entry::Note { failures, .. } => {
-                    for f in failures {
-                        let labels = LlmLabels { provider: f.provider.clone(), model: f.model.clone(), outcome: "error" };
-                        self.llm_requests.get_or_create(&labels).inc();
-                    }
-                }
+                Entry::Note { failures, .. } => failures.iter().for_each(failed),
+                Entry::Assistant(r) => r.failed_before.iter().for_each(failed),
                 _ => {}
             }
         }

@@ -412,7 +412,8 @@ async fn read_cli_stream(
         }
         if !entries.is_empty() {
             let kinds: Vec<(String, String)> = entries.iter().map(|e| (e.kind().to_string(), e.summary())).collect();
-            s.metrics.entries(&entries);
+            // A coding CLI's own tools: a fixed set per CLI, and names of a sane shape.
+            s.metrics.entries(&entries, |t| t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c)));
             match s.store.append_transcript(owl_core::agent::Owner::Task(id), attempt, entries, s.clock.now()).await {
                 Ok(seqs) => {
                     for (seq, (entry, summary)) in seqs.into_iter().zip(kinds) {

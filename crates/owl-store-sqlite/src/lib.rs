@@ -142,7 +142,12 @@ impl Wal {
         if size <= limit {
             return;
         }
-        match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+        // Never wait on readers here: every write queues behind this thread. A reader with an
+        // old snapshot makes it answer busy at once, and it tries again a second later.
+        let _ = conn.busy_timeout(std::time::Duration::ZERO);
+        let r = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+        let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
+        match r {
             Ok(0) => tracing::info!(wal_bytes = size, limit, "checkpointed and truncated the database's write-ahead log"),
             Ok(_) => tracing::warn!(wal_bytes = size, "the write-ahead log could not be truncated yet: a reader holds an old snapshot"),
             Err(e) => tracing::warn!(error = %e, "checkpointing the write-ahead log failed"),

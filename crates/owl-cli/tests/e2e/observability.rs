@@ -206,6 +206,7 @@ fn a_nearly_full_disk_pauses_new_work_and_readiness_says_why() {
     std::fs::write(&cfg, "[health]\nmin_free_disk_mb = 1\n").unwrap();
     d.signal(nix::sys::signal::Signal::SIGHUP);
     d.wait_status(id, "succeeded");
+    std::thread::sleep(Duration::from_millis(1100)); // readiness answers are reused for a second
     assert_eq!(d.json(&["health"])["status"], "ok");
     d.signal_and_wait(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
 }
