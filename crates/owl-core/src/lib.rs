@@ -6,6 +6,7 @@
 //! on these types, so they change rarely and carefully.
 
 pub mod agent;
+pub mod anomaly;
 pub mod coding;
 pub mod config;
 pub mod deps;
