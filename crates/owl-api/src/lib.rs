@@ -5,6 +5,7 @@
 //! module per area; everything is re-exported here.
 
 pub mod agent;
+pub mod anomaly;
 pub mod common;
 pub mod group;
 pub mod memory;
@@ -13,6 +14,7 @@ pub mod task;
 pub mod trigger;
 
 pub use agent::*;
+pub use anomaly::*;
 pub use common::*;
 pub use group::*;
 pub use memory::*;

@@ -65,7 +65,10 @@ impl Client {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         match serde_json::from_str::<owl_api::ErrorBody>(&text) {
-            Ok(b) => Err(anyhow!("{}", b.error.message)),
+            Ok(b) => Err(match b.error.field {
+                Some(f) if !b.error.message.contains(&format!("`{f}`")) => anyhow!("{} (in `{f}`)", b.error.message),
+                _ => anyhow!("{}", b.error.message),
+            }),
             Err(_) => Err(anyhow!("the daemon answered {status}: {text}")),
         }
     }

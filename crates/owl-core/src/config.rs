@@ -68,6 +68,8 @@ pub struct Settings {
     pub memory: MemorySettings,
     /// Liveness, readiness, metrics access and schedule health.
     pub health: HealthSettings,
+    /// Runs far outside their usual duration, tokens or cost, and failure streaks.
+    pub anomalies: AnomalySettings,
 }
 
 /// `[memory]`: local embeddings, dedup, recall into agent prompts, retention.
@@ -262,6 +264,45 @@ impl Default for HealthSettings {
             min_free_disk_mb: 256,
             min_free_memory_mb: 64,
             schedule_grace: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// `[anomalies]`: each finished attempt is compared with the recent successful runs of its
+/// schedule, agent or kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalySettings {
+    pub enabled: bool,
+    /// How many recent runs of a schedule, agent or kind make its baseline.
+    pub baseline_runs: u32,
+    /// A run is news only when it is also this much longer than the median.
+    #[serde(with = "serde_human")]
+    pub duration_floor: Duration,
+    /// ... this many more tokens than the median.
+    pub tokens_floor: u64,
+    /// ... this much more cost (USD) than the median.
+    pub cost_floor_usd: f64,
+}
+
+impl Default for AnomalySettings {
+    fn default() -> Self {
+        AnomalySettings {
+            enabled: true,
+            baseline_runs: 50,
+            duration_floor: Duration::from_secs(30),
+            tokens_floor: 5000,
+            cost_floor_usd: 0.05,
+        }
+    }
+}
+
+impl AnomalySettings {
+    pub fn floors(&self) -> crate::anomaly::Floors {
+        crate::anomaly::Floors {
+            duration_seconds: self.duration_floor.as_secs_f64(),
+            tokens: self.tokens_floor as f64,
+            cost_usd: self.cost_floor_usd,
         }
     }
 }
@@ -499,6 +540,7 @@ impl Settings {
             "git" => field_names::<GitSettings>(),
             "memory" => field_names::<MemorySettings>(),
             "health" => field_names::<HealthSettings>(),
+            "anomalies" => field_names::<AnomalySettings>(),
             _ => return None,
         })
     }
@@ -522,6 +564,15 @@ impl Settings {
         let bad = |field: &str, msg: &str| Err(ConfigError { source_name: field.into(), message: msg.into() });
         if self.daemon.lease < Duration::from_secs(1) {
             return bad("daemon.lease", "must be at least 1s so heartbeats can keep up");
+        }
+        if !(self.anomalies.cost_floor_usd.is_finite() && self.anomalies.cost_floor_usd >= 0.0) {
+            return bad("anomalies.cost_floor_usd", "must be zero or more");
+        }
+        if !(crate::anomaly::MIN_SAMPLES as u32..=10_000).contains(&self.anomalies.baseline_runs) {
+            return bad(
+                "anomalies.baseline_runs",
+                &format!("must be between {} (the fewest runs a baseline is judged on) and 10000", crate::anomaly::MIN_SAMPLES),
+            );
         }
         if self.health.loop_stall < Duration::from_secs(1) {
             return bad("health.loop_stall", "must be at least 1s: a shorter limit aborts loops in the middle of ordinary work");

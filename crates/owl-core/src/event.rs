@@ -55,6 +55,18 @@ pub enum EventKind {
         task_id: Option<TaskId>,
         approved: bool,
     },
+    /// A run far from the usual of its schedule, agent or kind, or a failure streak
+    /// (`owl anomalies`).
+    AnomalyDetected {
+        anomaly_id: i64,
+        task_id: TaskId,
+        /// schedule, agent or kind.
+        scope: String,
+        subject: String,
+        /// duration_seconds, tokens, cost_usd or failures.
+        metric: String,
+        summary: String,
+    },
 }
 
 impl EventKind {
@@ -63,7 +75,8 @@ impl EventKind {
             EventKind::TaskSubmitted { task_id, .. }
             | EventKind::TaskStarted { task_id, .. }
             | EventKind::TaskChanged { task_id, .. }
-            | EventKind::AgentStep { task_id, .. } => Some(*task_id),
+            | EventKind::AgentStep { task_id, .. }
+            | EventKind::AnomalyDetected { task_id, .. } => Some(*task_id),
             EventKind::ApprovalRequested { task_id, .. } | EventKind::ApprovalDecided { task_id, .. } => *task_id,
             _ => None,
         }

@@ -8,6 +8,7 @@
 //! and put them back in the queue without using an attempt.
 
 mod agents;
+mod anomalies;
 pub mod chats;
 mod conditions;
 mod dispatch;
@@ -59,6 +60,7 @@ pub struct EngineConfig {
     /// How long one chat turn may take (`[agent] chat_timeout`).
     pub chat_timeout: Duration,
     pub health: owl_core::config::HealthSettings,
+    pub anomalies: owl_core::config::AnomalySettings,
 }
 
 /// Defaults for schedules that do not say, and how long their history is kept.
@@ -110,6 +112,7 @@ impl EngineConfig {
             memory: s.memory.clone(),
             chat_timeout: s.agent.chat_timeout,
             health: s.health.clone(),
+            anomalies: s.anomalies.clone(),
         }
     }
 }
@@ -454,5 +457,6 @@ pub(crate) fn tests_config() -> EngineConfig {
         memory: Default::default(),
         chat_timeout: Duration::from_secs(60),
         health: Default::default(),
+        anomalies: Default::default(),
     }
 }

@@ -95,6 +95,14 @@ pub struct LoopLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnomalyLabels {
+    /// schedule, agent or kind.
+    pub scope: &'static str,
+    /// duration_seconds, tokens, cost_usd or failures.
+    pub metric: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
 }
@@ -120,6 +128,7 @@ pub struct Metrics {
     pub tool_calls: Family<ToolLabels, Counter>,
     pub loop_heartbeat: Family<LoopLabels, FloatGauge>,
     pub loop_restarts: Family<LoopLabels, Counter>,
+    pub anomalies: Family<AnomalyLabels, Counter>,
     /// Serialises scrapes: each rewrites the scrape-time gauges before encoding.
     pub(crate) scrape_lock: tokio::sync::Mutex<()>,
 }
@@ -194,6 +203,8 @@ impl Metrics {
         );
         let loop_restarts = Family::default();
         r.register("owl_loop_restarts", "Loops restarted after a panic or a stall", loop_restarts.clone());
+        let anomalies = Family::default();
+        r.register("owl_anomalies", "Runs found far from usual, and failure streaks, by scope and metric", anomalies.clone());
         r.register("owl_build", "The running owl", Info::new(BuildLabels { version: env!("CARGO_PKG_VERSION") }));
         Metrics {
             registry: r,
@@ -213,6 +224,7 @@ impl Metrics {
             tool_calls,
             loop_heartbeat,
             loop_restarts,
+            anomalies,
             scrape_lock: tokio::sync::Mutex::new(()),
         }
     }

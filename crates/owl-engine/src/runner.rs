@@ -18,6 +18,7 @@ pub(crate) async fn run_task(s: Arc<Shared>, task: ClaimedTask, cfg: EngineConfi
     let (progress_tx, progress_rx) = watch::channel(0u64);
     s.logs.lock().unwrap_or_else(|p| p.into_inner()).insert((id, attempt), progress_rx);
     s.publish(EventKind::TaskStarted { task_id: id, attempt, node: cfg.node.clone() });
+    let used_before = crate::anomalies::before(&s, &task).await;
     let started = std::time::Instant::now();
     s.metrics.started(&task.spec, s.clock.now().since(task.queued_since));
     // The engine's own tests inject a runner panic through a label.
@@ -64,8 +65,11 @@ pub(crate) async fn run_task(s: Arc<Shared>, task: ClaimedTask, cfg: EngineConfi
         run_outcome = finish_worktree(&s, &task, &cfg, rec, run_outcome).await;
     }
     s.logs.lock().unwrap_or_else(|p| p.into_inner()).remove(&(id, attempt));
-    s.metrics.run_ended(&task.spec, &run_outcome, started.elapsed());
+    let ran = started.elapsed();
+    s.metrics.run_ended(&task.spec, &run_outcome, ran);
+    let outcome = run_outcome.clone();
     finish(&s, id, attempt, run_outcome, exit_code, signal, &cfg).await;
+    crate::anomalies::after_run(&s, &task, &outcome, ran, used_before).await;
 }
 
 /// Ends an attempt whose runner panicked: stops whatever it had started (found by the same

@@ -529,3 +529,75 @@ fn an_offset_clock_follows_its_reference_and_ignores_measurement_noise() {
     c.set_offset(-59_000);
     assert_eq!((c.now(), c.base_now()), (Timestamp(941_000), Timestamp(1_000_000)));
 }
+
+async fn wait_anomalies(h: &Harness, n: usize) -> Vec<owl_core::anomaly::Anomaly> {
+    for _ in 0..500 {
+        let found = h.engine.store().anomalies(owl_store::AnomalyFilter { limit: 100, ..Default::default() }).await.unwrap();
+        if found.len() >= n {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("fewer than {n} anomalies were recorded");
+}
+
+fn crafted(h: &Harness, task: i64, ok: bool, ms: u64) -> owl_core::anomaly::RunSample {
+    owl_core::anomaly::RunSample {
+        task_id: TaskId(1_000_000 + task),
+        attempt: 1,
+        at: h.engine.now(),
+        kind: "command".into(),
+        schedule: None,
+        agent: None,
+        succeeded: ok,
+        duration_ms: ms,
+        tokens: 0,
+        cost_usd: 0.0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_far_slower_than_its_kind_and_a_failure_streak_are_recorded_and_announced() {
+    use owl_core::anomaly::{Metric, Scope};
+    let mut cfg = config(1);
+    cfg.anomalies.duration_floor = Duration::from_millis(300);
+    let h = start_in(tempfile::tempdir().unwrap(), cfg);
+    // Crafted history: commands usually take 20 to 40 ms.
+    for i in 0..12 {
+        h.engine.store().record_sample(crafted(&h, i, true, 20 + (i as u64 % 3) * 10)).await.unwrap();
+    }
+    let mut events = h.engine.subscribe();
+    let usual = submit(&h, shell("true")).await;
+    wait_status(&h, usual, &[Status::Succeeded]).await;
+    let slow = submit(&h, shell("sleep 1")).await;
+    wait_status(&h, slow, &[Status::Succeeded]).await;
+    let found = wait_anomalies(&h, 1).await;
+    assert_eq!(found.len(), 1, "the usual run is not news: {found:?}");
+    let a = &found[0];
+    assert_eq!(
+        (a.task_id, a.finding.scope, a.finding.subject.as_str(), a.finding.metric),
+        (slow, Scope::Kind, "command", Metric::DurationSeconds)
+    );
+    assert!(a.finding.value >= 1.0 && a.finding.median < 0.1 && a.finding.z > 3.5 && a.finding.samples >= 12, "{a:?}");
+    assert!(a.summary.contains("kind command: this run took"), "{}", a.summary);
+    // Two failures on record; the third in a row is a streak.
+    for i in 20..22 {
+        h.engine.store().record_sample(crafted(&h, i, false, 30)).await.unwrap();
+    }
+    let failing = submit(&h, shell("exit 4")).await;
+    wait_status(&h, failing, &[Status::Failed]).await;
+    let found = wait_anomalies(&h, 2).await;
+    let streak = &found[0];
+    assert_eq!((streak.task_id, streak.finding.metric, streak.finding.value), (failing, Metric::Failures, 3.0), "{found:?}");
+    let mut seen = vec![];
+    while let Ok(e) = events.try_recv() {
+        if let EventKind::AnomalyDetected { anomaly_id, task_id, metric, .. } = e.kind {
+            seen.push((anomaly_id, task_id, metric));
+        }
+    }
+    assert_eq!(seen, vec![(a.id, slow, "duration_seconds".to_string()), (streak.id, failing, "failures".to_string())]);
+    let text = h.engine.scrape_metrics(false).await.unwrap();
+    assert!(text.contains(r#"owl_anomalies_total{scope="kind",metric="duration_seconds"} 1"#), "{text}");
+    // Every finished attempt is a sample; the crafted ones too.
+    assert_eq!(h.engine.store().recent_samples(Scope::Kind, "command", 100).await.unwrap().len(), 12 + 2 + 2 + 1);
+}

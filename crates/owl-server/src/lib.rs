@@ -66,6 +66,7 @@ fn authenticated() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::transcript))
         .routes(routes!(agents::usage))
         .routes(routes!(agents::approvals))
+        .routes(routes!(anomalies::list))
         .routes(routes!(agents::approve))
         .routes(routes!(agents::deny))
         .routes(routes!(agents::chats, agents::create_chat))

@@ -277,6 +277,8 @@ impl ScheduleStore for PgStore {
                 "DELETE FROM schedule_fires WHERE fired_at < $1",
                 "DELETE FROM trigger_fires WHERE at < $1",
                 "DELETE FROM task_finishes WHERE at < $1",
+                "DELETE FROM run_samples WHERE at < $1",
+                "DELETE FROM anomalies WHERE at < $1",
             ] {
                 n += exec(&t, sql, &[&before.0]).await?;
             }

@@ -320,6 +320,8 @@ impl ScheduleStore for SqliteStore {
                 "DELETE FROM schedule_fires WHERE fired_at < ?1",
                 "DELETE FROM trigger_fires WHERE at < ?1",
                 "DELETE FROM task_finishes WHERE at < ?1",
+                "DELETE FROM run_samples WHERE at < ?1",
+                "DELETE FROM anomalies WHERE at < ?1",
             ] {
                 n += c.execute(sql, [before.0]).map_err(backend)? as u64;
             }

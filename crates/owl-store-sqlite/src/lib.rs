@@ -9,6 +9,7 @@
 
 mod admin;
 mod agent_records;
+mod insights;
 mod pool;
 mod rows;
 mod run_ops;
@@ -309,7 +310,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "ALTER TABLE schedules DROP COLUMN last_success_at; ALTER TABLE schedules DROP COLUMN last_success_ms; \
-             DELETE FROM schema_migrations WHERE version >= 9;",
+             DROP TABLE run_samples; DROP TABLE anomalies; DELETE FROM schema_migrations WHERE version >= 9;",
         )
         .unwrap();
         drop(conn);
@@ -338,7 +339,8 @@ mod tests {
         // Back to what version 6 wrote.
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
-            "ALTER TABLE tasks DROP COLUMN origin; DROP TABLE nodes; DELETE FROM schema_migrations WHERE version >= 7; \
+            "ALTER TABLE tasks DROP COLUMN origin; DROP TABLE nodes; DROP TABLE run_samples; DROP TABLE anomalies; \
+             DELETE FROM schema_migrations WHERE version >= 7; \
              ALTER TABLE schedules DROP COLUMN last_success_at; ALTER TABLE schedules DROP COLUMN last_success_ms; \
              UPDATE schedules SET spec = json_remove(spec, '$.created_by');",
         )

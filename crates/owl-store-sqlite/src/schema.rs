@@ -288,6 +288,47 @@ UPDATE schedules SET
                        WHERE f.schedule_id = schedules.id AND t.status = 'succeeded' ORDER BY t.finished_at DESC LIMIT 1);
 "#,
     ),
+    (
+        10,
+        "run samples for baselines and reports, and the anomalies found",
+        r#"
+CREATE TABLE run_samples (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id     INTEGER NOT NULL,
+    attempt     INTEGER NOT NULL,
+    at          INTEGER NOT NULL,
+    kind        TEXT    NOT NULL,
+    schedule    TEXT,
+    agent       TEXT,
+    succeeded   INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    tokens      INTEGER NOT NULL,
+    cost_usd    REAL    NOT NULL,
+    UNIQUE (task_id, attempt)
+);
+CREATE INDEX run_samples_by_kind ON run_samples (kind, id);
+CREATE INDEX run_samples_by_schedule ON run_samples (schedule, id) WHERE schedule IS NOT NULL;
+CREATE INDEX run_samples_by_agent ON run_samples (agent, id) WHERE agent IS NOT NULL;
+CREATE INDEX run_samples_by_time ON run_samples (at);
+CREATE TABLE anomalies (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at       INTEGER NOT NULL,
+    task_id  INTEGER NOT NULL,
+    attempt  INTEGER NOT NULL,
+    scope    TEXT    NOT NULL,
+    subject  TEXT    NOT NULL,
+    metric   TEXT    NOT NULL,
+    value    REAL    NOT NULL,
+    median   REAL    NOT NULL,
+    mad      REAL    NOT NULL,
+    z        REAL    NOT NULL,
+    samples  INTEGER NOT NULL,
+    summary  TEXT    NOT NULL,
+    UNIQUE (task_id, attempt, metric)
+);
+CREATE INDEX anomalies_by_time ON anomalies (at);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -10,11 +10,13 @@ use owl_core::{Command, RunOutcome, TaskId, TaskSpec, TaskState, Timestamp, Wait
 use std::sync::Arc;
 use std::time::Duration;
 
+mod insights;
 mod queue;
 mod records;
 mod schedules;
 mod triggers;
 
+pub use insights::*;
 pub use queue::*;
 pub use records::*;
 pub use schedules::*;
@@ -64,7 +66,9 @@ macro_rules! conformance_tests {
             an_approval_is_bound_to_its_call_decided_once_and_used_once,
             usage_sums_by_agent_and_model,
             chats_are_created_and_listed,
-            repository_tasks_keep_their_git_record_until_retention
+            repository_tasks_keep_their_git_record_until_retention,
+            run_samples_are_kept_per_scope_newest_first,
+            anomalies_are_recorded_once_and_listed_newest_first
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

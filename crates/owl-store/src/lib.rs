@@ -2,9 +2,10 @@
 //!
 //! The engine talks only to [`Store`]; the binary picks the backend. The contract is split by
 //! area, one trait each: [`QueueStore`] (tasks, attempts, groups), [`ScheduleStore`],
-//! [`TriggerStore`] (triggers and the facts they read) and [`AgentStore`] (transcripts,
-//! usage, approvals, chats); [`Store`] is all four, implemented for any type that has them.
-//! `use owl_store::prelude::*` brings the four into scope. The contract's behaviour
+//! [`TriggerStore`] (triggers and the facts they read), [`AgentStore`] (transcripts,
+//! usage, approvals, chats) and [`InsightStore`] (run samples and anomalies); [`Store`] is all
+//! five, implemented for any type that has them. `use owl_store::prelude::*` brings them into
+//! scope. The contract's behaviour
 //! (fencing, dependency cascades, group limits, idempotency) is pinned by the [`conformance`]
 //! suite, which each backend runs against itself.
 
@@ -15,18 +16,19 @@ mod types;
 pub use types::*;
 
 use async_trait::async_trait;
+use owl_core::anomaly::{Anomaly, RunSample, Scope};
 use owl_core::schedule::{Schedule, ScheduleSpec, ScheduleState};
 use owl_core::trigger::{Trigger, TriggerSpec};
 use owl_core::{GroupInfo, Run, Task, TaskId, Timestamp};
 
 /// Every area of the contract: what the engine holds as `Arc<dyn Store>`.
-pub trait Store: QueueStore + ScheduleStore + TriggerStore + AgentStore {}
+pub trait Store: QueueStore + ScheduleStore + TriggerStore + AgentStore + InsightStore {}
 
-impl<T: QueueStore + ScheduleStore + TriggerStore + AgentStore> Store for T {}
+impl<T: QueueStore + ScheduleStore + TriggerStore + AgentStore + InsightStore> Store for T {}
 
 /// The store's traits, to call its methods on an `Arc<dyn Store>`.
 pub mod prelude {
-    pub use crate::{AgentStore, QueueStore, ScheduleStore, Store, TriggerStore};
+    pub use crate::{AgentStore, InsightStore, QueueStore, ScheduleStore, Store, TriggerStore};
 }
 
 /// The queue: tasks, their attempts, dependencies and groups. All writes are acknowledged
@@ -209,4 +211,22 @@ pub trait AgentStore: Send + Sync + 'static {
     async fn get_chat(&self, id: i64) -> Result<ChatInfo, StoreError>;
     async fn list_chats(&self) -> Result<Vec<ChatInfo>, StoreError>;
     async fn touch_chat(&self, id: i64, title: Option<String>, now: Timestamp) -> Result<(), StoreError>;
+}
+
+/// What the engine learns from finished work: one sample per finished attempt (the baselines
+/// of anomaly detection and the figures of reports) and the anomalies found. Both are pruned
+/// with the fire history.
+#[async_trait]
+pub trait InsightStore: Send + Sync + 'static {
+    /// Records one finished attempt; recording the same (task, attempt) again changes nothing.
+    async fn record_sample(&self, sample: RunSample) -> Result<(), StoreError>;
+    /// The latest `limit` samples of `subject` in `scope`, newest first.
+    async fn recent_samples(&self, scope: Scope, subject: &str, limit: u32) -> Result<Vec<RunSample>, StoreError>;
+    /// Samples of attempts that ended in `[since, until)`, oldest first, at most `limit`.
+    async fn samples_between(&self, since: Timestamp, until: Timestamp, limit: u32) -> Result<Vec<RunSample>, StoreError>;
+    /// Records a finding about one attempt; the same (task, attempt, metric) again returns the
+    /// record that exists.
+    async fn record_anomaly(&self, anomaly: NewAnomaly) -> Result<Anomaly, StoreError>;
+    /// Recorded anomalies, newest first.
+    async fn anomalies(&self, filter: AnomalyFilter) -> Result<Vec<Anomaly>, StoreError>;
 }

@@ -337,3 +337,24 @@ pub struct ChatInfo {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
+
+/// A finding to record about one attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewAnomaly {
+    pub at: owl_core::Timestamp,
+    pub task_id: TaskId,
+    pub attempt: u32,
+    pub finding: owl_core::anomaly::Finding,
+}
+
+/// Which anomalies to list: newest first, optionally since a time, of one scope or subject,
+/// before an id (paging backwards).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnomalyFilter {
+    pub since: Option<owl_core::Timestamp>,
+    pub scope: Option<owl_core::anomaly::Scope>,
+    pub subject: Option<String>,
+    pub task_id: Option<TaskId>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}

@@ -152,6 +152,24 @@ pub enum Command {
         #[arg(long, default_value = "30d")]
         since: String,
     },
+    /// Runs far from the usual of their schedule, agent or kind, and failure streaks.
+    Anomalies {
+        /// Window, e.g. 24h.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Only this scope: schedule, agent or kind.
+        #[arg(long, value_parser = ["schedule", "agent", "kind"])]
+        scope: Option<String>,
+        /// Only this schedule, agent or kind (by name).
+        #[arg(long, value_name = "NAME")]
+        subject: Option<String>,
+        /// Only the anomalies of this task.
+        #[arg(long, value_name = "ID")]
+        task: Option<String>,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Bring a PostgreSQL store's schema up to date (after upgrading owl on every node).
     Migrate {
         /// The database (default: `[store] url` or OWL_STORE_URL).

@@ -1,7 +1,7 @@
-//! `owl agents`, `owl transcript`, `owl chat`, `owl approvals`, `owl approve`, `owl deny`, `owl usage`.
+//! `owl agents`, `owl transcript`, `owl chat`, `owl approvals`, `owl approve`, `owl deny`, `owl usage`, `owl anomalies`.
 
 use crate::client::Client;
-use crate::output::{print_json, table, truncate};
+use crate::output::{now, print_json, relative, table, truncate};
 use anyhow::{bail, Context, Result};
 use owl_api::*;
 use owl_core::TaskId;
@@ -160,6 +160,51 @@ pub async fn usage(client: &Client, by: &str, since: &str, json: bool) -> Result
     let mut rows: Vec<Vec<String>> = r.rows.iter().map(fmt).collect();
     rows.push(fmt(&r.total));
     table(&[&by.to_uppercase(), "CALLS", "INPUT", "OUTPUT", "CACHED", "COST"], rows);
+    Ok(())
+}
+
+pub struct AnomalyArgs {
+    pub since: String,
+    pub scope: Option<String>,
+    pub subject: Option<String>,
+    pub task: Option<String>,
+    pub limit: u32,
+}
+
+pub async fn anomalies(client: &Client, a: AnomalyArgs, json: bool) -> Result<()> {
+    let mut q = vec![("since", a.since.clone()), ("limit", a.limit.to_string())];
+    if let Some(s) = a.scope {
+        q.push(("scope", s));
+    }
+    if let Some(s) = a.subject {
+        q.push(("subject", s));
+    }
+    if let Some(t) = a.task {
+        q.push(("task", t.trim_start_matches('#').to_string()));
+    }
+    let mut url = reqwest::Url::parse("http://owl/v1/anomalies").expect("a fixed URL parses");
+    url.query_pairs_mut().extend_pairs(&q);
+    let list: AnomalyList = client.get(&format!("{}?{}", url.path(), url.query().unwrap_or_default())).await?;
+    if json {
+        print_json(&list);
+        return Ok(());
+    }
+    if list.anomalies.is_empty() {
+        println!("no anomalies in the last {}", a.since);
+        return Ok(());
+    }
+    let rows = list
+        .anomalies
+        .iter()
+        .map(|x| {
+            let at = owl_core::Timestamp::parse_rfc3339(&x.at).map(|t| relative(t, now())).unwrap_or_else(|_| x.at.clone());
+            vec![x.id.to_string(), at, format!("{} (attempt {})", x.task_id, x.attempt), x.summary.clone()]
+        })
+        .collect();
+    table(&["ID", "AT", "TASK", "WHAT"], rows);
+    if list.next_before.is_some() {
+        println!("(the newest {}; more with --limit)", list.anomalies.len());
+    }
     Ok(())
 }
 

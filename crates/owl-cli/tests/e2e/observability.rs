@@ -250,3 +250,35 @@ fn schedule_health_shows_the_last_success_flags_overdue_schedules_and_records_pa
     let m = scrape(&d);
     assert!(value(&m, "owl_schedule_fires_total{schedule=\"good\",outcome=\"skipped_paused\"}").is_some_and(|v| v >= 2.0), "{m}");
 }
+
+#[test]
+fn a_run_far_slower_than_usual_is_an_anomaly_in_owl_anomalies_and_the_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::write(config_path(&dir), "[anomalies]\nduration_floor = \"300ms\"\nbaseline_runs = 20\n").unwrap();
+    let d = Daemon::start(&dir, &[]);
+    // The usual: ten quick runs.
+    let quick: Vec<i64> = (0..10).map(|_| add(&d, &["--", "true"])).collect();
+    for id in &quick {
+        d.wait_status(*id, "succeeded");
+    }
+    assert_eq!(d.json(&["anomalies"])["anomalies"], serde_json::json!([]), "nothing unusual yet");
+    let slow = add(&d, &["--", "sleep", "1.5"]);
+    d.wait_status(slow, "succeeded");
+    let list = wait_for("the anomaly", Duration::from_secs(10), || {
+        let v = d.json(&["anomalies"]);
+        (!v["anomalies"].as_array().unwrap().is_empty()).then_some(v)
+    });
+    let a = &list["anomalies"][0];
+    assert_eq!((a["task_id"].as_i64(), a["scope"].as_str(), a["subject"].as_str()), (Some(slow), Some("kind"), Some("command")), "{a}");
+    assert_eq!(a["metric"], "duration_seconds");
+    assert!(a["value"].as_f64().unwrap() >= 1.5 && a["median"].as_f64().unwrap() < 0.5 && a["samples"].as_u64() == Some(10), "{a}");
+    let text = d.ok(&["anomalies"]);
+    assert!(text.contains("kind command: this run took") && text.contains(&format!("{slow} (attempt 1)")), "{text}");
+    assert_eq!(d.json(&["anomalies", "--scope", "schedule"])["anomalies"], serde_json::json!([]));
+    assert_eq!(d.json(&["anomalies", "--task", &slow.to_string()])["anomalies"].as_array().unwrap().len(), 1);
+    let bad = d.owl(&["anomalies", "--since", "soon"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("since"), "{bad:?}");
+    let m = scrape(&d);
+    assert_eq!(value(&m, "owl_anomalies_total{scope=\"kind\",metric=\"duration_seconds\"}"), Some(1.0), "{m}");
+}

@@ -70,7 +70,8 @@ pub struct UsageQuery {
     /// Group by agent (the default), provider, model or day.
     #[param(pattern = "^(agent|provider|model|day)$")]
     by: Option<String>,
-    /// Only usage within this long (default 7d), e.g. `24h`.
+    /// Only usage within this long (default 30d), e.g. `24h`.
+    #[param(pattern = "^([0-9]{1,6}(ms|s|m|h|d|w))+$")]
     since: Option<String>,
 }
 

@@ -1,6 +1,7 @@
 //! One module per resource.
 
 pub mod agents;
+pub mod anomalies;
 pub mod events;
 pub mod groups;
 pub mod health;
