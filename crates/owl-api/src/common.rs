@@ -128,3 +128,12 @@ impl HealthView {
         HealthView { status: status.into(), checks }
     }
 }
+
+/// A one-time sign-in link to the dashboard.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DashboardLink {
+    /// Open it in a browser on this machine; it works once.
+    pub url: String,
+    /// Seconds it stays valid.
+    pub expires_in_s: u64,
+}

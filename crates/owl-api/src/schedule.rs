@@ -176,19 +176,11 @@ pub struct ScheduleView {
     pub upcoming: Vec<Timestamp>,
 }
 
-pub fn describe(when: &When) -> String {
-    match when {
-        When::Cron { expr, tz } => format!("cron \"{expr}\" in {tz}"),
-        When::Every { every_ms, anchor } => format!("every {} from {anchor}", owl_core::duration::format(Duration::from_millis(*every_ms))),
-        When::Once { at } => format!("once at {at}"),
-    }
-}
-
 impl From<Schedule> for ScheduleView {
     fn from(s: Schedule) -> Self {
         let compiled = Compiled::new(s.spec.when.clone()).ok();
         ScheduleView {
-            describe: describe(&s.spec.when),
+            describe: s.spec.when.describe(),
             next_fire_local: s.next_fire_at.and_then(|t| compiled.as_ref().map(|c| c.local(t))),
             name: s.spec.name,
             state: s.state,

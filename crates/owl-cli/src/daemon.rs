@@ -208,6 +208,7 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
         listen: addr.clone(),
         started_at,
         shutdown: stop_rx,
+        sessions: Default::default(),
     };
     let mut server = tokio::spawn(owl_server::serve(listener, state));
     // Alone on its SQLite file (the data dir's lock proves it), the daemon requeues whatever

@@ -99,6 +99,8 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         Command::Approve { id } => commands::agents::decide(&client, &id, true, None, json).await?,
         Command::Deny { id, reason } => commands::agents::decide(&client, &id, false, reason, json).await?,
         Command::Usage { by, since } => commands::agents::usage(&client, &by, &since, json).await?,
+        Command::Dashboard { url } => commands::agents::dashboard(&client, url, json).await?,
+        Command::Report { action } => commands::agents::report(&client, action).await?,
         Command::Anomalies { since, scope, subject, task, limit } => {
             commands::agents::anomalies(&client, commands::agents::AnomalyArgs { since, scope, subject, task, limit }, json).await?
         }

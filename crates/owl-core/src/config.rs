@@ -70,6 +70,8 @@ pub struct Settings {
     pub health: HealthSettings,
     /// Runs far outside their usual duration, tokens or cost, and failure streaks.
     pub anomalies: AnomalySettings,
+    /// The daily report written every morning, and what reports link to.
+    pub reports: ReportSettings,
 }
 
 /// `[memory]`: local embeddings, dedup, recall into agent prompts, retention.
@@ -307,6 +309,55 @@ impl AnomalySettings {
     }
 }
 
+/// `[reports]`: `owl report` and the daily report file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSettings {
+    /// Write the previous day's report every morning.
+    pub daily: bool,
+    /// When, in `tz` (HH:MM).
+    pub daily_at: String,
+    /// The reports' time zone (empty: `[scheduler] default_tz`).
+    pub tz: String,
+    /// Which formats the daily report is written in: md, html, pdf (with the `pdf` build), json.
+    pub formats: Vec<String>,
+    /// Where the daily reports go (empty: `reports/` in the data dir).
+    pub dir: String,
+    /// Daily report files older than this are deleted.
+    #[serde(with = "serde_human")]
+    pub keep: Duration,
+    /// Where a task's page is, with `{id}` for its id (a dashboard URL); empty: reports say
+    /// `owl show ID`.
+    pub task_link: String,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        ReportSettings {
+            daily: true,
+            daily_at: "07:00".into(),
+            tz: String::new(),
+            formats: vec!["md".into(), "html".into()],
+            dir: String::new(),
+            keep: Duration::from_secs(90 * 86400),
+            task_link: String::new(),
+        }
+    }
+}
+
+impl ReportSettings {
+    /// `daily_at` as (hour, minute).
+    pub fn daily_time(&self) -> Result<(u32, u32), String> {
+        let bad = || format!("`{}` is not a time of day; write it like 07:00", self.daily_at);
+        let (h, m) = self.daily_at.split_once(':').ok_or_else(bad)?;
+        let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 23 || m > 59 {
+            return Err(bad());
+        }
+        Ok((h, m))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulerSettings {
@@ -541,6 +592,7 @@ impl Settings {
             "memory" => field_names::<MemorySettings>(),
             "health" => field_names::<HealthSettings>(),
             "anomalies" => field_names::<AnomalySettings>(),
+            "reports" => field_names::<ReportSettings>(),
             _ => return None,
         })
     }
@@ -564,6 +616,18 @@ impl Settings {
         let bad = |field: &str, msg: &str| Err(ConfigError { source_name: field.into(), message: msg.into() });
         if self.daemon.lease < Duration::from_secs(1) {
             return bad("daemon.lease", "must be at least 1s so heartbeats can keep up");
+        }
+        if let Err(m) = self.reports.daily_time() {
+            return bad("reports.daily_at", &m);
+        }
+        if !self.reports.tz.is_empty() && self.reports.tz.parse::<chrono_tz::Tz>().is_err() {
+            return bad("reports.tz", &format!("`{}` is not an IANA time zone (like Europe/Berlin)", self.reports.tz));
+        }
+        if let Some(f) = self.reports.formats.iter().find(|f| !["md", "html", "pdf", "json"].contains(&f.as_str())) {
+            return bad("reports.formats", &format!("`{f}` is not a report format; use md, html, pdf or json"));
+        }
+        if !self.reports.task_link.is_empty() && !self.reports.task_link.contains("{id}") {
+            return bad("reports.task_link", "must contain {id}, where the task's id goes");
         }
         if !(self.anomalies.cost_floor_usd.is_finite() && self.anomalies.cost_floor_usd >= 0.0) {
             return bad("anomalies.cost_floor_usd", "must be zero or more");

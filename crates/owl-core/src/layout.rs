@@ -41,6 +41,10 @@ impl DataLayout {
     pub fn worktree(&self, id: TaskId) -> PathBuf {
         self.root.join("worktrees").join(id.0.to_string())
     }
+    /// Where the daily reports are written unless `[reports] dir` says otherwise.
+    pub fn reports(&self) -> PathBuf {
+        self.root.join("reports")
+    }
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }

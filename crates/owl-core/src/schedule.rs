@@ -26,6 +26,19 @@ pub enum When {
     Once { at: Timestamp },
 }
 
+impl When {
+    /// For people: `cron "0 2 * * *" in Europe/Berlin`, `every 1h from ...`, `once at ...`.
+    pub fn describe(&self) -> String {
+        match self {
+            When::Cron { expr, tz } => format!("cron \"{expr}\" in {tz}"),
+            When::Every { every_ms, anchor } => {
+                format!("every {} from {anchor}", crate::duration::format(std::time::Duration::from_millis(*every_ms)))
+            }
+            When::Once { at } => format!("once at {at}"),
+        }
+    }
+}
+
 /// What to do with slots that passed while the daemon was down (or the clock jumped).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -199,7 +199,7 @@ async fn an_agent_task_uses_tools_and_leaves_a_complete_record_without_its_key()
         }
     }
     assert_eq!(step_events, entries.len(), "every transcript entry is announced");
-    let usage = h.engine.store().usage_summary(Timestamp(0), UsageBy::Agent).await.unwrap();
+    let usage = h.engine.store().usage_summary(Timestamp(0), Timestamp(i64::MAX), UsageBy::Agent).await.unwrap();
     assert_eq!((usage[0].key.as_str(), usage[0].calls, usage[0].input), ("worker", 5, 5000));
     // The model saw the tool results (the second request carries the first call's result).
     assert_eq!(reqs[1].1["messages"][3]["role"], "tool");

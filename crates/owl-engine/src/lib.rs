@@ -18,6 +18,7 @@ pub mod health;
 mod host;
 pub mod memory;
 pub mod metrics;
+pub mod reports;
 mod runner;
 pub mod sandboxing;
 pub mod scheduler;
@@ -28,6 +29,7 @@ mod supervise;
 mod triggers;
 
 pub use dispatch::DispatchLoop;
+pub use owl_report as report;
 
 use owl_core::layout::DataLayout;
 use owl_core::lifecycle::RetryPolicy;
@@ -61,6 +63,7 @@ pub struct EngineConfig {
     pub chat_timeout: Duration,
     pub health: owl_core::config::HealthSettings,
     pub anomalies: owl_core::config::AnomalySettings,
+    pub reports: owl_core::config::ReportSettings,
 }
 
 /// Defaults for schedules that do not say, and how long their history is kept.
@@ -113,6 +116,7 @@ impl EngineConfig {
             chat_timeout: s.agent.chat_timeout,
             health: s.health.clone(),
             anomalies: s.anomalies.clone(),
+            reports: s.reports.clone(),
         }
     }
 }
@@ -458,5 +462,6 @@ pub(crate) fn tests_config() -> EngineConfig {
         chat_timeout: Duration::from_secs(60),
         health: Default::default(),
         anomalies: Default::default(),
+        reports: owl_core::config::ReportSettings { daily: false, ..Default::default() },
     }
 }

@@ -1,4 +1,5 @@
-//! Bearer-token authentication, compared in constant time.
+//! Authentication: the bearer token, compared in constant time, or a dashboard session
+//! cookie, whose requests that change anything must also carry the session's CSRF token.
 
 use crate::{ApiError, AppState};
 use axum::extract::{Request, State};
@@ -6,6 +7,20 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    if req.headers().get(axum::http::header::AUTHORIZATION).is_none() {
+        if let Some(csrf) = crate::ui::session_id(req.headers()).and_then(|id| state.sessions.csrf_of(&id)) {
+            let safe = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
+            let sent = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !safe && !constant_time_eq(sent.as_bytes(), csrf.as_bytes()) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "csrf",
+                    "a dashboard session's change needs its CSRF token in X-CSRF-Token (from /ui/session)",
+                ));
+            }
+            return Ok(next.run(req).await);
+        }
+    }
     check_token(&state, &req)?;
     Ok(next.run(req).await)
 }

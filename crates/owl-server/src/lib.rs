@@ -11,6 +11,7 @@ mod error;
 mod extract;
 pub mod openapi;
 mod routes;
+pub mod ui;
 pub mod webhook;
 
 pub use error::ApiError;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub started_at: owl_core::Timestamp,
     /// Flips to true when the daemon stops, ending event and log streams.
     pub shutdown: watch::Receiver<bool>,
+    /// Dashboard sign-in links and sessions.
+    pub sessions: Arc<ui::Sessions>,
 }
 
 /// Every authenticated route, registered with the router and the OpenAPI document at once.
@@ -67,6 +70,9 @@ fn authenticated() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::usage))
         .routes(routes!(agents::approvals))
         .routes(routes!(anomalies::list))
+        .routes(routes!(reports::daily))
+        .routes(routes!(reports::performance))
+        .routes(routes!(status::dashboard_link))
         .routes(routes!(agents::approve))
         .routes(routes!(agents::deny))
         .routes(routes!(agents::chats, agents::create_chat))
@@ -112,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .merge(authed)
         .merge(open)
+        .merge(ui::router())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes))

@@ -39,6 +39,7 @@ fn api() -> Api {
         listen: "127.0.0.1:0".into(),
         started_at: engine.now(),
         shutdown: stop_rx,
+        sessions: Default::default(),
     };
     Api { app: router(state), _dir: dir, _stop: stop_tx }
 }

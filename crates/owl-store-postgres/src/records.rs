@@ -220,7 +220,7 @@ impl AgentStore for PgStore {
         }
         .await)
     }
-    async fn usage_summary(&self, since: Timestamp, by: UsageBy) -> Result<Vec<UsageSummary>, StoreError> {
+    async fn usage_summary(&self, since: Timestamp, until: Timestamp, by: UsageBy) -> Result<Vec<UsageSummary>, StoreError> {
         let key = match by {
             UsageBy::Agent => "agent",
             UsageBy::Provider => "provider",
@@ -229,10 +229,10 @@ impl AgentStore for PgStore {
         };
         let sql = format!(
             "SELECT {key} AS k, count(*), sum(input)::BIGINT, sum(output)::BIGINT, sum(cached)::BIGINT, sum(cost_usd)::DOUBLE PRECISION \
-             FROM usage WHERE at >= $1 GROUP BY k ORDER BY k"
+             FROM usage WHERE at >= $1 AND at < $2 GROUP BY k ORDER BY k"
         );
         in_read!(self, |t| async {
-            let rows = query(&t, &sql, &[&since.millis()]).await?;
+            let rows = query(&t, &sql, &[&since.millis(), &until.millis()]).await?;
             R::Ok(rows.iter().map(|r| usage_row(r.get(0), r, 1)).collect())
         }
         .await)

@@ -474,8 +474,8 @@ impl AgentStore for SqliteStore {
     async fn worktrees_to_remove(&self, finished_before: Timestamp) -> Result<Vec<(TaskId, owl_core::coding::GitRecord)>, StoreError> {
         self.worktrees_to_remove_impl(finished_before).await
     }
-    async fn usage_summary(&self, since: Timestamp, by: UsageBy) -> Result<Vec<UsageSummary>, StoreError> {
-        self.usage_summary_impl(since, by).await
+    async fn usage_summary(&self, since: Timestamp, until: Timestamp, by: UsageBy) -> Result<Vec<UsageSummary>, StoreError> {
+        self.usage_summary_impl(since, until, by).await
     }
     async fn request_approval(&self, req: NewApproval, now: Timestamp) -> Result<Approval, StoreError> {
         self.request_approval_impl(req, now).await

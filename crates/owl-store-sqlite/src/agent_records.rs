@@ -234,7 +234,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn usage_summary_impl(&self, since: Timestamp, by: UsageBy) -> Result<Vec<UsageSummary>, StoreError> {
+    pub(crate) async fn usage_summary_impl(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+        by: UsageBy,
+    ) -> Result<Vec<UsageSummary>, StoreError> {
         let key = match by {
             UsageBy::Agent => "agent",
             UsageBy::Provider => "provider",
@@ -243,11 +248,11 @@ impl SqliteStore {
         };
         self.read(move |c| {
             let sql = format!(
-                "SELECT {key} AS k, count(*), sum(input), sum(output), sum(cached), sum(cost_usd) FROM usage WHERE at >= ?1 GROUP BY k ORDER BY k"
+                "SELECT {key} AS k, count(*), sum(input), sum(output), sum(cached), sum(cost_usd) FROM usage WHERE at >= ?1 AND at < ?2 GROUP BY k ORDER BY k"
             );
             let mut stmt = c.prepare(&sql).map_err(backend)?;
             let rows = stmt
-                .query_map([since.millis()], |r| {
+                .query_map([since.millis(), until.millis()], |r| {
                     Ok(UsageSummary {
                         key: r.get(0)?,
                         calls: r.get::<_, i64>(1)? as u64,

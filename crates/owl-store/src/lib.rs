@@ -197,7 +197,8 @@ pub trait AgentStore: Send + Sync + 'static {
     async fn task_git(&self, id: TaskId) -> Result<Option<owl_core::coding::GitRecord>, StoreError>;
     /// Repository tasks that ended at or before `finished_before` whose worktree still exists.
     async fn worktrees_to_remove(&self, finished_before: Timestamp) -> Result<Vec<(TaskId, owl_core::coding::GitRecord)>, StoreError>;
-    async fn usage_summary(&self, since: Timestamp, by: UsageBy) -> Result<Vec<UsageSummary>, StoreError>;
+    /// Usage recorded in `[since, until)`, grouped.
+    async fn usage_summary(&self, since: Timestamp, until: Timestamp, by: UsageBy) -> Result<Vec<UsageSummary>, StoreError>;
     /// Creates the approval request for (owner, call id), or returns the one that exists.
     async fn request_approval(&self, req: NewApproval, now: Timestamp) -> Result<Approval, StoreError>;
     async fn get_approval(&self, id: i64) -> Result<Approval, StoreError>;

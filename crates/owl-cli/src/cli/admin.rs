@@ -1,6 +1,6 @@
-//! Arguments of the config, memory and sandbox commands.
+//! Arguments of the config, memory, report and sandbox commands.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
@@ -99,6 +99,36 @@ pub enum MemoryAction {
     Stats,
     /// Rebuild the vector index from the database.
     Reindex,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportAction {
+    /// One day, by hour (in `[reports] tz`).
+    Daily {
+        /// YYYY-MM-DD, today or yesterday.
+        #[arg(long, default_value = "today")]
+        date: String,
+        #[command(flatten)]
+        out: ReportOut,
+    },
+    /// A window of days ending now, by day.
+    Performance {
+        /// The window, e.g. 30d.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        #[command(flatten)]
+        out: ReportOut,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ReportOut {
+    /// md, html, pdf (in a build with the `pdf` feature) or json.
+    #[arg(long, default_value = "md", value_parser = ["md", "html", "pdf", "json"])]
+    pub format: String,
+    /// Write to this file instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -152,6 +152,17 @@ pub enum Command {
         #[arg(long, default_value = "30d")]
         since: String,
     },
+    /// Open the web dashboard: a one-time sign-in link for this daemon, in your browser.
+    Dashboard {
+        /// Print the link instead of opening a browser.
+        #[arg(long)]
+        url: bool,
+    },
+    /// A report: what ran, what failed and why, schedule health, anomalies, tokens and cost.
+    Report {
+        #[command(subcommand)]
+        action: ReportAction,
+    },
     /// Runs far from the usual of their schedule, agent or kind, and failure streaks.
     Anomalies {
         /// Window, e.g. 24h.

@@ -1,4 +1,4 @@
-//! `owl agents`, `owl transcript`, `owl chat`, `owl approvals`, `owl approve`, `owl deny`, `owl usage`, `owl anomalies`.
+//! `owl agents`, `owl transcript`, `owl chat`, `owl approvals`, `owl approve`, `owl deny`, `owl usage`, `owl anomalies`, `owl report`, `owl dashboard`.
 
 use crate::client::Client;
 use crate::output::{now, print_json, relative, table, truncate};
@@ -206,6 +206,58 @@ pub async fn anomalies(client: &Client, a: AnomalyArgs, json: bool) -> Result<()
         println!("(the newest {}; more with --limit)", list.anomalies.len());
     }
     Ok(())
+}
+
+/// `owl dashboard`: a one-time sign-in link, opened in the browser (or printed).
+pub async fn dashboard(client: &Client, print: bool, json: bool) -> Result<()> {
+    let link: DashboardLink = client.post("/v1/dashboard/link", &serde_json::json!({})).await?;
+    if json {
+        print_json(&link);
+        return Ok(());
+    }
+    let opened = !print
+        && std::process::Command::new("xdg-open")
+            .arg(&link.url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if opened {
+        println!("opened the dashboard in your browser (the link works once, for {} minutes)", link.expires_in_s / 60);
+    } else {
+        println!("{}", link.url);
+        eprintln!("open it in a browser on this machine; it works once, for {} minutes", link.expires_in_s / 60);
+    }
+    Ok(())
+}
+
+/// `owl report daily|performance`: the daemon renders, this writes the bytes where asked.
+pub async fn report(client: &Client, action: crate::cli::ReportAction) -> Result<()> {
+    use crate::cli::ReportAction;
+    let (path, out) = match action {
+        ReportAction::Daily { date, out } => (format!("/v1/reports/daily?date={}&format={}", enc(&date), out.format), out),
+        ReportAction::Performance { since, out } => (format!("/v1/reports/performance?since={}&format={}", enc(&since), out.format), out),
+    };
+    if out.out.is_none() && out.format == "pdf" && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        bail!("a PDF is not for the terminal; write it to a file with --out report.pdf");
+    }
+    let bytes = client.request(reqwest::Method::GET, &path, None::<&()>).await?.bytes().await?;
+    match out.out {
+        Some(file) => {
+            let tmp = file.with_extension("partial");
+            std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::rename(&tmp, &file).with_context(|| format!("cannot write {}", file.display()))?;
+            eprintln!("wrote {} ({} bytes)", file.display(), bytes.len());
+        }
+        None => std::io::stdout().write_all(&bytes)?,
+    }
+    Ok(())
+}
+
+fn enc(s: &str) -> String {
+    let mut url = reqwest::Url::parse("http://owl/").expect("a fixed URL parses");
+    url.query_pairs_mut().append_pair("v", s);
+    url.query().unwrap_or_default().trim_start_matches("v=").to_string()
 }
 
 /// Sends one message and prints the streamed reply; returns the answer.

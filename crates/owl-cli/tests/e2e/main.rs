@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod coding;
 mod crash;
+mod dashboard;
 mod fuzz;
 mod harness;
 mod lifecycle;

@@ -282,3 +282,56 @@ fn a_run_far_slower_than_usual_is_an_anomaly_in_owl_anomalies_and_the_metrics() 
     let m = scrape(&d);
     assert_eq!(value(&m, "owl_anomalies_total{scope=\"kind\",metric=\"duration_seconds\"}"), Some(1.0), "{m}");
 }
+
+#[test]
+fn reports_say_what_ran_and_failed_in_every_format_and_the_daily_one_is_written_by_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let formats = if cfg!(feature = "pdf") { r#"["md", "html", "pdf"]"# } else { r#"["md", "html"]"# };
+    std::fs::write(config_path(&dir), format!("[reports]\ndaily_at = \"00:00\"\nformats = {formats}\n")).unwrap();
+    let d = Daemon::start(&dir, &[]);
+    // The morning's report of yesterday is written at start (its time has passed).
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+    let md_file = dir.join(format!("reports/daily-{yesterday}.md"));
+    wait_for("the daily report file", Duration::from_secs(20), || md_file.exists().then_some(()));
+    assert!(std::fs::read_to_string(&md_file).unwrap().contains(&format!("owl daily report: {}", yesterday_title(&yesterday))));
+    assert!(dir.join(format!("reports/daily-{yesterday}.html")).exists());
+    let ok = add(&d, &["--", "true"]);
+    let bad = add(&d, &["--", "sh", "-c", "echo boom; exit 3"]);
+    d.wait_status(ok, "succeeded");
+    d.wait_status(bad, "failed");
+    // The samples are recorded just after the completion.
+    let md = wait_for("both runs in the report", Duration::from_secs(10), || {
+        let md = d.ok(&["report", "daily"]);
+        md.contains("2 runs of 2 tasks").then_some(md)
+    });
+    for want in ["## Failed (1)", "exited with code 3", &format!("`owl show {bad}`"), "## Schedules", "## Per hour"] {
+        assert!(md.contains(want), "lacks {want:?}:\n{md}");
+    }
+    let html = tmp.path().join("r.html");
+    d.ok(&["report", "daily", "--date", "today", "--format", "html", "--out", html.to_str().unwrap()]);
+    let html = std::fs::read_to_string(html).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.matches("<svg").count() == 2, "{html}");
+    let week: serde_json::Value = serde_json::from_str(&d.ok(&["report", "performance", "--since", "2d", "--format", "json"])).unwrap();
+    assert_eq!(week["totals"]["runs"], 2, "{week}");
+    assert_eq!(week["kind"], "performance");
+    assert!(week["buckets"].as_array().unwrap().len() >= 2, "one bar per day");
+    let bad_date = d.owl(&["report", "daily", "--date", "12/01/2026"]);
+    assert!(String::from_utf8_lossy(&bad_date.stderr).contains("is not a date"), "{bad_date:?}");
+    if cfg!(feature = "pdf") {
+        assert!(dir.join(format!("reports/daily-{yesterday}.pdf")).exists());
+        let pdf = tmp.path().join("r.pdf");
+        d.ok(&["report", "daily", "--format", "pdf", "--out", pdf.to_str().unwrap()]);
+        let text = Command::new("pdftotext").arg(&pdf).arg("-").output().expect("pdftotext (poppler-utils) reads the PDF");
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(text.contains("owl daily report") && text.contains("exited with code 3") && text.contains("Failed (1)"), "{text}");
+    } else {
+        let out = d.owl(&["report", "daily", "--format", "pdf", "--out", "/dev/null"]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--features pdf"), "{out:?}");
+    }
+}
+
+/// `Tuesday 2026-12-01` for `2026-12-01`.
+fn yesterday_title(date: &str) -> String {
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap().format("%A %Y-%m-%d").to_string()
+}

@@ -331,7 +331,7 @@ fn a_fork_bomb_and_a_memory_hog_are_stopped_by_the_limits() {
 }
 
 /// A Chat Completions server on loopback that asks for one shell call, then answers.
-fn fake_model(command: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+pub(crate) fn fake_model(command: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let s = seen.clone();
     let command = command.to_string();

@@ -90,7 +90,7 @@ pub async fn usage(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resu
         None => std::time::Duration::from_secs(30 * 86400),
     };
     let since = state.engine.now().minus(window);
-    let rows = state.engine.store().usage_summary(since, by).await?;
+    let rows = state.engine.store().usage_summary(since, state.engine.now().plus(std::time::Duration::from_secs(1)), by).await?;
     let mut total = UsageRowView { key: "total".into(), ..Default::default() };
     let rows: Vec<UsageRowView> = rows
         .into_iter()

@@ -3,7 +3,7 @@
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::Json;
-use owl_api::{NodeList, NodeView, StatusView, StoreView};
+use owl_api::{DashboardLink, NodeList, NodeView, StatusView, StoreView};
 
 #[utoipa::path(get, path = "/v1/status", summary = "Daemon status and task counts", responses((status = 200, description = "OK", body = StatusView)))]
 pub async fn status(State(state): State<AppState>) -> Result<Json<StatusView>, ApiError> {
@@ -52,4 +52,16 @@ pub async fn nodes(State(state): State<AppState>) -> Result<Json<NodeList>, ApiE
             })
             .collect(),
     }))
+}
+
+#[utoipa::path(post, path = "/v1/dashboard/link", summary = "A one-time sign-in link to the dashboard (what `owl dashboard` opens)", responses((status = 201, description = "Created", body = DashboardLink)))]
+pub async fn dashboard_link(State(state): State<AppState>) -> (axum::http::StatusCode, Json<DashboardLink>) {
+    let code = state.sessions.new_link();
+    // A daemon listening on every address is reached here through loopback.
+    let host = match state.listen.rsplit_once(':') {
+        Some((h, port)) if h == "0.0.0.0" || h == "[::]" || h == "::" => format!("127.0.0.1:{port}"),
+        _ => state.listen.to_string(),
+    };
+    let url = format!("http://{host}/ui/signin?code={code}");
+    (axum::http::StatusCode::CREATED, Json(DashboardLink { url, expires_in_s: crate::ui::LINK_TTL.as_secs() }))
 }

@@ -129,13 +129,16 @@ pub async fn usage_sums_by_agent_and_model(s: DynStore) {
     ] {
         s.record_usage(u, at).await.unwrap();
     }
-    let by_agent = s.usage_summary(T0, UsageBy::Agent).await.unwrap();
+    let end = T0.plus(Duration::from_secs(1));
+    let by_agent = s.usage_summary(T0, end, UsageBy::Agent).await.unwrap();
     assert_eq!(by_agent.len(), 2);
     assert_eq!((by_agent[0].key.as_str(), by_agent[0].calls, by_agent[0].input, by_agent[0].output), ("a", 2, 150, 20));
     assert!((by_agent[0].cost_usd - 0.75).abs() < 1e-9);
     assert_eq!((by_agent[1].key.as_str(), by_agent[1].input), ("b", 7), "older rows are outside the window");
-    let by_model = s.usage_summary(Timestamp(0), UsageBy::Model).await.unwrap();
+    let by_model = s.usage_summary(Timestamp(0), end, UsageBy::Model).await.unwrap();
     assert_eq!(by_model.iter().map(|r| (r.key.as_str(), r.calls)).collect::<Vec<_>>(), vec![("m1", 3), ("m2", 1)]);
+    let before = s.usage_summary(Timestamp(0), T0, UsageBy::Model).await.unwrap();
+    assert_eq!(before.iter().map(|r| (r.key.as_str(), r.calls)).collect::<Vec<_>>(), vec![("m1", 1)], "the end is excluded");
 }
 
 pub async fn chats_are_created_and_listed(s: DynStore) {

@@ -1,0 +1,234 @@
+//! Reports: what the store knows about a window, gathered for `owl_report` to lay out, and
+//! the daily report written every morning to a file.
+
+use crate::{Engine, Shared};
+use chrono::TimeZone;
+use owl_core::{RunOutcome, TaskId, TaskState, Timestamp};
+use owl_report::{Failure, Format, Inputs, Kind, Report, ScheduleLine, UsageLine};
+use owl_store::{AnomalyFilter, StoreError, TaskFilter, UsageBy};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// At most this many run samples are read for one report (about 60 MB at the peak).
+pub const SAMPLE_CAP: u32 = 500_000;
+/// Failed attempts a report lists by name.
+pub const FAILURES_LISTED: usize = 50;
+
+fn reason(outcome: Option<&RunOutcome>, state: Option<&TaskState>) -> String {
+    match outcome {
+        Some(RunOutcome::Failed { error: Some(e), .. }) => e.clone(),
+        Some(RunOutcome::Failed { exit_code: Some(c), .. }) => format!("exited with code {c}"),
+        Some(RunOutcome::Failed { signal: Some(sig), .. }) => format!("killed by signal {sig}"),
+        Some(RunOutcome::TimedOut) => "timed out".into(),
+        _ => match state {
+            Some(TaskState::Failed { reason, .. }) => reason.clone(),
+            _ => "failed".into(),
+        },
+    }
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() > max {
+        format!("{}...", s.chars().take(max - 3).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn usage_lines(rows: Vec<owl_store::UsageSummary>) -> Vec<UsageLine> {
+    rows.into_iter()
+        .map(|u| UsageLine { key: u.key, calls: u.calls, input_tokens: u.input, output_tokens: u.output, cost_usd: u.cost_usd })
+        .collect()
+}
+
+impl Engine {
+    /// The reports' time zone: `[reports] tz`, else the scheduler's default.
+    pub fn report_tz(&self) -> chrono_tz::Tz {
+        let cfg = self.config();
+        let name = if cfg.reports.tz.is_empty() { cfg.schedules.tz.clone() } else { cfg.reports.tz.clone() };
+        name.parse().unwrap_or(chrono_tz::UTC)
+    }
+
+    /// The local day `date` (in the reports' zone) as a window.
+    pub fn report_day(&self, date: chrono::NaiveDate) -> (Timestamp, Timestamp) {
+        owl_report::day_bounds(date, self.report_tz())
+    }
+
+    /// Today's date in the reports' zone.
+    pub fn report_today(&self) -> chrono::NaiveDate {
+        let tz = self.report_tz();
+        tz.timestamp_millis_opt(self.now().0).single().map(|t| t.date_naive()).unwrap_or_default()
+    }
+
+    /// The report of `kind` over `[since, until)`.
+    pub async fn report(&self, kind: Kind, since: Timestamp, until: Timestamp) -> Result<Report, StoreError> {
+        let store = self.store();
+        let cfg = self.config().reports;
+        let mut samples = store.samples_between(since, until, SAMPLE_CAP + 1).await?;
+        let samples_capped = samples.len() > SAMPLE_CAP as usize;
+        samples.truncate(SAMPLE_CAP as usize);
+        // The latest failed attempt of each task that failed, newest first.
+        let mut seen = HashSet::new();
+        let failed: Vec<&owl_core::anomaly::RunSample> =
+            samples.iter().rev().filter(|x| !x.succeeded && seen.insert(x.task_id)).take(FAILURES_LISTED).collect();
+        let ids: Vec<TaskId> = failed.iter().map(|x| x.task_id).collect();
+        let tasks: HashMap<TaskId, owl_core::Task> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            let page = TaskFilter { ids: ids.clone(), limit: Some(ids.len() as u32), ..Default::default() };
+            store.list(page).await?.into_iter().map(|t| (t.id, t)).collect()
+        };
+        let tz = self.report_tz();
+        let show =
+            |t: Timestamp| tz.timestamp_millis_opt(t.0).single().map(|l| l.format("%Y-%m-%d %H:%M %Z").to_string()).unwrap_or_default();
+        let mut failures = Vec::new();
+        for x in failed {
+            let runs = store.runs(x.task_id).await.unwrap_or_default();
+            let run = runs.iter().find(|r| r.attempt == x.attempt);
+            let task = tasks.get(&x.task_id);
+            failures.push(Failure {
+                task_id: x.task_id.0,
+                attempt: x.attempt,
+                at: show(x.at),
+                what: task.map(|t| one_line(&t.spec.command.display(), 100)).unwrap_or_else(|| "(task removed)".into()),
+                reason: one_line(&reason(run.and_then(|r| r.outcome.as_ref()), task.map(|t| &t.state)), 200),
+                schedule: x.schedule.clone(),
+            });
+        }
+        let list = store.list_schedules().await?;
+        let health = self.schedule_health(&list).await?;
+        let schedules = list
+            .iter()
+            .zip(health)
+            .map(|(s, h)| ScheduleLine {
+                name: s.spec.name.clone(),
+                state: format!("{:?}", s.state).to_lowercase(),
+                when: s.spec.when.describe(),
+                last_status: h.last_status.map(|st| st.as_str().to_string()),
+                last_success_at: s.last_success_at.map(show),
+                next_fire_at: s.next_fire_at.map(show),
+                on_time: s.fired.saturating_sub(s.late),
+                late: s.late,
+                missed: s.missed,
+                skipped: s.skipped,
+                overdue: h.overdue,
+            })
+            .collect();
+        let mut anomalies = store.anomalies(AnomalyFilter { since: Some(since), limit: 500, ..Default::default() }).await?;
+        anomalies.retain(|a| a.at < until);
+        let usage_by_agent = usage_lines(store.usage_summary(since, until, UsageBy::Agent).await?);
+        let usage_by_model = usage_lines(store.usage_summary(since, until, UsageBy::Model).await?);
+        Ok(owl_report::build(Inputs {
+            kind,
+            since,
+            until,
+            tz,
+            generated_at: self.now(),
+            samples,
+            samples_capped,
+            failures,
+            schedules,
+            anomalies,
+            usage_by_agent,
+            usage_by_model,
+            task_link: (!cfg.task_link.is_empty()).then_some(cfg.task_link),
+        }))
+    }
+}
+
+/// Renders off the async threads (typesetting a PDF takes a while).
+pub async fn render(report: Report, format: Format) -> Result<Vec<u8>, String> {
+    tokio::task::spawn_blocking(move || owl_report::render(&report, format))
+        .await
+        .map_err(|e| format!("rendering the report panicked: {e}"))?
+}
+
+/// Writes `bytes` to `path` whole or not at all.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn reports_dir(s: &Shared) -> PathBuf {
+    let dir = s.config().reports.dir;
+    if dir.is_empty() {
+        s.layout.reports()
+    } else {
+        PathBuf::from(dir)
+    }
+}
+
+/// Writes yesterday's report once today's `daily_at` has passed, in each configured format
+/// not yet on disk; returns the files written. Then deletes reports older than `keep`.
+pub(crate) async fn write_daily(s: &Arc<Shared>) -> Result<Vec<PathBuf>, String> {
+    use chrono::Timelike;
+    let engine = Engine { shared: s.clone() };
+    let cfg = s.config().reports;
+    let (h, m) = cfg.daily_time()?;
+    let tz = engine.report_tz();
+    let now = tz.timestamp_millis_opt(engine.now().0).single().ok_or("the clock is out of range")?;
+    let dir = reports_dir(s);
+    let mut written = Vec::new();
+    if (now.hour(), now.minute()) >= (h, m) {
+        let day = now.date_naive().pred_opt().ok_or("the calendar ran out")?;
+        let wanted: Vec<(Format, PathBuf)> = cfg
+            .formats
+            .iter()
+            .filter_map(|f| Format::parse(f).ok())
+            .filter(|f| f.available())
+            .map(|f| (f, dir.join(format!("daily-{day}.{}", f.extension()))))
+            .filter(|(_, p)| !p.exists())
+            .collect();
+        if !wanted.is_empty() {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let (since, until) = engine.report_day(day);
+            let report = engine.report(Kind::Daily, since, until).await.map_err(|e| e.to_string())?;
+            for (format, path) in wanted {
+                let bytes = render(report.clone(), format).await?;
+                write_atomically(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                tracing::info!(path = %path.display(), "wrote the daily report");
+                written.push(path);
+            }
+        }
+    }
+    prune(&dir, cfg.keep, std::time::SystemTime::now());
+    Ok(written)
+}
+
+/// Deletes `daily-*` files in `dir` last written more than `keep` before `now`.
+fn prune(dir: &Path, keep: Duration, now: std::time::SystemTime) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.starts_with("daily-") {
+            continue;
+        }
+        let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| now.duration_since(t).ok()).is_some_and(|age| age > keep);
+        if old {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => tracing::info!(path = %e.path().display(), "deleted a report past [reports] keep"),
+                Err(err) => tracing::warn!(path = %e.path().display(), error = %err, "cannot delete an old report"),
+            }
+        }
+    }
+}
+
+/// Once a minute: the daily report, when it is due.
+pub(crate) async fn daily_loop(s: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if s.config().reports.daily {
+            s.loops.busy("reports");
+            if let Err(e) = write_daily(&s).await {
+                tracing::warn!(error = %e, "cannot write the daily report; trying again in a minute");
+            }
+            s.loops.idle("reports");
+        }
+        if !crate::sleep_unless_stopped(Duration::from_secs(60), &mut stop).await {
+            return;
+        }
+    }
+}
