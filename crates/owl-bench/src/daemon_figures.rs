@@ -56,7 +56,7 @@ pub fn start(dir: &Path, port: u16) -> (Child, Duration) {
     (child, t.elapsed())
 }
 
-fn stop(mut c: Child) {
+pub fn stop(mut c: Child) {
     let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
     let _ = c.wait();
 }
@@ -68,7 +68,7 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
-fn rss_kb(pid: u32) -> u64 {
+pub fn rss_kb(pid: u32) -> u64 {
     status_kb(pid, "VmRSS:")
 }
 

@@ -12,6 +12,7 @@
 
 mod agent_figures;
 mod daemon_figures;
+mod dashboard_figures;
 mod eval_figures;
 mod memory_figures;
 mod queue_figures;
@@ -87,6 +88,10 @@ fn main() {
                 out.insert(k, v);
             }
         });
+    } else if args.get(1).map(String::as_str) == Some("dashboard") {
+        for (k, v) in dashboard_figures::run(quick) {
+            out.insert(k, v);
+        }
     } else if args.get(1).map(String::as_str) == Some("scheduler") {
         rt.block_on(async {
             for (k, v) in scheduler_figures::run(quick).await {
