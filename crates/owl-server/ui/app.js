@@ -131,13 +131,13 @@ function TaskTable({ tasks, selected, onSelect }) {
 }
 
 function Tasks() {
-  const [filter, setFilter] = useState({ status: '', group: '', label: '' });
+  const [filter, setFilter] = useState({ status: '', kind: '', schedule: '', group: '', label: '', since: '7d' });
   const [pages, setPages] = useState([null]);
   const [selected, setSelected] = useState(new Set());
   const [msg, setMsg] = useState(null);
   const before = pages[pages.length - 1];
   const q = new URLSearchParams({ limit: '50' });
-  for (const k of ['status', 'group', 'label']) if (filter[k]) q.set(k, filter[k]);
+  for (const k of ['status', 'kind', 'schedule', 'group', 'label', 'since']) if (filter[k]) q.set(k, filter[k]);
   if (before) q.set('before', String(before));
   const [d, e, reload] = useLive(() => api('/v1/tasks?' + q), [q.toString()], (n) => n.startsWith('task_'));
   const toggle = (id) => { const s = new Set(selected); s.has(id) ? s.delete(id) : s.add(id); setSelected(s); };
@@ -157,6 +157,13 @@ function Tasks() {
         <option value="">any status</option>
         ${['queued', 'waiting', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled'].map((s) => html`<option value=${s}>${s}</option>`)}
       </select>
+      <select aria-label="kind" value=${filter.kind} onChange=${set('kind')}>
+        <option value="">any kind</option>${['command', 'agent', 'cli'].map((k) => html`<option value=${k}>${k}</option>`)}
+      </select>
+      <select aria-label="created" value=${filter.since} onChange=${set('since')}>
+        ${[['1h', 'last hour'], ['24h', 'last 24 hours'], ['7d', 'last 7 days'], ['30d', 'last 30 days'], ['', 'any time']].map(([v, t]) => html`<option value=${v}>${t}</option>`)}
+      </select>
+      <input aria-label="schedule" placeholder="schedule" value=${filter.schedule} onChange=${set('schedule')} />
       <input aria-label="group" placeholder="group" value=${filter.group} onChange=${set('group')} />
       <input aria-label="label" placeholder="label" value=${filter.label} onChange=${set('label')} />
       <button disabled=${!selected.size} onClick=${() => bulk('retry')}>Retry selected</button>

@@ -612,6 +612,22 @@ async fn list(t: &Tx<'_>, f: &TaskFilter) -> R<Vec<Task>> {
     if !f.ids.is_empty() {
         arg(&mut sql, " AND id = ANY($?)", Box::new(f.ids.iter().map(|i| i.0).collect::<Vec<i64>>()));
     }
+    match f.kind.as_deref() {
+        Some("agent") => sql += " AND command::jsonb ? 'agent'",
+        Some("cli") => sql += " AND command::jsonb ? 'cli'",
+        Some(_) => sql += " AND NOT (command::jsonb ?| array['agent', 'cli'])",
+        None => {}
+    }
+    if let Some(s) = &f.schedule {
+        arg(
+            &mut sql,
+            " AND origin IS NOT NULL AND origin::jsonb @> jsonb_build_object('kind', 'schedule', 'name', $?::TEXT)",
+            Box::new(s.clone()),
+        );
+    }
+    if let Some(t) = f.created_since {
+        arg(&mut sql, " AND created_at >= $?", Box::new(t.0));
+    }
     if let Some(b) = f.before {
         arg(&mut sql, " AND id < $?", Box::new(b.0));
     }

@@ -75,6 +75,20 @@ fn list(conn: &Connection, f: &TaskFilter) -> Result<Vec<Task>, StoreError> {
         sql += &format!(" AND id IN ({})", vec!["?"; f.ids.len()].join(","));
         args.extend(f.ids.iter().map(|i| i.0.into()));
     }
+    match f.kind.as_deref() {
+        Some("agent") => sql += " AND json_type(command, '$.agent') IS NOT NULL",
+        Some("cli") => sql += " AND json_type(command, '$.cli') IS NOT NULL",
+        Some(_) => sql += " AND json_type(command, '$.agent') IS NULL AND json_type(command, '$.cli') IS NULL",
+        None => {}
+    }
+    if let Some(s) = &f.schedule {
+        sql += " AND json_extract(origin, '$.kind') = 'schedule' AND json_extract(origin, '$.name') = ?";
+        args.push(s.clone().into());
+    }
+    if let Some(t) = f.created_since {
+        sql += " AND created_at >= ?";
+        args.push(t.0.into());
+    }
     if let Some(b) = f.before {
         sql += " AND id < ?";
         args.push(b.0.into());

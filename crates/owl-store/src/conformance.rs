@@ -50,6 +50,7 @@ macro_rules! conformance_tests {
             retry_revives_dependents_that_failed_because_of_it,
             runs_record_every_attempt,
             list_filters_by_status_group_label_and_pages,
+            list_filters_by_kind_schedule_and_creation_time,
             concurrent_submits_are_all_stored,
             nodes_keep_their_last_report_and_count_their_running_tasks,
             schedules_are_created_listed_and_names_are_unique,

@@ -38,6 +38,12 @@ pub struct TaskFilter {
     /// Only tasks with a smaller id (paging backwards).
     pub before: Option<TaskId>,
     pub limit: Option<u32>,
+    /// Only tasks of this kind: `command`, `agent` or `cli`.
+    pub kind: Option<String>,
+    /// Only the tasks this schedule fired.
+    pub schedule: Option<String>,
+    /// Only tasks created at or after this instant.
+    pub created_since: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug)]

@@ -82,6 +82,14 @@ pub struct ListQuery {
     limit: Option<u32>,
     /// Only tasks with a smaller id (for paging).
     before: Option<i64>,
+    /// Only tasks of this kind.
+    #[param(pattern = "^(command|agent|cli)$")]
+    kind: Option<String>,
+    /// Only the tasks this schedule fired.
+    schedule: Option<String>,
+    /// Only tasks created within this long, e.g. `7d`.
+    #[param(pattern = "^([0-9]{1,6}(ms|s|m|h|d|w))+$")]
+    since: Option<String>,
 }
 
 pub const DEFAULT_LIST_LIMIT: u32 = 1000;
@@ -108,7 +116,24 @@ pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resul
     if limit == 0 || limit > 100_000 {
         return Err(ApiError::bad_request("limit", "must be between 1 and 100000"));
     }
-    let filter = TaskFilter { statuses, group: q.group, label: q.label, ids: vec![], before: q.before.map(TaskId), limit: Some(limit) };
+    if let Some(k) = q.kind.as_deref().filter(|k| !["command", "agent", "cli"].contains(k)) {
+        return Err(ApiError::bad_request("kind", format!("`{k}` is not a kind; use command, agent or cli")));
+    }
+    let created_since = match q.since.as_deref() {
+        Some(s) => Some(state.engine.now().minus(owl_core::duration::parse(s).map_err(|m| ApiError::bad_request("since", m))?)),
+        None => None,
+    };
+    let filter = TaskFilter {
+        statuses,
+        group: q.group,
+        label: q.label,
+        ids: vec![],
+        before: q.before.map(TaskId),
+        limit: Some(limit),
+        kind: q.kind,
+        schedule: q.schedule,
+        created_since,
+    };
     let tasks = state.engine.store().list(filter).await?;
     Ok(Json(TaskList { tasks: tasks.into_iter().map(TaskView::from).collect() }))
 }

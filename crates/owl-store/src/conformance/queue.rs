@@ -353,6 +353,31 @@ pub async fn list_filters_by_status_group_label_and_pages(s: DynStore) {
     assert_eq!((counts.get(Status::Queued), counts.get(Status::Cancelled)), (2, 1));
 }
 
+pub async fn list_filters_by_kind_schedule_and_creation_time(s: DynStore) {
+    use owl_core::task::Origin;
+    let shell = add(&s, spec("echo")).await;
+    let agent = add(&s, TaskSpec::new(Command::Agent { agent: "a".into(), prompt: "p".into() })).await;
+    let cli = add(&s, TaskSpec::new(Command::Cli { cli: "claude".into(), prompt: "p".into() })).await;
+    let mut fired = spec("nightly job");
+    fired.origin = Some(Origin::Schedule { name: "nightly".into(), slot: T0 });
+    let nightly = add(&s, fired).await;
+    let mut other = spec("other job");
+    other.origin = Some(Origin::Schedule { name: "hourly".into(), slot: T0 });
+    let later = s.submit(vec![NewTask::new(other)], T0.plus(Duration::from_secs(60))).await.unwrap()[0].id;
+    let ids = |f: TaskFilter| {
+        let s = s.clone();
+        async move { s.list(f).await.unwrap().into_iter().map(|t| t.id).collect::<Vec<_>>() }
+    };
+    let kind = |k: &str| TaskFilter { kind: Some(k.into()), ..Default::default() };
+    assert_eq!(ids(kind("agent")).await, vec![agent]);
+    assert_eq!(ids(kind("cli")).await, vec![cli]);
+    assert_eq!(ids(kind("command")).await, vec![later, nightly, shell]);
+    assert_eq!(ids(TaskFilter { schedule: Some("nightly".into()), ..Default::default() }).await, vec![nightly]);
+    assert_eq!(ids(TaskFilter { schedule: Some("none".into()), ..Default::default() }).await, Vec::<TaskId>::new());
+    let since = TaskFilter { created_since: Some(T0.plus(Duration::from_secs(1))), ..Default::default() };
+    assert_eq!(ids(since).await, vec![later]);
+}
+
 pub async fn concurrent_submits_are_all_stored(s: DynStore) {
     let mut handles = vec![];
     for i in 0..16 {
