@@ -180,11 +180,10 @@ function Tasks() {
 function TaskPage({ id }) {
   const [d, e] = useLive(async () => {
     const task = await api(`/v1/tasks/${id}`);
-    const log = task.attempts ? await api(`/v1/tasks/${id}/logs`).catch((x) => `(${x.message})`) : '';
     const isAgent = task.command && (task.command.agent || task.command.cli);
     const transcript = isAgent ? await api(`/v1/tasks/${id}/transcript`).catch(() => null) : null;
     const anomalies = await api(`/v1/anomalies?task=${id}&since=3650d`);
-    return { task, log, transcript, anomalies };
+    return { task, transcript, anomalies };
   }, [id], (n, data) => !data.task_id || String(data.task_id) === String(id));
   if (!d) return html`<${Err} e=${e} /><p class="muted">Loading...</p>`;
   const t = d.task;
@@ -202,8 +201,34 @@ function TaskPage({ id }) {
     ${t.result ? html`<h2>Result</h2><pre>${t.result}</pre>` : null}
     ${t.git ? html`<h2>Worktree</h2><p>branch <code>${t.git.branch}</code>${t.git.commit ? html`, commit <code>${t.git.commit}</code>` : null}</p>` : null}
     ${t.usage ? html`<p class="muted">${t.usage.input_tokens + t.usage.output_tokens} tokens, ${usd(t.usage.cost_usd)}</p>` : null}
-    <h2>Log</h2><pre id="log">${d.log || '(empty)'}</pre>
+    <h2>Log</h2><${LiveLog} id=${t.id} attempts=${t.attempts} running=${t.status === 'running'} />
     ${d.transcript ? html`<h2>Transcript</h2><pre>${d.transcript.entries.map((x) => JSON.stringify(x)).join('\n')}</pre>` : null}`;
+}
+
+/// The latest attempt's log; while it runs, streamed as it is written (`?follow=true`).
+function LiveLog({ id, attempts, running }) {
+  const [text, setText] = useState('');
+  useEffect(() => {
+    if (!attempts) { setText(''); return undefined; }
+    const ctl = new AbortController();
+    (async () => {
+      const r = await fetch(`/v1/tasks/${id}/logs${running ? '?follow=true' : ''}`, { signal: ctl.signal });
+      if (!r.ok || !r.body) { setText(`(the log is not available: HTTP ${r.status})`); return; }
+      const reader = r.body.getReader();
+      const dec = new TextDecoder();
+      let acc = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        acc += dec.decode(value, { stream: true });
+        // Keep the page light: the last 200,000 characters (the CLI has the whole log).
+        if (acc.length > 200000) acc = acc.slice(-200000);
+        setText(acc);
+      }
+    })().catch(() => {});
+    return () => ctl.abort();
+  }, [id, attempts, running]);
+  return html`<pre id="log">${text || '(empty)'}</pre>`;
 }
 
 function Strip({ name }) {

@@ -200,6 +200,13 @@ fn the_dashboard_signs_in_shows_work_live_and_acts_on_it_in_a_real_browser() {
     b.shot("tasks");
     b.click(&format!("{row} a"));
     b.wait_text("the task page", |t| t.contains(&format!("Task {id}")) && t.contains("done"));
+    // A running task's log streams onto its page.
+    let slow = add(&d, &["--", "sh", "-c", "echo first-line; sleep 3; echo second-line"]);
+    b.go(&d.url(&format!("/ui/#/tasks/{slow}")));
+    let log = |b: &Browser| b.js("const l = document.getElementById('log'); return l ? l.innerText : ''").as_str().unwrap_or_default().to_string();
+    let early = wait_for("the first line", Duration::from_secs(20), || Some(log(&b)).filter(|t| t.contains("first-line")));
+    assert!(!early.contains("second-line"), "seen while it ran: {early}");
+    wait_for("the second line", Duration::from_secs(20), || log(&b).contains("second-line").then_some(()));
     b.shot("task");
 
     // Approve a waiting tool call.
