@@ -335,3 +335,48 @@ fn reports_say_what_ran_and_failed_in_every_format_and_the_daily_one_is_written_
 fn yesterday_title(date: &str) -> String {
     chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap().format("%A %Y-%m-%d").to_string()
 }
+
+/// A small tmpfs, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn filling_a_real_small_disk_pauses_new_work_until_space_is_freed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("disk");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"]).arg(&mnt).status().is_ok_and(|s| s.success());
+    if !mounted {
+        skip("cannot mount a tmpfs (needs root)");
+        return;
+    }
+    let disk = SmallDisk(mnt.clone());
+    let dir = mnt.join("data");
+    std::fs::write(config_path(&dir), "[health]\nmin_free_disk_mb = 16\n").unwrap();
+    let mut d = Daemon::start(&dir, &[]);
+    let first = add(&d, &["--", "true"]);
+    d.wait_status(first, "succeeded");
+    // Fill the disk until less than the threshold is free.
+    let filler = mnt.join("filler");
+    let dd = Command::new("dd").args(["if=/dev/zero", &format!("of={}", filler.display()), "bs=1M", "count=40"]).output().unwrap();
+    assert!(dd.status.success(), "{dd:?}");
+    std::thread::sleep(Duration::from_millis(2500)); // the dispatch loop rechecks the disk every 2 s
+    let waiting = add(&d, &["--", "true"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(d.task(waiting)["status"], "queued", "new work waits on a full disk, nothing fails");
+    let v: serde_json::Value = serde_json::from_slice(&d.owl(&["--json", "health"]).stdout).unwrap();
+    let check = v["ready"]["checks"].as_array().unwrap().iter().find(|c| c["name"] == "disk").unwrap().clone();
+    assert_eq!(check["ok"], false, "{v}");
+    assert!(check["reason"].as_str().unwrap().contains("min_free_disk_mb"), "{check}");
+    // Space freed: the waiting task runs by itself.
+    std::fs::remove_file(&filler).unwrap();
+    d.wait_status(waiting, "succeeded");
+    d.signal_and_wait(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
+    drop(d);
+    drop(disk);
+}
