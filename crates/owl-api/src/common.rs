@@ -18,6 +18,9 @@ pub struct StatusView {
     pub workers: usize,
     pub running: u64,
     pub shutting_down: bool,
+    /// Today's date in the reports' time zone (`[reports] tz`), YYYY-MM-DD.
+    #[serde(default)]
+    pub report_date: String,
     /// Task counts by status.
     pub tasks: BTreeMap<Status, u64>,
     /// The queue's database: `sqlite` or `postgres`, where, and the facts an operator watches.

@@ -15,6 +15,8 @@ use std::time::Duration;
 pub const SAMPLE_CAP: u32 = 500_000;
 /// Failed attempts a report lists by name.
 pub const FAILURES_LISTED: usize = 50;
+/// Anomalies a report lists.
+pub const ANOMALIES_LISTED: u32 = 500;
 
 fn reason(outcome: Option<&RunOutcome>, state: Option<&TaskState>) -> String {
     match outcome {
@@ -117,8 +119,18 @@ impl Engine {
                 overdue: h.overdue,
             })
             .collect();
-        let mut anomalies = store.anomalies(AnomalyFilter { since: Some(since), limit: 500, ..Default::default() }).await?;
-        anomalies.retain(|a| a.at < until);
+        let anomalies = store
+            .anomalies(AnomalyFilter { since: Some(since), until: Some(until), limit: ANOMALIES_LISTED, ..Default::default() })
+            .await?;
+        let mut notes = Vec::new();
+        if anomalies.len() == ANOMALIES_LISTED as usize {
+            notes.push(format!("The window holds more anomalies than a report lists; these are the latest {ANOMALIES_LISTED}."));
+        }
+        let kept_from = self.now().minus(self.config().schedules.history_retention);
+        if since < kept_from {
+            notes
+                .push(format!("Runs and anomalies before {} are past [scheduler] history_retention and are not counted.", show(kept_from)));
+        }
         let usage_by_agent = usage_lines(store.usage_summary(since, until, UsageBy::Agent).await?);
         let usage_by_model = usage_lines(store.usage_summary(since, until, UsageBy::Model).await?);
         Ok(owl_report::build(Inputs {
@@ -135,6 +147,7 @@ impl Engine {
             usage_by_agent,
             usage_by_model,
             task_link: (!cfg.task_link.is_empty()).then_some(cfg.task_link),
+            notes,
         }))
     }
 }
@@ -187,11 +200,24 @@ pub(crate) async fn write_daily(s: &Arc<Shared>) -> Result<Vec<PathBuf>, String>
             std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             let (since, until) = engine.report_day(day);
             let report = engine.report(Kind::Daily, since, until).await.map_err(|e| e.to_string())?;
+            // Each format on its own: one that fails does not keep the others from being written.
+            let mut failed = Vec::new();
             for (format, path) in wanted {
-                let bytes = render(report.clone(), format).await?;
-                write_atomically(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                tracing::info!(path = %path.display(), "wrote the daily report");
-                written.push(path);
+                let done = match render(report.clone(), format).await {
+                    Ok(bytes) => write_atomically(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display())),
+                    Err(e) => Err(e),
+                };
+                match done {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "wrote the daily report");
+                        written.push(path);
+                    }
+                    Err(e) => failed.push(format!("{}: {e}", format.extension())),
+                }
+            }
+            if !failed.is_empty() {
+                prune(&dir, cfg.keep, std::time::SystemTime::now());
+                return Err(failed.join("; "));
             }
         }
     }
@@ -199,12 +225,20 @@ pub(crate) async fn write_daily(s: &Arc<Shared>) -> Result<Vec<PathBuf>, String>
     Ok(written)
 }
 
-/// Deletes `daily-*` files in `dir` last written more than `keep` before `now`.
+/// Whether `name` is one of ours: `daily-YYYY-MM-DD.<format>` (or its temporary file).
+fn is_daily_report(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("daily-") else { return false };
+    let (date, ext) = rest.split_at(rest.len().min(10));
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok() && [".md", ".html", ".pdf", ".json", ".partial"].contains(&ext)
+}
+
+/// Deletes daily reports in `dir` last written more than `keep` before `now`; nothing else
+/// (the directory may be shared).
 fn prune(dir: &Path, keep: Duration, now: std::time::SystemTime) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        if !name.starts_with("daily-") {
+        if !is_daily_report(&name) {
             continue;
         }
         let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| now.duration_since(t).ok()).is_some_and(|age| age > keep);
@@ -217,18 +251,45 @@ fn prune(dir: &Path, keep: Duration, now: std::time::SystemTime) {
     }
 }
 
-/// Once a minute: the daily report, when it is due.
+/// Once a minute: the daily report, when it is due. After a failure, an hour's pause (a
+/// report of half a million runs is not rebuilt every minute for a format that cannot render).
 pub(crate) async fn daily_loop(s: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut failed_at: Option<std::time::Instant> = None;
     loop {
-        if s.config().reports.daily {
+        let paused = failed_at.is_some_and(|t| t.elapsed() < Duration::from_secs(3600));
+        if s.config().reports.daily && !paused {
             s.loops.busy("reports");
-            if let Err(e) = write_daily(&s).await {
-                tracing::warn!(error = %e, "cannot write the daily report; trying again in a minute");
+            match write_daily(&s).await {
+                Ok(_) => failed_at = None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot write the daily report; trying again in an hour");
+                    failed_at = Some(std::time::Instant::now());
+                }
             }
             s.loops.idle("reports");
         }
         if !crate::sleep_unless_stopped(Duration::from_secs(60), &mut stop).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_deletes_old_daily_reports_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["daily-2026-01-01.md", "daily-2026-01-01.pdf", "daily-notes.txt", "daily-2026-01-01.md.bak", "mine.md"] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        let later = std::time::SystemTime::now() + Duration::from_secs(100 * 86400);
+        prune(dir.path(), Duration::from_secs(90 * 86400), later);
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        left.sort();
+        assert_eq!(left, vec!["daily-2026-01-01.md.bak", "daily-notes.txt", "mine.md"]);
+        assert!(is_daily_report("daily-2026-12-01.partial") && !is_daily_report("daily-2026-13-01.md"));
     }
 }

@@ -77,6 +77,8 @@ pub struct Inputs {
     pub usage_by_model: Vec<UsageLine>,
     /// Where a task's page is, `{id}` replaced (a dashboard URL); otherwise `owl show ID`.
     pub task_link: Option<String>,
+    /// Caveats the engine knows of (a window past the retention, a capped list).
+    pub notes: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -135,8 +137,10 @@ pub struct Report {
     pub generated_at: String,
     pub totals: Totals,
     pub failures: Vec<Failure>,
-    /// Failed attempts in the window (the list above may hold fewer).
+    /// Failed attempts in the window.
     pub failures_total: u64,
+    /// Distinct tasks with a failed attempt in the window (the list above may hold fewer).
+    pub failed_tasks: u64,
     pub schedules: Vec<ScheduleLine>,
     pub overdue: u64,
     pub anomalies: Vec<AnomalyLine>,
@@ -185,14 +189,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// The local day `[start, end)` that holds `date` in `tz`, as timestamps.
 pub fn day_bounds(date: chrono::NaiveDate, tz: chrono_tz::Tz) -> (Timestamp, Timestamp) {
     let start_of = |d: chrono::NaiveDate| {
-        let midnight = d.and_hms_opt(0, 0, 0).expect("midnight exists");
-        // A zone whose midnight is skipped starts the day at its first instant.
-        let t = tz
-            .from_local_datetime(&midnight)
-            .earliest()
-            .or_else(|| tz.from_local_datetime(&(midnight + chrono::Duration::hours(1))).earliest())
-            .expect("a day has a first hour");
-        Timestamp(t.timestamp_millis())
+        let midnight = d.and_time(chrono::NaiveTime::MIN);
+        // A zone whose midnight is skipped starts the day at its first instant; one that
+        // skipped the whole day (Pacific/Apia, 2011-12-30) at the next instant that exists.
+        let t = (0..48).find_map(|h| tz.from_local_datetime(&(midnight + chrono::Duration::hours(h))).earliest());
+        Timestamp(t.map(|t| t.timestamp_millis()).unwrap_or_else(|| midnight.and_utc().timestamp_millis()))
     };
     (start_of(date), start_of(date.succ_opt().unwrap_or(date)))
 }
@@ -260,6 +261,8 @@ pub fn build(inputs: Inputs) -> Report {
         b.cost_usd += s.cost_usd;
     }
     totals.tasks = tasks.len() as u64;
+    let failed_tasks =
+        inputs.samples.iter().filter(|s| !s.succeeded).map(|s| s.task_id).collect::<std::collections::HashSet<_>>().len() as u64;
     let mut lines: Vec<GroupLine> = groups
         .into_iter()
         .map(|(name, (mut secs, failed, tokens, cost))| {
@@ -288,7 +291,7 @@ pub fn build(inputs: Inputs) -> Report {
             local(tz, Timestamp(inputs.until.0 - 1)).format("%Y-%m-%d")
         ),
     };
-    let mut notes = Vec::new();
+    let mut notes = inputs.notes.clone();
     if inputs.samples_capped {
         notes.push(format!("The window held more runs than a report reads; the figures cover the first {} of them.", inputs.samples.len()));
     }
@@ -301,6 +304,7 @@ pub fn build(inputs: Inputs) -> Report {
         tz: tz.name().to_string(),
         generated_at: show(tz, inputs.generated_at),
         failures_total: totals.failed,
+        failed_tasks,
         totals,
         failures: inputs.failures,
         schedules: inputs.schedules,

@@ -102,7 +102,12 @@ fn usage_table(lines: &[UsageLine]) -> Table {
 /// The report's sections, in order.
 pub fn sections(r: &Report) -> Vec<Section> {
     let mut out = Vec::new();
-    let mut failed = Section { id: "failed", title: format!("Failed ({})", r.failures_total), paragraphs: vec![], body: Body::None };
+    let mut failed = Section { id: "failed", title: format!("Failed ({})", r.failed_tasks), paragraphs: vec![], body: Body::None };
+    if r.failures_total > r.failed_tasks {
+        failed
+            .paragraphs
+            .push(format!("{} tasks failed, in {} failed attempts; each task's latest is listed.", r.failed_tasks, r.failures_total));
+    }
     if r.failures.is_empty() {
         failed.paragraphs.push("Nothing failed.".into());
     } else {
@@ -119,7 +124,7 @@ pub fn sections(r: &Report) -> Vec<Section> {
             })
             .collect();
         failed.body = Body::Table(Table { head: vec!["Task", "When", "What", "Why", "See"], rows });
-        if (r.failures.len() as u64) < r.failures_total {
+        if (r.failures.len() as u64) < r.failed_tasks {
             failed.paragraphs.push(format!("The latest {} are listed; `owl ls --status failed` has all.", r.failures.len()));
         }
     }

@@ -86,6 +86,7 @@ fn inputs() -> Inputs {
         usage_by_agent: vec![UsageLine { key: "researcher".into(), calls: 4, input_tokens: 2000, output_tokens: 400, cost_usd: 1.0 }],
         usage_by_model: vec![UsageLine { key: "claude-x".into(), calls: 4, input_tokens: 2000, output_tokens: 400, cost_usd: 1.0 }],
         task_link: None,
+        notes: vec![],
     }
 }
 
@@ -122,6 +123,10 @@ fn a_local_day_follows_its_time_zone_and_daylight_saving() {
     let (a, b) = day_bounds(chrono::NaiveDate::from_ymd_opt(2026, 3, 29).unwrap(), tz);
     assert_eq!(a, at("2026-03-28", "23:00:00"));
     assert_eq!(b.0 - a.0, 23 * 3_600_000, "the spring-forward day has 23 hours");
+    // Samoa skipped 2011-12-30 entirely: the day is empty, and nothing panics.
+    let apia: chrono_tz::Tz = "Pacific/Apia".parse().unwrap();
+    let (a, b) = day_bounds(chrono::NaiveDate::from_ymd_opt(2011, 12, 30).unwrap(), apia);
+    assert_eq!(a, b, "a day that did not happen holds no time");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use axum::response::Response;
 
 pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     if req.headers().get(axum::http::header::AUTHORIZATION).is_none() {
-        if let Some(csrf) = crate::ui::session_id(req.headers()).and_then(|id| state.sessions.csrf_of(&id)) {
+        if let Some((_, csrf)) = crate::ui::signed_in_with(&state.sessions, req.headers()) {
             let safe = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
             let sent = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
             if !safe && !constant_time_eq(sent.as_bytes(), csrf.as_bytes()) {

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a sign-in link works, once.
-pub const LINK_TTL: Duration = Duration::from_secs(600);
+pub const LINK_TTL: Duration = Duration::from_secs(120);
 /// How long a session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Sessions kept at most (the oldest go first).
@@ -106,18 +106,28 @@ impl Sessions {
     }
 }
 
-/// The session id in a request's cookies.
-pub fn session_id(headers: &HeaderMap) -> Option<String> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
-        let (k, v) = kv.trim().split_once('=')?;
-        (k == COOKIE && !v.is_empty()).then(|| v.to_string())
-    })
+/// Every `owl_session` value in a request's cookies (another app on this host may have set
+/// one of its own, so each is tried).
+pub fn session_ids(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == COOKIE && !v.is_empty()).then(|| v.to_string())
+        })
+        .collect()
+}
+
+/// The live session a request carries: its id and CSRF token.
+pub fn signed_in_with(sessions: &Sessions, headers: &HeaderMap) -> Option<(String, String)> {
+    session_ids(headers).into_iter().find_map(|id| sessions.csrf_of(&id).map(|csrf| (id, csrf)))
 }
 
 fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<(String, String)> {
-    let id = session_id(headers)?;
-    let csrf = state.sessions.csrf_of(&id)?;
-    Some((id, csrf))
+    signed_in_with(&state.sessions, headers)
 }
 
 fn secure_headers(mut r: Response) -> Response {
@@ -243,6 +253,9 @@ mod tests {
         assert!(s.csrf_of(&id).is_none(), "signed out");
         let mut h = HeaderMap::new();
         h.insert(header::COOKIE, HeaderValue::from_static("a=1; owl_session=abc; b=2"));
-        assert_eq!(session_id(&h).as_deref(), Some("abc"));
+        assert_eq!(session_ids(&h), vec!["abc".to_string()]);
+        let live = s.redeem(&s.new_link()).unwrap();
+        h.insert(header::COOKIE, HeaderValue::from_str(&format!("owl_session=decoy; owl_session={live}")).unwrap());
+        assert_eq!(signed_in_with(&s, &h).map(|x| x.0), Some(live), "a decoy cookie first does not hide the session");
     }
 }

@@ -60,10 +60,11 @@ function useLive(load, deps, when = () => true) {
       if (!window.owlDataShown) { window.owlDataShown = true; requestAnimationFrame(() => performance.mark('owl:data')); }
     }, (e) => alive && setState((s) => ({ data: s.data, error: e.message })));
     run();
+    // At most one reload per 250 ms, however many events arrive (a steady stream never
+    // postpones it).
     const f = (name, data) => {
-      if (!when(name, data)) return;
-      clearTimeout(timer);
-      timer = setTimeout(run, 250);
+      if (!when(name, data) || timer) return;
+      timer = setTimeout(() => { timer = null; run(); }, 250);
     };
     listeners.add(f);
     return () => { alive = false; listeners.delete(f); clearTimeout(timer); };
@@ -343,8 +344,13 @@ function Health() {
 }
 
 function Reports() {
-  const days = [...Array(7).keys()].map((i) => new Date(Date.now() - i * 86400000).toISOString().slice(0, 10));
-  const [d, e] = useLive(() => api('/v1/anomalies?since=7d&limit=50'), [], (n) => n === 'anomaly_detected');
+  const [d, e] = useLive(async () => {
+    const [status, anomalies] = await Promise.all([api('/v1/status'), api('/v1/anomalies?since=7d&limit=50')]);
+    return { today: status.report_date, anomalies: anomalies.anomalies };
+  }, [], (n) => n === 'anomaly_detected');
+  // The last 7 days in the reports' time zone, counted back from the daemon's today.
+  const start = d ? Date.parse(d.today + 'T12:00:00Z') : Date.now();
+  const days = [...Array(7).keys()].map((i) => new Date(start - i * 86400000).toISOString().slice(0, 10));
   return html`<h1>Reports</h1>
     <div class="wrap"><table><thead><tr><th>Day</th><th>Open</th></tr></thead><tbody>
       ${days.map((day) => html`<tr><td>${day}</td><td><a class="report" target="_blank" rel="noopener" href=${`/v1/reports/daily?date=${day}&format=html`}>HTML</a> · <a href=${`/v1/reports/daily?date=${day}&format=md`} target="_blank" rel="noopener">Markdown</a></td></tr>`)}

@@ -128,13 +128,13 @@ impl InsightStore for PgStore {
         let sql = format!(
             "SELECT {ANOMALY_COLUMNS} FROM anomalies
              WHERE ($1::BIGINT IS NULL OR at >= $1) AND ($2::TEXT IS NULL OR scope = $2) AND ($3::TEXT IS NULL OR subject = $3)
-               AND ($4::BIGINT IS NULL OR task_id = $4) AND ($5::BIGINT IS NULL OR id < $5)
+               AND ($4::BIGINT IS NULL OR task_id = $4) AND ($5::BIGINT IS NULL OR id < $5) AND ($7::BIGINT IS NULL OR at < $7)
              ORDER BY id DESC LIMIT $6"
         );
-        let (since, scope, task) = (f.since.map(|t| t.0), f.scope.map(|s| s.as_str()), f.task_id.map(|t| t.0));
+        let (since, scope, task, until) = (f.since.map(|t| t.0), f.scope.map(|s| s.as_str()), f.task_id.map(|t| t.0), f.until.map(|t| t.0));
         let limit = i64::from(f.limit.max(1));
         in_read!(self, |t| async {
-            let rows = query(&t, &sql, &[&since, &scope, &f.subject, &task, &f.before, &limit]).await?;
+            let rows = query(&t, &sql, &[&since, &scope, &f.subject, &task, &f.before, &limit, &until]).await?;
             rows.iter().map(anomaly_row).collect::<R<Vec<_>>>()
         }
         .await)

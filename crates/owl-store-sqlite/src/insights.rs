@@ -147,6 +147,9 @@ impl InsightStore for SqliteStore {
             if let Some(t) = f.since {
                 arg(&mut sql, "at >=", t.0.into());
             }
+            if let Some(t) = f.until {
+                arg(&mut sql, "at <", t.0.into());
+            }
             if let Some(s) = f.scope {
                 arg(&mut sql, "scope =", s.as_str().to_string().into());
             }

@@ -358,6 +358,8 @@ pub struct NewAnomaly {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AnomalyFilter {
     pub since: Option<owl_core::Timestamp>,
+    /// Only anomalies before this instant.
+    pub until: Option<owl_core::Timestamp>,
     pub scope: Option<owl_core::anomaly::Scope>,
     pub subject: Option<String>,
     pub task_id: Option<TaskId>,

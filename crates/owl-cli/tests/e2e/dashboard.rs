@@ -179,6 +179,12 @@ fn the_dashboard_signs_in_shows_work_live_and_acts_on_it_in_a_real_browser() {
         "const done = arguments[arguments.length - 1]; fetch('/v1/schedules/none/pause', {method: 'POST'}).then(r => done(r.status));",
     );
     assert_eq!(code, 403);
+    // A session cannot mint sign-in links (it would never end), even with its CSRF token.
+    let minted = b.js_async(
+        "const done = arguments[arguments.length - 1]; fetch('/ui/session').then(r => r.json()).then(s => \
+         fetch('/v1/dashboard/link', {method: 'POST', headers: {'x-csrf-token': s.csrf}})).then(r => done(r.status));",
+    );
+    assert_eq!(minted, 403);
 
     // A task appears and finishes without a reload.
     b.go(&d.url("/ui/#/tasks"));
@@ -203,7 +209,9 @@ fn the_dashboard_signs_in_shows_work_live_and_acts_on_it_in_a_real_browser() {
     // A running task's log streams onto its page.
     let slow = add(&d, &["--", "sh", "-c", "echo first-line; sleep 3; echo second-line"]);
     b.go(&d.url(&format!("/ui/#/tasks/{slow}")));
-    let log = |b: &Browser| b.js("const l = document.getElementById('log'); return l ? l.innerText : ''").as_str().unwrap_or_default().to_string();
+    let log = |b: &Browser| {
+        b.js("const l = document.getElementById('log'); return l ? l.innerText : ''").as_str().unwrap_or_default().to_string()
+    };
     let early = wait_for("the first line", Duration::from_secs(20), || Some(log(&b)).filter(|t| t.contains("first-line")));
     assert!(!early.contains("second-line"), "seen while it ran: {early}");
     wait_for("the second line", Duration::from_secs(20), || log(&b).contains("second-line").then_some(()));

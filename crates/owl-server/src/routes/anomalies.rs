@@ -49,6 +49,7 @@ pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resul
     }
     let filter = owl_store::AnomalyFilter {
         since: Some(state.engine.now().minus(window)),
+        until: None,
         scope,
         subject: q.subject,
         task_id: q.task.map(owl_core::TaskId),

@@ -22,6 +22,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<StatusView>, A
         workers: st.workers,
         running: st.running,
         shutting_down: st.shutting_down,
+        report_date: state.engine.report_today().format("%Y-%m-%d").to_string(),
         tasks: counts.0,
         store: StoreView { backend: h.backend, location: h.location, schema_version: h.schema_version, facts: h.facts },
     }))
@@ -55,7 +56,18 @@ pub async fn nodes(State(state): State<AppState>) -> Result<Json<NodeList>, ApiE
 }
 
 #[utoipa::path(post, path = "/v1/dashboard/link", summary = "A one-time sign-in link to the dashboard (what `owl dashboard` opens)", responses((status = 201, description = "Created", body = DashboardLink)))]
-pub async fn dashboard_link(State(state): State<AppState>) -> (axum::http::StatusCode, Json<DashboardLink>) {
+pub async fn dashboard_link(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<(axum::http::StatusCode, Json<DashboardLink>), ApiError> {
+    // With the token only: a session that could mint links would never end.
+    if headers.get(axum::http::header::AUTHORIZATION).is_none() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "token_required",
+            "a sign-in link needs the API token, not a dashboard session; run `owl dashboard`",
+        ));
+    }
     let code = state.sessions.new_link();
     // A daemon listening on every address is reached here through loopback.
     let host = match state.listen.rsplit_once(':') {
@@ -63,5 +75,5 @@ pub async fn dashboard_link(State(state): State<AppState>) -> (axum::http::Statu
         _ => state.listen.to_string(),
     };
     let url = format!("http://{host}/ui/signin?code={code}");
-    (axum::http::StatusCode::CREATED, Json(DashboardLink { url, expires_in_s: crate::ui::LINK_TTL.as_secs() }))
+    Ok((axum::http::StatusCode::CREATED, Json(DashboardLink { url, expires_in_s: crate::ui::LINK_TTL.as_secs() })))
 }

@@ -90,6 +90,7 @@ pub async fn anomalies_are_recorded_once_and_listed_newest_first(s: DynStore) {
     };
     assert_eq!(ids(list(AnomalyFilter::default()).await), vec![other.id, cost.id, a.id]);
     assert_eq!(ids(list(AnomalyFilter { since: Some(at(20)), ..Default::default() }).await), vec![other.id, cost.id]);
+    assert_eq!(ids(list(AnomalyFilter { until: Some(at(30)), ..Default::default() }).await), vec![cost.id, a.id], "the end is excluded");
     assert_eq!(ids(list(AnomalyFilter { scope: Some(Scope::Agent), ..Default::default() }).await), vec![other.id]);
     assert_eq!(ids(list(AnomalyFilter { subject: Some("nightly".into()), ..Default::default() }).await), vec![cost.id, a.id]);
     assert_eq!(ids(list(AnomalyFilter { task_id: Some(TaskId(9)), ..Default::default() }).await), vec![other.id]);
