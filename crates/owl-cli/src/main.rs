@@ -25,6 +25,7 @@ fn main() {
     if args.get(1).map(String::as_str) == Some(owl_sandbox::netproxy::SUBCOMMAND) {
         owl_sandbox::netproxy::serve();
     }
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let data_dir = paths::data_dir(cli.data_dir.clone());
     let config = paths::config_file(cli.config.clone());
@@ -100,7 +101,7 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         Command::Deny { id, reason } => commands::agents::decide(&client, &id, false, reason, json).await?,
         Command::Usage { by, since } => commands::agents::usage(&client, &by, &since, json).await?,
         Command::Dashboard { url } => commands::agents::dashboard(&client, url, json).await?,
-        Command::Report { action } => commands::agents::report(&client, action).await?,
+        Command::Report { action } => commands::agents::report(&client, action, json).await?,
         Command::Anomalies { since, scope, subject, task, limit } => {
             commands::agents::anomalies(&client, commands::agents::AnomalyArgs { since, scope, subject, task, limit }, json).await?
         }
@@ -178,4 +179,17 @@ fn sandbox_exec(rest: &[String]) -> ! {
     // The spec is for this process only; the task does not see it.
     std::env::remove_var(owl_sandbox::SPEC_VAR);
     owl_sandbox::exec(&spec, &argv)
+}
+
+/// `owl ls | head` closes the pipe early: the print that fails then ends the process quietly
+/// (exit 141, as a shell reports SIGPIPE) instead of with a panic's message.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied());
+        if msg.is_some_and(|m| m.starts_with("failed printing to std") && m.contains("Broken pipe")) {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

@@ -77,6 +77,7 @@ pub(crate) async fn after_run(s: &Arc<Shared>, task: &ClaimedTask, outcome: &Run
     let Some(after) = used(s, task).await else { return };
     let Some(run) = sample(s, task, outcome, ran, before, after) else { return };
     let cfg = s.config().anomalies.clone();
+    let _one_at_a_time = s.judging.lock().await;
     let mut histories = Vec::new();
     if cfg.enabled {
         for scope in Scope::ALL {

@@ -228,6 +228,9 @@ pub(crate) struct Shared {
     /// The last readiness answer and when it was made: probes answer from it for a moment, so
     /// a flood of unauthenticated probes cannot flood the store with writes.
     pub ready_cache: Mutex<Option<(std::time::Instant, Vec<health::Check>)>>,
+    /// Judging a run and adding it to the baselines is one step per node, so two attempts that
+    /// end together never judge against the same history (a streak said twice).
+    pub judging: tokio::sync::Mutex<()>,
     /// Set when a loop used up its restart budget: the daemon must exit so its supervisor
     /// (systemd) starts a fresh one.
     pub fatal: watch::Sender<Option<String>>,
@@ -324,6 +327,7 @@ impl Engine {
             loops: health::Loops::default(),
             disk_low: AtomicBool::new(false),
             ready_cache: Mutex::new(None),
+            judging: tokio::sync::Mutex::new(()),
             fatal: watch::channel(None).0,
         });
         (Engine { shared: shared.clone() }, DispatchLoop::new(shared, rx))

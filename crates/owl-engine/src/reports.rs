@@ -160,9 +160,16 @@ pub async fn render(report: Report, format: Format) -> Result<Vec<u8>, String> {
 }
 
 /// Writes `bytes` to `path` whole or not at all.
+/// Reports say what tasks ran, so they are the owner's alone (0600), like the data dir.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes)?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 
@@ -197,7 +204,12 @@ pub(crate) async fn write_daily(s: &Arc<Shared>) -> Result<Vec<PathBuf>, String>
             .filter(|(_, p)| !p.exists())
             .collect();
         if !wanted.is_empty() {
-            std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             let (since, until) = engine.report_day(day);
             let report = engine.report(Kind::Daily, since, until).await.map_err(|e| e.to_string())?;
             // Each format on its own: one that fails does not keep the others from being written.
@@ -229,7 +241,8 @@ pub(crate) async fn write_daily(s: &Arc<Shared>) -> Result<Vec<PathBuf>, String>
 fn is_daily_report(name: &str) -> bool {
     let Some(rest) = name.strip_prefix("daily-") else { return false };
     let (date, ext) = rest.split_at(rest.len().min(10));
-    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok() && [".md", ".html", ".pdf", ".json", ".partial"].contains(&ext)
+    let ext = ext.strip_suffix(".partial").unwrap_or(ext);
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok() && [".md", ".html", ".pdf", ".json"].contains(&ext)
 }
 
 /// Deletes daily reports in `dir` last written more than `keep` before `now`; nothing else
@@ -290,6 +303,6 @@ mod tests {
             std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
         left.sort();
         assert_eq!(left, vec!["daily-2026-01-01.md.bak", "daily-notes.txt", "mine.md"]);
-        assert!(is_daily_report("daily-2026-12-01.partial") && !is_daily_report("daily-2026-13-01.md"));
+        assert!(is_daily_report("daily-2026-12-01.md.partial") && !is_daily_report("daily-2026-13-01.md"));
     }
 }

@@ -154,6 +154,9 @@ pub struct Report {
     pub task_link: Option<String>,
     /// Caveats, such as a window with more runs than were read.
     pub notes: Vec<String>,
+    /// The window had not ended when the report was written.
+    #[serde(default)]
+    pub partial: bool,
 }
 
 /// How many lines the slowest and costliest tables hold.
@@ -322,6 +325,7 @@ pub fn build(inputs: Inputs) -> Report {
         buckets: buckets.into_values().collect(),
         task_link: inputs.task_link,
         notes,
+        partial: inputs.generated_at < inputs.until,
     }
 }
 
@@ -359,6 +363,9 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 pub fn seconds(v: f64) -> String {
     if !v.is_finite() || v < 0.0 {
         return "-".into();
+    }
+    if v < 1.0 {
+        return format!("{}ms", (v * 1000.0).round());
     }
     if v < 10.0 {
         return format!("{v:.1}s");

@@ -203,7 +203,7 @@ pub fn sections(r: &Report) -> Vec<Section> {
 
 /// The paragraphs before the first section: the window, and the headline.
 pub fn preamble(r: &Report) -> Vec<String> {
-    let mut p = vec![format!("{} to {} ({}), written {}.", r.since, r.until, r.tz, r.generated_at)];
+    let mut p = vec![format!("{} to {}, written {}{}.", r.since, r.until, r.generated_at, if r.partial { " (so far)" } else { "" })];
     p.extend(r.notes.iter().cloned());
     p
 }

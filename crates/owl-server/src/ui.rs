@@ -174,7 +174,7 @@ async fn signin(State(state): State<AppState>, Query(q): Query<SigninQuery>) -> 
         return html(StatusCode::UNAUTHORIZED, SIGNIN);
     };
     let cookie = format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", SESSION_TTL.as_secs());
-    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/ui/")]).into_response();
+    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/ui/"), (header::CACHE_CONTROL, "no-store")]).into_response();
     r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("hex is a valid header"));
     secure_headers(r)
 }

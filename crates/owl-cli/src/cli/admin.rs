@@ -123,9 +123,10 @@ pub enum ReportAction {
 
 #[derive(Args, Debug)]
 pub struct ReportOut {
-    /// md, html, pdf (in a build with the `pdf` feature) or json.
-    #[arg(long, default_value = "md", value_parser = ["md", "html", "pdf", "json"])]
-    pub format: String,
+    /// md, html, pdf (in a build with the `pdf` feature) or json; default: from --out's
+    /// extension, json with --json, else md.
+    #[arg(long, value_parser = ["md", "html", "pdf", "json"])]
+    pub format: Option<String>,
     /// Write to this file instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     pub out: Option<std::path::PathBuf>,

@@ -232,19 +232,32 @@ pub async fn dashboard(client: &Client, print: bool, json: bool) -> Result<()> {
 }
 
 /// `owl report daily|performance`: the daemon renders, this writes the bytes where asked.
-pub async fn report(client: &Client, action: crate::cli::ReportAction) -> Result<()> {
+pub async fn report(client: &Client, action: crate::cli::ReportAction, json: bool) -> Result<()> {
     use crate::cli::ReportAction;
-    let (path, out) = match action {
-        ReportAction::Daily { date, out } => (format!("/v1/reports/daily?date={}&format={}", enc(&date), out.format), out),
-        ReportAction::Performance { since, out } => (format!("/v1/reports/performance?since={}&format={}", enc(&since), out.format), out),
+    let out = match &action {
+        ReportAction::Daily { out, .. } | ReportAction::Performance { out, .. } => out,
     };
-    if out.out.is_none() && out.format == "pdf" && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+    let by_name = out.out.as_ref().and_then(|p| p.extension()).and_then(|e| e.to_str()).and_then(|e| match e {
+        "md" | "markdown" => Some("md"),
+        "html" | "htm" => Some("html"),
+        "pdf" => Some("pdf"),
+        "json" => Some("json"),
+        _ => None,
+    });
+    let format = out.format.clone().or(by_name.map(String::from)).unwrap_or_else(|| if json { "json".into() } else { "md".into() });
+    let (path, out) = match action {
+        ReportAction::Daily { date, out } => (format!("/v1/reports/daily?date={}&format={format}", enc(&date)), out),
+        ReportAction::Performance { since, out } => (format!("/v1/reports/performance?since={}&format={format}", enc(&since)), out),
+    };
+    if out.out.is_none() && format == "pdf" && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         bail!("a PDF is not for the terminal; write it to a file with --out report.pdf");
     }
     let bytes = client.request(reqwest::Method::GET, &path, None::<&()>).await?.bytes().await?;
     match out.out {
         Some(file) => {
-            let tmp = file.with_extension("partial");
+            let mut tmp = file.clone().into_os_string();
+            tmp.push(".partial");
+            let tmp = std::path::PathBuf::from(tmp);
             std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
             std::fs::rename(&tmp, &file).with_context(|| format!("cannot write {}", file.display()))?;
             eprintln!("wrote {} ({} bytes)", file.display(), bytes.len());

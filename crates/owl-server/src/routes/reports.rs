@@ -24,8 +24,8 @@ pub struct DailyQuery {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PerformanceQuery {
-    /// The window, ending now (default 7d; at most 366d).
-    #[param(pattern = "^([0-9]{1,6}(ms|s|m|h|d|w))+$")]
+    /// The window, ending now (default 7d; at most 366d, longer is refused).
+    #[param(pattern = "^(([0-9]{1,2}|[12][0-9]{2}|3[0-5][0-9]|36[0-6])d|[0-9]{1,3}h|[0-9]{1,5}m|[0-9]{1,6}s)$")]
     since: Option<String>,
     /// md (the default), html, pdf or json.
     #[param(pattern = "^(md|markdown|html|pdf|json)$")]
@@ -84,7 +84,9 @@ pub async fn performance(State(state): State<AppState>, RawQuery(q): RawQuery) -
         Some(s) => owl_core::duration::parse(s).map_err(|m| ApiError::bad_request("since", m))?,
         None => std::time::Duration::from_secs(7 * 86400),
     };
-    let window = window.min(std::time::Duration::from_secs(366 * 86400));
+    if window > std::time::Duration::from_secs(366 * 86400) {
+        return Err(ApiError::bad_request("since", "a performance report covers at most 366d; ask for a shorter window"));
+    }
     let format = format_of(q.format.as_deref())?;
     let until = state.engine.now();
     reply(&state, Kind::Performance, until.minus(window), until, format).await
