@@ -264,7 +264,7 @@ fn prune(dir: &Path, keep: Duration, now: std::time::SystemTime) {
     }
 }
 
-/// Once a minute: the daily report, when it is due. After a failure, an hour's pause (a
+/// The daily report, when it is due (checked at start, at daily_at and at least hourly). After a failure, an hour's pause (a
 /// report of half a million runs is not rebuilt every minute for a format that cannot render).
 pub(crate) async fn daily_loop(s: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut failed_at: Option<std::time::Instant> = None;
@@ -281,10 +281,29 @@ pub(crate) async fn daily_loop(s: Arc<Shared>, mut stop: tokio::sync::watch::Rec
             }
             s.loops.idle("reports");
         }
-        if !crate::sleep_unless_stopped(Duration::from_secs(60), &mut stop).await {
+        if !crate::sleep_unless_stopped(until_next_daily(&s), &mut stop).await {
             return;
         }
     }
+}
+
+/// Until the next `daily_at` (a second past it), at most an hour, so a changed setting or a
+/// jumped clock is seen within the hour.
+fn until_next_daily(s: &Arc<Shared>) -> Duration {
+    let engine = Engine { shared: s.clone() };
+    match s.config().reports.daily_time() {
+        Ok((h, m)) => wait_for_daily(engine.now(), engine.report_tz(), h, m),
+        Err(_) => Duration::from_secs(3600),
+    }
+}
+
+fn wait_for_daily(now: Timestamp, tz: chrono_tz::Tz, h: u32, m: u32) -> Duration {
+    let hour = Duration::from_secs(3600);
+    let Some(local) = tz.timestamp_millis_opt(now.0).single() else { return hour };
+    let at = |d: chrono::NaiveDate| d.and_hms_opt(h, m, 1).and_then(|t| tz.from_local_datetime(&t).earliest());
+    let today = local.date_naive();
+    let next = at(today).filter(|t| t.timestamp_millis() > now.0).or_else(|| today.succ_opt().and_then(at));
+    next.map(|t| Duration::from_millis((t.timestamp_millis() - now.0).max(0) as u64).min(hour)).unwrap_or(hour)
 }
 
 #[cfg(test)]
@@ -304,5 +323,17 @@ mod tests {
         left.sort();
         assert_eq!(left, vec!["daily-2026-01-01.md.bak", "daily-notes.txt", "mine.md"]);
         assert!(is_daily_report("daily-2026-12-01.md.partial") && !is_daily_report("daily-2026-13-01.md"));
+    }
+
+    #[test]
+    fn the_loop_wakes_just_after_daily_at_and_at_least_hourly() {
+        let t = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
+        let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        // 06:30 in Berlin (05:30 UTC): 30 minutes and a second to 07:00:01.
+        assert_eq!(wait_for_daily(t("2026-12-02T05:30:00Z"), berlin, 7, 0), Duration::from_secs(1801));
+        // Past it: tomorrow's is far, so an hour.
+        assert_eq!(wait_for_daily(t("2026-12-02T06:30:00Z"), berlin, 7, 0), Duration::from_secs(3600));
+        // A time the spring-forward night skips (02:30 on 2026-03-29) waits at most an hour.
+        assert!(wait_for_daily(t("2026-03-29T00:10:00Z"), berlin, 2, 30) <= Duration::from_secs(3600));
     }
 }
