@@ -46,8 +46,9 @@ function connect() {
   es.onopen = () => { document.body.dataset.live = 'live'; };
 }
 
-/// Data from `load()`, fetched again on the events `when` accepts (debounced) and on `deps`.
-function useLive(load, deps, when = () => true) {
+/// Data from `load()`, fetched again on the events `when` accepts (at most once per `every`
+/// ms, so a busy queue does not turn one open page into a load on the daemon) and on `deps`.
+function useLive(load, deps, when = () => true, every = 250) {
   const [state, setState] = useState({ data: null, error: null });
   const tick = useRef(0);
   useEffect(() => {
@@ -60,11 +61,11 @@ function useLive(load, deps, when = () => true) {
       if (!window.owlDataShown) { window.owlDataShown = true; requestAnimationFrame(() => performance.mark('owl:data')); }
     }, (e) => alive && setState((s) => ({ data: s.data, error: e.message })));
     run();
-    // At most one reload per 250 ms, however many events arrive (a steady stream never
+    // At most one reload per `every` ms, however many events arrive (a steady stream never
     // postpones it).
     const f = (name, data) => {
       if (!when(name, data) || timer) return;
-      timer = setTimeout(() => { timer = null; run(); }, 250);
+      timer = setTimeout(() => { timer = null; run(); }, every);
     };
     listeners.add(f);
     return () => { alive = false; listeners.delete(f); clearTimeout(timer); };
@@ -93,7 +94,7 @@ function Overview() {
       api('/v1/schedules'), api('/v1/usage?by=day&since=1d'), api('/v1/approvals'), api('/v1/anomalies?since=24h&limit=10'),
     ]);
     return { status, running, failed, schedules, usage, approvals, anomalies };
-  }, []);
+  }, [], (n) => n !== 'agent_step', 1000);
   if (!d) return html`<${Err} e=${e} /><p class="muted">Loading...</p>`;
   const t = d.status.tasks;
   const overdue = d.schedules.schedules.filter((s) => s.overdue);

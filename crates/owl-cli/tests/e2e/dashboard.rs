@@ -229,6 +229,15 @@ fn the_dashboard_signs_in_shows_work_live_and_acts_on_it_in_a_real_browser() {
     d.wait_status(agent_task, "succeeded");
     assert!(dir.join(format!("workspaces/{agent_task}/approved.txt")).exists(), "the approved call ran");
 
+    // The tasks page filters by kind.
+    b.go(&d.url("/ui/#/tasks"));
+    b.wait_text("the tasks page", |t| t.contains("Retry selected"));
+    b.js("const s = document.querySelector('select[aria-label=kind]'); s.value = 'agent'; s.dispatchEvent(new Event('change')); return 1");
+    wait_for("only the agent task listed", Duration::from_secs(20), || {
+        let rows = b.js("return [...document.querySelectorAll('tr[data-task]')].map(r => r.dataset.task).join(',')");
+        (rows.as_str() == Some(agent_task.to_string().as_str())).then_some(())
+    });
+
     // Pause a schedule.
     d.ok(&["schedule", "add", "nightly", "--cron", "0 2 * * *", "--", "true"]);
     b.go(&d.url("/ui/#/schedules"));
