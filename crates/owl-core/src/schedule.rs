@@ -283,18 +283,22 @@ pub struct Schedule {
     /// When a run of this schedule last succeeded, and how long that run took.
     pub last_success_at: Option<Timestamp>,
     pub last_success_ms: Option<u64>,
+    /// When it was last resumed from a pause (`None`: active since its creation).
+    #[serde(default)]
+    pub active_since: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
 /// By when an active schedule should have succeeded again: its first slot after its last
-/// success (or after its creation, if it never succeeded), plus `grace` and the last successful
-/// run's duration. `None` for a paused or finished schedule, which owes nothing.
+/// success (or after its creation, if it never succeeded, or after its resume, if that is
+/// later: a pause owes nothing), plus `grace` and the last successful run's duration. `None`
+/// for a paused or finished schedule, which owes nothing.
 pub fn success_due_by(s: &Schedule, compiled: &Compiled, grace: std::time::Duration) -> Option<Timestamp> {
     if s.state != ScheduleState::Active {
         return None;
     }
-    let since = s.last_success_at.unwrap_or(s.created_at);
+    let since = s.last_success_at.unwrap_or(s.created_at).max(s.active_since.unwrap_or(s.created_at));
     let slot = compiled.next_after(since)?;
     Some(slot.plus(grace).plus(std::time::Duration::from_millis(s.last_success_ms.unwrap_or(0))))
 }
@@ -469,5 +473,49 @@ mod tests {
     fn policies_parse_and_name_their_choices() {
         assert_eq!("Queue".parse::<Overlap>().unwrap(), Overlap::Queue);
         assert!("later".parse::<Misfire>().unwrap_err().contains("skip, once, all"));
+    }
+
+    #[test]
+    fn a_resumed_schedule_owes_its_first_slot_after_the_resume() {
+        let when = When::Every { every_ms: 3_600_000, anchor: Timestamp(0) };
+        let compiled = Compiled::new(when.clone()).unwrap();
+        let h = |n: i64| Timestamp(n * 3_600_000);
+        let mut s = Schedule {
+            id: 1,
+            spec: ScheduleSpec {
+                name: "hourly".into(),
+                when,
+                template: crate::TaskSpec::new(crate::Command::Shell("true".into())),
+                misfire: Default::default(),
+                misfire_cap: 10,
+                overlap: Overlap::Allow,
+                max_lateness_ms: 60_000,
+                jitter_ms: 0,
+                end_at: None,
+                max_runs: None,
+                created_by: None,
+            },
+            state: ScheduleState::Active,
+            next_fire_at: Some(h(101)),
+            pending_slot: None,
+            last_task_id: None,
+            last_fire_at: None,
+            fired: 1,
+            missed: 0,
+            skipped: 0,
+            late: 0,
+            last_success_at: Some(h(1)),
+            last_success_ms: Some(0),
+            active_since: None,
+            created_at: h(0),
+            updated_at: h(1),
+        };
+        let grace = std::time::Duration::from_secs(1800);
+        assert_eq!(success_due_by(&s, &compiled, grace), Some(h(2).plus(grace)), "hour 2, plus the grace");
+        // Paused from hour 1 to hour 100: it owes its first slot after the resume.
+        s.active_since = Some(h(100));
+        assert_eq!(success_due_by(&s, &compiled, grace), Some(h(101).plus(grace)));
+        s.state = ScheduleState::Paused;
+        assert_eq!(success_due_by(&s, &compiled, grace), None);
     }
 }

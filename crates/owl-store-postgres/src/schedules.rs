@@ -10,7 +10,7 @@ use owl_store::{ApplyFires, FireAction, FireRecord, NewTask, ScheduleStore, Stor
 use tokio_postgres::Row;
 
 const COLUMNS: &str =
-    "id, spec, state, next_fire_at, pending_slot, last_task_id, last_fire_at, fired, missed, skipped, late, created_at, updated_at, last_success_at, last_success_ms";
+    "id, spec, state, next_fire_at, pending_slot, last_task_id, last_fire_at, fired, missed, skipped, late, created_at, updated_at, last_success_at, last_success_ms, active_since";
 
 fn row(r: &Row) -> R<Schedule> {
     let spec: ScheduleSpec = serde_json::from_str(r.get(1)).map_err(|e| crate::corrupt("schedule", e))?;
@@ -36,6 +36,7 @@ fn row(r: &Row) -> R<Schedule> {
         updated_at: Timestamp(r.get(12)),
         last_success_at: ts(13),
         last_success_ms: r.get::<_, Option<i64>>(14).map(|v| v.max(0) as u64),
+        active_since: r.get::<_, Option<i64>>(15).map(Timestamp),
     })
 }
 
@@ -215,7 +216,8 @@ impl ScheduleStore for PgStore {
             let s = get(&t, name, "FOR UPDATE").await?;
             exec(
                 &t,
-                "UPDATE schedules SET state = $2, next_fire_at = $3, pending_slot = NULL, updated_at = $4 WHERE id = $1",
+                "UPDATE schedules SET active_since = CASE WHEN $2 = 'active' AND state <> 'active' THEN $4 ELSE active_since END, \
+                 state = $2, next_fire_at = $3, pending_slot = NULL, updated_at = $4 WHERE id = $1",
                 &[&s.id, &state.as_str(), &next.map(|t| t.0), &now.0],
             )
             .await?;

@@ -280,6 +280,13 @@ CREATE TABLE anomalies (
 CREATE INDEX anomalies_by_time ON anomalies (at);
 "#,
     ),
+    (
+        5,
+        "when each schedule was last resumed",
+        r#"
+ALTER TABLE schedules ADD COLUMN active_since BIGINT;
+"#,
+    ),
 ];
 
 /// One key for the advisory lock that makes concurrent migrations of one database take turns.

@@ -310,6 +310,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "ALTER TABLE schedules DROP COLUMN last_success_at; ALTER TABLE schedules DROP COLUMN last_success_ms; \
+             ALTER TABLE schedules DROP COLUMN active_since; \
              DROP TABLE run_samples; DROP TABLE anomalies; DELETE FROM schema_migrations WHERE version >= 9;",
         )
         .unwrap();
@@ -342,6 +343,7 @@ mod tests {
             "ALTER TABLE tasks DROP COLUMN origin; DROP TABLE nodes; DROP TABLE run_samples; DROP TABLE anomalies; \
              DELETE FROM schema_migrations WHERE version >= 7; \
              ALTER TABLE schedules DROP COLUMN last_success_at; ALTER TABLE schedules DROP COLUMN last_success_ms; \
+             ALTER TABLE schedules DROP COLUMN active_since; \
              UPDATE schedules SET spec = json_remove(spec, '$.created_by');",
         )
         .unwrap();

@@ -7,7 +7,7 @@ use owl_store::{ApplyFires, FireAction, FireRecord, NewTask, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const COLUMNS: &str =
-    "id, spec, state, next_fire_at, pending_slot, last_task_id, last_fire_at, fired, missed, skipped, late, created_at, updated_at, last_success_at, last_success_ms";
+    "id, spec, state, next_fire_at, pending_slot, last_task_id, last_fire_at, fired, missed, skipped, late, created_at, updated_at, last_success_at, last_success_ms, active_since";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Schedule> {
     let spec: String = r.get(1)?;
@@ -35,6 +35,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Schedule> {
         updated_at: Timestamp(r.get(12)?),
         last_success_at: ts(13)?,
         last_success_ms: r.get::<_, Option<i64>>(14)?.map(|v| v.max(0) as u64),
+        active_since: r.get::<_, Option<i64>>(15)?.map(Timestamp),
     })
 }
 
@@ -88,10 +89,13 @@ pub fn set_state(
     now: Timestamp,
 ) -> Result<Schedule, StoreError> {
     let s = get(conn, name)?;
-    conn.prepare_cached("UPDATE schedules SET state = ?2, next_fire_at = ?3, pending_slot = NULL, updated_at = ?4 WHERE id = ?1")
-        .map_err(backend)?
-        .execute(params![s.id, state.as_str(), next.map(|t| t.0), now.0])
-        .map_err(backend)?;
+    conn.prepare_cached(
+        "UPDATE schedules SET active_since = CASE WHEN ?2 = 'active' AND state <> 'active' THEN ?4 ELSE active_since END, \
+         state = ?2, next_fire_at = ?3, pending_slot = NULL, updated_at = ?4 WHERE id = ?1",
+    )
+    .map_err(backend)?
+    .execute(params![s.id, state.as_str(), next.map(|t| t.0), now.0])
+    .map_err(backend)?;
     by_id(conn, s.id)
 }
 

@@ -329,6 +329,13 @@ CREATE TABLE anomalies (
 CREATE INDEX anomalies_by_time ON anomalies (at);
 "#,
     ),
+    (
+        11,
+        "when each schedule was last resumed",
+        r#"
+ALTER TABLE schedules ADD COLUMN active_since INTEGER;
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -59,6 +59,7 @@ macro_rules! conformance_tests {
             a_queued_slot_is_claimed_once,
             history_shows_every_slot_with_its_task_status,
             a_schedule_remembers_its_last_success,
+            a_schedule_remembers_when_it_was_resumed,
             a_claim_says_since_when_the_task_was_queued,
             a_trigger_source_fires_once_within_its_rate_limit,
             finished_tasks_are_walked_in_order_by_cursor,

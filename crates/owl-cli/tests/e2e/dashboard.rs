@@ -190,7 +190,7 @@ fn the_dashboard_signs_in_shows_work_live_and_acts_on_it_in_a_real_browser() {
     b.go(&d.url("/ui/#/tasks"));
     b.wait_text("the tasks page", |t| t.contains("Retry selected"));
     b.js("window.__stayed = true; return 1");
-    let id = add(&d, &["--", "sh", "-c", "sleep 1; echo done"]);
+    let id = add(&d, &["--", "sh", "-c", "sleep 3; echo done"]);
     let row = format!("tr[data-task=\"{id}\"]");
     let seen_running = wait_for("the task on the page", Duration::from_secs(30), || {
         let t = b.js(&format!("const r = document.querySelector('{row}'); return r ? r.innerText : ''"));
@@ -207,7 +207,7 @@ fn the_dashboard_signs_in_shows_work_live_and_acts_on_it_in_a_real_browser() {
     b.click(&format!("{row} a"));
     b.wait_text("the task page", |t| t.contains(&format!("Task {id}")) && t.contains("done"));
     // A running task's log streams onto its page.
-    let slow = add(&d, &["--", "sh", "-c", "echo first-line; sleep 3; echo second-line"]);
+    let slow = add(&d, &["--", "sh", "-c", "echo first-line; sleep 4; echo second-line"]);
     b.go(&d.url(&format!("/ui/#/tasks/{slow}")));
     let log = |b: &Browser| {
         b.js("const l = document.getElementById('log'); return l ? l.innerText : ''").as_str().unwrap_or_default().to_string()

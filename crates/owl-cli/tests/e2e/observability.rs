@@ -246,7 +246,9 @@ fn schedule_health_shows_the_last_success_flags_overdue_schedules_and_records_pa
     let h = d.json(&["schedule", "history", "good", "--limit", "50"]);
     let paused = h["history"].as_array().unwrap().iter().filter(|f| f["reason"] == "skipped: the schedule was paused").count();
     assert!(paused >= 2, "{h}");
-    assert_eq!(find("good")["state"], "active");
+    let resumed = find("good");
+    assert_eq!(resumed["state"], "active");
+    assert_eq!(resumed["overdue"], false, "a pause owes nothing: it is due from its resume on: {resumed}");
     let m = scrape(&d);
     assert!(value(&m, "owl_schedule_fires_total{schedule=\"good\",outcome=\"skipped_paused\"}").is_some_and(|v| v >= 2.0), "{m}");
 }
@@ -293,9 +295,12 @@ fn reports_say_what_ran_and_failed_in_every_format_and_the_daily_one_is_written_
     // The morning's report of yesterday is written at start (its time has passed).
     let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
     let md_file = dir.join(format!("reports/daily-{yesterday}.md"));
-    wait_for("the daily report file", Duration::from_secs(20), || md_file.exists().then_some(()));
+    // The formats are written one after the other; wait for each.
+    for ext in ["md", "html"].into_iter().chain(cfg!(feature = "pdf").then_some("pdf")) {
+        let f = dir.join(format!("reports/daily-{yesterday}.{ext}"));
+        wait_for("the daily report files", Duration::from_secs(20), || f.exists().then_some(()));
+    }
     assert!(std::fs::read_to_string(&md_file).unwrap().contains(&format!("owl daily report: {}", yesterday_title(&yesterday))));
-    assert!(dir.join(format!("reports/daily-{yesterday}.html")).exists());
     let ok = add(&d, &["--", "true"]);
     let bad = add(&d, &["--", "sh", "-c", "echo boom; exit 3"]);
     d.wait_status(ok, "succeeded");
@@ -319,7 +324,6 @@ fn reports_say_what_ran_and_failed_in_every_format_and_the_daily_one_is_written_
     let bad_date = d.owl(&["report", "daily", "--date", "12/01/2026"]);
     assert!(String::from_utf8_lossy(&bad_date.stderr).contains("is not a date"), "{bad_date:?}");
     if cfg!(feature = "pdf") {
-        assert!(dir.join(format!("reports/daily-{yesterday}.pdf")).exists());
         let pdf = tmp.path().join("r.pdf");
         d.ok(&["report", "daily", "--format", "pdf", "--out", pdf.to_str().unwrap()]);
         let text = Command::new("pdftotext").arg(&pdf).arg("-").output().expect("pdftotext (poppler-utils) reads the PDF");

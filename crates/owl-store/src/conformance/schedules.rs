@@ -223,3 +223,17 @@ pub async fn a_schedule_remembers_its_last_success(s: DynStore) {
     s.complete(done(c.id, c.attempt, RunOutcome::Succeeded, t2.plus(Duration::from_secs(11)))).await.unwrap();
     assert_eq!(s.get_schedule("other").await.unwrap().last_success_at, None);
 }
+
+pub async fn a_schedule_remembers_when_it_was_resumed(s: DynStore) {
+    use owl_core::schedule::ScheduleState;
+    let slot = T0.plus(Duration::from_secs(60));
+    let sch = s.create_schedule(schedule_spec("nightly"), Some(slot), T0).await.unwrap();
+    assert_eq!(sch.active_since, None, "active since its creation");
+    let at = |secs| T0.plus(Duration::from_secs(secs));
+    s.set_schedule_state("nightly", ScheduleState::Paused, None, at(10)).await.unwrap();
+    assert_eq!(s.get_schedule("nightly").await.unwrap().active_since, None, "a pause changes nothing");
+    let resumed = s.set_schedule_state("nightly", ScheduleState::Active, Some(at(120)), at(100)).await.unwrap();
+    assert_eq!(resumed.active_since, Some(at(100)));
+    let again = s.set_schedule_state("nightly", ScheduleState::Active, Some(at(180)), at(150)).await.unwrap();
+    assert_eq!(again.active_since, Some(at(100)), "setting an active schedule active is not a resume");
+}
