@@ -28,17 +28,28 @@ fn the_schema_driven_fuzzer_finds_nothing() {
     let d = Daemon::start(&tmp.path().join("data"), &[("OWL_AGENT_LOCAL_MODEL", "/nonexistent.gguf")]);
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis/schemathesis.toml");
     let seconds = std::env::var("OWL_FUZZ_SECONDS").unwrap_or_else(|_| "60".into());
-    let out = Command::new(&st)
-        .current_dir(tmp.path())
-        .args(["--no-color", "--config-file", config, "run"])
-        .arg(format!("http://{}/v1/openapi.json", d.addr))
-        .args(["-H", &format!("Authorization: Bearer {}", d.token)])
-        .args(["--checks", "all", "--workers", "2", "--max-examples", "25", "--max-time", &seconds, "--seed", "7"])
-        .args(["--warnings", "off"])
-        .output()
-        .expect("schemathesis runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "schemathesis found failures:\n{text}");
+    let run = || {
+        let out = Command::new(&st)
+            .current_dir(tmp.path())
+            .args(["--no-color", "--config-file", config, "run"])
+            .arg(format!("http://{}/v1/openapi.json", d.addr))
+            .args(["-H", &format!("Authorization: Bearer {}", d.token)])
+            .args(["--checks", "all", "--workers", "2", "--max-examples", "25", "--max-time", &seconds, "--seed", "7"])
+            .args(["--warnings", "off"])
+            .output()
+            .expect("schemathesis runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    let (mut ok, mut text) = run();
+    // CPython before 3.11.8 can raise this SystemError while hypothesis parses its own source
+    // on a worker thread (CPython gh-106905): a crash of the tool, not a finding about owl, so
+    // the run is made once more. A real finding fails both runs.
+    if !ok && text.contains("AST constructor recursion depth mismatch") && !text.contains("FAILURES") {
+        eprintln!("schemathesis hit CPython gh-106905; running it again");
+        (ok, text) = run();
+    }
+    assert!(ok, "schemathesis found failures:\n{text}");
     // Every documented operation was exercised.
     let tested: usize = text.split("Tested: ").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap_or(0);
     assert!(tested >= 52 && text.contains("generated"), "{text}");
