@@ -21,7 +21,8 @@ fn uses_models(task: &ClaimedTask) -> bool {
     matches!(task.spec.command, Command::Agent { .. } | Command::Cli { .. })
 }
 
-async fn used(s: &Shared, task: &ClaimedTask) -> Option<UsedBefore> {
+/// What the task has used so far (before an attempt starts, and again after it ends).
+pub(crate) async fn used(s: &Shared, task: &ClaimedTask) -> Option<UsedBefore> {
     if !uses_models(task) {
         return Some(UsedBefore::default());
     }
@@ -32,11 +33,6 @@ async fn used(s: &Shared, task: &ClaimedTask) -> Option<UsedBefore> {
             None
         }
     }
-}
-
-/// What the task had used when this attempt started.
-pub(crate) async fn before(s: &Shared, task: &ClaimedTask) -> Option<UsedBefore> {
-    used(s, task).await
 }
 
 /// The run sample of an attempt that ended with `outcome` after `ran`; `None` for an attempt

@@ -18,7 +18,7 @@ pub(crate) async fn run_task(s: Arc<Shared>, task: ClaimedTask, cfg: EngineConfi
     let (progress_tx, progress_rx) = watch::channel(0u64);
     s.logs.lock().unwrap_or_else(|p| p.into_inner()).insert((id, attempt), progress_rx);
     s.publish(EventKind::TaskStarted { task_id: id, attempt, node: cfg.node.clone() });
-    let used_before = crate::anomalies::before(&s, &task).await;
+    let used_before = crate::anomalies::used(&s, &task).await;
     let started = std::time::Instant::now();
     s.metrics.started(&task.spec, s.clock.now().since(task.queued_since));
     // The engine's own tests inject a runner panic through a label.
