@@ -37,7 +37,7 @@ impl From<owl_core::ValidationError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(_) | StoreError::ScheduleNotFound(_) | StoreError::TriggerNotFound(_) => {
+            StoreError::NotFound(_) | StoreError::ScheduleNotFound(_) | StoreError::TriggerNotFound(_) | StoreError::Missing(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }
             StoreError::UnknownDependency { item, .. } => ApiError {

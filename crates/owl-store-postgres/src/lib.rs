@@ -16,6 +16,7 @@
 //! different nodes never wait for each other.
 
 mod insights;
+mod notify;
 mod queue;
 mod records;
 mod rows;

@@ -10,6 +10,7 @@
 mod admin;
 mod agent_records;
 mod insights;
+mod notify;
 mod pool;
 mod rows;
 mod run_ops;
@@ -311,7 +312,9 @@ mod tests {
         conn.execute_batch(
             "ALTER TABLE schedules DROP COLUMN last_success_at; ALTER TABLE schedules DROP COLUMN last_success_ms; \
              ALTER TABLE schedules DROP COLUMN active_since; \
-             DROP TABLE run_samples; DROP TABLE anomalies; DELETE FROM schema_migrations WHERE version >= 9;",
+             DROP TABLE run_samples; DROP TABLE anomalies; \
+             DROP TABLE notify_channels; DROP TABLE notify_rules; DROP TABLE notify_outbox; \
+             DELETE FROM schema_migrations WHERE version >= 9;",
         )
         .unwrap();
         drop(conn);
@@ -341,6 +344,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "ALTER TABLE tasks DROP COLUMN origin; DROP TABLE nodes; DROP TABLE run_samples; DROP TABLE anomalies; \
+             DROP TABLE notify_channels; DROP TABLE notify_rules; DROP TABLE notify_outbox; \
              DELETE FROM schema_migrations WHERE version >= 7; \
              ALTER TABLE schedules DROP COLUMN last_success_at; ALTER TABLE schedules DROP COLUMN last_success_ms; \
              ALTER TABLE schedules DROP COLUMN active_since; \

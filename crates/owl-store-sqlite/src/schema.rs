@@ -336,6 +336,48 @@ CREATE INDEX anomalies_by_time ON anomalies (at);
 ALTER TABLE schedules ADD COLUMN active_since INTEGER;
 "#,
     ),
+    (
+        12,
+        "notification channels, rules and the outbox",
+        r#"
+CREATE TABLE notify_channels (
+    name       TEXT PRIMARY KEY,
+    spec       TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    paused     TEXT,
+    failures   INTEGER NOT NULL DEFAULT 0,
+    last_ok_at INTEGER,
+    last_error TEXT
+);
+CREATE TABLE notify_rules (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    spec       TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE notify_outbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel    TEXT    NOT NULL,
+    rule_id    INTEGER,
+    key        TEXT    NOT NULL,
+    event      TEXT    NOT NULL,
+    task_id    INTEGER,
+    notice     TEXT    NOT NULL,
+    status     TEXT    NOT NULL,
+    batch      TEXT,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    failed     INTEGER NOT NULL DEFAULT 0,
+    next_at    INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    log        TEXT    NOT NULL DEFAULT '[]',
+    UNIQUE (channel, key)
+);
+CREATE INDEX notify_outbox_due ON notify_outbox (next_at) WHERE status IN ('pending', 'sending');
+CREATE INDEX notify_outbox_batch ON notify_outbox (batch) WHERE batch IS NOT NULL;
+CREATE INDEX notify_outbox_rule ON notify_outbox (rule_id, channel, created_at);
+CREATE INDEX notify_outbox_done ON notify_outbox (updated_at) WHERE status IN ('delivered', 'dead');
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {

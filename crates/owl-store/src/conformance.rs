@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod insights;
+mod notify;
 mod queue;
 mod records;
 mod schedules;
 mod triggers;
 
 pub use insights::*;
+pub use notify::*;
 pub use queue::*;
 pub use records::*;
 pub use schedules::*;
@@ -70,7 +72,12 @@ macro_rules! conformance_tests {
             chats_are_created_and_listed,
             repository_tasks_keep_their_git_record_until_retention,
             run_samples_are_kept_per_scope_newest_first,
-            anomalies_are_recorded_once_and_listed_newest_first
+            anomalies_are_recorded_once_and_listed_newest_first,
+            notification_channels_and_rules_are_checked_stored_and_removed,
+            a_notice_is_written_once_per_channel_and_claimed_by_one_sender,
+            failed_deliveries_retry_then_become_dead_letters,
+            a_paused_channel_holds_its_deliveries_until_resumed,
+            a_digest_is_claimed_as_one_batch_and_counted_apart
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -3,8 +3,8 @@
 //! The engine talks only to [`Store`]; the binary picks the backend. The contract is split by
 //! area, one trait each: [`QueueStore`] (tasks, attempts, groups), [`ScheduleStore`],
 //! [`TriggerStore`] (triggers and the facts they read), [`AgentStore`] (transcripts,
-//! usage, approvals, chats) and [`InsightStore`] (run samples and anomalies); [`Store`] is all
-//! five, implemented for any type that has them. `use owl_store::prelude::*` brings them into
+//! usage, approvals, chats), [`InsightStore`] (run samples and anomalies) and [`NotifyStore`]
+//! (notification channels, rules and the outbox); [`Store`] is all six, implemented for any type that has them. `use owl_store::prelude::*` brings them into
 //! scope. The contract's behaviour
 //! (fencing, dependency cascades, group limits, idempotency) is pinned by the [`conformance`]
 //! suite, which each backend runs against itself.
@@ -17,18 +17,19 @@ pub use types::*;
 
 use async_trait::async_trait;
 use owl_core::anomaly::{Anomaly, RunSample, Scope};
+use owl_core::notify::{Channel, ChannelSpec, Delivery, Rule, RuleSpec};
 use owl_core::schedule::{Schedule, ScheduleSpec, ScheduleState};
 use owl_core::trigger::{Trigger, TriggerSpec};
 use owl_core::{GroupInfo, Run, Task, TaskId, Timestamp};
 
 /// Every area of the contract: what the engine holds as `Arc<dyn Store>`.
-pub trait Store: QueueStore + ScheduleStore + TriggerStore + AgentStore + InsightStore {}
+pub trait Store: QueueStore + ScheduleStore + TriggerStore + AgentStore + InsightStore + NotifyStore {}
 
-impl<T: QueueStore + ScheduleStore + TriggerStore + AgentStore + InsightStore> Store for T {}
+impl<T: QueueStore + ScheduleStore + TriggerStore + AgentStore + InsightStore + NotifyStore> Store for T {}
 
 /// The store's traits, to call its methods on an `Arc<dyn Store>`.
 pub mod prelude {
-    pub use crate::{AgentStore, InsightStore, QueueStore, ScheduleStore, Store, TriggerStore};
+    pub use crate::{AgentStore, InsightStore, NotifyStore, QueueStore, ScheduleStore, Store, TriggerStore};
 }
 
 /// The queue: tasks, their attempts, dependencies and groups. All writes are acknowledged
@@ -230,4 +231,58 @@ pub trait InsightStore: Send + Sync + 'static {
     async fn record_anomaly(&self, anomaly: NewAnomaly) -> Result<Anomaly, StoreError>;
     /// Recorded anomalies, newest first.
     async fn anomalies(&self, filter: AnomalyFilter) -> Result<Vec<Anomaly>, StoreError>;
+}
+
+/// Notifications: channels, the rules that route events to them, and the outbox of
+/// deliveries. A delivery is written once per (channel, notice key), claimed with a lease by
+/// one sender at a time, and ends delivered or as a dead letter; a paused channel's
+/// deliveries wait.
+#[async_trait]
+pub trait NotifyStore: Send + Sync + 'static {
+    /// Checks the spec, then stores it; a taken name is a conflict.
+    async fn create_channel(&self, spec: ChannelSpec, now: Timestamp) -> Result<Channel, StoreError> {
+        spec.validate().map_err(|(f, m)| owl_core::ValidationError::new(f, m))?;
+        self.insert_channel(spec, now).await
+    }
+    async fn insert_channel(&self, spec: ChannelSpec, now: Timestamp) -> Result<Channel, StoreError>;
+    async fn get_channel(&self, name: &str) -> Result<Channel, StoreError>;
+    async fn list_channels(&self) -> Result<Vec<Channel>, StoreError>;
+    /// Refused while a rule sends to it; its pending deliveries are dropped with it.
+    async fn delete_channel(&self, name: &str) -> Result<(), StoreError>;
+    /// Records how an attempt went: a success clears the failure count, a failure raises
+    /// it, and `pause` (a reason) pauses the channel.
+    async fn channel_result(
+        &self,
+        name: &str,
+        ok: bool,
+        error: Option<String>,
+        pause: Option<String>,
+        now: Timestamp,
+    ) -> Result<Channel, StoreError>;
+    /// Unpauses a channel and makes its waiting deliveries due now.
+    async fn resume_channel(&self, name: &str, now: Timestamp) -> Result<Channel, StoreError>;
+    /// Checks the spec and that its channels exist, then stores it.
+    async fn create_rule(&self, spec: RuleSpec, now: Timestamp) -> Result<Rule, StoreError> {
+        spec.validate().map_err(|(f, m)| owl_core::ValidationError::new(f, m))?;
+        self.insert_rule(spec, now).await
+    }
+    async fn insert_rule(&self, spec: RuleSpec, now: Timestamp) -> Result<Rule, StoreError>;
+    async fn list_rules(&self) -> Result<Vec<Rule>, StoreError>;
+    async fn delete_rule(&self, id: i64) -> Result<(), StoreError>;
+    /// Writes deliveries; one whose (channel, notice key) is already there is skipped. Returns
+    /// how many were new.
+    async fn enqueue(&self, deliveries: Vec<NewDelivery>, now: Timestamp) -> Result<u64, StoreError>;
+    /// Claims up to `limit` due sends of unpaused channels until `lease_until`, raising their
+    /// attempt count: a delivery alone, or every due delivery of its batch together. A send
+    /// whose lease ran out (its sender died) is due again.
+    async fn claim_deliveries(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Vec<Delivery>>, StoreError>;
+    /// Records an attempt's outcome, if the deliveries are still at that attempt.
+    async fn finish_delivery(&self, done: DeliveryDone) -> Result<(), StoreError>;
+    async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;
+    async fn get_delivery(&self, id: i64) -> Result<Delivery, StoreError>;
+    /// How many deliveries of `rule` to `channel` were written since `since` outside a batch
+    /// (the rate limit's count).
+    async fn deliveries_since(&self, rule_id: i64, channel: &str, since: Timestamp) -> Result<u64, StoreError>;
+    /// Forgets finished deliveries last touched before `before`.
+    async fn prune_deliveries(&self, before: Timestamp) -> Result<u64, StoreError>;
 }

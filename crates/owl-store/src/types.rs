@@ -248,6 +248,10 @@ pub enum StoreError {
     StaleAttempt { id: TaskId, attempt: u32, current: u32, status: Status },
     #[error("{0}")]
     Conflict(String),
+    /// Something other than a task, schedule or trigger is not there; the message says what
+    /// and where to look.
+    #[error("{0}")]
+    Missing(String),
     #[error("storage error: {0}")]
     Backend(String),
 }
@@ -363,6 +367,45 @@ pub struct AnomalyFilter {
     pub scope: Option<owl_core::anomaly::Scope>,
     pub subject: Option<String>,
     pub task_id: Option<TaskId>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+// ---- Notifications: channels, rules, the outbox ----
+
+/// A notice for one channel, as the engine writes it into the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewDelivery {
+    pub channel: String,
+    pub rule_id: Option<i64>,
+    pub notice: owl_core::notify::Notice,
+    /// Notices of one digest share a batch; they are sent together at `not_before`.
+    pub batch: Option<String>,
+    pub not_before: owl_core::Timestamp,
+}
+
+/// How one claimed delivery (or digest) went.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeliveryDone {
+    /// Every delivery of the claimed batch.
+    pub ids: Vec<i64>,
+    /// The attempt number the claim handed out; a stale one changes nothing.
+    pub attempt: u32,
+    pub ok: bool,
+    pub answer: String,
+    /// When to try again; `None` after a failure makes it a dead letter.
+    pub retry_at: Option<owl_core::Timestamp>,
+    pub now: owl_core::Timestamp,
+}
+
+/// Which deliveries to list: newest first, before an id (paging backwards).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeliveryFilter {
+    pub channel: Option<String>,
+    pub status: Option<owl_core::notify::DeliveryStatus>,
+    /// Only deliveries with at least one failed attempt (dead letters among them).
+    pub failed: bool,
+    pub task_id: Option<i64>,
     pub before: Option<i64>,
     pub limit: u32,
 }
