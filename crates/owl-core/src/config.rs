@@ -72,6 +72,10 @@ pub struct Settings {
     pub anomalies: AnomalySettings,
     /// The daily report written every morning, and what reports link to.
     pub reports: ReportSettings,
+    /// How notifications are delivered: retries, pausing a failing channel.
+    pub notify: NotifySettings,
+    /// The SMTP relay email channels send through.
+    pub email: EmailSettings,
 }
 
 /// `[memory]`: local embeddings, dedup, recall into agent prompts, retention.
@@ -143,6 +147,18 @@ mod serde_human_map {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Duration>, D::Error> {
         let raw = BTreeMap::<String, String>::deserialize(d)?;
         raw.into_iter().map(|(k, v)| crate::duration::parse(&v).map(|d| (k, d)).map_err(serde::de::Error::custom)).collect()
+    }
+}
+
+mod serde_human_list {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|d| crate::duration::format(*d)))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        let raw = Vec::<String>::deserialize(d)?;
+        raw.iter().map(|v| crate::duration::parse(v).map_err(serde::de::Error::custom)).collect()
     }
 }
 
@@ -305,6 +321,66 @@ impl AnomalySettings {
             duration_seconds: self.duration_floor.as_secs_f64(),
             tokens: self.tokens_floor as f64,
             cost_usd: self.cost_floor_usd,
+        }
+    }
+}
+
+/// `[notify]`: delivery of notifications (channels and rules are made with `owl notify`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifySettings {
+    pub enabled: bool,
+    /// The waits between tries after a failed one, each spread by ±20 %; after the last a
+    /// delivery is a dead letter (`owl notify log --failed`).
+    #[serde(with = "serde_human_list")]
+    pub retry: Vec<Duration>,
+    /// A channel whose last this many attempts all failed is paused until `owl notify resume`.
+    pub pause_after: u32,
+    /// How long one send may take before it counts as failed (and its claim runs out).
+    #[serde(with = "serde_human")]
+    pub timeout: Duration,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings { enabled: true, retry: crate::notify::default_retry_schedule(), pause_after: 10, timeout: Duration::from_secs(30) }
+    }
+}
+
+/// `[email]`: the SMTP relay for email channels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailSettings {
+    /// The relay's host name; empty: email channels cannot send (they say so).
+    pub host: String,
+    /// 0: 587 for starttls, 465 for tls, 25 for none.
+    pub port: u16,
+    /// `starttls` (upgrade a plain connection; refused when the server cannot), `tls` (TLS
+    /// from the start) or `none` (plain text, for a relay on loopback).
+    pub security: String,
+    /// The sender address (`owl <owl@example.com>`).
+    pub from: String,
+    /// Log in with this user (empty: no login).
+    pub username: String,
+    /// The password from this environment variable of the daemon...
+    pub password_env: String,
+    /// ... or from this entry of secrets.toml.
+    pub password_secret: String,
+    /// A PEM file of certificates to trust besides the system's (a private relay's CA).
+    pub ca_file: String,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        EmailSettings {
+            host: String::new(),
+            port: 0,
+            security: "starttls".into(),
+            from: String::new(),
+            username: String::new(),
+            password_env: String::new(),
+            password_secret: String::new(),
+            ca_file: String::new(),
         }
     }
 }
@@ -593,6 +669,8 @@ impl Settings {
             "health" => field_names::<HealthSettings>(),
             "anomalies" => field_names::<AnomalySettings>(),
             "reports" => field_names::<ReportSettings>(),
+            "notify" => field_names::<NotifySettings>(),
+            "email" => field_names::<EmailSettings>(),
             _ => return None,
         })
     }
@@ -628,6 +706,21 @@ impl Settings {
         }
         if !self.reports.task_link.is_empty() && !self.reports.task_link.contains("{id}") {
             return bad("reports.task_link", "must contain {id}, where the task's id goes");
+        }
+        if self.notify.pause_after == 0 {
+            return bad("notify.pause_after", "must be at least 1");
+        }
+        if self.notify.timeout < Duration::from_secs(1) {
+            return bad("notify.timeout", "must be at least 1s");
+        }
+        if !["starttls", "tls", "none"].contains(&self.email.security.as_str()) {
+            return bad("email.security", "must be starttls, tls or none");
+        }
+        if !self.email.host.is_empty() && self.email.from.is_empty() {
+            return bad("email.from", "is needed once email.host is set: the sender address, like `owl <owl@example.com>`");
+        }
+        if !self.email.password_env.is_empty() && !self.email.password_secret.is_empty() {
+            return bad("email.password_env", "give the password one way: password_env or password_secret, not both");
         }
         if !(self.anomalies.cost_floor_usd.is_finite() && self.anomalies.cost_floor_usd >= 0.0) {
             return bad("anomalies.cost_floor_usd", "must be zero or more");
