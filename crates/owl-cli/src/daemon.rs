@@ -188,6 +188,7 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
     // data (database, token) or config (secrets).
     engine_config.sandbox.exe = std::env::current_exe().ok();
     engine_config.sandbox.hidden = vec![layout.root().to_path_buf(), config.0.clone(), crate::agents_setup::secrets_file(&config.0)];
+    engine_config.notify_secrets = notify_secrets(&config.0)?;
     let clock: Arc<dyn owl_engine::Clock> = match &pg {
         Some(pg) => db_clock(pg.clone()).await,
         None => Arc::new(SystemClock),
@@ -490,6 +491,13 @@ fn begin_stop(engine: &Engine, stopping: &mut bool, why: &str) {
     engine.shutdown();
 }
 
+/// The secrets file's entries for notification channels (webhook signing secrets, the SMTP
+/// password).
+fn notify_secrets(config: &std::path::Path) -> anyhow::Result<owl_engine::notify::Secrets> {
+    let map = crate::agents_setup::load_secrets(&crate::agents_setup::secrets_file(config))?;
+    Ok(owl_engine::notify::Secrets(Arc::new(map)))
+}
+
 fn reload(engine: &Engine, config: &(PathBuf, bool), args: &DaemonArgs, running: &Settings) {
     let loaded = crate::settings::load(&config.0, config.1).and_then(|mut s| {
         apply_flags(&mut s, args)?;
@@ -504,7 +512,14 @@ fn reload(engine: &Engine, config: &(PathBuf, bool), args: &DaemonArgs, running:
                 Ok(rt) => engine.set_agents(rt),
                 Err(e) => tracing::error!(error = format!("{e:#}"), "agents not reloaded; keeping the running ones"),
             }
-            let cfg = EngineConfig::from_settings(&s, String::new());
+            let mut cfg = EngineConfig::from_settings(&s, String::new());
+            match notify_secrets(&config.0) {
+                Ok(secrets) => cfg.notify_secrets = secrets,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "secrets.toml not reloaded; notifications keep the secrets read before");
+                    cfg.notify_secrets = engine.config().notify_secrets;
+                }
+            }
             tracing::info!(workers = cfg.workers, "configuration reloaded");
             engine.reload(cfg);
         }

@@ -106,6 +106,7 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
             commands::agents::anomalies(&client, commands::agents::AnomalyArgs { since, scope, subject, task, limit }, json).await?
         }
         Command::Memory { action } => commands::memory::run(&client, action, json).await?,
+        Command::Notify { action } => return commands::notify::run(&client, action, json).await,
         Command::Daemon(_)
         | Command::Config { .. }
         | Command::Completions { .. }

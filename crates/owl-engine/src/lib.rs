@@ -18,6 +18,7 @@ pub mod health;
 mod host;
 pub mod memory;
 pub mod metrics;
+pub mod notify;
 pub mod reports;
 mod runner;
 pub mod sandboxing;
@@ -64,6 +65,10 @@ pub struct EngineConfig {
     pub health: owl_core::config::HealthSettings,
     pub anomalies: owl_core::config::AnomalySettings,
     pub reports: owl_core::config::ReportSettings,
+    pub notify: owl_core::config::NotifySettings,
+    pub email: owl_core::config::EmailSettings,
+    /// The secrets file's entries (webhook signing secrets, the SMTP password).
+    pub notify_secrets: notify::Secrets,
 }
 
 /// Defaults for schedules that do not say, and how long their history is kept.
@@ -117,6 +122,9 @@ impl EngineConfig {
             health: s.health.clone(),
             anomalies: s.anomalies.clone(),
             reports: s.reports.clone(),
+            notify: s.notify.clone(),
+            email: s.email.clone(),
+            notify_secrets: Default::default(),
         }
     }
 }
@@ -211,6 +219,8 @@ pub(crate) struct Shared {
     pub watches_changed: tokio::sync::Notify,
     /// Wakes the condition loop to re-read its conditions.
     pub conditions_changed: tokio::sync::Notify,
+    /// Wakes the notification loop (a test notice, a resumed channel, the daily report).
+    pub notify_changed: tokio::sync::Notify,
     /// Environment variables of the daemon that no task may inherit: the webhook secrets
     /// triggers name, and the API token. Refreshed when triggers change.
     pub withheld_env: RwLock<Vec<String>>,
@@ -246,6 +256,17 @@ impl Shared {
     pub async fn refresh_withheld_env(&self) {
         let mut names: Vec<String> = ALWAYS_WITHHELD.iter().map(|s| s.to_string()).collect();
         let mut task_events = true; // if the list cannot be read, keep walking to be safe
+        if let Ok(channels) = self.store.list_channels().await {
+            for c in channels {
+                if let owl_core::notify::Target::Webhook { secret_env: Some(v), .. } = c.spec.target {
+                    names.push(v);
+                }
+            }
+        }
+        let email_password = self.config().email.password_env;
+        if !email_password.is_empty() {
+            names.push(email_password);
+        }
         if let Ok(triggers) = self.store.list_triggers().await {
             task_events = false;
             for t in triggers {
@@ -319,6 +340,7 @@ impl Engine {
             triggers_changed: tokio::sync::Notify::new(),
             watches_changed: tokio::sync::Notify::new(),
             conditions_changed: tokio::sync::Notify::new(),
+            notify_changed: tokio::sync::Notify::new(),
             withheld_env: RwLock::new(ALWAYS_WITHHELD.iter().map(|s| s.to_string()).collect()),
             has_task_event_triggers: AtomicBool::new(true),
             agents: RwLock::new(None),
@@ -467,5 +489,8 @@ pub(crate) fn tests_config() -> EngineConfig {
         health: Default::default(),
         anomalies: Default::default(),
         reports: owl_core::config::ReportSettings { daily: false, ..Default::default() },
+        notify: Default::default(),
+        email: Default::default(),
+        notify_secrets: Default::default(),
     }
 }

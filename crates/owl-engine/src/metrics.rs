@@ -103,6 +103,14 @@ pub struct AnomalyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    /// email or webhook.
+    pub channel_kind: &'static str,
+    /// sent, retry, gone or refused.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
 }
@@ -129,6 +137,9 @@ pub struct Metrics {
     pub loop_heartbeat: Family<LoopLabels, FloatGauge>,
     pub loop_restarts: Family<LoopLabels, Counter>,
     pub anomalies: Family<AnomalyLabels, Counter>,
+    pub notify_queued: Counter,
+    pub notify_attempts: Family<NotifyLabels, Counter>,
+    pub notify_duration: Histogram,
     /// Serialises scrapes: each rewrites the scrape-time gauges before encoding.
     pub(crate) scrape_lock: tokio::sync::Mutex<()>,
 }
@@ -153,6 +164,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn notify_queued(&self, n: u64) {
+        self.notify_queued.inc_by(n);
+    }
+
+    pub fn notify_sent(&self, channel_kind: &'static str, outcome: &owl_notify::Outcome, took: Duration) {
+        let outcome = match outcome {
+            owl_notify::Outcome::Sent(_) => "sent",
+            owl_notify::Outcome::Retry(_) => "retry",
+            owl_notify::Outcome::Gone(_) => "gone",
+            owl_notify::Outcome::Refused(_) => "refused",
+        };
+        self.notify_attempts.get_or_create(&NotifyLabels { channel_kind, outcome }).inc();
+        self.notify_duration.observe(took.as_secs_f64());
+    }
+
     pub fn new() -> Self {
         let mut r = Registry::default();
         let tasks_enqueued = Family::default();
@@ -205,6 +231,12 @@ impl Metrics {
         r.register("owl_loop_restarts", "Loops restarted after a panic or a stall", loop_restarts.clone());
         let anomalies = Family::default();
         r.register("owl_anomalies", "Runs found far from usual, and failure streaks, by scope and metric", anomalies.clone());
+        let notify_queued = Counter::default();
+        r.register("owl_notifications_queued", "Deliveries written to the outbox", notify_queued.clone());
+        let notify_attempts = Family::default();
+        r.register("owl_notification_attempts", "Delivery attempts by channel kind and outcome", notify_attempts.clone());
+        let notify_duration = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.01, 4.0, 8));
+        r.register_with_unit("owl_notification_send_duration", "How long one send took", Unit::Seconds, notify_duration.clone());
         r.register("owl_build", "The running owl", Info::new(BuildLabels { version: env!("CARGO_PKG_VERSION") }));
         Metrics {
             registry: r,
@@ -225,6 +257,9 @@ impl Metrics {
             loop_heartbeat,
             loop_restarts,
             anomalies,
+            notify_queued,
+            notify_attempts,
+            notify_duration,
             scrape_lock: tokio::sync::Mutex::new(()),
         }
     }

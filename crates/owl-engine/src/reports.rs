@@ -232,6 +232,16 @@ pub(crate) async fn write_daily(s: &Arc<Shared>) -> Result<Vec<PathBuf>, String>
                 return Err(failed.join("; "));
             }
         }
+        // The morning notice, once the day's files are all there (its key makes it once a day).
+        let files: Vec<PathBuf> = cfg
+            .formats
+            .iter()
+            .filter_map(|f| Format::parse(f).ok())
+            .filter(|f| f.available())
+            .map(|f| dir.join(format!("daily-{day}.{}", f.extension())))
+            .filter(|p| p.exists())
+            .collect();
+        crate::notify::daily_report(s, day, &files).await;
     }
     prune(&dir, cfg.keep, std::time::SystemTime::now());
     Ok(written)

@@ -4,11 +4,13 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 mod admin;
+mod notify;
 mod schedule;
 mod task;
 mod trigger;
 
 pub use admin::*;
+pub use notify::*;
 pub use schedule::*;
 pub use task::*;
 pub use trigger::*;
@@ -162,6 +164,11 @@ pub enum Command {
     Report {
         #[command(subcommand)]
         action: ReportAction,
+    },
+    /// Notifications: channels (email, webhook), rules, test sends and the delivery log.
+    Notify {
+        #[command(subcommand)]
+        action: NotifyAction,
     },
     /// Runs far from the usual of their schedule, agent or kind, and failure streaks.
     Anomalies {

@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod groups;
 pub mod logs;
 pub mod memory;
+pub mod notify;
 pub mod sandbox;
 pub mod schedule;
 pub mod tasks;

@@ -11,6 +11,7 @@ mod fuzz;
 mod harness;
 mod lifecycle;
 mod memory;
+mod notify;
 mod observability;
 mod real_cli;
 mod sandbox;

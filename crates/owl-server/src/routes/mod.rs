@@ -7,6 +7,7 @@ pub mod groups;
 pub mod health;
 pub mod logs;
 pub mod memory;
+pub mod notify;
 pub mod reports;
 pub mod schedules;
 pub mod status;

@@ -1,0 +1,215 @@
+//! Notifications against real receivers on loopback: webhooks verified by the official
+//! `standardwebhooks` library, email through an aiosmtpd SMTP server with STARTTLS, both from
+//! PyPI (scripts/test installs them into the test venv). The receivers are
+//! `tests/notify/receiver.py`.
+
+use crate::harness::*;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/notify/receiver.py");
+
+/// The venv's python, if it has the receivers' libraries.
+fn python() -> Option<String> {
+    let st = std::env::var("OWL_SCHEMATHESIS").ok();
+    let home = std::env::var("HOME").unwrap_or_default();
+    let venv_bin = st
+        .as_deref()
+        .and_then(|s| Path::new(s).parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from(format!("{home}/.cache/owl/venv/bin")));
+    let py = venv_bin.join("python").display().to_string();
+    let ok = Command::new(&py).args(["-c", "import aiosmtpd, standardwebhooks"]).output().is_ok_and(|o| o.status.success());
+    ok.then_some(py)
+}
+
+struct Receiver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn receiver(py: &str, args: &[&str]) -> Receiver {
+    let mut child = Command::new(py).arg(RECEIVER).args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("the receiver starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port = line.trim().parse().unwrap_or_else(|_| panic!("the receiver printed no port: {line:?}"));
+    Receiver { child, port }
+}
+
+fn received(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn config(dir: &Path, extra: &str) {
+    let text = format!("[notify]\nretry = [\"1s\", \"1s\", \"1s\"]\npause_after = 3\ntimeout = \"5s\"\n\n{extra}");
+    std::fs::write(config_path(dir), text).unwrap();
+}
+
+#[test]
+fn webhooks_are_signed_retried_filtered_paused_and_survive_a_crash() {
+    let Some(py) = python() else {
+        return skip("aiosmtpd and standardwebhooks are not installed (scripts/test installs them into ~/.cache/owl/venv)");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let out = tmp.path().join("hooks.jsonl");
+    let hold = tmp.path().join("hold");
+    let r = receiver(&py, &["webhook", out.to_str().unwrap(), SECRET, hold.to_str().unwrap()]);
+    config(&dir, "");
+    let mut d = Daemon::start(&dir, &[("OWL_HOOK_SECRET", SECRET)]);
+    let url = |p: &str| format!("http://127.0.0.1:{}{p}", r.port);
+
+    // A loopback address is refused unless the channel allows it, and trying cannot help.
+    d.ok(&["notify", "add", "strict", "--webhook", &url("/ok"), "--secret-env", "OWL_HOOK_SECRET"]);
+    let t = d.owl(&["notify", "test", "strict"]);
+    assert_eq!(t.status.code(), Some(1), "{t:?}");
+    assert!(String::from_utf8_lossy(&t.stdout).contains("not a public address"), "{t:?}");
+    let log = d.json(&["notify", "log", "--channel", "strict"]);
+    assert_eq!(log["deliveries"][0]["status"], "dead", "{log}");
+
+    // A bad request names the field.
+    let bad = d.owl(&["notify", "rule", "add", "--on", "task_faild", "--to", "strict"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("task_failed"), "{bad:?}");
+    let no_channel = d.owl(&["notify", "rule", "add", "--on", "task_failed", "--to", "pager"]);
+    assert!(String::from_utf8_lossy(&no_channel.stderr).contains("no notification channel named `pager`"), "{no_channel:?}");
+
+    // Failures and successes of nightly tasks go to a flaky endpoint: 500 first, then 200.
+    d.ok(&["notify", "add", "hooks", "--webhook", &url("/flaky"), "--secret-env", "OWL_HOOK_SECRET", "--allow-private"]);
+    d.ok(&["notify", "rule", "add", "--on", "task_failed,task_succeeded", "--to", "hooks", "--label", "nightly"]);
+    let failed = add(&d, &["--label", "nightly", "--", "sh", "-c", "echo the disk is full; exit 3"]);
+    let quiet = add(&d, &["--", "true"]);
+    let ok = add(&d, &["--label", "nightly", "--", "true"]);
+    for id in [failed, quiet, ok] {
+        d.wait_status(id, if id == failed { "failed" } else { "succeeded" });
+    }
+    let delivered = wait_for("two deliveries accepted", Duration::from_secs(30), || {
+        let got: Vec<_> = received(&out).into_iter().filter(|x| x["path"] == "/flaky" && x["status"] == 200).collect();
+        (got.len() >= 2).then_some(got)
+    });
+    let all = received(&out);
+    assert!(all.iter().all(|x| x["verified"] == true), "every delivery verifies with the standardwebhooks library: {all:?}");
+    for x in &delivered {
+        let tries = all.iter().filter(|y| y["path"] == "/flaky" && y["id"] == x["id"]).count();
+        assert_eq!(tries, 2, "the retry carried the same webhook-id: {all:?}");
+    }
+    let bodies: Vec<serde_json::Value> = delivered.iter().map(|x| serde_json::from_str(x["body"].as_str().unwrap()).unwrap()).collect();
+    let fail = bodies.iter().find(|b| b["type"] == "task_failed").expect("the failure was delivered");
+    assert_eq!(fail["data"]["task_id"], failed);
+    assert!(fail["data"]["text"].as_str().unwrap().contains("the disk is full"), "the notice says why: {fail}");
+    assert_eq!(fail["data"]["command"], format!("owl logs {failed}"));
+    assert!(bodies.iter().any(|b| b["type"] == "task_succeeded" && b["data"]["task_id"] == ok));
+    assert!(!bodies.iter().any(|b| b["data"]["task_id"] == quiet), "a task without the label is not sent");
+    let log = d.json(&["notify", "log", "--channel", "hooks", "--failed"]);
+    let entry = &log["deliveries"][0];
+    assert_eq!((entry["status"].as_str(), entry["attempts"].as_u64()), (Some("delivered"), Some(2)), "{log}");
+    assert!(entry["log"][0]["answer"].as_str().unwrap().starts_with("HTTP 500"), "{log}");
+
+    // An endpoint that answers 410 is gone: the channel pauses and says why.
+    d.ok(&["notify", "add", "gone", "--webhook", &url("/gone"), "--secret-env", "OWL_HOOK_SECRET", "--allow-private"]);
+    assert_eq!(d.owl(&["notify", "test", "gone"]).status.code(), Some(1));
+    let ch = d.json(&["notify", "show", "gone"]);
+    assert_eq!(ch["status"], "paused", "{ch}");
+    assert!(ch["paused"].as_str().unwrap().contains("410"), "{ch}");
+    assert_eq!(d.json(&["notify", "resume", "gone"])["status"], "active");
+
+    // A crash between tries loses nothing: the delivery waits in the outbox and goes out
+    // after the restart, once, with the id it had.
+    std::fs::write(&hold, "").unwrap();
+    d.ok(&["notify", "add", "held", "--webhook", &url("/hold"), "--secret-env", "OWL_HOOK_SECRET", "--allow-private"]);
+    d.ok(&["notify", "rule", "add", "--on", "task_failed", "--to", "held"]);
+    let crashed = add(&d, &["--", "false"]);
+    d.wait_status(crashed, "failed");
+    wait_for("a refused try", Duration::from_secs(20), || received(&out).iter().any(|x| x["path"] == "/hold").then_some(()));
+    d.kill9();
+    std::fs::remove_file(&hold).unwrap();
+    d.restart();
+    let held = wait_for("the held delivery after the restart", Duration::from_secs(30), || {
+        received(&out).into_iter().find(|x| x["path"] == "/hold" && x["status"] == 200)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let ids: Vec<_> = received(&out).into_iter().filter(|x| x["path"] == "/hold").map(|x| x["id"].clone()).collect();
+    assert!(ids.iter().all(|i| *i == held["id"]), "one message, retried under one id: {ids:?}");
+    assert_eq!(received(&out).iter().filter(|x| x["path"] == "/hold" && x["status"] == 200).count(), 1, "delivered once");
+}
+
+fn make_certs(dir: &Path) {
+    let script = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=owl test CA' 2>/dev/null \
+        && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' 2>/dev/null \
+        && printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nkeyUsage=digitalSignature,keyEncipherment\\nextendedKeyUsage=serverAuth\\n' > ext.cnf \
+        && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf 2>/dev/null";
+    let out = Command::new("sh").arg("-c").arg(script).current_dir(dir).output().expect("openssl runs");
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn mails(dir: &Path) -> Vec<String> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|r| r.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "eml")).collect())
+        .unwrap_or_default();
+    names.sort();
+    names.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+}
+
+#[test]
+fn email_goes_through_a_real_smtp_server_over_starttls_retried_with_the_report_attached() {
+    let Some(py) = python() else {
+        return skip("aiosmtpd and standardwebhooks are not installed (scripts/test installs them into ~/.cache/owl/venv)");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    make_certs(tmp.path());
+    let maildir = tmp.path().join("mail");
+    let cert = tmp.path().join("server.pem");
+    let key = tmp.path().join("server.key");
+    // The server refuses the first message with a 451 and requires STARTTLS.
+    let r = receiver(&py, &["smtp", maildir.to_str().unwrap(), "1", cert.to_str().unwrap(), key.to_str().unwrap()]);
+    let dir = tmp.path().join("data");
+    let formats = if cfg!(feature = "pdf") { r#"["md", "pdf"]"# } else { r#"["md"]"# };
+    let email = format!(
+        "[email]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"starttls\"\nfrom = \"owl <owl@example.com>\"\nca_file = \"{}\"\n\n[reports]\ndaily = false\nformats = {formats}\ndaily_at = \"00:00\"\n",
+        r.port,
+        tmp.path().join("ca.pem").display()
+    );
+    config(&dir, &email);
+    let mut d = Daemon::start(&dir, &[]);
+    d.ok(&["notify", "add", "ops", "--email", "ops@example.com,lead@example.com"]);
+    // The first try meets the 451; the test waits for the retry's answer.
+    let t = d.owl(&["notify", "test", "ops"]);
+    assert_eq!(t.status.code(), Some(1), "the first try is refused for now: {t:?}");
+    assert!(String::from_utf8_lossy(&t.stdout).contains("451"), "{t:?}");
+    let first = wait_for("the retried test mail", Duration::from_secs(20), || mails(&maildir).into_iter().next());
+    assert!(first.contains("X-Was-TLS: yes"), "STARTTLS was used: {first}");
+    assert!(first.contains("X-Envelope-To: ops@example.com,lead@example.com"), "{first}");
+    assert!(first.contains("Subject: owl test notification for channel ops"), "{first}");
+    assert!(first.contains("From: owl <owl@example.com>"), "{first}");
+    assert!(first.contains("Message-ID: <msg_ops_"), "{first}");
+    assert!(first.contains("multipart/alternative") && first.contains("text/html"), "text and HTML bodies: {first}");
+
+    // Failures go out; the morning report goes out with its PDF.
+    d.ok(&["notify", "rule", "add", "--on", "task_failed", "--to", "ops"]);
+    d.ok(&["notify", "rule", "add", "--on", "daily_report", "--to", "ops"]);
+    let failed = add(&d, &["--", "sh", "-c", "echo cannot reach the backup host; exit 2"]);
+    d.wait_status(failed, "failed");
+    let fail = wait_for("the failure mail", Duration::from_secs(20), || mails(&maildir).into_iter().find(|m| m.contains(&format!("task {failed} failed"))));
+    assert!(fail.contains("cannot reach the backup host"), "{fail}");
+    assert!(fail.contains(&format!("owl logs {failed}")), "{fail}");
+
+    // The daily report is written at start when daily_at has passed.
+    d.signal_and_wait(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
+    let text = std::fs::read_to_string(config_path(&dir)).unwrap().replace("daily = false", "daily = true");
+    std::fs::write(config_path(&dir), text).unwrap();
+    d.restart();
+    let report = wait_for("the daily report mail", Duration::from_secs(60), || mails(&maildir).into_iter().find(|m| m.contains("Subject: owl daily report for")));
+    if cfg!(feature = "pdf") {
+        assert!(report.contains("Content-Type: application/pdf") && report.contains(".pdf"), "the PDF is attached: {}", &report[..report.len().min(3000)]);
+    }
+    let log = d.json(&["notify", "log", "--channel", "ops"]);
+    assert!(log["deliveries"].as_array().unwrap().iter().all(|x| x["status"] == "delivered"), "{log}");
+}
