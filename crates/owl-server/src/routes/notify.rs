@@ -8,10 +8,21 @@ use axum::Json;
 use owl_api::notify::*;
 use serde::Deserialize;
 
+/// A rule's or delivery's id from the path: a positive integer (an error names the field).
+fn positive_id(raw: &str, what: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::bad_request("id", format!("`{raw}` is not a {what} id; ids are positive integers")))
+}
+
 const NAME: &str = "^[A-Za-z0-9_-]{1,64}$";
 
 #[utoipa::path(post, path = "/v1/notify/channels", summary = "Create a notification channel: email or webhook", request_body = NewChannel, responses((status = 201, description = "OK", body = ChannelView)))]
-pub async fn create_channel(State(state): State<AppState>, ApiJson(req): ApiJson<NewChannel>) -> Result<(StatusCode, Json<ChannelView>), ApiError> {
+pub async fn create_channel(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<NewChannel>,
+) -> Result<(StatusCode, Json<ChannelView>), ApiError> {
     let spec = req.into_spec().map_err(|(f, m)| ApiError::bad_request(f, m))?;
     let c = state.engine.create_channel(spec).await?;
     Ok((StatusCode::CREATED, Json(c.into())))
@@ -60,8 +71,8 @@ pub async fn list_rules(State(state): State<AppState>) -> Result<Json<RuleList>,
 }
 
 #[utoipa::path(delete, path = "/v1/notify/rules/{id}", summary = "Remove a rule", params(("id" = i64, Path, minimum = 1, description = "A rule id")), responses((status = 204, description = "Done")))]
-pub async fn remove_rule(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
-    state.engine.store().delete_rule(id).await?;
+pub async fn remove_rule(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.engine.store().delete_rule(positive_id(&id, "rule")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -103,14 +114,22 @@ pub async fn deliveries(State(state): State<AppState>, RawQuery(q): RawQuery) ->
     if q.channel.as_deref().is_some_and(|c| !owl_core::notify::valid_name(c)) {
         return Err(ApiError::bad_request("channel", format!("not a channel name ({NAME})")));
     }
-    let status = q.status.as_deref().map(owl_core::notify::DeliveryStatus::parse).transpose().map_err(|m| ApiError::bad_request("status", m))?;
-    let filter = owl_store::DeliveryFilter { channel: q.channel, status, failed: q.failed.unwrap_or(false), task_id: q.task, before: q.before, limit };
+    let status =
+        q.status.as_deref().map(owl_core::notify::DeliveryStatus::parse).transpose().map_err(|m| ApiError::bad_request("status", m))?;
+    let filter = owl_store::DeliveryFilter {
+        channel: q.channel,
+        status,
+        failed: q.failed.unwrap_or(false),
+        task_id: q.task,
+        before: q.before,
+        limit,
+    };
     let found = state.engine.store().deliveries(filter).await?;
     let next_before = (found.len() == limit as usize).then(|| found.last().map(|d| d.id)).flatten();
     Ok(Json(DeliveryList { deliveries: found.into_iter().map(DeliveryView::from).collect(), next_before }))
 }
 
 #[utoipa::path(get, path = "/v1/notify/deliveries/{id}", summary = "One delivery", params(("id" = i64, Path, minimum = 1, description = "A delivery id")), responses((status = 200, description = "OK", body = DeliveryView)))]
-pub async fn delivery(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<DeliveryView>, ApiError> {
-    Ok(Json(state.engine.store().get_delivery(id).await?.into()))
+pub async fn delivery(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeliveryView>, ApiError> {
+    Ok(Json(state.engine.store().get_delivery(positive_id(&id, "delivery")?).await?.into()))
 }
