@@ -45,10 +45,17 @@ impl std::fmt::Debug for Secrets {
 impl Secrets {
     fn lookup(&self, env: Option<&str>, entry: Option<&str>) -> Result<String, String> {
         if let Some(var) = env.filter(|v| !v.is_empty()) {
-            return std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or_else(|| format!("the daemon's environment has no `{var}`; set it and restart the daemon"));
+            return std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("the daemon's environment has no `{var}`; set it and restart the daemon"));
         }
         if let Some(name) = entry.filter(|v| !v.is_empty()) {
-            return self.0.get(name).cloned().ok_or_else(|| format!("secrets.toml has no entry `{name}`; add it and reload (`owl reload`)"));
+            return self
+                .0
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("secrets.toml has no entry `{name}`; add it and reload (`owl reload`)"));
         }
         Err("no secret is configured".into())
     }
@@ -395,7 +402,9 @@ async fn deliver(s: Arc<Shared>, group: Vec<Delivery>) {
         tracing::warn!(error = %e, "cannot record a delivery's outcome; it will be sent again when its claim runs out");
     }
     let pause = match &outcome {
-        Outcome::Gone(a) => Some(format!("the endpoint answered {a}: it is gone; fix the URL, then `owl notify resume {}`", channel.spec.name)),
+        Outcome::Gone(a) => {
+            Some(format!("the endpoint answered {a}: it is gone; fix the URL, then `owl notify resume {}`", channel.spec.name))
+        }
         Outcome::Sent(_) => None,
         _ if channel.failures + 1 >= cfg.notify.pause_after => Some(format!(
             "the last {} attempts failed (last: {}); `owl notify resume {}` once it is fixed",
@@ -410,7 +419,9 @@ async fn deliver(s: Arc<Shared>, group: Vec<Delivery>) {
     }
     match &outcome {
         Outcome::Sent(_) => tracing::debug!(channel = %channel.spec.name, attempt, "notification delivered"),
-        o => tracing::info!(channel = %channel.spec.name, attempt, answer = %o.answer(), retry = retry_at.is_some(), "notification not delivered"),
+        o => {
+            tracing::info!(channel = %channel.spec.name, attempt, answer = %o.answer(), retry = retry_at.is_some(), "notification not delivered")
+        }
     }
     let error = (!outcome.ok()).then(|| outcome.answer().to_string());
     if let Err(e) = s.store.channel_result(&channel.spec.name, outcome.ok(), error, pause, now).await {
@@ -530,10 +541,14 @@ impl Engine {
             agent: None,
             attachment: None,
         };
-        s.store.enqueue(vec![NewDelivery { channel: ch.spec.name.clone(), rule_id: None, notice, batch: None, not_before: now }], now).await?;
+        s.store
+            .enqueue(vec![NewDelivery { channel: ch.spec.name.clone(), rule_id: None, notice, batch: None, not_before: now }], now)
+            .await?;
         s.notify_changed.notify_one();
         let list = s.store.deliveries(owl_store::DeliveryFilter { channel: Some(ch.spec.name), limit: 20, ..Default::default() }).await?;
-        list.into_iter().find(|d| d.notice.key == key).ok_or_else(|| StoreError::Backend("the test delivery just written is missing".into()))
+        list.into_iter()
+            .find(|d| d.notice.key == key)
+            .ok_or_else(|| StoreError::Backend("the test delivery just written is missing".into()))
     }
 
     /// Wakes the notification loop (a channel resumed, a rule added).

@@ -33,7 +33,8 @@ impl Mailer {
             let mut b = TlsParameters::builder(s.host.clone());
             if !s.ca_file.is_empty() {
                 let pem = std::fs::read(&s.ca_file).map_err(|e| format!("[email] ca_file: cannot read {}: {e}", s.ca_file))?;
-                let cert = Certificate::from_pem(&pem).map_err(|e| format!("[email] ca_file: {} is not a PEM certificate: {e}", s.ca_file))?;
+                let cert =
+                    Certificate::from_pem(&pem).map_err(|e| format!("[email] ca_file: {} is not a PEM certificate: {e}", s.ca_file))?;
                 b = b.add_root_certificate(cert);
             }
             b.build().map_err(|e| format!("[email]: cannot set up TLS: {e}"))
@@ -80,9 +81,14 @@ impl Mailer {
         let mut text = message::text(n);
         let attachment = match &n.attachment {
             Some(path) => match std::fs::metadata(path) {
-                Ok(m) if m.len() <= MAX_ATTACHMENT => Some((path.clone(), std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?)),
+                Ok(m) if m.len() <= MAX_ATTACHMENT => {
+                    Some((path.clone(), std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?))
+                }
                 Ok(m) => {
-                    text.push_str(&format!("\n(The attachment {path} is {} MB, too large to send; it is on the daemon's disk.)\n", m.len() / 1_000_000));
+                    text.push_str(&format!(
+                        "\n(The attachment {path} is {} MB, too large to send; it is on the daemon's disk.)\n",
+                        m.len() / 1_000_000
+                    ));
                     None
                 }
                 Err(e) => {
@@ -92,12 +98,13 @@ impl Mailer {
             },
             None => None,
         };
-        let body = MultiPart::alternative()
-            .singlepart(SinglePart::plain(text))
-            .singlepart(SinglePart::html(message::html(n)));
+        let body = MultiPart::alternative().singlepart(SinglePart::plain(text)).singlepart(SinglePart::html(message::html(n)));
         let body = match attachment {
             Some((path, bytes)) => {
-                let name = std::path::Path::new(&path).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "attachment".into());
+                let name = std::path::Path::new(&path)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "attachment".into());
                 let kind = if name.ends_with(".pdf") { "application/pdf" } else { "application/octet-stream" };
                 let kind = ContentType::parse(kind).map_err(|e| e.to_string())?;
                 MultiPart::mixed().multipart(body).singlepart(Attachment::new(name).body(bytes, kind))

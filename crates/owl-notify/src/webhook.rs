@@ -69,10 +69,7 @@ async fn resolve(url: &reqwest::Url, allow_private: bool) -> Result<(String, Vec
     let port = url.port_or_known_default().ok_or("the URL has no port")?;
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .collect(),
+        Err(_) => tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect(),
     };
     if addrs.is_empty() {
         return Err(format!("{host} has no address"));
@@ -175,7 +172,20 @@ mod tests {
 
     #[test]
     fn only_public_addresses_are_public() {
-        for a in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "224.0.0.1"] {
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "224.0.0.1",
+        ] {
             assert!(!is_public(a.parse().unwrap()), "{a}");
         }
         for a in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {

@@ -58,7 +58,9 @@ pub enum RuleAction {
     /// Route events to channels.
     Add(RuleAddArgs),
     Ls,
-    Rm { id: i64 },
+    Rm {
+        id: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -67,11 +69,17 @@ pub enum NotifyAction {
     Add(NotifyAddArgs),
     /// Channels and how their deliveries go (paused ones say why).
     Ls,
-    Show { name: String },
+    Show {
+        name: String,
+    },
     /// Remove a channel (its rules first).
-    Rm { name: String },
+    Rm {
+        name: String,
+    },
     /// Unpause a channel; what waited goes out now.
-    Resume { name: String },
+    Resume {
+        name: String,
+    },
     /// Send a test notice to a channel and wait for its answer.
     Test {
         name: String,

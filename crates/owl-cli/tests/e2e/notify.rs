@@ -38,7 +38,8 @@ impl Drop for Receiver {
 }
 
 fn receiver(py: &str, args: &[&str]) -> Receiver {
-    let mut child = Command::new(py).arg(RECEIVER).args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("the receiver starts");
+    let mut child =
+        Command::new(py).arg(RECEIVER).args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("the receiver starts");
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let port = line.trim().parse().unwrap_or_else(|_| panic!("the receiver printed no port: {line:?}"));
@@ -197,7 +198,9 @@ fn email_goes_through_a_real_smtp_server_over_starttls_retried_with_the_report_a
     d.ok(&["notify", "rule", "add", "--on", "daily_report", "--to", "ops"]);
     let failed = add(&d, &["--", "sh", "-c", "echo cannot reach the backup host; exit 2"]);
     d.wait_status(failed, "failed");
-    let fail = wait_for("the failure mail", Duration::from_secs(20), || mails(&maildir).into_iter().find(|m| m.contains(&format!("task {failed} failed"))));
+    let fail = wait_for("the failure mail", Duration::from_secs(20), || {
+        mails(&maildir).into_iter().find(|m| m.contains(&format!("task {failed} failed")))
+    });
     assert!(fail.contains("cannot reach the backup host"), "{fail}");
     assert!(fail.contains(&format!("owl logs {failed}")), "{fail}");
 
@@ -206,9 +209,15 @@ fn email_goes_through_a_real_smtp_server_over_starttls_retried_with_the_report_a
     let text = std::fs::read_to_string(config_path(&dir)).unwrap().replace("daily = false", "daily = true");
     std::fs::write(config_path(&dir), text).unwrap();
     d.restart();
-    let report = wait_for("the daily report mail", Duration::from_secs(60), || mails(&maildir).into_iter().find(|m| m.contains("Subject: owl daily report for")));
+    let report = wait_for("the daily report mail", Duration::from_secs(60), || {
+        mails(&maildir).into_iter().find(|m| m.contains("Subject: owl daily report for"))
+    });
     if cfg!(feature = "pdf") {
-        assert!(report.contains("Content-Type: application/pdf") && report.contains(".pdf"), "the PDF is attached: {}", &report[..report.len().min(3000)]);
+        assert!(
+            report.contains("Content-Type: application/pdf") && report.contains(".pdf"),
+            "the PDF is attached: {}",
+            &report[..report.len().min(3000)]
+        );
     }
     let log = d.json(&["notify", "log", "--channel", "ops"]);
     assert!(log["deliveries"].as_array().unwrap().iter().all(|x| x["status"] == "delivered"), "{log}");
