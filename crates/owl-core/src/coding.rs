@@ -284,6 +284,42 @@ pub struct GitRecord {
     /// The worktree was removed by the retention policy (the branch stays).
     #[serde(default)]
     pub removed: bool,
+    /// The pull request opened (or updated) for the branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr_number: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr_url: Option<String>,
+    /// The comment left on the task's issue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue_comment: Option<String>,
+}
+
+/// `owner/name` from a git remote URL (`git@github.com:owner/name.git`,
+/// `https://github.example.com/owner/name`, a path ending in `owner/name.git`).
+pub fn repo_slug(remote_url: &str) -> Option<String> {
+    let u = remote_url.trim().trim_end_matches('/');
+    let u = u.strip_suffix(".git").unwrap_or(u);
+    let path = match u.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map(|(_, p)| p).unwrap_or(""),
+        None => u.rsplit_once(':').map(|(_, p)| p).unwrap_or(u),
+    };
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let [.., owner, name] = parts.as_slice() else { return None };
+    let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    (ok(owner) && ok(name)).then(|| format!("{owner}/{name}"))
+}
+
+/// `owner/name#42` as (`owner/name`, 42).
+pub fn parse_issue_ref(s: &str) -> Result<(String, u64), String> {
+    let bad = || format!("`{s}` is not an issue; write it as owner/repo#42");
+    let (slug, n) = s.split_once('#').ok_or_else(bad)?;
+    let n: u64 = n.parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
+    let (owner, name) = slug.split_once('/').ok_or_else(bad)?;
+    let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !(ok(owner) && ok(name)) {
+        return Err(bad());
+    }
+    Ok((slug.to_string(), n))
 }
 
 /// Expands a leading `~/` with `home`.
@@ -297,6 +333,24 @@ pub fn expand_home(path: &str, home: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repository_slugs_come_from_remote_urls_and_issue_refs() {
+        for (url, want) in [
+            ("git@github.com:acme/app.git", Some("acme/app")),
+            ("https://github.com/acme/app", Some("acme/app")),
+            ("https://ghe.corp.example/acme/app.git/", Some("acme/app")),
+            ("ssh://git@github.com/acme/app.git", Some("acme/app")),
+            ("/srv/git/acme/app.git", Some("acme/app")),
+            ("app", None),
+        ] {
+            assert_eq!(repo_slug(url).as_deref(), want, "{url}");
+        }
+        assert_eq!(parse_issue_ref("acme/app#42"), Ok(("acme/app".to_string(), 42)));
+        for bad in ["acme/app", "acme#4", "acme/app#0", "a b/c#1", "acme/app#x"] {
+            assert!(parse_issue_ref(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn templates_split_like_a_simple_shell_command_without_expanding() {

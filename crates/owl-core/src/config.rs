@@ -76,6 +76,8 @@ pub struct Settings {
     pub notify: NotifySettings,
     /// The SMTP relay email channels send through.
     pub email: EmailSettings,
+    /// Pull requests and issues on GitHub (or GitHub Enterprise).
+    pub github: GithubSettings,
 }
 
 /// `[memory]`: local embeddings, dedup, recall into agent prompts, retention.
@@ -344,6 +346,31 @@ pub struct NotifySettings {
 impl Default for NotifySettings {
     fn default() -> Self {
         NotifySettings { enabled: true, retry: crate::notify::default_retry_schedule(), pause_after: 10, timeout: Duration::from_secs(30) }
+    }
+}
+
+/// `[github]`: the REST API `--pr` and `--from-issue` talk to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GithubSettings {
+    /// The API root: `https://api.github.com`, or `https://HOST/api/v3` for GitHub Enterprise.
+    pub api_url: String,
+    /// The token from this environment variable of the daemon...
+    pub token_env: String,
+    /// ... or from this entry of secrets.toml (used when set).
+    pub token_secret: String,
+    /// Comment on a task's issue when the task succeeds (with its pull request).
+    pub comment_on_issue: bool,
+}
+
+impl Default for GithubSettings {
+    fn default() -> Self {
+        GithubSettings {
+            api_url: "https://api.github.com".into(),
+            token_env: "GITHUB_TOKEN".into(),
+            token_secret: String::new(),
+            comment_on_issue: true,
+        }
     }
 }
 
@@ -671,6 +698,7 @@ impl Settings {
             "reports" => field_names::<ReportSettings>(),
             "notify" => field_names::<NotifySettings>(),
             "email" => field_names::<EmailSettings>(),
+            "github" => field_names::<GithubSettings>(),
             _ => return None,
         })
     }
@@ -706,6 +734,9 @@ impl Settings {
         }
         if !self.reports.task_link.is_empty() && !self.reports.task_link.contains("{id}") {
             return bad("reports.task_link", "must contain {id}, where the task's id goes");
+        }
+        if !(self.github.api_url.starts_with("https://") || self.github.api_url.starts_with("http://")) {
+            return bad("github.api_url", "must be an http(s) URL, like https://api.github.com");
         }
         if self.notify.pause_after == 0 {
             return bad("notify.pause_after", "must be at least 1");

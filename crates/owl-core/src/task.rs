@@ -109,6 +109,17 @@ pub struct RepoRequest {
     /// Push the branch to this remote after the commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<String>,
+    /// After the push, open a pull request for the branch (or update the open one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pr: bool,
+    /// The GitHub repository as `owner/name`; default: the last two parts of the push
+    /// remote's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<String>,
+    /// The GitHub issue the task works on: its text is the prompt, the pull request links it,
+    /// and a comment on it says how the task ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue: Option<u64>,
 }
 
 /// Everything a submitter says about a task. Defaults are filled in before it reaches the store.

@@ -122,6 +122,20 @@ pub fn check_spec(spec: &TaskSpec) -> Result<(), ValidationError> {
         if let Some(p) = &r.push {
             git_word("repo.push", "remote name", p)?;
         }
+        if r.pr && r.push.is_none() {
+            return Err(ValidationError::new(
+                "repo.push",
+                "a pull request needs the branch pushed: name the remote in `push` (the CLI's --pr pushes to origin)",
+            ));
+        }
+        if let Some(g) = &r.github {
+            if crate::coding::parse_issue_ref(&format!("{g}#1")).is_err() {
+                return Err(ValidationError::new("repo.github", format!("`{g}` is not a GitHub repository; write it as owner/name")));
+            }
+        }
+        if r.issue == Some(0) {
+            return Err(ValidationError::new("repo.issue", "issue numbers start at 1"));
+        }
     }
     check_name("group", "group", &spec.group)?;
     if spec.max_attempts == 0 || spec.max_attempts > MAX_ATTEMPTS_LIMIT {

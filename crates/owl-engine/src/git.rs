@@ -35,6 +35,11 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// The URL of `remote` in the repository at `repo`.
+pub fn remote_url(repo: &Path, remote: &str) -> Result<String, String> {
+    git(repo, &["remote", "get-url", remote])
+}
+
 pub fn branch_name(id: TaskId) -> String {
     format!("owl/task-{id}")
 }

@@ -14,6 +14,7 @@ mod conditions;
 mod dispatch;
 mod file_watch;
 pub mod git;
+pub mod github;
 pub mod health;
 mod host;
 pub mod memory;
@@ -67,6 +68,7 @@ pub struct EngineConfig {
     pub reports: owl_core::config::ReportSettings,
     pub notify: owl_core::config::NotifySettings,
     pub email: owl_core::config::EmailSettings,
+    pub github: owl_core::config::GithubSettings,
     /// The secrets file's entries (webhook signing secrets, the SMTP password).
     pub notify_secrets: notify::Secrets,
 }
@@ -124,6 +126,7 @@ impl EngineConfig {
             reports: s.reports.clone(),
             notify: s.notify.clone(),
             email: s.email.clone(),
+            github: s.github.clone(),
             notify_secrets: Default::default(),
         }
     }
@@ -491,6 +494,7 @@ pub(crate) fn tests_config() -> EngineConfig {
         reports: owl_core::config::ReportSettings { daily: false, ..Default::default() },
         notify: Default::default(),
         email: Default::default(),
+        github: Default::default(),
         notify_secrets: Default::default(),
     }
 }

@@ -43,7 +43,7 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    fn lookup(&self, env: Option<&str>, entry: Option<&str>) -> Result<String, String> {
+    pub(crate) fn lookup(&self, env: Option<&str>, entry: Option<&str>) -> Result<String, String> {
         if let Some(var) = env.filter(|v| !v.is_empty()) {
             return std::env::var(var)
                 .ok()

@@ -148,12 +148,13 @@ async fn finish_worktree(
         owl_core::Command::Agent { prompt, .. } | owl_core::Command::Cli { prompt, .. } => prompt.clone(),
         other => other.display(),
     };
+    let what_git = what.clone();
     let push_to = task.spec.repo.as_ref().and_then(|r| r.push.clone());
     let (id, timeout) = (task.id, cfg.git.push_timeout);
     let mut rec2 = rec.clone();
     // The record comes back with whatever was done, and the error that stopped it, if any.
     let result = tokio::task::spawn_blocking(move || -> (owl_core::coding::GitRecord, Option<String>) {
-        match crate::git::commit(&rec2, &crate::git::message(id, &what)) {
+        match crate::git::commit(&rec2, &crate::git::message(id, &what_git)) {
             Ok(Some((sha, files))) => {
                 rec2.commit = Some(sha);
                 rec2.files_changed = files;
@@ -170,7 +171,7 @@ async fn finish_worktree(
         (rec2, None)
     })
     .await;
-    let (out, note) = match result {
+    let (mut out, note) = match result {
         Ok((r, None)) => {
             let note = match &r.commit {
                 Some(c) => format!("committed {} on {} ({} files changed)", short(c), r.branch, r.files_changed.len()),
@@ -188,6 +189,18 @@ async fn finish_worktree(
     append_log_note(s, task.id, task.attempt, &note);
     if let Some(remote) = &rec.pushed {
         append_log_note(s, task.id, task.attempt, &format!("pushed {} to {remote}", rec.branch));
+    }
+    // The pull request and the issue comment, once the branch is pushed.
+    if let (RunOutcome::Succeeded, Some(repo)) = (&out, task.spec.repo.as_ref()) {
+        if (repo.pr && rec.pushed.is_some()) || repo.issue.is_some() {
+            match crate::github::after_push(s, task.id, repo, &what, &mut rec).await {
+                Ok(notes) => notes.iter().for_each(|n| append_log_note(s, task.id, task.attempt, n)),
+                Err(e) => {
+                    append_log_note(s, task.id, task.attempt, &e);
+                    out = RunOutcome::Failed { exit_code: None, signal: None, error: Some(e) };
+                }
+            }
+        }
     }
     if let Err(e) = s.store.set_task_git(task.id, rec).await {
         tracing::error!(task = %task.id, error = %e, "cannot record the task's git result");

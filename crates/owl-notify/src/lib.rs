@@ -1,9 +1,10 @@
-//! owl-notify: the senders of notifications. A notice (from `owl_core::notify`) becomes an
+//! owl-notify: the senders of notifications, and the GitHub calls of repository tasks. A notice (from `owl_core::notify`) becomes an
 //! email through an SMTP relay (lettre) or a signed POST to a webhook (reqwest, signed per the
 //! Standard Webhooks spec); each send ends in an [`Outcome`] the engine records. What to send,
 //! when to retry and what to pause is decided in the engine; this crate only talks.
 
 pub mod email;
+pub mod github;
 pub mod message;
 pub mod webhook;
 

@@ -51,8 +51,20 @@ pub struct TaskArgs {
     #[arg(long, requires = "repo")]
     pub push: bool,
     /// The remote --push pushes to.
-    #[arg(long, value_name = "NAME", default_value = "origin", requires = "push")]
+    #[arg(long, value_name = "NAME", default_value = "origin")]
     pub remote: String,
+    /// After the commit, push the branch and open a pull request on GitHub (or update the
+    /// open one); its text comes from the task and its result.
+    #[arg(long)]
+    pub pr: bool,
+    /// The GitHub repository as owner/name (default: from the remote's URL).
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub github: Option<String>,
+    /// Work on this GitHub issue (owner/name#42): its text is the prompt, the pull request
+    /// closes it, and a comment on it says how the task ended. --repo defaults to the current
+    /// directory.
+    #[arg(long, value_name = "OWNER/NAME#N")]
+    pub from_issue: Option<String>,
     /// Run in the sandbox: writes confined to the workspace, no network, secrets removed, limits.
     #[arg(long, conflicts_with = "no_sandbox")]
     pub sandbox: bool,
@@ -76,7 +88,7 @@ pub struct TaskArgs {
     #[arg(long, value_name = "NAME")]
     pub agent: Option<String>,
     /// The command and its arguments, after `--` (with --agent: the prompt).
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    #[arg(required_unless_present = "from_issue", trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 

@@ -56,7 +56,16 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
             writable,
         });
     }
-    let repo = match &args.repo {
+    let issue =
+        args.from_issue.as_deref().map(owl_core::coding::parse_issue_ref).transpose().map_err(|m| anyhow::anyhow!("--from-issue: {m}"))?;
+    if issue.is_some() && args.cli.is_none() && args.agent.is_none() {
+        bail!("--from-issue: an issue is worked by an agent or a coding CLI; add --cli NAME or --agent NAME");
+    }
+    if args.repo.is_none() && issue.is_none() && (args.pr || args.github.is_some()) {
+        bail!("--pr and --github need --repo PATH (the repository's clone)");
+    }
+    let repo_path = args.repo.clone().or_else(|| issue.as_ref().map(|_| std::path::PathBuf::from(".")));
+    let repo = match &repo_path {
         Some(r) => {
             let abs = std::path::absolute(r)?;
             if !abs.is_dir() {
@@ -66,7 +75,10 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
             Some(owl_core::RepoRequest {
                 path: abs.display().to_string(),
                 base: args.base.clone(),
-                push: args.push.then(|| args.remote.clone()),
+                push: (args.push || args.pr).then(|| args.remote.clone()),
+                pr: args.pr,
+                github: args.github.clone().or_else(|| issue.as_ref().map(|(slug, _)| slug.clone())),
+                issue: issue.as_ref().map(|(_, n)| *n),
             })
         }
         None => None,

@@ -287,3 +287,118 @@ fn the_network_allowlist_lets_through_only_the_hosts_named() {
     assert!(!log.contains("DIRECT-GOT-THROUGH"), "{log}");
     assert!(log.contains("end"));
 }
+
+/// What the GitHub stand-in saw: method, path with query, the Authorization header, the body.
+type Calls = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String, serde_json::Value)>>>;
+
+/// A server that speaks the GitHub REST calls owl makes (issues, repository, pulls, comments)
+/// with GitHub's status codes and field names. `open` holds the branches with an open pull
+/// request (an open one for `owl/task-2` exists from the start).
+fn github(calls: Calls) -> u16 {
+    use axum::extract::State;
+    use axum::http::Uri;
+    use axum::http::{HeaderMap, Method, StatusCode};
+    use axum::Json;
+    let open = std::sync::Arc::new(std::sync::Mutex::new(vec![("owl/task-2".to_string(), 5u64)]));
+    let app = axum::Router::new().fallback(
+        move |State(calls): State<Calls>, method: Method, uri: Uri, headers: HeaderMap, body: axum::body::Bytes| {
+            let open = open.clone();
+            async move {
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                let path = uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                calls.lock().unwrap().push((method.to_string(), path.clone(), auth.clone(), body.clone()));
+                if auth != "Bearer gh-test-token" || headers.get("x-github-api-version").is_none() {
+                    return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"message": "Bad credentials"})));
+                }
+                let url = |p: &str| format!("https://github.example/acme/app/{p}");
+                match (method.as_str(), uri.path()) {
+                    ("GET", "/repos/acme/app/issues/42") => (
+                        StatusCode::OK,
+                        Json(serde_json::json!({"number": 42, "title": "The API test is flaky", "body": "tests/api.rs sleeps a random time.", "html_url": url("issues/42"), "state": "open"})),
+                    ),
+                    ("GET", "/repos/acme/app") => (StatusCode::OK, Json(serde_json::json!({"full_name": "acme/app", "default_branch": "main"}))),
+                    ("GET", "/repos/acme/app/pulls") => {
+                        let head = uri.query().unwrap_or_default().split('&').find_map(|kv| kv.strip_prefix("head=acme:")).unwrap_or_default().to_string();
+                        let list: Vec<serde_json::Value> = open
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .filter(|(b, _)| *b == head.replace("%2F", "/"))
+                            .map(|(b, n)| serde_json::json!({"number": n, "html_url": url(&format!("pull/{n}")), "head": {"ref": b}}))
+                            .collect();
+                        (StatusCode::OK, Json(serde_json::Value::Array(list)))
+                    }
+                    ("POST", "/repos/acme/app/pulls") => {
+                        if body["title"].as_str().unwrap_or_default().is_empty() || body["head"].is_null() || body["base"].is_null() {
+                            return (StatusCode::UNPROCESSABLE_ENTITY, Json(serde_json::json!({"message": "Validation Failed"})));
+                        }
+                        open.lock().unwrap().push((body["head"].as_str().unwrap().to_string(), 7));
+                        (StatusCode::CREATED, Json(serde_json::json!({"number": 7, "html_url": url("pull/7"), "state": "open"})))
+                    }
+                    ("PATCH", p) if p.starts_with("/repos/acme/app/pulls/") => {
+                        let n: u64 = p.rsplit('/').next().unwrap().parse().unwrap();
+                        (StatusCode::OK, Json(serde_json::json!({"number": n, "html_url": url(&format!("pull/{n}"))})))
+                    }
+                    ("POST", "/repos/acme/app/issues/42/comments") => {
+                        (StatusCode::CREATED, Json(serde_json::json!({"id": 1, "html_url": url("issues/42#issuecomment-1")})))
+                    }
+                    _ => (StatusCode::NOT_FOUND, Json(serde_json::json!({"message": "Not Found"}))),
+                }
+            }
+        },
+    );
+    serve(app.with_state(calls))
+}
+
+#[test]
+fn an_issue_becomes_the_prompt_and_the_branch_a_pull_request_that_closes_it() {
+    require_sandbox!();
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, remote) = make_repo(tmp.path());
+    let calls: Calls = Default::default();
+    let port = github(calls.clone());
+    let d = start(tmp.path(), &[("GITHUB_TOKEN", "gh-test-token")], &format!("[github]\napi_url = \"http://127.0.0.1:{port}\"\n"));
+
+    // --from-issue: the issue is the prompt; --pr pushes and opens a pull request.
+    let id = add(&d, &["--cli", "claude", "--repo", repo.to_str().unwrap(), "--from-issue", "acme/app#42", "--pr"]);
+    let t = finished(&d, id);
+    let log = d.ok(&["logs", &id.to_string()]);
+    assert_eq!(t["status"], "succeeded", "{t}\n{log}");
+    let seen: serde_json::Value = serde_json::from_str(t["result"].as_str().unwrap()).unwrap();
+    let prompt = seen["prompt"].as_str().unwrap();
+    assert!(prompt.contains("The API test is flaky") && prompt.contains("tests/api.rs sleeps a random time."), "{prompt}");
+    let branch = format!("owl/task-{id}");
+    assert_eq!(git(&remote, &["rev-parse", &branch]), t["git"]["commit"].as_str().unwrap(), "pushed to the remote");
+    assert_eq!(t["git"]["pr_number"], 7, "{t}");
+    assert!(log.contains("opened pull request #7"), "{log}");
+    let c = calls.lock().unwrap().clone();
+    let post = c.iter().find(|(m, p, ..)| m == "POST" && p == "/repos/acme/app/pulls").expect("a pull request was opened");
+    assert_eq!((post.3["head"].as_str(), post.3["base"].as_str()), (Some(branch.as_str()), Some("main")), "{:?}", post.3);
+    assert!(post.3["body"].as_str().unwrap().starts_with("Closes #42"), "the pull request links the issue: {:?}", post.3);
+    assert!(post.3["body"].as_str().unwrap().contains("tests/api.rs"), "it lists the files changed: {:?}", post.3);
+    let comment = c.iter().find(|(m, p, ..)| m == "POST" && p == "/repos/acme/app/issues/42/comments").expect("the issue got a comment");
+    assert!(comment.3["body"].as_str().unwrap().contains("pull request #7"), "{:?}", comment.3);
+    assert!(c.iter().all(|(_, _, auth, _)| auth == "Bearer gh-test-token"), "every call carries the token");
+
+    // A branch that has an open pull request already gets it updated, not a second one.
+    let again =
+        add(&d, &["--cli", "claude", "--repo", repo.to_str().unwrap(), "--pr", "--github", "acme/app", "--base", "main", "Tidy the test"]);
+    assert_eq!(again, 2, "the stand-in has an open pull request for owl/task-2");
+    let t = finished(&d, again);
+    assert_eq!(t["status"], "succeeded", "{t}\n{}", d.ok(&["logs", &again.to_string()]));
+    assert_eq!(t["git"]["pr_number"], 5);
+    let c = calls.lock().unwrap().clone();
+    assert!(c.iter().any(|(m, p, ..)| m == "PATCH" && p == "/repos/acme/app/pulls/5"), "{c:?}");
+    assert_eq!(c.iter().filter(|(m, p, ..)| m == "POST" && p == "/repos/acme/app/pulls").count(), 1, "no second pull request");
+
+    // A wrong token fails the task with GitHub's answer and what to check.
+    let bad = start(
+        tmp.path().join("other").as_path(),
+        &[("GITHUB_TOKEN", "wrong")],
+        &format!("[github]\napi_url = \"http://127.0.0.1:{port}\"\n"),
+    );
+    let out = bad.owl(&["add", "--cli", "claude", "--repo", repo.to_str().unwrap(), "--from-issue", "acme/app#42"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("401") && err.contains("token"), "{out:?}");
+}

@@ -42,10 +42,52 @@ fn view(s: owl_store::Submitted) -> Submitted {
 
 #[utoipa::path(post, path = "/v1/tasks", summary = "Submit one task (201 created, 200 when the idempotency key matched an existing task)", request_body = SubmitTask, responses((status = 201, description = "OK", body = Submitted), (status = 200, description = "OK", body = Submitted)))]
 pub async fn submit(State(state): State<AppState>, ApiJson(req): ApiJson<SubmitTask>) -> Result<(StatusCode, Json<Submitted>), ApiError> {
+    let req = with_issue(&state, req).await?;
     let new = to_new(&state, req, None)?;
     let out = state.engine.submit(vec![new]).await?.remove(0);
     let code = if out.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((code, Json(view(out))))
+}
+
+/// A task on a GitHub issue: the issue's title and text become the prompt (the request's own
+/// prompt, if any, follows them), and the repository is recorded for the pull request.
+async fn with_issue(state: &AppState, mut req: SubmitTask) -> Result<SubmitTask, ApiError> {
+    let Some(repo) = req.repo.as_mut() else { return Ok(req) };
+    let Some(n) = repo.issue else { return Ok(req) };
+    if req.agent.is_none() && req.cli.is_none() {
+        return Err(ApiError::bad_request("repo.issue", "an issue is worked by an agent or a coding CLI: give `agent` or `cli` with it"));
+    }
+    if n == 0 {
+        return Err(ApiError::bad_request("repo.issue", "issue numbers start at 1"));
+    }
+    let slug = match &repo.github {
+        Some(s) => s.clone(),
+        None => {
+            let remote = repo.push.clone().unwrap_or_else(|| "origin".into());
+            let path = std::path::PathBuf::from(&repo.path);
+            let url = tokio::task::spawn_blocking(move || owl_engine::git::remote_url(&path, &remote))
+                .await
+                .map_err(|e| ApiError::bad_request("repo.path", e.to_string()))?
+                .map_err(|e| ApiError::bad_request("repo.github", format!("{e}; pass the repository as `github` (owner/name)")))?;
+            owl_core::coding::repo_slug(&url).ok_or_else(|| {
+                ApiError::bad_request(
+                    "repo.github",
+                    format!("cannot tell the GitHub repository from the remote URL {url}; pass it as `github` (owner/name)"),
+                )
+            })?
+        }
+    };
+    if owl_core::coding::parse_issue_ref(&format!("{slug}#1")).is_err() {
+        return Err(ApiError::bad_request("repo.github", format!("`{slug}` is not a GitHub repository; write it as owner/name")));
+    }
+    let prompt = state
+        .engine
+        .issue_prompt(&slug, n, req.prompt.as_deref())
+        .await
+        .map_err(|e| ApiError::bad_request("repo.issue", format!("cannot read {slug}#{n}: {e}")))?;
+    repo.github = Some(slug);
+    req.prompt = Some(prompt);
+    Ok(req)
 }
 
 /// Upper bound on tasks per batch, beside the body size limit.
@@ -62,7 +104,11 @@ pub async fn submit_batch(
     if req.tasks.len() > MAX_BATCH {
         return Err(ApiError::bad_request("tasks", format!("at most {MAX_BATCH} tasks per batch; split it")));
     }
-    let new = req.tasks.into_iter().enumerate().map(|(i, t)| to_new(&state, t, Some(i))).collect::<Result<Vec<_>, _>>()?;
+    let mut tasks = Vec::with_capacity(req.tasks.len());
+    for t in req.tasks {
+        tasks.push(with_issue(&state, t).await?);
+    }
+    let new = tasks.into_iter().enumerate().map(|(i, t)| to_new(&state, t, Some(i))).collect::<Result<Vec<_>, _>>()?;
     let out = state.engine.submit(new).await?;
     Ok((StatusCode::CREATED, Json(BatchSubmitted { tasks: out.into_iter().map(view).collect() })))
 }

@@ -14,7 +14,14 @@ pub async fn task_inputs_round_trip(s: DynStore) {
 
 pub async fn repository_tasks_keep_their_git_record_until_retention(s: DynStore) {
     let mut sp = TaskSpec::new(Command::Cli { cli: "claude".into(), prompt: "fix it".into() });
-    sp.repo = Some(owl_core::RepoRequest { path: "/src/app".into(), base: Some("main".into()), push: Some("origin".into()) });
+    sp.repo = Some(owl_core::RepoRequest {
+        path: "/src/app".into(),
+        base: Some("main".into()),
+        push: Some("origin".into()),
+        pr: true,
+        github: Some("acme/app".into()),
+        issue: Some(42),
+    });
     let id = add(&s, sp.clone()).await;
     assert_eq!(s.get(id).await.unwrap().spec, sp, "the command and repository round-trip");
     let running = add(&s, spec("still running")).await;
