@@ -89,6 +89,14 @@ pub trait Host: Send + Sync {
     async fn memory_search(&self, _agent: &str, _query: &str, _k: usize) -> HostResult<String> {
         Err(HostError::refused("long-term memory is not available here"))
     }
+    /// Opens an issue on GitHub (`owner/name`); the issue's number and URL.
+    async fn github_issue(&self, _owner: Owner, _repo: &str, _title: &str, _body: &str) -> HostResult<Value> {
+        Err(HostError::refused("GitHub is not available here"))
+    }
+    /// Comments on an issue or pull request; the comment's URL.
+    async fn github_comment(&self, _owner: Owner, _repo: &str, _number: u64, _body: &str) -> HostResult<Value> {
+        Err(HostError::refused("GitHub is not available here"))
+    }
     /// Remembers `text` for `agent`; says whether it was new or merged into an existing memory.
     async fn memory_add(&self, _owner: Owner, _agent: &str, _text: &str, _kind: &str, _tags: Vec<String>) -> HostResult<String> {
         Err(HostError::refused("long-term memory is not available here"))

@@ -414,7 +414,7 @@ async fn finish_pending_calls(
 }
 
 fn needs_asking(ctx: &ToolCtx, call: &ToolCall) -> bool {
-    if ctx.agent.ask.contains(&call.name) {
+    if ctx.agent.ask.contains(&call.name) || tools::ALWAYS_ASK.contains(&call.name.as_str()) {
         return true;
     }
     call.name == "shell"

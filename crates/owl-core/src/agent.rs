@@ -313,6 +313,8 @@ pub const TOOL_NAMES: &[&str] = &[
     "task_result",
     "schedule_create",
     "schedule_manage",
+    "github_issue_create",
+    "github_comment",
 ];
 
 /// The tools an agent gets when its config lists none.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-fn client(s: &Shared) -> Result<owl_notify::github::Client, String> {
+pub(crate) fn client(s: &Shared) -> Result<owl_notify::github::Client, String> {
     let cfg = s.config();
     let g = &cfg.github;
     let token = cfg

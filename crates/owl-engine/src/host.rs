@@ -232,6 +232,18 @@ impl Host for EngineHost {
         }
     }
 
+    async fn github_issue(&self, _owner: Owner, repo: &str, title: &str, body: &str) -> HostResult<Value> {
+        let gh = crate::github::client(&self.shared).map_err(HostError::Refused)?;
+        let issue = gh.create_issue(repo, title, body).await.map_err(HostError::Refused)?;
+        Ok(json!({"repo": repo, "number": issue.number, "url": issue.url}))
+    }
+
+    async fn github_comment(&self, _owner: Owner, repo: &str, number: u64, body: &str) -> HostResult<Value> {
+        let gh = crate::github::client(&self.shared).map_err(HostError::Refused)?;
+        let url = gh.comment(repo, number, body).await.map_err(HostError::Refused)?;
+        Ok(json!({"repo": repo, "number": number, "comment": url}))
+    }
+
     async fn manage_schedule(&self, name: &str, action: &str) -> HostResult<Value> {
         let engine = Engine { shared: self.shared.clone() };
         let s = self.shared.store.get_schedule(name).await.map_err(host_err)?;

@@ -110,6 +110,17 @@ impl Client {
         })
     }
 
+    /// Opens an issue.
+    pub async fn create_issue(&self, slug: &str, title: &str, body: &str) -> Result<Issue, String> {
+        let v = self.call(reqwest::Method::POST, &format!("/repos/{slug}/issues"), Some(json!({"title": title, "body": body}))).await?;
+        Ok(Issue {
+            number: v["number"].as_u64().ok_or("GitHub answered a new issue without a number")?,
+            title: title.to_string(),
+            body: body.to_string(),
+            url: v["html_url"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+
     /// Comments on an issue (or pull request); returns the comment's URL.
     pub async fn comment(&self, slug: &str, number: u64, body: &str) -> Result<String, String> {
         let v = self.call(reqwest::Method::POST, &format!("/repos/{slug}/issues/{number}/comments"), Some(json!({"body": body}))).await?;

@@ -117,6 +117,14 @@ pub fn spec(name: &str) -> Option<ToolSpec> {
             "Pause, resume or cancel a schedule that an agent created.",
             json!({"type": "object", "properties": {"name": {"type": "string"}, "action": {"type": "string", "enum": ["pause", "resume", "cancel"]}}, "required": ["name", "action"], "additionalProperties": false}),
         ),
+        "github_issue_create" => (
+            "Open an issue on a GitHub repository (owner/name). Each call waits for a person's approval.",
+            json!({"type": "object", "properties": {"repo": {"type": "string", "description": "owner/name"}, "title": {"type": "string"}, "body": {"type": "string"}}, "required": ["repo", "title", "body"], "additionalProperties": false}),
+        ),
+        "github_comment" => (
+            "Comment on a GitHub issue or pull request. Each call waits for a person's approval.",
+            json!({"type": "object", "properties": {"repo": {"type": "string", "description": "owner/name"}, "number": {"type": "integer", "minimum": 1}, "body": {"type": "string"}}, "required": ["repo", "number", "body"], "additionalProperties": false}),
+        ),
         _ => return None,
     };
     Some(ToolSpec { name: name.into(), description: description.into(), parameters })
@@ -183,6 +191,32 @@ struct MemoryAddArgs {
     tags: Vec<String>,
 }
 
+/// Tools that act outside owl in someone else's name: every call is asked, like a risky shell
+/// command, whatever the agent's `ask` list says.
+pub const ALWAYS_ASK: &[&str] = &["github_issue_create", "github_comment"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueArgs {
+    repo: String,
+    title: String,
+    body: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommentArgs {
+    repo: String,
+    number: u64,
+    body: String,
+}
+
+fn check_repo(repo: &str) -> Result<(), String> {
+    owl_core::coding::parse_issue_ref(&format!("{repo}#1"))
+        .map(|_| ())
+        .map_err(|_| format!("`{repo}` is not a GitHub repository; write it as owner/name"))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ScheduleManageArgs {
@@ -225,6 +259,21 @@ pub async fn call(ctx: &ToolCtx, name: &str, arguments: &Value, approved: bool) 
             Ok(a) => Err(format!("action `{}` is not one of pause, resume, cancel", a.action)),
             Err(e) => Err(e),
         },
+        "github_issue_create" if approved => match args::<IssueArgs>(name, arguments) {
+            Ok(a) => match check_repo(&a.repo) {
+                Ok(()) => ctx.host.github_issue(ctx.owner, &a.repo, &a.title, &a.body).await.map(|v| v.to_string()).map_err(String::from),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
+        "github_comment" if approved => match args::<CommentArgs>(name, arguments) {
+            Ok(a) => match check_repo(&a.repo) {
+                Ok(()) => ctx.host.github_comment(ctx.owner, &a.repo, a.number, &a.body).await.map(|v| v.to_string()).map_err(String::from),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
+        "github_issue_create" | "github_comment" => return ToolOutcome::NeedsApproval(format!("{name} acts on GitHub in your name")),
         _ => Err(format!("there is no tool `{name}`")),
     };
     match r {

@@ -340,6 +340,9 @@ fn github(calls: Calls) -> u16 {
                         let n: u64 = p.rsplit('/').next().unwrap().parse().unwrap();
                         (StatusCode::OK, Json(serde_json::json!({"number": n, "html_url": url(&format!("pull/{n}"))})))
                     }
+                    ("POST", "/repos/acme/app/issues") => {
+                        (StatusCode::CREATED, Json(serde_json::json!({"number": 43, "html_url": url("issues/43"), "state": "open"})))
+                    }
                     ("POST", "/repos/acme/app/issues/42/comments") => {
                         (StatusCode::CREATED, Json(serde_json::json!({"id": 1, "html_url": url("issues/42#issuecomment-1")})))
                     }
@@ -401,4 +404,65 @@ fn an_issue_becomes_the_prompt_and_the_branch_a_pull_request_that_closes_it() {
     let out = bad.owl(&["add", "--cli", "claude", "--repo", repo.to_str().unwrap(), "--from-issue", "acme/app#42"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("401") && err.contains("token"), "{out:?}");
+}
+
+/// A Chat Completions server that asks for one call of `tool` with `arguments`, then answers.
+fn model_calling(tool: &str, arguments: serde_json::Value) -> String {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tool = tool.to_string();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |_body: String| {
+            let (n, tool, arguments) = (n.clone(), tool.clone(), arguments.clone());
+            async move {
+                let reply = if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    serde_json::json!({"model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+                        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": tool, "arguments": arguments.to_string()}}]}}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+                } else {
+                    serde_json::json!({"model": "m", "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "filed"}}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+                };
+                axum::Json(reply)
+            }
+        }),
+    );
+    format!("http://127.0.0.1:{}/v1", serve(app))
+}
+
+#[test]
+fn an_agent_opens_a_github_issue_only_once_a_person_approves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let calls: Calls = Default::default();
+    let port = github(calls.clone());
+    let url = model_calling(
+        "github_issue_create",
+        serde_json::json!({"repo": "acme/app", "title": "Nightly backup is slow", "body": "It took 3h."}),
+    );
+    let dir = tmp.path().join("data");
+    std::fs::write(
+        config_path(&dir),
+        format!(
+            "[github]\napi_url = \"http://127.0.0.1:{port}\"\n\n[providers.fake]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"m\"\n\n[agents.triager]\nprovider = \"fake\"\ntools = [\"github_issue_create\"]\n"
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&dir, &[("GITHUB_TOKEN", "gh-test-token")]);
+    let id = add(&d, &["--agent", "triager", "File an issue about the slow backup"]);
+    let pending = wait_for("the approval request", Duration::from_secs(30), || {
+        let a = d.json(&["approvals"]);
+        a["approvals"].as_array().and_then(|l| l.iter().find(|x| x["tool"] == "github_issue_create").cloned())
+    });
+    assert!(
+        !calls.lock().unwrap().iter().any(|(m, p, ..)| m == "POST" && p == "/repos/acme/app/issues"),
+        "nothing is posted before the approval"
+    );
+    d.ok(&["approve", &pending["id"].to_string()]);
+    let t = finished(&d, id);
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let c = calls.lock().unwrap().clone();
+    let post = c.iter().find(|(m, p, ..)| m == "POST" && p == "/repos/acme/app/issues").expect("the issue was opened");
+    assert_eq!(post.3["title"], "Nightly backup is slow");
+    let transcript = d.ok(&["transcript", &id.to_string(), "--full"]);
+    assert!(transcript.contains("issues/43"), "the agent saw the new issue's URL: {transcript}");
 }
