@@ -101,6 +101,7 @@ pub async fn run(
         sandbox: rt.sandbox.clone(),
         output_max: rt.defaults.tool_output_max_bytes,
         http: HttpLimits { allow_private: agent.http_allow_private, ..HttpLimits::default() },
+        search: rt.searchers.get(&job.agent).cloned(),
     };
     let journal = Journal { rt, host: host.clone(), owner: job.owner, attempt: job.attempt };
 

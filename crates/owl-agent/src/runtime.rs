@@ -38,6 +38,8 @@ pub struct Runtime {
     pub(crate) sandbox: Option<SandboxBase>,
     /// Each provider's circuit breaker, made at its first use.
     pub(crate) breakers: std::sync::Mutex<BTreeMap<String, Arc<crate::provider::Breaker>>>,
+    /// Each agent's `web_search` backend, with its cache and rate limit.
+    pub(crate) searchers: BTreeMap<String, Arc<crate::tools::search::Searcher>>,
 }
 
 pub use crate::tools::SandboxBase;
@@ -119,7 +121,23 @@ impl Runtime {
             key_vars: vec![],
             sandbox: None,
             breakers: Default::default(),
+            searchers: BTreeMap::new(),
         };
+        for (name, a) in &rt.agents {
+            let Some(search) = &a.search else { continue };
+            let key = match (&search.api_key_env, &search.api_key_secret) {
+                (Some(var), _) => env.get(var).filter(|v| !v.is_empty()).cloned(),
+                (None, Some(entry)) => secrets.get(entry).cloned(),
+                (None, None) => None,
+            };
+            if let Some(var) = &search.api_key_env {
+                rt.key_vars.push(var.clone());
+            }
+            if let Some(k) = key.as_ref().filter(|k| k.len() >= 4) {
+                rt.secrets.push(k.clone());
+            }
+            rt.searchers.insert(name.clone(), Arc::new(crate::tools::search::Searcher::new(search.clone(), key)));
+        }
         for (name, p) in &providers {
             let key = match (&p.api_key_env, &p.api_key_secret) {
                 (Some(var), _) => {

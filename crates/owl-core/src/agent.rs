@@ -192,6 +192,74 @@ pub struct AgentSettings {
     /// Schedules one task may create with `schedule_create`.
     #[serde(default = "default_max_schedules")]
     pub max_schedules: u32,
+    /// The backend of the `web_search` tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchSettings>,
+}
+
+/// Where `web_search` asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchKind {
+    /// A SearXNG instance's JSON API (`format=json` enabled in its settings).
+    Searxng,
+    /// The Brave Search API (an API key).
+    Brave,
+    /// DuckDuckGo's HTML endpoint (no key; may answer with an anti-bot check).
+    Duckduckgo,
+    /// The Tavily search API (an API key).
+    Tavily,
+}
+
+impl SearchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchKind::Searxng => "searxng",
+            SearchKind::Brave => "brave",
+            SearchKind::Duckduckgo => "duckduckgo",
+            SearchKind::Tavily => "tavily",
+        }
+    }
+}
+
+/// An agent's `search = { kind = "searxng", base_url = "http://127.0.0.1:8888" }`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSettings {
+    pub kind: SearchKind,
+    /// The API root; defaults per kind (SearXNG: http://127.0.0.1:8888).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The API key from this environment variable of the daemon (brave, tavily).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// ... or from this entry of secrets.toml.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret: Option<String>,
+    /// Results per query unless the call asks for fewer or more (at most 20).
+    #[serde(default = "default_search_results")]
+    pub max_results: u32,
+    /// The same query within this long is answered from the cache.
+    #[serde(default = "default_search_cache", with = "serde_human")]
+    pub cache_ttl: Duration,
+    /// Requests to the backend are at least this far apart (its rate limit).
+    #[serde(default = "default_search_interval", with = "serde_human")]
+    pub min_interval: Duration,
+    #[serde(default = "default_search_timeout", with = "serde_human")]
+    pub timeout: Duration,
+}
+
+fn default_search_results() -> u32 {
+    5
+}
+fn default_search_cache() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_search_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_search_timeout() -> Duration {
+    Duration::from_secs(20)
 }
 
 fn yes() -> bool {
@@ -238,6 +306,7 @@ impl AgentSettings {
             allow_hosts: vec![],
             max_subtask_depth: default_depth(),
             max_schedules: default_max_schedules(),
+            search: None,
         }
     }
 }
@@ -315,6 +384,7 @@ pub const TOOL_NAMES: &[&str] = &[
     "schedule_manage",
     "github_issue_create",
     "github_comment",
+    "web_search",
 ];
 
 /// The tools an agent gets when its config lists none.

@@ -27,6 +27,9 @@ impl Default for HttpLimits {
 #[serde(deny_unknown_fields)]
 struct Args {
     url: String,
+    /// The body as it came, instead of a web page's readable text.
+    #[serde(default)]
+    raw: bool,
 }
 
 /// False for loopback, private, link-local, shared (CGNAT), unspecified, broadcast,
@@ -122,6 +125,9 @@ pub(super) async fn fetch(ctx: &ToolCtx, arguments: &Value) -> Result<String, St
             }
         }
         let mut text = String::from_utf8_lossy(&body).into_owned();
+        if !a.raw && ctype.to_ascii_lowercase().contains("html") {
+            text = super::search::readable_text(&text);
+        }
         if truncated {
             text.push_str(&format!("\n[... cut at {} bytes]", limits.max_bytes));
         }
@@ -221,6 +227,7 @@ mod fetch_tests {
             sandbox: None,
             output_max: 1 << 20,
             http: HttpLimits { allow_private, max_bytes: 1000, timeout: Duration::from_secs(5), max_redirects: 3 },
+            search: None,
         }
     }
 

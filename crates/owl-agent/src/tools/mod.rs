@@ -4,6 +4,7 @@
 
 mod files;
 mod http;
+pub mod search;
 mod shell;
 
 use crate::confine::Workspace;
@@ -37,6 +38,8 @@ pub struct ToolCtx {
     pub sandbox: Option<SandboxBase>,
     pub output_max: usize,
     pub http: HttpLimits,
+    /// The agent's `web_search` backend, if it has one.
+    pub search: Option<Arc<search::Searcher>>,
 }
 
 /// What the daemon knows about sandboxing: the trampoline binary, what stays hidden, limits.
@@ -90,8 +93,12 @@ pub fn spec(name: &str) -> Option<ToolSpec> {
             json!({"type": "object", "properties": {"pattern": {"type": "string"}, "path": {"type": "string"}, "ignore_case": {"type": "boolean"}}, "required": ["pattern"], "additionalProperties": false}),
         ),
         "http_fetch" => (
-            "HTTP GET a URL and return its status and body (text, size-capped). Private and loopback addresses are refused.",
-            json!({"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"], "additionalProperties": false}),
+            "HTTP GET a URL and return its status and body (size-capped). A web page comes back as its readable text unless raw is true. Private and loopback addresses are refused.",
+            json!({"type": "object", "properties": {"url": {"type": "string"}, "raw": {"type": "boolean"}}, "required": ["url"], "additionalProperties": false}),
+        ),
+        "web_search" => (
+            "Search the web. Returns titles, URLs and snippets; read a result with http_fetch.",
+            json!({"type": "object", "properties": {"query": {"type": "string"}, "count": {"type": "integer", "minimum": 1, "maximum": 20}}, "required": ["query"], "additionalProperties": false}),
         ),
         "task_create" => (
             "Hand a subtask to an agent. Returns the new task's id; read its outcome later with task_result.",
@@ -235,6 +242,7 @@ pub async fn call(ctx: &ToolCtx, name: &str, arguments: &Value, approved: bool) 
         "shell" => return shell::run(ctx, arguments, approved).await,
         "read_file" | "write_file" | "edit_file" | "list_dir" | "grep" => files::call(ctx, name, arguments).await,
         "http_fetch" => http::fetch(ctx, arguments).await,
+        "web_search" => search::call(ctx, arguments).await,
         "task_create" => task_create(ctx, arguments).await,
         "task_result" => match args::<TaskResultArgs>(name, arguments) {
             Ok(a) => ctx.host.task_result(TaskId(a.id)).await.map(|v| v.to_string()).map_err(String::from),

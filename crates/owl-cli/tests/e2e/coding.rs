@@ -466,3 +466,32 @@ fn an_agent_opens_a_github_issue_only_once_a_person_approves() {
     let transcript = d.ok(&["transcript", &id.to_string(), "--full"]);
     assert!(transcript.contains("issues/43"), "the agent saw the new issue's URL: {transcript}");
 }
+
+#[test]
+fn an_agent_searches_the_web_through_its_configured_backend() {
+    let answer = include_str!("../../../owl-agent/src/tools/fixtures/searxng.json");
+    let searx = serve(axum::Router::new().route(
+        "/search",
+        axum::routing::get(move |q: axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+            assert_eq!(q.get("q").map(String::as_str), Some("sqlite group commit"));
+            answer
+        }),
+    ));
+    let url = model_calling("web_search", serde_json::json!({"query": "sqlite group commit"}));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::write(
+        config_path(&dir),
+        format!(
+            "[providers.fake]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"m\"\n\n[agents.researcher]\nprovider = \"fake\"\ntools = [\"web_search\"]\nsearch = {{ kind = \"searxng\", base_url = \"http://127.0.0.1:{searx}\" }}\n"
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&dir, &[]);
+    let id = add(&d, &["--agent", "researcher", "How does SQLite group commit work?"]);
+    let t = finished(&d, id);
+    assert_eq!(t["status"], "succeeded", "{t}");
+    // The transcript is the task's search history: the query and what came back.
+    let transcript = d.ok(&["transcript", &id.to_string(), "--full"]);
+    assert!(transcript.contains("sqlite group commit") && transcript.contains("https://www.sqlite.org/wal.html"), "{transcript}");
+}
