@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 pub struct NewChannel {
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
-    /// email or webhook.
-    #[schema(pattern = "^(email|webhook)$")]
+    /// email, webhook or slack.
+    #[schema(pattern = "^(email|webhook|slack)$")]
     pub kind: String,
     /// Email addresses (email).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -28,6 +28,9 @@ pub struct NewChannel {
     /// Allow loopback and private addresses (webhook).
     #[serde(default)]
     pub allow_private: bool,
+    /// The Slack channel id, like C0123ABCD (slack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
 }
 
 impl NewChannel {
@@ -35,7 +38,23 @@ impl NewChannel {
     pub fn into_spec(self) -> Result<ChannelSpec, (String, String)> {
         let wrong = |f: &str, kind: &str| Err((f.to_string(), format!("`{f}` does not apply to a {kind} channel")));
         let target = match self.kind.as_str() {
+            "slack" => {
+                if !self.to.is_empty() {
+                    return wrong("to", "slack");
+                }
+                if self.url.is_some() {
+                    return wrong("url", "slack");
+                }
+                Target::Slack {
+                    channel: self
+                        .channel
+                        .ok_or(("channel".to_string(), "a slack channel needs `channel` (an id like C0123ABCD)".to_string()))?,
+                }
+            }
             "email" => {
+                if self.channel.is_some() {
+                    return wrong("channel", "email");
+                }
                 if self.url.is_some() {
                     return wrong("url", "email");
                 }
@@ -51,7 +70,7 @@ impl NewChannel {
                 let url = self.url.ok_or(("url".to_string(), "a webhook channel needs `url`".to_string()))?;
                 Target::Webhook { url, secret_env: self.secret_env, secret: self.secret, allow_private: self.allow_private }
             }
-            other => return Err(("kind".into(), format!("`{other}` is not a channel kind; use email or webhook"))),
+            other => return Err(("kind".into(), format!("`{other}` is not a channel kind; use email, webhook or slack"))),
         };
         let spec = ChannelSpec { name: self.name, target };
         spec.validate()?;
@@ -74,6 +93,9 @@ pub struct ChannelView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     pub allow_private: bool,
+    /// The Slack channel id (slack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// active or paused.
     pub status: String,
     /// Why it is paused.
@@ -89,9 +111,10 @@ impl From<Channel> for ChannelView {
     fn from(c: Channel) -> Self {
         let target = c.spec.target.describe();
         let kind = c.spec.target.kind().to_string();
-        let (to, url, secret_env, secret, allow_private) = match c.spec.target {
-            Target::Email { to } => (to, None, None, None, false),
-            Target::Webhook { url, secret_env, secret, allow_private } => (vec![], Some(url), secret_env, secret, allow_private),
+        let (to, url, secret_env, secret, allow_private, channel) = match c.spec.target {
+            Target::Email { to } => (to, None, None, None, false, None),
+            Target::Webhook { url, secret_env, secret, allow_private } => (vec![], Some(url), secret_env, secret, allow_private, None),
+            Target::Slack { channel } => (vec![], None, None, None, false, Some(channel)),
         };
         ChannelView {
             name: c.spec.name,
@@ -102,6 +125,7 @@ impl From<Channel> for ChannelView {
             secret_env,
             secret,
             allow_private,
+            channel,
             status: if c.paused.is_some() { "paused" } else { "active" }.into(),
             paused: c.paused,
             failures: c.failures,

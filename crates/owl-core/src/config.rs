@@ -78,6 +78,8 @@ pub struct Settings {
     pub email: EmailSettings,
     /// Pull requests and issues on GitHub (or GitHub Enterprise).
     pub github: GithubSettings,
+    /// The Slack app: slash commands, buttons, and Slack notification channels.
+    pub slack: SlackSettings,
 }
 
 /// `[memory]`: local embeddings, dedup, recall into agent prompts, retention.
@@ -370,6 +372,46 @@ impl Default for GithubSettings {
             token_env: "GITHUB_TOKEN".into(),
             token_secret: String::new(),
             comment_on_issue: true,
+        }
+    }
+}
+
+/// `[slack]`: a Socket Mode app (no public URL needed) that takes `/owl` commands and button
+/// presses, and the bot that posts Slack notifications.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlackSettings {
+    /// Connect to Slack and answer `/owl` and buttons (notifications are sent either way).
+    pub enabled: bool,
+    /// The app-level token (`xapp-...`, scope connections:write) from this variable...
+    pub app_token_env: String,
+    /// ... or this entry of secrets.toml (used when set).
+    pub app_token_secret: String,
+    /// The bot token (`xoxb-...`) from this variable...
+    pub bot_token_env: String,
+    /// ... or this entry of secrets.toml (used when set).
+    pub bot_token_secret: String,
+    /// Slack user ids (U0123ABCD) who may change anything: add, approve, deny, retry. Others
+    /// may only look (`/owl ls`, `/owl status`, `/owl show`).
+    pub allow_users: Vec<String>,
+    /// The Web API root.
+    pub api_url: String,
+    /// With no frame from Slack for this long, the connection is dropped and made again.
+    #[serde(with = "serde_human")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for SlackSettings {
+    fn default() -> Self {
+        SlackSettings {
+            enabled: false,
+            app_token_env: "SLACK_APP_TOKEN".into(),
+            app_token_secret: String::new(),
+            bot_token_env: "SLACK_BOT_TOKEN".into(),
+            bot_token_secret: String::new(),
+            allow_users: vec![],
+            api_url: "https://slack.com/api".into(),
+            idle_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -699,6 +741,7 @@ impl Settings {
             "notify" => field_names::<NotifySettings>(),
             "email" => field_names::<EmailSettings>(),
             "github" => field_names::<GithubSettings>(),
+            "slack" => field_names::<SlackSettings>(),
             _ => return None,
         })
     }
@@ -737,6 +780,20 @@ impl Settings {
         }
         if !(self.github.api_url.starts_with("https://") || self.github.api_url.starts_with("http://")) {
             return bad("github.api_url", "must be an http(s) URL, like https://api.github.com");
+        }
+        if let Some(u) = self
+            .slack
+            .allow_users
+            .iter()
+            .find(|u| !(u.starts_with(['U', 'W']) && u.len() >= 2 && u.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())))
+        {
+            return bad(
+                "slack.allow_users",
+                &format!("`{u}` is not a Slack user id (like U0123ABCD: a member's profile, More, Copy member ID)"),
+            );
+        }
+        if self.slack.idle_timeout < Duration::from_secs(10) {
+            return bad("slack.idle_timeout", "must be at least 10s (Slack pings about every 30s)");
         }
         if self.notify.pause_after == 0 {
             return bad("notify.pause_after", "must be at least 1");

@@ -81,6 +81,9 @@ pub enum Target {
         #[serde(default)]
         allow_private: bool,
     },
+    /// A message in a Slack channel (by id, like C0123ABCD), through the bot of `[slack]`;
+    /// notices about one task are threaded under its first message.
+    Slack { channel: String },
 }
 
 impl Target {
@@ -88,6 +91,7 @@ impl Target {
         match self {
             Target::Email { .. } => "email",
             Target::Webhook { .. } => "webhook",
+            Target::Slack { .. } => "slack",
         }
     }
 
@@ -96,6 +100,7 @@ impl Target {
         match self {
             Target::Email { to } => to.join(", "),
             Target::Webhook { url, .. } => url.clone(),
+            Target::Slack { channel } => format!("slack {channel}"),
         }
     }
 }
@@ -125,6 +130,11 @@ impl ChannelSpec {
                     if !plausible_address(a) {
                         return bad("to", format!("`{a}` is not an email address (expected name@host)"));
                     }
+                }
+            }
+            Target::Slack { channel } => {
+                if !slack_channel_id(channel) {
+                    return bad("channel", format!("`{channel}` is not a Slack channel id (like C0123ABCD: right-click the channel, View channel details, the id is at the bottom)"));
                 }
             }
             Target::Webhook { url, secret_env, secret, .. } => {
@@ -159,6 +169,12 @@ fn plausible_address(a: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// A Slack conversation id: C (channel), G (private group) or D (direct message), then
+/// upper-case letters and digits.
+pub fn slack_channel_id(s: &str) -> bool {
+    (2..=24).contains(&s.len()) && s.starts_with(['C', 'G', 'D']) && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
 pub fn valid_name(s: &str) -> bool {

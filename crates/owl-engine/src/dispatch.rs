@@ -114,6 +114,7 @@ impl DispatchLoop {
         supervised!("memory_retention", crate::memory::retention_loop);
         supervised!("reports", crate::reports::daily_loop);
         supervised!("notify", crate::notify::notify_loop);
+        supervised!("slack", crate::slack::slack_loop);
         let mut runners = Runners::default();
         let mut chats = Chats::default();
         let mut running: HashMap<owl_core::TaskId, Running> = HashMap::new();

@@ -27,6 +27,7 @@ pub mod scheduler;
 #[cfg(test)]
 mod scheduler_tests;
 mod schedules;
+pub mod slack;
 mod supervise;
 mod triggers;
 
@@ -69,6 +70,7 @@ pub struct EngineConfig {
     pub notify: owl_core::config::NotifySettings,
     pub email: owl_core::config::EmailSettings,
     pub github: owl_core::config::GithubSettings,
+    pub slack: owl_core::config::SlackSettings,
     /// The secrets file's entries (webhook signing secrets, the SMTP password).
     pub notify_secrets: notify::Secrets,
 }
@@ -127,6 +129,7 @@ impl EngineConfig {
             notify: s.notify.clone(),
             email: s.email.clone(),
             github: s.github.clone(),
+            slack: s.slack.clone(),
             notify_secrets: Default::default(),
         }
     }
@@ -266,9 +269,11 @@ impl Shared {
                 }
             }
         }
-        let email_password = self.config().email.password_env;
-        if !email_password.is_empty() {
-            names.push(email_password);
+        let cfg = self.config();
+        for v in [cfg.email.password_env, cfg.slack.app_token_env, cfg.slack.bot_token_env, cfg.github.token_env] {
+            if !v.is_empty() {
+                names.push(v);
+            }
         }
         if let Ok(triggers) = self.store.list_triggers().await {
             task_events = false;
@@ -495,6 +500,7 @@ pub(crate) fn tests_config() -> EngineConfig {
         notify: Default::default(),
         email: Default::default(),
         github: Default::default(),
+        slack: Default::default(),
         notify_secrets: Default::default(),
     }
 }

@@ -150,8 +150,21 @@ fn facts(task: &owl_core::Task) -> (Option<String>, Option<String>) {
 async fn route(s: &Shared, notices: Vec<Notice>, rules: &[owl_core::notify::Rule]) -> Result<(), StoreError> {
     let now = s.clock.now();
     let mut out: Vec<NewDelivery> = Vec::new();
+    let channels: Option<Vec<String>> = if notices.iter().any(|n| n.labels.iter().any(|l| l.starts_with("slack:"))) {
+        Some(s.store.list_channels().await?.into_iter().map(|c| c.spec.name).collect())
+    } else {
+        None
+    };
     for n in notices {
         let mut seen = std::collections::HashSet::new();
+        // A task added from Slack reports back where it was asked.
+        let task_end = matches!(n.event, EventName::TaskSucceeded | EventName::TaskFailed | EventName::TaskTimedOut);
+        for conv in n.labels.iter().filter_map(|l| l.strip_prefix("slack:")).filter(|_| task_end) {
+            let name = crate::slack::origin_channel(conv);
+            if channels.as_ref().is_some_and(|c| c.contains(&name)) && seen.insert(name.clone()) {
+                out.push(NewDelivery { channel: name, rule_id: None, notice: n.clone(), batch: None, not_before: now });
+            }
+        }
         for r in rules.iter().filter(|r| r.spec.matches(&n)) {
             for ch in &r.spec.to {
                 if !seen.insert(ch.clone()) {
@@ -199,13 +212,17 @@ async fn collect_fast(s: &Shared, rules: &[owl_core::notify::Rule]) -> Result<()
         let batch = s.store.finished_after(finish, 200).await?;
         let Some((last, _)) = batch.last() else { break };
         let last = *last;
-        if !rules.is_empty() {
-            let mut notices = Vec::new();
-            for (_, t) in &batch {
-                if let Some(n) = task_notice(s, t).await {
-                    notices.push(n);
-                }
+        // Without rules only tasks added from Slack have somewhere to report to.
+        let mut notices = Vec::new();
+        for (_, t) in &batch {
+            if rules.is_empty() && !t.spec.labels.iter().any(|l| l.starts_with("slack:")) {
+                continue;
             }
+            if let Some(n) = task_notice(s, t).await {
+                notices.push(n);
+            }
+        }
+        if !notices.is_empty() {
             route(s, notices, rules).await?;
         }
         finish = last;
@@ -441,6 +458,45 @@ async fn send(s: &Shared, channel: &Channel, notice: &Notice, message_id: &str) 
             let body = owl_notify::message::payload(notice, message_id);
             let ts = s.clock.now().0.div_euclid(1000);
             owl_notify::webhook::send(url, &key, *allow_private, message_id, ts, &body, cfg.notify.timeout).await
+        }
+        Target::Slack { channel } => {
+            let bot = match crate::slack::bot(s) {
+                Ok(b) => b,
+                Err(e) => return Outcome::Retry(e),
+            };
+            let key = notice.task_id.map(|t| crate::slack::thread_key(channel, t));
+            let thread = match &key {
+                Some(k) => s.store.kv_get(k).await.ok().flatten(),
+                None => None,
+            };
+            let mut buttons: Vec<(String, String, String, Option<&str>)> = Vec::new();
+            match notice.event {
+                EventName::ApprovalWaiting => {
+                    if let Some(id) = notice.key.strip_prefix("approval:") {
+                        buttons.push(("Approve".into(), "owl_approve".into(), id.to_string(), Some("primary")));
+                        buttons.push(("Deny".into(), "owl_deny".into(), id.to_string(), Some("danger")));
+                    }
+                }
+                EventName::TaskFailed | EventName::TaskTimedOut => {
+                    if let Some(t) = notice.task_id {
+                        buttons.push(("Retry".into(), "owl_retry".into(), t.to_string(), None));
+                    }
+                }
+                _ => {}
+            }
+            if let Some(l) = &notice.link {
+                buttons.push(("Open".into(), "owl_open".into(), l.clone(), None));
+            }
+            let blocks = owl_notify::slack::blocks(&notice.title, &notice.text, notice.command.as_deref(), &buttons);
+            match bot.post(channel, &notice.title, &blocks, thread.as_deref()).await {
+                Ok(ts) => {
+                    if let (Some(k), None) = (&key, &thread) {
+                        let _ = s.store.kv_set(k, &ts).await;
+                    }
+                    Outcome::Sent(format!("posted {ts}{}", thread.map(|t| format!(" in thread {t}")).unwrap_or_default()))
+                }
+                Err(o) => o,
+            }
         }
         Target::Email { to } => {
             let e = &cfg.email;

@@ -6,6 +6,7 @@
 pub mod email;
 pub mod github;
 pub mod message;
+pub mod slack;
 pub mod webhook;
 
 /// How one send went.

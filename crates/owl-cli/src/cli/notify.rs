@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("channel_kind").required(true).args(["email", "webhook"])))]
+#[command(group(clap::ArgGroup::new("channel_kind").required(true).args(["email", "webhook", "slack"])))]
 pub struct NotifyAddArgs {
     /// The channel's name (letters, digits, `-`, `_`).
     pub name: String,
@@ -13,6 +13,9 @@ pub struct NotifyAddArgs {
     /// POST each notice to this URL, signed per the Standard Webhooks spec.
     #[arg(long, value_name = "URL")]
     pub webhook: Option<String>,
+    /// Post to this Slack channel (its id, like C0123ABCD) through the bot of `[slack]`.
+    #[arg(long, value_name = "CHANNEL_ID")]
+    pub slack: Option<String>,
     /// The daemon's environment variable holding the `whsec_...` signing secret.
     #[arg(long, value_name = "VAR", requires = "webhook")]
     pub secret_env: Option<String>,
@@ -65,7 +68,7 @@ pub enum RuleAction {
 
 #[derive(Subcommand, Debug)]
 pub enum NotifyAction {
-    /// Add a channel: `--email ADDR` or `--webhook URL --secret-env VAR`.
+    /// Add a channel: `--email ADDR`, `--webhook URL --secret-env VAR` or `--slack CHANNEL_ID`.
     Add(NotifyAddArgs),
     /// Channels and how their deliveries go (paused ones say why).
     Ls,

@@ -7,6 +7,9 @@ use anyhow::{bail, Result};
 use owl_api::notify::*;
 
 fn new_channel(a: NotifyAddArgs) -> NewChannel {
+    if let Some(channel) = a.slack {
+        return NewChannel { name: a.name, kind: "slack".into(), channel: Some(channel), ..Default::default() };
+    }
     match a.webhook {
         Some(url) => NewChannel {
             name: a.name,

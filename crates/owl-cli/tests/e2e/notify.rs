@@ -222,3 +222,146 @@ fn email_goes_through_a_real_smtp_server_over_starttls_retried_with_the_report_a
     let log = d.json(&["notify", "log", "--channel", "ops"]);
     assert!(log["deliveries"].as_array().unwrap().iter().all(|x| x["status"] == "delivered"), "{log}");
 }
+
+fn slack_state(port: u16) -> serde_json::Value {
+    reqwest::blocking::get(format!("http://127.0.0.1:{port}/control/state")).unwrap().json().unwrap()
+}
+
+fn slack_send(port: u16, env: serde_json::Value) {
+    let r = reqwest::blocking::Client::new().post(format!("http://127.0.0.1:{port}/control/envelope")).json(&env).send().unwrap();
+    assert!(r.status().is_success());
+}
+
+fn slash(port: u16, id: &str, user: &str, text: &str) -> serde_json::Value {
+    serde_json::json!({"envelope_id": id, "type": "slash_commands", "accepts_response_payload": true, "retry_attempt": 0,
+        "payload": {"command": "/owl", "text": text, "user_id": user, "channel_id": "C0TEAM", "team_id": "T0FAKE",
+                    "response_url": format!("http://127.0.0.1:{port}/response/{id}"), "trigger_id": "1.2.3"}})
+}
+
+/// A Chat Completions stand-in that answers every call at once.
+fn answering_model() -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async {
+            axum::Json(serde_json::json!({"model": "m", "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "The logs are quiet."}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1}}))
+        }),
+    );
+    format!("http://127.0.0.1:{}/v1", serve(app))
+}
+
+#[test]
+fn slack_takes_commands_and_buttons_over_socket_mode_and_reports_back_in_the_thread() {
+    let Some(py) = python() else {
+        return skip("the Python test tools are not installed (scripts/test installs them into ~/.cache/owl/venv)");
+    };
+    if Command::new(&py).args(["-c", "import slack_sdk, aiohttp"]).output().map(|o| !o.status.success()).unwrap_or(true) {
+        return skip("slack_sdk and aiohttp are not installed (scripts/test installs them into ~/.cache/owl/venv)");
+    }
+    let fake = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/notify/fake_slack.py");
+    let mut child = Command::new(&py).arg(fake).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let r = Receiver { child, port: line.trim().parse().unwrap() };
+    let port = r.port;
+
+    // The official client accepts the stand-in's answers and envelopes.
+    let check = Command::new(&py)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/notify/slack_sdk_check.py"))
+        .arg(port.to_string())
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "slack_sdk against the stand-in: {check:?}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let model = answering_model();
+    config(
+        &dir,
+        &format!(
+            "[slack]\nenabled = true\napi_url = \"http://127.0.0.1:{port}/api\"\nallow_users = [\"U0ADMIN\"]\nidle_timeout = \"10s\"\n\n[providers.fake]\nkind = \"openai\"\nbase_url = \"{model}\"\nmodel = \"m\"\n\n[agents.default]\nprovider = \"fake\"\n"
+        ),
+    );
+    let d = Daemon::start(&dir, &[("SLACK_APP_TOKEN", "xapp-test"), ("SLACK_BOT_TOKEN", "xoxb-test")]);
+    wait_for("owl's Socket Mode connection", Duration::from_secs(20), || (slack_state(port)["live"].as_u64() >= Some(1)).then_some(()));
+    let response = |id: &str| {
+        wait_for(&format!("the answer to {id}"), Duration::from_secs(20), || {
+            slack_state(port)["responses"].as_array().unwrap().iter().find(|x| x["id"] == id).map(|x| x["body"].clone())
+        })
+    };
+
+    // Anyone may look; only allowed users may change anything.
+    slack_send(port, slash(port, "e1", "U0NOBODY", "add tidy up"));
+    assert!(response("e1")["text"].as_str().unwrap().contains("may not change anything"), "{}", slack_state(port));
+    slack_send(port, slash(port, "e2", "U0NOBODY", "ls"));
+    assert_eq!(response("e2")["text"], "no tasks yet");
+
+    // An allowed user adds a task: it is queued, announced in the channel, and its outcome
+    // comes back threaded under that message.
+    slack_send(port, slash(port, "e3", "U0ADMIN", "add Summarise the logs"));
+    assert!(response("e3")["text"].as_str().unwrap().starts_with("task 1 queued"));
+    // Slack sends an envelope again when it thinks the ack was lost: acknowledged, not redone.
+    let mut again = slash(port, "e3", "U0ADMIN", "add Summarise the logs");
+    again["retry_attempt"] = serde_json::json!(1);
+    again["retry_reason"] = serde_json::json!("timeout");
+    slack_send(port, again);
+    d.wait_status(1, "succeeded");
+    let posts = wait_for("the outcome in the thread", Duration::from_secs(20), || {
+        let calls = slack_state(port)["calls"].as_array().unwrap().clone();
+        let team: Vec<_> = calls.into_iter().filter(|c| c["body"]["channel"] == "C0TEAM").collect();
+        (team.len() >= 2).then_some(team)
+    });
+    assert!(posts[0]["body"]["text"].as_str().unwrap().contains("task 1 queued for agent default by <@U0ADMIN>"), "{posts:?}");
+    let outcome = &posts[1]["body"];
+    assert!(outcome["text"].as_str().unwrap().contains("task 1 succeeded"), "{outcome}");
+    assert_eq!(outcome["thread_ts"], "1700000000.000002", "threaded under the first message: {posts:?}");
+    assert!(posts.iter().all(|p| p["auth"] == "Bearer xoxb-test"));
+    let state = slack_state(port);
+    for id in ["e1", "e2", "e3"] {
+        let sent = state["sent"].as_array().unwrap().iter().find(|s| s["envelope_id"] == id).unwrap()["at"].as_f64().unwrap();
+        let acked = state["acks"].as_array().unwrap().iter().find(|a| a["envelope_id"] == id).expect("every envelope is acknowledged")
+            ["at"]
+            .as_f64()
+            .unwrap();
+        assert!(acked - sent < 3.0, "{id} acknowledged within Slack's 3 s");
+    }
+    assert_eq!(
+        state["acks"].as_array().unwrap().iter().filter(|a| a["envelope_id"] == "e3").count(),
+        2,
+        "the redelivery was acknowledged too"
+    );
+    assert_eq!(d.json(&["ls"])["tasks"].as_array().unwrap().len(), 1, "the redelivered command did not add a second task");
+
+    // A failure notice carries a Retry button; pressing it retries the task.
+    d.ok(&["notify", "add", "team", "--slack", "C0TEAM"]);
+    d.ok(&["notify", "rule", "add", "--on", "task_failed", "--to", "team"]);
+    let failed = add(&d, &["--", "sh", "-c", "echo no route to host; exit 1"]);
+    d.wait_status(failed, "failed");
+    let notice = wait_for("the failure notice", Duration::from_secs(20), || {
+        slack_state(port)["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["body"]["text"].as_str().is_some_and(|t| t.contains(&format!("task {failed} failed"))))
+            .cloned()
+    });
+    let blocks = notice["body"]["blocks"].to_string();
+    assert!(blocks.contains("owl_retry") && blocks.contains("no route to host"), "{blocks}");
+    slack_send(
+        port,
+        serde_json::json!({"envelope_id": "b1", "type": "interactive", "accepts_response_payload": false,
+            "payload": {"type": "block_actions", "user": {"id": "U0ADMIN", "username": "admin"}, "channel": {"id": "C0TEAM"},
+                        "response_url": format!("http://127.0.0.1:{port}/response/b1"),
+                        "actions": [{"action_id": "owl_retry", "value": failed.to_string(), "type": "button", "block_id": "x"}]}}),
+    );
+    assert!(response("b1")["text"].as_str().unwrap().contains(&format!("task {failed} queued again by <@U0ADMIN>")));
+    wait_for("the retried attempt", Duration::from_secs(20), || (d.task(failed)["attempts"].as_u64() == Some(2)).then_some(()));
+
+    // Slack asks the app to reconnect (it does so every few hours): owl opens a new connection.
+    reqwest::blocking::Client::new().post(format!("http://127.0.0.1:{port}/control/disconnect")).send().unwrap();
+    wait_for("a new connection", Duration::from_secs(20), || {
+        (slack_state(port)["connections"].as_u64() >= Some(2) && slack_state(port)["live"].as_u64() == Some(1)).then_some(())
+    });
+    slack_send(port, slash(port, "e4", "U0NOBODY", "status"));
+    assert!(response("e4")["text"].as_str().unwrap().contains("succeeded"), "{}", slack_state(port));
+}
