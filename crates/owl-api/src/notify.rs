@@ -146,7 +146,7 @@ pub struct ChannelList {
 #[serde(deny_unknown_fields)]
 pub struct NewRule {
     /// Event names: task_succeeded, task_failed, task_timed_out, schedule_missed,
-    /// approval_waiting, anomaly, daily_report.
+    /// schedule_late, approval_waiting, anomaly, daily_report.
     pub on: Vec<String>,
     /// Channel names.
     pub to: Vec<String>,

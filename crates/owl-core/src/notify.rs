@@ -18,6 +18,8 @@ pub enum EventName {
     /// A schedule slot that did not run (the daemon was down past the misfire policy, or an
     /// overlap skipped it).
     ScheduleMissed,
+    /// A slot that ran later than `[scheduler] max_lateness` after its time.
+    ScheduleLate,
     /// A tool call waits for a person.
     ApprovalWaiting,
     /// A run far from the usual, or a failure streak (`owl anomalies`).
@@ -29,11 +31,12 @@ pub enum EventName {
 }
 
 impl EventName {
-    pub const ALL: [EventName; 8] = [
+    pub const ALL: [EventName; 9] = [
         EventName::TaskSucceeded,
         EventName::TaskFailed,
         EventName::TaskTimedOut,
         EventName::ScheduleMissed,
+        EventName::ScheduleLate,
         EventName::ApprovalWaiting,
         EventName::Anomaly,
         EventName::DailyReport,
@@ -46,6 +49,7 @@ impl EventName {
             EventName::TaskFailed => "task_failed",
             EventName::TaskTimedOut => "task_timed_out",
             EventName::ScheduleMissed => "schedule_missed",
+            EventName::ScheduleLate => "schedule_late",
             EventName::ApprovalWaiting => "approval_waiting",
             EventName::Anomaly => "anomaly",
             EventName::DailyReport => "daily_report",

@@ -323,19 +323,39 @@ async fn collect_slow(s: &Shared, rules: &[owl_core::notify::Rule]) -> Result<()
             });
         }
     }
-    if wants(EventName::ScheduleMissed) {
+    if wants(EventName::ScheduleMissed) || wants(EventName::ScheduleLate) {
         for sch in s.store.list_schedules().await? {
+            let late_after = Duration::from_millis(sch.spec.max_lateness_ms);
             for f in s.store.schedule_history(&sch.spec.name, 20).await? {
-                if f.outcome != "missed" || f.fired_at < since {
+                if f.fired_at < since {
                     continue;
                 }
                 let name = &sch.spec.name;
+                let late = f.fired_at.since(f.scheduled_for);
+                let (event, title, why) = match f.outcome.as_str() {
+                    "missed" if wants(EventName::ScheduleMissed) => (
+                        EventName::ScheduleMissed,
+                        format!("schedule {name} missed its {} run", f.scheduled_for.to_rfc3339()),
+                        f.reason.clone().unwrap_or_else(|| "the slot passed while owl could not run it".into()),
+                    ),
+                    "fired" if wants(EventName::ScheduleLate) && late > late_after => (
+                        EventName::ScheduleLate,
+                        format!("schedule {name} ran {} late", owl_core::duration::format(Duration::from_secs(late.as_secs()))),
+                        format!(
+                            "The {} slot started at {}, later than the schedule's max lateness ({}): the daemon was stopped or busy, and the misfire policy ran it late.",
+                            f.scheduled_for.to_rfc3339(),
+                            f.fired_at.to_rfc3339(),
+                            owl_core::duration::format(late_after)
+                        ),
+                    ),
+                    _ => continue,
+                };
                 notices.push(Notice {
-                    event: EventName::ScheduleMissed,
-                    key: format!("schedule_missed:{name}:{}", f.scheduled_for.0),
+                    event,
+                    key: format!("{}:{name}:{}", event.as_str(), f.scheduled_for.0),
                     at: f.fired_at,
-                    title: format!("schedule {name} missed its {} run", f.scheduled_for.to_rfc3339()),
-                    text: format!("Why: {}", f.reason.clone().unwrap_or_else(|| "the slot passed while owl could not run it".into())),
+                    title,
+                    text: format!("Why: {why}"),
                     command: Some(format!("owl schedule history {name}")),
                     link: None,
                     task_id: None,

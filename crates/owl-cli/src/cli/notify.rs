@@ -30,7 +30,7 @@ pub struct NotifyAddArgs {
 #[derive(Args, Debug)]
 pub struct RuleAddArgs {
     /// Events, comma-separated: task_succeeded, task_failed, task_timed_out, schedule_missed,
-    /// approval_waiting, anomaly, daily_report.
+    /// schedule_late, approval_waiting, anomaly, daily_report.
     #[arg(long, value_name = "EVENTS", value_delimiter = ',', required = true)]
     pub on: Vec<String>,
     /// Channels, comma-separated.

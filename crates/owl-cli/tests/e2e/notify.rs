@@ -365,3 +365,57 @@ fn slack_takes_commands_and_buttons_over_socket_mode_and_reports_back_in_the_thr
     slack_send(port, slash(port, "e4", "U0NOBODY", "status"));
     assert!(response("e4")["text"].as_str().unwrap().contains("succeeded"), "{}", slack_state(port));
 }
+
+#[test]
+fn a_schedule_that_missed_and_ran_late_during_downtime_is_reported_once_each() {
+    let Some(py) = python() else {
+        return skip("aiosmtpd and standardwebhooks are not installed (scripts/test installs them into ~/.cache/owl/venv)");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let out = tmp.path().join("hooks.jsonl");
+    let r = receiver(&py, &["webhook", out.to_str().unwrap(), SECRET, tmp.path().join("hold").to_str().unwrap()]);
+    config(&dir, "");
+    let mut d = Daemon::start(&dir, &[("OWL_HOOK_SECRET", SECRET)]);
+    d.ok(&[
+        "notify",
+        "add",
+        "hooks",
+        "--webhook",
+        &format!("http://127.0.0.1:{}/ok", r.port),
+        "--secret-env",
+        "OWL_HOOK_SECRET",
+        "--allow-private",
+    ]);
+    d.ok(&["notify", "rule", "add", "--on", "schedule_missed,schedule_late", "--to", "hooks", "--schedule", "tick"]);
+    d.ok(&["schedule", "add", "tick", "--every", "2s", "--misfire", "once", "--max-lateness", "1s", "--", "true"]);
+    wait_for("the first run", Duration::from_secs(20), || (d.json(&["ls"])["tasks"].as_array().unwrap().len() >= 1).then_some(()));
+    // Down for a while: the slots in between are missed, and the latest runs late.
+    d.signal_and_wait(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(7));
+    d.restart();
+    let got = wait_for("a missed and a late notice", Duration::from_secs(40), || {
+        let all = received(&out);
+        let kinds: Vec<String> = all
+            .iter()
+            .map(|x| serde_json::from_str::<serde_json::Value>(x["body"].as_str().unwrap()).unwrap()["type"].as_str().unwrap().to_string())
+            .collect();
+        (kinds.iter().any(|k| k == "schedule_missed") && kinds.iter().any(|k| k == "schedule_late")).then_some(all)
+    });
+    let bodies: Vec<serde_json::Value> = got.iter().map(|x| serde_json::from_str(x["body"].as_str().unwrap()).unwrap()).collect();
+    let late = bodies.iter().find(|b| b["type"] == "schedule_late").unwrap();
+    assert!(late["data"]["title"].as_str().unwrap().starts_with("schedule tick ran "), "{late}");
+    assert_eq!(late["data"]["command"], "owl schedule history tick");
+    // Read again on the next passes, each slot is still sent once.
+    std::thread::sleep(Duration::from_secs(12));
+    let keys: Vec<String> = received(&out)
+        .iter()
+        .map(|x| {
+            serde_json::from_str::<serde_json::Value>(x["body"].as_str().unwrap()).unwrap()["data"]["key"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let mut unique = keys.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(keys.len(), unique.len(), "no slot reported twice: {keys:?}");
+}
