@@ -371,6 +371,15 @@ async fn finish_pending_calls(
             o = run_call(ctx, &call, false) => o,
             h = wait_halt(halt) => return Some(halted(h)),
         };
+        if let ToolOutcome::NeedsApproval(_) = &outcome {
+            // What acts outside owl must be approved as it will run: a call whose arguments
+            // carry a secret (shown to the approver redacted) is refused instead.
+            if crate::tools::ALWAYS_ASK.contains(&call.name.as_str()) && journal.rt.redact_value(call.arguments.clone()) != call.arguments {
+                let refusal = format!("{} would publish a secret; write the text without it", call.name);
+                let _ = journal.append(vec![Entry::note(format!("refused {} call {}: it carries a secret", call.name, call.id))]).await;
+                outcome = ToolOutcome::Err(refusal);
+            }
+        }
         if let ToolOutcome::NeedsApproval(why) = &outcome {
             let why = why.clone();
             let _ = journal.append(vec![Entry::note(format!("waiting for approval of {} call {}: {why}", call.name, call.id))]).await;

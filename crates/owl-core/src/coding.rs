@@ -309,6 +309,29 @@ pub fn repo_slug(remote_url: &str) -> Option<String> {
     (ok(owner) && ok(name)).then(|| format!("{owner}/{name}"))
 }
 
+/// The host of a git remote URL (`git@github.com:a/b.git`, `https://github.com/a/b`); `None`
+/// for a local path.
+pub fn remote_host(remote_url: &str) -> Option<String> {
+    let u = remote_url.trim();
+    let rest = match u.split_once("://") {
+        Some((scheme, rest)) if scheme != "file" => rest,
+        Some(_) => return None,
+        None if u.starts_with('/') || u.starts_with('.') => return None,
+        None => u,
+    };
+    let host_part = rest.split(['/', ':']).next().unwrap_or_default();
+    let host = host_part.rsplit('@').next().unwrap_or_default().to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
+/// The web host of a GitHub API root: `api.github.com` is `github.com`; an Enterprise root
+/// (`https://HOST/api/v3`) is `HOST`.
+pub fn github_host(api_url: &str) -> Option<String> {
+    let rest = api_url.split_once("://")?.1;
+    let host = rest.split(['/', ':']).next()?.to_ascii_lowercase();
+    Some(host.strip_prefix("api.").map(str::to_string).unwrap_or(host))
+}
+
 /// `owner/name#42` as (`owner/name`, 42).
 pub fn parse_issue_ref(s: &str) -> Result<(String, u64), String> {
     let bad = || format!("`{s}` is not an issue; write it as owner/repo#42");
@@ -347,6 +370,11 @@ mod tests {
             assert_eq!(repo_slug(url).as_deref(), want, "{url}");
         }
         assert_eq!(parse_issue_ref("acme/app#42"), Ok(("acme/app".to_string(), 42)));
+        assert_eq!(remote_host("git@github.com:acme/app.git").as_deref(), Some("github.com"));
+        assert_eq!(remote_host("https://user@GHE.corp.example/acme/app").as_deref(), Some("ghe.corp.example"));
+        assert_eq!(remote_host("/srv/git/acme/app.git"), None);
+        assert_eq!(github_host("https://api.github.com").as_deref(), Some("github.com"));
+        assert_eq!(github_host("https://ghe.corp.example/api/v3").as_deref(), Some("ghe.corp.example"));
         for bad in ["acme/app", "acme#4", "acme/app#0", "a b/c#1", "acme/app#x"] {
             assert!(parse_issue_ref(bad).is_err(), "{bad}");
         }

@@ -61,7 +61,14 @@ pub fn prepare(repo: &Path, base: Option<&str>, id: TaskId, worktree: &Path, pre
     let branch_exists = git(&top, &["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}")]).is_ok();
     if is_our_worktree(worktree, &branch) {
         let base = previous.map(|p| p.base.clone()).filter(|b| !b.is_empty()).unwrap_or_default();
-        return Ok(record(&top, worktree, &branch, base));
+        let mut rec = record(&top, worktree, &branch, base);
+        // The pull request and the issue comment an earlier attempt made are not made again.
+        if let Some(p) = previous {
+            rec.pr_number = p.pr_number;
+            rec.pr_url = p.pr_url.clone();
+            rec.issue_comment = p.issue_comment.clone();
+        }
+        return Ok(rec);
     }
     let want = base.unwrap_or("HEAD");
     let base_commit = git(&top, &["rev-parse", "--verify", "--quiet", "--end-of-options", &format!("{want}^{{commit}}")])
@@ -77,7 +84,13 @@ pub fn prepare(repo: &Path, base: Option<&str>, id: TaskId, worktree: &Path, pre
         git(&top, &["worktree", "add", "--quiet", "-b", &branch, &wt, &base_commit])?;
     }
     let base = previous.map(|p| p.base.clone()).filter(|b| !b.is_empty()).unwrap_or(base_commit);
-    Ok(record(&top, worktree, &branch, base))
+    let mut rec = record(&top, worktree, &branch, base);
+    if let Some(p) = previous {
+        rec.pr_number = p.pr_number;
+        rec.pr_url = p.pr_url.clone();
+        rec.issue_comment = p.issue_comment.clone();
+    }
+    Ok(rec)
 }
 
 fn record(top: &Path, worktree: &Path, branch: &str, base: String) -> GitRecord {

@@ -20,14 +20,30 @@ pub(crate) fn client(s: &Shared) -> Result<owl_notify::github::Client, String> {
 }
 
 /// The GitHub repository of a task: as given, or from its push remote's URL.
-pub(crate) fn slug(repo: &RepoRequest, rec: &GitRecord) -> Result<String, String> {
+pub(crate) fn slug(s: &Shared, repo: &RepoRequest, rec: &GitRecord) -> Result<String, String> {
     if let Some(s) = &repo.github {
         return Ok(s.clone());
     }
     let remote = repo.push.as_deref().unwrap_or("origin");
     let url = crate::git::remote_url(std::path::Path::new(&rec.repo), remote)?;
-    owl_core::coding::repo_slug(&url)
-        .ok_or_else(|| format!("cannot tell the GitHub repository from {remote}'s URL {url}; pass --github owner/repo"))
+    slug_from_remote(&url, &s.config().github.api_url)
+}
+
+/// `owner/name` from a remote URL, if the remote is on the GitHub that `api_url` names (a
+/// same-named repository elsewhere may belong to someone else).
+pub fn slug_from_remote(url: &str, api_url: &str) -> Result<String, String> {
+    let want = owl_core::coding::github_host(api_url);
+    match owl_core::coding::remote_host(url) {
+        Some(h) if Some(&h) == want.as_ref() => {}
+        _ => {
+            return Err(format!(
+                "the remote {url} is not on {} ([github] api_url); pass the repository with --github owner/name",
+                want.unwrap_or_else(|| api_url.to_string())
+            ))
+        }
+    }
+    owl_core::coding::repo_slug(url)
+        .ok_or_else(|| format!("cannot tell the GitHub repository from the remote URL {url}; pass --github owner/name"))
 }
 
 fn first_line(s: &str, n: usize) -> String {
@@ -50,7 +66,7 @@ pub(crate) async fn after_push(
 ) -> Result<Vec<String>, String> {
     let mut notes = Vec::new();
     let gh = client(s)?;
-    let slug = slug(repo, rec)?;
+    let slug = slug(s, repo, rec)?;
     if repo.pr {
         let base = match repo.base.as_deref().filter(|b| !b.is_empty() && !looks_like_commit(b)) {
             Some(b) => b.to_string(),

@@ -67,9 +67,14 @@ fn link(s: &Shared, id: i64) -> Option<String> {
 }
 
 fn last_lines(path: &std::path::Path, n: usize) -> String {
-    let Ok(bytes) = std::fs::read(path) else { return String::new() };
-    let tail = &bytes[bytes.len().saturating_sub(4096)..];
-    let text = String::from_utf8_lossy(tail);
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut tail = Vec::new();
+    if f.seek(SeekFrom::Start(len.saturating_sub(4096))).is_err() || f.take(4096).read_to_end(&mut tail).is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&tail);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -235,11 +240,20 @@ async fn collect_fast(s: &Shared, rules: &[owl_core::notify::Rule]) -> Result<()
         s.store.kv_set(FINISH_CURSOR, &finish.to_string()).await?;
     }
 
-    let newest = s.store.anomalies(AnomalyFilter { limit: 200, ..Default::default() }).await?;
+    let mut newest = s.store.anomalies(AnomalyFilter { limit: 200, ..Default::default() }).await?;
     let top = newest.first().map(|a| a.id).unwrap_or(0);
     let Some(after) = cursor(s, ANOMALY_CURSOR).await? else {
         return s.store.kv_set(ANOMALY_CURSOR, &top.to_string()).await;
     };
+    // More than a page since the cursor: read back until it is reached.
+    while newest.last().is_some_and(|a| a.id > after + 1) && newest.len() < 20_000 {
+        let before = newest.last().map(|a| a.id);
+        let page = s.store.anomalies(AnomalyFilter { limit: 200, before, ..Default::default() }).await?;
+        if page.is_empty() {
+            break;
+        }
+        newest.extend(page);
+    }
     if top > after {
         if !rules.is_empty() {
             let mut notices = Vec::new();
@@ -326,7 +340,8 @@ async fn collect_slow(s: &Shared, rules: &[owl_core::notify::Rule]) -> Result<()
     if wants(EventName::ScheduleMissed) || wants(EventName::ScheduleLate) {
         for sch in s.store.list_schedules().await? {
             let late_after = Duration::from_millis(sch.spec.max_lateness_ms);
-            for f in s.store.schedule_history(&sch.spec.name, 20).await? {
+            let rows = 50 + sch.spec.misfire_cap.max(s.config().schedules.misfire_cap);
+            for f in s.store.schedule_history(&sch.spec.name, rows).await? {
                 if f.fired_at < since {
                     continue;
                 }
@@ -432,6 +447,8 @@ async fn deliver(s: Arc<Shared>, group: Vec<Delivery>) {
     s.metrics.notify_sent(kind, &outcome, started.elapsed());
     let retry_at = match &outcome {
         Outcome::Retry(_) => owl_core::notify::retry_after(&cfg.notify.retry, attempt, fastrand::f64()).map(|d| now.plus(d)),
+        // The channel pauses; the delivery waits for `owl notify resume`, not a dead letter.
+        Outcome::Gone(_) => Some(now),
         _ => None,
     };
     let done = DeliveryDone { ids, attempt, ok: outcome.ok(), answer: outcome.answer().to_string(), retry_at, now };
@@ -560,6 +577,7 @@ async fn deliver_due(s: &Arc<Shared>) -> Result<(), StoreError> {
 pub(crate) async fn notify_loop(s: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut events = s.events.subscribe();
     let mut last_slow: Option<std::time::Instant> = None;
+    let mut last_prune: Option<std::time::Instant> = None;
     loop {
         if s.config().notify.enabled {
             s.loops.busy("notify");
@@ -570,7 +588,17 @@ pub(crate) async fn notify_loop(s: Arc<Shared>, mut stop: tokio::sync::watch::Re
                     collect_slow(&s, &rules).await?;
                     last_slow = Some(std::time::Instant::now());
                 }
-                deliver_due(&s).await
+                deliver_due(&s).await?;
+                // Finished deliveries are history: kept as long as the schedule history.
+                if last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                    let before = s.clock.now().minus(s.config().schedules.history_retention);
+                    let n = s.store.prune_deliveries(before).await?;
+                    if n > 0 {
+                        tracing::info!(deliveries = n, "pruned finished deliveries past [scheduler] history_retention");
+                    }
+                    last_prune = Some(std::time::Instant::now());
+                }
+                Ok::<(), StoreError>(())
             };
             if let Err(e) = pass.await {
                 tracing::warn!(error = %e, "notification pass failed; trying again shortly");

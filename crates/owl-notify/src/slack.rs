@@ -93,9 +93,17 @@ impl WebApi {
 /// The blocks of a notice: its text, the next step, and buttons (`(label, action_id, value,
 /// style)`; a value starting with `http` makes a link button).
 pub fn blocks(title: &str, text: &str, next: Option<&str>, buttons: &[(String, String, String, Option<&str>)]) -> Value {
-    let mut body = format!("*{}*", escape(title));
+    let mut body = format!("*{}*", escape(&title.chars().take(200).collect::<String>()));
     if !text.is_empty() {
-        body.push_str(&format!("\n{}", escape(&text.chars().take(2500).collect::<String>())));
+        let escaped = escape(text);
+        // A section holds at most 3000 characters; cut before an entity rather than inside it.
+        let mut cut: String = escaped.chars().take(2700).collect();
+        if let Some(amp) = cut.rfind('&') {
+            if !cut[amp..].contains(';') {
+                cut.truncate(amp);
+            }
+        }
+        body.push_str(&format!("\n{cut}"));
     }
     let mut out = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": body}})];
     if let Some(n) = next {

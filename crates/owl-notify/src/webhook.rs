@@ -53,9 +53,20 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            // NAT64 (64:ff9b::/96), IPv4-compatible (::a.b.c.d) and 6to4 (2002::/16) carry an
+            // IPv4 address that may be private.
+            if (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0]) || (s[0..6] == [0, 0, 0, 0, 0, 0] && (s[6] != 0 || s[7] > 1)) {
+                let v4 = std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+                return is_public(IpAddr::V4(v4));
+            }
+            if s[0] == 0x2002 {
+                let v4 = std::net::Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
+                return is_public(IpAddr::V4(v4));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || (s[0] & 0xffc0) == 0xfec0
                 || (s[0] & 0xfe00) == 0xfc00
                 || (s[0] & 0xffc0) == 0xfe80
                 || (s[0] == 0x2001 && s[1] == 0x0db8))
@@ -69,7 +80,11 @@ async fn resolve(url: &reqwest::Url, allow_private: bool) -> Result<(String, Vec
     let port = url.port_or_known_default().ok_or("the URL has no port")?;
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect(),
+        Err(_) => tokio::time::timeout(Duration::from_secs(10), tokio::net::lookup_host((host.as_str(), port)))
+            .await
+            .map_err(|_| format!("cannot resolve {host}: no answer within 10s"))?
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect(),
     };
     if addrs.is_empty() {
         return Err(format!("{host} has no address"));
@@ -103,6 +118,8 @@ pub async fn send(url: &str, secret: &str, allow_private: bool, msg_id: &str, ti
     };
     let client = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve the name again, past the check above.
+        .no_proxy()
         .timeout(timeout)
         .resolve_to_addrs(&host, &addrs)
         .user_agent(concat!("owl/", env!("CARGO_PKG_VERSION")))
@@ -123,9 +140,17 @@ pub async fn send(url: &str, secret: &str, allow_private: bool, msg_id: &str, ti
     match reply {
         Err(e) if e.is_timeout() => Outcome::Retry(format!("no answer within {}s", timeout.as_secs())),
         Err(e) => Outcome::Retry(format!("cannot reach {host}: {}", root_cause(&e))),
-        Ok(r) => {
+        Ok(mut r) => {
             let status = r.status();
-            let text = r.text().await.unwrap_or_default();
+            // The answer's start is all that is kept.
+            let mut body = Vec::new();
+            while let Ok(Some(chunk)) = r.chunk().await {
+                body.extend_from_slice(&chunk[..chunk.len().min(4096 - body.len().min(4096))]);
+                if body.len() >= 4096 {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&body).into_owned();
             let answer = format!("HTTP {}{}", status.as_u16(), short(&text));
             match status.as_u16() {
                 200..=299 => Outcome::Sent(answer),
@@ -185,6 +210,10 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "224.0.0.1",
+            "64:ff9b::7f00:1",
+            "::10.0.0.1",
+            "2002:a00:1::1",
+            "fec0::1",
         ] {
             assert!(!is_public(a.parse().unwrap()), "{a}");
         }

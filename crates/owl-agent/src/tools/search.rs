@@ -270,7 +270,11 @@ pub fn readable_text(html: &str) -> String {
         &["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "svg", "iframe", "template", "head", "button"];
     const BLOCK: &[&str] =
         &["p", "div", "section", "article", "main", "li", "tr", "br", "pre", "blockquote", "table", "ul", "ol", "dd", "dt", "figcaption"];
-    fn walk(node: ego_tree::NodeRef<'_, Node>, out: &mut String) {
+    fn walk(node: ego_tree::NodeRef<'_, Node>, out: &mut String, depth: usize) {
+        // Deeper than any real page: the rest is left out rather than overflow the stack.
+        if depth > 256 {
+            return;
+        }
         match node.value() {
             Node::Text(t) => {
                 let s = t.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -299,7 +303,7 @@ pub fn readable_text(html: &str) -> String {
                     out.push_str("- ");
                 }
                 for c in node.children() {
-                    walk(c, out);
+                    walk(c, out, depth + 1);
                 }
                 if block && !out.ends_with('\n') {
                     out.push('\n');
@@ -307,7 +311,7 @@ pub fn readable_text(html: &str) -> String {
             }
             _ => {
                 for c in node.children() {
-                    walk(c, out);
+                    walk(c, out, depth + 1);
                 }
             }
         }
@@ -322,7 +326,7 @@ pub fn readable_text(html: &str) -> String {
     }
     let body = scraper::Selector::parse("body").expect("a valid selector");
     let root = doc.select(&body).next().map(|b| *b).unwrap_or_else(|| doc.tree.root());
-    walk(root, &mut out);
+    walk(root, &mut out, 0);
     let mut lines: Vec<&str> = out.lines().map(str::trim_end).collect();
     lines.dedup_by(|a, b| a.is_empty() && b.is_empty());
     lines.join("\n").trim().to_string()
@@ -487,6 +491,13 @@ mod tests {
             s.search(q, 5).await.unwrap();
         }
         assert!(t.elapsed() >= Duration::from_millis(600), "three requests, two intervals: {:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_page_nested_without_end_reads_without_overflowing_the_stack() {
+        let deep = format!("<html><body>{}deep{}</body></html>", "<div>".repeat(100_000), "</div>".repeat(100_000));
+        let t = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || readable_text(&deep)).unwrap().join().unwrap();
+        assert!(!t.contains("deep"), "what is past the depth cap is left out");
     }
 
     #[test]

@@ -69,12 +69,8 @@ async fn with_issue(state: &AppState, mut req: SubmitTask) -> Result<SubmitTask,
                 .await
                 .map_err(|e| ApiError::bad_request("repo.path", e.to_string()))?
                 .map_err(|e| ApiError::bad_request("repo.github", format!("{e}; pass the repository as `github` (owner/name)")))?;
-            owl_core::coding::repo_slug(&url).ok_or_else(|| {
-                ApiError::bad_request(
-                    "repo.github",
-                    format!("cannot tell the GitHub repository from the remote URL {url}; pass it as `github` (owner/name)"),
-                )
-            })?
+            owl_engine::github::slug_from_remote(&url, &state.engine.config().github.api_url)
+                .map_err(|m| ApiError::bad_request("repo.github", m))?
         }
     };
     if owl_core::coding::parse_issue_ref(&format!("{slug}#1")).is_err() {
@@ -105,8 +101,14 @@ pub async fn submit_batch(
         return Err(ApiError::bad_request("tasks", format!("at most {MAX_BATCH} tasks per batch; split it")));
     }
     let mut tasks = Vec::with_capacity(req.tasks.len());
-    for t in req.tasks {
-        tasks.push(with_issue(&state, t).await?);
+    for (i, t) in req.tasks.into_iter().enumerate() {
+        if t.repo.as_ref().is_some_and(|r| r.issue.is_some()) {
+            return Err(ApiError::bad_request(
+                format!("tasks[{i}].repo.issue"),
+                "a task on a GitHub issue is submitted alone (POST /v1/tasks)",
+            ));
+        }
+        tasks.push(t);
     }
     let new = tasks.into_iter().enumerate().map(|(i, t)| to_new(&state, t, Some(i))).collect::<Result<Vec<_>, _>>()?;
     let out = state.engine.submit(new).await?;
