@@ -4,6 +4,7 @@
 
 use crate::duration::{serde_human, serde_human_opt};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -343,11 +344,21 @@ pub struct NotifySettings {
     /// How long one send may take before it counts as failed (and its claim runs out).
     #[serde(with = "serde_human")]
     pub timeout: Duration,
+    /// Channels declared here (`[notify.channels.NAME]`, with `kind` and its fields) are made,
+    /// or brought up to date, in the store at start and at every reload.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub channels: BTreeMap<String, crate::notify::Target>,
 }
 
 impl Default for NotifySettings {
     fn default() -> Self {
-        NotifySettings { enabled: true, retry: crate::notify::default_retry_schedule(), pause_after: 10, timeout: Duration::from_secs(30) }
+        NotifySettings {
+            enabled: true,
+            retry: crate::notify::default_retry_schedule(),
+            pause_after: 10,
+            timeout: Duration::from_secs(30),
+            channels: BTreeMap::new(),
+        }
     }
 }
 
@@ -794,6 +805,12 @@ impl Settings {
         }
         if self.slack.idle_timeout < Duration::from_secs(10) {
             return bad("slack.idle_timeout", "must be at least 10s (Slack pings about every 30s)");
+        }
+        for (name, target) in &self.notify.channels {
+            let spec = crate::notify::ChannelSpec { name: name.clone(), target: target.clone() };
+            if let Err((field, m)) = spec.validate() {
+                return bad(&format!("notify.channels.{name}.{field}"), &m);
+            }
         }
         if self.notify.pause_after == 0 {
             return bad("notify.pause_after", "must be at least 1");

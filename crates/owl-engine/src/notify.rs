@@ -102,7 +102,7 @@ async fn task_notice(s: &Shared, task: &owl_core::Task) -> Option<Notice> {
         }
         TaskState::Failed { reason, exit_code, .. } => {
             let mut text = format!("Why: {reason}");
-            if let Some(c) = exit_code {
+            if let Some(c) = exit_code.filter(|c| !reason.contains(&c.to_string())) {
                 text.push_str(&format!(" (exit code {c})"));
             }
             text.push_str(&format!("\nAttempts: {} of {}", task.attempts, task.spec.max_attempts.max(1)));
@@ -445,7 +445,10 @@ async fn deliver(s: Arc<Shared>, group: Vec<Delivery>) {
     let now = s.clock.now();
     let kind = channel.spec.target.kind();
     s.metrics.notify_sent(kind, &outcome, started.elapsed());
+    let test = notice.event == EventName::Test;
     let retry_at = match &outcome {
+        // A test says how the channel answers now; it is not retried.
+        Outcome::Retry(_) if test => None,
         Outcome::Retry(_) => owl_core::notify::retry_after(&cfg.notify.retry, attempt, fastrand::f64()).map(|d| now.plus(d)),
         // The channel pauses; the delivery waits for `owl notify resume`, not a dead letter.
         Outcome::Gone(_) => Some(now),
@@ -478,6 +481,9 @@ async fn deliver(s: Arc<Shared>, group: Vec<Delivery>) {
         }
     }
     let error = (!outcome.ok()).then(|| outcome.answer().to_string());
+    if test && !outcome.ok() && !matches!(outcome, Outcome::Gone(_)) {
+        return;
+    }
     if let Err(e) = s.store.channel_result(&channel.spec.name, outcome.ok(), error, pause, now).await {
         tracing::warn!(error = %e, "cannot record a channel's state");
     }
@@ -574,8 +580,27 @@ async fn deliver_due(s: &Arc<Shared>) -> Result<(), StoreError> {
     }
 }
 
+/// Makes the channels `[notify.channels]` declares, or brings them up to date.
+async fn sync_config_channels(s: &Shared) {
+    for (name, target) in s.config().notify.channels {
+        let spec = owl_core::notify::ChannelSpec { name: name.clone(), target };
+        let done = match s.store.get_channel(&name).await {
+            Ok(c) if c.spec == spec => continue,
+            Ok(_) => s.store.update_channel(spec).await.map(|_| "updated"),
+            Err(StoreError::Missing(_)) => s.store.create_channel(spec, s.clock.now()).await.map(|_| "made"),
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(what) => tracing::info!(channel = %name, "notification channel from the config {what}"),
+            Err(e) => tracing::warn!(channel = %name, error = %e, "cannot apply a notification channel from the config"),
+        }
+    }
+    s.refresh_withheld_env().await;
+}
+
 pub(crate) async fn notify_loop(s: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut events = s.events.subscribe();
+    sync_config_channels(&s).await;
     let mut last_slow: Option<std::time::Instant> = None;
     let mut last_prune: Option<std::time::Instant> = None;
     loop {
@@ -610,8 +635,10 @@ pub(crate) async fn notify_loop(s: Arc<Shared>, mut stop: tokio::sync::watch::Re
             _ = s.notify_changed.notified() => {}
             ev = events.recv() => {
                 if let Ok(ev) = ev {
-                    if matches!(ev.kind, owl_core::EventKind::ApprovalRequested { .. }) {
-                        last_slow = None;
+                    match ev.kind {
+                        owl_core::EventKind::ApprovalRequested { .. } => last_slow = None,
+                        owl_core::EventKind::ConfigReloaded => sync_config_channels(&s).await,
+                        _ => {}
                     }
                 }
             }

@@ -91,9 +91,9 @@ async fn resolve(url: &reqwest::Url, allow_private: bool) -> Result<(String, Vec
     }
     if !allow_private {
         if let Some(a) = addrs.iter().find(|a| !is_public(a.ip())) {
+            let what = if host.parse::<IpAddr>().is_ok() { host.clone() } else { format!("{host} (at {})", a.ip()) };
             return Err(format!(
-                "{host} is at {}, which is not a public address; owl refuses it unless the channel allows private addresses (`--allow-private`)",
-                a.ip()
+                "{what} is not a public address; owl refuses it unless the channel allows private addresses: `owl notify rm NAME`, then add it again with --allow-private"
             ));
         }
     }
@@ -139,7 +139,7 @@ pub async fn send(url: &str, secret: &str, allow_private: bool, msg_id: &str, ti
         .await;
     match reply {
         Err(e) if e.is_timeout() => Outcome::Retry(format!("no answer within {}s", timeout.as_secs())),
-        Err(e) => Outcome::Retry(format!("cannot reach {host}: {}", root_cause(&e))),
+        Err(e) => Outcome::Retry(format!("cannot reach {host}:{}: {}", addrs[0].port(), root_cause(&e))),
         Ok(mut r) => {
             let status = r.status();
             // The answer's start is all that is kept.

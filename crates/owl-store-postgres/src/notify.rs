@@ -177,6 +177,17 @@ impl NotifyStore for PgStore {
         .await)
     }
 
+    async fn update_channel(&self, spec: ChannelSpec) -> Result<Channel, StoreError> {
+        spec.validate().map_err(|(f, m)| StoreError::from(ValidationError::new(f, m)))?;
+        in_write!(self, |t| async {
+            if exec(&t, "UPDATE notify_channels SET spec = $2 WHERE name = $1", &[&spec.name, &json(&spec.target)?]).await? == 0 {
+                return Err(no_channel(&spec.name));
+            }
+            load_channel(&t, &spec.name).await
+        }
+        .await)
+    }
+
     async fn get_channel(&self, name: &str) -> Result<Channel, StoreError> {
         in_read!(self, |t| load_channel(&t, name).await)
     }
@@ -213,7 +224,8 @@ impl NotifyStore for PgStore {
     ) -> Result<Channel, StoreError> {
         in_write!(self, |t| async {
             if ok {
-                exec(&t, "UPDATE notify_channels SET failures = 0, last_ok_at = $2 WHERE name = $1", &[&name, &now.0]).await?;
+                exec(&t, "UPDATE notify_channels SET failures = 0, last_ok_at = $2, last_error = NULL WHERE name = $1", &[&name, &now.0])
+                    .await?;
             } else {
                 exec(
                     &t,

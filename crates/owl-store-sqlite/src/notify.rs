@@ -172,6 +172,20 @@ impl NotifyStore for SqliteStore {
         .await
     }
 
+    async fn update_channel(&self, spec: ChannelSpec) -> Result<Channel, StoreError> {
+        spec.validate().map_err(|(f, m)| ValidationError::new(f, m))?;
+        self.write(move |c| {
+            if c.execute("UPDATE notify_channels SET spec = ?2 WHERE name = ?1", params![spec.name, json(&spec.target)?])
+                .map_err(backend)?
+                == 0
+            {
+                return Err(no_channel(&spec.name));
+            }
+            load_channel(c, &spec.name)
+        })
+        .await
+    }
+
     async fn get_channel(&self, name: &str) -> Result<Channel, StoreError> {
         let name = name.to_string();
         self.read(move |c| load_channel(c, &name)).await
@@ -214,7 +228,10 @@ impl NotifyStore for SqliteStore {
         let name = name.to_string();
         self.write(move |c| {
             if ok {
-                c.execute("UPDATE notify_channels SET failures = 0, last_ok_at = ?2 WHERE name = ?1", params![name, now.0])
+                c.execute(
+                    "UPDATE notify_channels SET failures = 0, last_ok_at = ?2, last_error = NULL WHERE name = ?1",
+                    params![name, now.0],
+                )
             } else {
                 c.execute(
                     "UPDATE notify_channels SET failures = failures + 1, last_error = ?2, paused = coalesce(paused, ?3) WHERE name = ?1",

@@ -247,6 +247,8 @@ pub trait NotifyStore: Send + Sync + 'static {
     async fn insert_channel(&self, spec: ChannelSpec, now: Timestamp) -> Result<Channel, StoreError>;
     async fn get_channel(&self, name: &str) -> Result<Channel, StoreError>;
     async fn list_channels(&self) -> Result<Vec<Channel>, StoreError>;
+    /// Replaces a channel's target (a changed config); its state and deliveries stay.
+    async fn update_channel(&self, spec: ChannelSpec) -> Result<Channel, StoreError>;
     /// Refused while a rule sends to it; its pending deliveries are dropped with it.
     async fn delete_channel(&self, name: &str) -> Result<(), StoreError>;
     /// Records how an attempt went: a success clears the failure count, a failure raises

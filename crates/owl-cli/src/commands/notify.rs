@@ -124,9 +124,12 @@ pub async fn run(client: &Client, action: NotifyAction, json: bool) -> Result<i3
             }
         }
         NotifyAction::Resume { name } => {
+            let before: ChannelView = client.get(&format!("/v1/notify/channels/{name}")).await?;
             let c: ChannelView = client.post(&format!("/v1/notify/channels/{name}/resume"), &serde_json::json!({})).await?;
             if json {
                 print_json(&c)
+            } else if before.paused.is_none() {
+                println!("channel {} was not paused; anything waiting for a retry goes out now", c.name)
             } else {
                 println!("channel {} resumed; waiting deliveries go out now", c.name)
             }
@@ -168,7 +171,23 @@ pub async fn run(client: &Client, action: NotifyAction, json: bool) -> Result<i3
                 if json {
                     print_json(&r)
                 } else {
-                    println!("rule {} added: {} to {}", r.id, r.on.join(", "), r.to.join(", "));
+                    let mut only = Vec::new();
+                    for l in &r.labels {
+                        only.push(format!("label {l}"));
+                    }
+                    for (k, v) in [("group", &r.group), ("schedule", &r.schedule), ("agent", &r.agent)] {
+                        if let Some(v) = v {
+                            only.push(format!("{k} {v}"));
+                        }
+                    }
+                    if let Some(d) = &r.digest {
+                        only.push(format!("a digest every {d}"));
+                    }
+                    if let Some(m) = r.max_per_hour {
+                        only.push(format!("at most {m} an hour"));
+                    }
+                    let only = if only.is_empty() { String::new() } else { format!(" ({})", only.join(", ")) };
+                    println!("rule {} added: {} to {}{only}", r.id, r.on.join(", "), r.to.join(", "));
                 }
             }
             RuleAction::Ls => {

@@ -51,6 +51,10 @@ pub async fn notification_channels_and_rules_are_checked_stored_and_removed(s: D
     };
     s.create_channel(hook.clone(), T0).await.unwrap();
     assert_eq!(s.get_channel("hooks").await.unwrap().spec, hook);
+    let moved = ChannelSpec { name: "hooks".into(), target: Target::Slack { channel: "C0123ABCD".into() } };
+    assert_eq!(s.update_channel(moved.clone()).await.unwrap().spec, moved);
+    assert!(matches!(s.update_channel(email("nope")).await, Err(StoreError::Missing(_))));
+    s.update_channel(hook.clone()).await.unwrap();
     let names: Vec<String> = s.list_channels().await.unwrap().into_iter().map(|c| c.spec.name).collect();
     assert_eq!(names, ["hooks", "ops"]);
     assert!(matches!(s.get_channel("nope").await, Err(StoreError::Missing(m)) if m.contains("owl notify ls")));
@@ -166,7 +170,7 @@ pub async fn a_paused_channel_holds_its_deliveries_until_resumed(s: DynStore) {
     assert_eq!((c.failures, c.paused), (0, None));
     assert_eq!(s.claim_deliveries(secs(5), secs(35), 10).await.unwrap().len(), 1);
     let c = s.channel_result("ops", true, None, None, secs(6)).await.unwrap();
-    assert_eq!((c.failures, c.last_ok_at), (0, Some(secs(6))));
+    assert_eq!((c.failures, c.last_ok_at, c.last_error), (0, Some(secs(6)), None), "a success clears the last error");
     assert!(matches!(s.resume_channel("nope", secs(7)).await, Err(StoreError::Missing(_))));
 }
 
