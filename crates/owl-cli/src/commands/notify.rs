@@ -37,6 +37,24 @@ fn new_rule(a: RuleAddArgs) -> NewRule {
     }
 }
 
+/// A rule's filters (`label nightly`, `schedule backup`) and how it sends (`a digest every 1h`).
+fn rule_terms(r: &RuleView) -> (Vec<String>, Vec<String>) {
+    let mut only: Vec<String> = r.labels.iter().map(|l| format!("label {l}")).collect();
+    for (k, v) in [("group", &r.group), ("schedule", &r.schedule), ("agent", &r.agent)] {
+        if let Some(v) = v {
+            only.push(format!("{k} {v}"));
+        }
+    }
+    let mut how = Vec::new();
+    if let Some(d) = &r.digest {
+        how.push(format!("a digest every {d}"));
+    }
+    if let Some(m) = r.max_per_hour {
+        how.push(format!("at most {m} an hour"));
+    }
+    (only, how)
+}
+
 fn print_channel(c: &ChannelView) {
     println!("channel {}  {} ({})", c.name, c.kind, c.status);
     println!("  to         {}", c.target);
@@ -171,23 +189,10 @@ pub async fn run(client: &Client, action: NotifyAction, json: bool) -> Result<i3
                 if json {
                     print_json(&r)
                 } else {
-                    let mut only = Vec::new();
-                    for l in &r.labels {
-                        only.push(format!("label {l}"));
-                    }
-                    for (k, v) in [("group", &r.group), ("schedule", &r.schedule), ("agent", &r.agent)] {
-                        if let Some(v) = v {
-                            only.push(format!("{k} {v}"));
-                        }
-                    }
-                    if let Some(d) = &r.digest {
-                        only.push(format!("a digest every {d}"));
-                    }
-                    if let Some(m) = r.max_per_hour {
-                        only.push(format!("at most {m} an hour"));
-                    }
-                    let only = if only.is_empty() { String::new() } else { format!(" ({})", only.join(", ")) };
-                    println!("rule {} added: {} to {}{only}", r.id, r.on.join(", "), r.to.join(", "));
+                    let (only, how) = rule_terms(&r);
+                    let terms: Vec<String> = only.into_iter().chain(how).collect();
+                    let terms = if terms.is_empty() { String::new() } else { format!(" ({})", terms.join(", ")) };
+                    println!("rule {} added: {} to {}{terms}", r.id, r.on.join(", "), r.to.join(", "));
                 }
             }
             RuleAction::Ls => {
@@ -201,22 +206,7 @@ pub async fn run(client: &Client, action: NotifyAction, json: bool) -> Result<i3
                         .rules
                         .iter()
                         .map(|r| {
-                            let mut only = Vec::new();
-                            for l in &r.labels {
-                                only.push(format!("label {l}"));
-                            }
-                            for (k, v) in [("group", &r.group), ("schedule", &r.schedule), ("agent", &r.agent)] {
-                                if let Some(v) = v {
-                                    only.push(format!("{k} {v}"));
-                                }
-                            }
-                            let mut how = Vec::new();
-                            if let Some(d) = &r.digest {
-                                how.push(format!("digest {d}"));
-                            }
-                            if let Some(m) = r.max_per_hour {
-                                how.push(format!("at most {m}/h"));
-                            }
+                            let (only, how) = rule_terms(r);
                             vec![r.id.to_string(), r.on.join(","), r.to.join(","), only.join(", "), how.join(", ")]
                         })
                         .collect();
