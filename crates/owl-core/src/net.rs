@@ -1,7 +1,8 @@
 //! Which addresses are on the public internet: the one rule `http_fetch` and outgoing
 //! webhooks both refuse private targets by.
 
-use std::net::{IpAddr, Ipv4Addr};
+// `core::net` has the address types only: no sockets, no lookups.
+use core::net::{IpAddr, Ipv4Addr};
 
 /// False for loopback, private, link-local (cloud metadata), shared (CGNAT), benchmarking,
 /// unspecified, broadcast, multicast, reserved and documentation addresses, in both families;
