@@ -240,11 +240,16 @@ async fn collect_fast(s: &Shared, rules: &[owl_core::notify::Rule]) -> Result<()
         s.store.kv_set(FINISH_CURSOR, &finish.to_string()).await?;
     }
 
-    let mut newest = s.store.anomalies(AnomalyFilter { limit: 200, ..Default::default() }).await?;
-    let top = newest.first().map(|a| a.id).unwrap_or(0);
+    // Every second on an idle daemon: one row says whether anything is new.
+    let head = s.store.anomalies(AnomalyFilter { limit: 1, ..Default::default() }).await?;
+    let top = head.first().map(|a| a.id).unwrap_or(0);
     let Some(after) = cursor(s, ANOMALY_CURSOR).await? else {
         return s.store.kv_set(ANOMALY_CURSOR, &top.to_string()).await;
     };
+    if top <= after {
+        return Ok(());
+    }
+    let mut newest = s.store.anomalies(AnomalyFilter { limit: 200, ..Default::default() }).await?;
     // More than a page since the cursor: read back until it is reached.
     while newest.last().is_some_and(|a| a.id > after + 1) && newest.len() < 20_000 {
         let before = newest.last().map(|a| a.id);
