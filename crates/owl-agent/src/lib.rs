@@ -4,7 +4,8 @@
 //!   fallback chain; [`openai`] and [`anthropic`] speak the two wire formats, `local` runs a
 //!   GGUF model in-process (cargo feature `local`).
 //! - [`tools`]: shell under the [`policy`], file tools confined by [`confine`], http_fetch
-//!   with SSRF checks, and task and schedule tools that go through the [`host::Host`].
+//!   with SSRF checks, and task and schedule tools that go through the [`host::Host`];
+//!   MCP servers' tools through an [`mcp::McpTools`] hub.
 //! - [`run`]: the tool loop, which persists every message, call and result through the host
 //!   as it goes, so a restarted daemon resumes a task where it stopped.
 //!
@@ -18,6 +19,7 @@ pub mod job;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod local_prompt;
+pub mod mcp;
 pub mod msg;
 pub mod openai;
 pub mod policy;
@@ -31,6 +33,7 @@ pub use host::{
     ApprovalDecision, ApprovalRequest, Entry, Host, HostError, HostResult, NewAgentSchedule, Owner, TranscriptEntry, UsageRecord,
 };
 pub use job::{AgentEnd, Halt, Job};
+pub use mcp::{McpTool, McpTools};
 pub use run::run as run_job;
 pub use runtime::{AgentInfo, Runtime};
 

@@ -5,7 +5,7 @@
 use crate::confine::Workspace;
 use crate::host::{ApprovalDecision, ApprovalRequest, Host, HostError, Owner, UsageRecord};
 use crate::job::{AgentEnd, Halt, Job};
-use crate::msg::{ChatRequest, Message, Sink, ToolCall, Usage};
+use crate::msg::{ChatRequest, Message, Sink, ToolCall, ToolSpec, Usage};
 use crate::policy::Policy;
 use crate::provider::call_with_fallback;
 use crate::runtime::Runtime;
@@ -102,7 +102,16 @@ pub async fn run(
         output_max: rt.defaults.tool_output_max_bytes,
         http: HttpLimits { allow_private: agent.http_allow_private, ..HttpLimits::default() },
         search: rt.searchers.get(&job.agent).cloned(),
+        mcp: vec![],
+        mcp_hub: rt.mcp.clone(),
     };
+    let mut ctx = ctx;
+    let mut mcp_problems = Vec::new();
+    if let (Some(hub), false) = (&rt.mcp, agent.mcp.is_empty()) {
+        let (tools, problems) = hub.tools(&agent.mcp).await;
+        ctx.mcp = tools;
+        mcp_problems = problems;
+    }
     let journal = Journal { rt, host: host.clone(), owner: job.owner, attempt: job.attempt };
 
     // Rebuild from the transcript, or start one.
@@ -172,11 +181,19 @@ pub async fn run(
             st.messages.push(m);
         }
     }
+    for p in &mcp_problems {
+        fresh.push(Entry::note(format!("MCP: {p}")));
+    }
     if let Err(e) = journal.append(fresh).await {
         return AgentEnd::Failed { reason: e };
     }
     let started_ms = st.started_ms.unwrap_or_else(now_ms);
-    let tool_specs = tools::specs(&tool_names);
+    let mut tool_specs = tools::specs(&tool_names);
+    tool_specs.extend(ctx.mcp.iter().map(|t| ToolSpec {
+        name: t.name.clone(),
+        description: t.description.clone(),
+        parameters: t.parameters.clone(),
+    }));
     let begun = Instant::now();
 
     // Pending approvals left by a previous attempt are asked again before the next model call.
@@ -425,6 +442,9 @@ async fn finish_pending_calls(
 
 fn needs_asking(ctx: &ToolCtx, call: &ToolCall) -> bool {
     if ctx.agent.ask.contains(&call.name) || tools::ALWAYS_ASK.contains(&call.name.as_str()) {
+        return true;
+    }
+    if ctx.mcp.iter().any(|t| t.name == call.name && t.ask) {
         return true;
     }
     call.name == "shell"

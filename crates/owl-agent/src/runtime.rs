@@ -40,6 +40,8 @@ pub struct Runtime {
     pub(crate) breakers: std::sync::Mutex<BTreeMap<String, Arc<crate::provider::Breaker>>>,
     /// Each agent's `web_search` backend, with its cache and rate limit.
     pub(crate) searchers: BTreeMap<String, Arc<crate::tools::search::Searcher>>,
+    /// The MCP servers agents may use (`[mcp.servers]`).
+    pub(crate) mcp: Option<Arc<dyn crate::mcp::McpTools>>,
 }
 
 pub use crate::tools::SandboxBase;
@@ -122,6 +124,7 @@ impl Runtime {
             sandbox: None,
             breakers: Default::default(),
             searchers: BTreeMap::new(),
+            mcp: None,
         };
         for (name, a) in &rt.agents {
             let Some(search) = &a.search else { continue };
@@ -218,6 +221,12 @@ impl Runtime {
     }
 
     /// Lets shell calls run in the sandbox.
+    /// The hub that runs the MCP servers agents list in `mcp`.
+    pub fn with_mcp(mut self, hub: Arc<dyn crate::mcp::McpTools>) -> Runtime {
+        self.mcp = Some(hub);
+        self
+    }
+
     pub fn with_sandbox(mut self, base: SandboxBase) -> Runtime {
         self.sandbox = Some(base);
         self

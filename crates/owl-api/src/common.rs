@@ -101,6 +101,17 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+impl ErrorBody {
+    /// The message a client shows a person: the server's words, with the field they concern
+    /// when the words do not already name it. The CLI and the MCP server both say it this way.
+    pub fn describe(&self) -> String {
+        match &self.error.field {
+            Some(f) if !self.error.message.contains(&format!("`{f}`")) => format!("{} (in `{f}`)", self.error.message),
+            _ => self.error.message.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     pub code: String,

@@ -49,7 +49,12 @@ fn expand_home(p: &str) -> String {
     }
 }
 
-pub fn build(settings: &Settings, config: &Path, sandbox: Option<owl_agent::runtime::SandboxBase>) -> Result<Arc<owl_agent::Runtime>> {
+pub fn build(
+    settings: &Settings,
+    config: &Path,
+    sandbox: Option<owl_agent::runtime::SandboxBase>,
+    mcp: Arc<owl_mcp::Hub>,
+) -> Result<Arc<owl_agent::Runtime>> {
     let secrets = load_secrets(&secrets_file(config))?;
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let mut providers = settings.providers.clone();
@@ -76,6 +81,7 @@ pub fn build(settings: &Settings, config: &Path, sandbox: Option<owl_agent::runt
         Some(b) => rt.with_sandbox(b),
         None => rt,
     };
+    let rt = rt.with_mcp(mcp);
     for a in rt.agents() {
         match &a.problem {
             Some(p) => tracing::warn!(agent = %a.name, problem = %p, "agent cannot run until this is fixed"),

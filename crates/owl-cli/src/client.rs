@@ -65,12 +65,21 @@ impl Client {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         match serde_json::from_str::<owl_api::ErrorBody>(&text) {
-            Ok(b) => Err(match b.error.field {
-                Some(f) if !b.error.message.contains(&format!("`{f}`")) => anyhow!("{} (in `{f}`)", b.error.message),
-                _ => anyhow!("{}", b.error.message),
-            }),
+            Ok(b) => Err(anyhow!("{}", b.describe())),
             Err(_) => Err(anyhow!("the daemon answered {status}: {text}")),
         }
+    }
+
+    /// Any call, whatever its status: the status and the body as text.
+    pub async fn raw(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<(u16, String)> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| self.map_send_error(e))?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.text().await?))
     }
 
     /// A GET whose error statuses carry a body worth reading (the health probes answer 503).

@@ -198,7 +198,8 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
         let e = engine.clone();
         pg.listen(move || e.wake());
     }
-    engine.set_agents(crate::agents_setup::build(&settings, &config.0, sandbox_base(&engine))?);
+    let mcp_hub = mcp_hub(&settings, &engine, &layout);
+    engine.set_agents(crate::agents_setup::build(&settings, &config.0, sandbox_base(&engine), mcp_hub.clone())?);
     let shared_memory = pg.as_ref().and(settings.store.url.as_ref()).map(|u| u.expose().to_string());
     engine.set_memory(crate::memory_setup::open(&settings.memory, layout.root(), shared_memory.as_deref())?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -210,6 +211,8 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
         started_at,
         shutdown: stop_rx,
         sessions: Default::default(),
+        mcp_approvals: settings.mcp.allow_approvals,
+        mcp_hub: mcp_hub.clone(),
     };
     let mut server = tokio::spawn(owl_server::serve(listener, state));
     // Alone on its SQLite file (the data dir's lock proves it), the daemon requeues whatever
@@ -238,7 +241,7 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
         tokio::select! {
             _ = term.recv() => begin_stop(&engine, &mut stopping, "SIGTERM"),
             _ = int.recv() => begin_stop(&engine, &mut stopping, "SIGINT"),
-            _ = hup.recv() => reload(&engine, &config, &args, &settings),
+            _ = hup.recv() => reload(&engine, &config, &args, &settings, &mcp_hub),
             r = &mut server => {
                 // The API died on its own: stop the rest cleanly rather than run headless.
                 tracing::error!(result = ?r, "the API server stopped unexpectedly; shutting down");
@@ -498,7 +501,7 @@ fn notify_secrets(config: &std::path::Path) -> anyhow::Result<owl_engine::notify
     Ok(owl_engine::notify::Secrets(Arc::new(map)))
 }
 
-fn reload(engine: &Engine, config: &(PathBuf, bool), args: &DaemonArgs, running: &Settings) {
+fn reload(engine: &Engine, config: &(PathBuf, bool), args: &DaemonArgs, running: &Settings, mcp_hub: &Arc<owl_mcp::Hub>) {
     let loaded = crate::settings::load(&config.0, config.1).and_then(|mut s| {
         apply_flags(&mut s, args)?;
         Ok(s)
@@ -508,7 +511,10 @@ fn reload(engine: &Engine, config: &(PathBuf, bool), args: &DaemonArgs, running:
             if s.daemon.listen != running.daemon.listen {
                 tracing::warn!(old = %running.daemon.listen, new = %s.daemon.listen, "the listen address changes only at restart");
             }
-            match crate::agents_setup::build(&s, &config.0, sandbox_base(engine)) {
+            if s.mcp.servers != running.mcp.servers {
+                tracing::warn!("[mcp.servers] changes only at restart; agents keep the servers read at start");
+            }
+            match crate::agents_setup::build(&s, &config.0, sandbox_base(engine), mcp_hub.clone()) {
                 Ok(rt) => engine.set_agents(rt),
                 Err(e) => tracing::error!(error = format!("{e:#}"), "agents not reloaded; keeping the running ones"),
             }
@@ -524,6 +530,31 @@ fn reload(engine: &Engine, config: &(PathBuf, bool), args: &DaemonArgs, running:
             engine.reload(cfg);
         }
         Err(e) => tracing::error!(error = format!("{e:#}"), "configuration reload failed; keeping the running configuration"),
+    }
+}
+
+/// The MCP servers of `[mcp.servers]`, their definition pins in the store; each stdio
+/// server works in `<data>/mcp/NAME`.
+fn mcp_hub(settings: &Settings, engine: &Engine, layout: &DataLayout) -> Arc<owl_mcp::Hub> {
+    let sandbox = sandbox_base(engine).map(|b| owl_mcp::client::Sandbox {
+        exe: b.exe,
+        hidden: b.hidden,
+        limits: b.limits,
+        seccomp_net: b.seccomp_net,
+    });
+    let pins = Arc::new(StorePins(engine.store().clone()));
+    Arc::new(owl_mcp::Hub::new(&settings.mcp, std::env::vars().collect(), pins, sandbox, layout.root().join("mcp")))
+}
+
+struct StorePins(Arc<dyn owl_store::Store>);
+
+#[async_trait::async_trait]
+impl owl_mcp::client::Pins for StorePins {
+    async fn get(&self, key: &str) -> Result<Option<String>, String> {
+        self.0.kv_get(key).await.map_err(|e| format!("the store: {e}"))
+    }
+    async fn set(&self, key: &str, value: &str) -> Result<(), String> {
+        self.0.kv_set(key, value).await.map_err(|e| format!("the store: {e}"))
     }
 }
 

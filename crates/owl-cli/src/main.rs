@@ -44,6 +44,15 @@ fn main() {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
             report(rt.block_on(commands::doctor::run(config, &data_dir, json)), json)
         }
+        Command::Mcp { action: cli::McpAction::Serve { approvals } } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            report(rt.block_on(commands::mcp::serve(config, &data_dir, approvals)).map(|_| 0), json)
+        }
+        // Trying a server given on the command line needs no daemon.
+        Command::Mcp { action } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            report(rt.block_on(commands::mcp::run(action, &data_dir, json)), json)
+        }
         Command::Migrate { store, from } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
             report(rt.block_on(daemon::migrate(config, store, from, json)).map(|_| 0), json)
@@ -111,6 +120,7 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         | Command::Config { .. }
         | Command::Completions { .. }
         | Command::Migrate { .. }
+        | Command::Mcp { .. }
         | Command::Cron { .. }
         | Command::Sandbox { .. }
         | Command::Doctor => {

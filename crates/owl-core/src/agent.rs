@@ -195,6 +195,9 @@ pub struct AgentSettings {
     /// The backend of the `web_search` tool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<SearchSettings>,
+    /// MCP servers (from `[mcp.servers]`) whose tools this agent may call, as `NAME__tool`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp: Vec<String>,
 }
 
 /// Where `web_search` asks.
@@ -307,6 +310,7 @@ impl AgentSettings {
             max_subtask_depth: default_depth(),
             max_schedules: default_max_schedules(),
             search: None,
+            mcp: vec![],
         }
     }
 }

@@ -81,6 +81,8 @@ pub struct Settings {
     pub github: GithubSettings,
     /// The Slack app: slash commands, buttons, and Slack notification channels.
     pub slack: SlackSettings,
+    /// owl's MCP server, and the MCP servers agents use as tools.
+    pub mcp: crate::mcp::McpSettings,
 }
 
 /// `[memory]`: local embeddings, dedup, recall into agent prompts, retention.
@@ -753,6 +755,7 @@ impl Settings {
             "email" => field_names::<EmailSettings>(),
             "github" => field_names::<GithubSettings>(),
             "slack" => field_names::<SlackSettings>(),
+            "mcp" => field_names::<crate::mcp::McpSettings>(),
             _ => return None,
         })
     }
@@ -810,6 +813,17 @@ impl Settings {
             let spec = crate::notify::ChannelSpec { name: name.clone(), target: target.clone() };
             if let Err((field, m)) = spec.validate() {
                 return bad(&format!("notify.channels.{name}.{field}"), &m);
+            }
+        }
+        if let Err((field, m)) = self.mcp.check() {
+            return bad(&field, &m);
+        }
+        for (name, a) in self.agents.iter() {
+            if let Some(m) = a.mcp.iter().find(|m| !self.mcp.servers.contains_key(*m)) {
+                return bad(
+                    &format!("agents.{name}.mcp"),
+                    &format!("`{m}` is not a server in [mcp.servers]; add [mcp.servers.{m}] or remove it"),
+                );
             }
         }
         if self.notify.pause_after == 0 {

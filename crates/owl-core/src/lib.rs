@@ -16,6 +16,7 @@ pub mod expr;
 pub mod fields;
 pub mod layout;
 pub mod lifecycle;
+pub mod mcp;
 pub mod net;
 pub mod notify;
 pub mod schedule;

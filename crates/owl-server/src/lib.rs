@@ -9,6 +9,7 @@
 mod auth;
 mod error;
 mod extract;
+mod mcp;
 pub mod openapi;
 mod routes;
 pub mod ui;
@@ -36,6 +37,10 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Dashboard sign-in links and sessions.
     pub sessions: Arc<ui::Sessions>,
+    /// Offer the approval tools to MCP clients (`[mcp] allow_approvals`).
+    pub mcp_approvals: bool,
+    /// The MCP servers agents use (`[mcp.servers]`), for `owl mcp ls|tools|call|trust`.
+    pub mcp_hub: Arc<owl_mcp::Hub>,
 }
 
 /// Every authenticated route, registered with the router and the OpenAPI document at once.
@@ -93,6 +98,10 @@ fn authenticated() -> OpenApiRouter<AppState> {
         .routes(routes!(memory::stats))
         .routes(routes!(memory::reindex))
         .routes(routes!(memory::show, memory::remove))
+        .routes(routes!(mcp_servers::list))
+        .routes(routes!(mcp_servers::tools))
+        .routes(routes!(mcp_servers::call))
+        .routes(routes!(mcp_servers::trust))
 }
 
 /// The routes outside bearer auth: a webhook is authenticated by its HMAC signature instead,
@@ -122,7 +131,7 @@ pub fn router(state: AppState) -> Router {
     let authed = authed
         .route("/v1/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
-    Router::new()
+    let api = Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .merge(authed)
         .merge(open)
@@ -130,7 +139,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes))
-        .with_state(state)
+        .with_state(state.clone());
+    api.clone().merge(mcp::route(api, &state))
 }
 
 /// Serves until `shutdown` flips to true.

@@ -29,8 +29,8 @@ pub const OPEN_PATHS: &[&str] = &["/healthz", "/v1/hooks/{name}", "/v1/health/li
 const ERRORS: &[(&str, &str)] = &[
     ("400", "Invalid input; `field` names it and `message` says how to fix it"),
     ("401", "A missing or wrong bearer token (a webhook: a bad signature)"),
-    ("404", "No such task, schedule, trigger, chat, approval or memory"),
-    ("409", "The request conflicts with the current state (a duplicate name, a busy chat, memory without its model)"),
+    ("404", "No such task, schedule, trigger, chat, approval, memory or MCP server"),
+    ("409", "The request conflicts with the current state (a duplicate name, a busy chat, memory without its model, an MCP server that does not start)"),
     ("413", "The body is larger than [api] max_body_bytes"),
     ("415", "The body is not `application/json`"),
     ("429", "A webhook's rate limit is reached"),

@@ -40,6 +40,8 @@ fn api() -> Api {
         started_at: engine.now(),
         shutdown: stop_rx,
         sessions: Default::default(),
+        mcp_approvals: false,
+        mcp_hub: Arc::new(owl_mcp::Hub::single("none", Default::default())),
     };
     Api { app: router(state), _dir: dir, _stop: stop_tx }
 }

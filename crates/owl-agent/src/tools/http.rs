@@ -196,6 +196,8 @@ mod fetch_tests {
             output_max: 1 << 20,
             http: HttpLimits { allow_private, max_bytes: 1000, timeout: Duration::from_secs(5), max_redirects: 3 },
             search: None,
+            mcp: vec![],
+            mcp_hub: None,
         }
     }
 

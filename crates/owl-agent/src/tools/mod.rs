@@ -40,6 +40,9 @@ pub struct ToolCtx {
     pub http: HttpLimits,
     /// The agent's `web_search` backend, if it has one.
     pub search: Option<Arc<search::Searcher>>,
+    /// Tools of the MCP servers the agent lists in `mcp`, and the hub that calls them.
+    pub mcp: Vec<crate::mcp::McpTool>,
+    pub mcp_hub: Option<Arc<dyn crate::mcp::McpTools>>,
 }
 
 /// What the daemon knows about sandboxing: the trampoline binary, what stays hidden, limits.
@@ -233,6 +236,9 @@ struct ScheduleManageArgs {
 
 /// Runs one call. `approved` is true when a human approved this exact call.
 pub async fn call(ctx: &ToolCtx, name: &str, arguments: &Value, approved: bool) -> ToolOutcome {
+    if let Some(t) = ctx.mcp.iter().find(|t| t.name == name) {
+        return mcp_call(ctx, t, arguments, approved).await;
+    }
     let allowed =
         if ctx.agent.tools.is_empty() { owl_core::agent::DEFAULT_TOOLS.contains(&name) } else { ctx.agent.tools.iter().any(|t| t == name) };
     if !allowed {
@@ -285,6 +291,25 @@ pub async fn call(ctx: &ToolCtx, name: &str, arguments: &Value, approved: bool) 
         _ => Err(format!("there is no tool `{name}`")),
     };
     match r {
+        Ok(s) => ToolOutcome::Ok(cap(s, ctx.output_max)),
+        Err(e) => ToolOutcome::Err(e),
+    }
+}
+
+async fn mcp_call(ctx: &ToolCtx, t: &crate::mcp::McpTool, arguments: &Value, approved: bool) -> ToolOutcome {
+    if t.ask && !approved {
+        return ToolOutcome::NeedsApproval(format!(
+            "{} of MCP server `{}` is set to ask (mcp.servers.{}.policy or .tools)",
+            t.tool, t.server, t.server
+        ));
+    }
+    if !arguments.is_object() {
+        return ToolOutcome::Err(format!("the arguments of {} must be a JSON object", t.name));
+    }
+    let Some(hub) = &ctx.mcp_hub else {
+        return ToolOutcome::Err("MCP servers are not available in this daemon".into());
+    };
+    match hub.call(t, arguments.clone()).await {
         Ok(s) => ToolOutcome::Ok(cap(s, ctx.output_max)),
         Err(e) => ToolOutcome::Err(e),
     }

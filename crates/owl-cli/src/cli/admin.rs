@@ -137,3 +137,57 @@ pub enum SandboxAction {
     /// What isolation this machine supports, and what is enforced for which tasks.
     Check,
 }
+
+#[derive(Subcommand, Debug)]
+pub enum McpAction {
+    /// Serve owl's tools to an MCP client on stdin and stdout (for clients that launch a
+    /// command, like Claude Code and Codex). The daemon must be running; this talks to it.
+    Serve {
+        /// Offer the approval tools too (also needs `[mcp] allow_approvals = true`).
+        #[arg(long)]
+        approvals: bool,
+    },
+    /// The MCP servers of `[mcp.servers]` and their state (servers start at first use).
+    Ls,
+    /// A server's tools: what agents call them, their policy, and whether a definition changed
+    /// since it was trusted. Starts the server.
+    Tools {
+        /// The server, as in `[mcp.servers.NAME]` (or give --url or --command).
+        #[arg(required_unless_present_any = ["url", "command"])]
+        server: Option<String>,
+        #[command(flatten)]
+        adhoc: McpAdhoc,
+    },
+    /// Call a tool by hand: `owl mcp call SERVER TOOL '{"path": "notes.md"}'`, or
+    /// `owl mcp call --url URL TOOL '{...}'` for a server that is not configured.
+    Call {
+        /// SERVER TOOL [ARGUMENTS], or TOOL [ARGUMENTS] with --url or --command; the
+        /// arguments are a JSON object (default `{}`).
+        #[arg(required = true, num_args = 1..=3)]
+        args: Vec<String>,
+        #[command(flatten)]
+        adhoc: McpAdhoc,
+    },
+    /// Accept the current definition of a tool that changed since it was trusted, so agents
+    /// may use it again.
+    Trust {
+        /// The server, as in `[mcp.servers.NAME]`.
+        server: String,
+        tool: String,
+    },
+}
+
+/// A server given on the command line and run by the CLI itself (unsandboxed, nothing
+/// pinned), to try it before configuring it.
+#[derive(Args, Debug)]
+pub struct McpAdhoc {
+    /// A Streamable HTTP endpoint.
+    #[arg(long, conflicts_with = "command")]
+    pub url: Option<String>,
+    /// A program speaking MCP on stdio, with its arguments (split on spaces).
+    #[arg(long)]
+    pub command: Option<String>,
+    /// A header for --url, `Name: value` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE", requires = "url")]
+    pub headers: Vec<String>,
+}

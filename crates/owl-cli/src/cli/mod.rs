@@ -99,6 +99,11 @@ pub enum Command {
         #[command(subcommand)]
         action: MemoryAction,
     },
+    /// MCP: owl as a server for other agents (`owl mcp serve`), and the MCP servers owl's agents use.
+    Mcp {
+        #[command(subcommand)]
+        action: McpAction,
+    },
     /// Check the set-up (config, daemon, models, providers, sandbox, disk) and say how to fix each problem.
     Doctor,
     /// The sandbox: what this machine can enforce.

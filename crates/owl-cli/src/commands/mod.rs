@@ -6,6 +6,7 @@ pub mod config;
 pub mod doctor;
 pub mod groups;
 pub mod logs;
+pub mod mcp;
 pub mod memory;
 pub mod notify;
 pub mod sandbox;

@@ -10,6 +10,7 @@ mod dashboard;
 mod fuzz;
 mod harness;
 mod lifecycle;
+mod mcp;
 mod memory;
 mod notify;
 mod observability;

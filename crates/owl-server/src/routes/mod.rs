@@ -6,6 +6,7 @@ pub mod events;
 pub mod groups;
 pub mod health;
 pub mod logs;
+pub mod mcp_servers;
 pub mod memory;
 pub mod notify;
 pub mod reports;
