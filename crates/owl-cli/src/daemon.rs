@@ -262,6 +262,7 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
     if !server.is_finished() {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
     }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), mcp_hub.shutdown()).await;
     // The index file is saved so the next start loads it instead of rebuilding (a crash only
     // costs that rebuild: the database is the source of truth).
     if let Some(m) = engine.memory() {

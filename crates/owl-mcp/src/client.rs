@@ -460,10 +460,11 @@ impl Hub {
         }
     }
 
-    /// Stops every server.
+    /// Stops every server: stdio programs get their stdin closed, then SIGTERM, then SIGKILL.
     pub async fn shutdown(&self) {
         for slot in self.slots.values() {
             if let Some(c) = slot.state.lock().await.conn.take() {
+                c.service.cancellation_token().cancel();
                 if let Ok(c) = Arc::try_unwrap(c) {
                     let _ = c.service.cancel().await;
                 }
