@@ -292,7 +292,7 @@ impl Hub {
             let s = tokio::time::timeout(timeout, info.serve_with_lifecycle(transport, lifecycle))
                 .await
                 .map_err(|_| Failure::Late(late()))?
-                .map_err(|e| Failure::Refused(format!("MCP server `{name}` at {url} did not connect: {e}")))?;
+                .map_err(|e| Failure::Refused(http_failure(name, url, &e.to_string())))?;
             return Ok((s, None));
         }
         let (cmd, log) = self.command(name, cfg).map_err(Failure::Late)?;
@@ -313,6 +313,13 @@ impl Hub {
         let dir = self.state_dir.join(name);
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let program = cfg.command.clone().unwrap_or_default();
+        let Some(found) = find_program(&program, self.env.get("PATH")) else {
+            return Err(format!(
+                "MCP server `{name}`: `{program}` is not found{}; install it or give its absolute path in mcp.servers.{name}.command",
+                if program.contains('/') { String::new() } else { " in the daemon's PATH".to_string() }
+            ));
+        };
+        let program = found.display().to_string();
         let mut env: Vec<(String, String)> = ["PATH", "HOME", "LANG", "LC_ALL", "USER", "TZ"]
             .iter()
             .filter_map(|k| self.env.get(*k).map(|v| (k.to_string(), v.clone())))
@@ -420,7 +427,8 @@ impl Hub {
         };
         let conn = self.conn(server).await?;
         let Some(def) = conn.tools.iter().find(|t| t.name == tool) else {
-            return Err(format!("MCP server `{server}` has no tool `{tool}` (any more)"));
+            let names: Vec<&str> = conn.tools.iter().map(|t| t.name.as_ref()).collect();
+            return Err(format!("MCP server `{server}` has no tool `{tool}`; its tools: {}", names.join(", ")));
         };
         if checked {
             let hash = definition_hash(def);
@@ -596,6 +604,27 @@ fn cap(mut s: String, max: usize) -> String {
 
 fn humantime(d: Duration) -> String {
     owl_core::duration::format(d)
+}
+
+/// Why an HTTP server did not connect, in a person's words: the SDK's message names its
+/// transport's types, not what went wrong.
+fn http_failure(name: &str, url: &str, e: &str) -> String {
+    let why = if e.contains("error sending request") {
+        "nothing answers there (check that the server runs and the URL is right)".to_string()
+    } else if e.contains("401") || e.contains("403") || e.to_ascii_lowercase().contains("unauthorized") {
+        format!("it refused owl's credentials; check mcp.servers.{name}.headers")
+    } else {
+        e.to_string()
+    };
+    format!("MCP server `{name}` at {url} did not connect: {why}")
+}
+
+/// Where `program` is, looked up in `path` as the kernel's exec would.
+fn find_program(program: &str, path: Option<&String>) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program)).filter(|p| p.is_file());
+    }
+    path?.split(':').filter(|d| !d.is_empty()).map(|d| PathBuf::from(d).join(program)).find(|p| p.is_file())
 }
 
 /// An error with the last lines the server wrote to stderr.

@@ -117,9 +117,18 @@ fn integral(v: serde_json::Value) -> serde_json::Value {
 }
 
 /// Parses a query string into `T`, rejecting unknown parameters.
+/// A bad value names its parameter in `field`.
 pub fn parse_query<T: DeserializeOwned>(raw: Option<String>) -> Result<T, ApiError> {
-    serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::bad_request("query", format!("bad query parameters: {e}")))
+    let raw = raw.unwrap_or_default();
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        if field.is_empty() || field == "." {
+            ApiError::bad_request("query", format!("bad query parameters: {}", e.inner()))
+        } else {
+            ApiError::bad_request(field.clone(), format!("`{field}`: {}", e.inner()))
+        }
+    })
 }
 
 /// A task id in a query string, exactly as the document's pattern says: digits, no sign, no

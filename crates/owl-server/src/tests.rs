@@ -375,3 +375,102 @@ fn memory_wire_types_say_exactly_what_memory_says() {
     let wire = owl_api::NewMemory { text: "x".into(), kind: "k".into(), tags: vec![], source: None, agent: Some("a".into()), user: None };
     assert_eq!(serde_json::to_value(new_memory(wire.clone())).unwrap(), serde_json::to_value(&wire).unwrap());
 }
+
+/// The MCP tools over the real router, as `/v1/mcp` builds them.
+fn mcp_server(api: &Api, approvals: bool) -> owl_mcp::OwlServer {
+    struct Direct(Router);
+    #[async_trait::async_trait]
+    impl owl_mcp::Backend for Direct {
+        async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Result<owl_mcp::Reply, String> {
+            let req = Request::builder().method(method).uri(path).header("authorization", format!("Bearer {TOKEN}"));
+            let req = match body {
+                Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
+                None => req.body(Body::empty()).unwrap(),
+            };
+            let resp = self.0.clone().oneshot(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let bytes = axum::body::to_bytes(resp.into_body(), 10 << 20).await.unwrap();
+            Ok(owl_mcp::Reply { status, body: String::from_utf8_lossy(&bytes).into_owned() })
+        }
+    }
+    let doc = serde_json::to_value(openapi_document()).unwrap();
+    owl_mcp::OwlServer::new(Arc::new(Direct(api.app.clone())), owl_mcp::Scope { approvals }, &doc).unwrap()
+}
+
+#[test]
+fn every_mcp_tool_is_built_from_an_operation_of_the_api() {
+    let api_doc = serde_json::to_value(openapi_document()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let api = rt.block_on(async { api() });
+    let tools = mcp_server(&api, true).tools();
+    assert_eq!(tools.len(), owl_mcp::server::tool_names().len());
+    for t in &tools {
+        let schema = serde_json::to_value(&t.input_schema).unwrap();
+        let text = schema.to_string();
+        assert!(!text.contains("#/components/"), "{}: every $ref points into $defs: {text}", t.name);
+        assert_eq!(schema["type"], "object", "{}", t.name);
+        assert_eq!(schema["additionalProperties"], false, "{}", t.name);
+        let mut refs = vec![];
+        collect(&schema, &mut refs);
+        for r in refs {
+            let name = r.strip_prefix("#/$defs/").unwrap();
+            assert!(schema["$defs"].get(name).is_some(), "{}: `{r}` is defined", t.name);
+        }
+        assert!(t.description.as_deref().is_some_and(|d| d.len() < 300), "{}: a short description", t.name);
+    }
+    let add = tools.iter().find(|t| t.name == "task_add").unwrap();
+    let props = add.input_schema["properties"].as_object().unwrap();
+    let submit = api_doc["components"]["schemas"]["SubmitTask"]["properties"].as_object().unwrap();
+    assert_eq!(props.keys().collect::<Vec<_>>(), submit.keys().collect::<Vec<_>>(), "task_add takes exactly what POST /v1/tasks takes");
+    let logs = tools.iter().find(|t| t.name == "task_logs").unwrap();
+    assert!(logs.input_schema["properties"].get("follow").is_none(), "a tool call must not hang on a followed log");
+    assert_eq!(logs.input_schema["required"], json!(["id"]));
+
+    fn collect(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(r) = o.get("$ref").and_then(Value::as_str) {
+                    out.push(r.to_string());
+                }
+                o.values().for_each(|x| collect(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn mcp_tools_refuse_hostile_arguments_with_named_errors_and_never_fail_the_server() {
+    let api = api();
+    let server = mcp_server(&api, false);
+    let deep = (0..200).fold(json!(1), |v, _| json!([v]));
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("task_show", json!({}), "`id` is required"),
+        ("task_show", json!({"id": [1]}), "`id` must be a number or a string"),
+        ("task_show", json!({"id": "../../v1/approvals"}), "id"),
+        ("task_show", json!({"id": 0}), "id"),
+        ("task_show", json!({"id": u64::MAX}), "id"),
+        ("task_show", json!({"id": 1, "extra": true}), "unknown argument `extra`"),
+        ("task_logs", json!({"id": 1, "tail": -1}), "`tail` must be a whole number"),
+        ("task_list", json!({"limit": "many"}), "limit"),
+        ("task_add", json!({}), "command"),
+        ("task_add", json!({"shell": "true", "nested": deep}), "64 levels"),
+        ("task_add", json!({"shell": 7}), "shell"),
+        ("task_wait", json!({"ids": "1,x"}), "ids"),
+        ("schedule_pause", json!({"name": "no such/../schedule"}), "schedule"),
+        ("approval_list", json!({}), "allow_approvals"),
+        ("no_such_tool", json!({}), "unknown tool"),
+    ];
+    for (tool, args, needle) in cases {
+        let args = args.as_object().cloned().unwrap_or_default();
+        let err = server.call(tool, args.clone()).await.expect_err(&format!("{tool} {args:?} is refused"));
+        assert!(err.contains(needle), "{tool} {args:?}: `{err}` should mention {needle}");
+        assert!(!err.contains("answered 5"), "{tool}: never a server error: {err}");
+    }
+    // And a good call goes through to the queue.
+    let out = server.call("task_add", json!({"shell": "echo hi", "labels": ["mcp"]}).as_object().cloned().unwrap()).await.unwrap();
+    let task: Value = serde_json::from_str(&out).unwrap();
+    let shown = server.call("task_show", json!({"id": task["id"]}).as_object().cloned().unwrap()).await.unwrap();
+    assert!(shown.contains("\"labels\":[\"mcp\"]"), "{shown}");
+}

@@ -125,10 +125,7 @@ pub async fn run(action: McpAction, data_dir: &Path, json: bool) -> Result<i32> 
                     .servers
                     .iter()
                     .map(|s| {
-                        let state = match &s.last_error {
-                            Some(e) if s.state == "failed" => format!("failed: {}", e.lines().next().unwrap_or_default()),
-                            _ => s.state.clone(),
-                        };
+                        let state = s.state.clone();
                         let tools = s.tools.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
                         let sandbox = if s.transport == "http" {
                             "-"
@@ -141,6 +138,9 @@ pub async fn run(action: McpAction, data_dir: &Path, json: bool) -> Result<i32> 
                     })
                     .collect();
                 table(&["NAME", "TRANSPORT", "SANDBOX", "TOOLS", "STATE", "TARGET"], rows);
+                for s in list.servers.iter().filter(|s| s.state == "failed") {
+                    println!("\n{}: {}", s.name, s.last_error.as_deref().unwrap_or("failed"));
+                }
             }
             Ok(0)
         }
