@@ -54,6 +54,7 @@ pub async fn run(config: (PathBuf, bool), data_dir: &Path, json: bool) -> anyhow
     if let Some(s) = &settings {
         out.extend(models(s));
         out.extend(providers(s, &config.0).await);
+        out.extend(mcp_servers(s, data_dir).await);
     }
     out.extend(sandbox());
     out.push(disk(data_dir));
@@ -224,6 +225,45 @@ async fn providers(s: &Settings, config: &Path) -> Vec<Check> {
                 Some(format!("check [providers.{name}] base_url, the network, or a proxy")),
             ),
         });
+    }
+    out
+}
+
+/// Each configured MCP server: started through the daemon when it runs (that is the real
+/// test), else its program looked up.
+async fn mcp_servers(s: &Settings, data_dir: &Path) -> Vec<Check> {
+    let client = crate::client::Client::connect(data_dir).ok();
+    let mut out = Vec::new();
+    for (name, server) in &s.mcp.servers {
+        let label = format!("mcp {name}");
+        if let Some(c) = &client {
+            match c.get::<owl_api::McpToolList>(&format!("/v1/mcp-servers/{name}/tools")).await {
+                Ok(list) => {
+                    let changed = list.tools.iter().filter(|t| t.trust == "changed").map(|t| t.name.clone()).collect::<Vec<_>>();
+                    out.push(if changed.is_empty() {
+                        check(&label, Level::Ok, format!("started; {} tools", list.tools.len()), None)
+                    } else {
+                        check(
+                            &label,
+                            Level::Warn,
+                            format!("changed since trusted, withheld from agents: {}", changed.join(", ")),
+                            Some(format!("review with `owl mcp tools {name}`, then `owl mcp trust {name} TOOL`")),
+                        )
+                    });
+                }
+                Err(e) => out.push(check(&label, Level::Fail, format!("{e:#}"), Some(format!("fix [mcp.servers.{name}], then `owl mcp tools {name}`")))),
+            }
+            continue;
+        }
+        if let Some(cmd) = &server.command {
+            let found = cmd.contains('/') && Path::new(cmd).is_file()
+                || std::env::var("PATH").unwrap_or_default().split(':').any(|d| !d.is_empty() && Path::new(d).join(cmd).is_file());
+            out.push(if found {
+                check(&label, Level::Ok, format!("`{cmd}` is installed (started at first use)"), None)
+            } else {
+                check(&label, Level::Fail, format!("`{cmd}` is not found in PATH"), Some(format!("install it, or give its absolute path in mcp.servers.{name}.command")))
+            });
+        }
     }
     out
 }
