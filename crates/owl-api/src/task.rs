@@ -59,6 +59,10 @@ pub struct SubmitTask {
     /// Work in a git worktree of this repository: `{"path": "/abs", "base": "main", "push": "origin"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo: Option<owl_core::RepoRequest>,
+    /// With `cli` (`claude` or `codex`): give the CLI owl's MCP server, scoped to this task (it
+    /// may queue follow-up tasks and see those, and search and add memories).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub owl_mcp: bool,
 }
 
 /// Defaults applied to submissions that leave a field out.
@@ -71,6 +75,10 @@ pub struct SpecDefaults {
 impl SubmitTask {
     /// Builds the spec. Errors name the field as the client sent it.
     pub fn into_spec(self, defaults: &SpecDefaults, now: Timestamp) -> Result<TaskSpec, ValidationError> {
+        if self.owl_mcp && self.cli.is_none() {
+            return Err(ValidationError::new("owl_mcp", "is for coding CLI tasks: give `cli` (claude or codex) with it"));
+        }
+        let owl_mcp = self.owl_mcp;
         let (agent, prompt) = match (self.cli, self.agent, self.prompt) {
             (Some(_), Some(_), _) => return Err(ValidationError::new("cli", "give either `cli` or `agent`, not both")),
             (Some(_), None, None) => {
@@ -85,7 +93,7 @@ impl SubmitTask {
             (None, agent, prompt) => (agent.map(Ok), prompt),
         };
         let command = match (self.command, self.shell, agent, prompt) {
-            (None, None, Some(Err(cli)), Some(prompt)) => Command::Cli { cli, prompt },
+            (None, None, Some(Err(cli)), Some(prompt)) => Command::Cli { cli, prompt, owl_mcp },
             (_, _, Some(Err(_)), _) => unreachable!("checked above"),
             (None, None, Some(Ok(agent)), Some(prompt)) => Command::Agent { agent, prompt },
             (_, _, Some(_), None) => return Err(ValidationError::new("prompt", "missing: an agent task needs a prompt saying what to do")),

@@ -214,6 +214,11 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
         mcp_approvals: settings.mcp.allow_approvals,
         mcp_hub: mcp_hub.clone(),
     };
+    // Coding CLI tasks with `owl_mcp` reach owl's MCP server through `owl mcp serve --socket`.
+    match std::env::current_exe() {
+        Ok(exe) => engine.set_task_mcp(owl_server::task_mcp(state.clone(), exe)),
+        Err(e) => tracing::warn!(error = %e, "cannot find owl's own binary; coding CLI tasks cannot be given owl's MCP server"),
+    }
     let mut server = tokio::spawn(owl_server::serve(listener, state));
     // Alone on its SQLite file (the data dir's lock proves it), the daemon requeues whatever
     // an earlier run left running; on a shared database other nodes hold live leases, so only

@@ -44,7 +44,11 @@ fn main() {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
             report(rt.block_on(commands::doctor::run(config, &data_dir, json)), json)
         }
-        Command::Mcp { action: cli::McpAction::Serve { approvals } } => {
+        Command::Mcp { action: cli::McpAction::Serve { socket: Some(socket), .. } } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            report(rt.block_on(commands::mcp::bridge(&socket)).map(|_| 0), json)
+        }
+        Command::Mcp { action: cli::McpAction::Serve { approvals, socket: None } } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
             report(rt.block_on(commands::mcp::serve(config, &data_dir, approvals)).map(|_| 0), json)
         }

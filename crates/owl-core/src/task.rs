@@ -51,7 +51,13 @@ pub enum Command {
     Agent { agent: String, prompt: String },
     /// A prompt given to a coding CLI: a profile name (`claude`, `codex`, …, or one from the
     /// config) or `custom:TEMPLATE`.
-    Cli { cli: String, prompt: String },
+    Cli {
+        cli: String,
+        prompt: String,
+        /// Give the CLI owl's own MCP server, scoped to this task (Claude Code and Codex).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        owl_mcp: bool,
+    },
 }
 
 impl Command {
@@ -80,7 +86,7 @@ impl Command {
                 .join(" "),
             Command::Shell(s) => s.clone(),
             Command::Agent { agent, prompt } => format!("agent:{agent} {}", first_line(prompt)),
-            Command::Cli { cli, prompt } => {
+            Command::Cli { cli, prompt, .. } => {
                 let name = if cli.starts_with("custom:") { "custom" } else { cli };
                 format!("cli:{name} {}", first_line(prompt))
             }

@@ -65,7 +65,7 @@ pub fn check_spec(spec: &TaskSpec) -> Result<(), ValidationError> {
                 return Err(ValidationError::new("command.shell", "contains a NUL byte, which no shell command can hold"));
             }
         }
-        Command::Cli { cli, prompt } => {
+        Command::Cli { cli, prompt, .. } => {
             if cli.trim().is_empty() {
                 return Err(ValidationError::new("cli", "is empty; name a profile such as claude or codex, or custom:'COMMAND {prompt}'"));
             }

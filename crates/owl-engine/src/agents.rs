@@ -128,6 +128,11 @@ impl Engine {
         *self.shared.agents.write().unwrap_or_else(|p| p.into_inner()) = Some(rt);
     }
 
+    /// Installs owl's MCP server for coding CLI tasks that ask for it.
+    pub fn set_task_mcp(&self, m: Arc<dyn crate::TaskMcp>) {
+        *self.shared.task_mcp.write().unwrap_or_else(|p| p.into_inner()) = Some(m);
+    }
+
     pub fn agents(&self) -> Option<Arc<owl_agent::Runtime>> {
         self.shared.agents()
     }

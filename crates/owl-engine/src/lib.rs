@@ -237,6 +237,8 @@ pub(crate) struct Shared {
     pub agents: RwLock<Option<Arc<owl_agent::Runtime>>>,
     /// Long-term memory; `None` when disabled or not installed.
     pub memory: RwLock<Option<Arc<owl_memory::Memory>>>,
+    /// owl's MCP server for coding CLI tasks with `owl_mcp`; `None` until installed.
+    pub task_mcp: RwLock<Option<Arc<dyn TaskMcp>>>,
     pub metrics: Arc<metrics::Metrics>,
     pub loops: health::Loops,
     /// Whether the last look found the data dir's disk below `[health] min_free_disk_mb`.
@@ -250,6 +252,15 @@ pub(crate) struct Shared {
     /// Set when a loop used up its restart budget: the daemon must exit so its supervisor
     /// (systemd) starts a fresh one.
     pub fatal: watch::Sender<Option<String>>,
+}
+
+/// Serves owl's MCP server to one coding CLI task (`owl add --cli claude --owl-mcp`) on a Unix
+/// socket in its workspace, scoped to that task. The daemon installs it (it has the router).
+pub trait TaskMcp: Send + Sync {
+    /// The owl binary the CLI starts as its MCP server (`owl mcp serve --socket PATH`).
+    fn exe(&self) -> std::path::PathBuf;
+    /// Starts serving task `task` on `socket`; serving stops when the guard is dropped.
+    fn open(&self, task: TaskId, socket: &std::path::Path) -> Result<Box<dyn std::any::Any + Send>, String>;
 }
 
 /// Always withheld from tasks: a token in the environment would let any task drive the API,
@@ -352,6 +363,7 @@ impl Engine {
             withheld_env: RwLock::new(ALWAYS_WITHHELD.iter().map(|s| s.to_string()).collect()),
             has_task_event_triggers: AtomicBool::new(true),
             agents: RwLock::new(None),
+            task_mcp: RwLock::new(None),
             memory: RwLock::new(None),
             metrics: Arc::new(metrics::Metrics::new()),
             loops: health::Loops::default(),

@@ -208,6 +208,53 @@ async fn finish_worktree(
     out
 }
 
+/// Serves owl's MCP server to this task on `<workspace>/.owl/mcp.sock` and tells the CLI to
+/// start `owl mcp serve --socket` as an MCP server. Inside the sandbox the CLI has no network,
+/// but a socket in its own workspace is reachable; the server behind it is scoped to the task.
+fn give_owl_mcp(
+    s: &Arc<Shared>,
+    id: TaskId,
+    workspace: &std::path::Path,
+    format: owl_core::coding::CliFormat,
+    argv: &mut Vec<String>,
+) -> Result<Box<dyn std::any::Any + Send>, String> {
+    use owl_core::coding::CliFormat;
+    let Some(m) = s.task_mcp.read().unwrap_or_else(|p| p.into_inner()).clone() else {
+        return Err("owl_mcp: this daemon does not serve MCP to coding CLIs".into());
+    };
+    let dir = workspace.join(".owl");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("owl_mcp: cannot create {}: {e}", dir.display()))?;
+    let socket = dir.join("mcp.sock");
+    // The kernel caps a socket path at 108 bytes.
+    if socket.as_os_str().len() > 100 {
+        return Err(format!("owl_mcp: the socket path {} is too long for a Unix socket; use a shorter data dir", socket.display()));
+    }
+    let _ = std::fs::remove_file(&socket);
+    let exe = m.exe().display().to_string();
+    let sock = socket.display().to_string();
+    match format {
+        CliFormat::ClaudeStreamJson => {
+            let config =
+                serde_json::json!({"mcpServers": {"owl": {"type": "stdio", "command": exe, "args": ["mcp", "serve", "--socket", sock]}}});
+            argv.extend(["--mcp-config".to_string(), config.to_string(), "--allowedTools".to_string(), "mcp__owl".to_string()]);
+        }
+        CliFormat::CodexJson => {
+            // `-c` goes right after the subcommand, before the prompt.
+            let at = argv.iter().position(|a| a == "exec").map(|i| i + 1).unwrap_or(1).min(argv.len());
+            let args = serde_json::json!(["mcp", "serve", "--socket", sock]).to_string();
+            let extra = [
+                "-c".to_string(),
+                format!("mcp_servers.owl.command={}", serde_json::Value::String(exe)),
+                "-c".to_string(),
+                format!("mcp_servers.owl.args={args}"),
+            ];
+            argv.splice(at..at, extra);
+        }
+        _ => return Err("owl_mcp is supported for Claude Code and Codex (their profiles' stream formats)".into()),
+    }
+    m.open(id, &socket)
+}
+
 /// What runs as a process: a plain command, or a coding CLI given the prompt.
 async fn run_process(
     s: &Arc<Shared>,
@@ -242,8 +289,10 @@ async fn run_process(
     let mut limits = cfg.sandbox.limits.clone();
     let mut parser = None;
     let mut cli_name = String::new();
+    // Held while the process runs: owl's MCP server for this task, when it asked for one.
+    let mut _mcp_guard = None;
     let mut argv = match &task.spec.command {
-        owl_core::Command::Cli { cli, prompt } => {
+        owl_core::Command::Cli { cli, prompt, owl_mcp } => {
             let profile = match owl_core::coding::resolve(cli, &cfg.cli) {
                 Ok(p) => p,
                 Err(e) => {
@@ -264,7 +313,17 @@ async fn run_process(
             env.extend(profile.env.iter().map(|(k, v)| (k.clone(), v.clone())));
             cli_name = if cli.starts_with("custom:") { "custom".into() } else { cli.clone() };
             parser = Some(owl_agent::cli_stream::CliParser::new(profile.format));
-            owl_core::coding::render(profile.command_for(sandboxed), prompt, &workdir.display().to_string())
+            let mut argv = owl_core::coding::render(profile.command_for(sandboxed), prompt, &workdir.display().to_string());
+            if *owl_mcp {
+                match give_owl_mcp(s, id, workspace, profile.format, &mut argv) {
+                    Ok(guard) => _mcp_guard = Some(guard),
+                    Err(e) => {
+                        append_log_note(s, id, attempt, &e);
+                        return (RunOutcome::Failed { exit_code: None, signal: None, error: Some(e) }, None, None);
+                    }
+                }
+            }
+            argv
         }
         other => other.to_argv().unwrap_or_default(),
     };

@@ -38,6 +38,18 @@ pub struct Scope {
     /// List and decide approvals. Off by default: an agent that can approve its own requests
     /// (or another's) makes the approval pointless.
     pub approvals: bool,
+    /// A coding CLI task's own server: it may queue tasks (labelled as its own), reach only
+    /// itself and those, and search and add memories; no schedules, no approvals.
+    pub task: Option<i64>,
+}
+
+/// The tools a task-scoped client gets.
+const TASK_TOOLS: &[&str] =
+    &["task_add", "task_list", "task_show", "task_logs", "task_cancel", "task_retry", "task_wait", "memory_search", "memory_add"];
+
+/// The label on tasks queued through a task's own MCP server.
+pub fn child_label(task: i64) -> String {
+    format!("mcp-task={task}")
 }
 
 /// How a tool changes things, for the client's annotations.
@@ -251,7 +263,11 @@ pub struct OwlServer {
 impl OwlServer {
     /// Builds the tools from the API's OpenAPI document.
     pub fn new(backend: Arc<dyn Backend>, scope: Scope, openapi: &Value) -> Result<OwlServer, String> {
-        let tools = OPS.iter().filter(|o| scope.approvals || !o.approvals).map(|o| build(o, openapi)).collect::<Result<Vec<_>, _>>()?;
+        let tools = OPS
+            .iter()
+            .filter(|o| if scope.task.is_some() { TASK_TOOLS.contains(&o.tool) } else { scope.approvals || !o.approvals })
+            .map(|o| build(o, openapi))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(OwlServer { backend, scope, tools: Arc::new(tools) })
     }
 
@@ -274,16 +290,95 @@ impl OwlServer {
         self.tools.iter().map(|b| b.tool.clone()).collect()
     }
 
+    /// Whether a task-scoped client may act on task `id`: its own task, or one it queued.
+    async fn reach(&self, id: &Value) -> Result<(), String> {
+        let Some(owner) = self.scope.task else { return Ok(()) };
+        let Some(id) = id.as_i64().or_else(|| id.as_str().and_then(|s| s.trim_start_matches('#').parse().ok())) else {
+            return Ok(()); // the API refuses it with its own words
+        };
+        if id == owner {
+            return Ok(());
+        }
+        let reply = self.backend.send("GET", &format!("/v1/tasks/{id}"), None).await?;
+        if reply.status == 404 {
+            return Ok(()); // "does not exist", from the API
+        }
+        let task: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+        let label = child_label(owner);
+        if task["labels"].as_array().is_some_and(|l| l.iter().any(|x| x.as_str() == Some(label.as_str()))) {
+            return Ok(());
+        }
+        Err(format!("task {id} is out of reach: this MCP server belongs to task {owner}, which may reach itself and the tasks it queued"))
+    }
+
+    /// A task-scoped client's arguments, confined to its own tasks.
+    async fn confine(&self, name: &str, args: &mut Map<String, Value>) -> Result<(), String> {
+        let Some(owner) = self.scope.task else { return Ok(()) };
+        match name {
+            "task_add" => {
+                // What a sandboxed CLI queues must not run with more than it has: no agent (its
+                // tools reach the network from the daemon), no repository (a push in the
+                // daemon's name), and always sandboxed with at most the parent's network.
+                for (field, why) in [
+                    ("agent", "an agent's tools act from the daemon, outside this task's sandbox"),
+                    ("repo", "repository tasks commit and push in the daemon's name"),
+                ] {
+                    if args.get(field).is_some_and(|v| !v.is_null()) {
+                        return Err(format!("`{field}` is not allowed here: {why}; queue a command or a coding CLI task"));
+                    }
+                }
+                let parent = self.backend.send("GET", &format!("/v1/tasks/{owner}"), None).await?;
+                let parent: Value = serde_json::from_str(&parent.body).unwrap_or(Value::Null);
+                let sandbox = &parent["sandbox"];
+                args.insert(
+                    "sandbox".into(),
+                    json!({
+                        "enabled": true,
+                        "allow_net": sandbox["allow_net"].as_bool().unwrap_or(false),
+                        "allow_hosts": sandbox["allow_hosts"].as_array().cloned().unwrap_or_default(),
+                    }),
+                );
+                let labels = args.entry("labels").or_insert_with(|| Value::Array(vec![]));
+                match labels.as_array_mut() {
+                    Some(l) => l.push(Value::String(child_label(owner))),
+                    None => return Err("`labels` must be a list of strings".into()),
+                }
+            }
+            "task_list" => {
+                if args.contains_key("label") {
+                    return Err(format!("`label` cannot be chosen here: this server lists only the tasks task {owner} queued"));
+                }
+                args.insert("label".into(), Value::String(child_label(owner)));
+            }
+            "task_show" | "task_logs" | "task_cancel" | "task_retry" => {
+                if let Some(id) = args.get("id").cloned() {
+                    self.reach(&id).await?;
+                }
+            }
+            "task_wait" => {
+                let ids = args.get("ids").and_then(Value::as_str).unwrap_or_default().to_string();
+                for id in ids.split(',').filter(|s| !s.is_empty()) {
+                    self.reach(&Value::String(id.to_string())).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Calls a tool; `Err` is a tool error with the message a person reads.
-    pub async fn call(&self, name: &str, args: Map<String, Value>) -> Result<String, String> {
+    pub async fn call(&self, name: &str, mut args: Map<String, Value>) -> Result<String, String> {
         let Some(built) = self.tools.iter().find(|b| b.op.tool == name) else {
-            let hint = if OPS.iter().any(|o| o.tool == name && o.approvals) {
+            let hint = if self.scope.task.is_some() && OPS.iter().any(|o| o.tool == name) {
+                " (a task's own MCP server offers only its task tools and memory)"
+            } else if OPS.iter().any(|o| o.tool == name && o.approvals) {
                 " (approvals are decided by a person; set `[mcp] allow_approvals = true` in the config to offer them)"
             } else {
                 ""
             };
             return Err(format!("unknown tool `{name}`{hint}"));
         };
+        self.confine(name, &mut args).await?;
         let (path, body, tail) = request_for(built, args)?;
         let reply = self.backend.send(built.op.method, &path, body).await?;
         if !(200..300).contains(&reply.status) {
@@ -302,6 +397,7 @@ impl OwlServer {
         let rest = uri.strip_prefix("owl://tasks/").ok_or_else(not_found)?;
         let (id, what) = rest.split_once('/').ok_or_else(not_found)?;
         let id: u64 = id.parse().ok().filter(|i| *i > 0).ok_or_else(not_found)?;
+        self.reach(&json!(id)).await.map_err(|e| McpError::invalid_params(e, None))?;
         let path = match what {
             "logs" => format!("/v1/tasks/{id}/logs"),
             "transcript" => format!("/v1/tasks/{id}/transcript"),
@@ -539,7 +635,14 @@ impl ServerHandler for OwlServer {
     fn get_info(&self) -> ServerConfig {
         let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().build());
         info.server_info = Implementation::new("owl", env!("CARGO_PKG_VERSION")).with_title("owl");
-        info.instructions = Some(INSTRUCTIONS.into());
+        info.instructions = Some(match self.scope.task {
+            Some(t) => format!(
+                "owl runs work unattended. This server belongs to owl task {t}: queue follow-up work with task_add (tasks you queue are \
+                 labelled mcp-task={t}), follow it with task_show, task_logs and task_wait, and search or add what owl's agents \
+                 remember with memory_search and memory_add."
+            ),
+            None => INSTRUCTIONS.into(),
+        });
         info
     }
 
@@ -570,7 +673,11 @@ impl ServerHandler for OwlServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
         // The most recent tasks' output; any other task's is reached through the templates.
-        let reply = self.backend.send("GET", "/v1/tasks?limit=20", None).await.map_err(|e| McpError::internal_error(e, None))?;
+        let path = match self.scope.task {
+            Some(owner) => format!("/v1/tasks?limit=20&label={}", percent_encode(&child_label(owner))),
+            None => "/v1/tasks?limit=20".to_string(),
+        };
+        let reply = self.backend.send("GET", &path, None).await.map_err(|e| McpError::internal_error(e, None))?;
         if reply.status != 200 {
             return Err(McpError::internal_error(error_message(&reply), None));
         }

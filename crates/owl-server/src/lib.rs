@@ -124,14 +124,15 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     doc
 }
 
-pub fn router(state: AppState) -> Router {
+/// Every route but `/v1/mcp`, with its state: what MCP tools call in process.
+fn api_router(state: &AppState) -> Router {
     let (authed, _) = authenticated().split_for_parts();
     let (open, _) = open().split_for_parts();
     let doc = Arc::new(serde_json::to_value(openapi_document()).expect("the document serializes"));
     let authed = authed
         .route("/v1/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
-    let api = Router::new()
+    Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .merge(authed)
         .merge(open)
@@ -139,8 +140,19 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes))
-        .with_state(state.clone());
+        .with_state(state.clone())
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = api_router(&state);
     api.clone().merge(mcp::route(api, &state))
+}
+
+/// owl's MCP server for coding CLI tasks that ask for it, each on a socket of its own; `exe`
+/// is the owl binary the CLI starts to reach it.
+pub fn task_mcp(state: AppState, exe: std::path::PathBuf) -> Arc<dyn owl_engine::TaskMcp> {
+    let api = api_router(&state);
+    Arc::new(mcp::TaskMcpServer::new(api, &state, exe))
 }
 
 /// Serves until `shutdown` flips to true.

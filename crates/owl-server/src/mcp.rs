@@ -40,9 +40,9 @@ impl owl_mcp::Backend for InProcess {
 
 /// The `/v1/mcp` route around `api` (every other route, already with its state).
 pub fn route(api: Router, state: &AppState) -> Router {
-    let backend = Arc::new(InProcess { api, token: state.token.clone() });
+    let backend: Arc<dyn owl_mcp::Backend> = Arc::new(InProcess { api, token: state.token.clone() });
     let doc = serde_json::to_value(crate::openapi_document()).expect("the document serializes");
-    let scope = owl_mcp::Scope { approvals: state.mcp_approvals };
+    let scope = owl_mcp::Scope { approvals: state.mcp_approvals, task: None };
     let server = owl_mcp::OwlServer::new(backend, scope, &doc).expect("every MCP tool names an operation of the API");
     let service = owl_mcp::http_service(server, &state.listen, state.max_body_bytes);
     Router::new().route_service("/v1/mcp", service).layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
@@ -54,5 +54,63 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
     match auth::check_token(&state, &req) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
+    }
+}
+
+/// One coding CLI task's MCP server: a Unix socket in its workspace, no token (only that task
+/// and its user can reach the socket), tools scoped to the task.
+pub struct TaskMcpServer {
+    backend: Arc<dyn owl_mcp::Backend>,
+    doc: serde_json::Value,
+    max_body_bytes: usize,
+    exe: std::path::PathBuf,
+}
+
+impl TaskMcpServer {
+    pub fn new(api: Router, state: &AppState, exe: std::path::PathBuf) -> TaskMcpServer {
+        TaskMcpServer {
+            backend: Arc::new(InProcess { api, token: state.token.clone() }),
+            doc: serde_json::to_value(crate::openapi_document()).expect("the document serializes"),
+            max_body_bytes: state.max_body_bytes,
+            exe,
+        }
+    }
+}
+
+/// Stops a task's server when the task's process has ended.
+struct Serving {
+    task: tokio::task::JoinHandle<()>,
+    socket: std::path::PathBuf,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl owl_engine::TaskMcp for TaskMcpServer {
+    fn exe(&self) -> std::path::PathBuf {
+        self.exe.clone()
+    }
+
+    fn open(&self, task: owl_core::TaskId, socket: &std::path::Path) -> Result<Box<dyn std::any::Any + Send>, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let scope = owl_mcp::Scope { approvals: false, task: Some(task.0) };
+        let server = owl_mcp::OwlServer::new(self.backend.clone(), scope, &self.doc)?;
+        let listener =
+            std::os::unix::net::UnixListener::bind(socket).map_err(|e| format!("owl_mcp: cannot listen on {}: {e}", socket.display()))?;
+        let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600));
+        listener.set_nonblocking(true).map_err(|e| format!("owl_mcp: {e}"))?;
+        let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| format!("owl_mcp: {e}"))?;
+        // The bridge on the other end sends `Host: localhost`, a loopback name.
+        let service = owl_mcp::http_service(server, "localhost:0", self.max_body_bytes);
+        let app = Router::new().route_service("/v1/mcp", service);
+        let handle = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        tracing::debug!(task = %task, socket = %socket.display(), "serving MCP to the task");
+        Ok(Box::new(Serving { task: handle, socket: socket.to_path_buf() }))
     }
 }

@@ -378,6 +378,10 @@ fn memory_wire_types_say_exactly_what_memory_says() {
 
 /// The MCP tools over the real router, as `/v1/mcp` builds them.
 fn mcp_server(api: &Api, approvals: bool) -> owl_mcp::OwlServer {
+    mcp_server_scoped(api, owl_mcp::Scope { approvals, task: None })
+}
+
+fn mcp_server_scoped(api: &Api, scope: owl_mcp::Scope) -> owl_mcp::OwlServer {
     struct Direct(Router);
     #[async_trait::async_trait]
     impl owl_mcp::Backend for Direct {
@@ -394,7 +398,7 @@ fn mcp_server(api: &Api, approvals: bool) -> owl_mcp::OwlServer {
         }
     }
     let doc = serde_json::to_value(openapi_document()).unwrap();
-    owl_mcp::OwlServer::new(Arc::new(Direct(api.app.clone())), owl_mcp::Scope { approvals }, &doc).unwrap()
+    owl_mcp::OwlServer::new(Arc::new(Direct(api.app.clone())), scope, &doc).unwrap()
 }
 
 #[test]
@@ -473,4 +477,42 @@ async fn mcp_tools_refuse_hostile_arguments_with_named_errors_and_never_fail_the
     let task: Value = serde_json::from_str(&out).unwrap();
     let shown = server.call("task_show", json!({"id": task["id"]}).as_object().cloned().unwrap()).await.unwrap();
     assert!(shown.contains("\"labels\":[\"mcp\"]"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_tasks_own_mcp_server_reaches_only_that_task_and_what_it_queued() {
+    let api = api();
+    let full = mcp_server(&api, false);
+    let args = |v: Value| v.as_object().cloned().unwrap();
+    let other: Value = serde_json::from_str(&full.call("task_add", args(json!({"shell": "echo private"}))).await.unwrap()).unwrap();
+    let parent: Value = serde_json::from_str(&full.call("task_add", args(json!({"shell": "sleep 0"}))).await.unwrap()).unwrap();
+    let owner = parent["id"].as_i64().unwrap();
+    let scoped = mcp_server_scoped(&api, owl_mcp::Scope { approvals: false, task: Some(owner) });
+    let names: Vec<String> = scoped.tools().iter().map(|t| t.name.to_string()).collect();
+    assert!(!names.iter().any(|n| n.starts_with("schedule_") || n.starts_with("approval_")), "{names:?}");
+
+    let child: Value = serde_json::from_str(
+        &scoped.call("task_add", args(json!({"shell": "echo child", "sandbox": {"enabled": false, "allow_net": true}}))).await.unwrap(),
+    )
+    .unwrap();
+    let child: Value = serde_json::from_str(&full.call("task_show", args(json!({"id": child["id"]}))).await.unwrap()).unwrap();
+    assert_eq!(child["labels"], json!([owl_mcp::server::child_label(owner)]));
+    assert_eq!(child["sandbox"]["enabled"], true, "what a task queues is sandboxed whatever it asked: {child}");
+    assert_eq!(child["sandbox"]["allow_net"], false, "{child}");
+    for refused in [json!({"agent": "a", "prompt": "p"}), json!({"cli": "claude", "prompt": "p", "repo": {"path": "/src"}})] {
+        let e = scoped.call("task_add", args(refused.clone())).await.unwrap_err();
+        assert!(e.contains("is not allowed here"), "{refused}: {e}");
+    }
+    assert!(scoped.call("task_show", args(json!({"id": child["id"]}))).await.is_ok());
+    assert!(scoped.call("task_show", args(json!({"id": owner}))).await.is_ok());
+    let e = scoped.call("task_show", args(json!({"id": other["id"]}))).await.unwrap_err();
+    assert!(e.contains("out of reach"), "{e}");
+    let e = scoped.call("task_cancel", args(json!({"id": other["id"]}))).await.unwrap_err();
+    assert!(e.contains("out of reach"), "{e}");
+    let e = scoped.call("task_wait", args(json!({"ids": format!("{},{}", child["id"], other["id"])}))).await.unwrap_err();
+    assert!(e.contains("out of reach"), "{e}");
+    let listed: Value = serde_json::from_str(&scoped.call("task_list", args(json!({}))).await.unwrap()).unwrap();
+    let ids: Vec<i64> = listed["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, vec![child["id"].as_i64().unwrap()]);
+    assert!(scoped.call("task_list", args(json!({"label": "x"}))).await.is_err(), "the label filter is the scope's");
 }

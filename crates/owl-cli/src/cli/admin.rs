@@ -146,6 +146,10 @@ pub enum McpAction {
         /// Offer the approval tools too (also needs `[mcp] allow_approvals = true`).
         #[arg(long)]
         approvals: bool,
+        /// Talk to a coding CLI task's own MCP server on this Unix socket instead of the
+        /// daemon's API (what owl gives a CLI task started with --owl-mcp).
+        #[arg(long, value_name = "PATH", conflicts_with = "approvals")]
+        socket: Option<std::path::PathBuf>,
     },
     /// The MCP servers of `[mcp.servers]` and their state (servers start at first use).
     Ls,

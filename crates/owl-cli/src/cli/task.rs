@@ -40,6 +40,10 @@ pub struct TaskArgs {
     /// one from [cli.NAME] in the config) or `custom:'TEMPLATE'` with {prompt} and {workspace}.
     #[arg(long, value_name = "PROFILE", conflicts_with = "agent")]
     pub cli: Option<String>,
+    /// With --cli claude or codex: give the CLI owl's MCP server, scoped to this task, so it
+    /// can queue follow-up tasks (and see those) and search and add memories.
+    #[arg(long, requires = "cli")]
+    pub owl_mcp: bool,
     /// Work in a new git worktree of this repository, on branch owl/task-<id>; the changes are
     /// committed when the task succeeds.
     #[arg(long, value_name = "PATH", conflicts_with = "cwd")]

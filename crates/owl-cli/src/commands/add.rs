@@ -87,6 +87,7 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
     if args.cli.is_some() || args.agent.is_some() {
         return Ok(SubmitTask {
             cli: args.cli,
+            owl_mcp: args.owl_mcp,
             agent: args.agent,
             prompt: Some(args.command.join(" ")),
             env,
@@ -132,6 +133,7 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
         sandbox,
         cli: None,
         repo,
+        owl_mcp: false,
     })
 }
 

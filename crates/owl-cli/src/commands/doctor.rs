@@ -251,7 +251,12 @@ async fn mcp_servers(s: &Settings, data_dir: &Path) -> Vec<Check> {
                         )
                     });
                 }
-                Err(e) => out.push(check(&label, Level::Fail, format!("{e:#}"), Some(format!("fix [mcp.servers.{name}], then `owl mcp tools {name}`")))),
+                Err(e) => out.push(check(
+                    &label,
+                    Level::Fail,
+                    format!("{e:#}"),
+                    Some(format!("fix [mcp.servers.{name}], then `owl mcp tools {name}`")),
+                )),
             }
             continue;
         }
@@ -261,7 +266,12 @@ async fn mcp_servers(s: &Settings, data_dir: &Path) -> Vec<Check> {
             out.push(if found {
                 check(&label, Level::Ok, format!("`{cmd}` is installed (started at first use)"), None)
             } else {
-                check(&label, Level::Fail, format!("`{cmd}` is not found in PATH"), Some(format!("install it, or give its absolute path in mcp.servers.{name}.command")))
+                check(
+                    &label,
+                    Level::Fail,
+                    format!("`{cmd}` is not found in PATH"),
+                    Some(format!("install it, or give its absolute path in mcp.servers.{name}.command")),
+                )
             });
         }
     }

@@ -32,11 +32,94 @@ pub async fn serve(config: (PathBuf, bool), data_dir: &Path, approvals: bool) ->
             config.0.display()
         ));
     }
-    let scope = owl_mcp::Scope { approvals };
+    let scope = owl_mcp::Scope { approvals, task: None };
     // The tools come from this binary's own API document: the daemon need not be up yet.
     let doc = serde_json::to_value(owl_server::openapi_document())?;
     let server = owl_mcp::OwlServer::new(Arc::new(Daemon { data_dir: data_dir.to_path_buf() }), scope, &doc).map_err(|e| anyhow!(e))?;
     owl_mcp::serve_stdio(server).await.map_err(|e| anyhow!(e))
+}
+
+/// Relays MCP between stdin/stdout and a task's own MCP server on a Unix socket: each message
+/// from the client is POSTed to `/v1/mcp` over the socket and the reply written back. Runs
+/// inside the task's sandbox, which has no network but can reach its workspace.
+pub async fn bridge(socket: &Path) -> Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut out = tokio::io::stdout();
+    let mut version: Option<String> = None;
+    while let Some(line) = lines.next_line().await? {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let msg: serde_json::Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                let err = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": format!("not JSON: {e}")}});
+                out.write_all(format!("{err}\n").as_bytes()).await?;
+                out.flush().await?;
+                continue;
+            }
+        };
+        // The revision agreed at `initialize` goes on every later request, as HTTP wants.
+        if msg["method"] == "initialize" {
+            version = msg["params"]["protocolVersion"].as_str().map(String::from);
+        }
+        let reply = post_unix(socket, &line, version.as_deref()).await;
+        let text = match reply {
+            Ok((status, body)) if (200..300).contains(&status) => body,
+            Ok((status, body)) => {
+                let id = msg.get("id").cloned().unwrap_or(serde_json::Value::Null);
+                if id.is_null() {
+                    continue; // a notification: nothing to answer
+                }
+                serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": format!("owl answered {status}: {body}")}}).to_string()
+            }
+            Err(e) => {
+                let id = msg.get("id").cloned().unwrap_or(serde_json::Value::Null);
+                if id.is_null() {
+                    continue;
+                }
+                serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": format!("owl's MCP server for this task does not answer: {e}")}}).to_string()
+            }
+        };
+        // A reply may come as JSON or as one server-sent event; a notification gets none.
+        for reply in json_messages(&text) {
+            out.write_all(format!("{reply}\n").as_bytes()).await?;
+        }
+        out.flush().await?;
+    }
+    Ok(())
+}
+
+/// The JSON-RPC messages in a reply body: a JSON object, or `data:` lines of SSE.
+fn json_messages(body: &str) -> Vec<String> {
+    let t = body.trim();
+    if t.is_empty() {
+        return vec![];
+    }
+    if t.starts_with('{') || t.starts_with('[') {
+        return vec![t.replace('\n', " ")];
+    }
+    t.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect()
+}
+
+/// One POST of `body` to `/v1/mcp` over the Unix socket.
+async fn post_unix(socket: &Path, body: &str, version: Option<&str>) -> Result<(u16, String)> {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| anyhow!("cannot connect to {}: {e}", socket.display()))?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut req = hyper::Request::post("/v1/mcp")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    if let Some(v) = version {
+        req = req.header("mcp-protocol-version", v);
+    }
+    let resp = send.send_request(req.body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))?).await?;
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// A server given on the command line, as a one-server hub of the CLI's own.

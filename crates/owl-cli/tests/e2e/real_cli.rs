@@ -403,3 +403,171 @@ fn real_gemini_cli_runs_commands_in_its_sandboxed_worktree_and_owl_reads_its_str
     assert!(t["usage"]["input_tokens"].as_u64().unwrap_or(0) >= 200, "{}", t["usage"]);
     assert!(t["usage"]["cached_tokens"].as_u64().unwrap_or(0) >= 80, "{}", t["usage"]);
 }
+
+/// A Messages API whose session uses owl's own MCP server: queue a follow-up task, then try to
+/// read a task that is not this one's, then answer.
+fn fake_anthropic_with_owl(unrelated: i64) -> (u16, Seen) {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/messages",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let s = s.clone();
+            async move {
+                let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                s.lock().unwrap().push((key, body.clone()));
+                let tools: Vec<String> =
+                    body["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str().map(String::from)).collect();
+                if !tools.iter().any(|t| t == "mcp__owl__task_add") {
+                    return reply(&body, vec![json!({"type": "text", "text": "no owl tools"})], "end_turn");
+                }
+                match tool_results(&body) {
+                    0 => reply(
+                        &body,
+                        vec![json!({"type": "tool_use", "id": "toolu_01", "name": "mcp__owl__task_add",
+                            "input": {"shell": "echo follow-up from claude", "labels": ["followup"]}})],
+                        "tool_use",
+                    ),
+                    1 => reply(
+                        &body,
+                        vec![json!({"type": "tool_use", "id": "toolu_02", "name": "mcp__owl__task_show", "input": {"id": unrelated}})],
+                        "tool_use",
+                    ),
+                    _ => reply(&body, vec![json!({"type": "text", "text": "Queued the follow-up."})], "end_turn"),
+                }
+            }
+        }),
+    );
+    (serve(app), seen)
+}
+
+#[test]
+fn real_claude_code_given_owls_mcp_server_queues_follow_up_work_and_reaches_only_its_own_tasks() {
+    let Some(x) = setup("claude") else { return };
+    let d_probe = x.daemon(&[]);
+    // A task of someone else's, which the CLI's server must not show it.
+    let unrelated = add(&d_probe, &["--", "echo", "private"]);
+    drop(d_probe);
+    let (port, seen) = fake_anthropic_with_owl(unrelated);
+    let base_url = format!("http://127.0.0.1:{port}");
+    let d = x.daemon(&[
+        ("ANTHROPIC_BASE_URL", base_url.as_str()),
+        ("ANTHROPIC_API_KEY", "sk-ant-test-granted"),
+        ("DISABLE_AUTOUPDATER", "1"),
+        ("DISABLE_TELEMETRY", "1"),
+        // All tools in every request: the scripted model does not search for tools first.
+        ("ENABLE_TOOL_SEARCH", "false"),
+    ]);
+    let id = add(&d, &["--cli", "claude", "--owl-mcp", "--allow-host", &format!("127.0.0.1:{port}"), "Queue the follow-up"]);
+    let t = wait_for(&format!("task {id} to finish"), Duration::from_secs(120), || {
+        let t = d.task(id);
+        matches!(t["status"].as_str(), Some("succeeded" | "failed" | "timed_out" | "cancelled")).then_some(t)
+    });
+    assert_eq!(t["status"], "succeeded", "{t}\n{}", d.ok(&["logs", &id.to_string()]));
+    assert_eq!(t["result"], "Queued the follow-up.", "{t}\n{}", d.ok(&["logs", &id.to_string()]));
+    // The follow-up is a real task, labelled as this task's, and it ran.
+    let label = format!("mcp-task={id}");
+    let list = d.json(&["ls", "--label", &label]);
+    let tasks = list["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "{list}");
+    assert_eq!(tasks[0]["labels"], json!(["followup", label]));
+    // It runs sandboxed, with no more network than the task that queued it.
+    assert_eq!(tasks[0]["sandbox"], json!({"enabled": true, "allow_net": false, "allow_hosts": [format!("127.0.0.1:{port}")]}));
+    let child = tasks[0]["id"].as_i64().unwrap();
+    assert_eq!(d.wait_status(child, "succeeded")["command"]["shell"], "echo follow-up from claude");
+    // What the CLI's tools answered, as the model saw it.
+    let reqs = seen.lock().unwrap().clone();
+    let results: Vec<String> = reqs
+        .iter()
+        .flat_map(|(_, b)| b["messages"].as_array().cloned().unwrap_or_default())
+        .filter_map(|m| m["content"].as_array().cloned())
+        .flatten()
+        .filter(|b| b["type"] == "tool_result")
+        .map(|b| b["content"].to_string())
+        .collect();
+    assert!(results.iter().any(|r| r.contains(&format!("\\\"id\\\":{child}"))), "task_add answered with the new task: {results:?}");
+    assert!(results.iter().any(|r| r.contains("out of reach")), "another task's data stays hidden: {results:?}");
+    // No approval tools and no schedules for a CLI.
+    let tools: Vec<String> = reqs
+        .iter()
+        .flat_map(|(_, b)| b["tools"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["name"].as_str().map(String::from))
+        .filter(|n| n.starts_with("mcp__owl__"))
+        .collect();
+    assert!(tools.iter().any(|t| t == "mcp__owl__memory_search"), "{tools:?}");
+    assert!(!tools.iter().any(|t| t.contains("approval") || t.contains("schedule")), "{tools:?}");
+    // The socket is gone with the task.
+    assert!(!x.dir.join("workspaces").join(id.to_string()).join(".owl/mcp.sock").exists());
+}
+
+/// A Responses API whose session queues a follow-up task through owl's MCP server.
+fn fake_responses_with_owl() -> (u16, Seen) {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/responses",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let s = s.clone();
+            async move {
+                use axum::response::IntoResponse;
+                let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let key = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                s.lock().unwrap().push((key, body.clone()));
+                let answered = body["input"].as_array().into_iter().flatten().any(|i| i["type"] == "function_call_output");
+                // Codex offers an MCP server's tools as a namespace named after the server.
+                let namespace = body["tools"].as_array().into_iter().flatten().find(|t| {
+                    t["name"] == "mcp__owl" && t["tools"].as_array().is_some_and(|l| l.iter().any(|x| x["name"] == "task_add"))
+                });
+                let item = match (answered, namespace) {
+                    (true, _) => json!({"type": "message", "role": "assistant", "id": "msg_2", "content": [{"type": "output_text", "text": "Queued."}]}),
+                    (false, Some(_)) => json!({"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "task_add",
+                        "namespace": "mcp__owl", "arguments": json!({"shell": "echo follow-up from codex"}).to_string()}),
+                    (false, None) => json!({"type": "message", "role": "assistant", "id": "msg_1", "content": [{"type": "output_text",
+                        "text": format!("no owl tools among {}", body["tools"])}]}),
+                };
+                let usage = json!({"input_tokens": 100, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 20,
+                    "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 120});
+                let mut sse = String::new();
+                for data in [
+                    json!({"type": "response.created", "response": {"id": "resp_1"}}),
+                    json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+                    json!({"type": "response.completed", "response": {"id": "resp_1", "usage": usage}}),
+                ] {
+                    sse.push_str(&format!("event: {}\ndata: {data}\n\n", data["type"].as_str().unwrap()));
+                }
+                ([("content-type", "text/event-stream")], sse).into_response()
+            }
+        }),
+    );
+    (serve(app), seen)
+}
+
+#[test]
+fn real_codex_given_owls_mcp_server_queues_follow_up_work() {
+    let Some(x) = setup("codex") else { return };
+    let (port, _seen) = fake_responses_with_owl();
+    let codex_home = x.home.join(".codex");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    std::fs::write(
+        codex_home.join("config.toml"),
+        format!(
+            "model = \"gpt-test\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\nname = \"fake\"\n\
+             base_url = \"http://127.0.0.1:{port}/v1\"\nenv_key = \"OPENAI_API_KEY\"\nwire_api = \"responses\"\n\
+             supports_websockets = false\n"
+        ),
+    )
+    .unwrap();
+    let d = x.daemon(&[("OPENAI_API_KEY", "sk-openai-test-granted")]);
+    let id = add(&d, &["--cli", "codex", "--owl-mcp", "--allow-host", &format!("127.0.0.1:{port}"), "Queue the follow-up"]);
+    let t = wait_for(&format!("task {id} to finish"), Duration::from_secs(120), || {
+        let t = d.task(id);
+        matches!(t["status"].as_str(), Some("succeeded" | "failed" | "timed_out" | "cancelled")).then_some(t)
+    });
+    assert_eq!(t["status"], "succeeded", "{t}\n{}", d.ok(&["logs", &id.to_string()]));
+    assert_eq!(t["result"], "Queued.", "{t}\n{}", d.ok(&["logs", &id.to_string()]));
+    let list = d.json(&["ls", "--label", &format!("mcp-task={id}")]);
+    let tasks = list["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "{list}");
+    assert_eq!(tasks[0]["command"]["shell"], "echo follow-up from codex");
+}
