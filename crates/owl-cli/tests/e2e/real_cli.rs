@@ -237,6 +237,22 @@ fn real_claude_code_edits_its_sandboxed_worktree_and_owl_reads_its_stream() {
 
 /// An OpenAI Responses API on loopback, for Codex. The session: run the shell step with the
 /// command tool Codex offers, then answer.
+/// One Responses API turn that outputs `item`, streamed as server-sent events.
+fn responses_sse(item: Value, cached_tokens: u64) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let usage = json!({"input_tokens": 100, "input_tokens_details": {"cached_tokens": cached_tokens}, "output_tokens": 20,
+        "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 120});
+    let mut sse = String::new();
+    for data in [
+        json!({"type": "response.created", "response": {"id": "resp_1"}}),
+        json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+        json!({"type": "response.completed", "response": {"id": "resp_1", "usage": usage}}),
+    ] {
+        sse.push_str(&format!("event: {}\ndata: {data}\n\n", data["type"].as_str().unwrap()));
+    }
+    ([("content-type", "text/event-stream")], sse).into_response()
+}
+
 fn fake_responses() -> (u16, Seen) {
     let seen: Seen = Arc::default();
     let s = seen.clone();
@@ -245,7 +261,6 @@ fn fake_responses() -> (u16, Seen) {
                 axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
                     let s = s.clone();
                     async move {
-                        use axum::response::IntoResponse;
                         let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                         let key = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
                         s.lock().unwrap().push((key, body.clone()));
@@ -263,17 +278,7 @@ fn fake_responses() -> (u16, Seen) {
                             json!({"type": "message", "role": "assistant", "id": "msg_1", "content": [{"type": "output_text",
                                 "text": format!("no command tool among {tools:?}")}]})
                         };
-                        let usage = json!({"input_tokens": 100, "input_tokens_details": {"cached_tokens": 40}, "output_tokens": 20,
-                            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 120});
-                        let mut sse = String::new();
-                        for data in [
-                            json!({"type": "response.created", "response": {"id": "resp_1"}}),
-                            json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
-                            json!({"type": "response.completed", "response": {"id": "resp_1", "usage": usage}}),
-                        ] {
-                            sse.push_str(&format!("event: {}\ndata: {data}\n\n", data["type"].as_str().unwrap()));
-                        }
-                        ([("content-type", "text/event-stream")], sse).into_response()
+                        responses_sse(item, 40)
                     }
                 }),
             );
@@ -510,7 +515,6 @@ fn fake_responses_with_owl() -> (u16, Seen) {
         axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
             let s = s.clone();
             async move {
-                use axum::response::IntoResponse;
                 let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                 let key = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
                 s.lock().unwrap().push((key, body.clone()));
@@ -526,17 +530,7 @@ fn fake_responses_with_owl() -> (u16, Seen) {
                     (false, None) => json!({"type": "message", "role": "assistant", "id": "msg_1", "content": [{"type": "output_text",
                         "text": format!("no owl tools among {}", body["tools"])}]}),
                 };
-                let usage = json!({"input_tokens": 100, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 20,
-                    "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 120});
-                let mut sse = String::new();
-                for data in [
-                    json!({"type": "response.created", "response": {"id": "resp_1"}}),
-                    json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
-                    json!({"type": "response.completed", "response": {"id": "resp_1", "usage": usage}}),
-                ] {
-                    sse.push_str(&format!("event: {}\ndata: {data}\n\n", data["type"].as_str().unwrap()));
-                }
-                ([("content-type", "text/event-stream")], sse).into_response()
+                responses_sse(item, 0)
             }
         }),
     );
