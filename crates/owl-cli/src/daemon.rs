@@ -542,12 +542,7 @@ fn reload(engine: &Engine, config: &(PathBuf, bool), args: &DaemonArgs, running:
 /// The MCP servers of `[mcp.servers]`, their definition pins in the store; each stdio
 /// server works in `<data>/mcp/NAME`.
 fn mcp_hub(settings: &Settings, engine: &Engine, layout: &DataLayout) -> Arc<owl_mcp::Hub> {
-    let sandbox = sandbox_base(engine).map(|b| owl_mcp::client::Sandbox {
-        exe: b.exe,
-        hidden: b.hidden,
-        limits: b.limits,
-        seccomp_net: b.seccomp_net,
-    });
+    let sandbox = sandbox_base(engine);
     let pins = Arc::new(StorePins(engine.store().clone()));
     Arc::new(owl_mcp::Hub::new(&settings.mcp, std::env::vars().collect(), pins, sandbox, layout.root().join("mcp")))
 }

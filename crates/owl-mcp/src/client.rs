@@ -45,14 +45,8 @@ impl Pins for MemoryPins {
     }
 }
 
-/// How stdio servers are confined: owl's sandbox trampoline and what it hides.
-#[derive(Clone, Debug)]
-pub struct Sandbox {
-    pub exe: PathBuf,
-    pub hidden: Vec<PathBuf>,
-    pub limits: owl_sandbox::Limits,
-    pub seccomp_net: bool,
-}
+/// How stdio servers are confined: the agents' sandbox (trampoline, hidden paths, limits).
+pub use owl_agent::runtime::SandboxBase as Sandbox;
 
 /// Where a tool's definition stands against its pin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -340,6 +334,7 @@ impl Hub {
             let _ = std::fs::create_dir_all(&tmp);
             env.push(("TMPDIR".into(), tmp.display().to_string()));
             let mut writable = vec![dir.clone()];
+            writable.extend(base.writable.iter().cloned());
             writable.extend(cfg.writable.iter().map(PathBuf::from));
             let spec = owl_sandbox::Spec {
                 writable,

@@ -253,6 +253,11 @@ fn scripted_model(script: Vec<Vec<(&'static str, serde_json::Value)>>) -> (Strin
     (format!("http://127.0.0.1:{}/v1", serve(app)), seen)
 }
 
+/// A provider on the scripted model and an agent `worker` on it; its `mcp` line follows.
+fn worker(url: &str) -> String {
+    format!("[providers.fake]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"m\"\n\n[agents.worker]\nprovider = \"fake\"\ntools = [\"read_file\"]")
+}
+
 fn finished(d: &Daemon, id: i64) -> serde_json::Value {
     wait_for(&format!("task {id} to finish"), Duration::from_secs(90), || {
         let t = d.task(id);
@@ -313,14 +318,7 @@ fn an_agent_uses_real_mcp_servers_from_npm_and_pypi_sandboxed() {
     std::fs::write(
         config_path(&data),
         format!(
-            r#"[providers.fake]
-kind = "openai"
-base_url = "{url}"
-model = "m"
-
-[agents.worker]
-provider = "fake"
-tools = ["read_file"]
+            r#"{worker}
 mcp = ["everything", "fs", "time"]
 
 [mcp.servers.everything]
@@ -337,6 +335,7 @@ writable = ["{notes}"]
 command = "{time}"
 tools = {{ get_current_time = "ask" }}
 "#,
+            worker = worker(&url),
             node = node.display(),
             everything = bin.join("mcp-server-everything").display(),
             fs = bin.join("mcp-server-filesystem").display(),
@@ -410,14 +409,7 @@ fn changed_definitions_wait_for_trust_and_calls_with_unknown_outcomes_are_not_re
     std::fs::write(
         config_path(&data),
         format!(
-            r#"[providers.fake]
-kind = "openai"
-base_url = "{url}"
-model = "m"
-
-[agents.worker]
-provider = "fake"
-tools = ["read_file"]
+            r#"{worker}
 mcp = ["rug"]
 
 [mcp.servers.rug]
@@ -427,6 +419,7 @@ env = {{ RUG_DESCRIPTION = "{desc}", RUG_COUNTER = "{counter}" }}
 sandbox = false
 call_timeout = "2s"
 "#,
+            worker = worker(&url),
             server = RUG_SERVER,
             desc = desc.display(),
             counter = counter.display(),

@@ -181,6 +181,22 @@ impl Setup {
         (id, t)
     }
 
+    /// Points Codex at the fake model API on `port`, in its own config file under the home the
+    /// daemon gives it.
+    fn codex_model(&self, port: u16) {
+        let codex_home = self.home.join(".codex");
+        std::fs::create_dir_all(&codex_home).unwrap();
+        std::fs::write(
+            codex_home.join("config.toml"),
+            format!(
+                "model = \"gpt-test\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\nname = \"fake\"\n\
+                 base_url = \"http://127.0.0.1:{port}/v1\"\nenv_key = \"OPENAI_API_KEY\"\nwire_api = \"responses\"\n\
+                 supports_websockets = false\n"
+            ),
+        )
+        .unwrap();
+    }
+
     /// The shell the CLI ran was confined: nothing written beside the worktree or in its home.
     fn assert_no_escape(&self, id: i64) {
         assert!(!self.dir.join("escape.txt").exists() && !self.home.join("escape.txt").exists());
@@ -290,17 +306,7 @@ fn real_codex_runs_commands_in_its_sandboxed_worktree_and_owl_reads_its_events()
     let Some(x) = setup("codex") else { return };
     let (port, seen) = fake_responses();
     // Codex finds its model API in its own config file, under the home the daemon gives it.
-    let codex_home = x.home.join(".codex");
-    std::fs::create_dir_all(&codex_home).unwrap();
-    std::fs::write(
-        codex_home.join("config.toml"),
-        format!(
-            "model = \"gpt-test\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\nname = \"fake\"\n\
-             base_url = \"http://127.0.0.1:{port}/v1\"\nenv_key = \"OPENAI_API_KEY\"\nwire_api = \"responses\"\n\
-             supports_websockets = false\n"
-        ),
-    )
-    .unwrap();
+    x.codex_model(port);
     let d = x.daemon(&[("OPENAI_API_KEY", "sk-openai-test-granted")]);
     let (id, t) = x.run(&d, "codex", port, "Record that the shell runs");
     assert_eq!(t["result"], "Ran the step.", "the last agent message: {t}");
@@ -541,17 +547,7 @@ fn fake_responses_with_owl() -> (u16, Seen) {
 fn real_codex_given_owls_mcp_server_queues_follow_up_work() {
     let Some(x) = setup("codex") else { return };
     let (port, _seen) = fake_responses_with_owl();
-    let codex_home = x.home.join(".codex");
-    std::fs::create_dir_all(&codex_home).unwrap();
-    std::fs::write(
-        codex_home.join("config.toml"),
-        format!(
-            "model = \"gpt-test\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\nname = \"fake\"\n\
-             base_url = \"http://127.0.0.1:{port}/v1\"\nenv_key = \"OPENAI_API_KEY\"\nwire_api = \"responses\"\n\
-             supports_websockets = false\n"
-        ),
-    )
-    .unwrap();
+    x.codex_model(port);
     let d = x.daemon(&[("OPENAI_API_KEY", "sk-openai-test-granted")]);
     let id = add(&d, &["--cli", "codex", "--owl-mcp", "--allow-host", &format!("127.0.0.1:{port}"), "Queue the follow-up"]);
     let t = wait_for(&format!("task {id} to finish"), Duration::from_secs(120), || {
