@@ -20,6 +20,9 @@ pub enum CliEvent {
     Usage { model: String, usage: Usage, cost_usd: Option<f64> },
     /// The CLI's final answer.
     Result { text: String, is_error: bool },
+    /// What the CLI said about a subscription window (Claude Code's `rate_limit_event`,
+    /// Codex's rate limits): how much of it is used and when it resets.
+    Window(owl_core::budget::WindowReading),
 }
 
 /// A stateful reader for one run's stdout lines.
@@ -52,9 +55,85 @@ fn content_text(v: &Value) -> String {
     }
 }
 
+/// Seconds since the epoch, or an RFC 3339 string, as an instant.
+fn instant(v: &Value) -> Option<owl_core::Timestamp> {
+    match v {
+        Value::Number(n) => n.as_f64().map(|secs| owl_core::Timestamp((secs * 1000.0) as i64)),
+        Value::String(t) => owl_core::Timestamp::parse_rfc3339(t).ok(),
+        _ => None,
+    }
+}
+
+/// The subscription windows a line reports, in the shapes the CLIs use: Claude Code's
+/// `{"type":"rate_limit_event","rate_limit_info":{…}}` (a status, a reset, and a utilization
+/// where given, also per window under `unifiedWindows`), and Codex's `rate_limits` with
+/// `primary` and `secondary` windows (`used_percent`, `window_minutes`, `resets_at` or
+/// `resets_in_seconds`), on a `token_count` event or a rate-limit update.
+fn windows(v: &Value) -> Vec<owl_core::budget::WindowReading> {
+    use owl_core::budget::WindowReading;
+    let mut out = vec![];
+    if v["type"] == "rate_limit_event" {
+        let info = &v["rate_limit_info"];
+        let name = info["rateLimitType"].as_str().unwrap_or("five_hour").to_string();
+        let fraction = |w: &Value| w["utilization"].as_f64().map(|f| if f <= 1.0 { f * 100.0 } else { f });
+        out.push(WindowReading {
+            name: name.clone(),
+            used_percent: fraction(info),
+            resets_at: instant(&info["resetsAt"]),
+            minutes: None,
+            rejected: info["status"] == "rejected",
+        });
+        if let Some(ws) = info["unifiedWindows"].as_object() {
+            for (n, w) in ws {
+                if *n == name && out[0].used_percent.is_some() {
+                    continue;
+                }
+                out.retain(|r| r.name != *n);
+                out.push(WindowReading {
+                    name: n.clone(),
+                    used_percent: fraction(w),
+                    resets_at: instant(&w["resetsAt"]),
+                    minutes: None,
+                    rejected: w["status"] == "rejected" || (*n == name && info["status"] == "rejected"),
+                });
+            }
+        }
+        return out;
+    }
+    let limits = [&v["rate_limits"], &v["payload"]["rate_limits"], &v["msg"]["rate_limits"]].into_iter().find(|l| l.is_object());
+    if let Some(l) = limits {
+        for slot in ["primary", "secondary"] {
+            let w = &l[slot];
+            if !w.is_object() {
+                continue;
+            }
+            let minutes = w["window_minutes"].as_u64().map(|m| m as u32);
+            let name = match minutes {
+                Some(300) => "five_hour".to_string(),
+                Some(10080) => "seven_day".to_string(),
+                _ => slot.to_string(),
+            };
+            let resets_at = instant(&w["resets_at"]).or_else(|| {
+                w["resets_in_seconds"].as_f64().map(|secs| {
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+                    owl_core::Timestamp(now + (secs * 1000.0) as i64)
+                })
+            });
+            let used = w["used_percent"].as_f64();
+            out.push(WindowReading { name, used_percent: used, resets_at, minutes, rejected: used.is_some_and(|u| u >= 100.0) });
+        }
+    }
+    out
+}
+
 impl CliParser {
     pub fn new(format: CliFormat) -> Self {
         CliParser { format, model: String::new(), calls: HashMap::new(), text: String::new(), last_message: None }
+    }
+
+    /// The stream format this parser reads.
+    pub fn format(&self) -> CliFormat {
+        self.format
     }
 
     /// The model the CLI said it uses, once known.
@@ -69,12 +148,14 @@ impl CliParser {
             return vec![];
         }
         let Ok(v) = serde_json::from_str::<Value>(line) else { return vec![] };
-        match self.format {
+        let mut out = match self.format {
             CliFormat::ClaudeStreamJson => self.claude(&v),
             CliFormat::CodexJson => self.codex(&v),
             CliFormat::GeminiStreamJson => self.gemini(&v),
             CliFormat::Raw => vec![],
-        }
+        };
+        out.extend(windows(&v).into_iter().map(CliEvent::Window));
+        out
     }
 
     /// At the end of the stream: anything still buffered.
@@ -395,6 +476,51 @@ mod tests {
         assert_eq!(e[4]["content"], "All done.");
         assert!(ev.contains(&CliEvent::Result { text: "All done.".into(), is_error: false }));
         assert!(ev.iter().any(|x| matches!(x, CliEvent::Usage { usage, .. } if usage.input == 20 && usage.output == 10)));
+    }
+
+    #[test]
+    fn subscription_windows_are_read_from_both_clis() {
+        let w = |ev: Vec<CliEvent>| -> Vec<owl_core::budget::WindowReading> {
+            ev.into_iter().filter_map(|e| if let CliEvent::Window(w) = e { Some(w) } else { None }).collect()
+        };
+        // Claude Code: a status-only event, then one with utilization per window.
+        let bare = w(run(
+            CliFormat::ClaudeStreamJson,
+            &[
+                r#"{"type":"rate_limit_event","rate_limit_info":{"status":"allowed","resetsAt":1784283600,"rateLimitType":"five_hour","overageStatus":"allowed","isUsingOverage":false}}"#,
+            ],
+        ));
+        assert_eq!(bare.len(), 1);
+        assert_eq!((bare[0].name.as_str(), bare[0].used_percent, bare[0].rejected), ("five_hour", None, false));
+        assert_eq!(bare[0].resets_at, Some(owl_core::Timestamp(1_784_283_600_000)));
+        let full = w(run(
+            CliFormat::ClaudeStreamJson,
+            &[
+                r#"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1784283600,"rateLimitType":"five_hour","utilization":1,"unifiedWindows":{"five_hour":{"utilization":1,"resetsAt":1784283600},"seven_day":{"utilization":0.49,"resetsAt":1784800000}}}}"#,
+            ],
+        ));
+        let seven = full.iter().find(|r| r.name == "seven_day").unwrap();
+        assert!((seven.used_percent.unwrap() - 49.0).abs() < 1e-9 && !seven.rejected);
+        let five = full.iter().find(|r| r.name == "five_hour").unwrap();
+        assert!(five.rejected && five.used_percent == Some(100.0));
+        // Codex: rate limits on a token-count event, and on the rollout's wrapped form.
+        let codex = w(run(
+            CliFormat::CodexJson,
+            &[
+                r#"{"type":"token_count","rate_limits":{"primary":{"used_percent":27.0,"window_minutes":300,"resets_at":1782770922},"secondary":{"used_percent":4.0,"window_minutes":10080,"resets_in_seconds":5000}}}"#,
+            ],
+        ));
+        assert_eq!(
+            codex.iter().map(|r| (r.name.as_str(), r.used_percent)).collect::<Vec<_>>(),
+            vec![("five_hour", Some(27.0)), ("seven_day", Some(4.0))]
+        );
+        assert!(codex[1].resets_at.is_some());
+        let wrapped = w(run(
+            CliFormat::CodexJson,
+            &[r#"{"type":"event_msg","payload":{"type":"token_count","rate_limits":{"primary":{"used_percent":50,"window_minutes":60}}}}"#],
+        ));
+        assert_eq!((wrapped[0].name.as_str(), wrapped[0].minutes), ("primary", Some(60)));
+        assert!(w(run(CliFormat::CodexJson, &[r#"{"type":"token_count","rate_limits":null}"#])).is_empty());
     }
 
     #[test]

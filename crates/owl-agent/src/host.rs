@@ -66,8 +66,43 @@ pub struct NewAgentSchedule {
     pub max_runs: Option<u32>,
 }
 
+/// What one model call may spend, asked of the budgets before it is made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpendRequest {
+    pub owner: Owner,
+    pub agent: String,
+    /// The provider the call goes to first, and its model.
+    pub provider: String,
+    pub model: String,
+    /// Its price; `None` when owl knows none (a local model costs nothing and has one).
+    pub price: Option<owl_core::agent::Price>,
+    /// The estimate to reserve.
+    pub usd: f64,
+    pub tokens: u64,
+}
+
+/// The budgets' answer to a [`SpendRequest`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Admission {
+    /// Go ahead; settle `key` (if any) with what the call cost.
+    Go { key: Option<String> },
+    /// No room now: wait until `until` (or until the limit is raised).
+    Wait { until: owl_core::Timestamp, scope: String, reason: String },
+    /// This work can never fit (no price for a priced budget, a call larger than the limit).
+    Refuse { reason: String },
+}
+
 #[async_trait]
 pub trait Host: Send + Sync {
+    /// Reserves a model call's estimate against every budget that applies. Without budgets
+    /// (a host that keeps none) everything may go.
+    async fn admit(&self, _req: SpendRequest) -> HostResult<Admission> {
+        Ok(Admission::Go { key: None })
+    }
+    /// Settles a reservation of `req` to what the call cost, charged to the provider that answered.
+    async fn settle(&self, _req: &SpendRequest, _key: &str, _provider: &str, _usd: f64, _tokens: u64) -> HostResult<()> {
+        Ok(())
+    }
     /// Persists transcript entries (already redacted) and returns their positions.
     async fn append(&self, owner: Owner, attempt: u32, entries: Vec<Entry>) -> HostResult<Vec<u64>>;
     /// Every entry so far, in order.

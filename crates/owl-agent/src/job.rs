@@ -33,9 +33,23 @@ pub struct Job {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum AgentEnd {
-    Succeeded { answer: String },
-    Failed { reason: String },
+    Succeeded {
+        answer: String,
+    },
+    Failed {
+        reason: String,
+    },
     TimedOut,
-    Cancelled { reason: Option<String> },
-    Interrupted { reason: String },
+    Cancelled {
+        reason: Option<String>,
+    },
+    Interrupted {
+        reason: String,
+    },
+    /// A budget had no room for the next model call: the work waits and resumes later.
+    Paused {
+        until: owl_core::Timestamp,
+        scope: String,
+        reason: String,
+    },
 }

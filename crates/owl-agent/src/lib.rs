@@ -30,7 +30,8 @@ pub mod sse;
 pub mod tools;
 
 pub use host::{
-    ApprovalDecision, ApprovalRequest, Entry, Host, HostError, HostResult, NewAgentSchedule, Owner, TranscriptEntry, UsageRecord,
+    Admission, ApprovalDecision, ApprovalRequest, Entry, Host, HostError, HostResult, NewAgentSchedule, Owner, SpendRequest,
+    TranscriptEntry, UsageRecord,
 };
 pub use job::{AgentEnd, Halt, Job};
 pub use mcp::{McpTool, McpTools};

@@ -3,7 +3,7 @@
 //! transcript; a tool call whose result was never recorded is not run again blindly.
 
 use crate::confine::Workspace;
-use crate::host::{ApprovalDecision, ApprovalRequest, Host, HostError, Owner, UsageRecord};
+use crate::host::{Admission, ApprovalDecision, ApprovalRequest, Host, HostError, Owner, SpendRequest, UsageRecord};
 use crate::job::{AgentEnd, Halt, Job};
 use crate::msg::{ChatRequest, Message, Sink, ToolCall, ToolSpec, Usage};
 use crate::policy::Policy;
@@ -261,6 +261,18 @@ pub async fn run(
             forbid_tools,
             stream: sink.is_some(),
         };
+        // The budgets first: the call's estimate is reserved before it is made, and a budget
+        // without room pauses the task here (its transcript is complete; it resumes later).
+        let spend = match admit(rt, &routes, &req, &job, &host).await {
+            Ok(s) => s,
+            Err(end) => {
+                st.messages = std::mem::take(&mut req.messages);
+                if let AgentEnd::Paused { reason, .. } | AgentEnd::Failed { reason } = &end {
+                    let _ = journal.append(vec![Entry::note(reason.clone())]).await;
+                }
+                return end;
+            }
+        };
         let t0 = Instant::now();
         let mut noop = |_d| {};
         let call = async {
@@ -272,8 +284,13 @@ pub async fn run(
         let deadline = job.timeout.map(|t| t.saturating_sub(begun.elapsed())).unwrap_or(Duration::MAX);
         let result = tokio::select! {
             r = call => r,
-            h = wait_halt(&mut halt) => return halted(h),
+            h = wait_halt(&mut halt) => {
+                // A call cut off in flight was sent: it is charged its input.
+                spend.settle_input(&host).await;
+                return halted(h);
+            }
             _ = sleep_max(deadline) => {
+                spend.settle_input(&host).await;
                 let _ = journal.append(vec![Entry::note("the task's timeout was reached during a model call")]).await;
                 return AgentEnd::TimedOut;
             }
@@ -283,6 +300,7 @@ pub async fn run(
         let (resp, route_idx, failures) = match result {
             Ok(r) => r,
             Err((e, failures)) => {
+                spend.settle(&host, routes[0].provider.name(), 0.0, 0).await;
                 let _ = journal
                     .append(vec![Entry::Note { text: "every provider failed".into(), pending_calls: vec![], failures: failures.clone() }])
                     .await;
@@ -292,11 +310,12 @@ pub async fn run(
         st.steps += 1;
         let route = &routes[route_idx];
         let model = if resp.model.is_empty() { route.model.clone() } else { resp.model.clone() };
-        let cost = rt
-            .price(&route.model)
-            .or_else(|| rt.price(&model))
-            .map(|p| p.cost(resp.usage.input, resp.usage.output, resp.usage.cached))
-            .unwrap_or(0.0);
+        let (price, source) = match rt.call_price(route.provider.name(), &route.model) {
+            (None, _) => rt.call_price(route.provider.name(), &model),
+            known => known,
+        };
+        let cost = price.map(|p| p.cost(resp.usage.input, resp.usage.output, resp.usage.cached)).unwrap_or(0.0);
+        spend.settle(&host, route.provider.name(), cost, resp.usage.total()).await;
         st.usage.add(resp.usage);
         st.cost += cost;
         let entry = Entry::Assistant(Reply {
@@ -322,6 +341,7 @@ pub async fn run(
                 model: model.clone(),
                 usage: resp.usage,
                 cost_usd: cost,
+                price: owl_core::budget::price_label(&source),
             })
             .await;
         st.messages.push(Message::Assistant { content: resp.content.clone(), tool_calls: resp.tool_calls.clone() });
@@ -353,6 +373,81 @@ pub async fn run(
             return end;
         }
     }
+}
+
+/// A model call's reservation, to settle once the call is over.
+struct Spend {
+    req: SpendRequest,
+    key: Option<String>,
+    input_usd: f64,
+    input_tokens: u64,
+    provider: String,
+}
+
+impl Spend {
+    async fn settle(&self, host: &Arc<dyn Host>, provider: &str, usd: f64, tokens: u64) {
+        if let Some(key) = &self.key {
+            // Left open, the reservation is settled at its estimate when the task ends.
+            if let Err(e) = host.settle(&self.req, key, provider, usd, tokens).await {
+                tracing::warn!(error = %e, key, "cannot settle a budget reservation; it counts at its estimate");
+            }
+        }
+    }
+
+    async fn settle_input(&self, host: &Arc<dyn Host>) {
+        self.settle(host, &self.provider, self.input_usd, self.input_tokens).await;
+    }
+}
+
+/// Asks the budgets for room for the call `req` is about to make on `routes`.
+async fn admit(
+    rt: &Runtime,
+    routes: &[crate::provider::Route],
+    req: &ChatRequest,
+    job: &Job,
+    host: &Arc<dyn Host>,
+) -> Result<Spend, AgentEnd> {
+    let chars = serde_json::to_string(&req.messages).map(|s| s.len()).unwrap_or(0)
+        + serde_json::to_string(&req.tools).map(|s| s.len()).unwrap_or(0);
+    // The dearest route is reserved for: a fallback may answer.
+    let price = routes
+        .iter()
+        .filter_map(|r| rt.call_price(r.provider.name(), &r.model).0)
+        .max_by(|a, b| (a.input + a.output).total_cmp(&(b.input + b.output)));
+    let primary_price = rt.call_price(routes[0].provider.name(), &routes[0].model).0;
+    let (usd, tokens) = owl_core::budget::estimate(price.as_ref(), chars, req.max_output_tokens);
+    let (input_usd, input_tokens) = owl_core::budget::estimate(price.as_ref(), chars, 0);
+    let ask = SpendRequest {
+        owner: job.owner,
+        agent: job.agent.clone(),
+        provider: routes[0].provider.name().to_string(),
+        model: routes[0].model.clone(),
+        price: primary_price,
+        usd,
+        tokens,
+    };
+    // The ledger must be written before the call: if it cannot be, the call does not start.
+    let mut delay = Duration::from_millis(50);
+    let mut last = String::new();
+    for _ in 0..6 {
+        match host.admit(ask.clone()).await {
+            Ok(Admission::Go { key }) => return Ok(Spend { key, input_usd, input_tokens, provider: ask.provider.clone(), req: ask }),
+            Ok(Admission::Wait { until, scope, reason }) => return Err(AgentEnd::Paused { until, scope, reason }),
+            Ok(Admission::Refuse { reason }) => return Err(AgentEnd::Failed { reason }),
+            Err(HostError::Refused(e)) => return Err(AgentEnd::Failed { reason: e }),
+            Err(HostError::Unavailable(e)) => {
+                last = e;
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    let until = owl_core::Timestamp(now_ms()).plus(Duration::from_secs(60));
+    Err(AgentEnd::Paused {
+        until,
+        scope: "ledger".into(),
+        reason: format!("the budget ledger cannot be written ({last}); no model call starts without it, so the task waits a minute"),
+    })
 }
 
 /// The name of the tool when the last two model turns made the same single call.

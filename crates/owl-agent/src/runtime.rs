@@ -29,6 +29,8 @@ pub struct Runtime {
     pub(crate) broken: BTreeMap<String, String>,
     pub(crate) agents: Agents,
     pub(crate) prices: Prices,
+    /// The shipped price table (`owl_core::budget::price_table`), under `prices`.
+    pub(crate) price_table: Prices,
     pub(crate) defaults: AgentDefaults,
     /// Secret values: redacted from everything the runtime records.
     pub(crate) secrets: Vec<String>,
@@ -118,6 +120,7 @@ impl Runtime {
             broken: BTreeMap::new(),
             agents,
             prices,
+            price_table: owl_core::budget::price_table(),
             defaults,
             secrets: secrets.values().filter(|v| v.len() >= 4).cloned().collect(),
             key_vars: vec![],
@@ -309,7 +312,24 @@ impl Runtime {
     }
 
     pub(crate) fn price(&self, model: &str) -> Option<Price> {
-        self.prices.get(model).copied()
+        self.price_of(model).map(|(p, _)| p)
+    }
+
+    /// The price of `model` and where it came from: `[prices]`, then the shipped table.
+    pub fn price_of(&self, model: &str) -> Option<(Price, owl_core::budget::PriceSource)> {
+        owl_core::budget::lookup_price(&self.prices, &self.price_table, model)
+    }
+
+    /// The price a call on `provider` and `model` is charged at: nothing for a local model.
+    pub fn call_price(&self, provider: &str, model: &str) -> (Option<Price>, owl_core::budget::PriceSource) {
+        use owl_core::budget::PriceSource;
+        if self.provider_settings.get(provider).is_some_and(|p| p.kind == owl_core::agent::ProviderKind::Local) {
+            return (Some(Price::default()), PriceSource::Local);
+        }
+        match self.price_of(model) {
+            Some((p, src)) => (Some(p), src),
+            None => (None, PriceSource::Unknown),
+        }
     }
 
     /// Replaces every secret value in `s` with `<redacted>`.

@@ -63,6 +63,10 @@ pub struct SubmitTask {
     /// may queue follow-up tasks and see those, and search and add memories).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub owl_mcp: bool,
+    /// With `agent` or `cli`: what this task (with the subtasks it makes) may spend, in US
+    /// dollars. Reaching it pauses the task until the cap is raised (`owl budget set task.ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
 }
 
 /// Defaults applied to submissions that leave a field out.
@@ -79,6 +83,14 @@ impl SubmitTask {
             return Err(ValidationError::new("owl_mcp", "is for coding CLI tasks: give `cli` (claude or codex) with it"));
         }
         let owl_mcp = self.owl_mcp;
+        let max_cost_usd = match self.max_cost_usd {
+            Some(_) if self.agent.is_none() && self.cli.is_none() => {
+                return Err(ValidationError::new("max_cost_usd", "caps an agent or coding CLI task: give `agent` or `cli` with it"))
+            }
+            Some(usd) if usd <= 0.0 => return Err(ValidationError::new("max_cost_usd", "must be more than 0 dollars, e.g. 0.30")),
+            Some(usd) => Some(owl_core::budget::Dollars::from_usd(usd).map_err(|m| ValidationError::new("max_cost_usd", &m))?),
+            None => None,
+        };
         let (agent, prompt) = match (self.cli, self.agent, self.prompt) {
             (Some(_), Some(_), _) => return Err(ValidationError::new("cli", "give either `cli` or `agent`, not both")),
             (Some(_), None, None) => {
@@ -93,9 +105,9 @@ impl SubmitTask {
             (None, agent, prompt) => (agent.map(Ok), prompt),
         };
         let command = match (self.command, self.shell, agent, prompt) {
-            (None, None, Some(Err(cli)), Some(prompt)) => Command::Cli { cli, prompt, owl_mcp },
+            (None, None, Some(Err(cli)), Some(prompt)) => Command::Cli { cli, prompt, owl_mcp, max_cost_usd },
             (_, _, Some(Err(_)), _) => unreachable!("checked above"),
-            (None, None, Some(Ok(agent)), Some(prompt)) => Command::Agent { agent, prompt },
+            (None, None, Some(Ok(agent)), Some(prompt)) => Command::Agent { agent, prompt, max_cost_usd },
             (_, _, Some(_), None) => return Err(ValidationError::new("prompt", "missing: an agent task needs a prompt saying what to do")),
             (_, _, None, Some(_)) => return Err(ValidationError::new("agent", "missing: a prompt needs an agent to work on it")),
             (Some(_), _, Some(_), _) | (_, Some(_), Some(_), _) => {

@@ -59,8 +59,10 @@ pub struct Settings {
     pub providers: crate::agent::Providers,
     /// Agents by name.
     pub agents: crate::agent::Agents,
-    /// USD per million tokens, by model name.
+    /// USD per million tokens, by model name (over the shipped price table).
     pub prices: crate::agent::Prices,
+    /// Spending limits by scope: `[budgets."agent.NAME"]`, `[budgets.global]`, ….
+    pub budgets: crate::budget::Budgets,
     /// Coding CLI profiles by name (`[cli.claude]` replaces the built-in one).
     pub cli: crate::coding::CliProfiles,
     /// Git worktrees of repository tasks.
@@ -643,7 +645,7 @@ pub fn looks_secret(name: &str) -> bool {
 }
 
 /// Sections that are maps of named tables.
-const MAP_SECTIONS: &[&str] = &["providers", "agents", "prices", "cli"];
+const MAP_SECTIONS: &[&str] = &["providers", "agents", "prices", "budgets", "cli"];
 
 /// Environment variables that are not settings keys.
 const NON_SETTING_VARS: &[&str] = &["OWL_DATA_DIR", "OWL_CONFIG", "OWL_LOG", "OWL_JSON"];
@@ -881,6 +883,7 @@ impl Settings {
             return bad("scheduler.misfire_cap", "must be at least 1");
         }
         crate::agent::check(&self.providers, &self.agents).map_err(|(field, message)| ConfigError { source_name: field, message })?;
+        crate::budget::check(&self.budgets).map_err(|(field, message)| ConfigError { source_name: field, message })?;
         if let Err(m) = crate::agent::default_model_provider(&self.agent.default_model, None) {
             return bad("agent.default_model", &m);
         }
@@ -897,6 +900,7 @@ fn known_sections() -> String {
         .iter()
         .map(|s| match *s {
             "prices" => "[prices.MODEL]".to_string(),
+            "budgets" => "[budgets.SCOPE]".to_string(),
             s if MAP_SECTIONS.contains(&s) => format!("[{s}.NAME]"),
             s => format!("[{s}]"),
         })

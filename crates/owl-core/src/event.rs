@@ -67,6 +67,13 @@ pub enum EventKind {
         metric: String,
         summary: String,
     },
+    /// A budget's spend passed its `warn_at` share of a limit (once per period).
+    BudgetWarning {
+        scope: String,
+        /// Of the limit, rounded.
+        percent: u32,
+        summary: String,
+    },
 }
 
 impl EventKind {

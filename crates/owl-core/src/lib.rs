@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod anomaly;
+pub mod budget;
 pub mod coding;
 pub mod config;
 pub mod deps;

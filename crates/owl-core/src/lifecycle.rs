@@ -47,6 +47,10 @@ pub fn after_run(
         RunOutcome::Succeeded => (TaskState::Succeeded { attempt, finished_at: now }, failures_before),
         RunOutcome::Cancelled { reason } => (TaskState::Cancelled { finished_at: now, reason: reason.clone() }, failures_before),
         RunOutcome::Interrupted { .. } => (TaskState::Queued, failures_before),
+        RunOutcome::Paused { until, scope, reason } => (
+            TaskState::Waiting { reason: WaitReason::Budget { until: *until, scope: scope.clone(), reason: reason.clone() } },
+            failures_before,
+        ),
         RunOutcome::Failed { .. } | RunOutcome::TimedOut => {
             let failures = failures_before + 1;
             if failures < max_attempts.max(1) {

@@ -48,7 +48,13 @@ pub enum Command {
     /// A string handed to `/bin/sh -c`.
     Shell(String),
     /// A prompt worked through by a configured agent (the built-in tool loop).
-    Agent { agent: String, prompt: String },
+    Agent {
+        agent: String,
+        prompt: String,
+        /// What the task (and the subtasks it makes) may spend in all (`owl add --max-cost`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_cost_usd: Option<crate::budget::Dollars>,
+    },
     /// A prompt given to a coding CLI: a profile name (`claude`, `codex`, …, or one from the
     /// config) or `custom:TEMPLATE`.
     Cli {
@@ -57,7 +63,20 @@ pub enum Command {
         /// Give the CLI owl's own MCP server, scoped to this task (Claude Code and Codex).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         owl_mcp: bool,
+        /// What the run may spend (passed to a CLI that takes a cap, such as Claude Code).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_cost_usd: Option<crate::budget::Dollars>,
     },
+}
+
+impl Command {
+    /// The task's own spending cap, if it has one.
+    pub fn max_cost(&self) -> Option<crate::budget::Dollars> {
+        match self {
+            Command::Agent { max_cost_usd, .. } | Command::Cli { max_cost_usd, .. } => *max_cost_usd,
+            _ => None,
+        }
+    }
 }
 
 impl Command {
@@ -85,7 +104,7 @@ impl Command {
                 .collect::<Vec<_>>()
                 .join(" "),
             Command::Shell(s) => s.clone(),
-            Command::Agent { agent, prompt } => format!("agent:{agent} {}", first_line(prompt)),
+            Command::Agent { agent, prompt, .. } => format!("agent:{agent} {}", first_line(prompt)),
             Command::Cli { cli, prompt, .. } => {
                 let name = if cli.starts_with("custom:") { "custom" } else { cli };
                 format!("cli:{name} {}", first_line(prompt))
@@ -277,6 +296,23 @@ pub enum WaitReason {
     Retry { until: Timestamp, failed_attempts: u32 },
     /// Some dependencies have not succeeded yet.
     Dependencies { pending: Vec<TaskId> },
+    /// A budget has no room: the task resumes by itself at `until` (when the scope's period
+    /// resets; [`crate::budget::NO_RESET`] for a cap that never does) or when the limit is raised.
+    Budget { until: Timestamp, scope: String, reason: String },
+}
+
+impl WaitReason {
+    /// The budget wait as the store keeps it in the task's `reason` column.
+    pub fn budget_note(scope: &str, reason: &str) -> String {
+        serde_json::json!({"budget": {"scope": scope, "reason": reason}}).to_string()
+    }
+
+    /// Reads a budget wait back from the `reason` column.
+    pub fn from_budget_note(note: &str, until: Timestamp) -> Option<WaitReason> {
+        let v: serde_json::Value = serde_json::from_str(note).ok()?;
+        let b = v.get("budget")?;
+        Some(WaitReason::Budget { until, scope: b["scope"].as_str()?.to_string(), reason: b["reason"].as_str()?.to_string() })
+    }
 }
 
 /// Where a task is in its life. Each state carries exactly the data that exists in it.
@@ -420,6 +456,13 @@ pub enum RunOutcome {
     Interrupted {
         reason: String,
     },
+    /// A budget had no room for the next step: the task waits (without using an attempt)
+    /// until `until` or until the limit is raised, then resumes where it stopped.
+    Paused {
+        until: Timestamp,
+        scope: String,
+        reason: String,
+    },
 }
 
 impl RunOutcome {
@@ -430,6 +473,7 @@ impl RunOutcome {
             RunOutcome::TimedOut => "timed_out",
             RunOutcome::Cancelled { .. } => "cancelled",
             RunOutcome::Interrupted { .. } => "interrupted",
+            RunOutcome::Paused { .. } => "paused",
         }
     }
 }

@@ -278,6 +278,9 @@ pub struct UsageRecord {
     pub model: String,
     pub usage: Usage,
     pub cost_usd: f64,
+    /// Where the price came from (`crate::budget::price_label`).
+    #[serde(default)]
+    pub price: String,
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ pub fn check_spec(spec: &TaskSpec) -> Result<(), ValidationError> {
                 return Err(ValidationError::new("prompt", format!("is {} bytes; at most {MAX_PROMPT_BYTES} are allowed", prompt.len())));
             }
         }
-        Command::Agent { agent, prompt } => {
+        Command::Agent { agent, prompt, .. } => {
             check_name("agent", "agent", agent)?;
             if prompt.trim().is_empty() {
                 return Err(ValidationError::new("prompt", "the prompt is empty; say what the agent should do"));

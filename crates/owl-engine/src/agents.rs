@@ -20,7 +20,7 @@ pub(crate) async fn run_agent_task(
     progress: watch::Sender<u64>,
     workdir: std::path::PathBuf,
 ) -> RunOutcome {
-    let Command::Agent { agent, prompt } = &task.spec.command else { unreachable!("only agent tasks come here") };
+    let Command::Agent { agent, prompt, .. } = &task.spec.command else { unreachable!("only agent tasks come here") };
     let Some(rt) = s.agents() else {
         return RunOutcome::Failed { exit_code: None, signal: None, error: Some("no agents are configured; see `owl config init`".into()) };
     };
@@ -97,6 +97,7 @@ pub(crate) async fn run_agent_task(
         AgentEnd::TimedOut => RunOutcome::TimedOut,
         AgentEnd::Cancelled { reason } => RunOutcome::Cancelled { reason },
         AgentEnd::Interrupted { reason } => RunOutcome::Interrupted { reason },
+        AgentEnd::Paused { until, scope, reason } => RunOutcome::Paused { until, scope, reason },
     }
 }
 

@@ -41,7 +41,7 @@ fn sample(s: &Shared, task: &ClaimedTask, outcome: &RunOutcome, ran: Duration, b
     let succeeded = match outcome {
         RunOutcome::Succeeded => true,
         RunOutcome::Failed { .. } | RunOutcome::TimedOut => false,
-        RunOutcome::Cancelled { .. } | RunOutcome::Interrupted { .. } => return None,
+        RunOutcome::Cancelled { .. } | RunOutcome::Interrupted { .. } | RunOutcome::Paused { .. } => return None,
     };
     let agent = match &task.spec.command {
         Command::Agent { agent, .. } => Some(agent.clone()),

@@ -108,6 +108,7 @@ pub(crate) fn chat_end(end: AgentEnd, timeout: Duration) -> ChatEnd {
             ChatEnd::Failed(format!("the turn was cancelled{}", reason.map(|r| format!(": {r}")).unwrap_or_default()))
         }
         AgentEnd::Interrupted { reason } => ChatEnd::Failed(format!("the turn was interrupted: {reason}")),
+        AgentEnd::Paused { reason, .. } => ChatEnd::Failed(format!("over budget: {reason}")),
     }
 }
 

@@ -485,7 +485,8 @@ impl DispatchLoop {
 /// `now` is truncated, so waking exactly `t - now` later can land just before `t`, find nothing
 /// due and cost a second pass; one millisecond more makes sure `t` has come.
 fn wake_at(t: owl_core::Timestamp, now: owl_core::Timestamp) -> Instant {
-    Instant::now() + t.since(now) + Duration::from_millis(1)
+    // A far-off instant (a budget wait that never resets) is looked at again within a day.
+    Instant::now() + t.since(now).min(Duration::from_secs(86_400)) + Duration::from_millis(1)
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -554,6 +555,12 @@ async fn scheduler_loop(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 Ok(n) if n > 0 => tracing::info!(rows = n, "pruned schedule, trigger and finished-task history"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning history failed"),
+            }
+            // Settled ledger rows outlive the longest calendar period (a month) and the
+            // history, whichever is longer; rolling windows longer than that are cut short.
+            let ledger = keep.max(Duration::from_secs(32 * 86_400));
+            if let Err(e) = s.store.prune_ledger(s.clock.now().minus(ledger)).await {
+                tracing::warn!(error = %e, "pruning the budget ledger failed");
             }
         }
         s.loops.idle("scheduler");

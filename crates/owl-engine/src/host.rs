@@ -57,6 +57,24 @@ impl EngineHost {
 
 #[async_trait]
 impl Host for EngineHost {
+    async fn admit(&self, req: owl_agent::SpendRequest) -> HostResult<owl_agent::Admission> {
+        use crate::budget::Verdict;
+        let charge = crate::budget::charge_for(&self.shared, req.owner, Some(&req.agent)).await;
+        let v = crate::budget::reserve(&self.shared, &charge, &req.provider, &req.model, req.price.as_ref(), req.usd, req.tokens)
+            .await
+            .map_err(|e| HostError::Unavailable(e.to_string()))?;
+        Ok(match v {
+            Verdict::Go(key) => owl_agent::Admission::Go { key },
+            Verdict::Wait { until, scope, reason } => owl_agent::Admission::Wait { until, scope, reason },
+            Verdict::Refuse(reason) => owl_agent::Admission::Refuse { reason },
+        })
+    }
+
+    async fn settle(&self, req: &owl_agent::SpendRequest, key: &str, provider: &str, usd: f64, tokens: u64) -> HostResult<()> {
+        let charge = crate::budget::charge_for(&self.shared, req.owner, Some(&req.agent)).await;
+        crate::budget::settle(&self.shared, &charge, key, provider, usd, tokens).await.map_err(host_err)
+    }
+
     async fn append(&self, owner: Owner, attempt: u32, entries: Vec<Entry>) -> HostResult<Vec<u64>> {
         let now = self.shared.clock.now();
         let lines: Vec<(String, String)> = entries.iter().map(|e| (e.kind().to_string(), e.summary())).collect();
@@ -148,7 +166,7 @@ impl Host for EngineHost {
     }
 
     async fn create_task(&self, parent: Owner, agent: &str, prompt: &str, depth: u32) -> HostResult<TaskId> {
-        let mut spec = TaskSpec::new(Command::Agent { agent: agent.into(), prompt: prompt.into() });
+        let mut spec = TaskSpec::new(Command::Agent { agent: agent.into(), prompt: prompt.into(), max_cost_usd: None });
         spec.origin = Some(Origin::Agent { parent, depth });
         owl_core::validate::check_spec(&spec).map_err(host_err)?;
         let out = Engine { shared: self.shared.clone() }.submit(vec![NewTask::new(spec)]).await.map_err(host_err)?;
@@ -178,7 +196,7 @@ impl Host for EngineHost {
             (None, None, Some(at)) => When::Once { at: owl_core::Timestamp::parse_rfc3339(&at).map_err(HostError::Refused)? },
             _ => return Err(HostError::refused("give exactly one of cron, every or at")),
         };
-        let template = TaskSpec::new(Command::Agent { agent: s.agent, prompt: s.prompt });
+        let template = TaskSpec::new(Command::Agent { agent: s.agent, prompt: s.prompt, max_cost_usd: None });
         let spec = ScheduleSpec {
             name: s.name,
             when,

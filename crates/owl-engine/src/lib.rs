@@ -9,6 +9,7 @@
 
 mod agents;
 mod anomalies;
+pub mod budget;
 pub mod chats;
 mod conditions;
 mod dispatch;
@@ -73,6 +74,8 @@ pub struct EngineConfig {
     pub slack: owl_core::config::SlackSettings,
     /// The secrets file's entries (webhook signing secrets, the SMTP password).
     pub notify_secrets: notify::Secrets,
+    /// `[budgets."SCOPE"]`.
+    pub budgets: owl_core::budget::Budgets,
 }
 
 /// Defaults for schedules that do not say, and how long their history is kept.
@@ -131,6 +134,7 @@ impl EngineConfig {
             github: s.github.clone(),
             slack: s.slack.clone(),
             notify_secrets: Default::default(),
+            budgets: s.budgets.clone(),
         }
     }
 }
@@ -455,6 +459,9 @@ impl Engine {
         }
         self.shared.publish(EventKind::ConfigReloaded);
         let _ = self.shared.commands.send(Command::Wake);
+        // A limit may have been raised: tasks waiting on budgets ask again.
+        let s = self.shared.clone();
+        tokio::spawn(async move { budget::wake(&s).await });
     }
 
     pub fn status(&self) -> EngineStatus {
@@ -476,6 +483,8 @@ impl Engine {
 
 #[cfg(test)]
 mod agent_tests;
+#[cfg(test)]
+mod budget_tests;
 #[cfg(test)]
 mod tests;
 
@@ -514,5 +523,6 @@ pub(crate) fn tests_config() -> EngineConfig {
         github: Default::default(),
         slack: Default::default(),
         notify_secrets: Default::default(),
+        budgets: Default::default(),
     }
 }

@@ -19,6 +19,9 @@ pub(crate) async fn run_task(s: Arc<Shared>, task: ClaimedTask, cfg: EngineConfi
     s.logs.lock().unwrap_or_else(|p| p.into_inner()).insert((id, attempt), progress_rx);
     s.publish(EventKind::TaskStarted { task_id: id, attempt, node: cfg.node.clone() });
     let used_before = crate::anomalies::used(&s, &task).await;
+    // Reservations an earlier attempt left open (the daemon died mid-call) count at their
+    // estimate: whether those calls were billed is not known.
+    settle_open(&s, id).await;
     let started = std::time::Instant::now();
     s.metrics.started(&task.spec, s.clock.now().since(task.queued_since));
     // The engine's own tests inject a runner panic through a label.
@@ -68,6 +71,7 @@ pub(crate) async fn run_task(s: Arc<Shared>, task: ClaimedTask, cfg: EngineConfi
     let ran = started.elapsed();
     s.metrics.run_ended(&task.spec, &run_outcome, ran);
     let outcome = run_outcome.clone();
+    settle_open(&s, id).await;
     finish(&s, id, attempt, run_outcome, exit_code, signal, &cfg).await;
     crate::anomalies::after_run(&s, &task, &outcome, ran, used_before).await;
 }
@@ -96,7 +100,17 @@ pub(crate) async fn after_panic(s: Arc<Shared>, id: TaskId, attempt: u32, why: S
     let reason = format!("owl's runner for this attempt panicked ({why}); this is a bug in owl, and the daemon's log has the backtrace");
     append_log_note(&s, id, attempt, &reason);
     let outcome = RunOutcome::Failed { exit_code: None, signal: None, error: Some(reason) };
+    settle_open(&s, id).await;
     finish(&s, id, attempt, outcome, None, None, &cfg).await;
+}
+
+/// Settles the budget reservations `id` still holds at their estimates.
+async fn settle_open(s: &Shared, id: TaskId) {
+    match s.store.settle_open(id, s.clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(task = %id, entries = n, "settled budget reservations left open at their estimate"),
+        Err(e) => tracing::warn!(task = %id, error = %e, "cannot settle the task's open budget reservations"),
+    }
 }
 
 /// Adds owl's own line to an attempt's log.
@@ -292,7 +306,7 @@ async fn run_process(
     // Held while the process runs: owl's MCP server for this task, when it asked for one.
     let mut _mcp_guard = None;
     let mut argv = match &task.spec.command {
-        owl_core::Command::Cli { cli, prompt, owl_mcp } => {
+        owl_core::Command::Cli { cli, prompt, owl_mcp, .. } => {
             let profile = match owl_core::coding::resolve(cli, &cfg.cli) {
                 Ok(p) => p,
                 Err(e) => {
@@ -327,6 +341,41 @@ async fn run_process(
         }
         other => other.to_argv().unwrap_or_default(),
     };
+    // A coding CLI's run is reserved against its budgets before it starts.
+    let mut cli_budget = None;
+    if let owl_core::Command::Cli { cli, .. } = &task.spec.command {
+        let format = parser.as_ref().map(|p| p.format());
+        match crate::budget::admit_cli(s, id, cli, format).await {
+            Ok(crate::budget::CliAdmission::Go(b)) => {
+                if let (Some(cap), Some(owl_core::coding::CliFormat::ClaudeStreamJson)) = (b.usd_cap, format) {
+                    // Claude Code stops itself at this cap.
+                    argv.extend(["--max-budget-usd".to_string(), format!("{:.4}", cap.max(0.0001))]);
+                }
+                if let Some(cap) = b.usd_cap {
+                    append_log_note(s, id, attempt, &format!("budget: this run may spend up to ${cap:.4}"));
+                }
+                cli_budget = Some(b);
+            }
+            Ok(crate::budget::CliAdmission::Wait { until, scope, reason }) => {
+                append_log_note(s, id, attempt, &reason);
+                return (RunOutcome::Paused { until, scope, reason }, None, None);
+            }
+            Ok(crate::budget::CliAdmission::Refuse(e)) => {
+                append_log_note(s, id, attempt, &e);
+                return (RunOutcome::Failed { exit_code: None, signal: None, error: Some(e) }, None, None);
+            }
+            Err(e) => {
+                // Fail closed: without the ledger the run does not start; it is tried again soon.
+                let reason = format!("the budget ledger cannot be written ({e}); the run waits a minute");
+                append_log_note(s, id, attempt, &reason);
+                return (
+                    RunOutcome::Paused { until: s.clock.now().plus(Duration::from_secs(60)), scope: "ledger".into(), reason },
+                    None,
+                    None,
+                );
+            }
+        }
+    }
     let mut env_remove = s.withheld_env.read().unwrap_or_else(|p| p.into_inner()).clone();
     let mut refused = None;
     let mut cgroup = None;
@@ -375,10 +424,14 @@ async fn run_process(
             out
         }
     };
-    let reported = match reader {
-        Some(r) => r.await.ok().flatten(),
-        None => None,
+    let report = match reader {
+        Some(r) => r.await.unwrap_or_default(),
+        None => CliReport::default(),
     };
+    if let Some(b) = &cli_budget {
+        crate::budget::settle_cli(s, id, &cli_name, b, report.usd, report.tokens, report.usage_seen).await;
+    }
+    let reported = report.result;
     let run_outcome = match &outcome.ended {
         Ended::Exited if outcome.exit_code == Some(0) => match reported {
             // Exit 0 but the CLI said its run failed: believe the report.
@@ -415,8 +468,20 @@ async fn exec(
     owl_exec::run(spec, stop, progress).await
 }
 
-/// Turns a coding CLI's stdout into transcript entries, usage rows and the task's result,
-/// as it streams. Returns the CLI's final report (text, is_error) when it gave one.
+/// What a coding CLI's stream said about its run.
+#[derive(Default)]
+struct CliReport {
+    /// Its final report (text, is_error), when it gave one.
+    result: Option<(String, bool)>,
+    /// What its calls cost, as it reported or as priced from its tokens.
+    usd: f64,
+    tokens: u64,
+    /// Whether it reported any usage at all.
+    usage_seen: bool,
+}
+
+/// Turns a coding CLI's stdout into transcript entries, usage rows, subscription windows and
+/// the task's result, as it streams.
 async fn read_cli_stream(
     s: Arc<Shared>,
     id: TaskId,
@@ -424,7 +489,8 @@ async fn read_cli_stream(
     cli: String,
     mut parser: owl_agent::cli_stream::CliParser,
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
-) -> Option<(String, bool)> {
+) -> CliReport {
+    let mut spent = CliReport::default();
     use owl_agent::cli_stream::CliEvent;
     let redact = s.agents();
     let mut pending: Vec<u8> = Vec::new();
@@ -461,13 +527,25 @@ async fn read_cli_stream(
                     None => v,
                 }),
                 CliEvent::Usage { model, usage, cost_usd } => {
+                    use owl_core::budget::{price_label, PriceSource};
+                    let (cost, source) = match cost_usd {
+                        Some(c) => (c, PriceSource::Reported),
+                        None => match crate::budget::price_of(&s, &model) {
+                            Some((p, src)) => (p.cost(usage.input, usage.output, usage.cached), src),
+                            None => (0.0, PriceSource::Unknown),
+                        },
+                    };
+                    spent.usd += cost;
+                    spent.tokens += usage.input + usage.output;
+                    spent.usage_seen = true;
                     let record = owl_store::UsageRecord {
                         owner: owl_core::agent::Owner::Task(id),
                         agent: format!("cli:{cli}"),
                         provider: cli.clone(),
                         model,
                         usage,
-                        cost_usd: cost_usd.unwrap_or(0.0),
+                        cost_usd: cost,
+                        price: price_label(&source),
                     };
                     s.metrics.usage(&record);
                     if let Err(e) = s.store.record_usage(record, s.clock.now()).await {
@@ -484,6 +562,7 @@ async fn read_cli_stream(
                     }
                     report = Some((text, is_error));
                 }
+                CliEvent::Window(w) => crate::budget::record_window(&s, &cli, w).await,
             }
         }
         if !entries.is_empty() {
@@ -500,7 +579,8 @@ async fn read_cli_stream(
             }
         }
     }
-    report
+    spent.result = report;
+    spent
 }
 
 /// Records an attempt's end, retrying transient storage errors.

@@ -15,6 +15,7 @@
 //! committed late gets a position after every one read before it, and completions on
 //! different nodes never wait for each other.
 
+mod budget;
 mod insights;
 mod notify;
 mod queue;

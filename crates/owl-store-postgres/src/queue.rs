@@ -184,6 +184,9 @@ fn state_columns(state: &TaskState, now: Timestamp) -> R<StateColumns> {
             (Status::Waiting, Some(until.0), None, None, None, None)
         }
         TaskState::Waiting { reason: WaitReason::Dependencies { .. } } => (Status::Waiting, None, None, None, None, None),
+        TaskState::Waiting { reason: WaitReason::Budget { until, scope, reason } } => {
+            (Status::Waiting, Some(until.0), None, Some(WaitReason::budget_note(scope, reason)), None, None)
+        }
         TaskState::Running { .. } => return Err(StoreError::Backend("set_state cannot start a task; claim does".into()).into()),
         TaskState::Succeeded { finished_at, .. } => (Status::Succeeded, None, Some(finished_at.0), None, None, None),
         TaskState::Failed { finished_at, reason, exit_code, signal } => {

@@ -63,6 +63,7 @@ fn usage_row(key: String, r: &Row, from: usize) -> UsageSummary {
         output: r.get::<_, i64>(from + 2) as u64,
         cached: r.get::<_, i64>(from + 3) as u64,
         cost_usd: r.get(from + 4),
+        price: r.get(from + 5),
     }
 }
 
@@ -146,7 +147,7 @@ impl AgentStore for PgStore {
             async {
             exec(
                 &t,
-                "INSERT INTO usage (owner, agent, provider, model, input, output, cached, cost_usd, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO usage (owner, agent, provider, model, input, output, cached, cost_usd, at, price) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 &[
                     &u.owner.key(),
                     &u.agent,
@@ -157,6 +158,7 @@ impl AgentStore for PgStore {
                     &(u.usage.cached as i64),
                     &u.cost_usd,
                     &at.millis(),
+                    &u.price,
                 ],
             )
             .await?;
@@ -170,7 +172,8 @@ impl AgentStore for PgStore {
             let r = query_one(
                 &t,
                 "SELECT count(*), coalesce(sum(input), 0)::BIGINT, coalesce(sum(output), 0)::BIGINT, coalesce(sum(cached), 0)::BIGINT, \
-                 coalesce(sum(cost_usd), 0.0)::DOUBLE PRECISION FROM usage WHERE owner = $1",
+                 coalesce(sum(cost_usd), 0.0)::DOUBLE PRECISION, \
+                 coalesce((SELECT price FROM usage WHERE owner = $1 ORDER BY id DESC LIMIT 1), '') FROM usage WHERE owner = $1",
                 &[&owner.key()],
             )
             .await?;
@@ -228,7 +231,7 @@ impl AgentStore for PgStore {
             UsageBy::Day => "to_char(to_timestamp(at / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
         };
         let sql = format!(
-            "SELECT {key} AS k, count(*), sum(input)::BIGINT, sum(output)::BIGINT, sum(cached)::BIGINT, sum(cost_usd)::DOUBLE PRECISION \
+            "SELECT {key} AS k, count(*), sum(input)::BIGINT, sum(output)::BIGINT, sum(cached)::BIGINT, sum(cost_usd)::DOUBLE PRECISION, max(price) \
              FROM usage WHERE at >= $1 AND at < $2 GROUP BY k ORDER BY k"
         );
         in_read!(self, |t| async {

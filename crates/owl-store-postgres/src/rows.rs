@@ -54,6 +54,9 @@ pub fn task_row(r: &Row) -> R<Task> {
         "queued" => TaskState::Queued,
         // Dependencies are filled in by `attach`; the time reasons are complete here.
         "waiting" if deps_pending > 0 => TaskState::Waiting { reason: WaitReason::Dependencies { pending: vec![] } },
+        "waiting" if reason.as_deref().and_then(|n| WaitReason::from_budget_note(n, due_at)).is_some() => {
+            TaskState::Waiting { reason: reason.as_deref().and_then(|n| WaitReason::from_budget_note(n, due_at)).expect("checked above") }
+        }
         "waiting" if failures > 0 => TaskState::Waiting { reason: WaitReason::Retry { until: due_at, failed_attempts: failures } },
         "waiting" => TaskState::Waiting { reason: WaitReason::Time { until: due_at } },
         "running" => TaskState::Running {

@@ -329,6 +329,26 @@ CREATE INDEX notify_outbox_rule ON notify_outbox (rule_id, channel, created_at);
 CREATE INDEX notify_outbox_done ON notify_outbox (updated_at) WHERE status IN ('delivered', 'dead');
 "#,
     ),
+    (
+        7,
+        "the budget ledger, and the price each usage row was charged at",
+        r#"
+CREATE TABLE budget_ledger (
+    id      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key     TEXT    NOT NULL,
+    scope   TEXT    NOT NULL,
+    task_id BIGINT,
+    usd     DOUBLE PRECISION NOT NULL,
+    tokens  BIGINT  NOT NULL,
+    open    BOOLEAN NOT NULL,
+    at      BIGINT  NOT NULL,
+    UNIQUE (key, scope)
+);
+CREATE INDEX budget_ledger_scope ON budget_ledger (scope, at);
+CREATE INDEX budget_ledger_task ON budget_ledger (task_id) WHERE open;
+ALTER TABLE usage ADD COLUMN price TEXT NOT NULL DEFAULT '';
+"#,
+    ),
 ];
 
 /// One key for the advisory lock that makes concurrent migrations of one database take turns.

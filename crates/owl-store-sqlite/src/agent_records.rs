@@ -192,7 +192,7 @@ impl SqliteStore {
     pub(crate) async fn record_usage_impl(&self, u: UsageRecord, at: Timestamp) -> Result<(), StoreError> {
         self.write(move |c| {
             c.prepare_cached(
-                "INSERT INTO usage (owner, agent, provider, model, input, output, cached, cost_usd, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO usage (owner, agent, provider, model, input, output, cached, cost_usd, at, price) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
             .map_err(backend)?
             .execute(params![
@@ -204,7 +204,8 @@ impl SqliteStore {
                 u.usage.output as i64,
                 u.usage.cached as i64,
                 u.cost_usd,
-                at.millis()
+                at.millis(),
+                u.price
             ])
             .map(|_| ())
             .map_err(backend)
@@ -215,8 +216,8 @@ impl SqliteStore {
     pub(crate) async fn owner_usage_impl(&self, owner: Owner) -> Result<UsageSummary, StoreError> {
         self.read(move |c| {
             c.prepare_cached(
-                "SELECT count(*), coalesce(sum(input), 0), coalesce(sum(output), 0), coalesce(sum(cached), 0), coalesce(sum(cost_usd), 0.0) \
-                 FROM usage WHERE owner = ?1",
+                "SELECT count(*), coalesce(sum(input), 0), coalesce(sum(output), 0), coalesce(sum(cached), 0), coalesce(sum(cost_usd), 0.0), \
+                 coalesce((SELECT price FROM usage WHERE owner = ?1 ORDER BY id DESC LIMIT 1), '') FROM usage WHERE owner = ?1",
             )
             .map_err(backend)?
             .query_row([owner.key()], |r| {
@@ -227,6 +228,7 @@ impl SqliteStore {
                     output: r.get::<_, i64>(2)? as u64,
                     cached: r.get::<_, i64>(3)? as u64,
                     cost_usd: r.get(4)?,
+                    price: r.get(5)?,
                 })
             })
             .map_err(backend)
@@ -248,7 +250,7 @@ impl SqliteStore {
         };
         self.read(move |c| {
             let sql = format!(
-                "SELECT {key} AS k, count(*), sum(input), sum(output), sum(cached), sum(cost_usd) FROM usage WHERE at >= ?1 AND at < ?2 GROUP BY k ORDER BY k"
+                "SELECT {key} AS k, count(*), sum(input), sum(output), sum(cached), sum(cost_usd), max(price) FROM usage WHERE at >= ?1 AND at < ?2 GROUP BY k ORDER BY k"
             );
             let mut stmt = c.prepare(&sql).map_err(backend)?;
             let rows = stmt
@@ -260,6 +262,7 @@ impl SqliteStore {
                         output: r.get::<_, i64>(3)? as u64,
                         cached: r.get::<_, i64>(4)? as u64,
                         cost_usd: r.get(5)?,
+                        price: r.get(6)?,
                     })
                 })
                 .map_err(backend)?;

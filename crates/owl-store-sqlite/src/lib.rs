@@ -9,6 +9,7 @@
 
 mod admin;
 mod agent_records;
+mod budget;
 mod insights;
 mod notify;
 mod pool;
@@ -314,6 +315,7 @@ mod tests {
              ALTER TABLE schedules DROP COLUMN active_since; \
              DROP TABLE run_samples; DROP TABLE anomalies; \
              DROP TABLE notify_channels; DROP TABLE notify_rules; DROP TABLE notify_outbox; \
+             DROP TABLE budget_ledger; ALTER TABLE usage DROP COLUMN price; \
              DELETE FROM schema_migrations WHERE version >= 9;",
         )
         .unwrap();
@@ -345,6 +347,7 @@ mod tests {
         conn.execute_batch(
             "ALTER TABLE tasks DROP COLUMN origin; DROP TABLE nodes; DROP TABLE run_samples; DROP TABLE anomalies; \
              DROP TABLE notify_channels; DROP TABLE notify_rules; DROP TABLE notify_outbox; \
+             DROP TABLE budget_ledger; ALTER TABLE usage DROP COLUMN price; \
              DELETE FROM schema_migrations WHERE version >= 7; \
              ALTER TABLE schedules DROP COLUMN last_success_at; ALTER TABLE schedules DROP COLUMN last_success_ms; \
              ALTER TABLE schedules DROP COLUMN active_since; \

@@ -378,6 +378,26 @@ CREATE INDEX notify_outbox_rule ON notify_outbox (rule_id, channel, created_at);
 CREATE INDEX notify_outbox_done ON notify_outbox (updated_at) WHERE status IN ('delivered', 'dead');
 "#,
     ),
+    (
+        13,
+        "the budget ledger, and the price each usage row was charged at",
+        r#"
+CREATE TABLE budget_ledger (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    key     TEXT    NOT NULL,
+    scope   TEXT    NOT NULL,
+    task_id INTEGER,
+    usd     REAL    NOT NULL,
+    tokens  INTEGER NOT NULL,
+    open    INTEGER NOT NULL,           -- 1 reserved by work in flight, 0 settled
+    at      INTEGER NOT NULL,
+    UNIQUE (key, scope)
+);
+CREATE INDEX budget_ledger_scope ON budget_ledger (scope, at);
+CREATE INDEX budget_ledger_task ON budget_ledger (task_id) WHERE open = 1;
+ALTER TABLE usage ADD COLUMN price TEXT NOT NULL DEFAULT '';
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -31,6 +31,11 @@ pub fn set_state(conn: &Connection, id: TaskId, state: &TaskState, now: Timestam
             StateColumns { due_at: Some(until.0), ..StateColumns::of(Status::Waiting) }
         }
         TaskState::Waiting { reason: WaitReason::Dependencies { .. } } => StateColumns::of(Status::Waiting),
+        TaskState::Waiting { reason: WaitReason::Budget { until, scope, reason } } => StateColumns {
+            due_at: Some(until.0),
+            reason: Some(WaitReason::budget_note(scope, reason)),
+            ..StateColumns::of(Status::Waiting)
+        },
         TaskState::Running { .. } => return Err(StoreError::Backend("set_state cannot start a task; claim does".into())),
         TaskState::Succeeded { finished_at, .. } => {
             StateColumns { finished_at: Some(finished_at.0), ..StateColumns::of(Status::Succeeded) }

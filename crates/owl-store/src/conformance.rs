@@ -10,6 +10,7 @@ use owl_core::{Command, RunOutcome, TaskId, TaskSpec, TaskState, Timestamp, Wait
 use std::sync::Arc;
 use std::time::Duration;
 
+mod budget;
 mod insights;
 mod notify;
 mod queue;
@@ -17,6 +18,7 @@ mod records;
 mod schedules;
 mod triggers;
 
+pub use budget::*;
 pub use insights::*;
 pub use notify::*;
 pub use queue::*;
@@ -77,7 +79,12 @@ macro_rules! conformance_tests {
             a_notice_is_written_once_per_channel_and_claimed_by_one_sender,
             failed_deliveries_retry_then_become_dead_letters,
             a_paused_channel_holds_its_deliveries_until_resumed,
-            a_digest_is_claimed_as_one_batch_and_counted_apart
+            a_digest_is_claimed_as_one_batch_and_counted_apart,
+            a_reservation_fits_every_limit_or_is_not_written,
+            a_settle_may_charge_other_scopes_than_were_reserved,
+            concurrent_reservations_never_pass_a_limit,
+            open_reservations_of_a_task_settle_at_their_estimate,
+            a_paused_task_waits_on_its_budget_and_wakes_when_raised
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -23,13 +23,38 @@ use owl_core::trigger::{Trigger, TriggerSpec};
 use owl_core::{GroupInfo, Run, Task, TaskId, Timestamp};
 
 /// Every area of the contract: what the engine holds as `Arc<dyn Store>`.
-pub trait Store: QueueStore + ScheduleStore + TriggerStore + AgentStore + InsightStore + NotifyStore {}
+pub trait Store: QueueStore + ScheduleStore + TriggerStore + AgentStore + InsightStore + NotifyStore + BudgetStore {}
 
-impl<T: QueueStore + ScheduleStore + TriggerStore + AgentStore + InsightStore + NotifyStore> Store for T {}
+impl<T: QueueStore + ScheduleStore + TriggerStore + AgentStore + InsightStore + NotifyStore + BudgetStore> Store for T {}
 
 /// The store's traits, to call its methods on an `Arc<dyn Store>`.
 pub mod prelude {
-    pub use crate::{AgentStore, InsightStore, NotifyStore, QueueStore, ScheduleStore, Store, TriggerStore};
+    pub use crate::{AgentStore, BudgetStore, InsightStore, NotifyStore, QueueStore, ScheduleStore, Store, TriggerStore};
+}
+
+/// The budget ledger: one row per (reservation, scope). A reservation is checked against every
+/// scope's limit and written in one transaction, so concurrent work on any number of nodes
+/// cannot together pass a limit; it is later settled to what the work cost.
+#[async_trait]
+pub trait BudgetStore: Send + Sync + 'static {
+    /// Writes the reservation if `usd` and `tokens` fit every limit (spent plus reserved since
+    /// each limit's `since`); otherwise writes nothing and names the scopes without room.
+    async fn reserve(&self, r: Reserve) -> Result<Reserved, StoreError>;
+    /// Replaces reservation `key` by what the work cost, charged to `scopes` (which may differ
+    /// from the reserved ones: a fallback provider answered). An unknown or already settled
+    /// key is a conflict, so nothing is charged twice.
+    async fn settle(&self, s: Settle) -> Result<(), StoreError>;
+    /// Settles every open reservation of `task` at its estimate (its calls' outcome is not
+    /// known: the daemon stopped, say); returns how many.
+    async fn settle_open(&self, task: TaskId, now: Timestamp) -> Result<u64, StoreError>;
+    /// What `scopes` spent and hold reserved since `since`, one line each, in the order given.
+    async fn spend(&self, scopes: Vec<String>, since: Vec<Timestamp>) -> Result<Vec<ScopeSpend>, StoreError>;
+    /// Spend per scope in `[since, until)`, for `owl usage --by scope`.
+    async fn spend_by_scope(&self, since: Timestamp, until: Timestamp) -> Result<Vec<ScopeSpend>, StoreError>;
+    /// Every task waiting on a budget becomes due now (a limit was raised); returns them.
+    async fn wake_budget_waits(&self, now: Timestamp) -> Result<Vec<TaskId>, StoreError>;
+    /// Drops settled ledger rows older than `before`.
+    async fn prune_ledger(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// The queue: tasks, their attempts, dependencies and groups. All writes are acknowledged

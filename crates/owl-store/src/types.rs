@@ -256,6 +256,66 @@ pub enum StoreError {
     Backend(String),
 }
 
+// ---- The budget ledger ----
+
+/// One scope's limit as a reservation checks it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScopeLimit {
+    pub scope: String,
+    /// Spend at or after this counts (the start of the scope's period).
+    pub since: Timestamp,
+    pub usd: Option<f64>,
+    pub tokens: Option<u64>,
+}
+
+/// An estimate to hold before work starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reserve {
+    /// Unique per reservation; settling names it.
+    pub key: String,
+    pub task: Option<TaskId>,
+    /// Every scope the work is charged to.
+    pub scopes: Vec<String>,
+    /// The limits to check (of scopes in `scopes`).
+    pub limits: Vec<ScopeLimit>,
+    pub usd: f64,
+    pub tokens: u64,
+    pub now: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reserved {
+    Granted,
+    /// The scopes without room, with what they hold.
+    NoRoom(Vec<ScopeSpend>),
+}
+
+/// What a reservation came to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settle {
+    pub key: String,
+    pub scopes: Vec<String>,
+    pub usd: f64,
+    pub tokens: u64,
+    pub now: Timestamp,
+}
+
+/// One scope's spend over a time range.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScopeSpend {
+    pub scope: String,
+    /// Settled.
+    pub usd: f64,
+    pub tokens: u64,
+    /// Held by work in flight.
+    pub reserved_usd: f64,
+    pub reserved_tokens: u64,
+    /// Settled and open entries.
+    pub entries: u64,
+    /// The oldest entry in the range (when a rolling window frees room).
+    pub oldest: Option<Timestamp>,
+}
+
 // ---- Agent records: transcripts, results, usage, approvals, chats ----
 
 pub use owl_core::agent::Owner;
@@ -280,6 +340,10 @@ pub struct UsageSummary {
     pub output: u64,
     pub cached: u64,
     pub cost_usd: f64,
+    /// Where the price of these calls came from (`owl_core::budget::price_label`); the
+    /// latest one when they differ.
+    #[serde(default)]
+    pub price: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -44,6 +44,10 @@ pub struct TaskArgs {
     /// can queue follow-up tasks (and see those) and search and add memories.
     #[arg(long, requires = "cli")]
     pub owl_mcp: bool,
+    /// With --agent or --cli: what this task (with its subtasks) may spend in all, in US
+    /// dollars, e.g. 0.30. Reaching it pauses the task (`owl budget set task.ID --usd N`).
+    #[arg(long, value_name = "USD")]
+    pub max_cost: Option<f64>,
     /// Work in a new git worktree of this repository, on branch owl/task-<id>; the changes are
     /// committed when the task succeeds.
     #[arg(long, value_name = "PATH", conflicts_with = "cwd")]

@@ -83,11 +83,15 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
         }
         None => None,
     };
+    if args.max_cost.is_some() && args.cli.is_none() && args.agent.is_none() {
+        bail!("--max-cost caps what an agent or a coding CLI spends; add --agent NAME or --cli NAME");
+    }
     // A prompt for a coding CLI or an agent (clap lets only one of them through).
     if args.cli.is_some() || args.agent.is_some() {
         return Ok(SubmitTask {
             cli: args.cli,
             owl_mcp: args.owl_mcp,
+            max_cost_usd: args.max_cost,
             agent: args.agent,
             prompt: Some(args.command.join(" ")),
             env,
@@ -134,6 +138,7 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
         cli: None,
         repo,
         owl_mcp: false,
+        max_cost_usd: None,
     })
 }
 

@@ -23,6 +23,12 @@ pub fn detail(t: &TaskView) -> String {
         TaskState::Waiting { reason: WaitReason::Dependencies { pending } } => {
             format!("after {}", pending.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","))
         }
+        TaskState::Waiting { reason: WaitReason::Budget { until, scope, .. } } if *until >= owl_core::budget::NO_RESET => {
+            format!("over budget {scope}; waits until the limit is raised")
+        }
+        TaskState::Waiting { reason: WaitReason::Budget { until, scope, .. } } => {
+            format!("over budget {scope}; resumes {}", relative(*until, n))
+        }
         TaskState::Running { attempt, started_at, cancel_requested, .. } => {
             format!("attempt {attempt}, started {}{}", relative(*started_at, n), if *cancel_requested { ", cancelling" } else { "" })
         }

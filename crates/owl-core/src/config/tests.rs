@@ -125,6 +125,7 @@ fn the_example_config_shows_every_key() {
             "agents" => crate::fields::field_names::<crate::agent::AgentSettings>(),
             "cli" => crate::fields::field_names::<crate::coding::CliProfile>(),
             "prices" => crate::fields::field_names::<crate::agent::Price>(),
+            "budgets" => crate::fields::field_names::<crate::budget::BudgetSettings>(),
             s => Settings::section_fields(s).unwrap(),
         };
         for f in fields {

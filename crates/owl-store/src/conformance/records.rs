@@ -13,7 +13,7 @@ pub async fn task_inputs_round_trip(s: DynStore) {
 }
 
 pub async fn repository_tasks_keep_their_git_record_until_retention(s: DynStore) {
-    let mut sp = TaskSpec::new(Command::Cli { cli: "claude".into(), prompt: "fix it".into(), owl_mcp: false });
+    let mut sp = TaskSpec::new(Command::Cli { cli: "claude".into(), prompt: "fix it".into(), owl_mcp: false, max_cost_usd: None });
     sp.repo = Some(owl_core::RepoRequest {
         path: "/src/app".into(),
         base: Some("main".into()),
@@ -57,6 +57,7 @@ pub async fn repository_tasks_keep_their_git_record_until_retention(s: DynStore)
             model: "m".into(),
             usage,
             cost_usd: 0.5,
+            price: "reported by the CLI".into(),
         },
         end,
     )
@@ -64,6 +65,7 @@ pub async fn repository_tasks_keep_their_git_record_until_retention(s: DynStore)
     .unwrap();
     let u = s.owner_usage(Owner::Task(id)).await.unwrap();
     assert_eq!((u.calls, u.input, u.output, u.cached), (1, 10, 5, 2));
+    assert_eq!(u.price, "reported by the CLI", "the price each row was charged at is kept");
     assert_eq!(s.owner_usage(Owner::Task(running)).await.unwrap().calls, 0);
 }
 
@@ -126,7 +128,18 @@ pub async fn an_approval_is_bound_to_its_call_decided_once_and_used_once(s: DynS
 pub async fn usage_sums_by_agent_and_model(s: DynStore) {
     let row = |agent: &str, model: &str, input: u64, cost: f64, at: Timestamp| {
         let usage = Usage { input, output: 10, cached: 1 };
-        (UsageRecord { owner: Owner::Chat(1), agent: agent.into(), provider: "p".into(), model: model.into(), usage, cost_usd: cost }, at)
+        (
+            UsageRecord {
+                owner: Owner::Chat(1),
+                agent: agent.into(),
+                provider: "p".into(),
+                model: model.into(),
+                usage,
+                cost_usd: cost,
+                price: format!("[prices.\"{model}\"]"),
+            },
+            at,
+        )
     };
     for (u, at) in [
         row("a", "m1", 100, 0.5, T0),
@@ -144,6 +157,7 @@ pub async fn usage_sums_by_agent_and_model(s: DynStore) {
     assert_eq!((by_agent[1].key.as_str(), by_agent[1].input), ("b", 7), "older rows are outside the window");
     let by_model = s.usage_summary(Timestamp(0), end, UsageBy::Model).await.unwrap();
     assert_eq!(by_model.iter().map(|r| (r.key.as_str(), r.calls)).collect::<Vec<_>>(), vec![("m1", 3), ("m2", 1)]);
+    assert_eq!(by_model[0].price, "[prices.\"m1\"]");
     let before = s.usage_summary(Timestamp(0), T0, UsageBy::Model).await.unwrap();
     assert_eq!(before.iter().map(|r| (r.key.as_str(), r.calls)).collect::<Vec<_>>(), vec![("m1", 1)], "the end is excluded");
 }
