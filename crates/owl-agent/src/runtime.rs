@@ -315,6 +315,11 @@ impl Runtime {
         self.price_of(model).map(|(p, _)| p)
     }
 
+    /// The configured prices and the shipped table under them.
+    pub fn prices(&self) -> (&Prices, &Prices) {
+        (&self.prices, &self.price_table)
+    }
+
     /// The price of `model` and where it came from: `[prices]`, then the shipped table.
     pub fn price_of(&self, model: &str) -> Option<(Price, owl_core::budget::PriceSource)> {
         owl_core::budget::lookup_price(&self.prices, &self.price_table, model)

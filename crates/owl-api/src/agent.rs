@@ -79,12 +79,21 @@ pub struct UsageReport {
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UsageRowView {
+    /// The agent, provider, model, day or budget scope.
     pub key: String,
+    /// Model calls (by scope: ledger entries, a coding CLI run being one).
     pub calls: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cached_tokens: u64,
+    /// Input plus output.
+    #[serde(default)]
+    pub tokens: u64,
     pub cost_usd: f64,
+    /// Where the price came from (by model): `[prices."m"]`, `table DATE (m)`, `local (free)`,
+    /// `reported by the CLI`, `owl's estimate (…)` or `unknown (no price)`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub price: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]

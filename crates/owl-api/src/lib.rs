@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod anomaly;
+pub mod budget;
 pub mod common;
 pub mod group;
 pub mod mcp;
@@ -17,6 +18,7 @@ pub mod trigger;
 
 pub use agent::*;
 pub use anomaly::*;
+pub use budget::*;
 pub use common::*;
 pub use group::*;
 pub use mcp::*;

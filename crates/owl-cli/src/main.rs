@@ -112,6 +112,7 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         Command::Approvals { all } => commands::agents::approvals(&client, all, json).await?,
         Command::Approve { id } => commands::agents::decide(&client, &id, true, None, json).await?,
         Command::Deny { id, reason } => commands::agents::decide(&client, &id, false, reason, json).await?,
+        Command::Budget { action } => commands::budget::run(&client, action, json).await?,
         Command::Usage { by, since } => commands::agents::usage(&client, &by, &since, json).await?,
         Command::Dashboard { url } => commands::agents::dashboard(&client, url, json).await?,
         Command::Report { action } => commands::agents::report(&client, action, json).await?,

@@ -75,11 +75,23 @@ struct Harness {
 }
 
 fn start(url: &str, tools: &[&str], budgets: owl_core::budget::Budgets, workers: usize, clock: Option<Timestamp>) -> Harness {
+    start_with(url, tools, budgets, workers, clock, Default::default())
+}
+
+fn start_with(
+    url: &str,
+    tools: &[&str],
+    budgets: owl_core::budget::Budgets,
+    workers: usize,
+    clock: Option<Timestamp>,
+    cli: owl_core::coding::CliProfiles,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("owl.db"), Durability::Full).unwrap();
     let mut cfg = crate::tests_config();
     cfg.workers = workers;
     cfg.budgets = budgets;
+    cfg.cli = cli;
     let manual = clock.map(|t| Arc::new(ManualClock(AtomicI64::new(t.0))));
     let c: Arc<dyn Clock> = match &manual {
         Some(m) => m.clone(),
@@ -350,4 +362,67 @@ async fn a_dollar_limit_refuses_a_model_with_no_price() {
         }
         other => panic!("expected a failure, got {other:?}"),
     }
+}
+
+/// A coding CLI profile speaking Claude Code's stream-json: a real process that reports a
+/// subscription window at 30 % (resetting at `resets`), what its run cost, and the arguments
+/// it was given.
+fn stream_json_cli(resets: Timestamp) -> owl_core::coding::CliProfile {
+    let window = json!({"type": "rate_limit_event", "rate_limit_info": {"status": "allowed", "resetsAt": resets.0 / 1000,
+        "rateLimitType": "five_hour", "utilization": 0.3}});
+    let script = format!(
+        "printf '%s\\n' '{window}'; printf '{{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"total_cost_usd\":0.02,\"usage\":{{\"input_tokens\":100,\"output_tokens\":10}},\"result\":\"args: %s\"}}\\n' \"$*\""
+    );
+    owl_core::coding::CliProfile {
+        command: vec!["sh".into(), "-c".into(), script, "sh".into(), "{prompt}".into()],
+        unsandboxed_command: None,
+        format: owl_core::coding::CliFormat::ClaudeStreamJson,
+        writable: vec![],
+        grant_env: vec![],
+        allow_hosts: vec![],
+        env: Default::default(),
+        memory_mb: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_window_past_its_day_share_waits_for_the_night() {
+    let (url, _) = scripted(vec![], Duration::ZERO).await;
+    let noon = at("2026-12-03T12:00:00Z");
+    let window = BudgetSettings {
+        window_percent: Some(owl_core::budget::WindowShare { day: 20.0, night: 80.0 }),
+        night: "01:00-09:00".into(),
+        ..BudgetSettings::limits(None, None, Period::Day)
+    };
+    let budgets = BTreeMap::from([("provider.fakeclaude".to_string(), window), ("global".to_string(), daily(1.0))]);
+    let cli = BTreeMap::from([("fakeclaude".to_string(), stream_json_cli(at("2026-12-04T05:00:00Z")))]);
+    let h = start_with(&url, &["read_file"], budgets, 2, Some(noon), cli);
+    let submit = |prompt: &str| {
+        let mut spec = TaskSpec::new(Cmd::Cli { cli: "fakeclaude".into(), prompt: prompt.into(), owl_mcp: false, max_cost_usd: None });
+        spec.sandbox = Some(owl_core::SandboxRequest { enabled: Some(false), ..Default::default() });
+        spec
+    };
+    // Nothing is known of the window yet: the first run goes, capped at the global room.
+    let first = h.engine.submit(vec![NewTask::new(submit("first"))]).await.unwrap()[0].id;
+    let t = h.wait(first, &[Status::Succeeded, Status::Failed]).await;
+    assert_eq!(t.state.status(), Status::Succeeded, "{:?}", t.state);
+    let result = h.engine.store().task_result(first).await.unwrap().unwrap();
+    assert!(result.contains("--max-budget-usd 1.0000"), "Claude Code is given the room left as its cap: {result}");
+    assert!((h.spent("global").await.usd - 0.02).abs() < 1e-9, "settled to the cost the CLI reported");
+    assert_eq!(h.engine.store().owner_usage(owl_core::agent::Owner::Task(first)).await.unwrap().price, "reported by the CLI");
+    let listed = h.engine.budgets().await.unwrap();
+    let line = listed.iter().find(|b| b.scope == "provider.fakeclaude").unwrap();
+    assert_eq!(line.windows.as_ref().unwrap().windows[0].used_percent, Some(30.0), "{line:?}");
+    assert_eq!(line.share_now, Some(20.0));
+    // It reported 30 % used: more than the day's 20 %, so the next run waits for the night.
+    let second = h.engine.submit(vec![NewTask::new(submit("second"))]).await.unwrap()[0].id;
+    let t = h.wait(second, &[Status::Waiting, Status::Succeeded, Status::Failed]).await;
+    let (until, scope, reason) = budget_wait(&t);
+    assert_eq!((until, scope.as_str()), (at("2026-12-04T01:00:00Z"), "provider.fakeclaude"));
+    assert!(reason.contains("five_hour window is 30% used") && reason.contains("by day"), "{reason}");
+    h.set_time(at("2026-12-04T00:30:00Z")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.engine.store().get(second).await.unwrap().state.status(), Status::Waiting);
+    h.set_time(at("2026-12-04T01:00:01Z")).await;
+    assert_eq!(h.wait(second, &[Status::Succeeded, Status::Failed]).await.state.status(), Status::Succeeded, "the night's 80 % has room");
 }

@@ -343,9 +343,9 @@ async fn run_process(
     };
     // A coding CLI's run is reserved against its budgets before it starts.
     let mut cli_budget = None;
-    if let owl_core::Command::Cli { cli, .. } = &task.spec.command {
+    if matches!(task.spec.command, owl_core::Command::Cli { .. }) {
         let format = parser.as_ref().map(|p| p.format());
-        match crate::budget::admit_cli(s, id, cli, format).await {
+        match crate::budget::admit_cli(s, id, &cli_name, format).await {
             Ok(crate::budget::CliAdmission::Go(b)) => {
                 if let (Some(cap), Some(owl_core::coding::CliFormat::ClaudeStreamJson)) = (b.usd_cap, format) {
                     // Claude Code stops itself at this cap.

@@ -24,8 +24,11 @@ impl LogSink {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = File::create(path)?;
-        Ok(LogSink { file, written: 0, cap, truncated: false, dropped: 0, progress })
+        // Appended to: owl's own notes about the attempt (its worktree, its budget) come first.
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = progress.send(written);
+        Ok(LogSink { file, written, cap: cap.saturating_add(written), truncated: false, dropped: 0, progress })
     }
 
     /// Appends task output, up to the cap.

@@ -150,9 +150,14 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Budgets: what each scope may spend and has spent, limits set now, prices.
+    Budget {
+        #[command(subcommand)]
+        action: Option<BudgetAction>,
+    },
     /// Tokens and cost of model calls.
     Usage {
-        /// Group by agent, provider, model or day.
+        /// Group by agent, provider, model, day or scope (the budget ledger).
         #[arg(long, default_value = "agent")]
         by: String,
         /// Window, e.g. 7d.

@@ -167,3 +167,24 @@ pub enum GroupsAction {
         unlimited: bool,
     },
 }
+
+#[derive(Subcommand, Debug)]
+pub enum BudgetAction {
+    /// Every scope: limit, spent, held by work in flight, resets at, what waits on it (the default).
+    Ls,
+    /// Set a scope's limit now, over the config's; tasks waiting on budgets ask again.
+    Set {
+        /// global, provider.NAME, agent.NAME, schedule.NAME, group.NAME or task.ID
+        scope: String,
+        /// US dollars per period (a task's cap: in all).
+        #[arg(long, required_unless_present = "tokens")]
+        usd: Option<f64>,
+        /// Input plus output tokens per period.
+        #[arg(long)]
+        tokens: Option<u64>,
+    },
+    /// Remove a limit set with `owl budget set` (the config's applies again).
+    Unset { scope: String },
+    /// The prices owl charges at: [prices] over the shipped, dated table.
+    Prices,
+}

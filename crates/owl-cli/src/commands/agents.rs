@@ -147,19 +147,38 @@ pub async fn usage(client: &Client, by: &str, since: &str, json: bool) -> Result
         print_json(&r);
         return Ok(());
     }
+    let by_scope = by == "scope";
+    let by_model = by == "model";
     let fmt = |u: &UsageRowView| {
-        vec![
-            u.key.clone(),
-            u.calls.to_string(),
-            u.input_tokens.to_string(),
-            u.output_tokens.to_string(),
-            u.cached_tokens.to_string(),
-            format!("${:.4}", u.cost_usd),
-        ]
+        let mut row = vec![u.key.clone(), u.calls.to_string()];
+        if by_scope {
+            row.push(u.tokens.to_string());
+        } else {
+            row.extend([u.input_tokens.to_string(), u.output_tokens.to_string(), u.cached_tokens.to_string()]);
+        }
+        row.push(format!("${:.4}", u.cost_usd));
+        if by_model {
+            row.push(if u.price.is_empty() { "-".into() } else { u.price.clone() });
+        }
+        row
     };
     let mut rows: Vec<Vec<String>> = r.rows.iter().map(fmt).collect();
     rows.push(fmt(&r.total));
-    table(&[&by.to_uppercase(), "CALLS", "INPUT", "OUTPUT", "CACHED", "COST"], rows);
+    let upper = by.to_uppercase();
+    let mut head: Vec<&str> = vec![&upper, if by_scope { "ENTRIES" } else { "CALLS" }];
+    if by_scope {
+        head.push("TOKENS");
+    } else {
+        head.extend(["INPUT", "OUTPUT", "CACHED"]);
+    }
+    head.push("COST");
+    if by_model {
+        head.push("PRICE");
+    }
+    table(&head, rows);
+    if by_scope {
+        println!("(each call counts in every scope it was charged to; the total is the global scope)");
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 pub mod add;
 pub mod agents;
+pub mod budget;
 pub mod config;
 pub mod doctor;
 pub mod groups;

@@ -3,6 +3,7 @@
 
 mod agents;
 mod api;
+mod budget;
 mod cli;
 mod coding;
 mod crash;

@@ -251,6 +251,34 @@ fn real_claude_code_edits_its_sandboxed_worktree_and_owl_reads_its_stream() {
     assert!(t["usage"]["output_tokens"].as_u64().unwrap_or(0) >= 60, "{}", t["usage"]);
 }
 
+#[test]
+fn real_claude_code_is_capped_by_the_room_its_budgets_leave_and_settles_to_what_it_reports() {
+    let Some(x) = setup("claude") else { return };
+    let (port, _seen) = fake_anthropic(x.dir.join("worktrees"));
+    std::fs::write(config_path(&x.dir), "[budgets.global]\nusd = 2.5\nperiod = \"day\"\n").unwrap();
+    let base_url = format!("http://127.0.0.1:{port}");
+    let d = x.daemon(&[
+        ("ANTHROPIC_BASE_URL", base_url.as_str()),
+        ("ANTHROPIC_API_KEY", "sk-ant-test-granted"),
+        ("DISABLE_AUTOUPDATER", "1"),
+        ("DISABLE_TELEMETRY", "1"),
+    ]);
+    // The real CLI accepts the cap owl passes (it would refuse an unknown flag).
+    let (id, t) = x.run(&d, "claude", port, "Add a NOTES.md");
+    let log = d.ok(&["logs", &id.to_string()]);
+    assert!(log.contains("budget: this run may spend up to $2.5000"), "{log}");
+    // What Claude Code reported it cost is what the ledger holds, and where the price came from.
+    let budgets = d.json(&["budget"]);
+    let global = &budgets["budgets"][0];
+    assert_eq!(global["scope"], "global");
+    let reported = t["usage"]["cost_usd"].as_f64().unwrap();
+    assert!(reported > 0.0, "{t}");
+    assert!((global["spent_usd"].as_f64().unwrap() - reported).abs() < 1e-9, "{global} vs {reported}");
+    assert_eq!(global["reserved_usd"].as_f64().unwrap(), 0.0);
+    let by_model = d.json(&["usage", "--by", "model"]);
+    assert_eq!(by_model["rows"][0]["price"], "reported by the CLI", "{by_model}");
+}
+
 /// An OpenAI Responses API on loopback, for Codex. The session: run the shell step with the
 /// command tool Codex offers, then answer.
 /// One Responses API turn that outputs `item`, streamed as server-sent events.

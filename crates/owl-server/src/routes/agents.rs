@@ -67,8 +67,8 @@ pub async fn transcript(State(state): State<AppState>, Path(id): Path<String>) -
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
-    /// Group by agent (the default), provider, model or day.
-    #[param(pattern = "^(agent|provider|model|day)$")]
+    /// Group by agent (the default), provider, model, day or budget scope.
+    #[param(pattern = "^(agent|provider|model|day|scope)$")]
     by: Option<String>,
     /// Only usage within this long (default 30d), e.g. `24h`.
     #[param(pattern = "^([0-9]{1,6}(ms|s|m|h|d|w))+$")]
@@ -79,17 +79,35 @@ pub struct UsageQuery {
 pub async fn usage(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<UsageReport>, ApiError> {
     let q: UsageQuery = parse_query(q)?;
     let by = match q.by.as_deref().unwrap_or("agent") {
-        "agent" => UsageBy::Agent,
-        "provider" => UsageBy::Provider,
-        "model" => UsageBy::Model,
-        "day" => UsageBy::Day,
-        other => return Err(ApiError::bad_request("by", format!("`{other}` is not one of agent, provider, model, day"))),
+        "agent" => Some(UsageBy::Agent),
+        "provider" => Some(UsageBy::Provider),
+        "model" => Some(UsageBy::Model),
+        "day" => Some(UsageBy::Day),
+        "scope" => None,
+        other => return Err(ApiError::bad_request("by", format!("`{other}` is not one of agent, provider, model, day, scope"))),
     };
     let window = match q.since.as_deref() {
         Some(s) => owl_core::duration::parse(s).map_err(|m| ApiError::bad_request("since", m))?,
         None => std::time::Duration::from_secs(30 * 86400),
     };
     let since = state.engine.now().minus(window);
+    let Some(by) = by else {
+        // The budget ledger: each scope's settled and held spend (a call counts in every
+        // scope it was charged to, so scopes do not add up to a total).
+        let rows = state.engine.spend_by_scope(since, state.engine.now().plus(std::time::Duration::from_secs(1))).await?;
+        let rows: Vec<UsageRowView> = rows
+            .into_iter()
+            .map(|r| UsageRowView {
+                key: r.scope,
+                calls: r.entries,
+                tokens: r.tokens + r.reserved_tokens,
+                cost_usd: r.usd + r.reserved_usd,
+                ..Default::default()
+            })
+            .collect();
+        let total = rows_total(&rows);
+        return Ok(Json(UsageReport { by: "scope".into(), since: since.to_rfc3339(), rows, total }));
+    };
     let rows = state.engine.store().usage_summary(since, state.engine.now().plus(std::time::Duration::from_secs(1)), by).await?;
     let mut total = UsageRowView { key: "total".into(), ..Default::default() };
     let rows: Vec<UsageRowView> = rows
@@ -100,17 +118,32 @@ pub async fn usage(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resu
             total.output_tokens += r.output;
             total.cached_tokens += r.cached;
             total.cost_usd += r.cost_usd;
+            total.tokens += r.input + r.output;
             UsageRowView {
                 key: r.key,
                 calls: r.calls,
                 input_tokens: r.input,
                 output_tokens: r.output,
                 cached_tokens: r.cached,
+                tokens: r.input + r.output,
                 cost_usd: r.cost_usd,
+                price: if by == UsageBy::Model { r.price } else { String::new() },
             }
         })
         .collect();
     Ok(Json(UsageReport { by: q.by.unwrap_or_else(|| "agent".into()), since: since.to_rfc3339(), rows, total }))
+}
+
+/// The `global` line stands for the total of a by-scope report: every call is charged to it.
+fn rows_total(rows: &[UsageRowView]) -> UsageRowView {
+    let g = rows.iter().find(|r| r.key == "global");
+    UsageRowView {
+        key: "total".into(),
+        calls: g.map_or(0, |r| r.calls),
+        tokens: g.map_or(0, |r| r.tokens),
+        cost_usd: g.map_or(0.0, |r| r.cost_usd),
+        ..Default::default()
+    }
 }
 
 fn approval_view(a: Approval) -> ApprovalView {

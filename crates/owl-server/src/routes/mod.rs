@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod anomalies;
+pub mod budgets;
 pub mod events;
 pub mod groups;
 pub mod health;
