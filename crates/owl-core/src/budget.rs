@@ -172,15 +172,53 @@ impl BudgetSettings {
 
 /// A limit set at run time (`owl budget set`): it replaces the configured `usd` and `tokens`
 /// of its scope until unset.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverride {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// US dollars per period (a task's cap: in all).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub usd: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Input plus output tokens per period.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub tokens: Option<u64>,
 }
+
+/// A field that may be left out but not given as `null`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// Written by hand: at least one of the two limits must be given.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for LimitOverride {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .property(
+                "usd",
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .minimum(Some(0.0))
+                    .maximum(Some(1e9))
+                    .description(Some("US dollars per period (a task's cap: in all)")),
+            )
+            .property(
+                "tokens",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0.0))
+                    .description(Some("Input plus output tokens per period")),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .min_properties(Some(1))
+            .description(Some("A limit set at run time: give usd, tokens or both"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for LimitOverride {}
 
 /// One scope as `owl budget` shows it: its limits, what it spent and holds this period, when
 /// it resets, and what waits on it.

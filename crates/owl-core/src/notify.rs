@@ -24,6 +24,8 @@ pub enum EventName {
     ApprovalWaiting,
     /// A run far from the usual, or a failure streak (`owl anomalies`).
     Anomaly,
+    /// A budget's spend passed its `warn_at` share of a limit.
+    BudgetWarning,
     /// The morning report, with the PDF attached when it was written.
     DailyReport,
     /// `owl notify test`: goes to the named channel only, whatever the rules say.
@@ -31,7 +33,7 @@ pub enum EventName {
 }
 
 impl EventName {
-    pub const ALL: [EventName; 9] = [
+    pub const ALL: [EventName; 10] = [
         EventName::TaskSucceeded,
         EventName::TaskFailed,
         EventName::TaskTimedOut,
@@ -39,6 +41,7 @@ impl EventName {
         EventName::ScheduleLate,
         EventName::ApprovalWaiting,
         EventName::Anomaly,
+        EventName::BudgetWarning,
         EventName::DailyReport,
         EventName::Test,
     ];
@@ -52,6 +55,7 @@ impl EventName {
             EventName::ScheduleLate => "schedule_late",
             EventName::ApprovalWaiting => "approval_waiting",
             EventName::Anomaly => "anomaly",
+            EventName::BudgetWarning => "budget_warning",
             EventName::DailyReport => "daily_report",
             EventName::Test => "test",
         }

@@ -259,7 +259,24 @@ async fn warn(s: &Shared, charge: &Charge, scopes: &[String], now: Timestamp) {
                     ),
                 };
                 tracing::warn!(scope = %name, "{summary}");
-                s.publish(EventKind::BudgetWarning { scope: name.clone(), percent: (used * 100.0).round() as u32, summary });
+                let percent = (used * 100.0).round() as u32;
+                s.publish(EventKind::BudgetWarning { scope: name.clone(), percent, summary: summary.clone() });
+                let notice = owl_core::notify::Notice {
+                    event: owl_core::notify::EventName::BudgetWarning,
+                    key: format!("budget:{name}:{mark}"),
+                    at: now,
+                    title: format!("budget {name} at {percent}%"),
+                    text: format!("{summary}. Work that would pass the limit waits for the reset; `owl budget set {name} ...` changes it."),
+                    command: Some("owl budget".into()),
+                    link: None,
+                    task_id: charge.task.map(|t| t.0),
+                    labels: vec![],
+                    group: None,
+                    schedule: None,
+                    agent: None,
+                    attachment: None,
+                };
+                crate::notify::route_now(s, notice).await;
             }
             _ => {}
         }
@@ -488,8 +505,11 @@ impl crate::Engine {
             if l.usd.is_none() && l.tokens.is_none() {
                 return Err(StoreError::Invalid(owl_core::ValidationError::new("usd", "give usd, tokens or both")));
             }
-            if l.usd.is_some_and(|u| !u.is_finite() || u < 0.0) {
+            if l.usd.is_some_and(|u| !u.is_finite() || !(0.0..=1e9).contains(&u)) {
                 return Err(StoreError::Invalid(owl_core::ValidationError::new("usd", "must be a number of dollars, 0 or more")));
+            }
+            if l.tokens.is_some_and(|t| t > i64::MAX as u64) {
+                return Err(StoreError::Invalid(owl_core::ValidationError::new("tokens", format!("must be at most {}", i64::MAX))));
             }
         }
         if let Scope::Task(id) = parsed {

@@ -152,6 +152,18 @@ fn facts(task: &owl_core::Task) -> (Option<String>, Option<String>) {
 }
 
 /// Turns notices into deliveries for every channel a matching rule names.
+/// Routes one notice made outside the notification loop (a budget warning) by the rules.
+pub(crate) async fn route_now(s: &Shared, notice: Notice) {
+    let sent = async {
+        let rules = s.store.list_rules().await?;
+        route(s, vec![notice], &rules).await
+    };
+    match sent.await {
+        Ok(()) => s.notify_changed.notify_one(),
+        Err(e) => tracing::warn!(error = %e, "cannot route a notice"),
+    }
+}
+
 async fn route(s: &Shared, notices: Vec<Notice>, rules: &[owl_core::notify::Rule]) -> Result<(), StoreError> {
     let now = s.clock.now();
     let mut out: Vec<NewDelivery> = Vec::new();

@@ -4,7 +4,7 @@
 use crate::{Engine, Shared};
 use chrono::TimeZone;
 use owl_core::{RunOutcome, TaskId, TaskState, Timestamp};
-use owl_report::{Failure, Format, Inputs, Kind, Report, ScheduleLine, UsageLine};
+use owl_report::{BudgetLine, Failure, Format, Inputs, Kind, Report, ScheduleLine, UsageLine};
 use owl_store::{AnomalyFilter, StoreError, TaskFilter, UsageBy};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -133,6 +133,34 @@ impl Engine {
         }
         let usage_by_agent = usage_lines(store.usage_summary(since, until, UsageBy::Agent).await?);
         let usage_by_model = usage_lines(store.usage_summary(since, until, UsageBy::Model).await?);
+        let budgets = self
+            .budgets()
+            .await?
+            .into_iter()
+            .map(|b| {
+                let mut limit = vec![];
+                if let Some(u) = b.usd {
+                    limit.push(crate::budget::money(u));
+                }
+                if let Some(t) = b.tokens {
+                    limit.push(format!("{t} tokens"));
+                }
+                if let Some(w) = b.window_percent {
+                    limit.push(format!("window {}%/{}% day/night", w.day, w.night));
+                }
+                let mut spent = vec![crate::budget::money(b.spent_usd + b.reserved_usd)];
+                if b.tokens.is_some() {
+                    spent.push(format!("{} tokens", b.spent_tokens + b.reserved_tokens));
+                }
+                BudgetLine {
+                    scope: b.scope,
+                    limit: format!("{} / {}", limit.join(" + "), b.period),
+                    spent: spent.join(", "),
+                    resets: b.resets_at.filter(|t| *t < owl_core::budget::NO_RESET).map(show).unwrap_or_else(|| "never".into()),
+                    waiting: b.waiting.len() as u64,
+                }
+            })
+            .collect();
         Ok(owl_report::build(Inputs {
             kind,
             since,
@@ -146,6 +174,7 @@ impl Engine {
             anomalies,
             usage_by_agent,
             usage_by_model,
+            budgets,
             task_link: (!cfg.task_link.is_empty()).then_some(cfg.task_link),
             notes,
         }))

@@ -57,6 +57,19 @@ pub struct UsageLine {
     pub cost_usd: f64,
 }
 
+/// One budget scope as it stood when the report was written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BudgetLine {
+    pub scope: String,
+    /// `$5.00 / day`, `2000000 tokens / 1d`.
+    pub limit: String,
+    pub spent: String,
+    /// When its period resets, in the report's zone; `never` for a task's cap.
+    pub resets: String,
+    /// Tasks waiting for room in it.
+    pub waiting: u64,
+}
+
 /// What the engine gathered for one report.
 #[derive(Clone, Debug)]
 pub struct Inputs {
@@ -75,6 +88,8 @@ pub struct Inputs {
     pub anomalies: Vec<Anomaly>,
     pub usage_by_agent: Vec<UsageLine>,
     pub usage_by_model: Vec<UsageLine>,
+    /// The budgets now.
+    pub budgets: Vec<BudgetLine>,
     /// Where a task's page is, `{id}` replaced (a dashboard URL); otherwise `owl show ID`.
     pub task_link: Option<String>,
     /// Caveats the engine knows of (a window past the retention, a capped list).
@@ -146,6 +161,9 @@ pub struct Report {
     pub anomalies: Vec<AnomalyLine>,
     pub usage_by_agent: Vec<UsageLine>,
     pub usage_by_model: Vec<UsageLine>,
+    /// The budgets when the report was written.
+    #[serde(default)]
+    pub budgets: Vec<BudgetLine>,
     pub slowest: Vec<GroupLine>,
     pub costliest: Vec<GroupLine>,
     /// `hour` or `day`.
@@ -319,6 +337,7 @@ pub fn build(inputs: Inputs) -> Report {
             .collect(),
         usage_by_agent: inputs.usage_by_agent,
         usage_by_model: inputs.usage_by_model,
+        budgets: inputs.budgets,
         slowest,
         costliest,
         bucket: if by_hour { "hour" } else { "day" }.into(),

@@ -172,6 +172,29 @@ pub fn sections(r: &Report) -> Vec<Section> {
     } else {
         usage.body = Body::Tables(vec![("By agent", usage_table(&r.usage_by_agent)), ("By model", usage_table(&r.usage_by_model))]);
     }
+    if !r.budgets.is_empty() {
+        let rows = r
+            .budgets
+            .iter()
+            .map(|b| {
+                vec![
+                    b.scope.clone().into(),
+                    b.limit.clone().into(),
+                    b.spent.clone().into(),
+                    b.resets.clone().into(),
+                    b.waiting.to_string().into(),
+                ]
+            })
+            .collect();
+        let table = ("Budgets now", Table { head: vec!["Scope", "Limit", "Spent", "Resets", "Waiting"], rows });
+        usage.body = match std::mem::replace(&mut usage.body, Body::None) {
+            Body::Tables(mut t) => {
+                t.push(table);
+                Body::Tables(t)
+            }
+            _ => Body::Tables(vec![table]),
+        };
+    }
     out.push(usage);
     let mut slowest = Section { id: "slowest", title: "Slowest".into(), paragraphs: vec![], body: Body::None };
     if r.slowest.is_empty() {

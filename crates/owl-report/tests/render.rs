@@ -85,6 +85,13 @@ fn inputs() -> Inputs {
         anomalies: vec![anomaly],
         usage_by_agent: vec![UsageLine { key: "researcher".into(), calls: 4, input_tokens: 2000, output_tokens: 400, cost_usd: 1.0 }],
         usage_by_model: vec![UsageLine { key: "claude-x".into(), calls: 4, input_tokens: 2000, output_tokens: 400, cost_usd: 1.0 }],
+        budgets: vec![BudgetLine {
+            scope: "agent.researcher".into(),
+            limit: "$1.00 / day".into(),
+            spent: "$0.98".into(),
+            resets: "2026-12-03 00:00 UTC".into(),
+            waiting: 2,
+        }],
         task_link: None,
         notes: vec![],
     }
@@ -141,6 +148,9 @@ fn markdown_and_html_say_the_same_and_escape_what_they_show() {
         "**OVERDUE**",
         "## Anomalies (1)",
         "researcher",
+        "Budgets now",
+        "agent.researcher",
+        "$1.00 / day",
         "## Per hour",
         "| 13 | 1 | 1 |",
     ] {

@@ -91,13 +91,14 @@ function Overview() {
   const [d, e] = useLive(async () => {
     const [status, running, failed, schedules, usage, approvals, anomalies] = await Promise.all([
       api('/v1/status'), api('/v1/tasks?status=running&limit=20'), api('/v1/tasks?status=failed,timed_out&limit=10'),
-      api('/v1/schedules'), api('/v1/usage?by=day&since=1d'), api('/v1/approvals'), api('/v1/anomalies?since=24h&limit=10'),
+      api('/v1/schedules'), api('/v1/usage?by=day&since=1d'), api('/v1/approvals'), api('/v1/anomalies?since=24h&limit=10'), api('/v1/budgets'),
     ]);
-    return { status, running, failed, schedules, usage, approvals, anomalies };
+    return { status, running, failed, schedules, usage, approvals, anomalies, budgets };
   }, [], (n) => n !== 'agent_step', 1000);
   if (!d) return html`<${Err} e=${e} /><p class="muted">Loading...</p>`;
   const t = d.status.tasks;
   const overdue = d.schedules.schedules.filter((s) => s.overdue);
+  const over = d.budgets.budgets.filter((b) => b.waiting.length);
   const next = d.schedules.schedules.filter((s) => s.next_fire_at).sort((a, b) => a.next_fire_at.localeCompare(b.next_fire_at)).slice(0, 5);
   return html`<h1>Overview</h1><${Err} e=${e} />
     <div class="cards">
@@ -109,7 +110,8 @@ function Overview() {
       <div class="card"><b class=${d.approvals.approvals.length ? 'bad' : ''}>${d.approvals.approvals.length}</b>${link('/agents', 'approvals waiting')}</div>
     </div>
     <h2>Needs you</h2>
-    ${d.approvals.approvals.length || overdue.length || d.anomalies.anomalies.length ? html`<ul>
+    ${d.approvals.approvals.length || overdue.length || d.anomalies.anomalies.length || over.length ? html`<ul>
+      ${over.map((b) => html`<li class="bad">budget ${b.scope}: ${b.waiting.length} task(s) waiting for room (${link('/usage', 'budgets')})</li>`)}
       ${d.approvals.approvals.map((a) => html`<li>approval ${a.id}: ${a.agent} wants ${a.tool} (${link('/agents', 'decide')})</li>`)}
       ${overdue.map((s) => html`<li class="bad">schedule ${s.name} is overdue (${link('/schedules', 'schedules')})</li>`)}
       ${d.anomalies.anomalies.map((a) => html`<li>${link('/tasks/' + a.task_id, 'task ' + a.task_id)}: ${a.summary}</li>`)}
@@ -302,17 +304,26 @@ function Chart({ title, labels, values, fmt }) {
 
 function Usage() {
   const [d, e] = useLive(async () => {
-    const [day, model, agent] = await Promise.all([api('/v1/usage?by=day&since=30d'), api('/v1/usage?by=model&since=30d'), api('/v1/usage?by=agent&since=30d')]);
-    return { day, model, agent };
+    const [day, model, agent, budgets] = await Promise.all([api('/v1/usage?by=day&since=30d'), api('/v1/usage?by=model&since=30d'), api('/v1/usage?by=agent&since=30d'), api('/v1/budgets')]);
+    return { day, model, agent, budgets };
   }, []);
   if (!d) return html`<${Err} e=${e} /><p class="muted">Loading...</p>`;
-  const rows = (r) => html`<div class="wrap"><table><thead><tr><th></th><th>Calls</th><th>Input</th><th>Output</th><th>Cost</th></tr></thead><tbody>
-    ${r.rows.map((x) => html`<tr><td>${x.key}</td><td>${x.calls}</td><td>${x.input_tokens}</td><td>${x.output_tokens}</td><td>${usd(x.cost_usd)}</td></tr>`)}</tbody></table></div>`;
+  const rows = (r, price) => html`<div class="wrap"><table><thead><tr><th></th><th>Calls</th><th>Input</th><th>Output</th><th>Cost</th>${price ? html`<th>Price</th>` : null}</tr></thead><tbody>
+    ${r.rows.map((x) => html`<tr><td>${x.key}</td><td>${x.calls}</td><td>${x.input_tokens}</td><td>${x.output_tokens}</td><td>${usd(x.cost_usd)}</td>${price ? html`<td>${x.price || '-'}</td>` : null}</tr>`)}</tbody></table></div>`;
+  const limit = (b) => [b.usd != null ? usd(b.usd) : null, b.tokens != null ? b.tokens + ' tokens' : null,
+    b.window_percent ? `window ${b.window_percent.day}% by day, ${b.window_percent.night}% by night` : null].filter(Boolean).join(' + ') + ' / ' + b.period;
+  const budgets = d.budgets.budgets.length ? html`<div class="wrap"><table id="budgets"><thead><tr><th>Scope</th><th>Limit</th><th>Spent</th><th>Held</th><th>Resets</th><th>Waiting</th></tr></thead><tbody>
+    ${d.budgets.budgets.map((b) => html`<tr><td>${b.scope}</td><td>${limit(b)}</td>
+      <td class=${b.usd != null && b.spent_usd >= b.usd * b.warn_at ? 'bad' : ''}>${usd(b.spent_usd)}${b.tokens != null ? ', ' + b.spent_tokens + ' tokens' : ''}</td>
+      <td>${usd(b.reserved_usd)}</td><td>${b.resets_at && b.resets_at < '9999' ? ago(b.resets_at) : 'never'}</td>
+      <td>${b.waiting.map((id) => html`${link('/tasks/' + id, String(id))} `)}</td></tr>`)}</tbody></table></div>
+    ${d.budgets.budgets.filter((b) => b.note).map((b) => html`<p class="muted">${b.scope}: ${b.note}</p>`)}` : html`<${Empty} text="No budgets: add [budgets.global] to the config, or owl budget set." />`;
   const labels = d.day.rows.map((r) => r.key);
   return html`<h1>Usage, last 30 days</h1><${Err} e=${e} />
     ${labels.length ? html`<${Chart} title="Cost per day (USD)" labels=${labels} values=${d.day.rows.map((r) => r.cost_usd)} fmt=${usd} />
       <${Chart} title="Tokens per day" labels=${labels} values=${d.day.rows.map((r) => r.input_tokens + r.output_tokens)} fmt=${(v) => String(Math.round(v))} />` : html`<${Empty} text="No model calls yet." />`}
-    <h2>By model</h2>${rows(d.model)}<h2>By agent</h2>${rows(d.agent)}<p class="muted">Total ${usd(d.day.total.cost_usd)}.</p>`;
+    <h2>Budgets</h2>${budgets}
+    <h2>By model</h2>${rows(d.model, true)}<h2>By agent</h2>${rows(d.agent)}<p class="muted">Total ${usd(d.day.total.cost_usd)}.</p>`;
 }
 
 function Memory() {

@@ -99,6 +99,9 @@ pub async fn show(client: &Client, id: &str, json: bool) -> Result<()> {
     }
     let n = now();
     println!("task {}  {}  ({})", t.id, t.status, detail(&t));
+    if let TaskState::Waiting { reason: WaitReason::Budget { reason, .. } } = &t.state {
+        println!("  budget     {reason}");
+    }
     println!("  command    {}", t.display);
     println!("  group      {}   priority {}", t.group, t.priority);
     if let Some(o) = &t.origin {

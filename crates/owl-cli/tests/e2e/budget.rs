@@ -82,3 +82,54 @@ fn a_task_over_budget_waits_until_owl_budget_set_raises_the_limit() {
     let out = d.owl(&["budget", "set", "team.x", "--usd", "1"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a kind of scope"), "{out:?}");
 }
+
+#[test]
+fn a_call_in_flight_when_the_daemon_dies_is_charged_its_estimate_once_and_the_task_resumes() {
+    // The first call never answers (the daemon is killed meanwhile); later ones answer at once.
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let c = calls.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            let c = c.clone();
+            async move {
+                if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                }
+                axum::Json(serde_json::json!({"model": "m", "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "done"}}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 1000}}))
+            }
+        }),
+    );
+    let url = format!("http://127.0.0.1:{}/v1", serve(app));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::write(
+        config_path(&dir),
+        format!(
+            "[providers.fake]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"m\"\ntimeout = \"10m\"\n\n[agents.worker]\nprovider = \"fake\"\nmax_output_tokens = 1000\nsandbox = false\ntools = [\"read_file\"]\n\n[prices.\"m\"]\ninput = 2.0\noutput = 10.0\n\n[budgets.global]\nusd = 1.0\n"
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&dir, &[]);
+    let id = add(&d, &["--agent", "worker", "say hi"]);
+    wait_for("the first call to be in flight", Duration::from_secs(20), || {
+        (calls.load(std::sync::atomic::Ordering::SeqCst) >= 1).then_some(())
+    });
+    let held = wait_for("the reservation", Duration::from_secs(10), || {
+        let b = d.json(&["budget"]);
+        let g = b["budgets"][0].clone();
+        (g["reserved_usd"].as_f64().unwrap_or(0.0) > 0.0).then_some(g)
+    });
+    let estimate = held["reserved_usd"].as_f64().unwrap();
+    assert!(estimate > 0.01, "the whole output limit is reserved: {held}");
+    d.kill9();
+    d.restart();
+    d.wait_status(id, "succeeded");
+    // The interrupted call counts at its estimate (whether it was billed is not known), the
+    // resumed call at what it cost, and nothing is left held.
+    let g = d.json(&["budget"])["budgets"][0].clone();
+    assert_eq!(g["reserved_usd"].as_f64().unwrap(), 0.0, "{g}");
+    let spent = g["spent_usd"].as_f64().unwrap();
+    assert!((spent - (estimate + 0.01002)).abs() < 1e-9, "spent {spent}, estimate {estimate}: {g}");
+}

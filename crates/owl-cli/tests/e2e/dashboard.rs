@@ -142,7 +142,7 @@ fn the_dashboard_signs_in_shows_work_live_and_acts_on_it_in_a_real_browser() {
     let dir = tmp.path().join("data");
     std::fs::write(
         config_path(&dir),
-        format!("[providers.fake]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"m\"\n\n[agents.deployer]\nprovider = \"fake\"\nshell_default = \"ask\"\nsandbox = false\n"),
+        format!("[providers.fake]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"m\"\n\n[agents.deployer]\nprovider = \"fake\"\nshell_default = \"ask\"\nsandbox = false\n\n[budgets.\"agent.deployer\"]\ntokens = 100000000\n"),
     )
     .unwrap();
     let d = Daemon::start(&dir, &[]);
@@ -248,6 +248,11 @@ fn the_dashboard_signs_in_shows_work_live_and_acts_on_it_in_a_real_browser() {
     });
     b.wait_text("the resume button", |t| t.contains("Resume"));
     b.shot("schedules");
+
+    // The budgets, with what they spent, on the usage page.
+    b.go(&d.url("/ui/#/usage"));
+    b.wait_text("the budgets", |t| t.contains("agent.deployer") && t.contains("100000000 tokens / day"));
+    b.shot("usage");
 
     // Open a report.
     b.go(&d.url("/ui/#/reports"));
