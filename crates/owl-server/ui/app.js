@@ -89,7 +89,7 @@ const link = (hash, text) => html`<a href=${'#' + hash}>${text}</a>`;
 
 function Overview() {
   const [d, e] = useLive(async () => {
-    const [status, running, failed, schedules, usage, approvals, anomalies] = await Promise.all([
+    const [status, running, failed, schedules, usage, approvals, anomalies, budgets] = await Promise.all([
       api('/v1/status'), api('/v1/tasks?status=running&limit=20'), api('/v1/tasks?status=failed,timed_out&limit=10'),
       api('/v1/schedules'), api('/v1/usage?by=day&since=1d'), api('/v1/approvals'), api('/v1/anomalies?since=24h&limit=10'), api('/v1/budgets'),
     ]);

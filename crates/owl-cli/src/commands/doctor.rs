@@ -55,6 +55,7 @@ pub async fn run(config: (PathBuf, bool), data_dir: &Path, json: bool) -> anyhow
         out.extend(models(s));
         out.extend(providers(s, &config.0).await);
         out.extend(mcp_servers(s, data_dir).await);
+        out.extend(budgets(s));
     }
     out.extend(sandbox());
     out.push(disk(data_dir));
@@ -276,6 +277,43 @@ async fn mcp_servers(s: &Settings, data_dir: &Path) -> Vec<Check> {
         }
     }
     out
+}
+
+/// Dollar budgets need a price for every model the work may use: an agent on a model owl has
+/// no price for would fail at its first call.
+fn budgets(s: &Settings) -> Vec<Check> {
+    use owl_core::agent::ProviderKind;
+    if s.budgets.is_empty() {
+        return vec![];
+    }
+    let priced = s.budgets.iter().any(|(_, b)| b.usd.is_some());
+    let table = owl_core::budget::price_table();
+    let mut unpriced = vec![];
+    for (name, a) in &s.agents {
+        let Some(p) = s.providers.get(&a.provider) else { continue };
+        if p.kind == ProviderKind::Local {
+            continue;
+        }
+        let model = a.model.clone().or_else(|| p.model.clone()).unwrap_or_default();
+        if owl_core::budget::lookup_price(&s.prices, &table, &model).is_none() {
+            unpriced.push(format!("agents.{name} ({model})"));
+        }
+    }
+    let scopes = s.budgets.keys().cloned().collect::<Vec<_>>().join(", ");
+    if priced && !unpriced.is_empty() {
+        return vec![check(
+            "budgets",
+            Level::Warn,
+            format!(
+                "{scopes}: a dollar limit applies, but owl has no price for {}; their tasks fail at the first call",
+                unpriced.join(", ")
+            ),
+            Some(
+                "add [prices.\"MODEL\"] with input and output in USD per million tokens (`owl budget prices` lists the known ones)".into(),
+            ),
+        )];
+    }
+    vec![check("budgets", Level::Ok, format!("{scopes}; every agent's model has a price"), None)]
 }
 
 fn sandbox() -> Vec<Check> {
