@@ -73,8 +73,12 @@ pub struct SpendRequest {
     pub agent: String,
     /// The provider the call goes to first, and its model.
     pub provider: String,
+    /// The providers it falls back to: they must have room too.
+    pub fallbacks: Vec<String>,
+    /// The model priced (the first of the routes without a price, if any has none).
     pub model: String,
-    /// Its price; `None` when owl knows none (a local model costs nothing and has one).
+    /// The dearest price of its routes; `None` when owl knows none for one of them (a local
+    /// model costs nothing and has one).
     pub price: Option<owl_core::agent::Price>,
     /// The estimate to reserve.
     pub usd: f64,

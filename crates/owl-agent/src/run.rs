@@ -409,20 +409,28 @@ async fn admit(
 ) -> Result<Spend, AgentEnd> {
     let chars = serde_json::to_string(&req.messages).map(|s| s.len()).unwrap_or(0)
         + serde_json::to_string(&req.tools).map(|s| s.len()).unwrap_or(0);
-    // The dearest route is reserved for: a fallback may answer.
-    let price = routes
-        .iter()
-        .filter_map(|r| rt.call_price(r.provider.name(), &r.model).0)
-        .max_by(|a, b| (a.input + a.output).total_cmp(&(b.input + b.output)));
-    let primary_price = rt.call_price(routes[0].provider.name(), &routes[0].model).0;
+    // The dearest route is reserved for: a fallback may answer. One with no price makes the
+    // whole call unpriced (a dollar budget then refuses it, naming that model).
+    let prices: Vec<(Option<owl_core::agent::Price>, &str)> =
+        routes.iter().map(|r| (rt.call_price(r.provider.name(), &r.model).0, r.model.as_str())).collect();
+    let unpriced = prices.iter().find(|(p, _)| p.is_none()).map(|(_, m)| m.to_string());
+    let price = prices.iter().filter_map(|(p, _)| *p).max_by(|a, b| (a.input + a.output).total_cmp(&(b.input + b.output)));
     let (usd, tokens) = owl_core::budget::estimate(price.as_ref(), chars, req.max_output_tokens);
     let (input_usd, input_tokens) = owl_core::budget::estimate(price.as_ref(), chars, 0);
+    let mut fallbacks: Vec<String> = vec![];
+    for r in &routes[1..] {
+        let name = r.provider.name().to_string();
+        if name != routes[0].provider.name() && !fallbacks.contains(&name) {
+            fallbacks.push(name);
+        }
+    }
     let ask = SpendRequest {
         owner: job.owner,
         agent: job.agent.clone(),
         provider: routes[0].provider.name().to_string(),
-        model: routes[0].model.clone(),
-        price: primary_price,
+        fallbacks,
+        model: unpriced.clone().unwrap_or_else(|| routes[0].model.clone()),
+        price: if unpriced.is_some() { None } else { price },
         usd,
         tokens,
     };

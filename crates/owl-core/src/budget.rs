@@ -477,6 +477,12 @@ pub fn check(budgets: &Budgets) -> Result<(), (String, String)> {
         if matches!(b.period, Period::Total) {
             return Err((field("period"), "`total` is for a task's own cap; use day, week, month or a duration".into()));
         }
+        if matches!(b.period, Period::Rolling(d) if d > Duration::from_secs(31 * 86_400)) {
+            return Err((
+                field("period"),
+                "a rolling window may be at most 31d long (the ledger keeps 32 days); use month for longer".into(),
+            ));
+        }
         parse_night(&b.night).map_err(|e| (field("night"), e))?;
         crate::schedule::parse_tz(&field("tz"), &b.tz).map_err(|e| (e.field, e.message))?;
     }
@@ -534,8 +540,11 @@ pub fn window_verdict(b: &BudgetSettings, scope: &str, state: Option<&WindowStat
     let night = b.is_night(now);
     let other = b.window_percent.map(|w| if night { w.day } else { w.night }).unwrap_or(share);
     let mut worst: Option<(Timestamp, String)> = None;
+    let reported = state.and_then(|s| s.at).unwrap_or(now);
     for w in state.map(|s| s.windows.as_slice()).unwrap_or(&[]) {
-        if w.resets_at.is_some_and(|r| r <= now) {
+        // Without a reset time, a reading holds for its window's length after it was made.
+        let resets = w.resets_at.unwrap_or(reported.plus(Duration::from_secs(w.minutes.unwrap_or(300) as u64 * 60)));
+        if resets <= now {
             continue; // that window has reset since it was reported
         }
         let used = match (w.used_percent, w.rejected) {
@@ -546,7 +555,7 @@ pub fn window_verdict(b: &BudgetSettings, scope: &str, state: Option<&WindowStat
         if used < share {
             continue;
         }
-        let reset = w.resets_at.unwrap_or(now.plus(Duration::from_secs(w.minutes.unwrap_or(300) as u64 * 60)));
+        let reset = resets;
         // The other part of the day may allow more: wait for it when it comes first.
         let until = if other > used { reset.min(b.next_switch(now)) } else { reset };
         let reason = format!(

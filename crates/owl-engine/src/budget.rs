@@ -11,14 +11,15 @@ use owl_store::{Reserve, Reserved, ScopeLimit, ScopeSpend, Settle, StoreError};
 use std::collections::BTreeMap;
 
 /// How long work waits when a budget's room is held by reservations of work in flight.
-const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+pub(crate) const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The store key of the limits set at run time (`owl budget set`), by scope.
 pub(crate) const OVERRIDES_KEY: &str = "budget:limits";
 
 pub(crate) async fn overrides(s: &Shared) -> Result<BTreeMap<String, LimitOverride>, StoreError> {
     Ok(match s.store.kv_get(OVERRIDES_KEY).await? {
-        Some(v) => serde_json::from_str(&v).unwrap_or_default(),
+        Some(v) => serde_json::from_str(&v)
+            .map_err(|e| StoreError::Backend(format!("the run-time budget limits in the store are corrupt: {e}")))?,
         None => BTreeMap::new(),
     })
 }
@@ -35,7 +36,7 @@ pub(crate) struct Charge {
 
 /// The scopes `owner`'s work is charged to: the task and every task above it (a subtask spends
 /// its parents' budgets too), their agents, schedules and groups, and `global`.
-pub(crate) async fn charge_for(s: &Shared, owner: Owner, agent: Option<&str>) -> Charge {
+pub(crate) async fn charge_for(s: &Shared, owner: Owner, agent: Option<&str>) -> Result<Charge, StoreError> {
     let mut c = Charge::default();
     let push = |c: &mut Charge, scope: Scope| {
         let name = scope.to_string();
@@ -51,7 +52,12 @@ pub(crate) async fn charge_for(s: &Shared, owner: Owner, agent: Option<&str>) ->
     let mut hops = 0;
     while let Some(id) = next.take() {
         hops += 1;
-        let Ok(t) = s.store.get(id).await else { break };
+        // A task that cannot be read leaves its budgets unknown: no work starts on a guess.
+        let t = match s.store.get(id).await {
+            Ok(t) => t,
+            Err(StoreError::NotFound(_)) => break,
+            Err(e) => return Err(e),
+        };
         push(&mut c, Scope::Task(id.0));
         if let Some(cap) = t.spec.command.max_cost() {
             c.caps.insert(Scope::Task(id.0).to_string(), cap);
@@ -69,7 +75,7 @@ pub(crate) async fn charge_for(s: &Shared, owner: Owner, agent: Option<&str>) ->
         }
     }
     push(&mut c, Scope::Global);
-    c
+    Ok(c)
 }
 
 /// One scope's limits now: the config's, the task's cap, or what `owl budget set` made them.
@@ -107,7 +113,7 @@ pub(crate) enum Verdict {
 pub(crate) async fn reserve(
     s: &Shared,
     charge: &Charge,
-    provider: &str,
+    providers: &[String],
     model: &str,
     price: Option<&Price>,
     usd: f64,
@@ -117,7 +123,14 @@ pub(crate) async fn reserve(
     let cfg = s.config().budgets;
     let over = overrides(s).await?;
     let mut scopes = charge.scopes.clone();
-    scopes.push(Scope::Provider(provider.to_string()).to_string());
+    // Every provider the call may end up on (its fallbacks too) must have room.
+    for p in providers {
+        let name = Scope::Provider(p.to_string()).to_string();
+        if !scopes.contains(&name) {
+            scopes.push(name);
+        }
+    }
+    let provider = providers.first().map(String::as_str).unwrap_or("");
     let mut limits = vec![];
     let mut settings = BTreeMap::new();
     for name in &scopes {
@@ -132,6 +145,11 @@ pub(crate) async fn reserve(
                 "one call of model `{model}` may cost {} (its input and whole output limit), more than all of {name} ({}); raise the limit or lower the agent's max_output_tokens",
                 money(usd),
                 money(max)
+            )));
+        }
+        if let Some(max) = b.tokens.filter(|m| tokens > *m) {
+            return Ok(Verdict::Refuse(format!(
+                "one call of model `{model}` may use {tokens} tokens (its input and whole output limit), more than all of {name} ({max}); raise the limit or lower the agent's max_output_tokens"
             )));
         }
         if b.window_percent.is_some() {
@@ -156,8 +174,8 @@ pub(crate) async fn reserve(
                 let Some(b) = settings.get(&sp.scope) else { continue };
                 // Room held only by work in flight comes back when that work settles: ask
                 // again shortly instead of waiting for the period to reset.
-                let settled_fits =
-                    b.usd.is_none_or(|max| sp.usd + usd <= max + 1e-12) && b.tokens.is_none_or(|max| sp.tokens + tokens <= max);
+                let settled_fits = b.usd.is_none_or(|max| sp.usd + usd <= max + owl_store::usd_slack(max))
+                    && b.tokens.is_none_or(|max| sp.tokens + tokens <= max);
                 let (until, reason) = if settled_fits {
                     let until = now.plus(IN_FLIGHT_WAIT);
                     (until, format!("{}: the room left is held by work in flight; asks again at {}", sp.scope, until.to_rfc3339()))
@@ -245,9 +263,20 @@ async fn warn(s: &Shared, charge: &Charge, scopes: &[String], now: Timestamp) {
         if used < b.warn_at {
             continue;
         }
-        // Once per period and scope, across nodes.
-        let mark = start.0.to_string();
-        match s.store.kv_swap(&format!("budget:warned:{name}"), &mark).await {
+        // Once per period and scope, across nodes; a rolling window warns again only once its
+        // length has passed since the last warning.
+        let key = format!("budget:warned:{name}");
+        let mark = match b.period {
+            Period::Rolling(d) => {
+                let last = s.store.kv_get(&key).await.ok().flatten().and_then(|v| v.parse::<i64>().ok());
+                if last.is_some_and(|t| now.0 - t < d.as_millis() as i64) {
+                    continue;
+                }
+                now.0.to_string()
+            }
+            _ => start.0.to_string(),
+        };
+        match s.store.kv_swap(&key, &mark).await {
             Ok(prev) if prev.as_deref() != Some(mark.as_str()) => {
                 let summary = match b.usd {
                     Some(max) => format!("{name} has used {} of {} {}", money(sp.usd + sp.reserved_usd), money(max), b.period.phrase()),
@@ -379,33 +408,54 @@ pub(crate) async fn admit_cli(
     cli: &str,
     format: Option<owl_core::coding::CliFormat>,
 ) -> Result<CliAdmission, StoreError> {
-    let charge = charge_for(s, Owner::Task(id), None).await;
+    let _ = format;
+    let charge = charge_for(s, Owner::Task(id), None).await?;
     let (usd_room, tokens_room) = room(s, &charge, cli).await?;
-    // Claude Code reports what its run cost; other CLIs' tokens are priced by model.
-    let reports_cost = format == Some(owl_core::coding::CliFormat::ClaudeStreamJson);
-    let price = if reports_cost { Some(Price::default()) } else { price_of(s, cli).map(|(p, _)| p) };
+    // A run has no estimate: it holds the room, and is priced when it settles (what Claude
+    // Code reports, or the reported tokens at the model's price, or the whole reservation).
+    let price = Price::default();
     let usd = usd_room.map(|r| r.max(1e-6)).unwrap_or(0.0);
     let tokens = tokens_room.map(|t| t.max(1)).unwrap_or(0);
-    Ok(match reserve(s, &charge, cli, cli, price.as_ref(), usd, tokens).await? {
+    Ok(match reserve(s, &charge, &[cli.to_string()], cli, Some(&price), usd, tokens).await? {
         Verdict::Go(key) => CliAdmission::Go(CliBudget { charge, key, usd_cap: usd_room, reserved_usd: usd, reserved_tokens: tokens }),
         Verdict::Wait { until, scope, reason } => CliAdmission::Wait { until, scope, reason },
         Verdict::Refuse(r) => CliAdmission::Refuse(r),
     })
 }
 
-/// Settles a coding CLI run to what it reported; a CLI that reported nothing is charged its
-/// reservation, recorded as owl's own estimate.
-pub(crate) async fn settle_cli(s: &Shared, id: TaskId, cli: &str, b: &CliBudget, usd: f64, tokens: u64, reported: bool) {
+/// What a coding CLI run came to, as its stream told.
+pub(crate) struct CliSpend {
+    pub usd: f64,
+    pub tokens: u64,
+    /// It reported usage.
+    pub reported: bool,
+    /// Some usage came with no cost and a model owl has no price for.
+    pub unpriced: bool,
+    /// The process started at all.
+    pub ran: bool,
+}
+
+/// Settles a coding CLI run. A run that never started costs nothing; one that reported its
+/// usage is charged it; one that reported nothing (a CLI that never does, or a run cut short
+/// before its report), or whose tokens have no price, is charged its whole reservation (the
+/// most it may have spent), recorded as owl's own estimate.
+pub(crate) async fn settle_cli(s: &Shared, id: TaskId, cli: &str, b: &CliBudget, spend: CliSpend) {
     let Some(key) = &b.key else { return };
-    let (usd, tokens) = if reported { (usd, tokens) } else { (b.reserved_usd, b.reserved_tokens) };
-    if !reported && (usd > 0.0 || tokens > 0) {
+    let reported = spend.reported && !spend.unpriced;
+    let (usd, tokens) = match (spend.ran, reported) {
+        (false, _) => (0.0, 0),
+        (true, true) => (spend.usd, spend.tokens),
+        (true, false) => (spend.usd.max(b.reserved_usd), spend.tokens.max(b.reserved_tokens)),
+    };
+    let reported = !spend.ran || reported;
+    if !reported && (usd > spend.usd || tokens > spend.tokens) {
         let record = owl_store::UsageRecord {
             owner: Owner::Task(id),
             agent: format!("cli:{cli}"),
             provider: cli.to_string(),
             model: cli.to_string(),
-            usage: owl_core::transcript::Usage { input: tokens, output: 0, cached: 0 },
-            cost_usd: usd,
+            usage: owl_core::transcript::Usage { input: tokens.saturating_sub(spend.tokens), output: 0, cached: 0 },
+            cost_usd: usd - spend.usd,
             price: owl_core::budget::price_label(&owl_core::budget::PriceSource::Estimate),
         };
         let _ = s.store.record_usage(record, s.clock.now()).await;
@@ -431,8 +481,13 @@ impl crate::Engine {
         for t in &waiting {
             if let TaskState::Waiting { reason: WaitReason::Budget { scope, .. } } = &t.state {
                 waits.entry(scope.clone()).or_default().push(t.id.0);
-                if let (Some(cap), true) = (t.spec.command.max_cost(), scope.starts_with("task.")) {
-                    caps.insert(scope.clone(), cap);
+                // A task's cap is the capped task's own, often a parent of the one waiting.
+                if let Some(Ok(capped)) = scope.strip_prefix("task.").map(|i| i.parse::<i64>()) {
+                    if let Ok(owner) = s.store.get(TaskId(capped)).await {
+                        if let Some(cap) = owner.spec.command.max_cost() {
+                            caps.insert(scope.clone(), cap);
+                        }
+                    }
                 }
             }
         }

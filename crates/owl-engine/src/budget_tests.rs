@@ -426,3 +426,92 @@ async fn a_subscription_window_past_its_day_share_waits_for_the_night() {
     h.set_time(at("2026-12-04T01:00:01Z")).await;
     assert_eq!(h.wait(second, &[Status::Succeeded, Status::Failed]).await.state.status(), Status::Succeeded, "the night's 80 % has room");
 }
+
+fn codex_json_cli(command: &str) -> owl_core::coding::CliProfile {
+    owl_core::coding::CliProfile {
+        command: vec!["sh".into(), "-c".into(), command.into(), "sh".into(), "{prompt}".into()],
+        format: owl_core::coding::CliFormat::CodexJson,
+        ..stream_json_cli(at("2026-12-04T05:00:00Z"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_run_with_unpriced_tokens_is_charged_its_reservation_and_one_that_never_started_nothing() {
+    let (url, _) = scripted(vec![], Duration::ZERO).await;
+    let budgets = BTreeMap::from([("global".to_string(), daily(1.0))]);
+    let report = r#"printf '%s\n' '{"type":"item.completed","item":{"id":"i1","type":"agent_message","text":"done"}}' '{"type":"turn.completed","usage":{"input_tokens":100,"output_tokens":10}}'"#;
+    let cli = BTreeMap::from([
+        ("fakecodex".to_string(), codex_json_cli(report)),
+        (
+            "missing".to_string(),
+            owl_core::coding::CliProfile { command: vec!["/nonexistent/cli".into(), "{prompt}".into()], ..codex_json_cli("") },
+        ),
+    ]);
+    let h = start_with(&url, &["read_file"], budgets, 2, Some(at("2026-12-03T12:00:00Z")), cli);
+    let submit = |cli: &str| {
+        let mut spec = TaskSpec::new(Cmd::Cli { cli: cli.into(), prompt: "go".into(), owl_mcp: false, max_cost_usd: None });
+        spec.sandbox = Some(owl_core::SandboxRequest { enabled: Some(false), ..Default::default() });
+        NewTask::new(spec)
+    };
+    // A run that cannot start costs nothing.
+    let gone = h.engine.submit(vec![submit("missing")]).await.unwrap()[0].id;
+    assert_eq!(h.wait(gone, &[Status::Failed, Status::Succeeded]).await.state.status(), Status::Failed);
+    assert_eq!(h.spent("global").await.usd, 0.0);
+    // A run under a dollar limit is not refused for want of a price; its tokens have none, so
+    // it is charged the most it could have spent: the room it held.
+    let first = h.engine.submit(vec![submit("fakecodex")]).await.unwrap()[0].id;
+    let t = h.wait(first, &[Status::Failed, Status::Succeeded]).await;
+    assert_eq!(t.state.status(), Status::Succeeded, "{:?}", t.state);
+    let spent = h.spent("global").await;
+    assert!((spent.usd - 1.0).abs() < 1e-9 && spent.reserved_usd == 0.0, "{spent:?}");
+    let usage = h.engine.store().owner_usage(owl_core::agent::Owner::Task(first)).await.unwrap();
+    assert!((usage.cost_usd - 1.0).abs() < 1e-9 && usage.price.starts_with("owl's estimate"), "{usage:?}");
+    // Nothing is left today.
+    let second = h.engine.submit(vec![submit("fakecodex")]).await.unwrap()[0].id;
+    let (until, scope, _) = budget_wait(&h.wait(second, &[Status::Waiting, Status::Succeeded, Status::Failed]).await);
+    assert_eq!((until, scope.as_str()), (at("2026-12-04T00:00:00Z"), "global"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_providers_budget_is_checked_before_the_call() {
+    let (url, calls) = scripted(vec![], Duration::ZERO).await;
+    // The agent's fallback provider has a spent budget: the call must not start.
+    let budgets = BTreeMap::from([("provider.spare".to_string(), daily(0.001))]);
+    let h = start(&url, &["read_file"], budgets, 2, Some(at("2026-12-03T12:00:00Z")));
+    let provider = |url: &str| ProviderSettings {
+        kind: ProviderKind::Openai,
+        base_url: Some(url.to_string()),
+        api_key_env: None,
+        api_key_secret: None,
+        model: None,
+        timeout: Duration::from_secs(10),
+        max_retries: 0,
+        model_path: None,
+        threads: 0,
+        context: 0,
+        keep_alive: Duration::from_secs(300),
+    };
+    let mut agent = AgentSettings::new("fake");
+    agent.model = Some("m".into());
+    agent.fallback = vec!["spare:m".into()];
+    agent.tools = vec!["read_file".into()];
+    agent.max_output_tokens = 1000;
+    agent.sandbox = false;
+    let rt = owl_agent::Runtime::new(
+        BTreeMap::from([("fake".to_string(), provider(&url)), ("spare".to_string(), provider(&url))]),
+        BTreeMap::from([("worker".to_string(), agent)]),
+        BTreeMap::from([("m".to_string(), Price { input: 2.0, output: 10.0, cached: None })]),
+        AgentDefaults::default(),
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        None,
+    );
+    h.engine.set_agents(Arc::new(rt));
+    let id = h.submit("anything", None).await;
+    let t = h.wait(id, &[Status::Failed, Status::Succeeded, Status::Waiting]).await;
+    match t.state {
+        TaskState::Failed { reason, .. } => assert!(reason.contains("more than all of provider.spare"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(*calls.lock().unwrap(), 0);
+}

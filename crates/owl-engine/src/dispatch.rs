@@ -325,6 +325,13 @@ impl DispatchLoop {
                     if self.sweep_expired_leases().await {
                         due = Some(Instant::now());
                     }
+                    // Budget reservations nothing will settle (their task ended or was rescued,
+                    // or a chat turn's daemon died) stop holding room.
+                    match s.store.settle_orphans(s.clock.now().minus(Duration::from_secs(900))).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(entries = n, "settled orphaned budget reservations at their estimate"),
+                        Err(e) => tracing::warn!(error = %e, "cannot settle orphaned budget reservations"),
+                    }
                 }
                 _ = sleep_until(shutdown_deadline), if shutdown_deadline.is_some() => {
                     shutdown_deadline = None;

@@ -59,8 +59,12 @@ impl EngineHost {
 impl Host for EngineHost {
     async fn admit(&self, req: owl_agent::SpendRequest) -> HostResult<owl_agent::Admission> {
         use crate::budget::Verdict;
-        let charge = crate::budget::charge_for(&self.shared, req.owner, Some(&req.agent)).await;
-        let v = crate::budget::reserve(&self.shared, &charge, &req.provider, &req.model, req.price.as_ref(), req.usd, req.tokens)
+        let charge = crate::budget::charge_for(&self.shared, req.owner, Some(&req.agent))
+            .await
+            .map_err(|e| HostError::Unavailable(e.to_string()))?;
+        let mut providers = vec![req.provider.clone()];
+        providers.extend(req.fallbacks.iter().cloned());
+        let v = crate::budget::reserve(&self.shared, &charge, &providers, &req.model, req.price.as_ref(), req.usd, req.tokens)
             .await
             .map_err(|e| HostError::Unavailable(e.to_string()))?;
         Ok(match v {
@@ -71,7 +75,9 @@ impl Host for EngineHost {
     }
 
     async fn settle(&self, req: &owl_agent::SpendRequest, key: &str, provider: &str, usd: f64, tokens: u64) -> HostResult<()> {
-        let charge = crate::budget::charge_for(&self.shared, req.owner, Some(&req.agent)).await;
+        let charge = crate::budget::charge_for(&self.shared, req.owner, Some(&req.agent))
+            .await
+            .map_err(|e| HostError::Unavailable(e.to_string()))?;
         crate::budget::settle(&self.shared, &charge, key, provider, usd, tokens).await.map_err(host_err)
     }
 

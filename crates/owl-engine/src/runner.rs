@@ -429,7 +429,10 @@ async fn run_process(
         None => CliReport::default(),
     };
     if let Some(b) = &cli_budget {
-        crate::budget::settle_cli(s, id, &cli_name, b, report.usd, report.tokens, report.usage_seen).await;
+        let ran = !matches!(outcome.ended, Ended::SpawnFailed(_));
+        let spend =
+            crate::budget::CliSpend { usd: report.usd, tokens: report.tokens, reported: report.usage_seen, unpriced: report.unpriced, ran };
+        crate::budget::settle_cli(s, id, &cli_name, b, spend).await;
     }
     let reported = report.result;
     let run_outcome = match &outcome.ended {
@@ -478,6 +481,8 @@ struct CliReport {
     tokens: u64,
     /// Whether it reported any usage at all.
     usage_seen: bool,
+    /// Some usage had no cost and a model with no known price.
+    unpriced: bool,
 }
 
 /// Turns a coding CLI's stdout into transcript entries, usage rows, subscription windows and
@@ -532,7 +537,10 @@ async fn read_cli_stream(
                         Some(c) => (c, PriceSource::Reported),
                         None => match crate::budget::price_of(&s, &model) {
                             Some((p, src)) => (p.cost(usage.input, usage.output, usage.cached), src),
-                            None => (0.0, PriceSource::Unknown),
+                            None => {
+                                spent.unpriced = true;
+                                (0.0, PriceSource::Unknown)
+                            }
                         },
                     };
                     spent.usd += cost;

@@ -14,7 +14,7 @@ async fn spend_of(t: &Tx<'_>, scope: &str, since: Timestamp, until: Timestamp) -
         t,
         "SELECT coalesce(sum(usd) FILTER (WHERE NOT open), 0.0)::DOUBLE PRECISION, coalesce(sum(tokens) FILTER (WHERE NOT open), 0)::BIGINT, \
          coalesce(sum(usd) FILTER (WHERE open), 0.0)::DOUBLE PRECISION, coalesce(sum(tokens) FILTER (WHERE open), 0)::BIGINT, count(*), min(at) \
-         FROM budget_ledger WHERE scope = $1 AND at >= $2 AND at < $3",
+         FROM budget_ledger WHERE scope = $1 AND ((at >= $2 AND at < $3) OR open)",
         &[&scope, &since.0, &until.0],
     )
     .await?;
@@ -37,7 +37,7 @@ impl BudgetStore for PgStore {
             let mut short = vec![];
             for l in &r.limits {
                 let s = spend_of(&t, &l.scope, l.since, Timestamp(i64::MAX)).await?;
-                let over_usd = l.usd.is_some_and(|max| s.usd + s.reserved_usd + r.usd > max + 1e-12);
+                let over_usd = l.usd.is_some_and(|max| s.usd + s.reserved_usd + r.usd > max + owl_store::usd_slack(max));
                 let over_tokens = l.tokens.is_some_and(|max| s.tokens + s.reserved_tokens + r.tokens > max);
                 if over_usd || over_tokens {
                     short.push(s);
@@ -128,6 +128,19 @@ impl BudgetStore for PgStore {
             let mut ids: Vec<TaskId> = rows.iter().map(|r| TaskId(r.get(0))).collect();
             ids.sort();
             R::Ok(ids)
+        }
+        .await)
+    }
+    async fn settle_orphans(&self, chats_before: Timestamp) -> Result<u64, StoreError> {
+        in_write!(self, |t| async {
+            exec(
+                &t,
+                "UPDATE budget_ledger SET open = false WHERE open AND ( \
+                 (task_id IS NULL AND at < $1) OR \
+                 (task_id IS NOT NULL AND task_id NOT IN (SELECT id FROM tasks WHERE status = 'running')))",
+                &[&chats_before.0],
+            )
+            .await
         }
         .await)
     }

@@ -11,7 +11,7 @@ fn spend_of(c: &Connection, scope: &str, since: Timestamp, until: Timestamp) -> 
     c.prepare_cached(
         "SELECT coalesce(sum(CASE WHEN open = 0 THEN usd END), 0.0), coalesce(sum(CASE WHEN open = 0 THEN tokens END), 0), \
          coalesce(sum(CASE WHEN open = 1 THEN usd END), 0.0), coalesce(sum(CASE WHEN open = 1 THEN tokens END), 0), count(*), min(at) \
-         FROM budget_ledger WHERE scope = ?1 AND at >= ?2 AND at < ?3",
+         FROM budget_ledger WHERE scope = ?1 AND ((at >= ?2 AND at < ?3) OR open = 1)",
     )
     .map_err(backend)?
     .query_row(params![scope, since.0, until.0], |r| {
@@ -32,7 +32,7 @@ fn reserve(c: &Connection, r: &Reserve) -> Result<Reserved, StoreError> {
     let mut short = vec![];
     for l in &r.limits {
         let s = spend_of(c, &l.scope, l.since, Timestamp(i64::MAX))?;
-        let over_usd = l.usd.is_some_and(|max| s.usd + s.reserved_usd + r.usd > max + 1e-12);
+        let over_usd = l.usd.is_some_and(|max| s.usd + s.reserved_usd + r.usd > max + owl_store::usd_slack(max));
         let over_tokens = l.tokens.is_some_and(|max| s.tokens + s.reserved_tokens + r.tokens > max);
         if over_usd || over_tokens {
             short.push(s);
@@ -123,6 +123,20 @@ impl BudgetStore for SqliteStore {
                 .map_err(backend)?;
             ids.sort();
             Ok(ids)
+        })
+        .await
+    }
+    async fn settle_orphans(&self, chats_before: Timestamp) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE budget_ledger SET open = 0 WHERE open = 1 AND ( \
+                 (task_id IS NULL AND at < ?1) OR \
+                 (task_id IS NOT NULL AND task_id NOT IN (SELECT id FROM tasks WHERE status = 'running')))",
+            )
+            .map_err(backend)?
+            .execute([chats_before.0])
+            .map(|n| n as u64)
+            .map_err(backend)
         })
         .await
     }

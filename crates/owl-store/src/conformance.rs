@@ -84,7 +84,8 @@ macro_rules! conformance_tests {
             a_settle_may_charge_other_scopes_than_were_reserved,
             concurrent_reservations_never_pass_a_limit,
             open_reservations_of_a_task_settle_at_their_estimate,
-            a_paused_task_waits_on_its_budget_and_wakes_when_raised
+            a_paused_task_waits_on_its_budget_and_wakes_when_raised,
+            reservations_nothing_will_settle_are_settled_and_open_ones_always_count
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -32,6 +32,11 @@ pub mod prelude {
     pub use crate::{AgentStore, BudgetStore, InsightStore, NotifyStore, QueueStore, ScheduleStore, Store, TriggerStore};
 }
 
+/// The rounding a dollar limit allows: a reservation of exactly the room left must fit.
+pub fn usd_slack(limit: f64) -> f64 {
+    1e-9 + limit.abs() * 1e-12
+}
+
 /// The budget ledger: one row per (reservation, scope). A reservation is checked against every
 /// scope's limit and written in one transaction, so concurrent work on any number of nodes
 /// cannot together pass a limit; it is later settled to what the work cost.
@@ -47,7 +52,12 @@ pub trait BudgetStore: Send + Sync + 'static {
     /// Settles every open reservation of `task` at its estimate (its calls' outcome is not
     /// known: the daemon stopped, say); returns how many.
     async fn settle_open(&self, task: TaskId, now: Timestamp) -> Result<u64, StoreError>;
-    /// What `scopes` spent and hold reserved since `since`, one line each, in the order given.
+    /// Settles at their estimate the open reservations nothing will settle: those of tasks
+    /// that are not running (they ended, or were rescued after a crash), and those without a
+    /// task (chat turns) made before `chats_before`. Returns how many rows.
+    async fn settle_orphans(&self, chats_before: Timestamp) -> Result<u64, StoreError>;
+    /// What `scopes` spent since `since` and hold reserved now (open reservations count
+    /// whenever they were made), one line each, in the order given.
     async fn spend(&self, scopes: Vec<String>, since: Vec<Timestamp>) -> Result<Vec<ScopeSpend>, StoreError>;
     /// Spend per scope in `[since, until)`, for `owl usage --by scope`.
     async fn spend_by_scope(&self, since: Timestamp, until: Timestamp) -> Result<Vec<ScopeSpend>, StoreError>;

@@ -23,6 +23,9 @@ pub fn detail(t: &TaskView) -> String {
         TaskState::Waiting { reason: WaitReason::Dependencies { pending } } => {
             format!("after {}", pending.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","))
         }
+        TaskState::Waiting { reason: WaitReason::Budget { until, scope, .. } } if scope == "ledger" => {
+            format!("the budget ledger could not be written; asks again {}", relative(*until, n))
+        }
         TaskState::Waiting { reason: WaitReason::Budget { until, scope, .. } } if *until >= owl_core::budget::NO_RESET => {
             format!("over budget {scope}; waits until the limit is raised")
         }

@@ -129,6 +129,22 @@ fn a_window_used_past_the_share_of_now_waits_for_the_night_or_the_reset() {
     // A window whose reset has passed is free again; no report at all allows the work.
     assert!(window_verdict(&b, "provider.claude", Some(&reading(90.0, "2026-12-03T11:00:00Z")), noon).is_none());
     assert!(window_verdict(&b, "provider.claude", None, noon).is_none());
+    // A reading with no reset holds for its window's length after it was reported.
+    let no_reset = WindowState {
+        windows: vec![WindowReading {
+            name: "primary".into(),
+            used_percent: Some(50.0),
+            resets_at: None,
+            minutes: Some(60),
+            rejected: false,
+        }],
+        at: Some(noon),
+    };
+    assert_eq!(
+        window_verdict(&b, "provider.codex", Some(&no_reset), noon.plus(Duration::from_secs(600))).unwrap().0,
+        at("2026-12-03T13:00:00Z")
+    );
+    assert!(window_verdict(&b, "provider.codex", Some(&no_reset), at("2026-12-03T13:00:01Z")).is_none());
 }
 
 #[test]

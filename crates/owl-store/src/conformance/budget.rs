@@ -41,8 +41,8 @@ pub async fn a_reservation_fits_every_limit_or_is_not_written(s: DynStore) {
     // A second settle, or one of a key never reserved, charges nothing and is refused.
     assert!(matches!(s.settle(settle("r1", 5.0, 1)).await, Err(StoreError::Conflict(_))));
     assert!(matches!(s.settle(settle("nope", 5.0, 1)).await, Err(StoreError::Conflict(_))));
-    // Spend before a limit's period does not count against it.
-    let fresh = ScopeLimit { since: T0.plus(Duration::from_secs(1)), ..limit("global", Some(0.2), None) };
+    // Settled spend before a limit's period does not count against it; what is held does.
+    let fresh = ScopeLimit { since: T0.plus(Duration::from_secs(1)), ..limit("global", Some(0.75), None) };
     assert_eq!(
         s.reserve(Reserve { now: T0.plus(Duration::from_secs(2)), ..res("r4", 0.2, 1, vec![fresh]) }).await.unwrap(),
         Reserved::Granted
@@ -116,4 +116,28 @@ pub async fn a_paused_task_waits_on_its_budget_and_wakes_when_raised(s: DynStore
     // And it resumes with its next attempt number.
     let c2 = claim(&s, T0.plus(Duration::from_secs(62)), 1).await;
     assert_eq!((c2[0].id, c2[0].attempt), (id, 2));
+}
+
+pub async fn reservations_nothing_will_settle_are_settled_and_open_ones_always_count(s: DynStore) {
+    let ended = add(&s, spec("true")).await;
+    let running = add(&s, spec("true")).await;
+    let c = claim(&s, T0, 2).await;
+    let attempt = c.iter().find(|t| t.id == ended).unwrap().attempt;
+    s.complete(done(ended, attempt, RunOutcome::Succeeded, T0)).await.unwrap();
+    s.reserve(Reserve { task: Some(ended), ..res("e", 0.1, 1, vec![]) }).await.unwrap();
+    s.reserve(Reserve { task: Some(running), ..res("r", 0.2, 1, vec![]) }).await.unwrap();
+    s.reserve(Reserve { task: None, now: T0.minus(Duration::from_secs(3600)), ..res("old-chat", 0.3, 1, vec![]) }).await.unwrap();
+    s.reserve(Reserve { task: None, ..res("new-chat", 0.4, 1, vec![]) }).await.unwrap();
+    // An open reservation made long before a limit's period still holds room in it.
+    let later = T0.plus(Duration::from_secs(86_400));
+    let fresh = ScopeLimit { since: later.minus(Duration::from_secs(60)), ..limit("global", Some(1.05), None) };
+    match s.reserve(Reserve { now: later, ..res("x", 0.1, 1, vec![fresh.clone()]) }).await.unwrap() {
+        Reserved::NoRoom(short) => assert!((short[0].reserved_usd - 1.0).abs() < 1e-9, "{short:?}"),
+        other => panic!("held room must count: {other:?}"),
+    }
+    // The ended task's and the old chat's are settled; the running task's and the new chat's stay.
+    assert_eq!(s.settle_orphans(T0.minus(Duration::from_secs(900))).await.unwrap(), 4, "two reservations on two scopes");
+    let spend = s.spend(vec!["global".into()], vec![Timestamp(0)]).await.unwrap();
+    assert!((spend[0].usd - 0.4).abs() < 1e-9 && (spend[0].reserved_usd - 0.6).abs() < 1e-9, "{spend:?}");
+    assert_eq!(s.reserve(Reserve { now: later, ..res("y", 0.1, 1, vec![fresh]) }).await.unwrap(), Reserved::Granted);
 }
