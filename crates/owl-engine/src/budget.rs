@@ -237,14 +237,19 @@ pub(crate) async fn settle(s: &Shared, charge: &Charge, key: &str, provider: &st
     Ok(())
 }
 
-async fn warn(s: &Shared, charge: &Charge, scopes: &[String], now: Timestamp) {
+/// The scopes of `scopes` with a dollar or token limit now, with their settings.
+async fn limited(s: &Shared, charge: &Charge, scopes: &[String]) -> Result<Vec<(String, BudgetSettings)>, StoreError> {
     let cfg = s.config().budgets;
-    let Ok(over) = overrides(s).await else { return };
-    let limited: Vec<(String, BudgetSettings)> = scopes
+    let over = overrides(s).await?;
+    Ok(scopes
         .iter()
         .filter_map(|n| Some((n.clone(), effective(n, &cfg, &over, &charge.caps)?)))
         .filter(|(_, b)| b.usd.is_some() || b.tokens.is_some())
-        .collect();
+        .collect())
+}
+
+async fn warn(s: &Shared, charge: &Charge, scopes: &[String], now: Timestamp) {
+    let Ok(limited) = limited(s, charge, scopes).await else { return };
     if limited.is_empty() {
         return;
     }
@@ -371,15 +376,9 @@ pub(crate) enum CliAdmission {
 /// The room left in the limited scopes of `charge` on `provider`: dollars and tokens.
 async fn room(s: &Shared, charge: &Charge, provider: &str) -> Result<(Option<f64>, Option<u64>), StoreError> {
     let now = s.clock.now();
-    let cfg = s.config().budgets;
-    let over = overrides(s).await?;
     let mut scopes = charge.scopes.clone();
     scopes.push(Scope::Provider(provider.to_string()).to_string());
-    let limited: Vec<(String, BudgetSettings)> = scopes
-        .iter()
-        .filter_map(|n| Some((n.clone(), effective(n, &cfg, &over, &charge.caps)?)))
-        .filter(|(_, b)| b.usd.is_some() || b.tokens.is_some())
-        .collect();
+    let limited = limited(s, charge, &scopes).await?;
     if limited.is_empty() {
         return Ok((None, None));
     }

@@ -68,6 +68,23 @@ fn call(id: &str, name: &str, args: Value) -> Value {
 /// What one call costs at the test price: 10 input tokens at $2/M and 1000 output at $10/M.
 const CALL_USD: f64 = 0.01002;
 
+/// The loopback model server as an OpenAI-compatible provider.
+fn provider(url: &str) -> ProviderSettings {
+    ProviderSettings {
+        kind: ProviderKind::Openai,
+        base_url: Some(url.to_string()),
+        api_key_env: None,
+        api_key_secret: None,
+        model: None,
+        timeout: Duration::from_secs(10),
+        max_retries: 0,
+        model_path: None,
+        threads: 0,
+        context: 0,
+        keep_alive: Duration::from_secs(300),
+    }
+}
+
 struct Harness {
     engine: Engine,
     clock: Option<Arc<ManualClock>>,
@@ -99,19 +116,7 @@ fn start_with(
     };
     let (engine, dispatch) = Engine::new(Arc::new(store), DataLayout::new(dir.path()), cfg, c);
     tokio::spawn(dispatch.run(true));
-    let provider = ProviderSettings {
-        kind: ProviderKind::Openai,
-        base_url: Some(url.to_string()),
-        api_key_env: None,
-        api_key_secret: None,
-        model: None,
-        timeout: Duration::from_secs(10),
-        max_retries: 0,
-        model_path: None,
-        threads: 0,
-        context: 0,
-        keep_alive: Duration::from_secs(300),
-    };
+    let provider = provider(url);
     let mut agent = AgentSettings::new("fake");
     agent.model = Some("m".into());
     agent.tools = tools.iter().map(|t| t.to_string()).collect();
@@ -331,21 +336,8 @@ async fn a_dollar_limit_refuses_a_model_with_no_price() {
     let mut agent = AgentSettings::new("fake");
     agent.model = Some("m".into());
     agent.sandbox = false;
-    let provider = ProviderSettings {
-        kind: ProviderKind::Openai,
-        base_url: Some(url.clone()),
-        api_key_env: None,
-        api_key_secret: None,
-        model: None,
-        timeout: Duration::from_secs(10),
-        max_retries: 0,
-        model_path: None,
-        threads: 0,
-        context: 0,
-        keep_alive: Duration::from_secs(300),
-    };
     let rt = owl_agent::Runtime::new(
-        BTreeMap::from([("fake".to_string(), provider)]),
+        BTreeMap::from([("fake".to_string(), provider(&url))]),
         BTreeMap::from([("worker".to_string(), agent)]),
         BTreeMap::new(),
         AgentDefaults::default(),
@@ -478,19 +470,6 @@ async fn a_fallback_providers_budget_is_checked_before_the_call() {
     // The agent's fallback provider has a spent budget: the call must not start.
     let budgets = BTreeMap::from([("provider.spare".to_string(), daily(0.001))]);
     let h = start(&url, &["read_file"], budgets, 2, Some(at("2026-12-03T12:00:00Z")));
-    let provider = |url: &str| ProviderSettings {
-        kind: ProviderKind::Openai,
-        base_url: Some(url.to_string()),
-        api_key_env: None,
-        api_key_secret: None,
-        model: None,
-        timeout: Duration::from_secs(10),
-        max_retries: 0,
-        model_path: None,
-        threads: 0,
-        context: 0,
-        keep_alive: Duration::from_secs(300),
-    };
     let mut agent = AgentSettings::new("fake");
     agent.model = Some("m".into());
     agent.fallback = vec!["spare:m".into()];
