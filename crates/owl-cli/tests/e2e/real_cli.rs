@@ -169,6 +169,17 @@ impl Setup {
         Daemon::start(&self.dir, &all)
     }
 
+    /// A daemon whose Claude Code talks to the fake Messages API on `port` with a granted key.
+    fn claude_daemon(&self, port: u16) -> Daemon {
+        let base_url = format!("http://127.0.0.1:{port}");
+        self.daemon(&[
+            ("ANTHROPIC_BASE_URL", base_url.as_str()),
+            ("ANTHROPIC_API_KEY", "sk-ant-test-granted"),
+            ("DISABLE_AUTOUPDATER", "1"),
+            ("DISABLE_TELEMETRY", "1"),
+        ])
+    }
+
     /// Runs one coding task on the repository, allowed to reach `port` only; returns the
     /// finished task, which must have succeeded.
     fn run(&self, d: &Daemon, cli: &str, port: u16, prompt: &str) -> (i64, Value) {
@@ -225,13 +236,7 @@ fn tools_called(d: &Daemon, id: i64) -> (Vec<String>, Value) {
 fn real_claude_code_edits_its_sandboxed_worktree_and_owl_reads_its_stream() {
     let Some(x) = setup("claude") else { return };
     let (port, seen) = fake_anthropic(x.dir.join("worktrees"));
-    let base_url = format!("http://127.0.0.1:{port}");
-    let d = x.daemon(&[
-        ("ANTHROPIC_BASE_URL", base_url.as_str()),
-        ("ANTHROPIC_API_KEY", "sk-ant-test-granted"),
-        ("DISABLE_AUTOUPDATER", "1"),
-        ("DISABLE_TELEMETRY", "1"),
-    ]);
+    let d = x.claude_daemon(port);
     let (id, t) = x.run(&d, "claude", port, "Add a NOTES.md");
     assert_eq!(t["result"], "Added NOTES.md and bash.txt.", "the final answer from the result line: {t}");
     // The CLI's edits, committed by owl on the task's branch.
@@ -256,13 +261,7 @@ fn real_claude_code_is_capped_by_the_room_its_budgets_leave_and_settles_to_what_
     let Some(x) = setup("claude") else { return };
     let (port, _seen) = fake_anthropic(x.dir.join("worktrees"));
     std::fs::write(config_path(&x.dir), "[budgets.global]\nusd = 2.5\nperiod = \"day\"\n").unwrap();
-    let base_url = format!("http://127.0.0.1:{port}");
-    let d = x.daemon(&[
-        ("ANTHROPIC_BASE_URL", base_url.as_str()),
-        ("ANTHROPIC_API_KEY", "sk-ant-test-granted"),
-        ("DISABLE_AUTOUPDATER", "1"),
-        ("DISABLE_TELEMETRY", "1"),
-    ]);
+    let d = x.claude_daemon(port);
     // The real CLI accepts the cap owl passes (it would refuse an unknown flag).
     let (id, t) = x.run(&d, "claude", port, "Add a NOTES.md");
     let log = d.ok(&["logs", &id.to_string()]);
