@@ -96,6 +96,64 @@ pub enum Admission {
     Refuse { reason: String },
 }
 
+/// One child task asked of `delegate`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delegation {
+    pub prompt: String,
+    /// The agent to take it; or leave it out and say what it `needs`.
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(default)]
+    pub needs: Vec<String>,
+    #[serde(default)]
+    pub complexity: Option<u8>,
+    /// Positions (from 0) of tasks of the same call that must succeed first.
+    #[serde(default)]
+    pub after: Vec<usize>,
+    /// Positions of tasks this one reviews: an answer starting with `CHANGES` sends them back
+    /// with its comments, while rounds remain.
+    #[serde(default)]
+    pub review_of: Vec<usize>,
+}
+
+/// A `delegate` call: its children, and what bounds them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DelegateRequest {
+    pub owner: Owner,
+    pub agent: String,
+    /// The delegating task's depth; children sit one below.
+    pub depth: u32,
+    /// The call's id: children are made once per call, however often it is replayed.
+    pub call_id: String,
+    /// The delegating task's workspace, shared with the children.
+    pub workspace: std::path::PathBuf,
+    pub items: Vec<Delegation>,
+    /// Children one task may have in all.
+    pub max_children: u32,
+    /// Review rounds: how often a reviewer may send work back.
+    pub max_rounds: u32,
+    /// Wait for the children (giving up the worker slot) and return their results.
+    pub wait: bool,
+}
+
+/// A message between agents, as `send_message` asks it to be sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutgoingMessage {
+    pub owner: Owner,
+    pub sender: String,
+    /// `agent:NAME`, `task:ID` or `all`.
+    pub to: String,
+    pub kind: String,
+    pub content: String,
+    pub reply_to: Option<i64>,
+    /// Workspace files to attach (copied when sent).
+    pub attachments: Vec<String>,
+    pub workspace: std::path::PathBuf,
+    /// Makes the send idempotent: the same key sends once.
+    pub key: String,
+}
+
 #[async_trait]
 pub trait Host: Send + Sync {
     /// Reserves a model call's estimate against every budget that applies. Without budgets
@@ -119,6 +177,28 @@ pub trait Host: Send + Sync {
     async fn create_task(&self, parent: Owner, agent: &str, prompt: &str, depth: u32) -> HostResult<TaskId>;
     /// Status and result of a task.
     async fn task_result(&self, id: TaskId) -> HostResult<Value>;
+    /// Makes a `delegate` call's child tasks (once per call id) and, with `wait`, waits for
+    /// them without holding a worker slot; their ids, statuses and results.
+    async fn delegate(&self, _req: DelegateRequest) -> HostResult<Value> {
+        Err(HostError::refused("delegation is not available here"))
+    }
+    /// Sends a message to an agent, a task or all agents; its id.
+    async fn send_message(&self, _m: OutgoingMessage) -> HostResult<Value> {
+        Err(HostError::refused("messages are not available here"))
+    }
+    /// Messages for this agent (or its task) not yet acknowledged; the same call id gets the
+    /// same messages back, and they count as delivered once its result is recorded.
+    async fn read_messages(&self, _owner: Owner, _agent: &str, _call_id: &str, _limit: u32) -> HostResult<Value> {
+        Err(HostError::refused("messages are not available here"))
+    }
+    /// The agent's own state: one key (with its version), or every key when `key` is `None`.
+    async fn state_get(&self, _agent: &str, _key: Option<&str>) -> HostResult<Value> {
+        Err(HostError::refused("agent state is not available here"))
+    }
+    /// Writes one key of the agent's state if it is still at `version` (0: does not exist yet).
+    async fn state_set(&self, _agent: &str, _key: &str, _value: &str, _version: Option<u64>) -> HostResult<Value> {
+        Err(HostError::refused("agent state is not available here"))
+    }
     /// Schedules made by this owner so far.
     async fn schedules_created_by(&self, owner: Owner) -> HostResult<u32>;
     async fn create_schedule(&self, owner: Owner, s: NewAgentSchedule) -> HostResult<Value>;

@@ -29,6 +29,8 @@ pub struct Job {
     pub withheld_env: Vec<String>,
     /// A chat turn: the prompt is appended as a new user message even if a transcript exists.
     pub chat_turn: bool,
+    /// A team run: the agent gets `delegate` and the message tools, and the roster.
+    pub team: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

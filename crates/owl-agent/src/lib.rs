@@ -30,8 +30,8 @@ pub mod sse;
 pub mod tools;
 
 pub use host::{
-    Admission, ApprovalDecision, ApprovalRequest, Entry, Host, HostError, HostResult, NewAgentSchedule, Owner, SpendRequest,
-    TranscriptEntry, UsageRecord,
+    Admission, ApprovalDecision, ApprovalRequest, DelegateRequest, Delegation, Entry, Host, HostError, HostResult, NewAgentSchedule,
+    OutgoingMessage, Owner, SpendRequest, TranscriptEntry, UsageRecord,
 };
 pub use job::{AgentEnd, Halt, Job};
 pub use mcp::{McpTool, McpTools};

@@ -86,8 +86,15 @@ pub async fn run(
         Ok(w) => w,
         Err(e) => return AgentEnd::Failed { reason: format!("cannot open the workspace: {e}") },
     };
-    let tool_names: Vec<String> =
+    let mut tool_names: Vec<String> =
         if agent.tools.is_empty() { owl_core::agent::DEFAULT_TOOLS.iter().map(|s| s.to_string()).collect() } else { agent.tools.clone() };
+    if job.team {
+        for t in owl_core::agent::TEAM_TOOLS {
+            if !tool_names.iter().any(|n| n == t) {
+                tool_names.push(t.to_string());
+            }
+        }
+    }
     let ctx = ToolCtx {
         ws,
         policy,
@@ -104,6 +111,7 @@ pub async fn run(
         search: rt.searchers.get(&job.agent).cloned(),
         mcp: vec![],
         mcp_hub: rt.mcp.clone(),
+        team: job.team,
     };
     let mut ctx = ctx;
     let mut mcp_problems = Vec::new();
@@ -142,10 +150,13 @@ pub async fn run(
     }
     let mut fresh = Vec::new();
     if st.messages.is_empty() {
-        let system = match &agent.system_prompt {
+        let mut system = match &agent.system_prompt {
             Some(p) => format!("{SYSTEM_BASE}\n\n{p}"),
             None => SYSTEM_BASE.to_string(),
         };
+        if job.team {
+            system.push_str(&team_prompt(rt, &job.agent));
+        }
         fresh.push(Entry::system(system));
         fresh.push(Entry::user(job.prompt.clone()));
     } else if job.chat_turn {
@@ -166,7 +177,8 @@ pub async fn run(
                 failures: vec![],
             });
             for c in pending {
-                if needs_asking(&ctx, &c) {
+                if needs_asking(&ctx, &c) || tools::REPLAYABLE.contains(&c.name.as_str()) {
+                    // Asked again, or (idempotent per call id) run again below.
                     // Waiting for a human when the daemon stopped: ask again (same request).
                     continue;
                 }
@@ -543,6 +555,25 @@ async fn finish_pending_calls(
     None
 }
 
+/// What a team run's planner is told: how to delegate, and who is on the team.
+fn team_prompt(rt: &Runtime, me: &str) -> String {
+    let mut out = String::from(
+        "\n\nYou lead a team run. Break the work into steps and hand them to the agents below with the `delegate` tool \
+(steps that depend on others list them in `after`; a review step lists what it reviews in `review_of` and answers \
+APPROVE or CHANGES followed by its comments). You wait while they work and get their results back; then check \
+the result in the workspace, which you all share, and give the final answer. Team:",
+    );
+    for (name, a) in rt.settings() {
+        if name == me {
+            continue;
+        }
+        let caps = if a.capabilities.is_empty() { "-".to_string() } else { a.capabilities.join(", ") };
+        let desc = if a.description.is_empty() { String::new() } else { format!(": {}", a.description) };
+        out.push_str(&format!("\n- {name} (capabilities {caps}; complexity {}-{}){desc}", a.complexity[0], a.complexity[1]));
+    }
+    out
+}
+
 fn needs_asking(ctx: &ToolCtx, call: &ToolCall) -> bool {
     if ctx.agent.ask.contains(&call.name) || tools::ALWAYS_ASK.contains(&call.name.as_str()) {
         return true;
@@ -558,7 +589,7 @@ async fn run_call(ctx: &ToolCtx, call: &ToolCall, approved: bool) -> ToolOutcome
     if !approved && ctx.agent.ask.contains(&call.name) {
         return ToolOutcome::NeedsApproval(format!("every {} call needs approval (agents.{}.ask)", call.name, ctx.agent_name));
     }
-    tools::call(ctx, &call.name, &call.arguments, approved).await
+    tools::call_with_id(ctx, &call.name, &call.arguments, approved, &call.id).await
 }
 
 fn halted(h: Halt) -> AgentEnd {

@@ -239,6 +239,21 @@ impl Runtime {
         self.agents.get(name)
     }
 
+    /// Every agent's settings, by name.
+    pub fn settings(&self) -> &owl_core::agent::Agents {
+        &self.agents
+    }
+
+    /// What an agent's model costs, USD per million tokens (input plus output): 0 for a local
+    /// model, `None` for a coding CLI or a model without a known price.
+    pub fn agent_price(&self, name: &str) -> Option<f64> {
+        let a = self.agents.get(name)?;
+        if a.cli.is_some() {
+            return None;
+        }
+        self.call_price(&a.provider, &self.model_of(a)).0.map(|p| p.input + p.output)
+    }
+
     pub fn defaults(&self) -> &AgentDefaults {
         &self.defaults
     }

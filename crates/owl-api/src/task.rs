@@ -67,6 +67,18 @@ pub struct SubmitTask {
     /// dollars. Reaching it pauses the task until the cap is raised (`owl budget set task.ID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cost_usd: Option<f64>,
+    /// Instead of `agent`: capabilities the agent must have (`["rust"]`); owl routes the task
+    /// to an available agent that has them all and whose complexity range holds `complexity`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
+    /// The task's size, 1 (trivial) to 10 (hard), matched against agents' ranges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10)]
+    pub complexity: Option<u8>,
+    /// With `agent`: a team run. The agent may hand work to the other agents with `delegate`
+    /// (a plan of child tasks with dependencies and review rounds), and message them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub team: bool,
 }
 
 /// Defaults applied to submissions that leave a field out.
@@ -78,11 +90,30 @@ pub struct SpecDefaults {
 
 impl SubmitTask {
     /// Builds the spec. Errors name the field as the client sent it.
-    pub fn into_spec(self, defaults: &SpecDefaults, now: Timestamp) -> Result<TaskSpec, ValidationError> {
+    pub fn into_spec(mut self, defaults: &SpecDefaults, now: Timestamp) -> Result<TaskSpec, ValidationError> {
         if self.owl_mcp && self.cli.is_none() {
             return Err(ValidationError::new("owl_mcp", "is for coding CLI tasks: give `cli` (claude or codex) with it"));
         }
         let owl_mcp = self.owl_mcp;
+        let team = self.team;
+        if team && self.agent.is_none() && self.needs.is_empty() && self.complexity.is_none() {
+            return Err(ValidationError::new("team", "is for agent tasks: give `agent` (the planner) with it"));
+        }
+        let route = if self.needs.is_empty() && self.complexity.is_none() {
+            None
+        } else {
+            if self.agent.is_some() || self.cli.is_some() {
+                let f = if self.needs.is_empty() { "complexity" } else { "needs" };
+                return Err(ValidationError::new(f, "routes a task to an agent: give it instead of `agent` or `cli`, not with them"));
+            }
+            if self.prompt.is_none() {
+                return Err(ValidationError::new("prompt", "missing: a routed agent task needs a prompt saying what to do"));
+            }
+            Some(owl_core::routing::Routing { needs: self.needs.clone(), complexity: self.complexity, ..Default::default() })
+        };
+        if route.is_some() {
+            self.agent = Some(String::new());
+        }
         let max_cost_usd = match self.max_cost_usd {
             Some(_) if self.agent.is_none() && self.cli.is_none() => {
                 return Err(ValidationError::new("max_cost_usd", "caps an agent or coding CLI task: give `agent` or `cli` with it"))
@@ -107,7 +138,7 @@ impl SubmitTask {
         let command = match (self.command, self.shell, agent, prompt) {
             (None, None, Some(Err(cli)), Some(prompt)) => Command::Cli { cli, prompt, owl_mcp, max_cost_usd },
             (_, _, Some(Err(_)), _) => unreachable!("checked above"),
-            (None, None, Some(Ok(agent)), Some(prompt)) => Command::Agent { agent, prompt, max_cost_usd },
+            (None, None, Some(Ok(agent)), Some(prompt)) => Command::Agent { agent, prompt, max_cost_usd, route, team: false },
             (_, _, Some(_), None) => return Err(ValidationError::new("prompt", "missing: an agent task needs a prompt saying what to do")),
             (_, _, None, Some(_)) => return Err(ValidationError::new("agent", "missing: a prompt needs an agent to work on it")),
             (Some(_), _, Some(_), _) | (_, Some(_), Some(_), _) => {

@@ -138,6 +138,7 @@ pub async fn run(quick: bool) -> Vec<(String, Value)> {
         env: vec![],
         withheld_env: vec![],
         chat_turn: false,
+        team: false,
     };
     let t0 = Instant::now();
     let end = owl_agent::run_job(&rt, job, host.clone(), halt, None).await;
@@ -157,7 +158,13 @@ pub async fn run(quick: bool) -> Vec<(String, Value)> {
         owl_engine::Engine::new(Arc::new(store), owl_core::layout::DataLayout::new(&dir), cfg, Arc::new(owl_engine::SystemClock));
     tokio::spawn(dispatch.run(true));
     engine.set_agents(Arc::new(runtime(steps)));
-    let spec = owl_core::TaskSpec::new(owl_core::Command::Agent { agent: "bench".into(), prompt: "list".into(), max_cost_usd: None });
+    let spec = owl_core::TaskSpec::new(owl_core::Command::Agent {
+        agent: "bench".into(),
+        prompt: "list".into(),
+        max_cost_usd: None,
+        route: None,
+        team: false,
+    });
     let t0 = Instant::now();
     let id = engine.submit(vec![owl_store::NewTask::new(spec)]).await.expect("submit")[0].id;
     loop {

@@ -129,8 +129,33 @@ pub struct AgentSettings {
     /// A line saying what this agent is for (shown by `owl agents`).
     #[serde(default)]
     pub description: String,
-    /// A key of `[providers]`.
+    /// A key of `[providers]`; leave it out for an agent that is a coding CLI (`cli`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub provider: String,
+    /// Work this agent's tasks with a coding CLI instead of the built-in tool loop: a profile
+    /// name (`claude`, `codex`, `gemini`, `aider` or one from `[cli.NAME]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cli: Option<String>,
+    /// What this agent is for, as words a task can ask for (`owl add --needs rust`): a task
+    /// goes to an agent that has every capability it needs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    /// The task sizes it takes, `[low, high]` on a scale of 1 to 10.
+    #[serde(default = "default_complexity")]
+    pub complexity: [u8; 2],
+    /// At most this many of its tasks run at once (tasks in the default group); the rest wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+    /// Tasks one task of this agent may delegate in all (`delegate`, `task_create`).
+    #[serde(default = "default_max_children")]
+    pub max_children: u32,
+    /// How often a reviewer of a `delegate` call may send work back for changes.
+    #[serde(default = "default_review_rounds")]
+    pub max_review_rounds: u32,
+    /// A message sent to this agent while none of its tasks is queued or running starts one
+    /// that reads it.
+    #[serde(default)]
+    pub wake_on_message: bool,
     /// Model name; defaults to the provider's `model`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -280,6 +305,15 @@ fn default_depth() -> u32 {
 fn default_max_schedules() -> u32 {
     3
 }
+fn default_complexity() -> [u8; 2] {
+    [1, 10]
+}
+fn default_max_children() -> u32 {
+    5
+}
+fn default_review_rounds() -> u32 {
+    2
+}
 
 impl AgentSettings {
     /// An agent on `provider` with every other field at its default.
@@ -287,6 +321,13 @@ impl AgentSettings {
         AgentSettings {
             description: String::new(),
             provider: provider.into(),
+            cli: None,
+            capabilities: vec![],
+            complexity: default_complexity(),
+            max_concurrent: None,
+            max_children: default_max_children(),
+            max_review_rounds: default_review_rounds(),
+            wake_on_message: false,
             model: None,
             fallback: vec![],
             system_prompt: None,
@@ -389,7 +430,17 @@ pub const TOOL_NAMES: &[&str] = &[
     "github_issue_create",
     "github_comment",
     "web_search",
+    "delegate",
+    "send_message",
+    "read_messages",
+    "state_get",
+    "state_set",
+    "memory_search",
+    "memory_add",
 ];
+
+/// What a team run (`owl add --team`) adds to the agent's tools.
+pub const TEAM_TOOLS: &[&str] = &["delegate", "send_message", "read_messages"];
 
 /// The tools an agent gets when its config lists none.
 pub const DEFAULT_TOOLS: &[&str] = &["shell", "read_file", "write_file", "edit_file", "list_dir", "grep", "memory_search", "memory_add"];
@@ -447,6 +498,37 @@ pub fn check(providers: &Providers, agents: &Agents) -> Result<(), (String, Stri
     for (name, a) in agents {
         crate::validate::check_name(&format!("agents.{name}"), "agent", name).map_err(|e| (e.field, e.message))?;
         let known = |p: &str| providers.contains_key(p);
+        match (&a.cli, a.provider.is_empty()) {
+            (Some(_), false) => {
+                return Err((
+                    format!("agents.{name}.cli"),
+                    "give either `provider` (a model agent) or `cli` (a coding CLI), not both".into(),
+                ))
+            }
+            (None, true) => {
+                return Err((
+                    format!("agents.{name}.provider"),
+                    format!("missing: give `provider` (one of: {}) or `cli` (a coding CLI such as claude or codex)", names(providers)),
+                ))
+            }
+            _ => {}
+        }
+        let [low, high] = a.complexity;
+        if !(1..=10).contains(&low) || !(1..=10).contains(&high) || low > high {
+            return Err((
+                format!("agents.{name}.complexity"),
+                format!("[{low}, {high}] is not a range of task sizes; give [low, high] with 1 <= low <= high <= 10, e.g. [1, 7]"),
+            ));
+        }
+        for c in &a.capabilities {
+            crate::routing::check_capability(c).map_err(|m| (format!("agents.{name}.capabilities"), m))?;
+        }
+        if a.max_concurrent == Some(0) {
+            return Err((format!("agents.{name}.max_concurrent"), "must be at least 1 (leave it out for no limit)".into()));
+        }
+        if a.cli.is_some() {
+            continue;
+        }
         if !known(&a.provider) {
             return Err((
                 format!("agents.{name}.provider"),

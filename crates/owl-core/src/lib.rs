@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod mcp;
 pub mod net;
 pub mod notify;
+pub mod routing;
 pub mod schedule;
 pub mod task;
 pub mod time;

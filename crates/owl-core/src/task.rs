@@ -54,6 +54,14 @@ pub enum Command {
         /// What the task (and the subtasks it makes) may spend in all (`owl add --max-cost`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_cost_usd: Option<crate::budget::Dollars>,
+        /// How the agent was chosen, for a task that asked for capabilities instead of naming
+        /// one (`agent` is empty until owl routes it at submission).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        route: Option<crate::routing::Routing>,
+        /// A team run: the agent may delegate to the other agents (`delegate`) and message
+        /// them, and is told who they are (`owl add --team`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        team: bool,
     },
     /// A prompt given to a coding CLI: a profile name (`claude`, `codex`, …, or one from the
     /// config) or `custom:TEMPLATE`.

@@ -84,8 +84,14 @@ pub fn check_spec(spec: &TaskSpec) -> Result<(), ValidationError> {
                 return Err(ValidationError::new("prompt", format!("is {} bytes; at most {MAX_PROMPT_BYTES} are allowed", prompt.len())));
             }
         }
-        Command::Agent { agent, prompt, .. } => {
-            check_name("agent", "agent", agent)?;
+        Command::Agent { agent, prompt, route, .. } => {
+            match route {
+                // Asked for capabilities: routed to an agent at submission.
+                Some(r) if agent.is_empty() => {
+                    crate::routing::check_request(&r.needs, r.complexity).map_err(|(f, m)| ValidationError::new(f, m))?
+                }
+                _ => check_name("agent", "agent", agent)?,
+            }
             if prompt.trim().is_empty() {
                 return Err(ValidationError::new("prompt", "the prompt is empty; say what the agent should do"));
             }

@@ -20,7 +20,7 @@ pub(crate) async fn run_agent_task(
     progress: watch::Sender<u64>,
     workdir: std::path::PathBuf,
 ) -> RunOutcome {
-    let Command::Agent { agent, prompt, .. } = &task.spec.command else { unreachable!("only agent tasks come here") };
+    let Command::Agent { agent, prompt, team, .. } = &task.spec.command else { unreachable!("only agent tasks come here") };
     let Some(rt) = s.agents() else {
         return RunOutcome::Failed { exit_code: None, signal: None, error: Some("no agents are configured; see `owl config init`".into()) };
     };
@@ -61,6 +61,7 @@ pub(crate) async fn run_agent_task(
         env: std::env::vars().chain(task.spec.env.clone()).collect(),
         withheld_env: s.withheld_env.read().unwrap_or_else(|p| p.into_inner()).clone(),
         chat_turn: false,
+        team: *team,
     };
     let end = owl_agent::run_job(&rt, job, host, halt_rx, None).await;
     bridge.abort();
@@ -127,6 +128,11 @@ impl Engine {
     /// Installs (or replaces, on reload) the agent runtime.
     pub fn set_agents(&self, rt: Arc<owl_agent::Runtime>) {
         *self.shared.agents.write().unwrap_or_else(|p| p.into_inner()) = Some(rt);
+        // Agents' concurrency limits are queue groups; a submission sets its group's too.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let s = self.shared.clone();
+            handle.spawn(async move { crate::team::sync_groups(&s).await });
+        }
     }
 
     /// Installs owl's MCP server for coding CLI tasks that ask for it.

@@ -160,6 +160,7 @@ async fn turn(
         env: std::env::vars().collect(),
         withheld_env: s.withheld_env.read().unwrap_or_else(|p| p.into_inner()).clone(),
         chat_turn: true,
+        team: false,
     };
     let tx = updates.clone();
     let mut sink = move |d: Delta| {

@@ -30,6 +30,7 @@ mod scheduler_tests;
 mod schedules;
 pub mod slack;
 mod supervise;
+pub mod team;
 mod triggers;
 
 pub use dispatch::DispatchLoop;
@@ -406,7 +407,8 @@ impl Engine {
         self.shared.events.subscribe()
     }
 
-    pub async fn submit(&self, batch: Vec<NewTask>) -> Result<Vec<Submitted>, StoreError> {
+    pub async fn submit(&self, mut batch: Vec<NewTask>) -> Result<Vec<Submitted>, StoreError> {
+        team::prepare(&self.shared, &mut batch).await?;
         let sources: Vec<&'static str> = batch.iter().map(|t| metrics::source_of(&t.spec)).collect();
         let out = self.shared.store.submit(batch, self.now()).await?;
         for (s, source) in out.iter().zip(sources).filter(|(s, _)| s.created) {

@@ -54,15 +54,20 @@ pub(crate) async fn run_task(s: Arc<Shared>, task: ClaimedTask, cfg: EngineConfi
         (None, Some(c)) => std::path::PathBuf::from(c),
         (None, None) => workspace.clone(),
     };
+    // A coding-CLI agent's task runs as that CLI.
+    let command = crate::team::effective_command(&s, &task.spec.command);
+    if let owl_core::Command::Agent { agent, .. } = &task.spec.command {
+        crate::team::mark_active(&s, agent).await;
+    }
     let (mut run_outcome, exit_code, signal) = match prepared {
         Err(msg) => {
             append_log_note(&s, id, attempt, &msg);
             (RunOutcome::Failed { exit_code: None, signal: None, error: Some(msg) }, None, None)
         }
-        Ok(()) if matches!(task.spec.command, owl_core::Command::Agent { .. }) => {
+        Ok(()) if matches!(command, owl_core::Command::Agent { .. }) => {
             (crate::agents::run_agent_task(&s, &task, stop, progress_tx, workdir.clone()).await, None, None)
         }
-        Ok(()) => run_process(&s, &task, &cfg, &workspace, &workdir, stop, progress_tx).await,
+        Ok(()) => run_process(&s, &task, &command, &cfg, &workspace, &workdir, stop, progress_tx).await,
     };
     if let Some(rec) = git_rec {
         run_outcome = finish_worktree(&s, &task, &cfg, rec, run_outcome).await;
@@ -270,9 +275,11 @@ fn give_owl_mcp(
 }
 
 /// What runs as a process: a plain command, or a coding CLI given the prompt.
+#[allow(clippy::too_many_arguments)]
 async fn run_process(
     s: &Arc<Shared>,
     task: &ClaimedTask,
+    command: &owl_core::Command,
     cfg: &EngineConfig,
     workspace: &std::path::Path,
     workdir: &std::path::Path,
@@ -305,7 +312,7 @@ async fn run_process(
     let mut cli_name = String::new();
     // Held while the process runs: owl's MCP server for this task, when it asked for one.
     let mut _mcp_guard = None;
-    let mut argv = match &task.spec.command {
+    let mut argv = match command {
         owl_core::Command::Cli { cli, prompt, owl_mcp, .. } => {
             let profile = match owl_core::coding::resolve(cli, &cfg.cli) {
                 Ok(p) => p,
@@ -343,7 +350,7 @@ async fn run_process(
     };
     // A coding CLI's run is reserved against its budgets before it starts.
     let mut cli_budget = None;
-    if matches!(task.spec.command, owl_core::Command::Cli { .. }) {
+    if matches!(command, owl_core::Command::Cli { .. }) {
         let format = parser.as_ref().map(|p| p.format());
         match crate::budget::admit_cli(s, id, &cli_name, format).await {
             Ok(crate::budget::CliAdmission::Go(b)) => {

@@ -23,6 +23,7 @@ mod records;
 mod rows;
 mod schedules;
 mod schema;
+mod team;
 pub mod testing;
 mod tls;
 mod triggers;

@@ -349,6 +349,45 @@ CREATE INDEX budget_ledger_task ON budget_ledger (task_id) WHERE open;
 ALTER TABLE usage ADD COLUMN price TEXT NOT NULL DEFAULT '';
 "#,
     ),
+    (
+        8,
+        "messages between agents with their deliveries, and agents' state",
+        r#"
+CREATE TABLE messages (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key         TEXT   NOT NULL UNIQUE,
+    thread      TEXT   NOT NULL,
+    sender      TEXT   NOT NULL,
+    sender_task BIGINT,
+    recipient   TEXT   NOT NULL,
+    kind        TEXT   NOT NULL,
+    content     TEXT   NOT NULL,
+    reply_to    BIGINT,
+    metadata    TEXT   NOT NULL,
+    attachments TEXT   NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+CREATE INDEX messages_thread ON messages (thread, id);
+CREATE TABLE message_deliveries (
+    message_id   BIGINT NOT NULL,
+    recipient    TEXT   NOT NULL,
+    claim        TEXT,
+    delivered_at BIGINT,
+    acked_at     BIGINT,
+    PRIMARY KEY (message_id, recipient)
+);
+CREATE INDEX message_deliveries_unread ON message_deliveries (recipient, message_id) WHERE claim IS NULL;
+CREATE INDEX message_deliveries_claim ON message_deliveries (claim);
+CREATE TABLE agent_state (
+    agent      TEXT   NOT NULL,
+    key        TEXT   NOT NULL,
+    value      TEXT   NOT NULL,
+    version    BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (agent, key)
+);
+"#,
+    ),
 ];
 
 /// One key for the advisory lock that makes concurrent migrations of one database take turns.

@@ -18,6 +18,7 @@ mod run_ops;
 mod schedules;
 mod schema;
 mod submit;
+mod team;
 mod transitions;
 mod triggers;
 
@@ -316,6 +317,7 @@ mod tests {
              DROP TABLE run_samples; DROP TABLE anomalies; \
              DROP TABLE notify_channels; DROP TABLE notify_rules; DROP TABLE notify_outbox; \
              DROP TABLE budget_ledger; ALTER TABLE usage DROP COLUMN price; \
+             DROP TABLE messages; DROP TABLE message_deliveries; DROP TABLE agent_state; \
              DELETE FROM schema_migrations WHERE version >= 9;",
         )
         .unwrap();
@@ -348,6 +350,7 @@ mod tests {
             "ALTER TABLE tasks DROP COLUMN origin; DROP TABLE nodes; DROP TABLE run_samples; DROP TABLE anomalies; \
              DROP TABLE notify_channels; DROP TABLE notify_rules; DROP TABLE notify_outbox; \
              DROP TABLE budget_ledger; ALTER TABLE usage DROP COLUMN price; \
+             DROP TABLE messages; DROP TABLE message_deliveries; DROP TABLE agent_state; \
              DELETE FROM schema_migrations WHERE version >= 7; \
              ALTER TABLE schedules DROP COLUMN last_success_at; ALTER TABLE schedules DROP COLUMN last_success_ms; \
              ALTER TABLE schedules DROP COLUMN active_since; \

@@ -398,6 +398,45 @@ CREATE INDEX budget_ledger_task ON budget_ledger (task_id) WHERE open = 1;
 ALTER TABLE usage ADD COLUMN price TEXT NOT NULL DEFAULT '';
 "#,
     ),
+    (
+        14,
+        "messages between agents with their deliveries, and agents' state",
+        r#"
+CREATE TABLE messages (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    key         TEXT    NOT NULL UNIQUE,   -- one message per send, however often it is replayed
+    thread      TEXT    NOT NULL,
+    sender      TEXT    NOT NULL,
+    sender_task INTEGER,
+    recipient   TEXT    NOT NULL,          -- as addressed: agent:NAME, task:ID or all
+    kind        TEXT    NOT NULL,
+    content     TEXT    NOT NULL,
+    reply_to    INTEGER,
+    metadata    TEXT    NOT NULL,          -- JSON object
+    attachments TEXT    NOT NULL,          -- JSON array
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX messages_thread ON messages (thread, id);
+CREATE TABLE message_deliveries (
+    message_id   INTEGER NOT NULL,
+    recipient    TEXT    NOT NULL,         -- agent:NAME or task:ID
+    claim        TEXT,                     -- the read that took it
+    delivered_at INTEGER,
+    acked_at     INTEGER,
+    PRIMARY KEY (message_id, recipient)
+);
+CREATE INDEX message_deliveries_unread ON message_deliveries (recipient, message_id) WHERE claim IS NULL;
+CREATE INDEX message_deliveries_claim ON message_deliveries (claim);
+CREATE TABLE agent_state (
+    agent      TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    value      TEXT    NOT NULL,
+    version    INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (agent, key)
+);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {

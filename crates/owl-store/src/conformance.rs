@@ -16,6 +16,7 @@ mod notify;
 mod queue;
 mod records;
 mod schedules;
+mod team;
 mod triggers;
 
 pub use budget::*;
@@ -24,6 +25,7 @@ pub use notify::*;
 pub use queue::*;
 pub use records::*;
 pub use schedules::*;
+pub use team::*;
 pub use triggers::*;
 
 /// Expands to one `#[tokio::test]` per conformance case. `$make` is an async expression
@@ -85,7 +87,10 @@ macro_rules! conformance_tests {
             concurrent_reservations_never_pass_a_limit,
             open_reservations_of_a_task_settle_at_their_estimate,
             a_paused_task_waits_on_its_budget_and_wakes_when_raised,
-            reservations_nothing_will_settle_are_settled_and_open_ones_always_count
+            reservations_nothing_will_settle_are_settled_and_open_ones_always_count,
+            a_message_is_stored_once_per_key_and_delivered_once_to_each_recipient,
+            concurrent_reads_never_hand_one_delivery_out_twice,
+            agent_state_is_versioned_and_a_stale_write_is_refused
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

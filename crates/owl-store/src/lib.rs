@@ -23,9 +23,52 @@ use owl_core::trigger::{Trigger, TriggerSpec};
 use owl_core::{GroupInfo, Run, Task, TaskId, Timestamp};
 
 /// Every area of the contract: what the engine holds as `Arc<dyn Store>`.
-pub trait Store: QueueStore + ScheduleStore + TriggerStore + AgentStore + InsightStore + NotifyStore + BudgetStore {}
+pub trait Store: QueueStore + ScheduleStore + TriggerStore + AgentStore + InsightStore + NotifyStore + BudgetStore + TeamStore {}
 
-impl<T: QueueStore + ScheduleStore + TriggerStore + AgentStore + InsightStore + NotifyStore + BudgetStore> Store for T {}
+impl<T: QueueStore + ScheduleStore + TriggerStore + AgentStore + InsightStore + NotifyStore + BudgetStore + TeamStore> Store for T {}
+
+/// The words of an optimistic-concurrency refusal of an agent's state.
+pub fn state_conflict(agent: &str, key: &str, wanted: u64, found: u64) -> String {
+    if found == 0 {
+        format!("state `{key}` of agent `{agent}` does not exist (version 0), not at version {wanted}; read it again and retry")
+    } else {
+        format!(
+            "state `{key}` of agent `{agent}` is at version {found}, not {wanted}: it changed since it was read; read it again and retry"
+        )
+    }
+}
+
+/// The team: durable messages between agents (delivered at least once, acknowledged) and
+/// each agent's small versioned state.
+#[async_trait]
+pub trait TeamStore: Send + Sync + 'static {
+    /// Stores a message with one delivery per `deliver_to`; the same key stores it once and
+    /// returns the first (with `false`).
+    async fn send_message(&self, m: NewMessage, now: Timestamp) -> Result<(Message, bool), StoreError>;
+    /// Hands up to `limit` undelivered messages for any of `to` to the read `claim`, oldest
+    /// first; a read with a claim that already took messages gets those same messages again.
+    async fn read_messages(&self, to: Vec<String>, claim: &str, limit: u32, now: Timestamp) -> Result<Vec<Message>, StoreError>;
+    /// Acknowledges every delivery taken by a claim starting with `claim_prefix`; how many.
+    async fn ack_messages(&self, claim_prefix: &str, now: Timestamp) -> Result<u64, StoreError>;
+    /// Messages, newest last.
+    async fn messages(&self, filter: MessageFilter) -> Result<Vec<Message>, StoreError>;
+    /// Deliveries to `to` not yet handed to a reader.
+    async fn unread_count(&self, to: &str) -> Result<u64, StoreError>;
+    /// An agent's state, every key, by key.
+    async fn agent_state(&self, agent: &str) -> Result<Vec<StateEntry>, StoreError>;
+    /// Writes one key if it is still at `expected` (0: must not exist; `None`: whatever it is
+    /// at). A mismatch is a [`StoreError::Conflict`] naming the version found.
+    async fn put_agent_state(
+        &self,
+        agent: &str,
+        key: &str,
+        value: &str,
+        expected: Option<u64>,
+        now: Timestamp,
+    ) -> Result<StateEntry, StoreError>;
+    /// Removes one key (if at `expected`, when given); whether it existed.
+    async fn delete_agent_state(&self, agent: &str, key: &str, expected: Option<u64>) -> Result<bool, StoreError>;
+}
 
 /// The store's traits, to call its methods on an `Arc<dyn Store>`.
 pub mod prelude {

@@ -473,3 +473,84 @@ pub struct DeliveryFilter {
     pub before: Option<i64>,
     pub limit: u32,
 }
+
+// ---- The team: messages between agents and each agent's state ----
+
+/// A file sent with a message, copied out of the sender's workspace when it was sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Its path in the sender's workspace.
+    pub name: String,
+    /// Where owl keeps the copy.
+    pub path: String,
+    pub bytes: u64,
+}
+
+/// A message to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewMessage {
+    /// Sending twice with one key stores one message (a replayed tool call).
+    pub key: String,
+    /// The exchange it belongs to: the team run's root task (`task:12`), or one a person names.
+    pub thread: String,
+    /// `agent:NAME` or `person`.
+    pub sender: String,
+    pub sender_task: Option<TaskId>,
+    /// As addressed: `agent:NAME`, `task:ID` or `all`.
+    pub recipient: String,
+    /// Who it is delivered to (`agent:NAME` or `task:ID`): one for a direct message, every
+    /// agent but the sender for a broadcast.
+    pub deliver_to: Vec<String>,
+    pub kind: String,
+    pub content: String,
+    pub reply_to: Option<i64>,
+    pub metadata: serde_json::Value,
+    pub attachments: Vec<Attachment>,
+}
+
+/// A stored message and how far its deliveries got.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: i64,
+    pub thread: String,
+    pub sender: String,
+    pub sender_task: Option<TaskId>,
+    pub recipient: String,
+    pub kind: String,
+    pub content: String,
+    pub reply_to: Option<i64>,
+    pub metadata: serde_json::Value,
+    pub attachments: Vec<Attachment>,
+    pub created_at: Timestamp,
+    pub deliveries: Vec<MessageDelivery>,
+}
+
+/// One recipient's copy: delivered (handed to a reader) and acknowledged (the reader recorded it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageDelivery {
+    pub to: String,
+    pub delivered_at: Option<Timestamp>,
+    /// The read that took it (`task:12:CALL`).
+    pub claim: Option<String>,
+    pub acked_at: Option<Timestamp>,
+}
+
+/// Which messages `messages` lists (all given conditions hold).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MessageFilter {
+    pub thread: Option<String>,
+    /// Sent by or delivered to this party (`agent:NAME` or `task:ID`).
+    pub party: Option<String>,
+    pub limit: u32,
+}
+
+/// One key of an agent's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateEntry {
+    pub agent: String,
+    pub key: String,
+    pub value: String,
+    /// 1 for a new key, one more at every write.
+    pub version: u64,
+    pub updated_at: Timestamp,
+}

@@ -198,6 +198,7 @@ mod fetch_tests {
             search: None,
             mcp: vec![],
             mcp_hub: None,
+            team: false,
         }
     }
 

@@ -43,6 +43,8 @@ pub struct ToolCtx {
     /// Tools of the MCP servers the agent lists in `mcp`, and the hub that calls them.
     pub mcp: Vec<crate::mcp::McpTool>,
     pub mcp_hub: Option<Arc<dyn crate::mcp::McpTools>>,
+    /// A team run: the team tools are allowed whatever the agent's `tools` say.
+    pub team: bool,
 }
 
 /// What the daemon knows about sandboxing: the trampoline binary, what stays hidden, limits.
@@ -107,6 +109,26 @@ pub fn spec(name: &str) -> Option<ToolSpec> {
             "Hand a subtask to an agent. Returns the new task's id; read its outcome later with task_result.",
             json!({"type": "object", "properties": {"agent": {"type": "string"}, "prompt": {"type": "string"}}, "required": ["prompt"], "additionalProperties": false}),
         ),
+        "delegate" => (
+            "Hand work to other agents as child tasks and wait for their results (you give up your worker slot meanwhile). Each task names an `agent`, or the capabilities it `needs` with a `complexity` from 1 to 10. `after` lists positions (from 0) of tasks in this call that must succeed first. A task with `review_of` reviews those tasks: if its answer starts with CHANGES, they are redone with its comments, a bounded number of rounds.",
+            json!({"type": "object", "properties": {"tasks": {"type": "array", "minItems": 1, "items": {"type": "object", "properties": {"prompt": {"type": "string"}, "agent": {"type": "string"}, "needs": {"type": "array", "items": {"type": "string"}}, "complexity": {"type": "integer", "minimum": 1, "maximum": 10}, "after": {"type": "array", "items": {"type": "integer", "minimum": 0}}, "review_of": {"type": "array", "items": {"type": "integer", "minimum": 0}}}, "required": ["prompt"], "additionalProperties": false}}, "wait": {"type": "boolean", "description": "wait for the results (default true)"}}, "required": ["tasks"], "additionalProperties": false}),
+        ),
+        "send_message" => (
+            "Send a message to another agent (`agent:NAME`), a task (`task:ID`) or every agent (`all`). Attach workspace files by path; they are copied.",
+            json!({"type": "object", "properties": {"to": {"type": "string"}, "content": {"type": "string"}, "type": {"type": "string", "description": "e.g. note, question, answer, handoff"}, "reply_to": {"type": "integer", "minimum": 1}, "attachments": {"type": "array", "items": {"type": "string"}}}, "required": ["to", "content"], "additionalProperties": false}),
+        ),
+        "read_messages" => (
+            "Read the messages sent to you (and to your task) that you have not read yet.",
+            json!({"type": "object", "properties": {"limit": {"type": "integer", "minimum": 1, "maximum": 50}}, "additionalProperties": false}),
+        ),
+        "state_get" => (
+            "Read your persistent state (notes that outlive this task): one key with its version, or every key.",
+            json!({"type": "object", "properties": {"key": {"type": "string"}}, "additionalProperties": false}),
+        ),
+        "state_set" => (
+            "Write one key of your persistent state. Give the version you read (0 for a new key) and the write is refused if it changed since.",
+            json!({"type": "object", "properties": {"key": {"type": "string"}, "value": {"type": "string"}, "version": {"type": "integer", "minimum": 0}}, "required": ["key", "value"], "additionalProperties": false}),
+        ),
         "task_result" => (
             "The status and result of a task by id.",
             json!({"type": "object", "properties": {"id": {"type": "integer", "minimum": 1}}, "required": ["id"], "additionalProperties": false}),
@@ -159,6 +181,55 @@ struct TaskCreateArgs {
     agent: Option<String>,
     prompt: String,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DelegateArgs {
+    tasks: Vec<crate::host::Delegation>,
+    #[serde(default)]
+    wait: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendArgs {
+    to: String,
+    content: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    reply_to: Option<i64>,
+    #[serde(default)]
+    attachments: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadArgs {
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateGetArgs {
+    #[serde(default)]
+    key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateSetArgs {
+    key: String,
+    value: String,
+    #[serde(default)]
+    version: Option<u64>,
+}
+
+/// Tools whose interrupted call is run again on resume instead of being reported as maybe
+/// done: each is idempotent per call id (children and messages are made once, a read gives
+/// the same messages back).
+pub const REPLAYABLE: &[&str] = &["delegate", "send_message", "read_messages"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -236,11 +307,20 @@ struct ScheduleManageArgs {
 
 /// Runs one call. `approved` is true when a human approved this exact call.
 pub async fn call(ctx: &ToolCtx, name: &str, arguments: &Value, approved: bool) -> ToolOutcome {
+    call_with_id(ctx, name, arguments, approved, "").await
+}
+
+/// [`call`] for a call with the provider's id (what makes delegation and messages idempotent).
+pub async fn call_with_id(ctx: &ToolCtx, name: &str, arguments: &Value, approved: bool, call_id: &str) -> ToolOutcome {
     if let Some(t) = ctx.mcp.iter().find(|t| t.name == name) {
         return mcp_call(ctx, t, arguments, approved).await;
     }
-    let allowed =
-        if ctx.agent.tools.is_empty() { owl_core::agent::DEFAULT_TOOLS.contains(&name) } else { ctx.agent.tools.iter().any(|t| t == name) };
+    let allowed = (ctx.team && owl_core::agent::TEAM_TOOLS.contains(&name))
+        || if ctx.agent.tools.is_empty() {
+            owl_core::agent::DEFAULT_TOOLS.contains(&name)
+        } else {
+            ctx.agent.tools.iter().any(|t| t == name)
+        };
     if !allowed {
         return ToolOutcome::Err(format!("there is no tool `{name}` for this agent"));
     }
@@ -250,6 +330,41 @@ pub async fn call(ctx: &ToolCtx, name: &str, arguments: &Value, approved: bool) 
         "http_fetch" => http::fetch(ctx, arguments).await,
         "web_search" => search::call(ctx, arguments).await,
         "task_create" => task_create(ctx, arguments).await,
+        "delegate" => delegate(ctx, arguments, call_id).await,
+        "send_message" => match args::<SendArgs>(name, arguments) {
+            Ok(a) => {
+                let m = crate::host::OutgoingMessage {
+                    owner: ctx.owner,
+                    sender: ctx.agent_name.clone(),
+                    to: a.to,
+                    kind: a.kind.unwrap_or_else(|| "note".into()),
+                    content: a.content,
+                    reply_to: a.reply_to,
+                    attachments: a.attachments,
+                    workspace: ctx.ws.root().to_path_buf(),
+                    key: format!("{}:{call_id}", ctx.owner.key()),
+                };
+                ctx.host.send_message(m).await.map(|v| v.to_string()).map_err(String::from)
+            }
+            Err(e) => Err(e),
+        },
+        "read_messages" => match args::<ReadArgs>(name, arguments) {
+            Ok(a) => ctx
+                .host
+                .read_messages(ctx.owner, &ctx.agent_name, call_id, a.limit.unwrap_or(20).clamp(1, 50))
+                .await
+                .map(|v| v.to_string())
+                .map_err(String::from),
+            Err(e) => Err(e),
+        },
+        "state_get" => match args::<StateGetArgs>(name, arguments) {
+            Ok(a) => ctx.host.state_get(&ctx.agent_name, a.key.as_deref()).await.map(|v| v.to_string()).map_err(String::from),
+            Err(e) => Err(e),
+        },
+        "state_set" => match args::<StateSetArgs>(name, arguments) {
+            Ok(a) => ctx.host.state_set(&ctx.agent_name, &a.key, &a.value, a.version).await.map(|v| v.to_string()).map_err(String::from),
+            Err(e) => Err(e),
+        },
         "task_result" => match args::<TaskResultArgs>(name, arguments) {
             Ok(a) => ctx.host.task_result(TaskId(a.id)).await.map(|v| v.to_string()).map_err(String::from),
             Err(e) => Err(e),
@@ -327,6 +442,49 @@ async fn task_create(ctx: &ToolCtx, arguments: &Value) -> Result<String, String>
     let agent = a.agent.unwrap_or_else(|| ctx.agent_name.clone());
     let id = ctx.host.create_task(ctx.owner, &agent, &a.prompt, depth).await?;
     Ok(json!({"task_id": id, "agent": agent, "status": "queued"}).to_string())
+}
+
+async fn delegate(ctx: &ToolCtx, arguments: &Value, call_id: &str) -> Result<String, String> {
+    let a: DelegateArgs = args("delegate", arguments)?;
+    if a.tasks.is_empty() {
+        return Err("give at least one task".into());
+    }
+    let depth = ctx.depth + 1;
+    if depth > ctx.agent.max_subtask_depth {
+        return Err(format!(
+            "delegation may nest at most {} deep (agents.{}.max_subtask_depth); do this work yourself",
+            ctx.agent.max_subtask_depth, ctx.agent_name
+        ));
+    }
+    if a.tasks.len() as u32 > ctx.agent.max_children {
+        return Err(format!(
+            "{} tasks in one call; this agent may delegate at most {} in all (agents.{}.max_children)",
+            a.tasks.len(),
+            ctx.agent.max_children,
+            ctx.agent_name
+        ));
+    }
+    let n = a.tasks.len();
+    for (i, t) in a.tasks.iter().enumerate() {
+        if let Some(bad) = t.after.iter().chain(&t.review_of).find(|p| **p >= n || **p == i) {
+            return Err(format!("tasks[{i}] refers to position {bad}, which is not another task of this call (0 to {})", n - 1));
+        }
+        if t.agent.is_some() && (!t.needs.is_empty() || t.complexity.is_some()) {
+            return Err(format!("tasks[{i}]: give either `agent` or `needs`/`complexity`, not both"));
+        }
+    }
+    let req = crate::host::DelegateRequest {
+        owner: ctx.owner,
+        agent: ctx.agent_name.clone(),
+        depth: ctx.depth,
+        call_id: call_id.to_string(),
+        workspace: ctx.ws.root().to_path_buf(),
+        items: a.tasks,
+        max_children: ctx.agent.max_children,
+        max_rounds: ctx.agent.max_review_rounds,
+        wait: a.wait.unwrap_or(true),
+    };
+    ctx.host.delegate(req).await.map(|v| v.to_string()).map_err(String::from)
 }
 
 async fn schedule_create(ctx: &ToolCtx, arguments: &Value) -> Result<String, String> {
