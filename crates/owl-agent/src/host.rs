@@ -188,7 +188,15 @@ pub trait Host: Send + Sync {
     }
     /// Messages for this agent (or its task) not yet acknowledged; the same call id gets the
     /// same messages back, and they count as delivered once its result is recorded.
-    async fn read_messages(&self, _owner: Owner, _agent: &str, _call_id: &str, _limit: u32) -> HostResult<Value> {
+    /// Attachments are copied into `workspace` (under `inbox/`).
+    async fn read_messages(
+        &self,
+        _owner: Owner,
+        _agent: &str,
+        _call_id: &str,
+        _limit: u32,
+        _workspace: &std::path::Path,
+    ) -> HostResult<Value> {
         Err(HostError::refused("messages are not available here"))
     }
     /// The agent's own state: one key (with its version), or every key when `key` is `None`.

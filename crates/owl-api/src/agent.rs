@@ -14,6 +14,117 @@ pub struct AgentView {
     pub max_cost_usd: Option<f64>,
     /// Why this agent cannot run now, if so.
     pub problem: Option<String>,
+    /// A coding-CLI agent's profile (`claude`, `codex`, ...); its `provider` and `model` are empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cli: Option<String>,
+    /// What tasks can ask it for (`owl add --needs`).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// The task sizes it takes, `[low, high]` on 1 to 10.
+    pub complexity: [u8; 2],
+    pub max_concurrent: Option<u32>,
+    /// Its tasks running now.
+    pub running: u32,
+    /// Its tasks queued or waiting.
+    pub queued: u32,
+    /// Whether it can start another task now (`max_concurrent` not reached).
+    pub available: bool,
+    /// When a task of it last started (RFC 3339).
+    pub last_active: Option<String>,
+    /// Messages to it that no task has read yet.
+    pub unread: u64,
+}
+
+/// One key of an agent's state.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StateEntryView {
+    pub key: String,
+    pub value: String,
+    /// 1 for a new key, one more at every write.
+    pub version: u64,
+    pub updated_at: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AgentStateView {
+    pub agent: String,
+    pub state: Vec<StateEntryView>,
+}
+
+/// A write of one state key. With `version`, the write is refused (409) unless the key is
+/// still at it (0: the key must not exist yet).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutState {
+    #[schema(max_length = 65536)]
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub version: Option<u64>,
+}
+
+/// A message between agents (or from a person), with where each delivery got.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MessageView {
+    pub id: i64,
+    pub thread: String,
+    pub sender: String,
+    pub sender_task: Option<i64>,
+    /// As addressed: `agent:NAME`, `task:ID` or `all`.
+    pub recipient: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub content: String,
+    pub reply_to: Option<i64>,
+    pub metadata: serde_json::Value,
+    pub attachments: Vec<AttachmentView>,
+    pub created_at: String,
+    pub deliveries: Vec<MessageDeliveryView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AttachmentView {
+    pub name: String,
+    pub path: String,
+    pub bytes: u64,
+}
+
+/// One recipient's copy: `pending` (not read), `delivered` (handed to a task's read) or
+/// `acknowledged` (the read is in that task's transcript).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MessageDeliveryView {
+    pub to: String,
+    pub state: String,
+    pub claim: Option<String>,
+    pub delivered_at: Option<String>,
+    pub acked_at: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MessageList {
+    pub messages: Vec<MessageView>,
+}
+
+/// A message a person sends to an agent, a task or all agents.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    /// `agent:NAME` (or just the name), `task:ID`, or `all`.
+    #[schema(min_length = 1, max_length = 200)]
+    pub to: String,
+    #[schema(min_length = 1, max_length = 262144)]
+    pub content: String,
+    /// e.g. note, question, answer (default note).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
+    pub kind: Option<String>,
+    /// The thread it joins (default: `person`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200)]
+    pub thread: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub reply_to: Option<i64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]

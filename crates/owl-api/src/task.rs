@@ -79,6 +79,11 @@ pub struct SubmitTask {
     /// (a plan of child tasks with dependencies and review rounds), and message them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub team: bool,
+    /// With `agent` or `cli`: set the workspace up from this template (`[templates.NAME]`)
+    /// before the work starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9._:=/-]{1,128}$")]
+    pub template: Option<String>,
 }
 
 /// Defaults applied to submissions that leave a field out.
@@ -96,6 +101,13 @@ impl SubmitTask {
         }
         let owl_mcp = self.owl_mcp;
         let team = self.team;
+        let template = self.template.clone();
+        if template.is_some() && self.agent.is_none() && self.cli.is_none() && self.needs.is_empty() && self.complexity.is_none() {
+            return Err(ValidationError::new("template", "sets up an agent's or a coding CLI's workspace: give `agent` or `cli` with it"));
+        }
+        if let Some(t) = &template {
+            owl_core::validate::check_name("template", "template", t)?;
+        }
         if team && self.agent.is_none() && self.needs.is_empty() && self.complexity.is_none() {
             return Err(ValidationError::new("team", "is for agent tasks: give `agent` (the planner) with it"));
         }
@@ -136,9 +148,11 @@ impl SubmitTask {
             (None, agent, prompt) => (agent.map(Ok), prompt),
         };
         let command = match (self.command, self.shell, agent, prompt) {
-            (None, None, Some(Err(cli)), Some(prompt)) => Command::Cli { cli, prompt, owl_mcp, max_cost_usd },
+            (None, None, Some(Err(cli)), Some(prompt)) => Command::Cli { cli, prompt, owl_mcp, max_cost_usd, template },
             (_, _, Some(Err(_)), _) => unreachable!("checked above"),
-            (None, None, Some(Ok(agent)), Some(prompt)) => Command::Agent { agent, prompt, max_cost_usd, route, team: false },
+            (None, None, Some(Ok(agent)), Some(prompt)) => {
+                Command::Agent { agent, prompt, max_cost_usd, route, team, template: template.clone() }
+            }
             (_, _, Some(_), None) => return Err(ValidationError::new("prompt", "missing: an agent task needs a prompt saying what to do")),
             (_, _, None, Some(_)) => return Err(ValidationError::new("agent", "missing: a prompt needs an agent to work on it")),
             (Some(_), _, Some(_), _) | (_, Some(_), Some(_), _) => {
@@ -224,6 +238,20 @@ pub struct CancelRequest {
 /// Environment variable names that look like credentials; their values are never echoed back.
 pub use owl_core::config::looks_secret;
 
+/// A task another one made (`delegate`, `task_create`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChildView {
+    pub id: TaskId,
+    pub status: Status,
+    /// The command as one line.
+    pub display: String,
+    pub depends_on: Vec<TaskId>,
+    /// Its own children, for a graph of the whole team run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(no_recursion)]
+    pub children: Vec<ChildView>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunView {
     pub attempt: u32,
@@ -281,6 +309,9 @@ pub struct TaskView {
     pub updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runs: Option<Vec<RunView>>,
+    /// The tasks it delegated (a team run's plan), in order, with their dependencies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildView>,
     /// The submitter's sandbox choice, as given (`enabled: false` is an explicit opt-out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<owl_core::SandboxRequest>,
@@ -333,6 +364,7 @@ impl From<Task> for TaskView {
             created_at: t.created_at,
             updated_at: t.updated_at,
             runs: None,
+            children: vec![],
             sandbox: t.spec.sandbox.clone(),
             result: None,
             repo: t.spec.repo.clone(),

@@ -164,6 +164,7 @@ pub async fn run(quick: bool) -> Vec<(String, Value)> {
         max_cost_usd: None,
         route: None,
         team: false,
+        template: None,
     });
     let t0 = Instant::now();
     let id = engine.submit(vec![owl_store::NewTask::new(spec)]).await.expect("submit")[0].id;

@@ -103,7 +103,11 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         Command::Health => return commands::tasks::health(&client, json).await,
         Command::Schedule { action } => commands::schedule::run(&client, action, json).await?,
         Command::Trigger { action } => commands::trigger::run(&client, action, json).await?,
-        Command::Agents => commands::agents::agents(&client, json).await?,
+        Command::Agents { status, action: None } => commands::agents::agents(&client, status, json).await?,
+        Command::Agents { action: Some(a), .. } => commands::team::agents_action(&client, a, json).await?,
+        Command::Messages { agent, task, thread, limit, action } => {
+            commands::team::messages(&client, agent, task, thread, limit, action, json).await?
+        }
         Command::Transcript { id, full } => commands::agents::transcript(&client, &id, full, json).await?,
         Command::Chat { cancel: Some(id), .. } => commands::agents::cancel_chat(&client, id, json).await?,
         Command::Chat { agent, resume, list, message, cancel: None } => {

@@ -149,6 +149,9 @@ pub struct AgentSettings {
     /// Tasks one task of this agent may delegate in all (`delegate`, `task_create`).
     #[serde(default = "default_max_children")]
     pub max_children: u32,
+    /// The workspace template (`[templates.NAME]`) its tasks get unless they name another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     /// How often a reviewer of a `delegate` call may send work back for changes.
     #[serde(default = "default_review_rounds")]
     pub max_review_rounds: u32,
@@ -327,6 +330,7 @@ impl AgentSettings {
             max_concurrent: None,
             max_children: default_max_children(),
             max_review_rounds: default_review_rounds(),
+            template: None,
             wake_on_message: false,
             model: None,
             fallback: vec![],

@@ -65,6 +65,8 @@ pub struct Settings {
     pub budgets: crate::budget::Budgets,
     /// Coding CLI profiles by name (`[cli.claude]` replaces the built-in one).
     pub cli: crate::coding::CliProfiles,
+    /// Workspace templates by name: directories, files and set-up before an agent starts.
+    pub templates: crate::template::Templates,
     /// Git worktrees of repository tasks.
     pub git: GitSettings,
     /// Long-term memory.
@@ -645,7 +647,7 @@ pub fn looks_secret(name: &str) -> bool {
 }
 
 /// Sections that are maps of named tables.
-const MAP_SECTIONS: &[&str] = &["providers", "agents", "prices", "budgets", "cli"];
+const MAP_SECTIONS: &[&str] = &["providers", "agents", "prices", "budgets", "cli", "templates"];
 
 /// Environment variables that are not settings keys.
 const NON_SETTING_VARS: &[&str] = &["OWL_DATA_DIR", "OWL_CONFIG", "OWL_LOG", "OWL_JSON"];
@@ -883,6 +885,19 @@ impl Settings {
             return bad("scheduler.misfire_cap", "must be at least 1");
         }
         crate::agent::check(&self.providers, &self.agents).map_err(|(field, message)| ConfigError { source_name: field, message })?;
+        crate::template::check(&self.templates).map_err(|(field, message)| ConfigError { source_name: field, message })?;
+        for (name, a) in &self.agents {
+            if let Some(cli) = &a.cli {
+                crate::coding::resolve(cli, &self.cli)
+                    .map_err(|message| ConfigError { source_name: format!("agents.{name}.cli"), message })?;
+            }
+            if let Some(t) = a.template.as_ref().filter(|t| !self.templates.contains_key(*t)) {
+                return Err(ConfigError {
+                    source_name: format!("agents.{name}.template"),
+                    message: format!("`{t}` is not a template; add [templates.{t}]"),
+                });
+            }
+        }
         crate::budget::check(&self.budgets).map_err(|(field, message)| ConfigError { source_name: field, message })?;
         if let Err(m) = crate::agent::default_model_provider(&self.agent.default_model, None) {
             return bad("agent.default_model", &m);

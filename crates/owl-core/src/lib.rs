@@ -23,6 +23,7 @@ pub mod notify;
 pub mod routing;
 pub mod schedule;
 pub mod task;
+pub mod template;
 pub mod time;
 pub mod transcript;
 pub mod trigger;

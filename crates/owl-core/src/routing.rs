@@ -103,10 +103,8 @@ pub fn route(agents: &Agents, req: &Routing, load: impl Fn(&str) -> Load) -> Res
             let [low, high] = a.complexity;
             let why_not = if !lacks.is_empty() {
                 Some(format!("lacks {}", lacks.join(", ")))
-            } else if let Some(c) = req.complexity.filter(|c| !(low..=high).contains(c)) {
-                Some(format!("complexity {c} is outside [{low}, {high}]"))
             } else {
-                None
+                req.complexity.filter(|c| !(low..=high).contains(c)).map(|c| format!("complexity {c} is outside [{low}, {high}]"))
             };
             let available = why_not.is_none() && a.max_concurrent.is_none_or(|m| l.running < m);
             Seen { name: name.clone(), able: why_not, available, load: l, max: a.max_concurrent }

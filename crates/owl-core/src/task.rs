@@ -62,6 +62,9 @@ pub enum Command {
         /// them, and is told who they are (`owl add --team`).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         team: bool,
+        /// The workspace template (`[templates.NAME]`) set up before the agent starts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
     },
     /// A prompt given to a coding CLI: a profile name (`claude`, `codex`, …, or one from the
     /// config) or `custom:TEMPLATE`.
@@ -74,10 +77,21 @@ pub enum Command {
         /// What the run may spend (passed to a CLI that takes a cap, such as Claude Code).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_cost_usd: Option<crate::budget::Dollars>,
+        /// The workspace template (`[templates.NAME]`) set up before the CLI starts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
     },
 }
 
 impl Command {
+    /// The workspace template the task names, if any.
+    pub fn template(&self) -> Option<&str> {
+        match self {
+            Command::Agent { template, .. } | Command::Cli { template, .. } => template.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The task's own spending cap, if it has one.
     pub fn max_cost(&self) -> Option<crate::budget::Dollars> {
         match self {

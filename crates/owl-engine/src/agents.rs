@@ -65,6 +65,10 @@ pub(crate) async fn run_agent_task(
     };
     let end = owl_agent::run_job(&rt, job, host, halt_rx, None).await;
     bridge.abort();
+    if !matches!(end, AgentEnd::Interrupted { .. }) {
+        // Messages this task read are in its transcript now: acknowledged.
+        let _ = s.store.ack_messages(&format!("task:{}:", task.id), s.clock.now()).await;
+    }
     if mem.remember_tasks {
         let (outcome, result) = match &end {
             AgentEnd::Succeeded { answer } => (Some("succeeded"), Some(answer.as_str())),

@@ -138,7 +138,14 @@ fn start_with(
 
 impl Harness {
     async fn submit(&self, prompt: &str, cap: Option<f64>) -> TaskId {
-        let cmd = Cmd::Agent { agent: "worker".into(), prompt: prompt.into(), max_cost_usd: cap.map(|c| Dollars::from_usd(c).unwrap()) };
+        let cmd = Cmd::Agent {
+            agent: "worker".into(),
+            prompt: prompt.into(),
+            max_cost_usd: cap.map(|c| Dollars::from_usd(c).unwrap()),
+            route: None,
+            team: false,
+            template: None,
+        };
         self.engine.submit(vec![NewTask::new(TaskSpec::new(cmd))]).await.unwrap()[0].id
     }
 
@@ -390,7 +397,8 @@ async fn a_subscription_window_past_its_day_share_waits_for_the_night() {
     let cli = BTreeMap::from([("fakeclaude".to_string(), stream_json_cli(at("2026-12-04T05:00:00Z")))]);
     let h = start_with(&url, &["read_file"], budgets, 2, Some(noon), cli);
     let submit = |prompt: &str| {
-        let mut spec = TaskSpec::new(Cmd::Cli { cli: "fakeclaude".into(), prompt: prompt.into(), owl_mcp: false, max_cost_usd: None });
+        let mut spec =
+            TaskSpec::new(Cmd::Cli { cli: "fakeclaude".into(), prompt: prompt.into(), owl_mcp: false, max_cost_usd: None, template: None });
         spec.sandbox = Some(owl_core::SandboxRequest { enabled: Some(false), ..Default::default() });
         spec
     };
@@ -441,7 +449,7 @@ async fn a_cli_run_with_unpriced_tokens_is_charged_its_reservation_and_one_that_
     ]);
     let h = start_with(&url, &["read_file"], budgets, 2, Some(at("2026-12-03T12:00:00Z")), cli);
     let submit = |cli: &str| {
-        let mut spec = TaskSpec::new(Cmd::Cli { cli: cli.into(), prompt: "go".into(), owl_mcp: false, max_cost_usd: None });
+        let mut spec = TaskSpec::new(Cmd::Cli { cli: cli.into(), prompt: "go".into(), owl_mcp: false, max_cost_usd: None, template: None });
         spec.sandbox = Some(owl_core::SandboxRequest { enabled: Some(false), ..Default::default() });
         NewTask::new(spec)
     };

@@ -172,8 +172,14 @@ impl Host for EngineHost {
     }
 
     async fn create_task(&self, parent: Owner, agent: &str, prompt: &str, depth: u32) -> HostResult<TaskId> {
-        let mut spec =
-            TaskSpec::new(Command::Agent { agent: agent.into(), prompt: prompt.into(), max_cost_usd: None, route: None, team: false });
+        let mut spec = TaskSpec::new(Command::Agent {
+            agent: agent.into(),
+            prompt: prompt.into(),
+            max_cost_usd: None,
+            route: None,
+            team: false,
+            template: None,
+        });
         spec.origin = Some(Origin::Agent { parent, depth });
         owl_core::validate::check_spec(&spec).map_err(host_err)?;
         let out = Engine { shared: self.shared.clone() }.submit(vec![NewTask::new(spec)]).await.map_err(host_err)?;
@@ -184,6 +190,81 @@ impl Host for EngineHost {
         let t = self.shared.store.get(id).await.map_err(host_err)?;
         let result = self.shared.store.task_result(id).await.map_err(host_err)?;
         Ok(json!({"task_id": id, "status": t.state.status(), "result": result}))
+    }
+
+    async fn delegate(&self, req: owl_agent::DelegateRequest) -> HostResult<Value> {
+        crate::delegate::delegate(&self.shared, req).await
+    }
+
+    async fn send_message(&self, m: owl_agent::OutgoingMessage) -> HostResult<Value> {
+        let s = &self.shared;
+        let (recipient, deliver_to) = crate::team::recipients(s, &m.to, &m.sender).await.map_err(HostError::Refused)?;
+        if deliver_to.is_empty() {
+            return Err(HostError::refused("there is no other agent to send to"));
+        }
+        if m.content.trim().is_empty() || m.content.len() > 256 * 1024 {
+            return Err(HostError::refused("a message needs content, at most 256 KiB of it"));
+        }
+        let attachments = crate::team::copy_attachments(s, &m.key, &m.workspace, &m.attachments).map_err(HostError::Refused)?;
+        let task = m.owner.task();
+        let thread = match task {
+            Some(t) => crate::delegate::thread_of(s, t).await,
+            None => m.owner.key(),
+        };
+        let new = owl_store::NewMessage {
+            key: m.key,
+            thread,
+            sender: format!("agent:{}", m.sender),
+            sender_task: task,
+            recipient,
+            deliver_to,
+            kind: m.kind,
+            content: m.content,
+            reply_to: m.reply_to,
+            metadata: json!({}),
+            attachments,
+        };
+        let (msg, _) = crate::team::send(s, new).await.map_err(host_err)?;
+        Ok(
+            json!({"message_id": msg.id, "to": msg.recipient, "delivered_to": msg.deliveries.iter().map(|d| d.to.clone()).collect::<Vec<_>>(), "thread": msg.thread}),
+        )
+    }
+
+    async fn read_messages(&self, owner: Owner, agent: &str, call_id: &str, limit: u32, workspace: &std::path::Path) -> HostResult<Value> {
+        let s = &self.shared;
+        let now = s.clock.now();
+        let mut to = vec![format!("agent:{agent}")];
+        if let Some(t) = owner.task() {
+            to.push(format!("task:{t}"));
+        }
+        let claim = format!("{}:{call_id}", owner.key());
+        let msgs = s.store.read_messages(to, &claim, limit, now).await.map_err(host_err)?;
+        // Reading again means the earlier reads' results were recorded: they are acknowledged.
+        let _ = s.store.ack_messages(&format!("{}:", owner.key()), now).await;
+        let inbox = workspace.join("inbox");
+        let list: Vec<Value> = msgs.iter().map(|m| crate::team::for_reader(m, Some(&inbox))).collect();
+        if list.is_empty() {
+            return Ok(json!({"messages": [], "note": "no new messages"}));
+        }
+        Ok(json!({"messages": list}))
+    }
+
+    async fn state_get(&self, agent: &str, key: Option<&str>) -> HostResult<Value> {
+        let all = self.shared.store.agent_state(agent).await.map_err(host_err)?;
+        Ok(match key {
+            Some(k) => match all.iter().find(|e| e.key == k) {
+                Some(e) => json!({"key": e.key, "value": e.value, "version": e.version}),
+                None => json!({"key": k, "value": null, "version": 0}),
+            },
+            None => json!({"state": all.iter().map(|e| json!({"key": e.key, "value": e.value, "version": e.version})).collect::<Vec<_>>()}),
+        })
+    }
+
+    async fn state_set(&self, agent: &str, key: &str, value: &str, version: Option<u64>) -> HostResult<Value> {
+        let s = &self.shared;
+        crate::team::check_state_write(s, agent, key, value).await.map_err(HostError::Refused)?;
+        let e = s.store.put_agent_state(agent, key, value, version, s.clock.now()).await.map_err(host_err)?;
+        Ok(json!({"key": e.key, "version": e.version}))
     }
 
     async fn schedules_created_by(&self, owner: Owner) -> HostResult<u32> {
@@ -203,7 +284,14 @@ impl Host for EngineHost {
             (None, None, Some(at)) => When::Once { at: owl_core::Timestamp::parse_rfc3339(&at).map_err(HostError::Refused)? },
             _ => return Err(HostError::refused("give exactly one of cron, every or at")),
         };
-        let template = TaskSpec::new(Command::Agent { agent: s.agent, prompt: s.prompt, max_cost_usd: None, route: None, team: false });
+        let template = TaskSpec::new(Command::Agent {
+            agent: s.agent,
+            prompt: s.prompt,
+            max_cost_usd: None,
+            route: None,
+            team: false,
+            template: None,
+        });
         let spec = ScheduleSpec {
             name: s.name,
             when,

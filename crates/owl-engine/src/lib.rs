@@ -12,6 +12,7 @@ mod anomalies;
 pub mod budget;
 pub mod chats;
 mod conditions;
+mod delegate;
 mod dispatch;
 mod file_watch;
 pub mod git;
@@ -31,6 +32,7 @@ mod schedules;
 pub mod slack;
 mod supervise;
 pub mod team;
+mod templates;
 mod triggers;
 
 pub use dispatch::DispatchLoop;
@@ -77,6 +79,11 @@ pub struct EngineConfig {
     pub notify_secrets: notify::Secrets,
     /// `[budgets."SCOPE"]`.
     pub budgets: owl_core::budget::Budgets,
+    /// `[templates.NAME]`.
+    pub templates: owl_core::template::Templates,
+    /// Where templates' virtual environments are kept (outside the data dir, which sandboxed
+    /// tasks cannot read); `None`: `<data dir>/venvs`.
+    pub venv_dir: Option<std::path::PathBuf>,
 }
 
 /// Defaults for schedules that do not say, and how long their history is kept.
@@ -136,6 +143,8 @@ impl EngineConfig {
             slack: s.slack.clone(),
             notify_secrets: Default::default(),
             budgets: s.budgets.clone(),
+            templates: s.templates.clone(),
+            venv_dir: None,
         }
     }
 }
@@ -457,6 +466,7 @@ impl Engine {
             config.node = c.node.clone();
             config.sandbox.exe = c.sandbox.exe.clone();
             config.sandbox.hidden = c.sandbox.hidden.clone();
+            config.venv_dir = c.venv_dir.clone();
             *c = config;
         }
         self.shared.publish(EventKind::ConfigReloaded);
@@ -487,6 +497,8 @@ impl Engine {
 mod agent_tests;
 #[cfg(test)]
 mod budget_tests;
+#[cfg(test)]
+mod team_tests;
 #[cfg(test)]
 mod tests;
 
@@ -526,5 +538,7 @@ pub(crate) fn tests_config() -> EngineConfig {
         slack: Default::default(),
         notify_secrets: Default::default(),
         budgets: Default::default(),
+        templates: Default::default(),
+        venv_dir: None,
     }
 }

@@ -59,7 +59,26 @@ pub(crate) async fn run_task(s: Arc<Shared>, task: ClaimedTask, cfg: EngineConfi
     if let owl_core::Command::Agent { agent, .. } = &task.spec.command {
         crate::team::mark_active(&s, agent).await;
     }
+    // The workspace is set up from the task's template before any model call.
+    let prepared = match (prepared, command.template()) {
+        (Ok(()), Some(name)) => match crate::templates::apply(&s, &task, &cfg, name, &workspace, &workdir, &stop).await {
+            Ok(notes) => {
+                notes.iter().for_each(|n| append_log_note(&s, id, attempt, n));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        (p, _) => p,
+    };
+    let stopped = stop.borrow().clone();
     let (mut run_outcome, exit_code, signal) = match prepared {
+        Err(msg) if stopped.is_some() => {
+            append_log_note(&s, id, attempt, &msg);
+            match stopped {
+                Some(Stop::Cancel(reason)) => (RunOutcome::Cancelled { reason }, None, None),
+                _ => (RunOutcome::Interrupted { reason: msg }, None, None),
+            }
+        }
         Err(msg) => {
             append_log_note(&s, id, attempt, &msg);
             (RunOutcome::Failed { exit_code: None, signal: None, error: Some(msg) }, None, None)

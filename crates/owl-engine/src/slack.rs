@@ -230,6 +230,7 @@ pub(crate) async fn command(engine: &Engine, user: &str, conversation: &str, tex
                 max_cost_usd: None,
                 route: None,
                 team: false,
+                template: None,
             });
             if owl_core::notify::slack_channel_id(conversation) {
                 spec.labels.push(format!("slack:{conversation}"));

@@ -9,6 +9,7 @@ use owl_core::task::{Status, DEFAULT_GROUP};
 use owl_core::{Command, TaskSpec, Timestamp, ValidationError};
 use owl_store::{NewTask, StoreError, TaskFilter};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The queue group that holds an agent's tasks when it has `max_concurrent`.
 pub fn agent_group(agent: &str) -> String {
@@ -85,6 +86,24 @@ pub(crate) async fn prepare(s: &Shared, batch: &mut [NewTask]) -> Result<(), Sto
             }
         }
         place(&rt, &mut t.spec, &mut limits);
+        // An agent's own template applies unless the task names one; a named one must exist.
+        let templates = &s.config().templates;
+        match &mut t.spec.command {
+            Command::Agent { agent, template, .. } => {
+                if template.is_none() {
+                    *template = rt.agent(agent).and_then(|a| a.template.clone());
+                }
+            }
+            Command::Cli { .. } => {}
+            _ => continue,
+        }
+        if let Some(name) = t.spec.command.template().filter(|n| !templates.contains_key(*n)) {
+            let field = if many { format!("tasks[{i}].template") } else { "template".into() };
+            return Err(StoreError::Invalid(ValidationError::new(
+                field,
+                format!("`{name}` is not a template; add [templates.{name}] to the config"),
+            )));
+        }
     }
     for (group, max) in limits {
         let known = s.store.groups().await?.into_iter().find(|g| g.name == group).and_then(|g| g.parallel);
@@ -122,9 +141,9 @@ pub(crate) async fn sync_groups(s: &Shared) {
 /// The command a task runs: an agent task of a coding-CLI agent (`cli = "codex"`) is that
 /// CLI given the prompt.
 pub(crate) fn effective_command(s: &Shared, command: &Command) -> Command {
-    if let Command::Agent { agent, prompt, max_cost_usd, .. } = command {
+    if let Command::Agent { agent, prompt, max_cost_usd, template, .. } = command {
         if let Some(cli) = s.agents().and_then(|rt| rt.agent(agent).and_then(|a| a.cli.clone())) {
-            return Command::Cli { cli, prompt: prompt.clone(), owl_mcp: false, max_cost_usd: *max_cost_usd };
+            return Command::Cli { cli, prompt: prompt.clone(), owl_mcp: false, max_cost_usd: *max_cost_usd, template: template.clone() };
         }
     }
     command.clone()
@@ -142,6 +161,47 @@ pub struct AgentStatus {
 }
 
 impl crate::Engine {
+    /// A person's message to an agent, a task or all agents.
+    pub async fn send_message_from_person(
+        &self,
+        to: &str,
+        thread: &str,
+        kind: &str,
+        content: &str,
+        reply_to: Option<i64>,
+    ) -> Result<owl_store::Message, StoreError> {
+        let s = &self.shared;
+        let (recipient, deliver_to) = recipients(s, to, "").await.map_err(|m| StoreError::Invalid(ValidationError::new("to", m)))?;
+        let now = s.clock.now();
+        let m = owl_store::NewMessage {
+            key: format!("person:{}:{}", now.millis(), fxhash(content)),
+            thread: thread.to_string(),
+            sender: "person".into(),
+            sender_task: None,
+            recipient,
+            deliver_to,
+            kind: kind.to_string(),
+            content: content.to_string(),
+            reply_to,
+            metadata: serde_json::json!({}),
+            attachments: vec![],
+        };
+        Ok(send(s, m).await?.0)
+    }
+
+    /// Writes one key of an agent's state, checked like the agent's own `state_set`.
+    pub async fn put_agent_state(
+        &self,
+        agent: &str,
+        key: &str,
+        value: &str,
+        version: Option<u64>,
+    ) -> Result<owl_store::StateEntry, StoreError> {
+        let s = &self.shared;
+        check_state_write(s, agent, key, value).await.map_err(|m| StoreError::Invalid(ValidationError::new("key", m)))?;
+        s.store.put_agent_state(agent, key, value, version, s.clock.now()).await
+    }
+
     /// Each configured agent: what it runs, what waits for it, and whether it can take more.
     pub async fn agent_status(&self) -> Result<Vec<AgentStatus>, StoreError> {
         let s = &self.shared;
@@ -161,4 +221,155 @@ impl crate::Engine {
         }
         Ok(out)
     }
+}
+
+// ---- Messages between agents, and agents' state ----
+
+/// Attachments a message may carry in all.
+const ATTACH_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// An agent's state: keys, and bytes per value.
+const STATE_MAX_KEYS: usize = 200;
+const STATE_MAX_VALUE: usize = 64 * 1024;
+
+/// Whom a message addressed to `to` is delivered to: `agent:NAME` (or a bare name), `task:ID`,
+/// or `all` (every agent but the sender).
+pub(crate) async fn recipients(s: &Shared, to: &str, sender: &str) -> Result<(String, Vec<String>), String> {
+    let known: Vec<String> = s.agents().map(|rt| rt.settings().keys().cloned().collect()).unwrap_or_default();
+    let to = to.trim();
+    if to == "all" || to == "*" {
+        let all: Vec<String> = known.iter().filter(|a| a.as_str() != sender).map(|a| format!("agent:{a}")).collect();
+        return Ok(("all".into(), all));
+    }
+    if let Some(id) = to.strip_prefix("task:") {
+        let id: owl_core::TaskId = id.parse()?;
+        s.store.get(id).await.map_err(|e| e.to_string())?;
+        return Ok((format!("task:{id}"), vec![format!("task:{id}")]));
+    }
+    let name = to.strip_prefix("agent:").unwrap_or(to);
+    if !known.iter().any(|a| a == name) {
+        return Err(format!("there is no agent `{name}`; send to one of: {}, a task (task:ID) or all", known.join(", ")));
+    }
+    Ok((format!("agent:{name}"), vec![format!("agent:{name}")]))
+}
+
+/// Copies the named workspace files next to the message, so later changes do not alter it.
+pub(crate) fn copy_attachments(
+    s: &Shared,
+    key: &str,
+    workspace: &std::path::Path,
+    names: &[String],
+) -> Result<Vec<owl_store::Attachment>, String> {
+    let dir = s.layout.root().join("attachments").join(format!("{:016x}", fxhash(key)));
+    let root = workspace.canonicalize().map_err(|e| format!("cannot open the workspace: {e}"))?;
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for name in names {
+        let path = root.join(name).canonicalize().map_err(|e| format!("attachment `{name}`: {e}"))?;
+        if !path.starts_with(&root) || !path.is_file() {
+            return Err(format!("attachment `{name}` is not a file of your workspace"));
+        }
+        total += path.metadata().map(|m| m.len()).unwrap_or(0);
+        if total > ATTACH_MAX_BYTES {
+            return Err(format!("attachments may hold at most {} MB in all", ATTACH_MAX_BYTES / 1024 / 1024));
+        }
+        let rel = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
+        let dest = dir.join(&rel);
+        if let Some(d) = dest.parent() {
+            std::fs::create_dir_all(d).map_err(|e| format!("cannot store attachment `{name}`: {e}"))?;
+        }
+        let bytes = std::fs::copy(&path, &dest).map_err(|e| format!("cannot store attachment `{name}`: {e}"))?;
+        out.push(owl_store::Attachment { name: rel.display().to_string(), path: dest.display().to_string(), bytes });
+    }
+    Ok(out)
+}
+
+/// A stable 64-bit hash (FNV-1a) naming a message's attachment directory.
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Sends a message and starts a task for each idle recipient agent with `wake_on_message`.
+pub(crate) async fn send(s: &Arc<Shared>, m: owl_store::NewMessage) -> Result<(owl_store::Message, bool), StoreError> {
+    let (msg, created) = s.store.send_message(m, s.clock.now()).await?;
+    if created {
+        wake(s, &msg).await;
+    }
+    Ok((msg, created))
+}
+
+async fn wake(s: &Arc<Shared>, msg: &owl_store::Message) {
+    let Some(rt) = s.agents() else { return };
+    let load = loads(s).await.unwrap_or_default();
+    let mut batch = Vec::new();
+    for d in &msg.deliveries {
+        let Some(agent) = d.to.strip_prefix("agent:") else { continue };
+        if !rt.agent(agent).is_some_and(|a| a.wake_on_message) || load.get(agent).is_some_and(|(r, q)| r + q > 0) {
+            continue;
+        }
+        let mut spec = TaskSpec::new(Command::Agent {
+            agent: agent.to_string(),
+            prompt: format!(
+                "You have a new message (from {}, id {}). Read your messages with read_messages and act on them.",
+                msg.sender, msg.id
+            ),
+            max_cost_usd: None,
+            route: None,
+            team: true,
+            template: None,
+        });
+        spec.idempotency_key = Some(format!("wake:{}:{agent}", msg.id));
+        batch.push(NewTask::new(spec));
+    }
+    if !batch.is_empty() {
+        if let Err(e) = (crate::Engine { shared: s.clone() }).submit(batch).await {
+            tracing::warn!(message = msg.id, error = %e, "cannot start a task for the message's recipient");
+        }
+    }
+}
+
+/// A message as an agent reads it.
+pub(crate) fn for_reader(m: &owl_store::Message, inbox: Option<&std::path::Path>) -> serde_json::Value {
+    let attachments: Vec<serde_json::Value> = m
+        .attachments
+        .iter()
+        .map(|a| {
+            // Copied into the reader's workspace, where its tools can open it.
+            let local = inbox.and_then(|dir| {
+                let dest = dir.join(m.id.to_string()).join(&a.name);
+                std::fs::create_dir_all(dest.parent()?).ok()?;
+                std::fs::copy(&a.path, &dest).ok()?;
+                Some(format!("inbox/{}/{}", m.id, a.name))
+            });
+            serde_json::json!({"name": a.name, "bytes": a.bytes, "path": local.unwrap_or_else(|| a.path.clone())})
+        })
+        .collect();
+    let mut v = serde_json::json!({
+        "id": m.id, "from": m.sender, "to": m.recipient, "type": m.kind, "content": m.content,
+        "thread": m.thread, "sent_at": m.created_at.to_rfc3339(),
+    });
+    if let Some(r) = m.reply_to {
+        v["reply_to"] = r.into();
+    }
+    if !attachments.is_empty() {
+        v["attachments"] = attachments.into();
+    }
+    if m.metadata.as_object().is_some_and(|o| !o.is_empty()) {
+        v["metadata"] = m.metadata.clone();
+    }
+    v
+}
+
+/// Checks one write to an agent's state.
+pub(crate) async fn check_state_write(s: &Shared, agent: &str, key: &str, value: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > 128 || key.chars().any(|c| c.is_control()) {
+        return Err(format!("`{key}` is not a state key; use 1 to 128 printable characters"));
+    }
+    if value.len() > STATE_MAX_VALUE {
+        return Err(format!("the value is {} bytes; a state value holds at most {STATE_MAX_VALUE}", value.len()));
+    }
+    let all = s.store.agent_state(agent).await.map_err(|e| e.to_string())?;
+    if all.len() >= STATE_MAX_KEYS && !all.iter().any(|e| e.key == key) {
+        return Err(format!("agent `{agent}` has {STATE_MAX_KEYS} state keys, the most it may; remove one first"));
+    }
+    Ok(())
 }

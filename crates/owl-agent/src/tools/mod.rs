@@ -351,7 +351,7 @@ pub async fn call_with_id(ctx: &ToolCtx, name: &str, arguments: &Value, approved
         "read_messages" => match args::<ReadArgs>(name, arguments) {
             Ok(a) => ctx
                 .host
-                .read_messages(ctx.owner, &ctx.agent_name, call_id, a.limit.unwrap_or(20).clamp(1, 50))
+                .read_messages(ctx.owner, &ctx.agent_name, call_id, a.limit.unwrap_or(20).clamp(1, 50), ctx.ws.root())
                 .await
                 .map(|v| v.to_string())
                 .map_err(String::from),

@@ -92,8 +92,31 @@ pub enum Command {
         #[command(subcommand)]
         action: CronAction,
     },
-    /// The configured agents, with model, tools and limits.
-    Agents,
+    /// The configured agents, with model, tools, limits and roles; `owl agents state NAME`
+    /// reads and writes an agent's persistent state.
+    Agents {
+        /// Each agent's load: busy or available, running, queued for it, last active, unread messages.
+        #[arg(long)]
+        status: bool,
+        #[command(subcommand)]
+        action: Option<AgentsAction>,
+    },
+    /// The durable messages between agents (and from people): by agent, task or thread.
+    Messages {
+        /// Only messages sent by or delivered to this agent.
+        #[arg(long, conflicts_with = "task")]
+        agent: Option<String>,
+        /// Only messages sent by or delivered to this task.
+        #[arg(long)]
+        task: Option<String>,
+        /// Only this thread: a team run's root task id, or `person`.
+        #[arg(long)]
+        thread: Option<String>,
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+        #[command(subcommand)]
+        action: Option<MessagesAction>,
+    },
     /// Long-term memory: add, search, list, import, export.
     Memory {
         #[command(subcommand)]
@@ -230,4 +253,50 @@ pub struct DaemonArgs {
     /// This daemon's name among the nodes (default: the host name).
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentsAction {
+    /// An agent's persistent state: list it, or get, set or remove one key.
+    State {
+        agent: String,
+        #[command(subcommand)]
+        op: Option<StateOp>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StateOp {
+    /// Every key with its value and version (the default).
+    Ls,
+    /// One key's value.
+    Get { key: String },
+    /// Write one key; with --version, only if it is still at that version (0: a new key).
+    Set {
+        key: String,
+        value: String,
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Remove one key.
+    Rm {
+        key: String,
+        #[arg(long)]
+        version: Option<u64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MessagesAction {
+    /// Send a message as a person: to an agent (NAME or agent:NAME), a task (task:ID) or all.
+    Send {
+        to: String,
+        #[arg(required = true, trailing_var_arg = true)]
+        text: Vec<String>,
+        /// note, question, answer, ...
+        #[arg(long = "type", default_value = "note")]
+        kind: String,
+        #[arg(long)]
+        thread: Option<String>,
+    },
 }

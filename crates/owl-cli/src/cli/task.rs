@@ -95,6 +95,21 @@ pub struct TaskArgs {
     /// Give the words as a prompt to this agent (see `owl agents`) instead of running them.
     #[arg(long, value_name = "NAME")]
     pub agent: Option<String>,
+    /// Instead of --agent: the capabilities the agent must have (comma-separated, e.g.
+    /// rust,code); owl routes the task to an available agent that has them all.
+    #[arg(long, value_delimiter = ',', value_name = "CAPS", conflicts_with_all = ["agent", "cli"])]
+    pub needs: Vec<String>,
+    /// The task's size from 1 (trivial) to 10 (hard), matched against agents' ranges.
+    #[arg(long, value_name = "1-10", conflicts_with_all = ["agent", "cli"])]
+    pub complexity: Option<u8>,
+    /// With --agent: a team run. The agent plans and hands the steps to the other agents
+    /// (`delegate`), waits for them, reviews and answers.
+    #[arg(long)]
+    pub team: bool,
+    /// With --agent or --cli: set the workspace up from this template ([templates.NAME]:
+    /// directories, files, a Python venv, set-up commands) before the work starts.
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
     /// The command and its arguments, after `--` (with --agent: the prompt).
     #[arg(required_unless_present = "from_issue", trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub command: Vec<String>,

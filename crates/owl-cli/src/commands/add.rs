@@ -83,16 +83,27 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
         }
         None => None,
     };
-    if args.max_cost.is_some() && args.cli.is_none() && args.agent.is_none() {
+    let routed = !args.needs.is_empty() || args.complexity.is_some();
+    if args.max_cost.is_some() && args.cli.is_none() && args.agent.is_none() && !routed {
         bail!("--max-cost caps what an agent or a coding CLI spends; add --agent NAME or --cli NAME");
     }
+    if args.template.is_some() && args.agent.is_none() && args.cli.is_none() && !routed {
+        bail!("--template sets up an agent's or a coding CLI's workspace; add --agent NAME or --cli NAME");
+    }
+    if args.team && args.agent.is_none() && !routed {
+        bail!("--team is a team run led by an agent; add --agent NAME (the planner)");
+    }
     // A prompt for a coding CLI or an agent (clap lets only one of them through).
-    if args.cli.is_some() || args.agent.is_some() {
+    if args.cli.is_some() || args.agent.is_some() || routed {
         return Ok(SubmitTask {
             cli: args.cli,
             owl_mcp: args.owl_mcp,
             max_cost_usd: args.max_cost,
             agent: args.agent,
+            needs: args.needs,
+            complexity: args.complexity,
+            team: args.team,
+            template: args.template,
             prompt: Some(args.command.join(" ")),
             env,
             priority: args.priority,
@@ -139,6 +150,10 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
         repo,
         owl_mcp: false,
         max_cost_usd: None,
+        needs: vec![],
+        complexity: None,
+        team: false,
+        template: None,
     })
 }
 

@@ -7,7 +7,7 @@ use owl_api::*;
 use owl_core::TaskId;
 use std::io::{BufRead, Write};
 
-pub async fn agents(client: &Client, json: bool) -> Result<()> {
+pub async fn agents(client: &Client, status: bool, json: bool) -> Result<()> {
     let list: AgentList = client.get("/v1/agents").await?;
     if json {
         print_json(&list);
@@ -17,13 +17,43 @@ pub async fn agents(client: &Client, json: bool) -> Result<()> {
         println!("no agents: configure a provider and an agent (see `owl config init`), or fetch a local model with scripts/fetch-models");
         return Ok(());
     }
+    if status {
+        let rows = list
+            .agents
+            .iter()
+            .map(|a| {
+                vec![
+                    a.name.clone(),
+                    if a.available { "available".into() } else { "busy".into() },
+                    match a.max_concurrent {
+                        Some(m) => format!("{}/{m}", a.running),
+                        None => a.running.to_string(),
+                    },
+                    a.queued.to_string(),
+                    a.last_active
+                        .as_deref()
+                        .and_then(|t| owl_core::Timestamp::parse_rfc3339(t).ok())
+                        .map(|t| relative(t, now()))
+                        .unwrap_or_else(|| "never".into()),
+                    a.unread.to_string(),
+                ]
+            })
+            .collect();
+        table(&["AGENT", "STATE", "RUNNING", "QUEUED", "LAST ACTIVE", "UNREAD"], rows);
+        return Ok(());
+    }
     let rows = list
         .agents
         .iter()
         .map(|a| {
+            let caps = if a.capabilities.is_empty() { "-".to_string() } else { a.capabilities.join(",") };
             vec![
                 a.name.clone(),
-                format!("{}:{}", a.provider, a.model),
+                match &a.cli {
+                    Some(cli) => format!("cli:{cli}"),
+                    None => format!("{}:{}", a.provider, a.model),
+                },
+                format!("{caps} [{}-{}]", a.complexity[0], a.complexity[1]),
                 a.tools.join(","),
                 a.max_steps.to_string(),
                 a.max_cost_usd.map(|c| format!("${c}")).unwrap_or_else(|| "-".into()),
@@ -31,7 +61,7 @@ pub async fn agents(client: &Client, json: bool) -> Result<()> {
             ]
         })
         .collect();
-    table(&["AGENT", "MODEL", "TOOLS", "STEPS", "COST CAP", "NOTE"], rows);
+    table(&["AGENT", "MODEL", "CAPABILITIES", "TOOLS", "STEPS", "COST CAP", "NOTE"], rows);
     Ok(())
 }
 

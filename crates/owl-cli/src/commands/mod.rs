@@ -13,5 +13,6 @@ pub mod notify;
 pub mod sandbox;
 pub mod schedule;
 pub mod tasks;
+pub mod team;
 pub mod trigger;
 pub mod wait;

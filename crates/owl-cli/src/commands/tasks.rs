@@ -93,6 +93,20 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
+/// A team run's tasks as a tree, each with what it waited for.
+fn print_children(children: &[owl_api::ChildView], indent: &str) {
+    for (i, c) in children.iter().enumerate() {
+        let last = i + 1 == children.len();
+        let after = if c.depends_on.is_empty() {
+            String::new()
+        } else {
+            format!("  after {}", c.depends_on.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
+        };
+        println!("{indent}{} {} {}  {}{after}", if last { "└─" } else { "├─" }, c.id, c.status, truncate(&c.display, 70));
+        print_children(&c.children, &format!("{indent}{}", if last { "   " } else { "│  " }));
+    }
+}
+
 pub async fn show(client: &Client, id: &str, json: bool) -> Result<()> {
     let id: TaskId = id.parse().map_err(|m: String| anyhow::anyhow!(m))?;
     let t: TaskView = client.get(&format!("/v1/tasks/{id}")).await?;
@@ -109,6 +123,26 @@ pub async fn show(client: &Client, id: &str, json: bool) -> Result<()> {
     println!("  group      {}   priority {}", t.group, t.priority);
     if let Some(o) = &t.origin {
         println!("  made by    {}", o.describe());
+    }
+    if let owl_core::Command::Agent { route: Some(r), team, .. } = &t.command {
+        println!("  routed     {}", r.decision);
+        for c in &r.candidates {
+            let load = match c.max_concurrent {
+                Some(m) => format!("{}/{m} running", c.running),
+                None => format!("{} running", c.running),
+            };
+            let price = c.price_per_mtok.as_deref().map(|p| format!(", ${p}/Mtok")).unwrap_or_default();
+            println!("             {:<16} {} ({load}{price})", c.agent, c.verdict);
+        }
+        if *team {
+            println!("  team run   yes");
+        }
+    } else if let owl_core::Command::Agent { team: true, .. } = &t.command {
+        println!("  team run   yes");
+    }
+    if !t.children.is_empty() {
+        println!("  delegated");
+        print_children(&t.children, "             ");
     }
     if !t.labels.is_empty() {
         println!("  labels     {}", t.labels.join(", "));

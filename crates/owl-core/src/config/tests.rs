@@ -126,6 +126,7 @@ fn the_example_config_shows_every_key() {
             "cli" => crate::fields::field_names::<crate::coding::CliProfile>(),
             "prices" => crate::fields::field_names::<crate::agent::Price>(),
             "budgets" => crate::fields::field_names::<crate::budget::BudgetSettings>(),
+            "templates" => crate::fields::field_names::<crate::template::TemplateSettings>(),
             s => Settings::section_fields(s).unwrap(),
         };
         for f in fields {

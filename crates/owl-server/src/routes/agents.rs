@@ -15,24 +15,37 @@ use serde_json::json;
 use std::convert::Infallible;
 
 #[utoipa::path(get, path = "/v1/agents", summary = "The configured agents with model, tools and limits", responses((status = 200, description = "OK", body = AgentList)))]
-pub async fn list(State(state): State<AppState>) -> Json<AgentList> {
-    let agents = state.engine.agents().map(|rt| rt.agents()).unwrap_or_default();
-    Json(AgentList {
-        agents: agents
-            .into_iter()
-            .map(|a| AgentView {
-                name: a.name,
-                description: a.description,
-                provider: a.provider,
-                model: a.model,
-                fallback: a.fallback,
-                tools: a.tools,
-                max_steps: a.max_steps,
-                max_cost_usd: a.max_cost_usd,
-                problem: a.problem,
-            })
-            .collect(),
-    })
+pub async fn list(State(state): State<AppState>) -> Result<Json<AgentList>, ApiError> {
+    let rt = state.engine.agents();
+    let agents = rt.as_ref().map(|rt| rt.agents()).unwrap_or_default();
+    let status = state.engine.agent_status().await?;
+    let mut views = Vec::new();
+    for a in agents {
+        let settings = rt.as_ref().and_then(|rt| rt.agent(&a.name).cloned()).unwrap_or_else(|| owl_core::agent::AgentSettings::new(""));
+        let st = status.iter().find(|s| s.name == a.name);
+        let unread = state.engine.store().unread_count(&format!("agent:{}", a.name)).await?;
+        views.push(AgentView {
+            name: a.name,
+            description: a.description,
+            provider: a.provider,
+            model: a.model,
+            fallback: a.fallback,
+            tools: a.tools,
+            max_steps: a.max_steps,
+            max_cost_usd: a.max_cost_usd,
+            problem: a.problem,
+            cli: settings.cli.clone(),
+            capabilities: settings.capabilities.clone(),
+            complexity: settings.complexity,
+            max_concurrent: settings.max_concurrent,
+            running: st.map_or(0, |s| s.running),
+            queued: st.map_or(0, |s| s.queued),
+            available: st.is_none_or(|s| s.available),
+            last_active: st.and_then(|s| s.last_active).map(|t| t.to_rfc3339()),
+            unread,
+        });
+    }
+    Ok(Json(AgentList { agents: views }))
 }
 
 async fn transcript_of(state: &AppState, owner: Owner) -> Result<Json<TranscriptView>, ApiError> {

@@ -14,4 +14,5 @@ pub mod reports;
 pub mod schedules;
 pub mod status;
 pub mod tasks;
+pub mod team;
 pub mod triggers;

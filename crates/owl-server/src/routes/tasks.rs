@@ -186,6 +186,26 @@ pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resul
     Ok(Json(TaskList { tasks: tasks.into_iter().map(TaskView::from).collect() }))
 }
 
+/// The tasks `id` made, and theirs, a few levels down.
+fn children(state: &AppState, id: TaskId, depth: u32) -> futures_util::future::BoxFuture<'_, Result<Vec<owl_api::ChildView>, ApiError>> {
+    Box::pin(async move {
+        if depth > 4 {
+            return Ok(vec![]);
+        }
+        let mut out = Vec::new();
+        for t in state.engine.children(id).await? {
+            out.push(owl_api::ChildView {
+                id: t.id,
+                status: t.state.status(),
+                display: t.spec.command.display(),
+                depends_on: t.spec.depends_on.clone(),
+                children: children(state, t.id, depth + 1).await?,
+            });
+        }
+        Ok(out)
+    })
+}
+
 #[utoipa::path(get, path = "/v1/tasks/{id}", summary = "One task with its runs", params(("id" = i64, Path, minimum = 1, description = "A task id")), responses((status = 200, description = "OK", body = TaskView)))]
 pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
     let id = parse_id(&id)?;
@@ -194,6 +214,7 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     let mut v = TaskView::from(task);
     v.runs = Some(runs.into_iter().map(RunView::from).collect());
     v.result = state.engine.store().task_result(id).await?;
+    v.children = children(&state, id, 0).await?;
     v.git = state.engine.store().task_git(id).await?;
     let u = state.engine.store().owner_usage(owl_core::agent::Owner::Task(id)).await?;
     if u.calls > 0 {

@@ -13,7 +13,8 @@ pub async fn task_inputs_round_trip(s: DynStore) {
 }
 
 pub async fn repository_tasks_keep_their_git_record_until_retention(s: DynStore) {
-    let mut sp = TaskSpec::new(Command::Cli { cli: "claude".into(), prompt: "fix it".into(), owl_mcp: false, max_cost_usd: None });
+    let mut sp =
+        TaskSpec::new(Command::Cli { cli: "claude".into(), prompt: "fix it".into(), owl_mcp: false, max_cost_usd: None, template: None });
     sp.repo = Some(owl_core::RepoRequest {
         path: "/src/app".into(),
         base: Some("main".into()),
