@@ -189,6 +189,8 @@ pub async fn run(data_dir: PathBuf, config: (PathBuf, bool), args: DaemonArgs) -
     engine_config.sandbox.exe = std::env::current_exe().ok();
     engine_config.sandbox.hidden = vec![layout.root().to_path_buf(), config.0.clone(), crate::agents_setup::secrets_file(&config.0)];
     engine_config.notify_secrets = notify_secrets(&config.0)?;
+    // Templates' venvs live outside the data dir, which sandboxed tasks cannot read.
+    engine_config.venv_dir = Some(crate::agents_setup::cache_dir().join("owl").join("venvs"));
     let clock: Arc<dyn owl_engine::Clock> = match &pg {
         Some(pg) => db_clock(pg.clone()).await,
         None => Arc::new(SystemClock),

@@ -271,18 +271,18 @@ pub enum StateOp {
     Ls,
     /// One key's value.
     Get { key: String },
-    /// Write one key; with --version, only if it is still at that version (0: a new key).
+    /// Write one key; with --if-version, only if it is still at that version (0: a new key).
     Set {
         key: String,
         value: String,
-        #[arg(long)]
-        version: Option<u64>,
+        #[arg(long, value_name = "N")]
+        if_version: Option<u64>,
     },
-    /// Remove one key.
+    /// Remove one key (with --if-version, only if it is still at that version).
     Rm {
         key: String,
-        #[arg(long)]
-        version: Option<u64>,
+        #[arg(long, value_name = "N")]
+        if_version: Option<u64>,
     },
 }
 
@@ -299,4 +299,17 @@ pub enum MessagesAction {
         #[arg(long)]
         thread: Option<String>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_is_well_formed() {
+        // clap checks these only when a command is first parsed; this checks them all at once
+        // (an argument named like a built-in flag, two arguments with one name).
+        Cli::command().debug_assert();
+    }
 }

@@ -95,7 +95,7 @@ pub async fn agents_action(client: &Client, action: AgentsAction, json: bool) ->
                 None => anyhow::bail!("agent {agent} has no state `{key}`; see `owl agents state {agent}`"),
             }
         }
-        StateOp::Set { key, value, version } => {
+        StateOp::Set { key, value, if_version: version } => {
             let e: StateEntryView = client.put(&format!("{base}/{}", enc(&key)), &PutState { value, version }).await?;
             if json {
                 print_json(&e);
@@ -103,7 +103,7 @@ pub async fn agents_action(client: &Client, action: AgentsAction, json: bool) ->
                 println!("{agent}: {} is at version {}", e.key, e.version);
             }
         }
-        StateOp::Rm { key, version } => {
+        StateOp::Rm { key, if_version: version } => {
             let q = version.map(|v| format!("?version={v}")).unwrap_or_default();
             let v: AgentStateView =
                 client.request(reqwest::Method::DELETE, &format!("{base}/{}{q}", enc(&key)), None::<&()>).await?.json().await?;

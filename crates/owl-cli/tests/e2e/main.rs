@@ -19,4 +19,5 @@ mod real_cli;
 mod sandbox;
 mod scale_out;
 mod schedules;
+mod team;
 mod triggers;
