@@ -309,7 +309,7 @@ pub async fn run(
         };
         st.messages = std::mem::take(&mut req.messages);
         let ms = t0.elapsed().as_millis() as u64;
-        let (resp, route_idx, failures) = match result {
+        let (mut resp, route_idx, failures) = match result {
             Ok(r) => r,
             Err((e, failures)) => {
                 spend.settle(&host, routes[0].provider.name(), 0.0, 0).await;
@@ -320,6 +320,7 @@ pub async fn run(
             }
         };
         st.steps += 1;
+        unique_call_ids(&mut resp.tool_calls, &st.messages, st.steps);
         let route = &routes[route_idx];
         let model = if resp.model.is_empty() { route.model.clone() } else { resp.model.clone() };
         let (price, source) = match rt.call_price(route.provider.name(), &route.model) {
@@ -555,6 +556,34 @@ async fn finish_pending_calls(
     None
 }
 
+/// Makes each call's id unique within the task: some servers send none (the client then
+/// numbers them `call_0`, ...) or repeat them, and delegation, messages and approvals are
+/// bound to a call by its id.
+fn unique_call_ids(calls: &mut [ToolCall], earlier: &[Message], step: u32) {
+    let mut seen: std::collections::HashSet<String> = earlier
+        .iter()
+        .flat_map(|m| match m {
+            Message::Assistant { tool_calls, .. } => tool_calls.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+            Message::Tool { call_id, .. } => vec![call_id.clone()],
+            _ => vec![],
+        })
+        .collect();
+    for c in calls.iter_mut() {
+        if c.id.is_empty() || seen.contains(&c.id) {
+            let base = if c.id.is_empty() { "call".to_string() } else { c.id.clone() };
+            let mut n = 0;
+            c.id = loop {
+                let id = if n == 0 { format!("{base}.s{step}") } else { format!("{base}.s{step}.{n}") };
+                if !seen.contains(&id) {
+                    break id;
+                }
+                n += 1;
+            };
+        }
+        seen.insert(c.id.clone());
+    }
+}
+
 /// What a team run's planner is told: how to delegate, and who is on the team.
 fn team_prompt(rt: &Runtime, me: &str) -> String {
     let mut out = String::from(
@@ -682,5 +711,26 @@ impl Journal<'_> {
     async fn fail(&self, reason: String) -> AgentEnd {
         let _ = self.append(vec![Entry::note(reason.clone())]).await;
         AgentEnd::Failed { reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: &str) -> ToolCall {
+        ToolCall { id: id.into(), name: "delegate".into(), arguments: serde_json::json!({}) }
+    }
+
+    #[test]
+    fn a_repeated_or_missing_call_id_is_made_unique_within_the_task() {
+        let earlier = vec![
+            Message::Assistant { content: String::new(), tool_calls: vec![call("call_0")] },
+            Message::Tool { call_id: "call_0".into(), name: "delegate".into(), content: "{}".into(), is_error: false },
+        ];
+        let mut calls = vec![call("call_0"), call(""), call("fresh"), call("fresh")];
+        unique_call_ids(&mut calls, &earlier, 3);
+        let ids: Vec<&str> = calls.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["call_0.s3", "call.s3", "fresh", "fresh.s3"]);
     }
 }

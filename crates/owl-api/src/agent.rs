@@ -59,7 +59,7 @@ pub struct PutState {
     #[schema(max_length = 65536)]
     pub value: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub version: Option<u64>,
 }
 
@@ -116,11 +116,11 @@ pub struct SendMessage {
     pub content: String,
     /// e.g. note, question, answer (default note).
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 64)]
+    #[schema(min_length = 1, max_length = 64)]
     pub kind: Option<String>,
     /// The thread it joins (default: `person`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 200)]
+    #[schema(min_length = 1, max_length = 200)]
     pub thread: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1)]

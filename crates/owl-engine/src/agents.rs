@@ -67,7 +67,7 @@ pub(crate) async fn run_agent_task(
     bridge.abort();
     if !matches!(end, AgentEnd::Interrupted { .. }) {
         // Messages this task read are in its transcript now: acknowledged.
-        let _ = s.store.ack_messages(&format!("task:{}:", task.id), s.clock.now()).await;
+        let _ = s.store.ack_messages(&format!("task:{}:", task.id), None, s.clock.now()).await;
     }
     if mem.remember_tasks {
         let (outcome, result) = match &end {

@@ -96,7 +96,9 @@ async fn submit_round(
             ..Default::default()
         });
         let agent = item.agent.clone().unwrap_or_default();
-        let agent = if agent.is_empty() && route.is_none() { req.agent.clone() } else { agent };
+        if agent.is_empty() && route.is_none() {
+            return Err(HostError::Refused(format!("tasks[{pos}]: give `agent` (one of the team) or the capabilities it `needs`")));
+        }
         let header = format!(
             "(Delegated by agent {} in task {parent}; your workspace is shared with the rest of the team. Answer with what you did and found.)\n\n",
             req.agent
@@ -127,8 +129,10 @@ async fn submit_round(
         owl_core::validate::check_spec(&spec).map_err(|e| HostError::Refused(e.to_string()))?;
         batch.push(NewTask { spec, batch_deps });
     }
-    crate::team::prepare(s, &mut batch).await.map_err(|e| HostError::Refused(e.to_string()))?;
-    // A child may not be an agent already in the chain that led here.
+    // Routing passes over the agents already on the chain that led here; one named outright
+    // is refused.
+    let on_chain: Vec<String> = chain.iter().map(|(_, a)| a.clone()).collect();
+    crate::team::prepare_excluding(s, &mut batch, &on_chain).await.map_err(|e| HostError::Refused(e.to_string()))?;
     for (i, t) in batch.iter().enumerate() {
         if let Command::Agent { agent, .. } = &t.spec.command {
             if let Some((task, _)) = chain.iter().find(|(_, a)| a == agent) {
@@ -141,15 +145,17 @@ async fn submit_round(
             }
         }
     }
-    let agents: Vec<String> = batch
-        .iter()
-        .map(|t| match &t.spec.command {
-            Command::Agent { agent, .. } => agent.clone(),
-            _ => String::new(),
-        })
-        .collect();
     let out = Engine { shared: s.clone() }.submit(batch).await.map_err(|e| HostError::Refused(e.to_string()))?;
-    Ok(positions.iter().zip(out).zip(agents).map(|(((pos, _), sub), agent)| (*pos, sub.id, agent)).collect())
+    // A replayed call gets the children made the first time: their agents are those stored.
+    let mut made = Vec::new();
+    for ((pos, _), sub) in positions.iter().zip(out) {
+        let agent = match s.store.get(sub.id).await.map_err(err)?.spec.command {
+            Command::Agent { agent, .. } => agent,
+            _ => String::new(),
+        };
+        made.push((*pos, sub.id, agent));
+    }
+    Ok(made)
 }
 
 /// Runs a `delegate` call to its end: the children, their review rounds, their results.
@@ -257,7 +263,8 @@ pub(crate) async fn delegate(s: &Arc<Shared>, req: DelegateRequest) -> HostResul
 fn changes_asked(result: &str) -> Option<String> {
     let t = result.trim_start();
     let head: String = t.chars().take(7).collect();
-    if head.eq_ignore_ascii_case("changes") {
+    let boundary = t[head.len()..].chars().next().is_none_or(|c| !c.is_alphanumeric());
+    if head.eq_ignore_ascii_case("changes") && boundary && !t[head.len()..].trim_start().to_ascii_lowercase().starts_with("look") {
         let rest = t[head.len()..].trim_start_matches([':', '-', ' ', '\n']).trim();
         Some(if rest.is_empty() { "(no comments given)".to_string() } else { rest.to_string() })
     } else {
@@ -332,5 +339,7 @@ mod tests {
         assert_eq!(changes_asked("  changes - rename x\n and y").as_deref(), Some("rename x\n and y"));
         assert_eq!(changes_asked("Changes").as_deref(), Some("(no comments given)"));
         assert_eq!(changes_asked("APPROVE. No changes needed."), None);
+        assert_eq!(changes_asked("Changeset looks fine"), None);
+        assert_eq!(changes_asked("Changes look good to me"), None);
     }
 }

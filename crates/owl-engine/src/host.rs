@@ -239,10 +239,10 @@ impl Host for EngineHost {
         }
         let claim = format!("{}:{call_id}", owner.key());
         let msgs = s.store.read_messages(to, &claim, limit, now).await.map_err(host_err)?;
-        // Reading again means the earlier reads' results were recorded: they are acknowledged.
-        let _ = s.store.ack_messages(&format!("{}:", owner.key()), now).await;
-        let inbox = workspace.join("inbox");
-        let list: Vec<Value> = msgs.iter().map(|m| crate::team::for_reader(m, Some(&inbox))).collect();
+        // Reading again means the earlier reads' results were recorded: they are acknowledged
+        // (this read's own messages are, at the next read or when the task ends).
+        let _ = s.store.ack_messages(&format!("{}:", owner.key()), Some(&claim), now).await;
+        let list: Vec<Value> = msgs.iter().map(|m| crate::team::for_reader(m, Some(workspace))).collect();
         if list.is_empty() {
             return Ok(json!({"messages": [], "note": "no new messages"}));
         }

@@ -62,7 +62,14 @@ pub(crate) async fn mark_active(s: &Shared, agent: &str) {
 /// each agent task of an agent with `max_concurrent` (in the default group) in its group,
 /// whose limit is set first.
 pub(crate) async fn prepare(s: &Shared, batch: &mut [NewTask]) -> Result<(), StoreError> {
+    prepare_excluding(s, batch, &[]).await
+}
+
+/// [`prepare`], routing to none of the agents in `exclude` (those a delegation came through).
+pub(crate) async fn prepare_excluding(s: &Shared, batch: &mut [NewTask], exclude: &[String]) -> Result<(), StoreError> {
     let Some(rt) = s.agents() else { return Ok(()) };
+    let candidates: owl_core::agent::Agents =
+        rt.settings().iter().filter(|(n, _)| !exclude.contains(n)).map(|(n, a)| (n.clone(), a.clone())).collect();
     let needs_routing = batch.iter().any(|t| matches!(&t.spec.command, Command::Agent { agent, route: Some(_), .. } if agent.is_empty()));
     let mut load = if needs_routing { loads(s).await? } else { HashMap::new() };
     let mut limits: Vec<(String, u32)> = Vec::new();
@@ -74,7 +81,7 @@ pub(crate) async fn prepare(s: &Shared, batch: &mut [NewTask]) -> Result<(), Sto
                 for name in rt.settings().keys() {
                     actives.insert(name.clone(), last_active(s, name).await);
                 }
-                let decided = owl_core::routing::route(rt.settings(), req, |name| {
+                let decided = owl_core::routing::route(&candidates, req, |name| {
                     let (running, queued) = load.get(name).copied().unwrap_or_default();
                     Load { running, queued, last_active: actives.get(name).copied().flatten(), price: rt.agent_price(name) }
                 })
@@ -90,7 +97,8 @@ pub(crate) async fn prepare(s: &Shared, batch: &mut [NewTask]) -> Result<(), Sto
         let templates = &s.config().templates;
         match &mut t.spec.command {
             Command::Agent { agent, template, .. } => {
-                if template.is_none() {
+                // Not for a delegated child working in its parent's workspace: that one is set up.
+                if template.is_none() && t.spec.cwd.is_none() {
                     *template = rt.agent(agent).and_then(|a| a.template.clone());
                 }
             }
@@ -136,6 +144,13 @@ pub(crate) async fn sync_groups(s: &Shared) {
             }
         }
     }
+    // An agent whose max_concurrent was removed (or that is gone) no longer limits its group.
+    for g in s.store.groups().await.unwrap_or_default() {
+        let Some(agent) = g.name.strip_prefix("agent.") else { continue };
+        if g.parallel.is_some() && rt.agent(agent).is_none_or(|a| a.max_concurrent.is_none()) {
+            let _ = s.store.set_group(&g.name, None).await;
+        }
+    }
 }
 
 /// The command a task runs: an agent task of a coding-CLI agent (`cli = "codex"`) is that
@@ -174,7 +189,7 @@ impl crate::Engine {
         let (recipient, deliver_to) = recipients(s, to, "").await.map_err(|m| StoreError::Invalid(ValidationError::new("to", m)))?;
         let now = s.clock.now();
         let m = owl_store::NewMessage {
-            key: format!("person:{}:{}", now.millis(), fxhash(content)),
+            key: format!("person:{}:{:016x}", now.millis(), fxhash(&format!("{to}\n{thread}\n{kind}\n{content}"))),
             thread: thread.to_string(),
             sender: "person".into(),
             sender_task: None,
@@ -272,8 +287,17 @@ pub(crate) fn copy_attachments(
         if total > ATTACH_MAX_BYTES {
             return Err(format!("attachments may hold at most {} MB in all", ATTACH_MAX_BYTES / 1024 / 1024));
         }
+        let meta = path.metadata().map_err(|e| format!("attachment `{name}`: {e}"))?;
+        if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+            return Err(format!("attachment `{name}` has other hard links, which may lie outside the workspace; copy it first"));
+        }
         let rel = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
         let dest = dir.join(&rel);
+        if dest.exists() {
+            // A replayed send: the copy made when it was first sent stands.
+            out.push(owl_store::Attachment { name: rel.display().to_string(), path: dest.display().to_string(), bytes: meta.len() });
+            continue;
+        }
         if let Some(d) = dest.parent() {
             std::fs::create_dir_all(d).map_err(|e| format!("cannot store attachment `{name}`: {e}"))?;
         }
@@ -291,19 +315,45 @@ fn fxhash(s: &str) -> u64 {
 /// Sends a message and starts a task for each idle recipient agent with `wake_on_message`.
 pub(crate) async fn send(s: &Arc<Shared>, m: owl_store::NewMessage) -> Result<(owl_store::Message, bool), StoreError> {
     let (msg, created) = s.store.send_message(m, s.clock.now()).await?;
-    if created {
-        wake(s, &msg).await;
-    }
+    // Also on a replayed send: a crash between the message and its wake-up loses neither (the
+    // wake-up's idempotency key makes it once).
+    wake(s, &msg).await;
     Ok((msg, created))
 }
 
 async fn wake(s: &Arc<Shared>, msg: &owl_store::Message) {
     let Some(rt) = s.agents() else { return };
+    if !msg.deliveries.iter().any(|d| d.to.strip_prefix("agent:").and_then(|a| rt.agent(a)).is_some_and(|a| a.wake_on_message)) {
+        return;
+    }
     let load = loads(s).await.unwrap_or_default();
+    // A task woken by a message sits below the task that sent it: it spends that task's
+    // budgets, and a chain of agents waking each other ends at the recipient's
+    // max_subtask_depth.
+    let (origin, depth) = match msg.sender_task {
+        Some(t) => match s.store.get(t).await {
+            Ok(task) => {
+                let depth = owl_core::task::Origin::agent_depth(task.spec.origin.as_ref()) + 1;
+                (Some(owl_core::task::Origin::Agent { parent: owl_core::agent::Owner::Task(t), depth }), depth)
+            }
+            Err(_) => (None, 0),
+        },
+        None => (None, 0),
+    };
     let mut batch = Vec::new();
     for d in &msg.deliveries {
         let Some(agent) = d.to.strip_prefix("agent:") else { continue };
-        if !rt.agent(agent).is_some_and(|a| a.wake_on_message) || load.get(agent).is_some_and(|(r, q)| r + q > 0) {
+        let Some(settings) = rt.agent(agent).filter(|a| a.wake_on_message) else { continue };
+        if load.get(agent).is_some_and(|(r, q)| r + q > 0) {
+            continue;
+        }
+        if depth > settings.max_subtask_depth {
+            tracing::info!(
+                agent,
+                message = msg.id,
+                depth,
+                "not waking the agent: the chain of agent-made tasks is at its max_subtask_depth"
+            );
             continue;
         }
         let mut spec = TaskSpec::new(Command::Agent {
@@ -318,6 +368,7 @@ async fn wake(s: &Arc<Shared>, msg: &owl_store::Message) {
             template: None,
         });
         spec.idempotency_key = Some(format!("wake:{}:{agent}", msg.id));
+        spec.origin = origin.clone();
         batch.push(NewTask::new(spec));
     }
     if !batch.is_empty() {
@@ -327,18 +378,19 @@ async fn wake(s: &Arc<Shared>, msg: &owl_store::Message) {
     }
 }
 
-/// A message as an agent reads it.
+/// A message as an agent reads it; attachments are copied into `workspace` when given.
 pub(crate) fn for_reader(m: &owl_store::Message, inbox: Option<&std::path::Path>) -> serde_json::Value {
     let attachments: Vec<serde_json::Value> = m
         .attachments
         .iter()
         .map(|a| {
-            // Copied into the reader's workspace, where its tools can open it.
-            let local = inbox.and_then(|dir| {
-                let dest = dir.join(m.id.to_string()).join(&a.name);
-                std::fs::create_dir_all(dest.parent()?).ok()?;
-                std::fs::copy(&a.path, &dest).ok()?;
-                Some(format!("inbox/{}/{}", m.id, a.name))
+            // Copied into the reader's workspace, where its tools can open it: through the
+            // confined writer, so a symlink the agent planted cannot send the copy elsewhere.
+            let local = inbox.and_then(|ws| {
+                let bytes = std::fs::read(&a.path).ok()?;
+                let rel = format!("inbox/{}/{}", m.id, a.name);
+                owl_agent::confine::Workspace::new(ws).ok()?.write(&rel, &bytes).ok()?;
+                Some(rel)
             });
             serde_json::json!({"name": a.name, "bytes": a.bytes, "path": local.unwrap_or_else(|| a.path.clone())})
         })
@@ -361,11 +413,11 @@ pub(crate) fn for_reader(m: &owl_store::Message, inbox: Option<&std::path::Path>
 
 /// Checks one write to an agent's state.
 pub(crate) async fn check_state_write(s: &Shared, agent: &str, key: &str, value: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > 128 || key.chars().any(|c| c.is_control()) {
-        return Err(format!("`{key}` is not a state key; use 1 to 128 printable characters"));
+    if key.is_empty() || key.chars().count() > 128 || key.chars().any(|c| c.is_ascii_control()) {
+        return Err(format!("`{key}` is not a state key; use 1 to 128 characters, none of them a control character"));
     }
-    if value.len() > STATE_MAX_VALUE {
-        return Err(format!("the value is {} bytes; a state value holds at most {STATE_MAX_VALUE}", value.len()));
+    if value.chars().count() > STATE_MAX_VALUE {
+        return Err(format!("the value is {} characters; a state value holds at most {STATE_MAX_VALUE}", value.chars().count()));
     }
     let all = s.store.agent_state(agent).await.map_err(|e| e.to_string())?;
     if all.len() >= STATE_MAX_KEYS && !all.iter().any(|e| e.key == key) {

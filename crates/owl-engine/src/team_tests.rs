@@ -446,3 +446,53 @@ async fn messages_are_broadcast_read_once_and_acknowledged() {
     assert_eq!(h.engine.store().unread_count("agent:planner").await.unwrap(), 1);
     h.stop.abort();
 }
+
+#[tokio::test]
+async fn a_message_to_an_idle_agent_that_wants_it_starts_a_task_that_reads_it() {
+    let script: Script = Arc::new(|model, messages| {
+        let results = tool_results(messages);
+        match model {
+            "reviewer-m" if results.is_empty() => tool_turn("r1", "read_messages", json!({})),
+            "reviewer-m" => final_turn(&format!("read: {}", results[0])),
+            _ => final_turn("ok"),
+        }
+    });
+    let (url, _seen) = model_server(script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("owl.db"), Durability::Full).unwrap();
+    let (engine, dispatch) = Engine::new(Arc::new(store), DataLayout::new(dir.path()), crate::tests_config(), Arc::new(SystemClock));
+    let mut agents = team();
+    agents.get_mut("reviewer").unwrap().wake_on_message = true;
+    engine.set_agents(Arc::new(runtime(&url, agents)));
+    let stop = tokio::spawn(dispatch.run(true));
+    let m = engine.send_message_from_person("reviewer", "person", "question", "please look at PR 7", None).await.unwrap();
+    // The planner does not want waking; the reviewer gets a task that reads the message.
+    let woken = wait_for_tasks(&engine, 1).await;
+    let t = &woken[0];
+    assert_eq!(agent_of(t).0, "reviewer");
+    assert_eq!(t.spec.idempotency_key.as_deref(), Some(format!("wake:{}:reviewer", m.id).as_str()));
+    for _ in 0..500 {
+        if engine.store().get(t.id).await.unwrap().state.is_terminal() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let said = engine.store().task_result(t.id).await.unwrap().unwrap();
+    assert!(said.contains("please look at PR 7"), "{said}");
+    // A message to an agent that is busy or does not want waking starts nothing.
+    engine.send_message_from_person("planner", "person", "note", "fyi", None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(engine.store().list(owl_store::TaskFilter::default()).await.unwrap().len(), 1);
+    stop.abort();
+}
+
+async fn wait_for_tasks(engine: &Engine, n: usize) -> Vec<owl_core::Task> {
+    for _ in 0..500 {
+        let all = engine.store().list(owl_store::TaskFilter::default()).await.unwrap();
+        if all.len() >= n {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("fewer than {n} tasks were made");
+}

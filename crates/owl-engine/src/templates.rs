@@ -78,12 +78,33 @@ pub(crate) async fn apply(
             format!("template {name}: reused the Python venv {}", venv.display())
         });
     }
+    // Set-up commands run once per task: a resumed or retried attempt does not repeat them.
+    let done = s.layout.root().join("template-setups").join(format!("{}-{name}", task.id));
+    if done.exists() {
+        if !t.setup.is_empty() {
+            notes.push(format!("template {name}: set-up already done for this task"));
+        }
+        return Ok(notes);
+    }
     for cmd in &t.setup {
         let left = t.setup_timeout.saturating_sub(started.elapsed());
         let sandboxed = cfg.sandbox.exe.is_some();
-        run(s, cfg, task, name, cmd, workspace, workdir, path_prefix.as_deref(), t.setup_net, sandboxed, left, stop).await?;
+        let how = Run {
+            writable: workspace,
+            workdir,
+            path_prefix: path_prefix.as_deref(),
+            net: t.setup_net,
+            sandboxed,
+            timeout: left,
+            task_env: true,
+        };
+        run(s, cfg, task, name, cmd, how, stop).await?;
         notes.push(format!("template {name}: ran `{cmd}`"));
     }
+    if let Some(dir) = done.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::write(&done, b"");
     Ok(notes)
 }
 
@@ -106,9 +127,25 @@ async fn venv(
     if dir.join(READY).exists() {
         return Ok((dir, false));
     }
+    // Other daemons of this user share the directory: one builds, the others wait for it.
+    std::fs::create_dir_all(&root).map_err(|e| format!("template {name}: cannot create {}: {e}", root.display()))?;
+    let lock_path = root.join(format!("{key}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("template {name}: cannot open {}: {e}", lock_path.display()))?;
+    let file = tokio::task::spawn_blocking(move || file.lock().map(|_| file))
+        .await
+        .map_err(|e| format!("template {name}: {e}"))?
+        .map_err(|e| format!("template {name}: cannot lock {}: {e}", lock_path.display()))?;
+    let _file_lock = file;
+    if dir.join(READY).exists() {
+        return Ok((dir, false));
+    }
     // A build that did not finish (a crash) is started over.
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&root).map_err(|e| format!("template {name}: cannot create {}: {e}", root.display()))?;
     let d = dir.display().to_string();
     let mut script = format!("python3 -m venv '{d}'");
     if !packages.is_empty() {
@@ -116,31 +153,45 @@ async fn venv(
         script.push_str(&format!(" && '{d}/bin/pip' install --disable-pip-version-check --no-input -q {}", quoted.join(" ")));
     }
     let sandboxed = cfg.sandbox.exe.is_some();
-    run(s, cfg, task, name, &script, &root, &root, None, t.setup_net, sandboxed, t.setup_timeout, stop).await?;
+    // Shared by every task that names these packages: built from the package list alone, not
+    // from any task's environment (a PIP_INDEX_URL of one submitter must not reach the others).
+    let how =
+        Run { writable: &root, workdir: &root, path_prefix: None, net: t.setup_net, sandboxed, timeout: t.setup_timeout, task_env: false };
+    run(s, cfg, task, name, &script, how, stop).await?;
     std::fs::write(dir.join(READY), packages.join("\n")).map_err(|e| format!("template {name}: {e}"))?;
     Ok((dir, true))
 }
 
+/// How one set-up command runs.
+struct Run<'a> {
+    /// What the sandbox lets it write.
+    writable: &'a Path,
+    workdir: &'a Path,
+    /// Put first on `PATH` (a venv's `bin`).
+    path_prefix: Option<&'a Path>,
+    net: bool,
+    sandboxed: bool,
+    timeout: Duration,
+    /// Give it the task's own environment (not for a shared venv's build).
+    task_env: bool,
+}
+
 /// Runs one set-up command with `sh -c` in `workdir`, its output appended to the attempt's log.
-#[allow(clippy::too_many_arguments)]
 async fn run(
     s: &Arc<Shared>,
     cfg: &EngineConfig,
     task: &ClaimedTask,
     name: &str,
     cmd: &str,
-    writable: &Path,
-    workdir: &Path,
-    path_prefix: Option<&Path>,
-    net: bool,
-    sandboxed: bool,
-    timeout: Duration,
+    how: Run<'_>,
     stop: &watch::Receiver<Option<owl_exec::Stop>>,
 ) -> Result<(), String> {
+    let Run { writable, workdir, path_prefix, net, sandboxed, timeout, task_env } = how;
     if timeout.is_zero() {
         return Err(format!("template {name}: set-up took longer than its setup_timeout"));
     }
-    let mut env: Vec<(String, String)> = task.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut env: Vec<(String, String)> =
+        if task_env { task.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect() } else { vec![] };
     if let Some(p) = path_prefix {
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
         env.push(("PATH".into(), format!("{}:{path}", p.display())));
@@ -151,6 +202,9 @@ async fn run(
     env.push(("OWL_DATA_DIR".into(), s.layout.root().display().to_string()));
     let mut argv = vec!["/bin/sh".to_string(), "-c".to_string(), cmd.to_string()];
     let mut env_remove = s.withheld_env.read().unwrap_or_else(|p| p.into_inner()).clone();
+    if !task_env {
+        env_remove.extend(std::env::vars().map(|(k, _)| k).filter(|k| k.starts_with("PIP_") || k == "PYTHONPATH"));
+    }
     let cgroup = format!("task-{}-{}-setup-{}", task.id, task.attempt, std::process::id());
     if sandboxed {
         env_remove.extend(crate::sandboxing::secret_vars(&[]));

@@ -191,6 +191,7 @@ function TaskPage({ id }) {
   }, [id], (n, data) => !data.task_id || String(data.task_id) === String(id));
   if (!d) return html`<${Err} e=${e} /><p class="muted">Loading...</p>`;
   const t = d.task;
+  const route = t.command && t.command.agent && t.command.agent.route;
   const act = async (what) => { try { await api(`/v1/tasks/${id}/${what}`, { method: 'POST', body: what === 'cancel' ? {} : undefined }); } catch (x) { alert(x.message); } };
   return html`<h1>Task ${t.id} <${Status} s=${t.status} /></h1><${Err} e=${e} />
     <p><code>${t.display}</code></p>
@@ -202,11 +203,22 @@ function TaskPage({ id }) {
       ${t.runs.map((r) => html`<tr><td>${r.attempt}</td><td>${r.node}</td><td>${when(r.started_at)}</td><td>${r.duration_ms != null ? (r.duration_ms / 1000).toFixed(1) + 's' : 'running'}</td><td>${r.outcome ? r.outcome.outcome : '-'}</td></tr>`)}
     </tbody></table></div>` : html`<${Empty} text="Not started yet." />`}
     ${d.anomalies.anomalies.length ? html`<h2>Anomalies</h2><ul>${d.anomalies.anomalies.map((a) => html`<li>${a.summary}</li>`)}</ul>` : null}
+    ${route ? html`<h2>Routing</h2><p>${route.decision}</p><div class="wrap"><table><thead><tr><th>Agent</th><th>Verdict</th><th>Running</th><th>$/Mtok</th></tr></thead><tbody>
+      ${route.candidates.map((c) => html`<tr><td>${c.agent}</td><td>${c.verdict}</td><td>${c.running}${c.max_concurrent != null ? '/' + c.max_concurrent : ''}</td><td>${c.price_per_mtok || '-'}</td></tr>`)}
+    </tbody></table></div>` : null}
+    ${t.children && t.children.length ? html`<h2>Team</h2><${Children} kids=${t.children} />` : null}
     ${t.result ? html`<h2>Result</h2><pre>${t.result}</pre>` : null}
     ${t.git ? html`<h2>Worktree</h2><p>branch <code>${t.git.branch}</code>${t.git.commit ? html`, commit <code>${t.git.commit}</code>` : null}</p>` : null}
     ${t.usage ? html`<p class="muted">${t.usage.input_tokens + t.usage.output_tokens} tokens, ${usd(t.usage.cost_usd)}</p>` : null}
     <h2>Log</h2><${LiveLog} id=${t.id} attempts=${t.attempts} running=${t.status === 'running'} />
     ${d.transcript ? html`<h2>Transcript</h2><pre>${d.transcript.entries.map((x) => JSON.stringify(x)).join('\n')}</pre>` : null}`;
+}
+
+/// A team run's delegated tasks as a tree, each with what it waited for.
+function Children({ kids }) {
+  return html`<ul class="tree">${kids.map((c) => html`<li data-child=${c.id}><a href=${'#/tasks/' + c.id}>${c.id}</a> <${Status} s=${c.status} /> <code>${c.display}</code>
+    ${c.depends_on.length ? html` <span class="muted">after ${c.depends_on.join(', ')}</span>` : null}
+    ${c.children && c.children.length ? html`<${Children} kids=${c.children} />` : null}</li>`)}</ul>`;
 }
 
 /// The latest attempt's log; while it runs, streamed as it is written (`?follow=true`).

@@ -138,29 +138,32 @@ impl TeamStore for PgStore {
         .await)
     }
 
-    async fn ack_messages(&self, claim_prefix: &str, now: Timestamp) -> Result<u64, StoreError> {
-        in_write!(self, |t| async {
+    async fn ack_messages(&self, claim_prefix: &str, except: Option<&str>, now: Timestamp) -> Result<u64, StoreError> {
+        in_write!(self, |t| {
+            async {
             exec(
                 &t,
-                "UPDATE message_deliveries SET acked_at = $2 WHERE starts_with(claim, $1) AND acked_at IS NULL",
-                &[&claim_prefix, &now.0],
+                "UPDATE message_deliveries SET acked_at = $2 WHERE starts_with(claim, $1) AND acked_at IS NULL AND ($3::TEXT IS NULL OR claim <> $3)",
+                &[&claim_prefix, &now.0, &except],
             )
             .await
         }
-        .await)
+        .await
+        })
     }
 
     async fn messages(&self, f: MessageFilter) -> Result<Vec<Message>, StoreError> {
         in_read!(self, |t| {
             async {
             let limit = if f.limit == 0 { 200i64 } else { f.limit as i64 };
+            let task = f.party.as_deref().and_then(|p| p.strip_prefix("task:")).and_then(|t| t.parse::<i64>().ok());
             let rows = query(
                 &t,
                 &format!(
                     "SELECT {COLUMNS} FROM messages WHERE ($1::TEXT IS NULL OR thread = $1) AND ($2::TEXT IS NULL OR sender = $2 OR recipient = $2 \
-                     OR id IN (SELECT message_id FROM message_deliveries WHERE recipient = $2)) ORDER BY id DESC LIMIT $3"
+                     OR sender_task = $4 OR id IN (SELECT message_id FROM message_deliveries WHERE recipient = $2)) ORDER BY id DESC LIMIT $3"
                 ),
-                &[&f.thread, &f.party, &limit],
+                &[&f.thread, &f.party, &limit, &task],
             )
             .await?;
             let mut ms: Vec<Message> = rows.iter().map(message_row).collect();
@@ -197,7 +200,7 @@ impl TeamStore for PgStore {
         now: Timestamp,
     ) -> Result<StateEntry, StoreError> {
         in_write!(self, |t| async {
-            let want = expected.map(|v| v as i64);
+            let want = expected.map(|v| v.min(i64::MAX as u64) as i64);
             // An existing key moves one version on, if it is at the version expected.
             if want != Some(0) {
                 if let Some(r) = query_opt(
@@ -234,7 +237,7 @@ impl TeamStore for PgStore {
 
     async fn delete_agent_state(&self, agent: &str, key: &str, expected: Option<u64>) -> Result<bool, StoreError> {
         in_write!(self, |t| async {
-            let want = expected.map(|v| v as i64);
+            let want = expected.map(|v| v.min(i64::MAX as u64) as i64);
             let n = exec(
                 &t,
                 "DELETE FROM agent_state WHERE agent = $1 AND key = $2 AND ($3::BIGINT IS NULL OR version = $3)",

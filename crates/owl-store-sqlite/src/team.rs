@@ -162,14 +162,17 @@ impl TeamStore for SqliteStore {
         .await
     }
 
-    async fn ack_messages(&self, claim_prefix: &str, now: Timestamp) -> Result<u64, StoreError> {
+    async fn ack_messages(&self, claim_prefix: &str, except: Option<&str>, now: Timestamp) -> Result<u64, StoreError> {
         let pattern = format!("{}%", claim_prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let except = except.map(str::to_string);
         self.write(move |c| {
-            c.prepare_cached("UPDATE message_deliveries SET acked_at = ?2 WHERE claim LIKE ?1 ESCAPE '\\' AND acked_at IS NULL")
-                .map_err(backend)?
-                .execute(params![pattern, now.0])
-                .map(|n| n as u64)
-                .map_err(backend)
+            c.prepare_cached(
+                "UPDATE message_deliveries SET acked_at = ?2 WHERE claim LIKE ?1 ESCAPE '\\' AND acked_at IS NULL AND (?3 IS NULL OR claim <> ?3)",
+            )
+            .map_err(backend)?
+            .execute(params![pattern, now.0, except])
+            .map(|n| n as u64)
+            .map_err(backend)
         })
         .await
     }
@@ -180,11 +183,12 @@ impl TeamStore for SqliteStore {
             let mut q = c
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM messages WHERE (?1 IS NULL OR thread = ?1) AND (?2 IS NULL OR sender = ?2 OR recipient = ?2 \
-                     OR id IN (SELECT message_id FROM message_deliveries WHERE recipient = ?2)) ORDER BY id DESC LIMIT ?3"
+                     OR sender_task = ?4 OR id IN (SELECT message_id FROM message_deliveries WHERE recipient = ?2)) ORDER BY id DESC LIMIT ?3"
                 ))
                 .map_err(backend)?;
+            let task = f.party.as_deref().and_then(|p| p.strip_prefix("task:")).and_then(|t| t.parse::<i64>().ok());
             let mut ms: Vec<Message> =
-                q.query_map(params![f.thread, f.party, limit], message_row).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
+                q.query_map(params![f.thread, f.party, limit, task], message_row).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
             ms.reverse();
             with_deliveries(c, ms)
         })

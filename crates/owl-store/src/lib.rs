@@ -48,8 +48,9 @@ pub trait TeamStore: Send + Sync + 'static {
     /// Hands up to `limit` undelivered messages for any of `to` to the read `claim`, oldest
     /// first; a read with a claim that already took messages gets those same messages again.
     async fn read_messages(&self, to: Vec<String>, claim: &str, limit: u32, now: Timestamp) -> Result<Vec<Message>, StoreError>;
-    /// Acknowledges every delivery taken by a claim starting with `claim_prefix`; how many.
-    async fn ack_messages(&self, claim_prefix: &str, now: Timestamp) -> Result<u64, StoreError>;
+    /// Acknowledges every delivery taken by a claim starting with `claim_prefix`, except those
+    /// of the claim `except`; how many.
+    async fn ack_messages(&self, claim_prefix: &str, except: Option<&str>, now: Timestamp) -> Result<u64, StoreError>;
     /// Messages, newest last.
     async fn messages(&self, filter: MessageFilter) -> Result<Vec<Message>, StoreError>;
     /// Deliveries to `to` not yet handed to a reader.

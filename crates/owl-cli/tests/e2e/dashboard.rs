@@ -274,3 +274,28 @@ fn the_dashboard_signs_in_shows_work_live_and_acts_on_it_in_a_real_browser() {
         b.shot(name);
     }
 }
+
+#[test]
+fn a_team_run_shows_its_routing_and_its_tree_of_tasks_in_a_real_browser() {
+    let Some(b) = Browser::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (url, _prompts) = crate::team::model();
+    std::fs::write(config_path(&dir), crate::team::config(&url)).unwrap();
+    let d = Daemon::start(&dir, &[("XDG_CACHE_HOME", tmp.path().join("cache").to_str().unwrap())]);
+    let lead = add(&d, &["--agent", "planner", "--team", "Build the CSV export"]);
+    d.wait_status(lead, "succeeded");
+    let kids: Vec<i64> = d.task(lead)["children"].as_array().unwrap().iter().map(|c| c["id"].as_i64().unwrap()).collect();
+    assert_eq!(kids.len(), 2);
+    let link = d.ok(&["dashboard", "--url"]).trim().to_string();
+    b.go(&link);
+    b.wait_text("the overview", |t| t.contains("Overview"));
+    b.go(&d.url(&format!("/ui/#/tasks/{lead}")));
+    let page = b.wait_text("the team tree", |t| t.contains("Team") && kids.iter().all(|k| t.contains(&format!("{k} succeeded"))));
+    assert!(page.contains("agent:scribe"), "{page}");
+    b.shot("team");
+    // A routed child's page says how it was routed.
+    b.go(&d.url(&format!("/ui/#/tasks/{}", kids[0])));
+    let page = b.wait_text("the routing", |t| t.contains("Routing"));
+    assert!(page.contains("needs python at complexity 3: coder is available") && page.contains("lacks python"), "{page}");
+}

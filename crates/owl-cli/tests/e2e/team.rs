@@ -22,9 +22,9 @@ fn final_turn(text: &str) -> Value {
 }
 
 /// The prompts (first user message) of every request.
-type Prompts = Arc<Mutex<Vec<String>>>;
+pub(crate) type Prompts = Arc<Mutex<Vec<String>>>;
 
-fn model() -> (String, Prompts) {
+pub(crate) fn model() -> (String, Prompts) {
     let prompts: Prompts = Arc::default();
     let p2 = prompts.clone();
     let app = axum::Router::new().route(
@@ -60,7 +60,7 @@ fn model() -> (String, Prompts) {
     (format!("http://127.0.0.1:{}/v1", serve(app)), prompts)
 }
 
-fn config(url: &str) -> String {
+pub(crate) fn config(url: &str) -> String {
     format!(
         r##"
 [providers.fake]
@@ -206,4 +206,67 @@ fn a_team_is_routed_delegates_to_a_model_and_a_cli_agent_and_keeps_its_messages_
     assert_eq!(prompts.lock().unwrap().len(), before, "no model call for a task whose set-up failed");
     let out = d.owl(&["add", "--template", "nope", "--agent", "coder", "--", "x"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("`nope` is not a template"), "{out:?}");
+}
+
+#[test]
+fn a_daemon_killed_mid_team_run_resumes_it_without_making_any_child_twice() {
+    // The coder takes its time, so the daemon dies while the planner waits for it.
+    let delegated = Arc::new(Mutex::new(0u32));
+    let d2 = delegated.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let delegated = d2.clone();
+            async move {
+                let messages = v["messages"].as_array().cloned().unwrap_or_default();
+                let results = messages.iter().filter(|m| m["role"] == "tool").count();
+                let reply = match (v["model"].as_str().unwrap_or_default(), results) {
+                    ("planner-m", 0) => {
+                        *delegated.lock().unwrap() += 1;
+                        tool_turn(
+                            "plan",
+                            "delegate",
+                            json!({"tasks": [{"agent": "coder", "prompt": "write a.txt"}, {"agent": "coder", "prompt": "write b.txt"}]}),
+                        )
+                    }
+                    ("planner-m", _) => final_turn("the team finished"),
+                    ("coder-m", 0) => {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        let file = if messages.iter().any(|m| m["content"].as_str().is_some_and(|c| c.contains("a.txt"))) {
+                            "a.txt"
+                        } else {
+                            "b.txt"
+                        };
+                        tool_turn("w", "write_file", json!({"path": file, "content": "x"}))
+                    }
+                    _ => final_turn("done"),
+                };
+                axum::Json(reply)
+            }
+        }),
+    );
+    let url = format!("http://127.0.0.1:{}/v1", serve(app));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::write(config_path(&dir), config(&url)).unwrap();
+    let mut d = Daemon::start(&dir, &[("XDG_CACHE_HOME", tmp.path().join("cache").to_str().unwrap())]);
+    let lead = add(&d, &["--agent", "planner", "--team", "Build it"]);
+    wait_for("a child to run", Duration::from_secs(30), || {
+        let t = d.task(lead);
+        t["children"].as_array().is_some_and(|c| c.iter().any(|c| c["status"] == "running")).then_some(())
+    });
+    d.kill9();
+    d.restart();
+    d.wait_status(lead, "succeeded");
+    let t = d.task(lead);
+    let children = t["children"].as_array().unwrap();
+    assert_eq!(children.len(), 2, "no child was made twice: {t}");
+    assert!(children.iter().all(|c| c["status"] == "succeeded"), "{t}");
+    assert_eq!(*delegated.lock().unwrap(), 1, "the planner's model was asked to delegate once");
+    let tr = d.json(&["transcript", &lead.to_string()]);
+    let results: Vec<&Value> =
+        tr["entries"].as_array().unwrap().iter().filter(|e| e["type"] == "tool" && e["name"] == "delegate").collect();
+    assert_eq!(results.len(), 1, "the delegate result reached the planner once: {tr}");
+    let ws = dir.join("workspaces").join(lead.to_string());
+    assert!(ws.join("a.txt").exists() && ws.join("b.txt").exists());
 }

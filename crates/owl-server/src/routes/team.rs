@@ -65,6 +65,15 @@ pub struct MessageQuery {
 #[utoipa::path(get, path = "/v1/messages", summary = "Messages between agents, oldest first, with each delivery's state", params(MessageQuery), responses((status = 200, description = "OK", body = MessageList)))]
 pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<MessageList>, ApiError> {
     let q: MessageQuery = parse_query(q)?;
+    let name_like = |v: &str, max: usize| {
+        !v.is_empty() && v.chars().count() <= max && v.chars().all(|c| c.is_ascii_alphanumeric() || "._:=/-".contains(c))
+    };
+    if let Some(a) = q.agent.as_deref().filter(|a| !name_like(a, 128)) {
+        return Err(ApiError::bad_request("agent", format!("`{a}` is not an agent name")));
+    }
+    if let Some(t) = q.thread.as_deref().filter(|t| !name_like(t, 200)) {
+        return Err(ApiError::bad_request("thread", format!("`{t}` is not a thread (a task id like 12, task:12, or person)")));
+    }
     if q.agent.is_some() && q.task.is_some() {
         return Err(ApiError::bad_request("task", "give either `agent` or `task`, not both"));
     }
@@ -83,16 +92,23 @@ pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resul
 
 #[utoipa::path(post, path = "/v1/messages", summary = "Send a message from a person to an agent, a task or all agents", request_body = SendMessage, responses((status = 201, description = "Sent", body = MessageView)))]
 pub async fn send(State(state): State<AppState>, ApiJson(req): ApiJson<SendMessage>) -> Result<(StatusCode, Json<MessageView>), ApiError> {
-    if req.content.trim().is_empty() || req.content.len() > 256 * 1024 {
-        return Err(ApiError::bad_request("content", "a message needs content, at most 256 KiB of it"));
+    let chars = |v: &str| v.chars().count();
+    if req.to.is_empty() || chars(&req.to) > 200 {
+        return Err(ApiError::bad_request("to", "give an agent (NAME or agent:NAME), a task (task:ID) or all"));
+    }
+    if req.content.trim().is_empty() || chars(&req.content) > 262_144 {
+        return Err(ApiError::bad_request("content", "a message needs content, at most 262144 characters of it"));
     }
     let kind = req.kind.unwrap_or_else(|| "note".into());
-    if kind.is_empty() || kind.len() > 64 {
+    if kind.is_empty() || chars(&kind) > 64 {
         return Err(ApiError::bad_request("type", "give a short word such as note or question"));
     }
     let thread = req.thread.unwrap_or_else(|| "person".into());
-    if thread.is_empty() || thread.len() > 200 {
+    if thread.is_empty() || chars(&thread) > 200 {
         return Err(ApiError::bad_request("thread", "give 1 to 200 characters"));
+    }
+    if req.reply_to.is_some_and(|r| r < 1) {
+        return Err(ApiError::bad_request("reply_to", "message ids are positive integers"));
     }
     let m = state.engine.send_message_from_person(&req.to, &thread, &kind, &req.content, req.reply_to).await.map_err(|e| match e {
         owl_store::StoreError::Invalid(v) => ApiError::bad_request("to", v.message),
@@ -133,6 +149,12 @@ pub async fn put_state(
     Path((name, key)): Path<(String, String)>,
     ApiJson(req): ApiJson<PutState>,
 ) -> Result<Json<StateEntryView>, ApiError> {
+    if req.version.is_some_and(|v| v > i64::MAX as u64) {
+        return Err(ApiError::bad_request("version", "is larger than any version"));
+    }
+    if req.value.chars().count() > 65_536 {
+        return Err(ApiError::bad_request("value", "a state value holds at most 65536 characters"));
+    }
     known_agent(&state, &name)?;
     let e = state.engine.put_agent_state(&name, &key, &req.value, req.version).await.map_err(|e| match e {
         owl_store::StoreError::Invalid(v) => ApiError::bad_request(v.field.clone(), v.message),
@@ -146,7 +168,7 @@ pub async fn put_state(
 #[into_params(parameter_in = Query)]
 pub struct DeleteStateQuery {
     /// Remove it only if it is still at this version.
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     version: Option<u64>,
 }
 
@@ -157,6 +179,9 @@ pub async fn delete_state(
     RawQuery(q): RawQuery,
 ) -> Result<Json<AgentStateView>, ApiError> {
     let q: DeleteStateQuery = parse_query(q)?;
+    if q.version.is_some_and(|v| v < 1 || v > i64::MAX as u64) {
+        return Err(ApiError::bad_request("version", "versions start at 1"));
+    }
     known_agent(&state, &name)?;
     if !state.engine.store().delete_agent_state(&name, &key, q.version).await? {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("agent `{name}` has no state `{key}`")));

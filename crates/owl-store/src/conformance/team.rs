@@ -42,7 +42,9 @@ pub async fn a_message_is_stored_once_per_key_and_delivered_once_to_each_recipie
     assert_eq!(s.unread_count("agent:tester").await.unwrap(), 1);
 
     // Acknowledged by the claim's prefix (the task).
-    assert_eq!(s.ack_messages("task:7:", T0.plus(Duration::from_secs(1))).await.unwrap(), 2);
+    // A task's later read acknowledges its earlier ones, not itself.
+    assert_eq!(s.ack_messages("task:7:", Some("task:7:call_a"), T0).await.unwrap(), 0);
+    assert_eq!(s.ack_messages("task:7:", None, T0.plus(Duration::from_secs(1))).await.unwrap(), 2);
     let all = s.messages(MessageFilter { thread: Some("task:1".into()), ..Default::default() }).await.unwrap();
     assert_eq!(all.len(), 2);
     let coder = all[0].deliveries.iter().find(|d| d.to == "agent:coder").unwrap();
@@ -50,6 +52,8 @@ pub async fn a_message_is_stored_once_per_key_and_delivered_once_to_each_recipie
     assert!(coder.acked_at.is_some());
     let tester = all[0].deliveries.iter().find(|d| d.to == "agent:tester").unwrap();
     assert_eq!((tester.delivered_at, tester.acked_at), (None, None));
+    let sent = s.messages(MessageFilter { party: Some("task:1".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(sent.len(), 2, "a task's filter holds what it sent");
     let mine = s.messages(MessageFilter { party: Some("agent:tester".into()), ..Default::default() }).await.unwrap();
     assert_eq!(mine.iter().map(|m| m.id).collect::<Vec<_>>(), vec![m.id]);
     assert!(s.messages(MessageFilter { thread: Some("task:99".into()), ..Default::default() }).await.unwrap().is_empty());
@@ -94,6 +98,8 @@ pub async fn agent_state_is_versioned_and_a_stale_write_is_refused(s: DynStore) 
     assert_eq!(s.put_agent_state("coder", "style", "tabs", None, T0).await.unwrap().version, 3);
     assert_eq!(s.put_agent_state("coder", "notes", "uses tokio", None, T0).await.unwrap().version, 1);
     assert!(matches!(s.put_agent_state("coder", "missing", "x", Some(4), T0).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(s.put_agent_state("coder", "missing", "x", Some(u64::MAX), T0).await, Err(StoreError::Conflict(_))));
+    assert!(s.agent_state("coder").await.unwrap().iter().all(|e| e.key != "missing"));
     let st = s.agent_state("coder").await.unwrap();
     assert_eq!(st.iter().map(|e| (e.key.as_str(), e.version)).collect::<Vec<_>>(), vec![("notes", 1), ("style", 3)]);
     assert!(s.agent_state("planner").await.unwrap().is_empty(), "each agent has its own state");
