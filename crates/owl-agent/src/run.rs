@@ -294,6 +294,11 @@ pub async fn run(
             }
         };
         let deadline = job.timeout.map(|t| t.saturating_sub(begun.elapsed())).unwrap_or(Duration::MAX);
+        // The agent's max_wall also holds during a call, not only between steps.
+        let wall_left = match agent.max_wall.filter(|_| !job.chat_turn) {
+            Some(max) => max.saturating_sub(Duration::from_millis((now_ms() - started_ms).max(0) as u64)),
+            None => Duration::MAX,
+        };
         let result = tokio::select! {
             r = call => r,
             h = wait_halt(&mut halt) => {
@@ -305,6 +310,13 @@ pub async fn run(
                 spend.settle_input(&host).await;
                 let _ = journal.append(vec![Entry::note("the task's timeout was reached during a model call")]).await;
                 return AgentEnd::TimedOut;
+            }
+            _ = sleep_max(wall_left) => {
+                spend.settle_input(&host).await;
+                let max = agent.max_wall.unwrap_or_default();
+                return journal
+                    .fail(format!("ran for {}s, the limit is {}s (agents.{}.max_wall); stopped during a model call", max.as_secs(), max.as_secs(), job.agent))
+                    .await;
             }
         };
         st.messages = std::mem::take(&mut req.messages);

@@ -118,9 +118,9 @@ pub struct SendMessage {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 64)]
     pub kind: Option<String>,
-    /// The thread it joins (default: `person`).
+    /// The thread it joins (default: `person`); a bare task id `12` is `task:12`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(pattern = "^[A-Za-z0-9._:=/-]{1,200}$")]
     pub thread: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1)]

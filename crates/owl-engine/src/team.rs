@@ -85,11 +85,37 @@ pub(crate) async fn prepare_excluding(s: &Shared, batch: &mut [NewTask], exclude
                     let (running, queued) = load.get(name).copied().unwrap_or_default();
                     Load { running, queued, last_active: actives.get(name).copied().flatten(), price: rt.agent_price(name) }
                 })
-                .map_err(|m| ValidationError::new(if many { format!("tasks[{i}].needs") } else { "needs".into() }, m))?;
+                .map_err(|m| {
+                    let f = if req.needs.is_empty() { "complexity" } else { "needs" };
+                    ValidationError::new(if many { format!("tasks[{i}].{f}") } else { f.to_string() }, m)
+                })?;
                 *agent = decided.chosen.clone();
                 *req = decided;
                 // A later task of the same batch sees this one waiting for the agent.
                 load.entry(agent.clone()).or_default().1 += 1;
+            }
+        }
+        // The agent must exist, and a team run is led by a model agent (it calls `delegate`).
+        if let Command::Agent { agent, team, .. } = &t.spec.command {
+            let field = |f: &str| if many { format!("tasks[{i}].{f}") } else { f.to_string() };
+            match rt.agent(agent) {
+                None => {
+                    let known: Vec<&str> = rt.settings().keys().map(String::as_str).collect();
+                    return Err(StoreError::Invalid(ValidationError::new(
+                        field("agent"),
+                        format!(
+                            "there is no agent `{agent}`; configured agents: {}",
+                            if known.is_empty() { "(none; see `owl config init`)".to_string() } else { known.join(", ") }
+                        ),
+                    )));
+                }
+                Some(a) if *team && a.cli.is_some() => {
+                    return Err(StoreError::Invalid(ValidationError::new(
+                        field("team"),
+                        format!("agent `{agent}` is a coding CLI; a team run is led by a model agent, which can call `delegate`"),
+                    )));
+                }
+                _ => {}
             }
         }
         place(&rt, &mut t.spec, &mut limits);

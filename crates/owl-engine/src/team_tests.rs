@@ -496,3 +496,24 @@ async fn wait_for_tasks(engine: &Engine, n: usize) -> Vec<owl_core::Task> {
     }
     panic!("fewer than {n} tasks were made");
 }
+
+#[tokio::test]
+async fn an_agents_max_wall_stops_it_during_a_slow_model_call() {
+    let (url, _seen) = model_server(Arc::new(|_, _| final_turn("late"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("owl.db"), Durability::Full).unwrap();
+    let (engine, dispatch) = Engine::new(Arc::new(store), DataLayout::new(dir.path()), crate::tests_config(), Arc::new(SystemClock));
+    let mut agents = team();
+    agents.get_mut("coder").unwrap().max_wall = Some(Duration::from_millis(200));
+    engine.set_agents(Arc::new(runtime(&url, agents)));
+    let stop = tokio::spawn(dispatch.run(true));
+    let h = Harness { engine, dir, stop };
+    let started = std::time::Instant::now();
+    let id = submit(&h, agent_spec("coder", "a slow answer")).await;
+    let t = wait_status(&h, id, &[Status::Failed, Status::Succeeded]).await;
+    assert_eq!(t.state.status(), Status::Failed);
+    let why = h.engine.store().task_result(id).await.unwrap().unwrap();
+    assert!(why.contains("agents.coder.max_wall") && why.contains("during a model call"), "{why}");
+    assert!(started.elapsed() < Duration::from_millis(900), "stopped before the 1 s reply came");
+    h.stop.abort();
+}

@@ -110,7 +110,7 @@ pub struct TaskArgs {
     /// directories, files, a Python venv, set-up commands) before the work starts.
     #[arg(long, value_name = "NAME")]
     pub template: Option<String>,
-    /// The command and its arguments, after `--` (with --agent: the prompt).
+    /// The command and its arguments, after `--` (with --agent, --cli, --needs or --complexity: the prompt).
     #[arg(required_unless_present = "from_issue", trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }

@@ -91,7 +91,7 @@ pub fn build_task(args: TaskArgs, tags: TaskTagArgs) -> Result<SubmitTask> {
         bail!("--template sets up an agent's or a coding CLI's workspace; add --agent NAME or --cli NAME");
     }
     if args.team && args.agent.is_none() && !routed {
-        bail!("--team is a team run led by an agent; add --agent NAME (the planner)");
+        bail!("--team is a team run led by an agent; add --agent NAME (the planner) or --needs CAPS");
     }
     // A prompt for a coding CLI or an agent (clap lets only one of them through).
     if args.cli.is_some() || args.agent.is_some() || routed {

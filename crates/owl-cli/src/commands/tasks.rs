@@ -140,6 +140,9 @@ pub async fn show(client: &Client, id: &str, json: bool) -> Result<()> {
     } else if let owl_core::Command::Agent { team: true, .. } = &t.command {
         println!("  team run   yes");
     }
+    if let Some(name) = t.command.template() {
+        println!("  template   {name}");
+    }
     if !t.children.is_empty() {
         println!("  delegated");
         print_children(&t.children, "             ");

@@ -59,7 +59,15 @@ pub async fn messages(
             None => m.sender.clone(),
         };
         let reply = m.reply_to.map(|r| format!(", reply to {r}")).unwrap_or_default();
-        println!("#{} {} {} -> {} [{}{reply}] {}", m.id, &m.created_at[..19.min(m.created_at.len())], from, m.recipient, m.kind, m.thread);
+        println!(
+            "#{} {} {} -> {} [{}{reply}] thread {}",
+            m.id,
+            &m.created_at[..19.min(m.created_at.len())],
+            from,
+            m.recipient,
+            m.kind,
+            m.thread
+        );
         for line in m.content.lines() {
             println!("    {line}");
         }
@@ -73,6 +81,11 @@ pub async fn messages(
 
 pub async fn agents_action(client: &Client, action: AgentsAction, json: bool) -> Result<()> {
     let AgentsAction::State { agent, op } = action;
+    if let Some(StateOp::Get { key } | StateOp::Set { key, .. } | StateOp::Rm { key, .. }) = &op {
+        if key.is_empty() || key == "." || key == ".." {
+            anyhow::bail!("`{key}` is not a state key; use 1 to 128 characters, none of them a control character, other than . and ..");
+        }
+    }
     let base = format!("/v1/agents/{}/state", enc(&agent));
     match op.unwrap_or(StateOp::Ls) {
         StateOp::Ls => {
@@ -92,7 +105,7 @@ pub async fn agents_action(client: &Client, action: AgentsAction, json: bool) ->
             match v.state.into_iter().find(|e| e.key == key) {
                 Some(e) if json => print_json(&e),
                 Some(e) => println!("{}", e.value),
-                None => anyhow::bail!("agent {agent} has no state `{key}`; see `owl agents state {agent}`"),
+                None => anyhow::bail!("agent `{agent}` has no state `{key}`; see `owl agents state {agent}`"),
             }
         }
         StateOp::Set { key, value, if_version: version } => {

@@ -104,9 +104,14 @@ pub async fn send(State(state): State<AppState>, ApiJson(req): ApiJson<SendMessa
         return Err(ApiError::bad_request("type", "give a short word such as note or question"));
     }
     let thread = req.thread.unwrap_or_else(|| "person".into());
-    if thread.is_empty() || chars(&thread) > 200 {
-        return Err(ApiError::bad_request("thread", "give 1 to 200 characters"));
+    if thread.is_empty() || chars(&thread) > 200 || !thread.chars().all(|c| c.is_ascii_alphanumeric() || "._:=/-".contains(c)) {
+        return Err(ApiError::bad_request(
+            "thread",
+            "give 1 to 200 letters, digits and . _ : = / - (a task id like 12, task:12, or a name)",
+        ));
     }
+    // A bare task id names that task's thread, as when listing.
+    let thread = if thread.chars().all(|c| c.is_ascii_digit()) { format!("task:{thread}") } else { thread };
     if req.reply_to.is_some_and(|r| r < 1) {
         return Err(ApiError::bad_request("reply_to", "message ids are positive integers"));
     }
