@@ -321,7 +321,19 @@ async fn run_process(
     // Marks the process as this data dir's (crash recovery finds orphans by it) and lets a
     // task call `owl` against its own daemon.
     env.push(("OWL_DATA_DIR".into(), s.layout.root().display().to_string()));
-    let req = task.spec.sandbox.clone().unwrap_or_default();
+    let mut req = task.spec.sandbox.clone().unwrap_or_default();
+    // A coding-CLI agent's own sandbox grants apply to its runs, like a model agent's to its
+    // shell calls; its `sandbox = false` opts out as the task's --no-sandbox would.
+    if let owl_core::Command::Agent { agent, .. } = &task.spec.command {
+        if let Some(a) = s.agents().and_then(|rt| rt.agent(agent).cloned()).filter(|a| a.cli.is_some()) {
+            req.allow_net |= a.allow_net;
+            req.allow_hosts.extend(a.allow_hosts.iter().cloned());
+            req.grant_env.extend(a.grant_env.iter().cloned());
+            if !a.sandbox && req.enabled.is_none() {
+                req.enabled = Some(false);
+            }
+        }
+    }
     let mut sandboxed = crate::sandboxing::wanted(&task.spec, &cfg.sandbox);
     let mut extra_writable: Vec<std::path::PathBuf> = req.writable.iter().map(std::path::PathBuf::from).collect();
     let mut allow_hosts = req.allow_hosts.clone();

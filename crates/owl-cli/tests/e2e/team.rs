@@ -86,9 +86,10 @@ tools = ["write_file", "read_file"]
 [agents.scribe]
 cli = "scribe"
 capabilities = ["docs"]
+grant_env = ["SCRIBE_TOKEN"]
 
 [cli.scribe]
-command = ["sh", "-c", "printf '%s' \"$1\" > notes.txt", "sh", "{{prompt}}"]
+command = ["sh", "-c", "printf '%s' \"$1\" > notes.txt; printf '%s' \"$SCRIBE_TOKEN\" > token.txt", "sh", "{{prompt}}"]
 
 
 [templates.py]
@@ -111,7 +112,7 @@ fn a_team_is_routed_delegates_to_a_model_and_a_cli_agent_and_keeps_its_messages_
     let cache = tmp.path().join("cache");
     let (url, prompts) = model();
     std::fs::write(config_path(&dir), config(&url)).unwrap();
-    let d = Daemon::start(&dir, &[("XDG_CACHE_HOME", cache.to_str().unwrap())]);
+    let d = Daemon::start(&dir, &[("XDG_CACHE_HOME", cache.to_str().unwrap()), ("SCRIBE_TOKEN", "tok-granted-to-the-scribe")]);
 
     // Roles are shown, and the load of each agent.
     let agents = d.json(&["agents"]);
@@ -149,6 +150,9 @@ fn a_team_is_routed_delegates_to_a_model_and_a_cli_agent_and_keeps_its_messages_
     let ws = dir.join("workspaces").join(lead.to_string());
     assert_eq!(std::fs::read_to_string(ws.join("code.txt")).unwrap(), "fn main() {}");
     assert!(std::fs::read_to_string(ws.join("notes.txt")).unwrap().contains("notes for the CSV export"));
+    // The CLI agent got the secret-looking variable its role grants (the sandbox removes such
+    // variables from every run that is not granted them).
+    assert_eq!(std::fs::read_to_string(ws.join("token.txt")).unwrap(), "tok-granted-to-the-scribe");
 
     // Messages from a person, kept with each delivery's state.
     let sent = d.ok(&["messages", "send", "coder", "use", "the", "v2", "API"]);
