@@ -183,8 +183,25 @@ fn three_daemons_survive_a_kill_a_freeze_and_a_database_restart() {
             6 => {
                 // n3 freezes past its lease: the others rescue its attempts, and when it thaws
                 // its completions of them are refused.
-                wait_for("n3 to run something", Duration::from_secs(20), || (running_on("n3") > 0).then_some(()));
-                nodes[2].signal(nix::sys::signal::Signal::SIGSTOP);
+                // Its tasks take 0.1 s: one may end between the look and the stop, so the
+                // freeze counts only once the database shows n3 holding a lease while stopped.
+                let holds = || {
+                    let running = owl_store::TaskFilter { statuses: vec![owl_core::task::Status::Running], ..Default::default() };
+                    rt.block_on(store.list(running))
+                        .unwrap()
+                        .iter()
+                        .any(|t| matches!(&t.state, owl_core::TaskState::Running { node, .. } if node == "n3"))
+                };
+                wait_for("n3 to be frozen holding a lease", Duration::from_secs(60), || {
+                    wait_for("n3 to run something", Duration::from_secs(20), || (running_on("n3") > 0).then_some(()));
+                    nodes[2].signal(nix::sys::signal::Signal::SIGSTOP);
+                    if holds() {
+                        return Some(());
+                    }
+                    nodes[2].signal(nix::sys::signal::Signal::SIGCONT);
+                    std::thread::sleep(Duration::from_millis(50));
+                    None
+                });
                 std::thread::sleep(Duration::from_millis(3500));
                 nodes[2].signal(nix::sys::signal::Signal::SIGCONT);
             }
