@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::chats::{ChatEnd, ChatError, ChatUpdate};
-use owl_core::agent::{AgentDefaults, AgentSettings, PolicyDefault, Price, ProviderKind, ProviderSettings};
+use owl_core::agent::{AgentDefaults, AgentSettings, PolicyDefault, Price, ProviderSettings};
 use owl_core::task::Status;
 use owl_core::{Command as Cmd, TaskSpec};
 use owl_store::prelude::*;
@@ -20,13 +20,13 @@ struct ModelServer {
     requests: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
-fn tool_turn(id: &str, name: &str, args: Value) -> Value {
+pub(crate) fn tool_turn(id: &str, name: &str, args: Value) -> Value {
     json!({"model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
         "tool_calls": [{"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}]}}],
         "usage": {"prompt_tokens": 1000, "completion_tokens": 100}})
 }
 
-fn final_turn(text: &str) -> Value {
+pub(crate) fn final_turn(text: &str) -> Value {
     json!({"model": "m", "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
         "usage": {"prompt_tokens": 1000, "completion_tokens": 100}})
 }
@@ -89,19 +89,7 @@ fn start_full(server: &ModelServer, agent: AgentSettings, workers: usize, secret
     let mut providers = BTreeMap::new();
     providers.insert(
         "fake".to_string(),
-        ProviderSettings {
-            kind: ProviderKind::Openai,
-            base_url: Some(server.url.clone()),
-            api_key_env: Some("OWL_TEST_CANARY_KEY".into()),
-            api_key_secret: None,
-            model: None,
-            timeout: Duration::from_secs(10),
-            max_retries: 0,
-            model_path: None,
-            threads: 0,
-            context: 0,
-            keep_alive: Duration::from_secs(300),
-        },
+        ProviderSettings { api_key_env: Some("OWL_TEST_CANARY_KEY".into()), ..crate::budget_tests::provider(&server.url) },
     );
     let mut agents = BTreeMap::new();
     agents.insert("worker".to_string(), agent);

@@ -69,7 +69,7 @@ fn call(id: &str, name: &str, args: Value) -> Value {
 const CALL_USD: f64 = 0.01002;
 
 /// The loopback model server as an OpenAI-compatible provider.
-fn provider(url: &str) -> ProviderSettings {
+pub(crate) fn provider(url: &str) -> ProviderSettings {
     ProviderSettings {
         kind: ProviderKind::Openai,
         base_url: Some(url.to_string()),

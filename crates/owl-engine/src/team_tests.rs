@@ -5,7 +5,8 @@
 //! from what the request holds, so parallel agents get the right replies in any order.
 
 use super::*;
-use owl_core::agent::{AgentDefaults, AgentSettings, Price, ProviderKind, ProviderSettings};
+use crate::agent_tests::{final_turn, tool_turn};
+use owl_core::agent::{AgentDefaults, AgentSettings, Price};
 use owl_core::routing::Routing;
 use owl_core::task::Status;
 use owl_core::{Command as Cmd, TaskSpec};
@@ -16,17 +17,6 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 type Script = Arc<dyn Fn(&str, &[Value]) -> Value + Send + Sync>;
-
-fn tool_turn(id: &str, name: &str, args: Value) -> Value {
-    json!({"model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
-        "tool_calls": [{"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}]}}],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 10}})
-}
-
-fn final_turn(text: &str) -> Value {
-    json!({"model": "m", "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 10}})
-}
 
 /// Every request, as (model, messages).
 type Seen = Arc<Mutex<Vec<(String, Vec<Value>)>>>;
@@ -82,22 +72,7 @@ fn team() -> BTreeMap<String, AgentSettings> {
 
 fn runtime(url: &str, agents: BTreeMap<String, AgentSettings>) -> owl_agent::Runtime {
     let mut providers = BTreeMap::new();
-    providers.insert(
-        "fake".to_string(),
-        ProviderSettings {
-            kind: ProviderKind::Openai,
-            base_url: Some(url.to_string()),
-            api_key_env: None,
-            api_key_secret: None,
-            model: None,
-            timeout: Duration::from_secs(10),
-            max_retries: 0,
-            model_path: None,
-            threads: 0,
-            context: 0,
-            keep_alive: Duration::from_secs(300),
-        },
-    );
+    providers.insert("fake".to_string(), crate::budget_tests::provider(url));
     let mut prices = BTreeMap::new();
     prices.insert("planner-m".to_string(), Price { input: 3.0, output: 15.0, cached: None });
     prices.insert("coder-m".to_string(), Price { input: 0.5, output: 1.5, cached: None });
