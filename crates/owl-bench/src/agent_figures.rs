@@ -158,14 +158,7 @@ pub async fn run(quick: bool) -> Vec<(String, Value)> {
         owl_engine::Engine::new(Arc::new(store), owl_core::layout::DataLayout::new(&dir), cfg, Arc::new(owl_engine::SystemClock));
     tokio::spawn(dispatch.run(true));
     engine.set_agents(Arc::new(runtime(steps)));
-    let spec = owl_core::TaskSpec::new(owl_core::Command::Agent {
-        agent: "bench".into(),
-        prompt: "list".into(),
-        max_cost_usd: None,
-        route: None,
-        team: false,
-        template: None,
-    });
+    let spec = owl_core::TaskSpec::new(owl_core::Command::agent("bench", "list"));
     let t0 = Instant::now();
     let id = engine.submit(vec![owl_store::NewTask::new(spec)]).await.expect("submit")[0].id;
     loop {

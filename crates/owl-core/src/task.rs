@@ -84,6 +84,12 @@ pub enum Command {
 }
 
 impl Command {
+    /// An agent task with every option at its default: no cost cap, no routing, not a team
+    /// run, no template.
+    pub fn agent(agent: impl Into<String>, prompt: impl Into<String>) -> Command {
+        Command::Agent { agent: agent.into(), prompt: prompt.into(), max_cost_usd: None, route: None, team: false, template: None }
+    }
+
     /// The workspace template the task names, if any.
     pub fn template(&self) -> Option<&str> {
         match self {

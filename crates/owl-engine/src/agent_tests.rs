@@ -108,14 +108,7 @@ async fn submit_agent(h: &Harness, prompt: &str) -> TaskId {
 }
 
 async fn submit_agent_to(h: &Harness, agent: &str, prompt: &str) -> TaskId {
-    let spec = TaskSpec::new(Cmd::Agent {
-        agent: agent.into(),
-        prompt: prompt.into(),
-        max_cost_usd: None,
-        route: None,
-        team: false,
-        template: None,
-    });
+    let spec = TaskSpec::new(Cmd::agent(agent, prompt));
     h.engine.submit(vec![NewTask::new(spec)]).await.unwrap()[0].id
 }
 
@@ -365,14 +358,7 @@ async fn a_stopped_agent_task_resumes_from_its_transcript_without_redoing_record
     .await;
     let dir = tempfile::tempdir().unwrap();
     let (a, a_loop) = restart_on(dir.path(), &server, agent_settings(PolicyDefault::Deny));
-    let spec = TaskSpec::new(Cmd::Agent {
-        agent: "worker".into(),
-        prompt: "write a.txt".into(),
-        max_cost_usd: None,
-        route: None,
-        team: false,
-        template: None,
-    });
+    let spec = TaskSpec::new(Cmd::agent("worker", "write a.txt"));
     let id = a.submit(vec![NewTask::new(spec)]).await.unwrap()[0].id;
     for _ in 0..500 {
         if server.requests.lock().unwrap().len() >= 2 {
@@ -420,14 +406,7 @@ async fn a_call_whose_result_was_never_recorded_is_reported_not_rerun() {
     let dir = tempfile::tempdir().unwrap();
     // What a crash between recording a call and recording its result leaves behind.
     let store = SqliteStore::open(&dir.path().join("owl.db"), Durability::Full).unwrap();
-    let spec = TaskSpec::new(Cmd::Agent {
-        agent: "worker".into(),
-        prompt: "write b.txt".into(),
-        max_cost_usd: None,
-        route: None,
-        team: false,
-        template: None,
-    });
+    let spec = TaskSpec::new(Cmd::agent("worker", "write b.txt"));
     let now = Timestamp::from_system(std::time::SystemTime::now());
     let id = store.submit(vec![NewTask::new(spec)], now).await.unwrap()[0].id;
     store

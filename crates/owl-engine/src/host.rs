@@ -172,14 +172,7 @@ impl Host for EngineHost {
     }
 
     async fn create_task(&self, parent: Owner, agent: &str, prompt: &str, depth: u32) -> HostResult<TaskId> {
-        let mut spec = TaskSpec::new(Command::Agent {
-            agent: agent.into(),
-            prompt: prompt.into(),
-            max_cost_usd: None,
-            route: None,
-            team: false,
-            template: None,
-        });
+        let mut spec = TaskSpec::new(Command::agent(agent, prompt));
         spec.origin = Some(Origin::Agent { parent, depth });
         owl_core::validate::check_spec(&spec).map_err(host_err)?;
         let out = Engine { shared: self.shared.clone() }.submit(vec![NewTask::new(spec)]).await.map_err(host_err)?;
@@ -284,14 +277,7 @@ impl Host for EngineHost {
             (None, None, Some(at)) => When::Once { at: owl_core::Timestamp::parse_rfc3339(&at).map_err(HostError::Refused)? },
             _ => return Err(HostError::refused("give exactly one of cron, every or at")),
         };
-        let template = TaskSpec::new(Command::Agent {
-            agent: s.agent,
-            prompt: s.prompt,
-            max_cost_usd: None,
-            route: None,
-            team: false,
-            template: None,
-        });
+        let template = TaskSpec::new(Command::agent(s.agent, s.prompt));
         let spec = ScheduleSpec {
             name: s.name,
             when,

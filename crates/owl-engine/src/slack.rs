@@ -224,14 +224,7 @@ pub(crate) async fn command(engine: &Engine, user: &str, conversation: &str, tex
             if prompt.is_empty() {
                 return Err("what should the agent do? `/owl add Summarise the open issues`".into());
             }
-            let mut spec = TaskSpec::new(Command::Agent {
-                agent: agent.clone(),
-                prompt: prompt.clone(),
-                max_cost_usd: None,
-                route: None,
-                team: false,
-                template: None,
-            });
+            let mut spec = TaskSpec::new(Command::agent(agent.clone(), prompt.clone()));
             if owl_core::notify::slack_channel_id(conversation) {
                 spec.labels.push(format!("slack:{conversation}"));
             }

@@ -68,19 +68,25 @@ pub(crate) async fn prepare(s: &Shared, batch: &mut [NewTask]) -> Result<(), Sto
 /// [`prepare`], routing to none of the agents in `exclude` (those a delegation came through).
 pub(crate) async fn prepare_excluding(s: &Shared, batch: &mut [NewTask], exclude: &[String]) -> Result<(), StoreError> {
     let Some(rt) = s.agents() else { return Ok(()) };
-    let candidates: owl_core::agent::Agents =
-        rt.settings().iter().filter(|(n, _)| !exclude.contains(n)).map(|(n, a)| (n.clone(), a.clone())).collect();
     let needs_routing = batch.iter().any(|t| matches!(&t.spec.command, Command::Agent { agent, route: Some(_), .. } if agent.is_empty()));
-    let mut load = if needs_routing { loads(s).await? } else { HashMap::new() };
+    // What routing reads is read once per batch, and only when a task of it is routed.
+    let (candidates, mut load, actives) = if needs_routing {
+        let candidates: owl_core::agent::Agents =
+            rt.settings().iter().filter(|(n, _)| !exclude.contains(n)).map(|(n, a)| (n.clone(), a.clone())).collect();
+        let mut actives = HashMap::new();
+        for name in candidates.keys() {
+            actives.insert(name.clone(), last_active(s, name).await);
+        }
+        (candidates, loads(s).await?, actives)
+    } else {
+        Default::default()
+    };
+    let templates = s.config().templates;
     let mut limits: Vec<(String, u32)> = Vec::new();
     let many = batch.len() > 1;
     for (i, t) in batch.iter_mut().enumerate() {
         if let Command::Agent { agent, route: Some(req), .. } = &mut t.spec.command {
             if agent.is_empty() {
-                let mut actives = HashMap::new();
-                for name in rt.settings().keys() {
-                    actives.insert(name.clone(), last_active(s, name).await);
-                }
                 let decided = owl_core::routing::route(&candidates, req, |name| {
                     let (running, queued) = load.get(name).copied().unwrap_or_default();
                     Load { running, queued, last_active: actives.get(name).copied().flatten(), price: rt.agent_price(name) }
@@ -120,7 +126,6 @@ pub(crate) async fn prepare_excluding(s: &Shared, batch: &mut [NewTask], exclude
         }
         place(&rt, &mut t.spec, &mut limits);
         // An agent's own template applies unless the task names one; a named one must exist.
-        let templates = &s.config().templates;
         match &mut t.spec.command {
             Command::Agent { agent, template, .. } => {
                 // Not for a delegated child working in its parent's workspace: that one is set up.

@@ -97,7 +97,7 @@ fn start_at(dir: tempfile::TempDir, url: &str, workers: usize) -> Harness {
 }
 
 fn agent_spec(agent: &str, prompt: &str) -> TaskSpec {
-    TaskSpec::new(Cmd::Agent { agent: agent.into(), prompt: prompt.into(), max_cost_usd: None, route: None, team: false, template: None })
+    TaskSpec::new(Cmd::agent(agent, prompt))
 }
 
 fn routed(needs: &[&str], complexity: Option<u8>, prompt: &str) -> TaskSpec {

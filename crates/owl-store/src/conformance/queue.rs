@@ -356,18 +356,7 @@ pub async fn list_filters_by_status_group_label_and_pages(s: DynStore) {
 pub async fn list_filters_by_kind_schedule_and_creation_time(s: DynStore) {
     use owl_core::task::Origin;
     let shell = add(&s, spec("echo")).await;
-    let agent = add(
-        &s,
-        TaskSpec::new(Command::Agent {
-            agent: "a".into(),
-            prompt: "p".into(),
-            max_cost_usd: None,
-            route: None,
-            team: false,
-            template: None,
-        }),
-    )
-    .await;
+    let agent = add(&s, TaskSpec::new(Command::agent("a", "p"))).await;
     let cli = add(
         &s,
         TaskSpec::new(Command::Cli { cli: "claude".into(), prompt: "p".into(), owl_mcp: false, max_cost_usd: None, template: None }),
