@@ -25,6 +25,8 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod slim;
+
 static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
 
 fn backend() -> Result<&'static LlamaBackend, String> {
@@ -77,6 +79,15 @@ impl LocalModel {
         if !path.is_file() {
             return Err(format!("the model file {} does not exist (scripts/fetch-models fetches gemma-3-270m)", path.display()));
         }
+        // A Q8_0 token table is loaded from its Q5_0 copy (see `slim`): 60 MiB less memory.
+        let slimmed = match slim::slim_table(path) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(model = %path.display(), "cannot write a copy with a smaller token table ({e}); loading the file as it is");
+                path.to_path_buf()
+            }
+        };
+        let path = slimmed.as_path();
         let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
             .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
         let threads = if threads == 0 { std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(2) } else { threads as i32 };
