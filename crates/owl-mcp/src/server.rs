@@ -271,6 +271,15 @@ impl OwlServer {
         Ok(OwlServer { backend, scope, tools: Arc::new(tools) })
     }
 
+    /// The same server for task `task`: a task-scoped server's tools do not depend on which
+    /// task it serves, so one built from the document serves every task without the document.
+    pub fn for_task(&self, task: i64) -> Result<OwlServer, String> {
+        if self.scope.task.is_none() {
+            return Err("only a task-scoped server can be moved to another task".into());
+        }
+        Ok(OwlServer { backend: self.backend.clone(), scope: Scope { task: Some(task), ..self.scope }, tools: self.tools.clone() })
+    }
+
     /// Builds the server by first reading the OpenAPI document through the backend.
     pub async fn connect(backend: Arc<dyn Backend>, scope: Scope) -> Result<OwlServer, String> {
         let reply = backend.send("GET", "/v1/openapi.json", None).await?;

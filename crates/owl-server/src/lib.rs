@@ -130,13 +130,19 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// The OpenAPI document as JSON text, serialized once: as text it is a fraction of the
+/// memory a `serde_json::Value` of it takes.
+fn openapi_json() -> axum::body::Bytes {
+    static DOC: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| serde_json::to_vec(&openapi_document()).expect("the document serializes").into()).clone()
+}
+
 /// Every route but `/v1/mcp`, with its state: what MCP tools call in process.
 fn api_router(state: &AppState) -> Router {
     let (authed, _) = authenticated().split_for_parts();
     let (open, _) = open().split_for_parts();
-    let doc = Arc::new(serde_json::to_value(openapi_document()).expect("the document serializes"));
     let authed = authed
-        .route("/v1/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+        .route("/v1/openapi.json", get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json()) }))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))

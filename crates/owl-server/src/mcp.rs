@@ -60,8 +60,9 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
 /// One coding CLI task's MCP server: a Unix socket in its workspace, no token (only that task
 /// and its user can reach the socket), tools scoped to the task.
 pub struct TaskMcpServer {
-    backend: Arc<dyn owl_mcp::Backend>,
-    doc: serde_json::Value,
+    /// Built once for a placeholder task and moved to each real one: the tools come from the
+    /// OpenAPI document, which then need not be kept (as a JSON value it takes megabytes).
+    template: owl_mcp::OwlServer,
     max_body_bytes: usize,
     exe: std::path::PathBuf,
 }
@@ -69,8 +70,12 @@ pub struct TaskMcpServer {
 impl TaskMcpServer {
     pub fn new(api: Router, state: &AppState, exe: std::path::PathBuf) -> TaskMcpServer {
         TaskMcpServer {
-            backend: Arc::new(InProcess { api, token: state.token.clone() }),
-            doc: serde_json::to_value(crate::openapi_document()).expect("the document serializes"),
+            template: owl_mcp::OwlServer::new(
+                Arc::new(InProcess { api, token: state.token.clone() }),
+                owl_mcp::Scope { approvals: false, task: Some(0) },
+                &serde_json::to_value(crate::openapi_document()).expect("the document serializes"),
+            )
+            .expect("every MCP tool names an operation of the API"),
             max_body_bytes: state.max_body_bytes,
             exe,
         }
@@ -97,8 +102,7 @@ impl owl_engine::TaskMcp for TaskMcpServer {
 
     fn open(&self, task: owl_core::TaskId, socket: &std::path::Path) -> Result<Box<dyn std::any::Any + Send>, String> {
         use std::os::unix::fs::PermissionsExt;
-        let scope = owl_mcp::Scope { approvals: false, task: Some(task.0) };
-        let server = owl_mcp::OwlServer::new(self.backend.clone(), scope, &self.doc)?;
+        let server = self.template.for_task(task.0)?;
         let listener =
             std::os::unix::net::UnixListener::bind(socket).map_err(|e| format!("owl_mcp: cannot listen on {}: {e}", socket.display()))?;
         let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600));

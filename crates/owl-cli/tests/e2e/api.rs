@@ -58,6 +58,7 @@ fn batch_submit_and_server_sent_events() {
         }
         assert!(seen.contains("event: task_submitted") && seen.contains("event: task_started"), "{seen}");
         let r = http.get(d.url("/v1/openapi.json")).bearer_auth(&d.token).send().await.unwrap();
+        assert_eq!(r.headers()["content-type"], "application/json", "the document is served as JSON");
         let doc: serde_json::Value = r.json().await.unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
         let big = "x".repeat(2 * 1024 * 1024);
