@@ -67,6 +67,7 @@ fn main() {
             json,
         ),
         Command::Daemon(mut args) => {
+            few_malloc_arenas();
             // `owl --json daemon` means machine-readable logs.
             if json && args.log_format.is_none() {
                 args.log_format = Some("json".into());
@@ -137,6 +138,40 @@ async fn client_command(cmd: Command, data_dir: &std::path::Path, json: bool) ->
         }
     }
     Ok(0)
+}
+
+/// Set on the daemon's own re-execution (see [`few_malloc_arenas`]); never seen by tasks.
+const ARENAS_SET_VAR: &str = "OWL_MALLOC_ARENAS_SET";
+/// How many malloc arenas the daemon runs with, unless `MALLOC_ARENA_MAX` says otherwise.
+const MALLOC_ARENAS: &str = "2";
+
+/// Runs the daemon with at most [`MALLOC_ARENAS`] glibc malloc arenas. glibc gives every
+/// thread that allocates its own arena, up to eight per core, and each keeps its freed memory:
+/// a daemon whose agent ran on a blocking thread, and whose embedder ran on another, holds
+/// tens of megabytes it no longer uses (BENCHMARKS.md, footprint). glibc reads the limit from
+/// the environment only when a process starts, so the daemon starts itself once more with it
+/// set. A `MALLOC_ARENA_MAX` the user chose is kept; when the re-execution fails the daemon
+/// goes on as it is. Runs before any thread exists, so changing the environment is sound.
+fn few_malloc_arenas() {
+    if std::env::var_os(ARENAS_SET_VAR).is_some() {
+        // The limit is read; the tasks the daemon starts get the environment as it was.
+        std::env::remove_var(ARENAS_SET_VAR);
+        std::env::remove_var("MALLOC_ARENA_MAX");
+        return;
+    }
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) || std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(exe)
+        .arg0(std::env::args_os().next().unwrap_or_default())
+        .args(std::env::args_os().skip(1))
+        .env("MALLOC_ARENA_MAX", MALLOC_ARENAS)
+        .env(ARENAS_SET_VAR, "1")
+        .exec();
+    // Logging is not set up yet.
+    eprintln!("owl daemon: cannot start again with MALLOC_ARENA_MAX={MALLOC_ARENAS} ({err}); going on with glibc's default");
 }
 
 /// What `owl` alone prints: what it is, and the commands to start with.

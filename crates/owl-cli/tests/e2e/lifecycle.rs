@@ -92,3 +92,33 @@ fn after_a_sigkill_the_restarted_daemon_stops_the_old_process_before_running_the
     assert_eq!(t["interruptions"], 1);
     assert_eq!(t["runs"][0]["outcome"]["outcome"], "interrupted");
 }
+
+#[test]
+fn the_daemon_runs_with_two_malloc_arenas_and_its_tasks_do_not_inherit_the_setting() {
+    if !cfg!(target_env = "gnu") || std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return skip("the arena limit applies on glibc when MALLOC_ARENA_MAX is not already set");
+    }
+    let environ = |pid: i32| -> Vec<String> {
+        let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        raw.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&tmp.path().join("a"), &[]);
+    // The process (same pid: it started itself again in place) began with the limit set,
+    // which is when glibc reads it.
+    assert!(environ(d.pid()).iter().any(|v| v == "MALLOC_ARENA_MAX=2"), "{:?}", environ(d.pid()));
+    let id = add(&d, &["--", "env"]);
+    d.wait_status(id, "succeeded");
+    let env = d.ok(&["logs", &id.to_string()]);
+    assert!(env.contains("OWL_TASK_ID="), "{env}");
+    assert!(
+        !env.contains("MALLOC_ARENA_MAX") && !env.contains("OWL_MALLOC_ARENAS_SET"),
+        "a task inherited the daemon's arena limit: {env}"
+    );
+    // A limit the user chose is theirs: kept, and seen by tasks as any variable is.
+    let mine = Daemon::start(&tmp.path().join("b"), &[("MALLOC_ARENA_MAX", "1")]);
+    assert!(environ(mine.pid()).iter().all(|v| v != "OWL_MALLOC_ARENAS_SET=1"), "started again although the user set a limit");
+    let id = add(&mine, &["--", "env"]);
+    mine.wait_status(id, "succeeded");
+    assert!(mine.ok(&["logs", &id.to_string()]).contains("MALLOC_ARENA_MAX=1"));
+}
