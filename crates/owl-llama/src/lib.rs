@@ -88,7 +88,10 @@ impl LocalModel {
             }
         };
         let path = slimmed.as_path();
-        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+        // Read, not mapped: llama.cpp repacks some matrices into a layout of its own, and the
+        // mapped pages it read them from would stay resident beside the copy (13 MiB for
+        // gemma-3-270m). Read into memory, every weight is held once.
+        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default().with_use_mmap(false))
             .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
         let threads = if threads == 0 { std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(2) } else { threads as i32 };
         let context = if context == 0 { 8192 } else { context }.min(model.n_ctx_train().max(512));
