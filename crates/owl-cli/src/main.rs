@@ -150,7 +150,8 @@ const MALLOC_ARENAS: &str = "2";
 /// a daemon whose agent ran on a blocking thread, and whose embedder ran on another, holds
 /// tens of megabytes it no longer uses (BENCHMARKS.md, footprint). glibc reads the limit from
 /// the environment only when a process starts, so the daemon starts itself once more with it
-/// set. A `MALLOC_ARENA_MAX` the user chose is kept; when the re-execution fails the daemon
+/// set. A limit the user chose (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in
+/// `GLIBC_TUNABLES`) is kept; when the re-execution fails the daemon
 /// goes on as it is. Runs before any thread exists, so changing the environment is sound.
 fn few_malloc_arenas() {
     if std::env::var_os(ARENAS_SET_VAR).is_some() {
@@ -159,7 +160,8 @@ fn few_malloc_arenas() {
         std::env::remove_var("MALLOC_ARENA_MAX");
         return;
     }
-    if !cfg!(all(target_os = "linux", target_env = "gnu")) || std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+    let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.arena_max"));
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) || std::env::var_os("MALLOC_ARENA_MAX").is_some() || tuned {
         return;
     }
     let Ok(exe) = std::env::current_exe() else { return };

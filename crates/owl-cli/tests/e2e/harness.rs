@@ -59,6 +59,9 @@ impl Daemon {
         cmd.args(["--data-dir", self.dir.to_str().unwrap(), "daemon", "--listen", "127.0.0.1:0"])
             .env_remove("OWL_DATA_DIR")
             .env_remove("OWL_CONFIG")
+            // The daemon sets its own malloc arena limit unless one is given (a test gives it).
+            .env_remove("MALLOC_ARENA_MAX")
+            .env_remove("GLIBC_TUNABLES")
             .env("XDG_CONFIG_HOME", xdg(&self.dir))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
